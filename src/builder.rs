@@ -1,0 +1,251 @@
+//! [`CacheBuilder`]: every knob of a [`Cache`], validated once.
+
+use crate::cache::Cache;
+use crate::clock::{Clock, SystemClock};
+use crate::error::BuildError;
+use crate::hash::DefaultHashBuilder;
+use crate::listener::{Listener, RemovalCause};
+use crate::policy::Policy;
+use crate::sync::Arc;
+use crate::weigher::{Weigher, Weights};
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// The longest `time_to_live` / `time_to_idle` accepted, in days.
+pub const MAX_TTL_DAYS: u64 = 10 * 365;
+
+/// Entries per shard below which the default configuration adds no more shards.
+const MIN_ENTRIES_PER_SHARD: u64 = 2048;
+
+/// Configures and builds a [`Cache`]. Setters consume the builder; nothing is
+/// checked until [`build`](Self::build), which never panics.
+///
+/// ```
+/// use shardcache::{Cache, Policy};
+/// use std::time::Duration;
+///
+/// let cache: Cache<String, u64> = Cache::builder()
+///     .max_capacity(10_000)
+///     .policy(Policy::tiny_lfu())
+///     .time_to_live(Duration::from_secs(300))
+///     .time_to_idle(Duration::from_secs(60))
+///     .build()?;
+/// assert_eq!(cache.max_capacity(), 10_000);
+/// # Ok::<(), shardcache::BuildError>(())
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
+    pub(crate) max_capacity: Option<u64>,
+    pub(crate) weigher: Weights<K, V>,
+    pub(crate) shards: Option<usize>,
+    pub(crate) policy: Policy,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) tti: Option<Duration>,
+    pub(crate) listener: Option<Listener<K, V>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) hasher: S,
+    _types: PhantomData<fn(K, V)>,
+}
+
+impl<K, V> Default for CacheBuilder<K, V> {
+    fn default() -> Self {
+        Self {
+            max_capacity: None,
+            weigher: Weights::Unit,
+            shards: None,
+            policy: Policy::default(),
+            ttl: None,
+            tti: None,
+            listener: None,
+            clock: Arc::new(SystemClock::new()),
+            hasher: DefaultHashBuilder::default(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V, S> fmt::Debug for CacheBuilder<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("max_capacity", &self.max_capacity)
+            .field("weighted", &matches!(self.weigher, Weights::Custom(_)))
+            .field("shards", &self.shards)
+            .field("policy", &self.policy)
+            .field("time_to_live", &self.ttl)
+            .field("time_to_idle", &self.tti)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> CacheBuilder<K, V> {
+    /// A builder with the defaults: unbounded, [`Policy::tiny_lfu`], no expiry,
+    /// the system clock and [`DefaultHashBuilder`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<K, V, S> CacheBuilder<K, V, S> {
+    /// The most entries the cache holds, or with a [`weigher`](Self::weigher)
+    /// the most total weight. Unset means unbounded.
+    pub fn max_capacity(mut self, max: u64) -> Self {
+        self.max_capacity = Some(max);
+        self
+    }
+
+    /// Weighs entries, making `max_capacity` a bound on total weight.
+    /// See [`Weigher`] for the contract.
+    pub fn weigher(mut self, weigher: impl Weigher<K, V>) -> Self {
+        self.weigher = Weights::Custom(Arc::new(weigher));
+        self
+    }
+
+    /// The number of shards: a power of two. By default, four per CPU, fewer
+    /// when the capacity is small (each shard keeps at least ~2048 entries
+    /// so that per-shard eviction stays close to global eviction).
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// The eviction policy; see [`Policy`].
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Every entry expires this long after it was written (unless inserted
+    /// with its own TTL).
+    pub fn time_to_live(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Every entry expires after going this long without being read or written.
+    pub fn time_to_idle(mut self, tti: Duration) -> Self {
+        self.tti = Some(tti);
+        self
+    }
+
+    /// Called with each removed entry and why it left, outside the shard's
+    /// lock. See [`RemovalCause`].
+    ///
+    /// ```
+    /// use shardcache::{Cache, RemovalCause};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let cache: Cache<u32, u32> = Cache::builder()
+    ///     .max_capacity(10)
+    ///     .eviction_listener(move |k, _v, cause| log.lock().unwrap().push((k, cause)))
+    ///     .build()?;
+    /// cache.insert(1, 1);
+    /// cache.remove(&1);
+    /// assert_eq!(*seen.lock().unwrap(), vec![(1, RemovalCause::Removed)]);
+    /// # Ok::<(), shardcache::BuildError>(())
+    /// ```
+    pub fn eviction_listener(mut self, listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// The time source; use a [`MockClock`](crate::MockClock) in tests.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The hasher for keys.
+    pub fn hasher<S2>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
+        CacheBuilder {
+            max_capacity: self.max_capacity,
+            weigher: self.weigher,
+            shards: self.shards,
+            policy: self.policy,
+            ttl: self.ttl,
+            tti: self.tti,
+            listener: self.listener,
+            clock: self.clock,
+            hasher,
+            _types: PhantomData,
+        }
+    }
+
+    /// Checks the settings and builds the cache.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the first setting that cannot work: a zero
+    /// capacity, a shard count that is not a power of two, a zero or overlong
+    /// TTL or TTI.
+    pub fn build(self) -> Result<Cache<K, V, S>, BuildError>
+    where
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        S: BuildHasher + Clone + Send + Sync + 'static,
+    {
+        if self.max_capacity == Some(0) {
+            return Err(BuildError::ZeroCapacity);
+        }
+        if let Some(n) = self.shards {
+            if !n.is_power_of_two() || n > 1 << 16 {
+                return Err(BuildError::InvalidShards(n));
+            }
+        }
+        check_duration("time_to_live", self.ttl)?;
+        check_duration("time_to_idle", self.tti)?;
+        Ok(Cache::from_builder(self))
+    }
+
+    /// The shard count to use: the user's, or the default rule.
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(4, usize::from);
+            let by_cpu = (cpus * 4).next_power_of_two();
+            let by_capacity = match self.max_capacity {
+                Some(c) => (c / MIN_ENTRIES_PER_SHARD).max(1).next_power_of_two() as usize,
+                None => by_cpu,
+            };
+            by_cpu.min(by_capacity).max(1)
+        })
+    }
+}
+
+fn check_duration(name: &'static str, d: Option<Duration>) -> Result<(), BuildError> {
+    match d {
+        Some(d) if d.is_zero() => Err(BuildError::ZeroDuration(name)),
+        Some(d) if d > Duration::from_secs(MAX_TTL_DAYS * 86_400) => Err(BuildError::DurationTooLong(name)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_settings_fail_build() {
+        let b = || CacheBuilder::<u32, u32>::new().max_capacity(10);
+        assert_eq!(b().max_capacity(0).build().err(), Some(BuildError::ZeroCapacity));
+        assert_eq!(b().shards(3).build().err(), Some(BuildError::InvalidShards(3)));
+        assert_eq!(b().shards(0).build().err(), Some(BuildError::InvalidShards(0)));
+        assert_eq!(
+            b().time_to_live(Duration::ZERO).build().err(),
+            Some(BuildError::ZeroDuration("time_to_live"))
+        );
+        assert_eq!(
+            b().time_to_idle(Duration::from_secs(u64::MAX)).build().err(),
+            Some(BuildError::DurationTooLong("time_to_idle"))
+        );
+        assert!(b().shards(4).build().is_ok());
+    }
+
+    #[test]
+    fn default_shards_follow_capacity() {
+        assert_eq!(CacheBuilder::<u32, u32>::new().max_capacity(250).shard_count(), 1);
+        assert!(CacheBuilder::<u32, u32>::new().max_capacity(1 << 20).shard_count() >= 4);
+    }
+}

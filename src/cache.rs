@@ -1,0 +1,509 @@
+//! [`Cache`]: the handle users hold. Hashes a key once, picks its shard from
+//! the hash's middle bits, locks that shard and delegates.
+
+use crate::builder::CacheBuilder;
+use crate::clock::Millis;
+use crate::error::CapacityError;
+use crate::expiry::deadline_after;
+use crate::hash::{hash_of, shard_index, DefaultHashBuilder};
+use crate::listener::{Listener, RemovalCause, Removed};
+use crate::loader::Flights;
+use crate::policy::HillClimber;
+use crate::shard::{Env, Inserted, LazyNow, Lookup, Shard};
+use crate::stats::{CacheStats, Counter, StatsCounters};
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering, RwLock};
+use crate::weigher::Weights;
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
+
+/// A concurrent, sharded, bounded cache. Cloning it is cheap and gives another
+/// handle to the same cache.
+///
+/// ```
+/// use shardcache::Cache;
+/// use std::sync::Arc;
+///
+/// let cache: Cache<String, Arc<str>> = Cache::new(1_000);
+/// cache.insert("user:1".to_string(), Arc::from("Ada"));
+/// assert_eq!(cache.get("user:1").as_deref(), Some("Ada"));
+/// assert!(cache.contains_key("user:1"));
+/// assert_eq!(cache.remove("user:1").as_deref(), Some("Ada"));
+/// assert!(cache.is_empty());
+/// ```
+pub struct Cache<K, V, S = DefaultHashBuilder> {
+    pub(crate) inner: Arc<Inner<K, V, S>>,
+}
+
+pub(crate) struct Inner<K, V, S> {
+    shards: Box<[RwLock<Shard<K, V>>]>,
+    mask: usize,
+    hasher: S,
+    weights: Weights<K, V>,
+    clock: Millis,
+    ttl: Option<Duration>,
+    tti: Option<u64>,
+    listener: Option<Listener<K, V>>,
+    stats: StatsCounters,
+    climber: Option<Mutex<HillClimber>>,
+    /// The window share (f64 bits) the climber last chose.
+    window: AtomicU64,
+    max_capacity: u64,
+    pub(crate) flights: Flights<K, V>,
+}
+
+impl<K, V, S> Clone for Cache<K, V, S> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+impl<K, V, S> fmt::Debug for Cache<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("shards", &self.inner.shards.len())
+            .field("max_capacity", &self.inner.max_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> Cache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A cache of at most `max_capacity` entries with the default settings.
+    /// A `max_capacity` of 0 is treated as 1.
+    pub fn new(max_capacity: u64) -> Self {
+        Self::from_builder(CacheBuilder::new().max_capacity(max_capacity.max(1)))
+    }
+
+    /// A builder for every other setting.
+    pub fn builder() -> CacheBuilder<K, V> {
+        CacheBuilder::new()
+    }
+}
+
+/// How often (in inserts per shard) the hill climber is consulted.
+const CLIMB_EVERY: u64 = 128;
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    pub(crate) fn from_builder(b: CacheBuilder<K, V, S>) -> Self {
+        let shards = b.shard_count();
+        let max_capacity = b.max_capacity.unwrap_or(u64::MAX);
+        let per_shard = max_capacity.div_ceil(shards as u64).max(1);
+        let unit = matches!(b.weigher, Weights::Unit);
+        let presize = if unit { per_shard.min(1 << 16) as usize } else { 0 };
+        let sketch_entries = if unit { per_shard.min(1 << 24) as usize } else { 1 << 12 };
+        let seed = b.hasher.hash_one(0x5EED_u64);
+        let built: Box<[_]> = (0..shards)
+            .map(|i| {
+                let state = b.policy.state(sketch_entries);
+                RwLock::new(Shard::new(per_shard, state, true, presize, seed.wrapping_add(i as u64)))
+            })
+            .collect();
+        let climber = b.policy.is_adaptive().then(|| Mutex::new(HillClimber::new(max_capacity.min(1 << 40))));
+        Self {
+            inner: Arc::new(Inner {
+                shards: built,
+                mask: shards - 1,
+                hasher: b.hasher,
+                weights: b.weigher,
+                clock: Millis::new(b.clock),
+                ttl: b.ttl,
+                tti: b.tti.map(crate::expiry::ttl_ms),
+                listener: b.listener,
+                stats: StatsCounters::new(),
+                climber,
+                window: AtomicU64::new(HillClimber::initial_window().to_bits()),
+                max_capacity,
+                flights: Flights::new(shards),
+            }),
+        }
+    }
+
+    #[inline]
+    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, usize) {
+        let hash = hash_of(&self.inner.hasher, key);
+        (hash, shard_index(hash, self.inner.mask))
+    }
+
+    fn env(&self) -> Env<'_, K, V, S> {
+        Env {
+            hasher: &self.inner.hasher,
+            weights: &self.inner.weights,
+            now: self.inner.clock.now(),
+            tti: self.inner.tti,
+            window: f64::from_bits(self.inner.window.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// The value for `key`, if present and not expired. Counts a hit or a miss.
+    ///
+    /// Takes the shard's read lock, records the access with at most one atomic
+    /// compare-and-swap on the entry, and clones the value: use `Arc<T>` for
+    /// values that are expensive to clone.
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, s) = self.locate(key);
+        let now = LazyNow::new(|| self.inner.clock.now());
+        let found = match self.inner.shards[s].read().get(hash, key, &now, self.inner.tti) {
+            Lookup::Hit(v) => Some(v.clone()),
+            Lookup::Miss | Lookup::Expired => None,
+        };
+        self.inner.stats.bump(if found.is_some() { Counter::Hit } else { Counter::Miss });
+        found
+    }
+
+    /// The value and its remaining time to live (`None` inside: no expiry),
+    /// without counting an access.
+    pub fn get_with_ttl<Q>(&self, key: &Q) -> Option<(V, Option<Duration>)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, s) = self.locate(key);
+        let now = LazyNow::new(|| self.inner.clock.now());
+        let shard = self.inner.shards[s].read();
+        let found = shard.peek(hash, key, &now, self.inner.tti)?;
+        let ttl = found.deadline.map(|d| Duration::from_millis(d.saturating_sub(now.get())));
+        Some((found.value.clone(), ttl))
+    }
+
+    /// The remaining time to live of a live `key`: `None` if absent or
+    /// expired, `Some(None)` if it never expires.
+    pub fn ttl<Q>(&self, key: &Q) -> Option<Option<Duration>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, s) = self.locate(key);
+        let now = LazyNow::new(|| self.inner.clock.now());
+        let shard = self.inner.shards[s].read();
+        let found = shard.peek(hash, key, &now, self.inner.tti)?;
+        Some(found.deadline.map(|d| Duration::from_millis(d.saturating_sub(now.get()))))
+    }
+
+    /// Whether a live entry for `key` exists. Does not count as an access.
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, s) = self.locate(key);
+        let now = LazyNow::new(|| self.inner.clock.now());
+        self.inner.shards[s].read().peek(hash, key, &now, self.inner.tti).is_some()
+    }
+
+    /// Inserts or replaces `key` with the cache's default time to live.
+    ///
+    /// If the cache's policy never evicts and it is full, the entry is
+    /// dropped (and counted in `rejections`); use [`try_insert`](Self::try_insert)
+    /// to get it back.
+    pub fn insert(&self, key: K, value: V) {
+        let _ = self.try_insert_inner(key, value, Expire::Default);
+    }
+
+    /// Inserts or replaces `key`, expiring `ttl` from now whatever the cache's
+    /// default.
+    ///
+    /// ```
+    /// use shardcache::{Cache, MockClock};
+    /// use std::time::Duration;
+    /// let clock = MockClock::new();
+    /// let cache: Cache<&str, &str> = Cache::builder().max_capacity(10).clock(clock.clone()).build()?;
+    /// cache.insert_with_ttl("otp", "123456", Duration::from_secs(30));
+    /// assert_eq!(cache.ttl("otp"), Some(Some(Duration::from_secs(30))));
+    /// clock.advance(Duration::from_secs(30));
+    /// assert_eq!(cache.get("otp"), None);
+    /// # Ok::<(), shardcache::BuildError>(())
+    /// ```
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        let _ = self.try_insert_inner(key, value, Expire::After(ttl));
+    }
+
+    /// Inserts or replaces `key`, handing it back when it does not fit.
+    ///
+    /// # Errors
+    ///
+    /// [`CapacityError`] (with the key and value) when the cache is full and
+    /// its policy never evicts, or when the entry alone weighs more than a
+    /// shard's share of the capacity.
+    pub fn try_insert(&self, key: K, value: V) -> Result<(), CapacityError<K, V>> {
+        self.try_insert_inner(key, value, Expire::Default)
+    }
+
+    /// Like [`try_insert`](Self::try_insert) with an explicit expiry: `Some(ttl)`
+    /// or `None` for none at all (ignoring the cache's default).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_insert`](Self::try_insert).
+    pub fn try_insert_with_expiry(&self, key: K, value: V, ttl: Option<Duration>) -> Result<(), CapacityError<K, V>> {
+        self.try_insert_inner(key, value, ttl.map_or(Expire::Never, Expire::After))
+    }
+
+    fn try_insert_inner(&self, key: K, value: V, expire: Expire) -> Result<(), CapacityError<K, V>> {
+        let (hash, s) = self.locate(&key);
+        let env = self.env();
+        let deadline = match expire {
+            Expire::Default => self.inner.ttl.map(|t| deadline_after(env.now, t)),
+            Expire::After(t) => Some(deadline_after(env.now, t)),
+            Expire::Never => None,
+        };
+        let mut removed = Vec::new();
+        let (result, climb) = {
+            let mut shard = self.inner.shards[s].write();
+            let r = shard.insert(&env, hash, key, value, deadline, &mut removed);
+            (r, shard.tick(CLIMB_EVERY))
+        };
+        let result = match result {
+            Ok(Inserted::New) => {
+                self.inner.stats.bump(Counter::Insert);
+                Ok(())
+            }
+            Ok(Inserted::Replaced) => {
+                self.inner.stats.bump(Counter::Update);
+                Ok(())
+            }
+            Err((key, value)) => {
+                self.inner.stats.bump(Counter::Rejection);
+                Err(CapacityError { key, value })
+            }
+        };
+        self.notify(removed);
+        if climb {
+            self.climb();
+        }
+        result
+    }
+
+    /// Lets the hill climber retune the window if a sample is complete.
+    fn climb(&self) {
+        let Some(climber) = &self.inner.climber else { return };
+        let Some(mut climber) = climber.try_lock() else { return };
+        let (hits, misses) = (self.inner.stats.sum(Counter::Hit), self.inner.stats.sum(Counter::Miss));
+        if let Some(window) = climber.climb(hits, misses) {
+            self.inner.window.store(window.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// Counts removals and hands them to the listener, with no lock held.
+    fn notify(&self, removed: Removed<K, V>) {
+        for (k, v, cause) in removed {
+            match cause {
+                RemovalCause::Evicted => self.inner.stats.bump(Counter::Eviction),
+                RemovalCause::Expired => self.inner.stats.bump(Counter::Expiration),
+                RemovalCause::Removed => self.inner.stats.bump(Counter::Removal),
+                RemovalCause::Replaced => {}
+            }
+            if let Some(listener) = &self.inner.listener {
+                listener(k, v, cause);
+            }
+        }
+    }
+
+    /// Removes `key`, returning its value if it was live.
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, s) = self.locate(key);
+        let env = self.env();
+        let taken = self.inner.shards[s].write().remove(&env, hash, key);
+        let ((k, v), expired) = taken?;
+        let cause = if expired { RemovalCause::Expired } else { RemovalCause::Removed };
+        let live = (!expired).then(|| v.clone());
+        self.notify(vec![(k, v, cause)]);
+        live
+    }
+
+    /// Sets (`Some`) or clears (`None`) the time to live of a live `key`.
+    /// Returns false if there is no live entry.
+    pub fn set_ttl<Q>(&self, key: &Q, ttl: Option<Duration>) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, s) = self.locate(key);
+        let env = self.env();
+        let deadline = ttl.map(|t| deadline_after(env.now, t));
+        self.inner.shards[s].write().set_expiry(&env, hash, key, deadline)
+    }
+
+    /// The number of entries, including expired ones not yet reclaimed.
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.read().len()).sum()
+    }
+
+    /// Whether the cache holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sum of entry weights (the entry count without a weigher).
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.shards.iter().map(|s| s.read().weight()).sum()
+    }
+
+    /// The configured capacity (`u64::MAX` when unbounded).
+    pub fn max_capacity(&self) -> u64 {
+        self.inner.max_capacity
+    }
+
+    /// Removes every entry. The listener sees each with [`RemovalCause::Removed`].
+    pub fn clear(&self) {
+        for shard in self.inner.shards.iter() {
+            let mut removed = Vec::new();
+            shard.write().clear(&mut removed);
+            self.notify(removed);
+        }
+    }
+
+    /// Keeps only the live entries for which `keep` returns true; expired
+    /// entries go too. Locks one shard at a time.
+    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
+        for shard in self.inner.shards.iter() {
+            let env = self.env();
+            let mut removed = Vec::new();
+            shard.write().retain(&env, &mut keep, &mut removed);
+            self.notify(removed);
+        }
+    }
+
+    /// Removes every entry for which `predicate` returns true (the inverse of
+    /// [`retain`](Self::retain)).
+    pub fn invalidate_if(&self, mut predicate: impl FnMut(&K, &V) -> bool) {
+        self.retain(|k, v| !predicate(k, v));
+    }
+
+    /// Removes expired entries now rather than as writes come. Visits only
+    /// the entries that can expire.
+    pub fn purge_expired(&self) {
+        for shard in self.inner.shards.iter() {
+            let env = self.env();
+            let mut removed = Vec::new();
+            shard.write().purge_expired(&env, &mut removed);
+            self.notify(removed);
+        }
+    }
+
+    /// A snapshot of the counters. See [`CacheStats`].
+    pub fn stats(&self) -> CacheStats {
+        self.inner.stats.snapshot()
+    }
+
+    /// Zeroes the counters.
+    pub fn reset_stats(&self) {
+        self.inner.stats.reset();
+    }
+
+    /// The live entries, cloned. Each shard is copied under its read lock, one
+    /// shard at a time: the result is consistent within a shard, and a write
+    /// racing with the iteration may or may not be seen. Not counted as accesses.
+    ///
+    /// ```
+    /// let cache = shardcache::Cache::<u32, u32>::new(100);
+    /// for i in 0..10 { cache.insert(i, i * i); }
+    /// let mut all: Vec<_> = cache.iter().collect();
+    /// all.sort();
+    /// assert_eq!(all[3], (3, 9));
+    /// ```
+    pub fn iter(&self) -> Iter<K, V>
+    where
+        K: Clone,
+    {
+        Iter { shards: self.shard_snapshots(), current: Vec::new().into_iter() }
+    }
+
+    fn shard_snapshots(&self) -> Vec<Vec<(K, V)>>
+    where
+        K: Clone,
+    {
+        let now = LazyNow::new(|| self.inner.clock.now());
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| {
+                let mut out = Vec::new();
+                shard.read().for_each_live(&now, self.inner.tti, |k, v| out.push((k.clone(), v.clone())));
+                out
+            })
+            .collect()
+    }
+
+    /// The number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// Wall-clock Unix milliseconds from the cache's clock (what persistence writes).
+    pub fn wall_clock_ms(&self) -> u64 {
+        self.inner.clock.wall_now()
+    }
+
+    pub(crate) fn peek_value<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, s) = self.locate(key);
+        let now = LazyNow::new(|| self.inner.clock.now());
+        let shard = self.inner.shards[s].read();
+        shard.peek(hash, key, &now, self.inner.tti).map(|f| f.value.clone())
+    }
+
+    pub(crate) fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
+        self.locate(key).1
+    }
+
+    #[cfg(test)]
+    pub(crate) fn validate(&self) {
+        for shard in self.inner.shards.iter() {
+            shard.read().validate(&self.inner.hasher, &self.inner.weights);
+        }
+    }
+}
+
+/// How an insert sets the entry's deadline.
+enum Expire {
+    Default,
+    After(Duration),
+    Never,
+}
+
+/// The entries of a [`Cache`], from [`Cache::iter`].
+pub struct Iter<K, V> {
+    shards: Vec<Vec<(K, V)>>,
+    current: std::vec::IntoIter<(K, V)>,
+}
+
+impl<K, V> Iterator for Iter<K, V> {
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<(K, V)> {
+        loop {
+            if let Some(item) = self.current.next() {
+                return Some(item);
+            }
+            self.current = self.shards.pop()?.into_iter();
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for Iter<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter").finish_non_exhaustive()
+    }
+}

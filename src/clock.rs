@@ -1,0 +1,161 @@
+//! Where the cache's time comes from.
+//!
+//! Inside, expiry runs on a monotonic clock so a wall-clock jump never expires
+//! or revives entries; what goes to disk is wall-clock Unix milliseconds, so a
+//! TTL survives a restart. [`MockClock`] drives both by hand in tests.
+
+use crate::sync::{Arc, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A source of time for a cache.
+///
+/// Implement it to control time yourself; [`SystemClock`] is the default and
+/// [`MockClock`] is for tests.
+pub trait Clock: Send + Sync + 'static {
+    /// Monotonic time elapsed since a fixed origin of this clock's choosing.
+    /// Must never go backwards.
+    fn monotonic(&self) -> Duration;
+
+    /// Wall-clock time since the Unix epoch, used for what is written to disk.
+    fn wall(&self) -> Duration;
+}
+
+/// The real clock: [`Instant`] for expiry, [`SystemTime`] for persistence.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock {
+    origin: Instant,
+}
+
+impl SystemClock {
+    /// A clock whose monotonic origin is now.
+    pub fn new() -> Self {
+        Self { origin: Instant::now() }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SystemClock {
+    #[inline]
+    fn monotonic(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn wall(&self) -> Duration {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+    }
+}
+
+/// A clock that only moves when told to. Clones share the same time.
+///
+/// ```
+/// use shardcache::{Cache, MockClock};
+/// use std::time::Duration;
+///
+/// let clock = MockClock::new();
+/// let cache: Cache<&str, u32> = Cache::builder()
+///     .max_capacity(100)
+///     .time_to_live(Duration::from_secs(10))
+///     .clock(clock.clone())
+///     .build()?;
+/// cache.insert("a", 1);
+/// clock.advance(Duration::from_secs(9));
+/// assert_eq!(cache.get("a"), Some(1));
+/// clock.advance(Duration::from_secs(1));
+/// assert_eq!(cache.get("a"), None);
+/// # Ok::<(), shardcache::BuildError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MockClock {
+    inner: Arc<MockTime>,
+}
+
+#[derive(Debug, Default)]
+struct MockTime {
+    monotonic_nanos: AtomicU64,
+    wall_offset_nanos: AtomicU64,
+}
+
+impl MockClock {
+    /// A clock at monotonic zero whose wall clock reads 2024-01-01T00:00:00Z.
+    pub fn new() -> Self {
+        let clock = Self::default();
+        clock.set_wall(Duration::from_secs(1_704_067_200));
+        clock
+    }
+
+    /// Moves both the monotonic and the wall clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.monotonic_nanos.fetch_add(nanos, Ordering::SeqCst);
+    }
+
+    /// Sets the wall clock (time since the Unix epoch) at the current monotonic instant.
+    pub fn set_wall(&self, since_epoch: Duration) {
+        let now = self.inner.monotonic_nanos.load(Ordering::SeqCst);
+        let wall = u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.wall_offset_nanos.store(wall.wrapping_sub(now), Ordering::SeqCst);
+    }
+}
+
+impl Clock for MockClock {
+    fn monotonic(&self) -> Duration {
+        Duration::from_nanos(self.inner.monotonic_nanos.load(Ordering::SeqCst))
+    }
+
+    fn wall(&self) -> Duration {
+        let now = self.inner.monotonic_nanos.load(Ordering::SeqCst);
+        Duration::from_nanos(self.inner.wall_offset_nanos.load(Ordering::SeqCst).wrapping_add(now))
+    }
+}
+
+/// The cache's view of a clock: milliseconds, the resolution of every deadline.
+#[derive(Clone)]
+pub(crate) struct Millis {
+    clock: Arc<dyn Clock>,
+}
+
+impl Millis {
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
+        Self { clock }
+    }
+
+    /// Monotonic milliseconds since the clock's origin.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.clock.monotonic().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Wall-clock Unix milliseconds.
+    pub(crate) fn wall_now(&self) -> u64 {
+        u64::try_from(self.clock.wall().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mock_clock_moves_only_when_told() {
+        let c = MockClock::new();
+        let w = c.wall();
+        assert_eq!(c.monotonic(), Duration::ZERO);
+        c.advance(Duration::from_millis(1500));
+        assert_eq!(c.monotonic(), Duration::from_millis(1500));
+        assert_eq!(c.wall() - w, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn system_clock_is_monotonic() {
+        let c = SystemClock::new();
+        let a = c.monotonic();
+        let b = c.monotonic();
+        assert!(b >= a);
+        assert!(c.wall() > Duration::from_secs(1_600_000_000));
+    }
+}

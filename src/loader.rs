@@ -1,0 +1,320 @@
+//! Single-flight loading: when many callers miss the same key at once, one
+//! runs the loader and the rest wait for its result.
+//!
+//! The caller that finds no load in flight becomes the *leader* and holds a
+//! [`LoadGuard`]. Finishing stores the value, then wakes every waiter with it
+//! (or with the loader's error, which is not cached). Dropping the guard
+//! without finishing (the loader panicked, or an async leader was cancelled)
+//! wakes the waiters to try again, one of them becoming the next leader; no
+//! `catch_unwind` is needed. Sync waiters block on a condition variable; async
+//! waiters park their task's waker, so no executor thread is blocked and any
+//! runtime works.
+
+use crate::cache::Cache;
+use crate::sync::{Arc, Condvar, Mutex};
+use std::any::Any;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+type ErrBox = Arc<dyn Any + Send + Sync>;
+type FlightMap<K, V> = hashbrown::HashMap<K, Arc<Flight<V>>, ahash::RandomState>;
+
+/// In-flight loads, one map per shard.
+pub(crate) struct Flights<K, V> {
+    maps: Box<[Mutex<FlightMap<K, V>>]>,
+}
+
+impl<K, V> Flights<K, V> {
+    pub(crate) fn new(shards: usize) -> Self {
+        Self { maps: (0..shards).map(|_| Mutex::new(FlightMap::default())).collect() }
+    }
+}
+
+pub(crate) struct Flight<V> {
+    state: Mutex<State<V>>,
+    done: Condvar,
+}
+
+enum State<V> {
+    Loading(Vec<Waker>),
+    Done(Result<V, ErrBox>),
+    Abandoned,
+}
+
+/// What a waiter learns when the flight lands.
+enum Outcome<V> {
+    Value(V),
+    Error(ErrBox),
+    Retry,
+}
+
+impl<V: Clone> Flight<V> {
+    fn new() -> Self {
+        Self { state: Mutex::new(State::Loading(Vec::new())), done: Condvar::new() }
+    }
+
+    fn outcome(state: &State<V>) -> Option<Outcome<V>> {
+        match state {
+            State::Loading(_) => None,
+            State::Done(Ok(v)) => Some(Outcome::Value(v.clone())),
+            State::Done(Err(e)) => Some(Outcome::Error(e.clone())),
+            State::Abandoned => Some(Outcome::Retry),
+        }
+    }
+
+    fn wait(&self) -> Outcome<V> {
+        let mut state = self.state.lock();
+        loop {
+            if let Some(o) = Self::outcome(&state) {
+                return o;
+            }
+            self.done.wait(&mut state);
+        }
+    }
+
+    fn land(&self, end: State<V>) {
+        let wakers = match std::mem::replace(&mut *self.state.lock(), end) {
+            State::Loading(w) => w,
+            _ => Vec::new(),
+        };
+        self.done.notify_all();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// A future that resolves when a flight lands.
+struct WaitFlight<V> {
+    flight: Arc<Flight<V>>,
+}
+
+impl<V: Clone> Future for WaitFlight<V> {
+    type Output = Outcome<V>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<V>> {
+        let mut state = self.flight.state.lock();
+        if let Some(o) = Flight::outcome(&state) {
+            return Poll::Ready(o);
+        }
+        if let State::Loading(wakers) = &mut *state {
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// The leader's obligation to land its flight; dropping it unfinished lets a
+/// waiter take over.
+struct LoadGuard<'a, K, V, S>
+where
+    K: Hash + Eq,
+{
+    cache: &'a Cache<K, V, S>,
+    key: Option<K>,
+    flight: Arc<Flight<V>>,
+    shard: usize,
+}
+
+impl<K: Hash + Eq, V, S> LoadGuard<'_, K, V, S> {
+    fn unregister(&self, key: &K) {
+        self.cache.inner.flights.maps[self.shard].lock().remove(key);
+    }
+}
+
+impl<K, V, S> LoadGuard<'_, K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Stores a loaded value (before unregistering, so a newcomer sees either
+    /// the flight or the value) and wakes the waiters.
+    fn finish(mut self, result: Result<V, ErrBox>) {
+        if let Some(key) = self.key.take() {
+            if let Ok(v) = &result {
+                self.cache.insert(key.clone(), v.clone());
+            }
+            self.unregister(&key);
+        }
+        self.flight.land(State::Done(result));
+    }
+}
+
+impl<K: Hash + Eq, V, S> Drop for LoadGuard<'_, K, V, S> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.unregister(&key);
+            let wakers = match std::mem::replace(&mut *self.flight.state.lock(), State::Abandoned) {
+                State::Loading(w) => w,
+                _ => Vec::new(),
+            };
+            self.flight.done.notify_all();
+            wakers.into_iter().for_each(Waker::wake);
+        }
+    }
+}
+
+enum Role<'a, K: Hash + Eq, V, S> {
+    Ready(V),
+    Lead(LoadGuard<'a, K, V, S>),
+    Wait(Arc<Flight<V>>),
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    fn join(&self, key: &K) -> Role<'_, K, V, S> {
+        let shard = self.shard_of(key);
+        let mut map = self.inner.flights.maps[shard].lock();
+        if let Some(f) = map.get(key) {
+            return Role::Wait(f.clone());
+        }
+        if let Some(v) = self.peek_value(key) {
+            return Role::Ready(v);
+        }
+        let flight = Arc::new(Flight::new());
+        map.insert(key.clone(), flight.clone());
+        Role::Lead(LoadGuard { cache: self, key: Some(key.clone()), flight, shard })
+    }
+
+    /// The value for `key`, loading it with `init` on a miss. While one
+    /// caller's `init` runs, other callers for the same key wait for its value
+    /// instead of running their own.
+    ///
+    /// ```
+    /// use shardcache::Cache;
+    /// let cache: Cache<u32, String> = Cache::new(100);
+    /// let v = cache.get_or_insert_with(7, || "loaded".to_string());
+    /// assert_eq!(v, "loaded");
+    /// // Present now: the loader does not run again.
+    /// assert_eq!(cache.get_or_insert_with(7, || unreachable!()), "loaded");
+    /// ```
+    pub fn get_or_insert_with(&self, key: K, init: impl FnOnce() -> V) -> V {
+        match self.try_get_or_insert_with(key, || Ok::<V, std::convert::Infallible>(init())) {
+            Ok(v) => v,
+            Err(never) => match *never {},
+        }
+    }
+
+    /// Like [`get_or_insert_with`](Self::get_or_insert_with) with a loader
+    /// that can fail.
+    ///
+    /// # Errors
+    ///
+    /// The loader's error, shared by every caller that waited on that load.
+    /// Errors are not cached: the next call loads again.
+    ///
+    /// ```
+    /// use shardcache::Cache;
+    /// let cache: Cache<u32, u32> = Cache::new(100);
+    /// let err = cache.try_get_or_insert_with(1, || Err("db down")).unwrap_err();
+    /// assert_eq!(*err, "db down");
+    /// assert_eq!(cache.try_get_or_insert_with(1, || Ok::<_, &str>(5)), Ok(5));
+    /// ```
+    pub fn try_get_or_insert_with<E>(&self, key: K, init: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let mut init = Some(init);
+        loop {
+            if let Some(v) = self.get(&key) {
+                return Ok(v);
+            }
+            match self.join(&key) {
+                Role::Ready(v) => return Ok(v),
+                Role::Lead(guard) => {
+                    if let Some(init) = init.take() {
+                        return lead(guard, init());
+                    }
+                }
+                Role::Wait(flight) => {
+                    if let Some(r) = settle(flight.wait()) {
+                        return r;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The async form of [`get_or_insert_with`](Self::get_or_insert_with):
+    /// waiters await the leader's value without blocking a thread. Works on any
+    /// executor. If the leading task is cancelled, a waiter takes over.
+    pub async fn get_or_insert_with_async<F>(&self, key: K, init: F) -> V
+    where
+        F: Future<Output = V>,
+    {
+        let load = async { Ok::<V, std::convert::Infallible>(init.await) };
+        match self.try_get_or_insert_with_async(key, load).await {
+            Ok(v) => v,
+            Err(never) => match *never {},
+        }
+    }
+
+    /// The async form of [`try_get_or_insert_with`](Self::try_get_or_insert_with).
+    ///
+    /// # Errors
+    ///
+    /// The loader's error, shared by every caller that waited on that load.
+    pub async fn try_get_or_insert_with_async<E, F>(&self, key: K, init: F) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<V, E>>,
+    {
+        let mut init = Some(init);
+        loop {
+            if let Some(v) = self.get(&key) {
+                return Ok(v);
+            }
+            match self.join(&key) {
+                Role::Ready(v) => return Ok(v),
+                Role::Lead(guard) => {
+                    if let Some(init) = init.take() {
+                        return lead(guard, init.await);
+                    }
+                }
+                Role::Wait(flight) => {
+                    if let Some(r) = settle(WaitFlight { flight }.await) {
+                        return r;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Lands the leader's flight with the loader's result and returns it.
+fn lead<K, V, S, E>(guard: LoadGuard<'_, K, V, S>, result: Result<V, E>) -> Result<V, Arc<E>>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+    E: Send + Sync + 'static,
+{
+    match result {
+        Ok(v) => {
+            guard.finish(Ok(v.clone()));
+            Ok(v)
+        }
+        Err(e) => {
+            let e = Arc::new(e);
+            guard.finish(Err(e.clone() as ErrBox));
+            Err(e)
+        }
+    }
+}
+
+/// A waiter's result, or `None` to try again (the leader gave up, or failed
+/// with an error of another type).
+fn settle<V, E: Send + Sync + 'static>(outcome: Outcome<V>) -> Option<Result<V, Arc<E>>> {
+    match outcome {
+        Outcome::Value(v) => Some(Ok(v)),
+        Outcome::Error(e) => e.downcast::<E>().ok().map(Err),
+        Outcome::Retry => None,
+    }
+}

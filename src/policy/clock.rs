@@ -1,0 +1,66 @@
+//! CLOCK (second chance), the LRU approximation behind [`Policy::lru`](super::Policy::lru).
+
+use crate::slab::{List, Node};
+
+#[derive(Debug)]
+pub(crate) struct Clock {
+    ring: List,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Self { ring: List::new(0) }
+    }
+
+    pub(crate) fn on_insert(&mut self, nodes: &mut [Node], idx: u32) {
+        self.ring.push_front(nodes, idx);
+    }
+
+    pub(crate) fn on_remove(&mut self, nodes: &mut [Node], idx: u32) {
+        self.ring.unlink(nodes, idx);
+    }
+
+    pub(crate) fn on_relocate(&mut self, nodes: &mut [Node], from: u32, to: u32) {
+        self.ring.relocate(nodes, from, to);
+    }
+
+    /// The oldest entry not referenced since the hand last passed it.
+    pub(crate) fn victim(&mut self, nodes: &mut [Node]) -> Option<u32> {
+        // Each step clears a reference, so two passes always find a victim.
+        for _ in 0..=2 * self.ring.len {
+            let t = self.ring.tail;
+            if nodes[t as usize].take_hits() == 0 {
+                return Some(t);
+            }
+            self.ring.move_to_front(nodes, t);
+        }
+        None
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.ring.clear();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn linked(&self) -> usize {
+        self.ring.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_chance() {
+        let mut nodes: Vec<Node> = (0..3).map(|_| Node::new(0)).collect();
+        let mut c = Clock::new();
+        for i in 0..3 {
+            c.on_insert(&mut nodes, i);
+        }
+        nodes[0].record_hit(nodes[0].get());
+        assert_eq!(c.victim(&mut nodes), Some(1));
+        c.on_remove(&mut nodes, 1);
+        assert_eq!(c.victim(&mut nodes), Some(2));
+    }
+}

@@ -1,0 +1,183 @@
+//! Eviction strategies, chosen by value.
+//!
+//! [`Policy`] is what users pick; inside, a private enum holds each strategy's
+//! state and the shard calls its hooks, one `match` per hook. Policies see
+//! tokens and hashes, never keys or values, so their code is compiled once
+//! whatever the cache's types.
+//!
+//! The hook contract, which every strategy keeps:
+//!
+//! * `on_insert` links a new token; `on_remove` unlinks one that is leaving;
+//!   `on_relocate` follows a token the shard moved to fill a hole.
+//! * `victim` names the next entry to evict (still linked; the shard removes it
+//!   through `on_remove`) or `None` when nothing may be evicted.
+//! * Hits never call the policy: readers bump the hit counter in the node's
+//!   meta word, and the policy reads and clears it when it next looks.
+
+mod clock;
+pub(crate) mod sketch;
+mod tinylfu;
+
+use crate::slab::Node;
+use std::fmt;
+use std::str::FromStr;
+
+pub(crate) use tinylfu::HillClimber;
+
+/// An eviction strategy for a [`Cache`](crate::Cache).
+///
+/// ```
+/// use shardcache::{Cache, Policy};
+/// let cache: Cache<u64, u64> = Cache::builder()
+///     .max_capacity(1_000)
+///     .policy(Policy::lru())
+///     .build()?;
+/// # Ok::<(), shardcache::BuildError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Policy {
+    kind: PolicyKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+enum PolicyKind {
+    #[default]
+    TinyLfu,
+    Lru,
+}
+
+impl Policy {
+    /// The default: adaptive W-TinyLFU over CLOCK-ordered segments.
+    ///
+    /// New entries enter a small recency window; when it overflows, its oldest
+    /// entry competes for a place in the main area against main's coldest entry,
+    /// and wins only if a frequency sketch says it has been asked for more often.
+    /// That keeps one-off scans from flushing the cache. The window's size is
+    /// tuned by hill climbing on the observed hit ratio, as Caffeine does, so
+    /// recency-heavy workloads get a large window and frequency-heavy ones a
+    /// small one. Hits only bump an atomic counter in the entry.
+    pub fn tiny_lfu() -> Self {
+        Self { kind: PolicyKind::TinyLfu }
+    }
+
+    /// Least recently used, approximated by CLOCK (second chance): a hit sets a
+    /// reference count, and eviction passes over referenced entries once,
+    /// clearing them, before evicting an unreferenced one.
+    pub fn lru() -> Self {
+        Self { kind: PolicyKind::Lru }
+    }
+
+    /// The policy's name, as [`FromStr`] accepts it.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            PolicyKind::TinyLfu => "tinylfu",
+            PolicyKind::Lru => "lru",
+        }
+    }
+
+    /// Whether the cache's window should be tuned by the hill climber.
+    pub(crate) fn is_adaptive(&self) -> bool {
+        self.kind == PolicyKind::TinyLfu
+    }
+
+    pub(crate) fn state(&self, capacity: usize) -> PolicyState {
+        match self.kind {
+            PolicyKind::TinyLfu => PolicyState::TinyLfu(Box::new(tinylfu::TinyLfu::new(capacity))),
+            PolicyKind::Lru => PolicyState::Clock(clock::Clock::new()),
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A policy name [`Policy::from_str`] does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown eviction policy {0:?} (expected one of: tinylfu, lru)")]
+pub struct UnknownPolicy(pub String);
+
+impl FromStr for Policy {
+    type Err = UnknownPolicy;
+
+    /// Parses a policy name, case-insensitively.
+    ///
+    /// ```
+    /// use shardcache::Policy;
+    /// assert_eq!("LRU".parse::<Policy>(), Ok(Policy::lru()));
+    /// assert!("mru".parse::<Policy>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "tinylfu" | "w-tinylfu" | "default" => Ok(Self::tiny_lfu()),
+            "lru" => Ok(Self::lru()),
+            _ => Err(UnknownPolicy(s.to_owned())),
+        }
+    }
+}
+
+/// How the shard asks for a token's hash (recomputed from its key).
+pub(crate) type HashOf<'a> = &'a dyn Fn(u32) -> u64;
+
+/// A strategy's state inside one shard.
+#[derive(Debug)]
+pub(crate) enum PolicyState {
+    TinyLfu(Box<tinylfu::TinyLfu>),
+    Clock(clock::Clock),
+}
+
+impl PolicyState {
+    pub(crate) fn on_insert(&mut self, nodes: &mut [Node], idx: u32, hash: u64) {
+        match self {
+            Self::TinyLfu(p) => p.on_insert(nodes, idx, hash),
+            Self::Clock(p) => p.on_insert(nodes, idx),
+        }
+    }
+
+    pub(crate) fn on_remove(&mut self, nodes: &mut [Node], idx: u32) {
+        match self {
+            Self::TinyLfu(p) => p.on_remove(nodes, idx),
+            Self::Clock(p) => p.on_remove(nodes, idx),
+        }
+    }
+
+    pub(crate) fn on_relocate(&mut self, nodes: &mut [Node], from: u32, to: u32) {
+        match self {
+            Self::TinyLfu(p) => p.on_relocate(nodes, from, to),
+            Self::Clock(p) => p.on_relocate(nodes, from, to),
+        }
+    }
+
+    /// Work to do after an insert that needed no eviction.
+    pub(crate) fn maintain(&mut self, nodes: &mut [Node], hash_of: HashOf<'_>, window: f64) {
+        match self {
+            Self::TinyLfu(p) => p.maintain(nodes, hash_of, window),
+            Self::Clock(_) => {}
+        }
+    }
+
+    pub(crate) fn victim(&mut self, nodes: &mut [Node], hash_of: HashOf<'_>, window: f64) -> Option<u32> {
+        match self {
+            Self::TinyLfu(p) => p.victim(nodes, hash_of, window),
+            Self::Clock(p) => p.victim(nodes),
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        match self {
+            Self::TinyLfu(p) => p.clear(),
+            Self::Clock(p) => p.clear(),
+        }
+    }
+
+    /// Checks the policy's lists against the node count (tests only).
+    #[cfg(test)]
+    pub(crate) fn linked(&self) -> usize {
+        match self {
+            Self::TinyLfu(p) => p.linked(),
+            Self::Clock(p) => p.linked(),
+        }
+    }
+}

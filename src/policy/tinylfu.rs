@@ -1,0 +1,312 @@
+//! Adaptive W-TinyLFU over CLOCK-ordered segments: the default policy.
+//!
+//! Three lists, as in Caffeine: a recency *window* where new entries land, and a
+//! *main* area split into *probation* and *protected*. Caffeine keeps them in
+//! exact LRU order by relinking on every hit, which needs a lock per read;
+//! here a hit only bumps the node's hit counter, and the lists are ordered
+//! lazily, CLOCK style, when the policy next looks at an entry:
+//!
+//! * window overflow: the oldest window entry gets a second chance if it was hit
+//!   there, otherwise it becomes the *candidate* for main;
+//! * main's *victim* is probation's oldest entry; if it was hit since it got
+//!   there it is promoted to protected instead, and protected's overflow is
+//!   demoted back to probation (again with a second chance);
+//! * candidate vs. victim: the frequency sketch decides; the candidate enters
+//!   main only if it was asked for more often (ties keep the incumbent, which is
+//!   what makes scans harmless).
+//!
+//! The sketch counts every miss (an insert) and, when the policy clears an
+//! entry's hit counter, the hits it saw; so it sees (nearly) all accesses with
+//! no write to shared state on the read path.
+
+use super::sketch::Sketch;
+use super::HashOf;
+use crate::slab::{meta, List, Node};
+
+const WINDOW: u8 = 0;
+const PROBATION: u8 = 1;
+const PROTECTED: u8 = 2;
+
+/// Share of main reserved for entries hit at least twice.
+const PROTECTED_SHARE: f64 = 0.8;
+/// Candidates at least this frequent get a 1-in-128 chance against a more
+/// frequent victim, so an attacker cannot pin a victim by flooding the sketch.
+const ADMIT_HASHDOS_THRESHOLD: u64 = 6;
+
+#[derive(Debug)]
+pub(crate) struct TinyLfu {
+    window: List,
+    probation: List,
+    protected: List,
+    sketch: Sketch,
+    rng: u64,
+}
+
+impl TinyLfu {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            window: List::new(WINDOW),
+            probation: List::new(PROBATION),
+            protected: List::new(PROTECTED),
+            sketch: Sketch::new(capacity),
+            rng: 0x2545_F491_4F6C_DD1D,
+        }
+    }
+
+    fn list(&mut self, id: u8) -> &mut List {
+        match id {
+            WINDOW => &mut self.window,
+            PROBATION => &mut self.probation,
+            _ => &mut self.protected,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.window.len + self.probation.len + self.protected.len
+    }
+
+    fn window_max(&self, window: f64) -> usize {
+        ((self.len() as f64 * window) as usize).max(1)
+    }
+
+    fn protected_max(&self, window: f64) -> usize {
+        ((self.len() - self.window_max(window).min(self.len())) as f64 * PROTECTED_SHARE) as usize
+    }
+
+    pub(crate) fn on_insert(&mut self, nodes: &mut [Node], idx: u32, hash: u64) {
+        self.record(nodes, hash, 1);
+        self.window.push_front(nodes, idx);
+    }
+
+    pub(crate) fn on_remove(&mut self, nodes: &mut [Node], idx: u32) {
+        let id = meta::list(nodes[idx as usize].get());
+        self.list(id).unlink(nodes, idx);
+    }
+
+    pub(crate) fn on_relocate(&mut self, nodes: &mut [Node], from: u32, to: u32) {
+        let id = meta::list(nodes[to as usize].get());
+        self.list(id).relocate(nodes, from, to);
+    }
+
+    /// Adds `by` accesses of `hash` to the sketch; ages every node's hit
+    /// counter when the sketch halves its own.
+    fn record(&mut self, nodes: &mut [Node], hash: u64, by: u64) {
+        if self.sketch.increment(hash, by) {
+            for n in nodes.iter() {
+                let m = n.get();
+                n.set(meta::with_hits(m, meta::hits(m) / 2));
+            }
+        }
+    }
+
+    /// Clears `idx`'s hit counter into the sketch; returns whether it was hit.
+    fn fold(&mut self, nodes: &mut [Node], hash_of: HashOf<'_>, idx: u32) -> bool {
+        let hits = nodes[idx as usize].take_hits();
+        if hits > 0 {
+            self.record(nodes, hash_of(idx), hits);
+        }
+        hits > 0
+    }
+
+    /// Moves window overflow into probation without evicting (the cache has room).
+    pub(crate) fn maintain(&mut self, nodes: &mut [Node], hash_of: HashOf<'_>, window: f64) {
+        while self.window.len > self.window_max(window) {
+            let t = self.window_candidate(nodes, hash_of);
+            self.window.move_to(&mut self.probation, nodes, t);
+        }
+    }
+
+    /// The window's oldest entry not hit since it was last looked at.
+    fn window_candidate(&mut self, nodes: &mut [Node], hash_of: HashOf<'_>) -> u32 {
+        loop {
+            let t = self.window.tail;
+            if !self.fold(nodes, hash_of, t) {
+                return t;
+            }
+            self.window.move_to_front(nodes, t);
+        }
+    }
+
+    /// Probation's oldest entry not hit since it got there; hit ones are
+    /// promoted on the way. `None` when main is empty.
+    fn main_victim(&mut self, nodes: &mut [Node], hash_of: HashOf<'_>, window: f64) -> Option<u32> {
+        loop {
+            if self.probation.is_empty() {
+                if self.protected.is_empty() {
+                    return None;
+                }
+                let p = self.protected.tail;
+                self.protected.move_to(&mut self.probation, nodes, p);
+                continue;
+            }
+            let v = self.probation.tail;
+            if !self.fold(nodes, hash_of, v) {
+                return Some(v);
+            }
+            self.probation.move_to(&mut self.protected, nodes, v);
+            self.shrink_protected(nodes, hash_of, window);
+        }
+    }
+
+    fn shrink_protected(&mut self, nodes: &mut [Node], hash_of: HashOf<'_>, window: f64) {
+        let max = self.protected_max(window);
+        while self.protected.len > max {
+            let p = self.protected.tail;
+            if self.fold(nodes, hash_of, p) {
+                self.protected.move_to_front(nodes, p);
+            } else {
+                self.protected.move_to(&mut self.probation, nodes, p);
+            }
+        }
+    }
+
+    /// The next entry to evict: the loser of candidate vs. victim when the
+    /// window overflows, otherwise main's victim.
+    pub(crate) fn victim(&mut self, nodes: &mut [Node], hash_of: HashOf<'_>, window: f64) -> Option<u32> {
+        if self.window.len > self.window_max(window) {
+            let candidate = self.window_candidate(nodes, hash_of);
+            let Some(victim) = self.main_victim(nodes, hash_of, window) else {
+                return Some(candidate);
+            };
+            if self.admit(hash_of(candidate), hash_of(victim)) {
+                self.window.move_to(&mut self.probation, nodes, candidate);
+                return Some(victim);
+            }
+            return Some(candidate);
+        }
+        if let Some(v) = self.main_victim(nodes, hash_of, window) {
+            return Some(v);
+        }
+        (!self.window.is_empty()).then_some(self.window.tail)
+    }
+
+    fn admit(&mut self, candidate: u64, victim: u64) -> bool {
+        let c = self.sketch.frequency(candidate);
+        let v = self.sketch.frequency(victim);
+        if c > v {
+            return true;
+        }
+        if c >= ADMIT_HASHDOS_THRESHOLD {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            return self.rng & 127 == 0;
+        }
+        false
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.window.clear();
+        self.probation.clear();
+        self.protected.clear();
+        self.sketch.clear();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn linked(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Tunes the window share by hill climbing on the hit ratio (Caffeine's
+/// "simple" climber): every sample of requests, step the window in the
+/// direction that last improved the hit ratio; reverse when it got worse; the
+/// step decays unless the hit ratio moves sharply, which restarts it.
+#[derive(Debug)]
+pub(crate) struct HillClimber {
+    window: f64,
+    step: f64,
+    previous_hit_rate: f64,
+    sample: u64,
+    hits_at_start: u64,
+    misses_at_start: u64,
+}
+
+const INITIAL_WINDOW: f64 = 0.01;
+const MAX_WINDOW: f64 = 0.8;
+const STEP: f64 = 0.0625;
+const STEP_DECAY: f64 = 0.98;
+const RESTART_THRESHOLD: f64 = 0.05;
+
+impl HillClimber {
+    /// A climber that adjusts every `10 × capacity` lookups.
+    pub(crate) fn new(capacity: u64) -> Self {
+        Self {
+            window: INITIAL_WINDOW,
+            step: STEP,
+            previous_hit_rate: 0.0,
+            sample: capacity.saturating_mul(10).max(1_000),
+            hits_at_start: 0,
+            misses_at_start: 0,
+        }
+    }
+
+    pub(crate) fn initial_window() -> f64 {
+        INITIAL_WINDOW
+    }
+
+    /// Given the cache's running totals, returns a new window share when a
+    /// sample is complete.
+    pub(crate) fn climb(&mut self, hits: u64, misses: u64) -> Option<f64> {
+        let h = hits.saturating_sub(self.hits_at_start);
+        let m = misses.saturating_sub(self.misses_at_start);
+        if h + m < self.sample {
+            return None;
+        }
+        let rate = h as f64 / (h + m) as f64;
+        let change = rate - self.previous_hit_rate;
+        let amount = if change >= 0.0 { self.step } else { -self.step };
+        self.step = if change.abs() >= RESTART_THRESHOLD {
+            STEP.copysign(amount)
+        } else {
+            amount * STEP_DECAY
+        };
+        self.window = (self.window + amount).clamp(0.0, MAX_WINDOW);
+        self.previous_hit_rate = rate;
+        self.hits_at_start = hits;
+        self.misses_at_start = misses;
+        Some(self.window)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(n: usize) -> (Vec<Node>, TinyLfu) {
+        ((0..n).map(|_| Node::new(0)).collect(), TinyLfu::new(n))
+    }
+
+    #[test]
+    fn scan_does_not_displace_frequent_entries() {
+        let (mut nodes, mut p) = setup(200);
+        let hash = |i: u32| u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // 0..5 are hot: inserted and hit many times.
+        for i in 0..5 {
+            p.on_insert(&mut nodes, i, hash(i));
+            for _ in 0..5 {
+                nodes[i as usize].record_hit(nodes[i as usize].get());
+            }
+            p.maintain(&mut nodes, &hash, 0.01);
+        }
+        // A scan of one-off keys, evicting whenever more than 10 are resident.
+        for i in 10..200 {
+            p.on_insert(&mut nodes, i, hash(i));
+            if p.len() > 10 {
+                let v = p.victim(&mut nodes, &hash, 0.01).expect("victim");
+                assert!(v >= 5, "evicted hot entry {v}");
+                p.on_remove(&mut nodes, v);
+            }
+        }
+    }
+
+    #[test]
+    fn climber_reverses_when_hit_rate_drops() {
+        let mut c = HillClimber::new(100);
+        assert_eq!(c.climb(10, 10), None);
+        let w1 = c.climb(600, 400).expect("sample");
+        assert!(w1 > INITIAL_WINDOW);
+        let w2 = c.climb(800, 1200).expect("sample");
+        assert!(w2 < w1);
+    }
+}

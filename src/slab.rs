@@ -1,0 +1,280 @@
+//! Per-entry policy metadata and the intrusive lists that order it.
+//!
+//! Entries live in dense vectors addressed by `u32` tokens; policy lists link
+//! those tokens, never pointers, so the crate needs no `unsafe`. Nothing here
+//! is generic over the key or value type: policies work on [`Node`]s only.
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// The "no entry" token.
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// Bit layout of [`Node::meta`].
+///
+/// | bits   | field                                                       |
+/// |--------|-------------------------------------------------------------|
+/// | 0..4   | hits since the policy last looked (saturates at 15)         |
+/// | 4..6   | which policy list the entry is on                           |
+/// | 8..16  | Redis-style logarithmic LFU counter                         |
+/// | 16..24 | LFU decay time (minutes, wrapping)                          |
+/// | 24..64 | deadline, monotonic milliseconds; 0 = never expires         |
+///
+/// Readers (under a shared lock) only touch it with compare-and-swap; writers
+/// hold the shard exclusively and may load and store.
+pub(crate) mod meta {
+    pub(crate) const HITS_MASK: u64 = 0xF;
+    pub(crate) const HITS_MAX: u64 = 15;
+    const LIST_SHIFT: u32 = 4;
+    const LIST_MASK: u64 = 0x3 << LIST_SHIFT;
+    #[allow(dead_code)] // used by the sampled (Redis) policies
+    const LFU_SHIFT: u32 = 8;
+    #[allow(dead_code)]
+    const LFU_MASK: u64 = 0xFFFF << LFU_SHIFT;
+    const DEADLINE_SHIFT: u32 = 24;
+    /// The largest deadline that fits: about 34 years of milliseconds.
+    pub(crate) const DEADLINE_MAX: u64 = (1 << 40) - 1;
+
+    #[inline]
+    pub(crate) fn hits(m: u64) -> u64 {
+        m & HITS_MASK
+    }
+    #[inline]
+    pub(crate) fn with_hits(m: u64, hits: u64) -> u64 {
+        (m & !HITS_MASK) | hits.min(HITS_MAX)
+    }
+    #[inline]
+    pub(crate) fn list(m: u64) -> u8 {
+        ((m & LIST_MASK) >> LIST_SHIFT) as u8
+    }
+    #[inline]
+    pub(crate) fn with_list(m: u64, list: u8) -> u64 {
+        (m & !LIST_MASK) | (u64::from(list) << LIST_SHIFT & LIST_MASK)
+    }
+    #[inline]
+    #[allow(dead_code)]
+    pub(crate) fn lfu(m: u64) -> u16 {
+        ((m & LFU_MASK) >> LFU_SHIFT) as u16
+    }
+    #[inline]
+    #[allow(dead_code)]
+    pub(crate) fn with_lfu(m: u64, lfu: u16) -> u64 {
+        (m & !LFU_MASK) | (u64::from(lfu) << LFU_SHIFT)
+    }
+    /// The deadline in monotonic ms, or `None` for an entry that never expires.
+    #[inline]
+    pub(crate) fn deadline(m: u64) -> Option<u64> {
+        match m >> DEADLINE_SHIFT {
+            0 => None,
+            d => Some(d),
+        }
+    }
+    #[inline]
+    pub(crate) fn with_deadline(m: u64, deadline: Option<u64>) -> u64 {
+        let d = deadline.map_or(0, |d| d.clamp(1, DEADLINE_MAX));
+        (m & ((1 << DEADLINE_SHIFT) - 1)) | (d << DEADLINE_SHIFT)
+    }
+}
+
+/// One entry's policy state: its list links and its [`meta`] word.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub(crate) prev: u32,
+    pub(crate) next: u32,
+    pub(crate) meta: AtomicU64,
+}
+
+impl Node {
+    pub(crate) fn new(meta: u64) -> Self {
+        Self { prev: NIL, next: NIL, meta: AtomicU64::new(meta) }
+    }
+
+    /// The meta word, for a writer holding the shard exclusively.
+    #[inline]
+    pub(crate) fn get(&self) -> u64 {
+        self.meta.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the meta word; only for a writer holding the shard exclusively.
+    #[inline]
+    pub(crate) fn set(&self, m: u64) {
+        self.meta.store(m, Ordering::Relaxed);
+    }
+
+    /// Records a hit from a reader: one CAS, skipped when the counter is
+    /// already saturated, so a hot entry stops dirtying its cache line.
+    #[inline]
+    pub(crate) fn record_hit(&self, m: u64) {
+        if meta::hits(m) < meta::HITS_MAX {
+            let _ = self.meta.compare_exchange(m, m + 1, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the hit count and clears it (writer only).
+    #[inline]
+    pub(crate) fn take_hits(&self) -> u64 {
+        let m = self.get();
+        self.set(meta::with_hits(m, 0));
+        meta::hits(m)
+    }
+}
+
+/// A doubly linked list of tokens threaded through a `[Node]`.
+///
+/// Head is the most recently added end, tail the oldest.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct List {
+    pub(crate) head: u32,
+    pub(crate) tail: u32,
+    pub(crate) len: usize,
+    id: u8,
+}
+
+impl List {
+    pub(crate) const fn new(id: u8) -> Self {
+        Self { head: NIL, tail: NIL, len: 0, id }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Links `idx` at the head and tags it with this list's id.
+    pub(crate) fn push_front(&mut self, nodes: &mut [Node], idx: u32) {
+        let old = self.head;
+        {
+            let n = &mut nodes[idx as usize];
+            n.prev = NIL;
+            n.next = old;
+            n.set(meta::with_list(n.get(), self.id));
+        }
+        if old == NIL {
+            self.tail = idx;
+        } else {
+            nodes[old as usize].prev = idx;
+        }
+        self.head = idx;
+        self.len += 1;
+    }
+
+    /// Unlinks `idx`, which must be on this list.
+    pub(crate) fn unlink(&mut self, nodes: &mut [Node], idx: u32) {
+        let (prev, next) = {
+            let n = &nodes[idx as usize];
+            (n.prev, n.next)
+        };
+        if prev == NIL {
+            self.head = next;
+        } else {
+            nodes[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            nodes[next as usize].prev = prev;
+        }
+        let n = &mut nodes[idx as usize];
+        n.prev = NIL;
+        n.next = NIL;
+        self.len -= 1;
+    }
+
+    /// Moves `idx` from this list to the head of `to`.
+    pub(crate) fn move_to(&mut self, to: &mut List, nodes: &mut [Node], idx: u32) {
+        self.unlink(nodes, idx);
+        to.push_front(nodes, idx);
+    }
+
+    /// Moves `idx` (on this list) to this list's head.
+    pub(crate) fn move_to_front(&mut self, nodes: &mut [Node], idx: u32) {
+        if self.head != idx {
+            self.unlink(nodes, idx);
+            self.push_front(nodes, idx);
+        }
+    }
+
+    /// After the node at `from` was moved to `to` in the node vector, points
+    /// its neighbours (and this list's ends) at the new token.
+    pub(crate) fn relocate(&mut self, nodes: &mut [Node], from: u32, to: u32) {
+        let (prev, next) = (nodes[to as usize].prev, nodes[to as usize].next);
+        if prev == NIL {
+            debug_assert_eq!(self.head, from);
+            self.head = to;
+        } else {
+            nodes[prev as usize].next = to;
+        }
+        if next == NIL {
+            debug_assert_eq!(self.tail, from);
+            self.tail = to;
+        } else {
+            nodes[next as usize].prev = to;
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        *self = Self::new(self.id);
+    }
+
+    /// Tokens from tail (oldest) to head, for tests and validation.
+    #[cfg(test)]
+    pub(crate) fn tokens(&self, nodes: &[Node]) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut cur = self.tail;
+        while cur != NIL {
+            out.push(cur);
+            cur = nodes[cur as usize].prev;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(n: usize) -> Vec<Node> {
+        (0..n).map(|_| Node::new(0)).collect()
+    }
+
+    #[test]
+    fn meta_fields_are_independent() {
+        let m = meta::with_deadline(meta::with_list(meta::with_hits(0, 7), 2), Some(123_456));
+        let m = meta::with_lfu(m, 0xABCD);
+        assert_eq!(meta::hits(m), 7);
+        assert_eq!(meta::list(m), 2);
+        assert_eq!(meta::lfu(m), 0xABCD);
+        assert_eq!(meta::deadline(m), Some(123_456));
+        assert_eq!(meta::deadline(meta::with_deadline(m, None)), None);
+        assert_eq!(meta::with_hits(m, 99) & meta::HITS_MASK, meta::HITS_MAX);
+    }
+
+    #[test]
+    fn list_push_unlink_relocate() {
+        let mut ns = nodes(5);
+        let mut l = List::new(1);
+        for i in 0..4 {
+            l.push_front(&mut ns, i);
+        }
+        assert_eq!(l.tokens(&ns), vec![0, 1, 2, 3]);
+        l.unlink(&mut ns, 1);
+        assert_eq!(l.tokens(&ns), vec![0, 2, 3]);
+        // Simulate swap_remove moving node 3 into slot 1.
+        ns.swap(1, 3);
+        l.relocate(&mut ns, 3, 1);
+        assert_eq!(l.tokens(&ns), vec![0, 2, 1]);
+        l.move_to_front(&mut ns, 0);
+        assert_eq!(l.tokens(&ns), vec![2, 1, 0]);
+        assert_eq!(l.len, 3);
+        assert_eq!(meta::list(ns[0].get()), 1);
+    }
+
+    #[test]
+    fn hits_saturate_and_stop_writing() {
+        let n = Node::new(0);
+        for _ in 0..100 {
+            n.record_hit(n.get());
+        }
+        assert_eq!(meta::hits(n.get()), meta::HITS_MAX);
+        assert_eq!(n.take_hits(), meta::HITS_MAX);
+        assert_eq!(meta::hits(n.get()), 0);
+    }
+}

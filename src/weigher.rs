@@ -1,0 +1,62 @@
+//! How much of the capacity an entry uses.
+
+use crate::sync::Arc;
+
+/// Gives each entry a weight; the cache keeps the sum of weights within
+/// `max_capacity`.
+///
+/// The contract: the weight of a key and value must not change while the entry
+/// is in the cache (the cache recomputes it when the entry leaves, instead of
+/// storing it). A weight of 0 is allowed; such entries are only evicted when
+/// the policy reaches them.
+///
+/// Any `Fn(&K, &V) -> u32 + Send + Sync` is a `Weigher`.
+///
+/// ```
+/// use shardcache::Cache;
+/// let cache: Cache<String, String> = Cache::builder()
+///     .max_capacity(1024) // bytes
+///     .weigher(|k: &String, v: &String| (k.len() + v.len()) as u32)
+///     .build()?;
+/// cache.insert("k".into(), "v".repeat(100));
+/// assert_eq!(cache.weighted_size(), 101);
+/// # Ok::<(), shardcache::BuildError>(())
+/// ```
+pub trait Weigher<K, V>: Send + Sync + 'static {
+    /// The weight of `key` with `value`.
+    fn weigh(&self, key: &K, value: &V) -> u32;
+}
+
+impl<K, V, F> Weigher<K, V> for F
+where
+    F: Fn(&K, &V) -> u32 + Send + Sync + 'static,
+{
+    fn weigh(&self, key: &K, value: &V) -> u32 {
+        self(key, value)
+    }
+}
+
+/// The weigher in use: every entry weighs 1, or a user's function.
+pub(crate) enum Weights<K, V> {
+    Unit,
+    Custom(Arc<dyn Weigher<K, V>>),
+}
+
+impl<K, V> Clone for Weights<K, V> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Unit => Self::Unit,
+            Self::Custom(w) => Self::Custom(w.clone()),
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Weights<K, V> {
+    #[inline]
+    pub(crate) fn weigh(&self, key: &K, value: &V) -> u64 {
+        match self {
+            Self::Unit => 1,
+            Self::Custom(w) => u64::from(w.weigh(key, value)),
+        }
+    }
+}
