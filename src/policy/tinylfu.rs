@@ -289,8 +289,12 @@ mod tests {
             }
             p.maintain(&mut nodes, &hash, 0.01);
         }
-        // A scan of one-off keys, evicting whenever more than 10 are resident.
+        // A scan of one-off keys while the hot ones stay in use, evicting
+        // whenever more than 10 are resident.
         for i in 10..200 {
+            for h in 0..5 {
+                nodes[h].record_hit(nodes[h].get());
+            }
             p.on_insert(&mut nodes, i, hash(i));
             if p.len() > 10 {
                 let v = p.victim(&mut nodes, &hash, 0.01).expect("victim");
