@@ -95,9 +95,11 @@ where
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
     pub(crate) fn from_builder(b: CacheBuilder<K, V, S>) -> Self {
-        let shards = b.shard_count();
         let max_capacity = b.max_capacity.unwrap_or(u64::MAX);
-        let per_shard = max_capacity.div_ceil(shards as u64).max(1);
+        // Never more shards than capacity, so every shard holds at least one.
+        let shards = b.shard_count().min(prev_power_of_two(max_capacity));
+        let per_shard = max_capacity / shards as u64;
+        let remainder = max_capacity % shards as u64;
         let unit = matches!(b.weigher, Weights::Unit);
         let presize = if unit { per_shard.min(1 << 16) as usize } else { 0 };
         let sketch_entries = if unit { per_shard.min(1 << 24) as usize } else { 1 << 12 };
@@ -105,7 +107,8 @@ where
         let built: Box<[_]> = (0..shards)
             .map(|i| {
                 let state = b.policy.state(sketch_entries);
-                RwLock::new(Shard::new(per_shard, state, true, presize, seed.wrapping_add(i as u64)))
+                let capacity = per_shard + u64::from((i as u64) < remainder);
+                RwLock::new(Shard::new(capacity, state, true, presize, seed.wrapping_add(i as u64)))
             })
             .collect();
         let climber = b.policy.is_adaptive().then(|| Mutex::new(HillClimber::new(max_capacity.min(1 << 40))));
@@ -474,6 +477,12 @@ where
             shard.read().validate(&self.inner.hasher, &self.inner.weights);
         }
     }
+}
+
+/// The largest power of two not above `n` (n ≥ 1), as a shard count.
+fn prev_power_of_two(n: u64) -> usize {
+    let p = 1u64 << (63 - n.max(1).leading_zeros());
+    usize::try_from(p).unwrap_or(1 << 16).min(1 << 16)
 }
 
 /// How an insert sets the entry's deadline.

@@ -1,0 +1,183 @@
+//! Many threads at once: invariants hold, distinct keys never lose updates,
+//! the counters add up, and one loader runs per missing key.
+
+use shardcache::{Cache, Policy};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+#[test]
+fn stress_keeps_capacity_and_counts() {
+    for policy in [Policy::tiny_lfu(), Policy::lru()] {
+        let cache: Cache<u64, u64> = Cache::builder().max_capacity(500).shards(4).policy(policy).build().expect("valid");
+        let threads = 8;
+        let ops = 20_000u64;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let cache = cache.clone();
+                thread::spawn(move || {
+                    let mut x = t + 1;
+                    for i in 0..ops {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let k = x % 2_000;
+                        match i % 10 {
+                            0..=6 => {
+                                if let Some(v) = cache.get(&k) {
+                                    assert_eq!(v, k * 3, "a value never written for this key");
+                                }
+                            }
+                            7 | 8 => cache.insert(k, k * 3),
+                            _ => {
+                                cache.remove(&k);
+                            }
+                        }
+                        assert!(cache.weighted_size() <= 500);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("worker panicked");
+        }
+        let s = cache.stats();
+        assert_eq!(s.hits + s.misses, threads * ops * 7 / 10);
+        assert!(cache.len() <= 500);
+        // Every insert of a new key is still there, or left by eviction or removal.
+        assert_eq!(s.inserts, cache.len() as u64 + s.evictions + s.removals + s.expirations);
+    }
+}
+
+#[test]
+fn distinct_keys_never_lose_updates() {
+    let cache: Cache<(u32, u32), u32> = Cache::builder().max_capacity(100_000).build().expect("valid");
+    let handles: Vec<_> = (0..8u32)
+        .map(|t| {
+            let cache = cache.clone();
+            thread::spawn(move || {
+                for round in 0..50u32 {
+                    for k in 0..200u32 {
+                        cache.insert((t, k), round);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("worker panicked");
+    }
+    for t in 0..8 {
+        for k in 0..200 {
+            assert_eq!(cache.get(&(t, k)), Some(49));
+        }
+    }
+}
+
+#[test]
+fn hundred_sync_callers_run_one_loader() {
+    let cache: Cache<&'static str, u64> = Cache::new(100);
+    let loads = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(100));
+    let handles: Vec<_> = (0..100)
+        .map(|_| {
+            let (cache, loads, barrier) = (cache.clone(), loads.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                cache.get_or_insert_with("perm:user1", || {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    thread::sleep(Duration::from_millis(50));
+                    42
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().expect("caller panicked"), 42);
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn errors_reach_every_waiter_and_are_not_cached() {
+    let cache: Cache<u32, u32> = Cache::new(100);
+    let loads = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(20));
+    let handles: Vec<_> = (0..20)
+        .map(|_| {
+            let (cache, loads, barrier) = (cache.clone(), loads.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                cache.try_get_or_insert_with(1, || {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    thread::sleep(Duration::from_millis(50));
+                    Err::<u32, String>("db down".into())
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(*h.join().expect("caller panicked").expect_err("error shared"), "db down");
+    }
+    assert!(loads.load(Ordering::SeqCst) >= 1);
+    assert!(!cache.contains_key(&1));
+    assert_eq!(cache.try_get_or_insert_with(1, || Ok::<_, String>(9)), Ok(9));
+}
+
+#[test]
+fn a_panicking_loader_hands_over_to_a_waiter() {
+    let cache: Cache<u32, u32> = Cache::new(100);
+    let c2 = cache.clone();
+    let leader = thread::spawn(move || {
+        c2.get_or_insert_with(5, || {
+            thread::sleep(Duration::from_millis(50));
+            panic!("loader failed");
+        })
+    });
+    thread::sleep(Duration::from_millis(10));
+    let v = cache.get_or_insert_with(5, || 77);
+    assert_eq!(v, 77);
+    assert!(leader.join().is_err());
+}
+
+#[test]
+fn hundred_async_and_sync_callers_run_one_loader() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().expect("runtime");
+    let cache: Cache<u32, u64> = Cache::new(100);
+    let loads = Arc::new(AtomicUsize::new(0));
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..90 {
+            let (cache, loads) = (cache.clone(), loads.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_insert_with_async(9, async {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        7
+                    })
+                    .await
+            }));
+        }
+        // Ten blocking callers join the same flight from plain threads.
+        let sync: Vec<_> = (0..10)
+            .map(|_| {
+                let (cache, loads) = (cache.clone(), loads.clone());
+                thread::spawn(move || {
+                    cache.get_or_insert_with(9, || {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        7
+                    })
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.expect("task"), 7);
+        }
+        for s in sync {
+            assert_eq!(s.join().expect("thread"), 7);
+        }
+    });
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+}
