@@ -137,6 +137,31 @@ where
         (hash, shard_index(hash, self.inner.mask))
     }
 
+    pub(crate) fn locate_key<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, usize) {
+        self.locate(key)
+    }
+
+    pub(crate) fn shard(&self, s: usize) -> &RwLock<Shard<K, V>> {
+        &self.inner.shards[s]
+    }
+
+    pub(crate) fn write_env(&self) -> Env<'_, K, V, S> {
+        self.env()
+    }
+
+    /// Bookkeeping after a write: counters, listener, hill climbing.
+    pub(crate) fn after_write(&self, removed: Removed<K, V>, inserted: Option<Inserted>, rejected: bool) {
+        match inserted {
+            Some(Inserted::New) => self.inner.stats.bump(Counter::Insert),
+            Some(Inserted::Replaced) => self.inner.stats.bump(Counter::Update),
+            None => {}
+        }
+        if rejected {
+            self.inner.stats.bump(Counter::Rejection);
+        }
+        self.notify(removed);
+    }
+
     fn env(&self) -> Env<'_, K, V, S> {
         Env {
             hasher: &self.inner.hasher,
@@ -271,20 +296,15 @@ where
             (r, shard.tick(CLIMB_EVERY))
         };
         let result = match result {
-            Ok(Inserted::New) => {
-                self.inner.stats.bump(Counter::Insert);
-                Ok(())
-            }
-            Ok(Inserted::Replaced) => {
-                self.inner.stats.bump(Counter::Update);
+            Ok(kind) => {
+                self.after_write(removed, Some(kind), false);
                 Ok(())
             }
             Err((key, value)) => {
-                self.inner.stats.bump(Counter::Rejection);
+                self.after_write(removed, None, true);
                 Err(CapacityError { key, value })
             }
         };
-        self.notify(removed);
         if climb {
             self.climb();
         }
@@ -514,5 +534,49 @@ impl<K, V> Iterator for Iter<K, V> {
 impl<K, V> fmt::Debug for Iter<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Iter").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MockClock, Policy};
+
+    /// Random operations on small caches, checking every internal invariant
+    /// (table, lists, expiry index, weights) after each step.
+    #[test]
+    fn invariants_hold_under_random_operations() {
+        for (policy, weighted) in [(Policy::tiny_lfu(), false), (Policy::lru(), false), (Policy::tiny_lfu(), true)] {
+            let clock = MockClock::new();
+            let mut b = Cache::<u32, u32>::builder().max_capacity(40).shards(2).policy(policy).clock(clock.clone());
+            if weighted {
+                b = b.weigher(|_: &u32, v: &u32| v % 5);
+            }
+            let cache = b.build().expect("valid");
+            let mut x = 0x1234_5678_u32;
+            for step in 0..20_000u32 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let k = x % 97;
+                match x % 11 {
+                    0..=3 => cache.insert(k, step),
+                    4 => cache.insert_with_ttl(k, step, Duration::from_millis(u64::from(x % 50) + 1)),
+                    5..=7 => {
+                        cache.get(&k);
+                    }
+                    8 => {
+                        cache.remove(&k);
+                    }
+                    9 => clock.advance(Duration::from_millis(7)),
+                    _ if step % 500 == 0 => cache.retain(|k, _| k % 3 != 0),
+                    _ => {
+                        cache.set_ttl(&k, None);
+                    }
+                }
+                cache.validate();
+                assert!(cache.weighted_size() <= 40);
+            }
+        }
     }
 }

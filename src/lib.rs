@@ -7,6 +7,7 @@
 mod builder;
 mod cache;
 mod clock;
+mod compute;
 mod error;
 mod expiry;
 mod hash;
@@ -21,6 +22,7 @@ mod weigher;
 
 pub use builder::{CacheBuilder, MAX_TTL_DAYS};
 pub use cache::{Cache, Iter};
+pub use compute::{Current, Decision, Ttl};
 pub use clock::{Clock, MockClock, SystemClock};
 pub use error::{BuildError, CapacityError, Error, Result};
 pub use hash::DefaultHashBuilder;

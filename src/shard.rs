@@ -122,7 +122,7 @@ where
     /// that the cache does outside the lock).
     pub(crate) fn tick(&mut self, every: u64) -> bool {
         self.writes += 1;
-        self.writes % every == 0
+        self.writes.is_multiple_of(every)
     }
 
     #[inline]
@@ -420,6 +420,29 @@ where
         self.policy.clear();
         self.weight = 0;
         removed.extend(self.slots.drain(..).map(|(k, v)| (k, v, RemovalCause::Removed)));
+    }
+
+    /// The token of the live entry for `key`; an expired one is removed (to
+    /// `removed`) and reported absent.
+    pub(crate) fn live_index<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        hash: u64,
+        key: &K,
+        removed: &mut Removed<K, V>,
+    ) -> Option<u32> {
+        let idx = self.find(hash, key)?;
+        if self.is_expired_now(idx, env) {
+            let (k, v) = self.remove_at(env, idx);
+            removed.push((k, v, RemovalCause::Expired));
+            return None;
+        }
+        Some(idx)
+    }
+
+    /// The value and deadline at a token from [`live_index`](Self::live_index).
+    pub(crate) fn at(&self, idx: u32) -> Found<'_, V> {
+        Found { value: &self.slots[idx as usize].1, deadline: meta::deadline(self.nodes[idx as usize].get()) }
     }
 
     /// Sets or clears the deadline of a live `key`; false if absent or expired.

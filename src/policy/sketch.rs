@@ -99,7 +99,6 @@ mod tests {
     use super::*;
 
     fn h(i: u64) -> u64 {
-        use std::hash::BuildHasher;
         ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(i)
     }
 

@@ -292,8 +292,8 @@ mod tests {
         // A scan of one-off keys while the hot ones stay in use, evicting
         // whenever more than 10 are resident.
         for i in 10..200 {
-            for h in 0..5 {
-                nodes[h].record_hit(nodes[h].get());
+            for n in &nodes[..5] {
+                n.record_hit(n.get());
             }
             p.on_insert(&mut nodes, i, hash(i));
             if p.len() > 10 {

@@ -1,0 +1,120 @@
+//! Atomic read-modify-write of one entry: [`Cache::compute`].
+//!
+//! The closure runs under the key's shard write lock, so no other write to
+//! that shard interleaves between reading the current value and applying the
+//! decision. That is what Redis-style `INCR`, `SET NX`, `GETSET` or
+//! `EXPIRE ... GT` need. Keep the closure short: it blocks the shard.
+
+use crate::cache::Cache;
+use crate::error::CapacityError;
+use crate::expiry::deadline_after;
+use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
+
+/// The live entry a [`Cache::compute`] closure sees.
+#[derive(Debug)]
+pub struct Current<'a, V> {
+    /// The current value.
+    pub value: &'a V,
+    /// The remaining time to live; `None` if it never expires.
+    pub ttl: Option<Duration>,
+}
+
+/// A time to live to set with a [`Decision`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// Keep the entry's current deadline (none for a new entry): Redis's `KEEPTTL`.
+    Keep,
+    /// Never expire.
+    Never,
+    /// Expire this long from now.
+    After(Duration),
+}
+
+/// What [`Cache::compute`] does with the entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision<V> {
+    /// Change nothing.
+    Nothing,
+    /// Store this value with this time to live.
+    Put(V, Ttl),
+    /// Keep the value; change the time to live (ignored when there is no entry).
+    SetTtl(Ttl),
+    /// Remove the entry.
+    Remove,
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Reads the live entry for `key` (if any), decides, and applies the
+    /// decision, atomically with respect to other writes.
+    ///
+    /// ```
+    /// use shardcache::{Cache, Decision, Ttl};
+    /// fn incr(c: &Cache<String, i64>, key: &str) -> Result<i64, shardcache::Error> {
+    ///     Ok(c.compute(key.to_string(), |cur| {
+    ///         let n = cur.map_or(0, |c| *c.value) + 1;
+    ///         (Decision::Put(n, Ttl::Keep), n)
+    ///     })?)
+    /// }
+    /// let cache = Cache::new(100);
+    /// assert_eq!(incr(&cache, "hits")?, 1);
+    /// assert_eq!(incr(&cache, "hits")?, 2);
+    /// # Ok::<(), shardcache::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CapacityError`] when the decision was `Put` and the value does not fit
+    /// (the policy never evicts and the cache is full); nothing changed.
+    pub fn compute<R>(
+        &self,
+        key: K,
+        f: impl FnOnce(Option<Current<'_, V>>) -> (Decision<V>, R),
+    ) -> Result<R, CapacityError<K, V>> {
+        let (hash, s) = self.locate_key(&key);
+        let env = self.write_env();
+        let mut removed = Vec::new();
+        let result = {
+            let mut shard = self.shard(s).write();
+            let idx = shard.live_index(&env, hash, &key, &mut removed);
+            let existing = idx.map(|i| shard.at(i).deadline);
+            let current = idx.map(|i| {
+                let found = shard.at(i);
+                Current {
+                    value: found.value,
+                    ttl: found.deadline.map(|d| Duration::from_millis(d.saturating_sub(env.now))),
+                }
+            });
+            let (decision, r) = f(current);
+            let deadline_for = |ttl: Ttl| match ttl {
+                Ttl::Keep => existing.flatten(),
+                Ttl::Never => None,
+                Ttl::After(d) => Some(deadline_after(env.now, d)),
+            };
+            match decision {
+                Decision::Nothing => Ok((r, None)),
+                Decision::Put(value, ttl) => shard
+                    .insert(&env, hash, key, value, deadline_for(ttl), &mut removed)
+                    .map(|kind| (r, Some(kind)))
+                    .map_err(|(key, value)| CapacityError { key, value }),
+                Decision::SetTtl(ttl) => {
+                    shard.set_expiry(&env, hash, &key, deadline_for(ttl));
+                    Ok((r, None))
+                }
+                Decision::Remove => {
+                    if let Some(((k, v), _)) = shard.remove(&env, hash, &key) {
+                        removed.push((k, v, crate::RemovalCause::Removed));
+                    }
+                    Ok((r, None))
+                }
+            }
+        };
+        self.after_write(removed, result.as_ref().ok().and_then(|(_, kind)| *kind), result.is_err());
+        result.map(|(r, _)| r)
+    }
+}
