@@ -11,6 +11,7 @@ mod compute;
 mod error;
 mod expiry;
 mod hash;
+pub mod kv;
 mod listener;
 mod loader;
 mod policy;

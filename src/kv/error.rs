@@ -1,0 +1,77 @@
+//! [`KvError`]: the errors of [`KvStore`](super::KvStore) commands, displayed
+//! in Redis's own words so that `execute` replies match a real server's.
+
+/// Why a [`KvStore`](super::KvStore) command failed.
+///
+/// `Display` gives the exact error line a Redis 7 server sends (without the
+/// leading `-`), so a client that matches on Redis's messages keeps working.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KvError {
+    /// A value or argument that should be a 64-bit integer is not one.
+    #[error("ERR value is not an integer or out of range")]
+    NotInteger,
+    /// A value or argument that should be a float is not one.
+    #[error("ERR value is not a valid float")]
+    NotFloat,
+    /// `INCR`/`INCRBY`/`DECR` would leave the `i64` range.
+    #[error("ERR increment or decrement would overflow")]
+    Overflow,
+    /// `DECRBY` with `i64::MIN`, which cannot be negated.
+    #[error("ERR decrement would overflow")]
+    DecrementOverflow,
+    /// `INCRBYFLOAT` would produce NaN or an infinity.
+    #[error("ERR increment would produce NaN or Infinity")]
+    NanOrInfinity,
+    /// The write does not fit under `max_memory` and the policy cannot make
+    /// room (`noeviction`, or an entry bigger than a shard's share of memory).
+    #[error("OOM command not allowed when used memory > 'maxmemory'.")]
+    OutOfMemory,
+    /// Options that do not go together, an unknown option, or a missing argument.
+    #[error("ERR syntax error")]
+    Syntax,
+    /// A zero, negative or overflowing expire time; names the command.
+    #[error("ERR invalid expire time in '{0}' command")]
+    InvalidExpireTime(&'static str),
+    /// `EXPIRE ... NX` with `XX`, `GT` or `LT`.
+    #[error("ERR NX and XX, GT or LT options at the same time are not compatible")]
+    NxWithOtherConditions,
+    /// `EXPIRE ... GT LT`.
+    #[error("ERR GT and LT options at the same time are not compatible")]
+    GtAndLt,
+    /// An `EXPIRE` option that does not exist.
+    #[error("ERR Unsupported option {0}")]
+    UnsupportedOption(String),
+    /// A `SCAN` cursor that is not an unsigned 64-bit integer.
+    #[error("ERR invalid cursor")]
+    InvalidCursor,
+    /// The wrong number of arguments for a known command (named in lowercase).
+    #[error("ERR wrong number of arguments for '{0}' command")]
+    WrongArity(&'static str),
+    /// A command `execute` does not know, with its first arguments as Redis shows them.
+    #[error("ERR unknown command '{name}', with args beginning with: {args}")]
+    UnknownCommand {
+        /// The command name as given.
+        name: String,
+        /// The first arguments, each quoted and followed by a space.
+        args: String,
+    },
+    /// A key that is not UTF-8 (`KvStore` keys are `String`s).
+    #[error("ERR invalid key: keys must be UTF-8")]
+    KeyNotUtf8,
+    /// [`get_as`](super::KvStore::get_as) found a value stored as another type.
+    #[error("WRONGTYPE value was not stored as {expected}")]
+    WrongType {
+        /// The type that was asked for.
+        expected: &'static str,
+    },
+    /// A typed value could not be encoded or decoded.
+    #[error("ERR could not encode or decode the value: {0}")]
+    Codec(String),
+}
+
+impl<K, V> From<crate::CapacityError<K, V>> for KvError {
+    fn from(_: crate::CapacityError<K, V>) -> Self {
+        Self::OutOfMemory
+    }
+}

@@ -1,0 +1,233 @@
+//! Expiry commands: `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` (with
+//! `NX`/`XX`/`GT`/`LT`), `TTL`, `PTTL`, `PERSIST`, and the [`Expiry`]
+//! argument of `SET`/`GETEX`.
+
+use super::{KvError, KvStore};
+use crate::{Decision, Ttl};
+use std::time::Duration;
+
+/// An expiry as `SET` and `GETEX` take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Expiry {
+    /// `EX seconds`: this many seconds from now.
+    Ex(i64),
+    /// `PX milliseconds`: this many milliseconds from now.
+    Px(i64),
+    /// `EXAT unix-seconds`: at this Unix time.
+    ExAt(i64),
+    /// `PXAT unix-milliseconds`: at this Unix time in milliseconds.
+    PxAt(i64),
+}
+
+impl Expiry {
+    /// The absolute deadline in Unix ms, validated as Redis's
+    /// `getExpireMillisecondsOrReply`: the number must be positive and the
+    /// deadline must fit in an `i64`.
+    pub(crate) fn deadline_ms(self, now_ms: i64, command: &'static str) -> Result<i64, KvError> {
+        let invalid = KvError::InvalidExpireTime(command);
+        let (n, seconds, relative) = match self {
+            Self::Ex(n) => (n, true, true),
+            Self::Px(n) => (n, false, true),
+            Self::ExAt(n) => (n, true, false),
+            Self::PxAt(n) => (n, false, false),
+        };
+        if n <= 0 {
+            return Err(invalid);
+        }
+        let ms = if seconds { n.checked_mul(1000).ok_or(invalid.clone())? } else { n };
+        let ms = if relative { ms.checked_add(now_ms).ok_or(invalid.clone())? } else { ms };
+        Ok(ms)
+    }
+}
+
+/// The remaining time until `deadline_ms`, or `None` if it has passed.
+pub(crate) fn remaining(deadline_ms: i64, now_ms: i64) -> Option<Duration> {
+    let left = deadline_ms.checked_sub(now_ms)?;
+    (left > 0).then(|| Duration::from_millis(left.unsigned_abs()))
+}
+
+/// The [`Ttl`] for a deadline, or `None` when it has already passed (the key
+/// must then be deleted).
+pub(crate) fn ttl_for(deadline_ms: i64, now_ms: i64) -> Option<Ttl> {
+    remaining(deadline_ms, now_ms).map(Ttl::After)
+}
+
+/// The `NX`/`XX`/`GT`/`LT` conditions of the `EXPIRE` family.
+///
+/// ```
+/// use shardcache::kv::{ExpireOptions, KvStore, SetOptions};
+/// let store = KvStore::new();
+/// store.set("k", "v", SetOptions::new())?;
+/// assert!(!store.expire("k", 100, ExpireOptions::new().xx())?); // no TTL yet
+/// assert!(store.expire("k", 100, ExpireOptions::new().nx())?);
+/// assert!(!store.expire("k", 50, ExpireOptions::new().gt())?);
+/// assert!(store.expire("k", 50, ExpireOptions::new().lt())?);
+/// # Ok::<(), shardcache::kv::KvError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExpireOptions {
+    /// Only if the key has no expiry.
+    pub nx: bool,
+    /// Only if the key has an expiry.
+    pub xx: bool,
+    /// Only if the new expiry is later than the current one.
+    pub gt: bool,
+    /// Only if the new expiry is earlier than the current one (none counts as infinite).
+    pub lt: bool,
+}
+
+impl ExpireOptions {
+    /// No condition.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds `NX`.
+    pub fn nx(mut self) -> Self {
+        self.nx = true;
+        self
+    }
+    /// Adds `XX`.
+    pub fn xx(mut self) -> Self {
+        self.xx = true;
+        self
+    }
+    /// Adds `GT`.
+    pub fn gt(mut self) -> Self {
+        self.gt = true;
+        self
+    }
+    /// Adds `LT`.
+    pub fn lt(mut self) -> Self {
+        self.lt = true;
+        self
+    }
+
+    pub(crate) fn validate(self) -> Result<(), KvError> {
+        if self.nx && (self.xx || self.gt || self.lt) {
+            return Err(KvError::NxWithOtherConditions);
+        }
+        if self.gt && self.lt {
+            return Err(KvError::GtAndLt);
+        }
+        Ok(())
+    }
+
+    /// Whether a key whose deadline is `current` (None: no expiry) may get `when`.
+    fn allows(self, current: Option<i64>, when: i64) -> bool {
+        match current {
+            None => !(self.xx || self.gt),
+            Some(cur) => !(self.nx || (self.gt && when <= cur) || (self.lt && when >= cur)),
+        }
+    }
+}
+
+impl KvStore {
+    /// `EXPIRE key seconds [NX|XX|GT|LT]`: true if the expiry was set (a
+    /// deadline in the past deletes the key and also returns true).
+    ///
+    /// # Errors
+    ///
+    /// Incompatible options, or a time that overflows (`invalid expire time`).
+    pub fn expire(&self, key: &str, seconds: i64, opts: ExpireOptions) -> Result<bool, KvError> {
+        self.expire_generic(key, seconds, true, true, opts, "expire")
+    }
+
+    /// `PEXPIRE key milliseconds [NX|XX|GT|LT]`.
+    ///
+    /// # Errors
+    ///
+    /// As [`expire`](Self::expire).
+    pub fn pexpire(&self, key: &str, millis: i64, opts: ExpireOptions) -> Result<bool, KvError> {
+        self.expire_generic(key, millis, false, true, opts, "pexpire")
+    }
+
+    /// `EXPIREAT key unix-seconds [NX|XX|GT|LT]`.
+    ///
+    /// # Errors
+    ///
+    /// As [`expire`](Self::expire).
+    pub fn expire_at(&self, key: &str, unix_seconds: i64, opts: ExpireOptions) -> Result<bool, KvError> {
+        self.expire_generic(key, unix_seconds, true, false, opts, "expireat")
+    }
+
+    /// `PEXPIREAT key unix-milliseconds [NX|XX|GT|LT]`.
+    ///
+    /// # Errors
+    ///
+    /// As [`expire`](Self::expire).
+    pub fn pexpire_at(&self, key: &str, unix_millis: i64, opts: ExpireOptions) -> Result<bool, KvError> {
+        self.expire_generic(key, unix_millis, false, false, opts, "pexpireat")
+    }
+
+    /// Redis's `expireGenericCommand`.
+    fn expire_generic(
+        &self,
+        key: &str,
+        when: i64,
+        seconds: bool,
+        relative: bool,
+        opts: ExpireOptions,
+        command: &'static str,
+    ) -> Result<bool, KvError> {
+        opts.validate()?;
+        let invalid = KvError::InvalidExpireTime(command);
+        let when = if seconds { when.checked_mul(1000).ok_or(invalid.clone())? } else { when };
+        let now = self.now_ms();
+        let when = if relative { when.checked_add(now).ok_or(invalid)? } else { when };
+        let applied = self.cache.compute(self.full_key(key), |cur| {
+            let Some(cur) = cur else { return (Decision::Nothing, false) };
+            let current = cur.ttl.map(|t| now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
+            if !opts.allows(current, when) {
+                return (Decision::Nothing, false);
+            }
+            match ttl_for(when, now) {
+                Some(ttl) => (Decision::SetTtl(ttl), true),
+                None => (Decision::Remove, true),
+            }
+        })?;
+        Ok(applied)
+    }
+
+    /// `PTTL key`: the remaining time in milliseconds, -1 for a key without
+    /// expiry, -2 for a missing key.
+    pub fn pttl(&self, key: &str) -> i64 {
+        let found = self.cache.ttl(&self.full_key(key));
+        self.count_lookup(found.is_some());
+        match found {
+            None => -2,
+            Some(None) => -1,
+            Some(Some(t)) => i64::try_from(t.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// `TTL key`: the remaining time in seconds (rounded to nearest), -1 for
+    /// a key without expiry, -2 for a missing key.
+    ///
+    /// ```
+    /// let store = shardcache::kv::KvStore::new();
+    /// store.set_ex("k", "v", 100)?;
+    /// assert_eq!(store.ttl("k"), 100);
+    /// assert_eq!(store.ttl("missing"), -2);
+    /// # Ok::<(), shardcache::kv::KvError>(())
+    /// ```
+    pub fn ttl(&self, key: &str) -> i64 {
+        match self.pttl(key) {
+            ms if ms < 0 => ms,
+            ms => (ms + 500) / 1000,
+        }
+    }
+
+    /// `PERSIST key`: removes the key's expiry; true if it had one.
+    ///
+    /// # Errors
+    ///
+    /// None in practice (the entry does not grow); typed for uniformity.
+    pub fn persist(&self, key: &str) -> Result<bool, KvError> {
+        Ok(self.cache.compute(self.full_key(key), |cur| match cur {
+            Some(c) if c.ttl.is_some() => (Decision::SetTtl(Ttl::Never), true),
+            _ => (Decision::Nothing, false),
+        })?)
+    }
+}

@@ -1,0 +1,265 @@
+//! [`KvStore`]: Redis's string commands over a [`Cache`]`<String, Bytes>`.
+//!
+//! Every Redis command has a typed method (`get`, `set`, `incr_by`,
+//! `expire`, `scan`...) and [`KvStore::execute`] parses Redis-style argument
+//! lists into calls to those same methods, answering with a RESP-shaped
+//! [`Reply`] whose errors carry Redis's exact wording. A real `redis-server`
+//! is the reference: `tests/kv_vs_redis.rs` runs the same commands on both and
+//! compares every reply.
+//!
+//! ```
+//! use shardcache::kv::{KvStore, Reply};
+//! let store = KvStore::new();
+//! assert_eq!(store.execute(&["SET", "hits", "41"]), Reply::ok());
+//! assert_eq!(store.execute(&["INCR", "hits"]), Reply::Integer(42));
+//! assert_eq!(store.incr_by("hits", 1)?, 43);
+//!
+//! let perms = store.namespace("perm:");
+//! perms.set_ex("user:1", "allow", 300)?;
+//! assert_eq!(perms.keys("*"), vec!["user:1".to_string()]);
+//! assert_eq!(store.get("perm:user:1").as_deref(), Some(&b"allow"[..]));
+//! # Ok::<(), shardcache::kv::KvError>(())
+//! ```
+//!
+//! Differences from Redis, by design: keys are UTF-8 `String`s; multi-key
+//! commands (`MSET`, `MSETNX`, `DEL`) are atomic per key, not across keys;
+//! expiries are kept to the millisecond and capped at about 34 years; memory
+//! is accounted approximately (see [`ENTRY_OVERHEAD`]); `INCRBYFLOAT` uses
+//! `f64` where Redis uses `long double`.
+
+mod command;
+mod error;
+mod expire;
+mod glob;
+mod keys;
+mod parse;
+mod reply;
+mod stats;
+mod strings;
+mod typed;
+
+pub use error::KvError;
+pub use expire::{ExpireOptions, Expiry};
+pub use glob::glob_match;
+pub use keys::ScanOptions;
+pub use reply::Reply;
+pub use stats::KvStats;
+pub use strings::{GetExOption, SetCondition, SetOptions, SetOutcome};
+
+use crate::{BuildError, Cache, Clock, Policy};
+use bytes::Bytes;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes counted per entry on top of its key and value when `max_memory` is
+/// set: the key's `String` header (24), the value's `Bytes` header (32), the
+/// entry's policy node (24), its table slot and control byte (5), and
+/// allocator rounding for two heap blocks (about 11), rounded up to 96.
+pub const ENTRY_OVERHEAD: u32 = 96;
+
+/// A Redis-semantics key-value store: `String` keys, [`Bytes`] values. Cheap to
+/// clone (a handle); [`namespace`](Self::namespace) views share the same data.
+#[derive(Clone)]
+pub struct KvStore {
+    cache: Cache<String, Bytes>,
+    prefix: Arc<str>,
+    shared: Arc<Shared>,
+}
+
+/// State shared by every namespace view of one store.
+#[derive(Debug)]
+struct Shared {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    max_memory: u64,
+    rng: AtomicU64,
+}
+
+impl fmt::Debug for KvStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KvStore")
+            .field("prefix", &self.prefix)
+            .field("max_memory", &self.shared.max_memory)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for KvStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KvStore {
+    /// An unbounded store (no `max_memory`), with the system clock.
+    pub fn new() -> Self {
+        // Without max_memory or shards the build cannot fail; the fallback is unreachable.
+        Self::builder().build().unwrap_or_else(|_| Self::from_cache(Cache::new(u64::MAX), 0))
+    }
+
+    /// A builder for `max_memory`, the eviction policy and the clock.
+    pub fn builder() -> KvStoreBuilder {
+        KvStoreBuilder::default()
+    }
+
+    fn from_cache(cache: Cache<String, Bytes>, max_memory: u64) -> Self {
+        let seed = cache.wall_clock_ms() | 1;
+        let shared = Shared { hits: AtomicU64::new(0), misses: AtomicU64::new(0), max_memory, rng: AtomicU64::new(seed) };
+        Self { cache, prefix: Arc::from(""), shared: Arc::new(shared) }
+    }
+
+    /// A view of this store whose keys are all prefixed with `prefix`
+    /// (appended to this view's own prefix). `KEYS`, `SCAN`, `DBSIZE`,
+    /// `FLUSHDB` and `RANDOMKEY` on the view see only its own keys, without
+    /// the prefix.
+    ///
+    /// ```
+    /// let store = shardcache::kv::KvStore::new();
+    /// let sessions = store.namespace("sess:");
+    /// sessions.set("abc", "data", Default::default())?;
+    /// store.set("other", "x", Default::default())?;
+    /// assert_eq!(sessions.dbsize(), 1);
+    /// sessions.flushdb();
+    /// assert_eq!(store.keys("*"), vec!["other".to_string()]);
+    /// # Ok::<(), shardcache::kv::KvError>(())
+    /// ```
+    pub fn namespace(&self, prefix: &str) -> Self {
+        let full = format!("{}{prefix}", self.prefix);
+        Self { cache: self.cache.clone(), prefix: Arc::from(full), shared: self.shared.clone() }
+    }
+
+    /// This view's key prefix ("" for the root store).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The underlying cache (keys include the namespace prefix).
+    pub fn cache(&self) -> &Cache<String, Bytes> {
+        &self.cache
+    }
+
+    /// The stored key for a key of this view.
+    fn full_key(&self, key: &str) -> String {
+        let mut k = String::with_capacity(self.prefix.len() + key.len());
+        k.push_str(&self.prefix);
+        k.push_str(key);
+        k
+    }
+
+    /// The wall clock in Unix milliseconds, as Redis's `mstime()`.
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.cache.wall_clock_ms()).unwrap_or(i64::MAX)
+    }
+
+    fn count_lookup(&self, hit: bool) {
+        let counter = if hit { &self.shared.hits } else { &self.shared.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A pseudo-random number (xorshift), for `RANDOMKEY`.
+    fn random(&self) -> u64 {
+        let mut x = self.shared.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.shared.rng.store(x, Ordering::Relaxed);
+        x
+    }
+}
+
+/// Configures a [`KvStore`]: memory limit, eviction policy, clock.
+///
+/// ```
+/// use shardcache::{kv::KvStore, Policy};
+/// let store = KvStore::builder()
+///     .max_memory(64 << 20)
+///     .policy("allkeys-lru".parse::<Policy>()?)
+///     .build()?;
+/// assert_eq!(store.stats().maxmemory, 64 << 20);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+#[derive(Default)]
+pub struct KvStoreBuilder {
+    max_memory: Option<u64>,
+    policy: Option<Policy>,
+    clock: Option<Arc<dyn Clock>>,
+    shards: Option<usize>,
+}
+
+impl fmt::Debug for KvStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KvStoreBuilder")
+            .field("max_memory", &self.max_memory)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A clock shared with the caller, usable where a `Clock` is taken by value.
+struct SharedClock(Arc<dyn Clock>);
+
+impl Clock for SharedClock {
+    fn monotonic(&self) -> Duration {
+        self.0.monotonic()
+    }
+    fn wall(&self) -> Duration {
+        self.0.wall()
+    }
+}
+
+impl KvStoreBuilder {
+    /// Redis's `maxmemory`: the most bytes the entries may use, counted as key
+    /// length + value length + [`ENTRY_OVERHEAD`] per entry. Unset: unbounded.
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.max_memory = Some(bytes);
+        self
+    }
+
+    /// Redis's `maxmemory-policy`, e.g. `Policy::redis(RedisPolicy::AllKeysLru)`
+    /// or `"volatile-ttl".parse()?`. Defaults to the cache's default policy.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The time source (a [`MockClock`](crate::MockClock) in tests).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// The number of shards (a power of two); see [`CacheBuilder::shards`](crate::CacheBuilder::shards).
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// Builds the store.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] for a zero `max_memory` or a bad shard count.
+    pub fn build(self) -> Result<KvStore, BuildError> {
+        let mut b = Cache::<String, Bytes>::builder()
+            .weigher(|k: &String, v: &Bytes| weigh(k.len(), v.len()))
+            .policy(self.policy.unwrap_or_default());
+        if let Some(max) = self.max_memory {
+            b = b.max_capacity(max);
+        }
+        if let Some(clock) = self.clock {
+            b = b.clock(SharedClock(clock));
+        }
+        if let Some(n) = self.shards {
+            b = b.shards(n);
+        }
+        Ok(KvStore::from_cache(b.build()?, self.max_memory.unwrap_or(0)))
+    }
+}
+
+/// An entry's accounted size: key + value + [`ENTRY_OVERHEAD`], saturating.
+fn weigh(key: usize, value: usize) -> u32 {
+    u32::try_from(key.saturating_add(value)).unwrap_or(u32::MAX).saturating_add(ENTRY_OVERHEAD)
+}

@@ -1,0 +1,372 @@
+//! String commands: `GET`, `SET` (and `SETEX`, `PSETEX`, `SETNX`, `GETSET`),
+//! `GETDEL`, `GETEX`, `MGET`, `MSET`, `MSETNX`, `APPEND`, `STRLEN`, and the
+//! counters `INCR`, `INCRBY`, `DECR`, `DECRBY`, `INCRBYFLOAT`.
+
+use super::expire::{ttl_for, Expiry};
+use super::parse::{format_f64, parse_f64, parse_i64};
+use super::{KvError, KvStore};
+use crate::{Decision, Ttl};
+use bytes::{Bytes, BytesMut};
+
+/// `SET`'s `NX` / `XX` condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SetCondition {
+    /// `NX`: only if the key does not exist.
+    Nx,
+    /// `XX`: only if the key exists.
+    Xx,
+}
+
+/// The options of `SET`.
+///
+/// ```
+/// use shardcache::kv::{KvStore, SetOptions};
+/// let store = KvStore::new();
+/// let first = store.set("lock", "me", SetOptions::new().nx().px(30_000))?;
+/// let second = store.set("lock", "you", SetOptions::new().nx())?;
+/// assert!(first.written && !second.written);
+/// # Ok::<(), shardcache::kv::KvError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SetOptions {
+    /// `EX`/`PX`/`EXAT`/`PXAT`; `None` clears any expiry unless `keep_ttl`.
+    pub expiry: Option<Expiry>,
+    /// `KEEPTTL`: keep the existing expiry.
+    pub keep_ttl: bool,
+    /// `NX` or `XX`.
+    pub condition: Option<SetCondition>,
+    /// `GET`: return the previous value (filled in [`SetOutcome::previous`] anyway).
+    pub get: bool,
+}
+
+impl SetOptions {
+    /// A plain `SET`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// `EX seconds`.
+    pub fn ex(mut self, seconds: i64) -> Self {
+        self.expiry = Some(Expiry::Ex(seconds));
+        self
+    }
+    /// `PX milliseconds`.
+    pub fn px(mut self, millis: i64) -> Self {
+        self.expiry = Some(Expiry::Px(millis));
+        self
+    }
+    /// Any [`Expiry`].
+    pub fn expiry(mut self, expiry: Expiry) -> Self {
+        self.expiry = Some(expiry);
+        self
+    }
+    /// `KEEPTTL`.
+    pub fn keep_ttl(mut self) -> Self {
+        self.keep_ttl = true;
+        self
+    }
+    /// `NX`.
+    pub fn nx(mut self) -> Self {
+        self.condition = Some(SetCondition::Nx);
+        self
+    }
+    /// `XX`.
+    pub fn xx(mut self) -> Self {
+        self.condition = Some(SetCondition::Xx);
+        self
+    }
+    /// `GET`.
+    pub fn get(mut self) -> Self {
+        self.get = true;
+        self
+    }
+}
+
+/// What a `SET` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SetOutcome {
+    /// Whether the value was stored (false when `NX`/`XX` did not hold).
+    pub written: bool,
+    /// The value before the command, if there was one.
+    pub previous: Option<Bytes>,
+}
+
+/// `GETEX`'s option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GetExOption {
+    /// Leave the expiry alone (a plain `GET`).
+    #[default]
+    Keep,
+    /// Set this expiry.
+    Expire(Expiry),
+    /// `PERSIST`: remove the expiry.
+    Persist,
+}
+
+impl KvStore {
+    /// `GET key`.
+    ///
+    /// ```
+    /// let store = shardcache::kv::KvStore::new();
+    /// assert_eq!(store.get("k"), None);
+    /// store.set("k", "v", Default::default())?;
+    /// assert_eq!(store.get("k").as_deref(), Some(&b"v"[..]));
+    /// # Ok::<(), shardcache::kv::KvError>(())
+    /// ```
+    pub fn get(&self, key: &str) -> Option<Bytes> {
+        let v = self.cache.get(&self.full_key(key));
+        self.count_lookup(v.is_some());
+        v
+    }
+
+    /// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT n|KEEPTTL]`.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Syntax`] for `KEEPTTL` with an expiry,
+    /// [`KvError::InvalidExpireTime`] for a zero, negative or overflowing
+    /// expiry, [`KvError::OutOfMemory`] when the value does not fit.
+    pub fn set(&self, key: &str, value: impl Into<Bytes>, opts: SetOptions) -> Result<SetOutcome, KvError> {
+        self.set_as_command(key, value.into(), opts, "set")
+    }
+
+    fn set_as_command(
+        &self,
+        key: &str,
+        value: Bytes,
+        opts: SetOptions,
+        command: &'static str,
+    ) -> Result<SetOutcome, KvError> {
+        if opts.keep_ttl && opts.expiry.is_some() {
+            return Err(KvError::Syntax);
+        }
+        let now = self.now_ms();
+        let ttl = match opts.expiry {
+            Some(e) => ttl_for(e.deadline_ms(now, command)?, now),
+            None if opts.keep_ttl => Some(Ttl::Keep),
+            None => Some(Ttl::Never),
+        };
+        Ok(self.cache.compute(self.full_key(key), |cur| {
+            let previous = cur.map(|c| c.value.clone());
+            let allowed = match opts.condition {
+                Some(SetCondition::Nx) => previous.is_none(),
+                Some(SetCondition::Xx) => previous.is_some(),
+                None => true,
+            };
+            let decision = match ttl {
+                _ if !allowed => Decision::Nothing,
+                Some(ttl) => Decision::Put(value, ttl),
+                None => Decision::Remove,
+            };
+            (decision, SetOutcome { written: allowed, previous })
+        })?)
+    }
+
+    /// `SETEX key seconds value`.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub fn set_ex(&self, key: &str, value: impl Into<Bytes>, seconds: i64) -> Result<(), KvError> {
+        self.set_as_command(key, value.into(), SetOptions::new().ex(seconds), "setex").map(drop)
+    }
+
+    /// `PSETEX key milliseconds value`.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub fn pset_ex(&self, key: &str, value: impl Into<Bytes>, millis: i64) -> Result<(), KvError> {
+        self.set_as_command(key, value.into(), SetOptions::new().px(millis), "psetex").map(drop)
+    }
+
+    /// `SETNX key value`: true if the key was set.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::OutOfMemory`].
+    pub fn set_nx(&self, key: &str, value: impl Into<Bytes>) -> Result<bool, KvError> {
+        Ok(self.set(key, value, SetOptions::new().nx())?.written)
+    }
+
+    /// `GETSET key value`: sets the value (clearing any expiry), returns the old one.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::OutOfMemory`].
+    pub fn get_set(&self, key: &str, value: impl Into<Bytes>) -> Result<Option<Bytes>, KvError> {
+        Ok(self.set(key, value, SetOptions::new().get())?.previous)
+    }
+
+    /// `GETDEL key`: removes the key and returns its value.
+    pub fn get_del(&self, key: &str) -> Option<Bytes> {
+        let v = self.cache.remove(&self.full_key(key));
+        self.count_lookup(v.is_some());
+        v
+    }
+
+    /// `GETEX key [EX|PX|EXAT|PXAT n|PERSIST]`: the value, changing its expiry.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::InvalidExpireTime`] for a zero, negative or overflowing expiry.
+    pub fn get_ex(&self, key: &str, option: GetExOption) -> Result<Option<Bytes>, KvError> {
+        let now = self.now_ms();
+        let change = match option {
+            GetExOption::Keep => return Ok(self.get(key)),
+            GetExOption::Persist => Some(Ttl::Never),
+            GetExOption::Expire(e) => ttl_for(e.deadline_ms(now, "getex")?, now),
+        };
+        let v = self.cache.compute(self.full_key(key), |cur| {
+            let Some(cur) = cur else { return (Decision::Nothing, None) };
+            let decision = match change {
+                Some(Ttl::Never) if cur.ttl.is_none() => Decision::Nothing,
+                Some(ttl) => Decision::SetTtl(ttl),
+                None => Decision::Remove,
+            };
+            (decision, Some(cur.value.clone()))
+        })?;
+        self.count_lookup(v.is_some());
+        Ok(v)
+    }
+
+    /// `MGET key...`: each key's value, `None` where missing.
+    pub fn mget<K: AsRef<str>>(&self, keys: &[K]) -> Vec<Option<Bytes>> {
+        keys.iter().map(|k| self.get(k.as_ref())).collect()
+    }
+
+    /// `MSET key value...`: sets every pair, clearing their expiries. Atomic
+    /// per key, not across keys.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::OutOfMemory`] at the first pair that does not fit (earlier
+    /// pairs stay written).
+    pub fn mset<K: AsRef<str>, V: Into<Bytes> + Clone>(&self, pairs: &[(K, V)]) -> Result<(), KvError> {
+        for (k, v) in pairs {
+            self.cache.try_insert_with_expiry(self.full_key(k.as_ref()), v.clone().into(), None)?;
+        }
+        Ok(())
+    }
+
+    /// `MSETNX key value...`: sets every pair only if none of the keys exists;
+    /// true if they were set. The check and the writes are not one atomic step
+    /// across shards.
+    ///
+    /// # Errors
+    ///
+    /// As [`mset`](Self::mset).
+    pub fn mset_nx<K: AsRef<str>, V: Into<Bytes> + Clone>(&self, pairs: &[(K, V)]) -> Result<bool, KvError> {
+        if pairs.iter().any(|(k, _)| self.cache.contains_key(&self.full_key(k.as_ref()))) {
+            return Ok(false);
+        }
+        self.mset(pairs)?;
+        Ok(true)
+    }
+
+    /// `APPEND key value`: appends (creating the key if needed), keeping the
+    /// expiry; returns the new length.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::OutOfMemory`].
+    pub fn append(&self, key: &str, value: &[u8]) -> Result<usize, KvError> {
+        Ok(self.cache.compute(self.full_key(key), |cur| {
+            let old: &[u8] = cur.as_ref().map_or(&[], |c| c.value.as_ref());
+            let mut joined = BytesMut::with_capacity(old.len() + value.len());
+            joined.extend_from_slice(old);
+            joined.extend_from_slice(value);
+            let len = joined.len();
+            (Decision::Put(joined.freeze(), Ttl::Keep), len)
+        })?)
+    }
+
+    /// `STRLEN key`: the value's length, 0 if missing.
+    pub fn strlen(&self, key: &str) -> usize {
+        let v = self.cache.peek_value(&self.full_key(key));
+        self.count_lookup(v.is_some());
+        v.map_or(0, |v| v.len())
+    }
+
+    /// `INCR key`.
+    ///
+    /// # Errors
+    ///
+    /// As [`incr_by`](Self::incr_by).
+    pub fn incr(&self, key: &str) -> Result<i64, KvError> {
+        self.incr_by(key, 1)
+    }
+
+    /// `DECR key`.
+    ///
+    /// # Errors
+    ///
+    /// As [`incr_by`](Self::incr_by).
+    pub fn decr(&self, key: &str) -> Result<i64, KvError> {
+        self.incr_by(key, -1)
+    }
+
+    /// `DECRBY key decrement`.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::DecrementOverflow`] for `i64::MIN`; otherwise as [`incr_by`](Self::incr_by).
+    pub fn decr_by(&self, key: &str, decrement: i64) -> Result<i64, KvError> {
+        let delta = decrement.checked_neg().ok_or(KvError::DecrementOverflow)?;
+        self.incr_by(key, delta)
+    }
+
+    /// `INCRBY key increment`: adds to the integer stored at `key` (0 if
+    /// missing), keeping its expiry, atomically.
+    ///
+    /// ```
+    /// let store = shardcache::kv::KvStore::new();
+    /// assert_eq!(store.incr_by("n", 5)?, 5);
+    /// store.set("n", i64::MAX.to_string(), Default::default())?;
+    /// assert_eq!(store.incr("n").unwrap_err().to_string(), "ERR increment or decrement would overflow");
+    /// # Ok::<(), shardcache::kv::KvError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::NotInteger`] if the value is not an integer,
+    /// [`KvError::Overflow`] if the result leaves `i64`, [`KvError::OutOfMemory`].
+    pub fn incr_by(&self, key: &str, increment: i64) -> Result<i64, KvError> {
+        self.cache.compute(self.full_key(key), |cur| {
+            let old = match cur.map(|c| parse_i64(c.value)) {
+                None => 0,
+                Some(Ok(n)) => n,
+                Some(Err(e)) => return (Decision::Nothing, Err(e)),
+            };
+            match old.checked_add(increment) {
+                Some(n) => (Decision::Put(Bytes::from(n.to_string()), Ttl::Keep), Ok(n)),
+                None => (Decision::Nothing, Err(KvError::Overflow)),
+            }
+        })?
+    }
+
+    /// `INCRBYFLOAT key increment`: returns the new value as Redis formats it.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::NotFloat`] if the value is not a number,
+    /// [`KvError::NanOrInfinity`] if the result is not finite.
+    pub fn incr_by_float(&self, key: &str, increment: f64) -> Result<Bytes, KvError> {
+        self.cache.compute(self.full_key(key), |cur| {
+            let old = match cur.map(|c| parse_f64(c.value)) {
+                None => 0.0,
+                Some(Ok(n)) => n,
+                Some(Err(e)) => return (Decision::Nothing, Err(e)),
+            };
+            let sum = old + increment;
+            if !sum.is_finite() {
+                return (Decision::Nothing, Err(KvError::NanOrInfinity));
+            }
+            let text = Bytes::from(format_f64(sum));
+            (Decision::Put(text.clone(), Ttl::Keep), Ok(text))
+        })?
+    }
+}
