@@ -125,10 +125,10 @@ fn key_array(keys: Vec<String>) -> Reply {
 /// `parseExtendedStringArgumentsOrReply`: conflicting options are a syntax
 /// error; a repeated expiry option keeps the last value. The expiry's number
 /// is parsed only once all options are known, as Redis does.
-fn parse_string_options(args: &Args<'_>, set: bool) -> Result<(SetOptions, bool), KvError> {
+fn parse_string_options<'a>(args: &Args<'a>, set: bool) -> Result<(SetOptions, bool, RawExpiry<'a>), KvError> {
     let mut o = SetOptions::new();
     let mut persist = false;
-    let mut expiry: Option<(Vec<u8>, &[u8])> = None;
+    let mut expiry: RawExpiry<'a> = None;
     let mut i = 0;
     while i < args.len() {
         let opt = args[i].to_ascii_lowercase();
@@ -148,20 +148,26 @@ fn parse_string_options(args: &Args<'_>, set: bool) -> Result<(SetOptions, bool)
         }
         i += 1;
     }
-    if let Some((kind, n)) = expiry {
-        let n = parse_i64(n)?;
-        o.expiry = Some(match kind.as_slice() {
-            b"ex" => Expiry::Ex(n),
-            b"px" => Expiry::Px(n),
-            b"exat" => Expiry::ExAt(n),
-            _ => Expiry::PxAt(n),
-        });
-    }
-    Ok((o, persist))
+    Ok((o, persist, expiry))
+}
+
+/// An expiry option and its still unparsed number.
+type RawExpiry<'a> = Option<(Vec<u8>, &'a [u8])>;
+
+fn parse_expiry(raw: RawExpiry<'_>) -> Result<Option<Expiry>, KvError> {
+    let Some((kind, n)) = raw else { return Ok(None) };
+    let n = parse_i64(n)?;
+    Ok(Some(match kind.as_slice() {
+        b"ex" => Expiry::Ex(n),
+        b"px" => Expiry::Px(n),
+        b"exat" => Expiry::ExAt(n),
+        _ => Expiry::PxAt(n),
+    }))
 }
 
 fn set(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
-    let (opts, _) = parse_string_options(&a[3..], true)?;
+    let (mut opts, _, raw) = parse_string_options(&a[3..], true)?;
+    opts.expiry = parse_expiry(raw)?;
     let out = s.set(key(a[1])?, bytes(a[2]), opts)?;
     Ok(match (opts.get, out.written) {
         (true, _) => Reply::from_option(out.previous),
@@ -182,13 +188,19 @@ fn setex(s: &KvStore, a: &Args<'_>, command: &'static str) -> Result<Reply, KvEr
 }
 
 fn getex(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
-    let (opts, persist) = parse_string_options(&a[2..], false)?;
-    let option = match (opts.expiry, persist) {
+    let (_, persist, raw) = parse_string_options(&a[2..], false)?;
+    let k = key(a[1])?;
+    let expiry = match parse_expiry(raw) {
+        // As Redis: a missing key is nil before the number is looked at.
+        Err(_) if !s.cache.contains_key(&s.full_key(k)) => return Ok(Reply::from_option(s.get(k))),
+        other => other?,
+    };
+    let option = match (expiry, persist) {
         (Some(e), _) => GetExOption::Expire(e),
         (None, true) => GetExOption::Persist,
         (None, false) => GetExOption::Keep,
     };
-    Ok(Reply::from_option(s.get_ex(key(a[1])?, option)?))
+    Ok(Reply::from_option(s.get_ex(k, option)?))
 }
 
 fn mset(s: &KvStore, a: &Args<'_>, command: &'static str) -> Result<bool, KvError> {
@@ -223,6 +235,9 @@ fn expire(s: &KvStore, a: &Args<'_>, f: ExpireFn) -> Result<Reply, KvError> {
 
 /// A `SCAN` cursor as `strtoul` reads it: optional sign, decimal digits.
 fn parse_cursor(b: &[u8]) -> Result<u64, KvError> {
+    if b.is_empty() {
+        return Ok(0);
+    }
     let (neg, digits) = match b.first() {
         Some(b'-') => (true, &b[1..]),
         Some(b'+') => (false, &b[1..]),

@@ -13,7 +13,13 @@
 /// assert!(glob_match(b"h[^e]llo", b"hallo"));
 /// assert!(!glob_match(b"h[a-b]llo", b"hello"));
 /// ```
+///
+/// The pattern `*` matches everything, including the empty key, as `KEYS *`
+/// and `SCAN ... MATCH *` do in Redis (its matcher alone would not match "").
 pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    if pattern == b"*" {
+        return true;
+    }
     let mut skip_longer = false;
     match_from(pattern, text, &mut skip_longer)
 }

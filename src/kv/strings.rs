@@ -215,20 +215,22 @@ impl KvStore {
     /// [`KvError::InvalidExpireTime`] for a zero, negative or overflowing expiry.
     pub fn get_ex(&self, key: &str, option: GetExOption) -> Result<Option<Bytes>, KvError> {
         let now = self.now_ms();
+        // Redis looks the key up before validating the time: a missing key is nil either way.
         let change = match option {
             GetExOption::Keep => return Ok(self.get(key)),
-            GetExOption::Persist => Some(Ttl::Never),
-            GetExOption::Expire(e) => ttl_for(e.deadline_ms(now, "getex")?, now),
+            GetExOption::Persist => Ok(Some(Ttl::Never)),
+            GetExOption::Expire(e) => e.deadline_ms(now, "getex").map(|d| ttl_for(d, now)),
         };
         let v = self.cache.compute(self.full_key(key), |cur| {
-            let Some(cur) = cur else { return (Decision::Nothing, None) };
+            let Some(cur) = cur else { return (Decision::Nothing, Ok(None)) };
             let decision = match change {
-                Some(Ttl::Never) if cur.ttl.is_none() => Decision::Nothing,
-                Some(ttl) => Decision::SetTtl(ttl),
-                None => Decision::Remove,
+                Err(e) => return (Decision::Nothing, Err(e)),
+                Ok(Some(Ttl::Never)) if cur.ttl.is_none() => Decision::Nothing,
+                Ok(Some(ttl)) => Decision::SetTtl(ttl),
+                Ok(None) => Decision::Remove,
             };
-            (decision, Some(cur.value.clone()))
-        })?;
+            (decision, Ok(Some(cur.value.clone())))
+        })??;
         self.count_lookup(v.is_some());
         Ok(v)
     }
