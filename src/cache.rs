@@ -108,7 +108,7 @@ where
             .map(|i| {
                 let state = b.policy.state(sketch_entries);
                 let capacity = per_shard + u64::from((i as u64) < remainder);
-                RwLock::new(Shard::new(capacity, state, true, presize, seed.wrapping_add(i as u64)))
+                RwLock::new(Shard::new(capacity, state, b.policy.can_evict(), presize, seed.wrapping_add(i as u64)))
             })
             .collect();
         let climber = b.policy.is_adaptive().then(|| Mutex::new(HillClimber::new(max_capacity.min(1 << 40))));

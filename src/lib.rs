@@ -28,6 +28,6 @@ pub use clock::{Clock, MockClock, SystemClock};
 pub use error::{BuildError, CapacityError, Error, Result};
 pub use hash::DefaultHashBuilder;
 pub use listener::{Listener, RemovalCause};
-pub use policy::{Policy, UnknownPolicy};
+pub use policy::{Policy, RedisPolicy, UnknownPolicy, DEFAULT_SAMPLES};
 pub use stats::CacheStats;
 pub use weigher::Weigher;

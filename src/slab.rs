@@ -26,9 +26,7 @@ pub(crate) mod meta {
     pub(crate) const HITS_MAX: u64 = 15;
     const LIST_SHIFT: u32 = 4;
     const LIST_MASK: u64 = 0x3 << LIST_SHIFT;
-    #[allow(dead_code)] // used by the sampled (Redis) policies
     const LFU_SHIFT: u32 = 8;
-    #[allow(dead_code)]
     const LFU_MASK: u64 = 0xFFFF << LFU_SHIFT;
     const DEADLINE_SHIFT: u32 = 24;
     /// The largest deadline that fits: about 34 years of milliseconds.
@@ -51,12 +49,10 @@ pub(crate) mod meta {
         (m & !LIST_MASK) | (u64::from(list) << LIST_SHIFT & LIST_MASK)
     }
     #[inline]
-    #[allow(dead_code)]
     pub(crate) fn lfu(m: u64) -> u16 {
         ((m & LFU_MASK) >> LFU_SHIFT) as u16
     }
     #[inline]
-    #[allow(dead_code)]
     pub(crate) fn with_lfu(m: u64, lfu: u16) -> u64 {
         (m & !LFU_MASK) | (u64::from(lfu) << LFU_SHIFT)
     }

@@ -15,6 +15,7 @@
 //!   meta word, and the policy reads and clears it when it next looks.
 
 mod clock;
+mod sampled;
 pub(crate) mod sketch;
 mod tinylfu;
 
@@ -22,7 +23,11 @@ use crate::slab::Node;
 use std::fmt;
 use std::str::FromStr;
 
+pub use sampled::RedisPolicy;
 pub(crate) use tinylfu::HillClimber;
+
+/// Redis's default `maxmemory-samples`.
+pub const DEFAULT_SAMPLES: u8 = 5;
 
 /// An eviction strategy for a [`Cache`](crate::Cache).
 ///
@@ -44,6 +49,7 @@ enum PolicyKind {
     #[default]
     TinyLfu,
     Lru,
+    Redis { policy: RedisPolicy, samples: u8 },
 }
 
 impl Policy {
@@ -67,12 +73,53 @@ impl Policy {
         Self { kind: PolicyKind::Lru }
     }
 
+    /// One of Redis's `maxmemory-policy` strategies, by sampling
+    /// [`DEFAULT_SAMPLES`] entries per eviction as Redis does.
+    ///
+    /// ```
+    /// use shardcache::{Cache, Policy, RedisPolicy};
+    /// let cache: Cache<u32, u32> = Cache::builder()
+    ///     .max_capacity(100)
+    ///     .policy(Policy::redis(RedisPolicy::AllKeysLfu))
+    ///     .build()?;
+    /// assert_eq!(Policy::redis(RedisPolicy::VolatileTtl).name(), "volatile-ttl");
+    /// # Ok::<(), shardcache::BuildError>(())
+    /// ```
+    pub fn redis(policy: RedisPolicy) -> Self {
+        Self { kind: PolicyKind::Redis { policy, samples: DEFAULT_SAMPLES } }
+    }
+
+    /// `allkeys-lru`; see [`Policy::redis`].
+    pub fn redis_allkeys_lru() -> Self {
+        Self::redis(RedisPolicy::AllKeysLru)
+    }
+
+    /// `noeviction`: writes that do not fit fail; see [`Policy::redis`].
+    pub fn redis_noeviction() -> Self {
+        Self::redis(RedisPolicy::NoEviction)
+    }
+
+    /// Redis's `maxmemory-samples` (at least 1): how many entries a sampled
+    /// policy looks at per eviction. No effect on other policies.
+    pub fn samples(self, samples: u8) -> Self {
+        match self.kind {
+            PolicyKind::Redis { policy, .. } => Self { kind: PolicyKind::Redis { policy, samples: samples.max(1) } },
+            _ => self,
+        }
+    }
+
     /// The policy's name, as [`FromStr`] accepts it.
     pub fn name(&self) -> &'static str {
         match self.kind {
             PolicyKind::TinyLfu => "tinylfu",
             PolicyKind::Lru => "lru",
+            PolicyKind::Redis { policy, .. } => policy.name(),
         }
+    }
+
+    /// Whether the policy may evict (false only for `noeviction`).
+    pub(crate) fn can_evict(&self) -> bool {
+        !matches!(self.kind, PolicyKind::Redis { policy: RedisPolicy::NoEviction, .. })
     }
 
     /// Whether the cache's window should be tuned by the hill climber.
@@ -84,6 +131,9 @@ impl Policy {
         match self.kind {
             PolicyKind::TinyLfu => PolicyState::TinyLfu(Box::new(tinylfu::TinyLfu::new(capacity))),
             PolicyKind::Lru => PolicyState::Clock(clock::Clock::new()),
+            PolicyKind::Redis { policy, samples } => {
+                PolicyState::Sampled(sampled::Sampled::new(policy, usize::from(samples)))
+            }
         }
     }
 }
@@ -96,7 +146,10 @@ impl fmt::Display for Policy {
 
 /// A policy name [`Policy::from_str`] does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown eviction policy {0:?} (expected one of: tinylfu, lru)")]
+#[error(
+    "unknown eviction policy {0:?} (expected one of: tinylfu, lru, allkeys-lru, volatile-lru, allkeys-lfu, \
+     volatile-lfu, volatile-ttl, allkeys-random, volatile-random, noeviction)"
+)]
 pub struct UnknownPolicy(pub String);
 
 impl FromStr for Policy {
@@ -107,13 +160,14 @@ impl FromStr for Policy {
     /// ```
     /// use shardcache::Policy;
     /// assert_eq!("LRU".parse::<Policy>(), Ok(Policy::lru()));
+    /// assert_eq!("allkeys-lru".parse::<Policy>(), Ok(Policy::redis_allkeys_lru()));
     /// assert!("mru".parse::<Policy>().is_err());
     /// ```
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "tinylfu" | "w-tinylfu" | "default" => Ok(Self::tiny_lfu()),
             "lru" => Ok(Self::lru()),
-            _ => Err(UnknownPolicy(s.to_owned())),
+            name => RedisPolicy::from_name(name).map(Self::redis).ok_or_else(|| UnknownPolicy(s.to_owned())),
         }
     }
 }
@@ -126,6 +180,7 @@ pub(crate) type HashOf<'a> = &'a dyn Fn(u32) -> u64;
 pub(crate) enum PolicyState {
     TinyLfu(Box<tinylfu::TinyLfu>),
     Clock(clock::Clock),
+    Sampled(sampled::Sampled),
 }
 
 impl PolicyState {
@@ -133,6 +188,7 @@ impl PolicyState {
         match self {
             Self::TinyLfu(p) => p.on_insert(nodes, idx, hash),
             Self::Clock(p) => p.on_insert(nodes, idx),
+            Self::Sampled(p) => p.on_insert(nodes, idx),
         }
     }
 
@@ -140,6 +196,7 @@ impl PolicyState {
         match self {
             Self::TinyLfu(p) => p.on_remove(nodes, idx),
             Self::Clock(p) => p.on_remove(nodes, idx),
+            Self::Sampled(p) => p.on_remove(nodes, idx),
         }
     }
 
@@ -147,6 +204,7 @@ impl PolicyState {
         match self {
             Self::TinyLfu(p) => p.on_relocate(nodes, from, to),
             Self::Clock(p) => p.on_relocate(nodes, from, to),
+            Self::Sampled(p) => p.on_relocate(nodes, from, to),
         }
     }
 
@@ -154,7 +212,7 @@ impl PolicyState {
     pub(crate) fn maintain(&mut self, nodes: &mut [Node], hash_of: HashOf<'_>, window: f64) {
         match self {
             Self::TinyLfu(p) => p.maintain(nodes, hash_of, window),
-            Self::Clock(_) => {}
+            Self::Clock(_) | Self::Sampled(_) => {}
         }
     }
 
@@ -162,6 +220,7 @@ impl PolicyState {
         match self {
             Self::TinyLfu(p) => p.victim(nodes, hash_of, window),
             Self::Clock(p) => p.victim(nodes),
+            Self::Sampled(p) => p.victim(nodes),
         }
     }
 
@@ -169,6 +228,7 @@ impl PolicyState {
         match self {
             Self::TinyLfu(p) => p.clear(),
             Self::Clock(p) => p.clear(),
+            Self::Sampled(p) => p.clear(),
         }
     }
 
@@ -178,6 +238,7 @@ impl PolicyState {
         match self {
             Self::TinyLfu(p) => p.linked(),
             Self::Clock(p) => p.linked(),
+            Self::Sampled(p) => p.linked(),
         }
     }
 }
