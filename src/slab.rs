@@ -81,7 +81,11 @@ pub(crate) struct Node {
 
 impl Node {
     pub(crate) fn new(meta: u64) -> Self {
-        Self { prev: NIL, next: NIL, meta: AtomicU64::new(meta) }
+        Self {
+            prev: NIL,
+            next: NIL,
+            meta: AtomicU64::new(meta),
+        }
     }
 
     /// The meta word, for a writer holding the shard exclusively.
@@ -101,7 +105,9 @@ impl Node {
     #[inline]
     pub(crate) fn record_hit(&self, m: u64) {
         if meta::hits(m) < meta::HITS_MAX {
-            let _ = self.meta.compare_exchange(m, m + 1, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self
+                .meta
+                .compare_exchange(m, m + 1, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
@@ -127,7 +133,12 @@ pub(crate) struct List {
 
 impl List {
     pub(crate) const fn new(id: u8) -> Self {
-        Self { head: NIL, tail: NIL, len: 0, id }
+        Self {
+            head: NIL,
+            tail: NIL,
+            len: 0,
+            id,
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {

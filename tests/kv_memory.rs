@@ -4,7 +4,12 @@ use shardcache::kv::{KvError, KvStore, Reply, SetOptions, ENTRY_OVERHEAD};
 use shardcache::{Policy, RedisPolicy};
 
 fn store(policy: RedisPolicy, max: u64) -> KvStore {
-    KvStore::builder().max_memory(max).policy(Policy::redis(policy)).shards(1).build().expect("valid")
+    KvStore::builder()
+        .max_memory(max)
+        .policy(Policy::redis(policy))
+        .shards(1)
+        .build()
+        .expect("valid")
 }
 
 #[test]
@@ -19,7 +24,10 @@ fn noeviction_refuses_writes_but_serves_reads_and_deletes() {
     }
     assert_eq!(written, 10);
     let oom = s.execute(&["SET", "another", "v"]);
-    assert_eq!(oom, Reply::Error("OOM command not allowed when used memory > 'maxmemory'.".into()));
+    assert_eq!(
+        oom,
+        Reply::Error("OOM command not allowed when used memory > 'maxmemory'.".into())
+    );
     assert_eq!(s.execute(&["GET", "key:0000"]), Reply::Bulk("vvvvv".into()));
     assert_eq!(s.execute(&["DEL", "key:0000"]), Reply::Integer(1));
     assert_eq!(s.execute(&["SET", "another", "v"]), Reply::ok());
@@ -30,12 +38,20 @@ fn noeviction_refuses_writes_but_serves_reads_and_deletes() {
 
 #[test]
 fn every_evicting_policy_stays_under_max_memory() {
-    for policy in RedisPolicy::ALL.into_iter().filter(|p| *p != RedisPolicy::NoEviction) {
+    for policy in RedisPolicy::ALL
+        .into_iter()
+        .filter(|p| *p != RedisPolicy::NoEviction)
+    {
         let max = 50 * u64::from(ENTRY_OVERHEAD + 20);
         let s = store(policy, max);
         for i in 0..1000 {
-            let opts = if i % 2 == 0 { SetOptions::new().ex(100 + i) } else { SetOptions::new() };
-            s.set(&format!("key:{i:06}"), "0123456789", opts).expect("an evicting policy makes room");
+            let opts = if i % 2 == 0 {
+                SetOptions::new().ex(100 + i)
+            } else {
+                SetOptions::new()
+            };
+            s.set(&format!("key:{i:06}"), "0123456789", opts)
+                .expect("an evicting policy makes room");
             assert!(s.stats().used_memory <= max, "{policy}");
         }
         let stats = s.stats();
@@ -44,7 +60,10 @@ fn every_evicting_policy_stays_under_max_memory() {
         if policy.name().starts_with("volatile") {
             // Keys without a TTL are only evicted when nothing else is left.
             let persistent = s.keys("*").iter().filter(|k| s.ttl(k) == -1).count();
-            assert!(persistent >= 20, "{policy}: {persistent} keys without TTL kept");
+            assert!(
+                persistent >= 20,
+                "{policy}: {persistent} keys without TTL kept"
+            );
         }
     }
 }
@@ -60,7 +79,11 @@ fn lru_and_lfu_keep_a_hot_set_better_than_random() {
             x ^= x >> 7;
             x ^= x << 17;
             // 80% of accesses go to 100 hot keys, the rest scan through cold ones.
-            let key = if x % 10 < 8 { format!("hot:{:06}", x % 100) } else { format!("cold:{step:06}") };
+            let key = if x % 10 < 8 {
+                format!("hot:{:06}", x % 100)
+            } else {
+                format!("cold:{step:06}")
+            };
             lookups += 1;
             if s.get(&key).is_some() {
                 hits += 1;

@@ -38,7 +38,10 @@ fn start_server() -> Option<Server> {
         eprintln!("SHARDCACHE_SKIP_REDIS=1: skipping the comparison with redis-server");
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
     let dir = tempfile::tempdir().expect("a temp dir");
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -53,10 +56,17 @@ fn start_server() -> Option<Server> {
                  Install it (e.g. `apt-get install redis-server`) or set SHARDCACHE_SKIP_REDIS=1 to skip them."
             )
         });
-    let server = Server { child, port, _dir: dir };
+    let server = Server {
+        child,
+        port,
+        _dir: dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start listening on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not start listening on port {port}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     Some(server)
@@ -76,7 +86,11 @@ enum R {
 fn from_redis(v: redis::RedisResult<redis::Value>) -> R {
     use redis::Value as V;
     match v {
-        Err(e) => R::Err(format!("{} {}", e.code().unwrap_or("?"), e.detail().unwrap_or(""))),
+        Err(e) => R::Err(format!(
+            "{} {}",
+            e.code().unwrap_or("?"),
+            e.detail().unwrap_or("")
+        )),
         Ok(V::ServerError(e)) => R::Err(format!("{} {}", e.code(), e.details().unwrap_or(""))),
         Ok(V::Okay) => R::Status("OK".into()),
         Ok(V::SimpleString(s)) => R::Status(s),
@@ -110,23 +124,34 @@ struct Pair {
 impl Pair {
     fn new() -> Option<Self> {
         let server = start_server()?;
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).expect("client");
+        let client =
+            redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).expect("client");
         let con = client.get_connection().expect("connection to redis-server");
-        Some(Self { con, kv: KvStore::new(), _server: server })
+        Some(Self {
+            con,
+            kv: KvStore::new(),
+            _server: server,
+        })
     }
 
     fn both(&mut self, args: &[Vec<u8>]) -> (R, R) {
         if args.len() == 1 && args[0].eq_ignore_ascii_case(b"dbsize") {
             // Redis's DBSIZE also counts keys that expired but were not yet
             // reclaimed; KvStore counts live keys, which is what KEYS * sees.
-            let live: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut self.con).expect("keys");
+            let live: Vec<Vec<u8>> = redis::cmd("KEYS")
+                .arg("*")
+                .query(&mut self.con)
+                .expect("keys");
             return (R::Int(live.len() as i64), from_kv(self.kv.execute(args)));
         }
         let mut cmd = redis::cmd(std::str::from_utf8(&args[0]).expect("ascii command"));
         for a in &args[1..] {
             cmd.arg(a.as_slice());
         }
-        (from_redis(cmd.query::<redis::Value>(&mut self.con)), from_kv(self.kv.execute(args)))
+        (
+            from_redis(cmd.query::<redis::Value>(&mut self.con)),
+            from_kv(self.kv.execute(args)),
+        )
     }
 
     /// Runs a command on both sides and compares the replies.
@@ -141,7 +166,12 @@ impl Pair {
             ("incrbyfloat", R::Bulk(a), R::Bulk(b)) if close(a, b) => {
                 // f64 here, long double in Redis: accept the nearby value and
                 // store Redis's text so the sequences stay in step.
-                let fix = [b"SET".to_vec(), args[1].clone(), a.clone(), b"KEEPTTL".to_vec()];
+                let fix = [
+                    b"SET".to_vec(),
+                    args[1].clone(),
+                    a.clone(),
+                    b"KEEPTTL".to_vec(),
+                ];
                 self.kv.execute(&fix);
                 true
             }
@@ -150,7 +180,10 @@ impl Pair {
         if ok {
             Ok(())
         } else {
-            Err(format!("{}\n  redis:    {want:?}\n  KvStore:  {got:?}", show(args)))
+            Err(format!(
+                "{}\n  redis:    {want:?}\n  KvStore:  {got:?}",
+                show(args)
+            ))
         }
     }
 
@@ -168,7 +201,11 @@ impl Pair {
 
 /// Whether two float replies agree to about 15 significant digits.
 fn close(a: &[u8], b: &[u8]) -> bool {
-    let parse = |x: &[u8]| std::str::from_utf8(x).ok().and_then(|s| s.parse::<f64>().ok());
+    let parse = |x: &[u8]| {
+        std::str::from_utf8(x)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+    };
     match (parse(a), parse(b)) {
         (Some(x), Some(y)) => (x - y).abs() <= 1e-15 * x.abs().max(y.abs()).max(1.0),
         _ => false,
@@ -182,12 +219,24 @@ fn sorted(a: &[R]) -> Vec<R> {
 }
 
 fn show(args: &[Vec<u8>]) -> String {
-    args.iter().map(|a| format!("{:?}", String::from_utf8_lossy(a))).collect::<Vec<_>>().join(" ")
+    args.iter()
+        .map(|a| format!("{:?}", String::from_utf8_lossy(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Splits a command line on spaces; `""` stands for an empty argument.
 fn words(line: &str) -> Vec<Vec<u8>> {
-    line.split(' ').filter(|w| !w.is_empty()).map(|w| if w == "\"\"" { Vec::new() } else { w.as_bytes().to_vec() }).collect()
+    line.split(' ')
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            if w == "\"\"" {
+                Vec::new()
+            } else {
+                w.as_bytes().to_vec()
+            }
+        })
+        .collect()
 }
 
 /// Runs each case on a flushed database.
@@ -204,68 +253,491 @@ fn run_cases(cases: &[&[&str]]) {
 #[test]
 fn set_options_and_errors() {
     run_cases(&[
-        &["SET k v", "GET k", "TTL k", "SET k v2 NX", "GET k", "SET k v3 XX", "GET k", "SET n v XX", "GET n"],
-        &["SET k v NX XX", "SET k v XX NX", "SET k v EX 10 PX 100", "SET k v KEEPTTL EX 10", "SET k v EX 10 KEEPTTL"],
-        &["SET k v EX", "SET k v FOO", "SET k v GET GET", "SET k v EX 10 EX 20", "TTL k", "SET k v PX 5000 PX 6000", "PTTL k"],
-        &["SET k v EX 0", "SET k v EX -1", "SET k v PX 0", "SET k v EX abc", "SET k v EX 1.5", "SET k v EX 9223372036854775807"],
-        &["SET k v EX 9223372036854775", "SET k v PX 9223372036854775807", "SET k v EXAT 9223372036854775807", "SET k v EX -9223372036854775808"],
-        &["SET k v EXAT 1", "EXISTS k", "SET k v PXAT 1000", "EXISTS k", "SET k v EXAT 2000000000", "TTL k", "SET k v PXAT 2000000000000", "TTL k"],
-        &["SET k v EX 100", "SET k v2 KEEPTTL", "TTL k", "SET k v3", "TTL k", "SET k v4 EX 100 GET", "SET k v5 KEEPTTL GET", "TTL k"],
-        &["SET k v GET", "SET k v2 GET", "SET k v3 NX GET", "SET k v4 XX GET", "SET z v XX GET", "SET z v NX GET", "GET z"],
-        &["set K v ex 10", "Get K", "ttl K", "SeT K v pX 20000", "pttl K", "set k v exat 1 nx", "exists k"],
-        &["SET k \"\"", "GET k", "STRLEN k", "APPEND k abc", "GET k", "SET \"\" v", "GET \"\"", "KEYS *", "DBSIZE"],
-        &["SETEX k 10 v", "TTL k", "SETEX k 0 v", "SETEX k -5 v", "SETEX k abc v", "PSETEX k 1500 v", "PTTL k", "PSETEX k 0 v", "SETEX k 10"],
-        &["SETNX k v", "SETNX k w", "GET k", "GETSET k x", "GETSET nope x", "GET nope", "GETDEL k", "GETDEL k", "EXISTS k"],
-        &["SET k v EX 100", "GETSET k w", "TTL k", "SET k v EX 100", "INCR k", "SET n 5 EX 100", "INCR n", "TTL n", "APPEND n 1", "TTL n"],
+        &[
+            "SET k v",
+            "GET k",
+            "TTL k",
+            "SET k v2 NX",
+            "GET k",
+            "SET k v3 XX",
+            "GET k",
+            "SET n v XX",
+            "GET n",
+        ],
+        &[
+            "SET k v NX XX",
+            "SET k v XX NX",
+            "SET k v EX 10 PX 100",
+            "SET k v KEEPTTL EX 10",
+            "SET k v EX 10 KEEPTTL",
+        ],
+        &[
+            "SET k v EX",
+            "SET k v FOO",
+            "SET k v GET GET",
+            "SET k v EX 10 EX 20",
+            "TTL k",
+            "SET k v PX 5000 PX 6000",
+            "PTTL k",
+        ],
+        &[
+            "SET k v EX 0",
+            "SET k v EX -1",
+            "SET k v PX 0",
+            "SET k v EX abc",
+            "SET k v EX 1.5",
+            "SET k v EX 9223372036854775807",
+        ],
+        &[
+            "SET k v EX 9223372036854775",
+            "SET k v PX 9223372036854775807",
+            "SET k v EXAT 9223372036854775807",
+            "SET k v EX -9223372036854775808",
+        ],
+        &[
+            "SET k v EXAT 1",
+            "EXISTS k",
+            "SET k v PXAT 1000",
+            "EXISTS k",
+            "SET k v EXAT 2000000000",
+            "TTL k",
+            "SET k v PXAT 2000000000000",
+            "TTL k",
+        ],
+        &[
+            "SET k v EX 100",
+            "SET k v2 KEEPTTL",
+            "TTL k",
+            "SET k v3",
+            "TTL k",
+            "SET k v4 EX 100 GET",
+            "SET k v5 KEEPTTL GET",
+            "TTL k",
+        ],
+        &[
+            "SET k v GET",
+            "SET k v2 GET",
+            "SET k v3 NX GET",
+            "SET k v4 XX GET",
+            "SET z v XX GET",
+            "SET z v NX GET",
+            "GET z",
+        ],
+        &[
+            "set K v ex 10",
+            "Get K",
+            "ttl K",
+            "SeT K v pX 20000",
+            "pttl K",
+            "set k v exat 1 nx",
+            "exists k",
+        ],
+        &[
+            "SET k \"\"",
+            "GET k",
+            "STRLEN k",
+            "APPEND k abc",
+            "GET k",
+            "SET \"\" v",
+            "GET \"\"",
+            "KEYS *",
+            "DBSIZE",
+        ],
+        &[
+            "SETEX k 10 v",
+            "TTL k",
+            "SETEX k 0 v",
+            "SETEX k -5 v",
+            "SETEX k abc v",
+            "PSETEX k 1500 v",
+            "PTTL k",
+            "PSETEX k 0 v",
+            "SETEX k 10",
+        ],
+        &[
+            "SETNX k v",
+            "SETNX k w",
+            "GET k",
+            "GETSET k x",
+            "GETSET nope x",
+            "GET nope",
+            "GETDEL k",
+            "GETDEL k",
+            "EXISTS k",
+        ],
+        &[
+            "SET k v EX 100",
+            "GETSET k w",
+            "TTL k",
+            "SET k v EX 100",
+            "INCR k",
+            "SET n 5 EX 100",
+            "INCR n",
+            "TTL n",
+            "APPEND n 1",
+            "TTL n",
+        ],
     ]);
 }
 
 #[test]
 fn counters_at_i64_boundaries() {
     run_cases(&[
-        &["INCR n", "INCR n", "DECR n", "INCRBY n 10", "DECRBY n 3", "GET n", "INCRBY n -20", "DECRBY n -5"],
-        &["SET n 9223372036854775806", "INCR n", "INCR n", "GET n", "DECRBY n -1", "INCRBY n -9223372036854775807", "GET n"],
-        &["SET n -9223372036854775807", "DECR n", "DECR n", "GET n", "INCRBY n 9223372036854775807", "DECRBY n -9223372036854775808"],
-        &["SET n 1", "DECRBY n -9223372036854775808", "INCRBY n 9223372036854775807", "INCRBY n 9223372036854775808", "INCRBY n abc"],
-        &["SET n abc", "INCR n", "SET n 1.5", "INCR n", "SET n \"\"", "INCR n", "SET n 01", "INCR n", "SET n -0", "INCR n", "SET n +1", "INCR n"],
-        &["SET n \" 1\"", "INCR n", "SET n 99999999999999999999", "INCR n", "SET n 0", "INCR n", "INCRBY n 0", "INCRBY n -0", "INCRBY n 00"],
-        &["INCRBYFLOAT f 1.5", "INCRBYFLOAT f 0.1", "INCRBYFLOAT f -1.6", "GET f", "INCRBYFLOAT f 3.0e3", "INCRBYFLOAT f abc", "INCRBYFLOAT f 1e"],
-        &["SET f 10.5", "INCRBYFLOAT f 0.1", "INCRBYFLOAT f inf", "INCRBYFLOAT f -inf", "INCRBYFLOAT f nan", "SET f abc", "INCRBYFLOAT f 1"],
-        &["SET f 5", "INCRBYFLOAT f 0", "INCRBYFLOAT f .5", "INCRBYFLOAT f -5.5", "GET f", "INCRBYFLOAT f 1.0", "INCRBYFLOAT f 100000000"],
-        &["SET f \" 1\"", "INCRBYFLOAT f 1", "INCRBYFLOAT g \" 1\"", "SET n 3", "INCRBYFLOAT n 1.25", "INCR n"],
+        &[
+            "INCR n",
+            "INCR n",
+            "DECR n",
+            "INCRBY n 10",
+            "DECRBY n 3",
+            "GET n",
+            "INCRBY n -20",
+            "DECRBY n -5",
+        ],
+        &[
+            "SET n 9223372036854775806",
+            "INCR n",
+            "INCR n",
+            "GET n",
+            "DECRBY n -1",
+            "INCRBY n -9223372036854775807",
+            "GET n",
+        ],
+        &[
+            "SET n -9223372036854775807",
+            "DECR n",
+            "DECR n",
+            "GET n",
+            "INCRBY n 9223372036854775807",
+            "DECRBY n -9223372036854775808",
+        ],
+        &[
+            "SET n 1",
+            "DECRBY n -9223372036854775808",
+            "INCRBY n 9223372036854775807",
+            "INCRBY n 9223372036854775808",
+            "INCRBY n abc",
+        ],
+        &[
+            "SET n abc",
+            "INCR n",
+            "SET n 1.5",
+            "INCR n",
+            "SET n \"\"",
+            "INCR n",
+            "SET n 01",
+            "INCR n",
+            "SET n -0",
+            "INCR n",
+            "SET n +1",
+            "INCR n",
+        ],
+        &[
+            "SET n \" 1\"",
+            "INCR n",
+            "SET n 99999999999999999999",
+            "INCR n",
+            "SET n 0",
+            "INCR n",
+            "INCRBY n 0",
+            "INCRBY n -0",
+            "INCRBY n 00",
+        ],
+        &[
+            "INCRBYFLOAT f 1.5",
+            "INCRBYFLOAT f 0.1",
+            "INCRBYFLOAT f -1.6",
+            "GET f",
+            "INCRBYFLOAT f 3.0e3",
+            "INCRBYFLOAT f abc",
+            "INCRBYFLOAT f 1e",
+        ],
+        &[
+            "SET f 10.5",
+            "INCRBYFLOAT f 0.1",
+            "INCRBYFLOAT f inf",
+            "INCRBYFLOAT f -inf",
+            "INCRBYFLOAT f nan",
+            "SET f abc",
+            "INCRBYFLOAT f 1",
+        ],
+        &[
+            "SET f 5",
+            "INCRBYFLOAT f 0",
+            "INCRBYFLOAT f .5",
+            "INCRBYFLOAT f -5.5",
+            "GET f",
+            "INCRBYFLOAT f 1.0",
+            "INCRBYFLOAT f 100000000",
+        ],
+        &[
+            "SET f \" 1\"",
+            "INCRBYFLOAT f 1",
+            "INCRBYFLOAT g \" 1\"",
+            "SET n 3",
+            "INCRBYFLOAT n 1.25",
+            "INCR n",
+        ],
     ]);
 }
 
 #[test]
 fn expire_family_and_conditions() {
     run_cases(&[
-        &["EXPIRE k 10", "SET k v", "TTL k", "PTTL k", "TTL nope", "PTTL nope", "EXPIRE k 100", "TTL k", "PERSIST k", "TTL k", "PERSIST k", "PERSIST nope"],
-        &["SET k v", "EXPIRE k 100 XX", "EXPIRE k 100 NX", "EXPIRE k 200 NX", "TTL k", "EXPIRE k 50 GT", "EXPIRE k 500 GT", "TTL k", "EXPIRE k 900 LT", "EXPIRE k 40 LT", "TTL k"],
-        &["SET k v", "EXPIRE k 100 GT", "EXPIRE k 100 LT", "TTL k", "EXPIRE k 150 XX GT", "EXPIRE k 120 XX LT", "TTL k", "EXPIRE k 300 xx gt", "TTL k"],
-        &["SET k v", "EXPIRE k 10 NX XX", "EXPIRE k 10 NX GT", "EXPIRE k 10 GT LT", "EXPIRE k 10 FOO", "EXPIRE k abc FOO", "EXPIRE k abc", "EXPIRE k 10 NX NX", "TTL k"],
-        &["SET k v", "EXPIRE k 0", "EXISTS k", "SET k v", "EXPIRE k -10", "EXISTS k", "SET k v", "PEXPIRE k -1", "GET k", "SET k v", "EXPIREAT k 1", "GET k"],
-        &["SET k v", "PEXPIREAT k 0", "GET k", "SET k v", "EXPIREAT k -5", "GET k", "SET k v", "EXPIRE k 9223372036854775807", "PEXPIRE k 9223372036854775807"],
-        &["SET k v", "EXPIRE k 9223372036854775", "EXPIRE k -9223372036854775", "EXPIRE k -9223372036854776", "GET k", "SET k v", "PEXPIREAT k 9223372036854775807", "EXPIREAT k 9223372036854775807"],
-        &["SET k v", "EXPIREAT k 2000000000", "TTL k", "PEXPIREAT k 2000000001000 GT", "PEXPIREAT k 1999999999000 LT", "TTL k", "EXPIRE k 100 NX"],
-        &["SET k v", "EXPIRE k", "TTL", "TTL k extra", "PERSIST", "EXPIRE k 10 -1", "PEXPIRE k 1000 LT", "PTTL k"],
-        &["SET k v EX 100", "GETEX k", "TTL k", "GETEX k PERSIST", "TTL k", "GETEX k EX 50", "TTL k", "GETEX k PX 40000", "PTTL k", "GETEX k EXAT 2000000000", "TTL k"],
-        &["SET k v", "GETEX k EX 0", "GETEX k EX -1", "GETEX k PERSIST EX 10", "GETEX k EX 10 PERSIST", "GETEX k NX", "GETEX k KEEPTTL", "GETEX k GET", "GETEX k EX"],
-        &["SET k v", "GETEX k PXAT 1", "EXISTS k", "GETEX nope EX 10", "GETEX nope EX 0", "GETEX k EX abc", "SET k v", "GETEX k EX 10 EX 20", "TTL k"],
+        &[
+            "EXPIRE k 10",
+            "SET k v",
+            "TTL k",
+            "PTTL k",
+            "TTL nope",
+            "PTTL nope",
+            "EXPIRE k 100",
+            "TTL k",
+            "PERSIST k",
+            "TTL k",
+            "PERSIST k",
+            "PERSIST nope",
+        ],
+        &[
+            "SET k v",
+            "EXPIRE k 100 XX",
+            "EXPIRE k 100 NX",
+            "EXPIRE k 200 NX",
+            "TTL k",
+            "EXPIRE k 50 GT",
+            "EXPIRE k 500 GT",
+            "TTL k",
+            "EXPIRE k 900 LT",
+            "EXPIRE k 40 LT",
+            "TTL k",
+        ],
+        &[
+            "SET k v",
+            "EXPIRE k 100 GT",
+            "EXPIRE k 100 LT",
+            "TTL k",
+            "EXPIRE k 150 XX GT",
+            "EXPIRE k 120 XX LT",
+            "TTL k",
+            "EXPIRE k 300 xx gt",
+            "TTL k",
+        ],
+        &[
+            "SET k v",
+            "EXPIRE k 10 NX XX",
+            "EXPIRE k 10 NX GT",
+            "EXPIRE k 10 GT LT",
+            "EXPIRE k 10 FOO",
+            "EXPIRE k abc FOO",
+            "EXPIRE k abc",
+            "EXPIRE k 10 NX NX",
+            "TTL k",
+        ],
+        &[
+            "SET k v",
+            "EXPIRE k 0",
+            "EXISTS k",
+            "SET k v",
+            "EXPIRE k -10",
+            "EXISTS k",
+            "SET k v",
+            "PEXPIRE k -1",
+            "GET k",
+            "SET k v",
+            "EXPIREAT k 1",
+            "GET k",
+        ],
+        &[
+            "SET k v",
+            "PEXPIREAT k 0",
+            "GET k",
+            "SET k v",
+            "EXPIREAT k -5",
+            "GET k",
+            "SET k v",
+            "EXPIRE k 9223372036854775807",
+            "PEXPIRE k 9223372036854775807",
+        ],
+        &[
+            "SET k v",
+            "EXPIRE k 9223372036854775",
+            "EXPIRE k -9223372036854775",
+            "EXPIRE k -9223372036854776",
+            "GET k",
+            "SET k v",
+            "PEXPIREAT k 9223372036854775807",
+            "EXPIREAT k 9223372036854775807",
+        ],
+        &[
+            "SET k v",
+            "EXPIREAT k 2000000000",
+            "TTL k",
+            "PEXPIREAT k 2000000001000 GT",
+            "PEXPIREAT k 1999999999000 LT",
+            "TTL k",
+            "EXPIRE k 100 NX",
+        ],
+        &[
+            "SET k v",
+            "EXPIRE k",
+            "TTL",
+            "TTL k extra",
+            "PERSIST",
+            "EXPIRE k 10 -1",
+            "PEXPIRE k 1000 LT",
+            "PTTL k",
+        ],
+        &[
+            "SET k v EX 100",
+            "GETEX k",
+            "TTL k",
+            "GETEX k PERSIST",
+            "TTL k",
+            "GETEX k EX 50",
+            "TTL k",
+            "GETEX k PX 40000",
+            "PTTL k",
+            "GETEX k EXAT 2000000000",
+            "TTL k",
+        ],
+        &[
+            "SET k v",
+            "GETEX k EX 0",
+            "GETEX k EX -1",
+            "GETEX k PERSIST EX 10",
+            "GETEX k EX 10 PERSIST",
+            "GETEX k NX",
+            "GETEX k KEEPTTL",
+            "GETEX k GET",
+            "GETEX k EX",
+        ],
+        &[
+            "SET k v",
+            "GETEX k PXAT 1",
+            "EXISTS k",
+            "GETEX nope EX 10",
+            "GETEX nope EX 0",
+            "GETEX k EX abc",
+            "SET k v",
+            "GETEX k EX 10 EX 20",
+            "TTL k",
+        ],
     ]);
 }
 
 #[test]
 fn multi_key_and_keyspace_commands() {
     run_cases(&[
-        &["MSET a 1 b 2 c 3", "MGET a b c d", "MSET a", "MSET a 1 b", "MSETNX a 1 z 2", "MGET z", "MSETNX y 1 z 2", "MGET y z", "MSETNX q"],
-        &["SET a 1 EX 100", "MSET a 2", "TTL a", "DEL a b c", "SET a 1", "DEL a a a", "EXISTS a", "SET a 1", "EXISTS a a b a", "DEL", "EXISTS"],
-        &["MSET a 1 ab 2 abc 3 b 4 [ 5 \\ 6 a* 7 h?llo 8", "KEYS *", "KEYS a*", "KEYS a?", "KEYS *b*", "KEYS [ab]", "KEYS [^a]", "KEYS [a-b]*", "KEYS \\*"],
-        &["MSET hello 1 hallo 2 hxllo 3 hllo 4 heeeello 5", "KEYS h?llo", "KEYS h*llo", "KEYS h[ae]llo", "KEYS h[^e]llo", "KEYS h[a-b]llo", "KEYS h[b-a]llo"],
-        &["MSET a* 1 a\\ 2 ] 3 [ 4 - 5 ^ 6", "KEYS a\\*", "KEYS a\\", "KEYS [\\]]", "KEYS [", "KEYS [a", "KEYS [^]", "KEYS [-]", "KEYS [a-]", "KEYS [\\^]", "KEYS ?", "KEYS **", "KEYS \"\""],
-        &["MSET x 1 y 2", "DBSIZE", "TYPE x", "TYPE nope", "RANDOMKEY", "FLUSHDB", "RANDOMKEY", "DBSIZE", "FLUSHDB ASYNC", "FLUSHDB SYNC", "FLUSHDB foo", "FLUSHDB sync extra", "DBSIZE x"],
-        &["STRLEN nope", "APPEND k a", "APPEND k bc", "STRLEN k", "GET k", "APPEND", "STRLEN"],
-        &["FOO", "FOO a b", "foo a\nb", "GETT k", "SET", "GET a b", "MGET", "KEYS", "KEYS a b", "SCAN", "TYPE", "RANDOMKEY x", "INCR", "INCRBY k", "DECRBY k 1 2"],
-        &["SCAN abc", "SCAN 0 COUNT 0", "SCAN 0 COUNT -1", "SCAN 0 COUNT abc", "SCAN 0 MATCH", "SCAN 0 FOO bar", "SCAN -1x", "SCAN \"\"", "SCAN 18446744073709551616"],
+        &[
+            "MSET a 1 b 2 c 3",
+            "MGET a b c d",
+            "MSET a",
+            "MSET a 1 b",
+            "MSETNX a 1 z 2",
+            "MGET z",
+            "MSETNX y 1 z 2",
+            "MGET y z",
+            "MSETNX q",
+        ],
+        &[
+            "SET a 1 EX 100",
+            "MSET a 2",
+            "TTL a",
+            "DEL a b c",
+            "SET a 1",
+            "DEL a a a",
+            "EXISTS a",
+            "SET a 1",
+            "EXISTS a a b a",
+            "DEL",
+            "EXISTS",
+        ],
+        &[
+            "MSET a 1 ab 2 abc 3 b 4 [ 5 \\ 6 a* 7 h?llo 8",
+            "KEYS *",
+            "KEYS a*",
+            "KEYS a?",
+            "KEYS *b*",
+            "KEYS [ab]",
+            "KEYS [^a]",
+            "KEYS [a-b]*",
+            "KEYS \\*",
+        ],
+        &[
+            "MSET hello 1 hallo 2 hxllo 3 hllo 4 heeeello 5",
+            "KEYS h?llo",
+            "KEYS h*llo",
+            "KEYS h[ae]llo",
+            "KEYS h[^e]llo",
+            "KEYS h[a-b]llo",
+            "KEYS h[b-a]llo",
+        ],
+        &[
+            "MSET a* 1 a\\ 2 ] 3 [ 4 - 5 ^ 6",
+            "KEYS a\\*",
+            "KEYS a\\",
+            "KEYS [\\]]",
+            "KEYS [",
+            "KEYS [a",
+            "KEYS [^]",
+            "KEYS [-]",
+            "KEYS [a-]",
+            "KEYS [\\^]",
+            "KEYS ?",
+            "KEYS **",
+            "KEYS \"\"",
+        ],
+        &[
+            "MSET x 1 y 2",
+            "DBSIZE",
+            "TYPE x",
+            "TYPE nope",
+            "RANDOMKEY",
+            "FLUSHDB",
+            "RANDOMKEY",
+            "DBSIZE",
+            "FLUSHDB ASYNC",
+            "FLUSHDB SYNC",
+            "FLUSHDB foo",
+            "FLUSHDB sync extra",
+            "DBSIZE x",
+        ],
+        &[
+            "STRLEN nope",
+            "APPEND k a",
+            "APPEND k bc",
+            "STRLEN k",
+            "GET k",
+            "APPEND",
+            "STRLEN",
+        ],
+        &[
+            "FOO",
+            "FOO a b",
+            "foo a\nb",
+            "GETT k",
+            "SET",
+            "GET a b",
+            "MGET",
+            "KEYS",
+            "KEYS a b",
+            "SCAN",
+            "TYPE",
+            "RANDOMKEY x",
+            "INCR",
+            "INCRBY k",
+            "DECRBY k 1 2",
+        ],
+        &[
+            "SCAN abc",
+            "SCAN 0 COUNT 0",
+            "SCAN 0 COUNT -1",
+            "SCAN 0 COUNT abc",
+            "SCAN 0 MATCH",
+            "SCAN 0 FOO bar",
+            "SCAN -1x",
+            "SCAN \"\"",
+            "SCAN 18446744073709551616",
+        ],
     ]);
 }
 
@@ -276,7 +748,13 @@ fn scan_full_iteration_matches_keys() {
     for i in 0..300 {
         p.check(&format!("SET key:{}:{} v", i % 7, i));
     }
-    for (pattern, count) in [("*", 10), ("key:3:*", 7), ("key:[0-2]:1?", 50), ("nomatch*", 5), ("*", 1000)] {
+    for (pattern, count) in [
+        ("*", 10),
+        ("key:3:*", 7),
+        ("key:[0-2]:1?", 50),
+        ("nomatch*", 5),
+        ("*", 1000),
+    ] {
         let mut from_redis = BTreeSet::new();
         let mut cursor = "0".to_string();
         loop {
@@ -298,11 +776,24 @@ fn scan_full_iteration_matches_keys() {
         let mut cursor = b"0".to_vec();
         let mut calls = 0;
         loop {
-            let reply = p.kv.execute(&[&b"SCAN"[..], &cursor, b"MATCH", pattern.as_bytes(), b"COUNT", count.to_string().as_bytes()]);
-            let Reply::Array(parts) = reply else { panic!("SCAN reply {reply:?}") };
-            let (Reply::Bulk(next), Reply::Array(keys)) = (&parts[0], &parts[1]) else { panic!("SCAN parts {parts:?}") };
+            let reply = p.kv.execute(&[
+                &b"SCAN"[..],
+                &cursor,
+                b"MATCH",
+                pattern.as_bytes(),
+                b"COUNT",
+                count.to_string().as_bytes(),
+            ]);
+            let Reply::Array(parts) = reply else {
+                panic!("SCAN reply {reply:?}")
+            };
+            let (Reply::Bulk(next), Reply::Array(keys)) = (&parts[0], &parts[1]) else {
+                panic!("SCAN parts {parts:?}")
+            };
             for k in keys {
-                let Reply::Bulk(k) = k else { panic!("key {k:?}") };
+                let Reply::Bulk(k) = k else {
+                    panic!("key {k:?}")
+                };
                 assert!(from_kv.insert(k.to_vec()), "SCAN returned {k:?} twice");
             }
             cursor = next.to_vec();
@@ -312,7 +803,8 @@ fn scan_full_iteration_matches_keys() {
                 break;
             }
         }
-        let from_redis: BTreeSet<Vec<u8>> = from_redis.into_iter().map(String::into_bytes).collect();
+        let from_redis: BTreeSet<Vec<u8>> =
+            from_redis.into_iter().map(String::into_bytes).collect();
         assert_eq!(from_redis, from_kv, "SCAN MATCH {pattern} COUNT {count}");
     }
 }
@@ -321,13 +813,32 @@ fn scan_full_iteration_matches_keys() {
 fn expiry_with_real_sleeps() {
     let Some(mut p) = Pair::new() else { return };
     p.flush();
-    for line in ["SET a v PX 60", "SET b v", "PEXPIRE b 60", "SET c v EX 100", "PSETEX d 60 v", "SET e 5 PX 60", "GETEX f PX 60"] {
+    for line in [
+        "SET a v PX 60",
+        "SET b v",
+        "PEXPIRE b 60",
+        "SET c v EX 100",
+        "PSETEX d 60 v",
+        "SET e 5 PX 60",
+        "GETEX f PX 60",
+    ] {
         p.check(line);
     }
     p.check("INCR e");
     p.check("PTTL a");
     std::thread::sleep(Duration::from_millis(150));
-    for line in ["GET a", "EXISTS a b c d", "TTL b", "PTTL d", "INCR e", "TTL e", "KEYS *", "MGET a b c d", "GETEX b PERSIST", "PERSIST a"] {
+    for line in [
+        "GET a",
+        "EXISTS a b c d",
+        "TTL b",
+        "PTTL d",
+        "INCR e",
+        "TTL e",
+        "KEYS *",
+        "MGET a b c d",
+        "GETEX b PERSIST",
+        "PERSIST a",
+    ] {
         p.check(line);
     }
     p.check("SET k v PX 60");
@@ -349,8 +860,24 @@ fn command() -> impl Strategy<Value = String> {
         Just("x1".to_string()),
         Just("1.5".to_string()),
     ];
-    let value = prop_oneof![int.clone(), Just("hello".to_string()), Just("\"\"".to_string())];
-    let set_opt = prop::sample::select(vec!["", "NX", "XX", "GET", "KEEPTTL", "EX 100", "PX 50000", "EXAT 1", "EX 0", "NX GET", "XX KEEPTTL"]);
+    let value = prop_oneof![
+        int.clone(),
+        Just("hello".to_string()),
+        Just("\"\"".to_string())
+    ];
+    let set_opt = prop::sample::select(vec![
+        "",
+        "NX",
+        "XX",
+        "GET",
+        "KEEPTTL",
+        "EX 100",
+        "PX 50000",
+        "EXAT 1",
+        "EX 0",
+        "NX GET",
+        "XX KEEPTTL",
+    ]);
     let expire_opt = prop::sample::select(vec!["", "NX", "XX", "GT", "LT", "XX GT", "NX LT"]);
     let secs = prop::sample::select(vec!["100", "200", "1000", "0", "-1", "abc"]);
     let pattern = prop::sample::select(vec!["*", "k*", "k[0-1]", "?b", "a\\*", "[^k]*"]);
@@ -360,23 +887,41 @@ fn command() -> impl Strategy<Value = String> {
         key.clone().prop_map(|k| format!("INCR {k}")),
         (key.clone(), int.clone()).prop_map(|(k, n)| format!("INCRBY {k} {n}")),
         (key.clone(), int.clone()).prop_map(|(k, n)| format!("DECRBY {k} {n}")),
-        (key.clone(), prop::sample::select(vec!["0.5", "-2", "abc", "10"])).prop_map(|(k, n)| format!("INCRBYFLOAT {k} {n}")),
+        (
+            key.clone(),
+            prop::sample::select(vec!["0.5", "-2", "abc", "10"])
+        )
+            .prop_map(|(k, n)| format!("INCRBYFLOAT {k} {n}")),
         (key.clone(), value.clone()).prop_map(|(k, v)| format!("APPEND {k} {v}")),
         key.clone().prop_map(|k| format!("STRLEN {k}")),
         (key.clone(), key.clone()).prop_map(|(a, b)| format!("DEL {a} {b}")),
         (key.clone(), key.clone()).prop_map(|(a, b)| format!("EXISTS {a} {b} {a}")),
         (key.clone(), value.clone()).prop_map(|(k, v)| format!("GETSET {k} {v}")),
         key.clone().prop_map(|k| format!("GETDEL {k}")),
-        (key.clone(), value.clone(), key.clone()).prop_map(|(a, v, b)| format!("MSET {a} {v} {b} {v}")),
-        (key.clone(), value.clone(), key.clone()).prop_map(|(a, v, b)| format!("MSETNX {a} {v} {b} {v}")),
+        (key.clone(), value.clone(), key.clone())
+            .prop_map(|(a, v, b)| format!("MSET {a} {v} {b} {v}")),
+        (key.clone(), value.clone(), key.clone())
+            .prop_map(|(a, v, b)| format!("MSETNX {a} {v} {b} {v}")),
         (key.clone(), key.clone()).prop_map(|(a, b)| format!("MGET {a} {b}")),
         (key.clone(), value).prop_map(|(k, v)| format!("SETNX {k} {v}")),
-        (prop::sample::select(vec!["EXPIRE", "PEXPIRE"]), key.clone(), secs, expire_opt)
-            .prop_map(|(c, k, s, o)| format!("{c} {k} {s}{} {o}", if c == "PEXPIRE" { "000" } else { "" })),
+        (
+            prop::sample::select(vec!["EXPIRE", "PEXPIRE"]),
+            key.clone(),
+            secs,
+            expire_opt
+        )
+            .prop_map(|(c, k, s, o)| format!(
+                "{c} {k} {s}{} {o}",
+                if c == "PEXPIRE" { "000" } else { "" }
+            )),
         key.clone().prop_map(|k| format!("PERSIST {k}")),
         key.clone().prop_map(|k| format!("TTL {k}")),
         key.clone().prop_map(|k| format!("TYPE {k}")),
-        (key.clone(), prop::sample::select(vec!["", "PERSIST", "EX 100", "EX 0", "PX 1000"])).prop_map(|(k, o)| format!("GETEX {k} {o}")),
+        (
+            key.clone(),
+            prop::sample::select(vec!["", "PERSIST", "EX 100", "EX 0", "PX 1000"])
+        )
+            .prop_map(|(k, o)| format!("GETEX {k} {o}")),
         pattern.prop_map(|p| format!("KEYS {p}")),
         Just("DBSIZE".to_string()),
     ]
@@ -386,13 +931,19 @@ fn command() -> impl Strategy<Value = String> {
 fn random_sequences_match_redis() {
     let Some(pair) = Pair::new() else { return };
     let pair = RefCell::new(pair);
-    let mut runner = TestRunner::new(Config { cases: 150, failure_persistence: None, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: 150,
+        failure_persistence: None,
+        ..Config::default()
+    });
     let strategy = prop::collection::vec(command(), 1..40);
     let result = runner.run(&strategy, |ops| {
         let mut p = pair.borrow_mut();
-        p.check_args(&words("FLUSHDB")).map_err(TestCaseError::fail)?;
+        p.check_args(&words("FLUSHDB"))
+            .map_err(TestCaseError::fail)?;
         for op in &ops {
-            p.check_args(&words(op)).map_err(|e| TestCaseError::fail(format!("{e}\n  sequence: {ops:#?}")))?;
+            p.check_args(&words(op))
+                .map_err(|e| TestCaseError::fail(format!("{e}\n  sequence: {ops:#?}")))?;
         }
         Ok(())
     });

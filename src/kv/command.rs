@@ -21,39 +21,178 @@ struct Spec {
 }
 
 const COMMANDS: &[Spec] = &[
-    Spec { name: "get", arity: 2, run: |s, a| Ok(Reply::from_option(s.get(key(a[1])?))) },
-    Spec { name: "set", arity: -3, run: set },
-    Spec { name: "setex", arity: 4, run: |s, a| setex(s, a, "setex") },
-    Spec { name: "psetex", arity: 4, run: |s, a| setex(s, a, "psetex") },
-    Spec { name: "setnx", arity: 3, run: |s, a| Ok(s.set_nx(key(a[1])?, bytes(a[2]))?.into()) },
-    Spec { name: "getset", arity: 3, run: |s, a| Ok(Reply::from_option(s.get_set(key(a[1])?, bytes(a[2]))?)) },
-    Spec { name: "getdel", arity: 2, run: |s, a| Ok(Reply::from_option(s.get_del(key(a[1])?))) },
-    Spec { name: "getex", arity: -2, run: getex },
-    Spec { name: "mget", arity: -2, run: |s, a| Ok(Reply::Array(s.mget(&keys(&a[1..])?).into_iter().map(Reply::from_option).collect())) },
-    Spec { name: "mset", arity: -3, run: |s, a| mset(s, a, "mset").map(|_| Reply::ok()) },
-    Spec { name: "msetnx", arity: -3, run: |s, a| mset(s, a, "msetnx").map(Reply::from) },
-    Spec { name: "append", arity: 3, run: |s, a| Ok(s.append(key(a[1])?, a[2])?.into()) },
-    Spec { name: "strlen", arity: 2, run: |s, a| Ok(s.strlen(key(a[1])?).into()) },
-    Spec { name: "incr", arity: 2, run: |s, a| Ok(s.incr(key(a[1])?)?.into()) },
-    Spec { name: "decr", arity: 2, run: |s, a| Ok(s.decr(key(a[1])?)?.into()) },
-    Spec { name: "incrby", arity: 3, run: |s, a| Ok(s.incr_by(key(a[1])?, parse_i64(a[2])?)?.into()) },
-    Spec { name: "decrby", arity: 3, run: |s, a| Ok(s.decr_by(key(a[1])?, parse_i64(a[2])?)?.into()) },
-    Spec { name: "incrbyfloat", arity: 3, run: |s, a| Ok(Reply::Bulk(s.incr_by_float(key(a[1])?, parse_f64(a[2])?)?)) },
-    Spec { name: "del", arity: -2, run: |s, a| Ok(s.del(&keys(&a[1..])?).into()) },
-    Spec { name: "exists", arity: -2, run: |s, a| Ok(s.exists(&keys(&a[1..])?).into()) },
-    Spec { name: "expire", arity: -3, run: |s, a| expire(s, a, KvStore::expire) },
-    Spec { name: "pexpire", arity: -3, run: |s, a| expire(s, a, KvStore::pexpire) },
-    Spec { name: "expireat", arity: -3, run: |s, a| expire(s, a, KvStore::expire_at) },
-    Spec { name: "pexpireat", arity: -3, run: |s, a| expire(s, a, KvStore::pexpire_at) },
-    Spec { name: "ttl", arity: 2, run: |s, a| Ok(s.ttl(key(a[1])?).into()) },
-    Spec { name: "pttl", arity: 2, run: |s, a| Ok(s.pttl(key(a[1])?).into()) },
-    Spec { name: "persist", arity: 2, run: |s, a| Ok(s.persist(key(a[1])?)?.into()) },
-    Spec { name: "keys", arity: 2, run: |s, a| Ok(key_array(s.keys(key(a[1])?))) },
-    Spec { name: "scan", arity: -2, run: scan },
-    Spec { name: "dbsize", arity: 1, run: |s, _| Ok(s.dbsize().into()) },
-    Spec { name: "flushdb", arity: -1, run: flushdb },
-    Spec { name: "randomkey", arity: 1, run: |s, _| Ok(Reply::from_option(s.random_key().map(Bytes::from))) },
-    Spec { name: "type", arity: 2, run: |s, a| Ok(Reply::Status(Cow::Borrowed(s.key_type(key(a[1])?)))) },
+    Spec {
+        name: "get",
+        arity: 2,
+        run: |s, a| Ok(Reply::from_option(s.get(key(a[1])?))),
+    },
+    Spec {
+        name: "set",
+        arity: -3,
+        run: set,
+    },
+    Spec {
+        name: "setex",
+        arity: 4,
+        run: |s, a| setex(s, a, "setex"),
+    },
+    Spec {
+        name: "psetex",
+        arity: 4,
+        run: |s, a| setex(s, a, "psetex"),
+    },
+    Spec {
+        name: "setnx",
+        arity: 3,
+        run: |s, a| Ok(s.set_nx(key(a[1])?, bytes(a[2]))?.into()),
+    },
+    Spec {
+        name: "getset",
+        arity: 3,
+        run: |s, a| Ok(Reply::from_option(s.get_set(key(a[1])?, bytes(a[2]))?)),
+    },
+    Spec {
+        name: "getdel",
+        arity: 2,
+        run: |s, a| Ok(Reply::from_option(s.get_del(key(a[1])?))),
+    },
+    Spec {
+        name: "getex",
+        arity: -2,
+        run: getex,
+    },
+    Spec {
+        name: "mget",
+        arity: -2,
+        run: |s, a| {
+            Ok(Reply::Array(
+                s.mget(&keys(&a[1..])?)
+                    .into_iter()
+                    .map(Reply::from_option)
+                    .collect(),
+            ))
+        },
+    },
+    Spec {
+        name: "mset",
+        arity: -3,
+        run: |s, a| mset(s, a, "mset").map(|_| Reply::ok()),
+    },
+    Spec {
+        name: "msetnx",
+        arity: -3,
+        run: |s, a| mset(s, a, "msetnx").map(Reply::from),
+    },
+    Spec {
+        name: "append",
+        arity: 3,
+        run: |s, a| Ok(s.append(key(a[1])?, a[2])?.into()),
+    },
+    Spec {
+        name: "strlen",
+        arity: 2,
+        run: |s, a| Ok(s.strlen(key(a[1])?).into()),
+    },
+    Spec {
+        name: "incr",
+        arity: 2,
+        run: |s, a| Ok(s.incr(key(a[1])?)?.into()),
+    },
+    Spec {
+        name: "decr",
+        arity: 2,
+        run: |s, a| Ok(s.decr(key(a[1])?)?.into()),
+    },
+    Spec {
+        name: "incrby",
+        arity: 3,
+        run: |s, a| Ok(s.incr_by(key(a[1])?, parse_i64(a[2])?)?.into()),
+    },
+    Spec {
+        name: "decrby",
+        arity: 3,
+        run: |s, a| Ok(s.decr_by(key(a[1])?, parse_i64(a[2])?)?.into()),
+    },
+    Spec {
+        name: "incrbyfloat",
+        arity: 3,
+        run: |s, a| Ok(Reply::Bulk(s.incr_by_float(key(a[1])?, parse_f64(a[2])?)?)),
+    },
+    Spec {
+        name: "del",
+        arity: -2,
+        run: |s, a| Ok(s.del(&keys(&a[1..])?).into()),
+    },
+    Spec {
+        name: "exists",
+        arity: -2,
+        run: |s, a| Ok(s.exists(&keys(&a[1..])?).into()),
+    },
+    Spec {
+        name: "expire",
+        arity: -3,
+        run: |s, a| expire(s, a, KvStore::expire),
+    },
+    Spec {
+        name: "pexpire",
+        arity: -3,
+        run: |s, a| expire(s, a, KvStore::pexpire),
+    },
+    Spec {
+        name: "expireat",
+        arity: -3,
+        run: |s, a| expire(s, a, KvStore::expire_at),
+    },
+    Spec {
+        name: "pexpireat",
+        arity: -3,
+        run: |s, a| expire(s, a, KvStore::pexpire_at),
+    },
+    Spec {
+        name: "ttl",
+        arity: 2,
+        run: |s, a| Ok(s.ttl(key(a[1])?).into()),
+    },
+    Spec {
+        name: "pttl",
+        arity: 2,
+        run: |s, a| Ok(s.pttl(key(a[1])?).into()),
+    },
+    Spec {
+        name: "persist",
+        arity: 2,
+        run: |s, a| Ok(s.persist(key(a[1])?)?.into()),
+    },
+    Spec {
+        name: "keys",
+        arity: 2,
+        run: |s, a| Ok(key_array(s.keys(key(a[1])?))),
+    },
+    Spec {
+        name: "scan",
+        arity: -2,
+        run: scan,
+    },
+    Spec {
+        name: "dbsize",
+        arity: 1,
+        run: |s, _| Ok(s.dbsize().into()),
+    },
+    Spec {
+        name: "flushdb",
+        arity: -1,
+        run: flushdb,
+    },
+    Spec {
+        name: "randomkey",
+        arity: 1,
+        run: |s, _| Ok(Reply::from_option(s.random_key().map(Bytes::from))),
+    },
+    Spec {
+        name: "type",
+        arity: 2,
+        run: |s, a| Ok(Reply::Status(Cow::Borrowed(s.key_type(key(a[1])?)))),
+    },
 ];
 
 impl KvStore {
@@ -74,9 +213,14 @@ impl KvStore {
     }
 
     fn dispatch(&self, args: &Args<'_>) -> Result<Reply, KvError> {
-        let Some(name) = args.first() else { return Err(unknown(b"", &[])) };
+        let Some(name) = args.first() else {
+            return Err(unknown(b"", &[]));
+        };
         let lower = name.to_ascii_lowercase();
-        let spec = COMMANDS.iter().find(|c| c.name.as_bytes() == lower).ok_or_else(|| unknown(name, &args[1..]))?;
+        let spec = COMMANDS
+            .iter()
+            .find(|c| c.name.as_bytes() == lower)
+            .ok_or_else(|| unknown(name, &args[1..]))?;
         let n = i32::try_from(args.len()).unwrap_or(i32::MAX);
         if (spec.arity > 0 && n != spec.arity) || n < spec.arity.abs() {
             return Err(KvError::WrongArity(spec.name));
@@ -98,14 +242,21 @@ fn unknown(name: &[u8], args: &Args<'_>) -> KvError {
             break;
         }
         list.push(b'\'');
-        let end = a.iter().position(|&c| c == 0).unwrap_or(a.len()).min(128 - (list.len() - 1));
+        let end = a
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(a.len())
+            .min(128 - (list.len() - 1));
         list.extend_from_slice(&a[..end]);
         list.extend_from_slice(b"' ");
     }
-    KvError::UnknownCommand { name: cut(name, 128), args: cut(&list, usize::MAX) }
+    KvError::UnknownCommand {
+        name: cut(name, 128),
+        args: cut(&list, usize::MAX),
+    }
 }
 
-fn key<'a>(b: &'a [u8]) -> Result<&'a str, KvError> {
+fn key(b: &[u8]) -> Result<&str, KvError> {
     std::str::from_utf8(b).map_err(|_| KvError::KeyNotUtf8)
 }
 
@@ -118,14 +269,21 @@ fn bytes(b: &[u8]) -> Bytes {
 }
 
 fn key_array(keys: Vec<String>) -> Reply {
-    Reply::Array(keys.into_iter().map(|k| Reply::Bulk(Bytes::from(k))).collect())
+    Reply::Array(
+        keys.into_iter()
+            .map(|k| Reply::Bulk(Bytes::from(k)))
+            .collect(),
+    )
 }
 
 /// The options `SET` (and, with `set = false`, `GETEX`) accept, as Redis's
 /// `parseExtendedStringArgumentsOrReply`: conflicting options are a syntax
 /// error; a repeated expiry option keeps the last value. The expiry's number
 /// is parsed only once all options are known, as Redis does.
-fn parse_string_options<'a>(args: &Args<'a>, set: bool) -> Result<(SetOptions, bool, RawExpiry<'a>), KvError> {
+fn parse_string_options<'a>(
+    args: &Args<'a>,
+    set: bool,
+) -> Result<(SetOptions, bool, RawExpiry<'a>), KvError> {
     let mut o = SetOptions::new();
     let mut persist = false;
     let mut expiry: RawExpiry<'a> = None;
@@ -135,12 +293,18 @@ fn parse_string_options<'a>(args: &Args<'a>, set: bool) -> Result<(SetOptions, b
         let next = args.get(i + 1);
         let other_expiry = expiry.as_ref().is_some_and(|(kind, _)| *kind != opt);
         match (opt.as_slice(), next) {
-            (b"nx", _) if set && o.condition != Some(SetCondition::Xx) => o.condition = Some(SetCondition::Nx),
-            (b"xx", _) if set && o.condition != Some(SetCondition::Nx) => o.condition = Some(SetCondition::Xx),
+            (b"nx", _) if set && o.condition != Some(SetCondition::Xx) => {
+                o.condition = Some(SetCondition::Nx)
+            }
+            (b"xx", _) if set && o.condition != Some(SetCondition::Nx) => {
+                o.condition = Some(SetCondition::Xx)
+            }
             (b"get", _) if set => o.get = true,
             (b"keepttl", _) if set && expiry.is_none() => o.keep_ttl = true,
             (b"persist", _) if !set && expiry.is_none() => persist = true,
-            (b"ex" | b"px" | b"exat" | b"pxat", Some(n)) if !o.keep_ttl && !persist && !other_expiry => {
+            (b"ex" | b"px" | b"exat" | b"pxat", Some(n))
+                if !o.keep_ttl && !persist && !other_expiry =>
+            {
                 expiry = Some((opt, n));
                 i += 1;
             }
@@ -155,7 +319,9 @@ fn parse_string_options<'a>(args: &Args<'a>, set: bool) -> Result<(SetOptions, b
 type RawExpiry<'a> = Option<(Vec<u8>, &'a [u8])>;
 
 fn parse_expiry(raw: RawExpiry<'_>) -> Result<Option<Expiry>, KvError> {
-    let Some((kind, n)) = raw else { return Ok(None) };
+    let Some((kind, n)) = raw else {
+        return Ok(None);
+    };
     let n = parse_i64(n)?;
     Ok(Some(match kind.as_slice() {
         b"ex" => Expiry::Ex(n),
@@ -204,11 +370,13 @@ fn getex(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
 }
 
 fn mset(s: &KvStore, a: &Args<'_>, command: &'static str) -> Result<bool, KvError> {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return Err(KvError::WrongArity(command));
     }
-    let pairs: Vec<(&str, Bytes)> =
-        a[1..].chunks_exact(2).map(|p| Ok((key(p[0])?, bytes(p[1])))).collect::<Result<_, KvError>>()?;
+    let pairs: Vec<(&str, Bytes)> = a[1..]
+        .chunks_exact(2)
+        .map(|p| Ok((key(p[0])?, bytes(p[1]))))
+        .collect::<Result<_, KvError>>()?;
     if command == "msetnx" {
         return s.mset_nx(&pairs);
     }
@@ -225,7 +393,11 @@ fn expire(s: &KvStore, a: &Args<'_>, f: ExpireFn) -> Result<Reply, KvError> {
             b"xx" => opts.xx = true,
             b"gt" => opts.gt = true,
             b"lt" => opts.lt = true,
-            _ => return Err(KvError::UnsupportedOption(String::from_utf8_lossy(opt).into_owned())),
+            _ => {
+                return Err(KvError::UnsupportedOption(
+                    String::from_utf8_lossy(opt).into_owned(),
+                ))
+            }
         }
     }
     opts.validate()?;
@@ -257,7 +429,9 @@ fn scan(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
     let mut type_ok = true;
     let mut i = 2;
     while i < a.len() {
-        let Some(value) = a.get(i + 1) else { return Err(KvError::Syntax) };
+        let Some(value) = a.get(i + 1) else {
+            return Err(KvError::Syntax);
+        };
         match a[i].to_ascii_lowercase().as_slice() {
             b"count" => {
                 let n = parse_i64(value)?;
@@ -276,7 +450,10 @@ fn scan(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
     if !type_ok {
         batch.clear();
     }
-    Ok(Reply::Array(vec![Reply::Bulk(Bytes::from(next.to_string())), key_array(batch)]))
+    Ok(Reply::Array(vec![
+        Reply::Bulk(Bytes::from(next.to_string())),
+        key_array(batch),
+    ]))
 }
 
 fn flushdb(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {

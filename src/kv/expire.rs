@@ -35,8 +35,16 @@ impl Expiry {
         if n <= 0 {
             return Err(invalid);
         }
-        let ms = if seconds { n.checked_mul(1000).ok_or(invalid.clone())? } else { n };
-        let ms = if relative { ms.checked_add(now_ms).ok_or(invalid.clone())? } else { ms };
+        let ms = if seconds {
+            n.checked_mul(1000).ok_or(invalid.clone())?
+        } else {
+            n
+        };
+        let ms = if relative {
+            ms.checked_add(now_ms).ok_or(invalid.clone())?
+        } else {
+            ms
+        };
         Ok(ms)
     }
 }
@@ -148,7 +156,12 @@ impl KvStore {
     /// # Errors
     ///
     /// As [`expire`](Self::expire).
-    pub fn expire_at(&self, key: &str, unix_seconds: i64, opts: ExpireOptions) -> Result<bool, KvError> {
+    pub fn expire_at(
+        &self,
+        key: &str,
+        unix_seconds: i64,
+        opts: ExpireOptions,
+    ) -> Result<bool, KvError> {
         self.expire_generic(key, unix_seconds, true, false, opts, "expireat")
     }
 
@@ -157,7 +170,12 @@ impl KvStore {
     /// # Errors
     ///
     /// As [`expire`](Self::expire).
-    pub fn pexpire_at(&self, key: &str, unix_millis: i64, opts: ExpireOptions) -> Result<bool, KvError> {
+    pub fn pexpire_at(
+        &self,
+        key: &str,
+        unix_millis: i64,
+        opts: ExpireOptions,
+    ) -> Result<bool, KvError> {
         self.expire_generic(key, unix_millis, false, false, opts, "pexpireat")
     }
 
@@ -173,12 +191,24 @@ impl KvStore {
     ) -> Result<bool, KvError> {
         opts.validate()?;
         let invalid = KvError::InvalidExpireTime(command);
-        let when = if seconds { when.checked_mul(1000).ok_or(invalid.clone())? } else { when };
+        let when = if seconds {
+            when.checked_mul(1000).ok_or(invalid.clone())?
+        } else {
+            when
+        };
         let now = self.now_ms();
-        let when = if relative { when.checked_add(now).ok_or(invalid)? } else { when };
+        let when = if relative {
+            when.checked_add(now).ok_or(invalid)?
+        } else {
+            when
+        };
         let applied = self.cache.compute(self.full_key(key), |cur| {
-            let Some(cur) = cur else { return (Decision::Nothing, false) };
-            let current = cur.ttl.map(|t| now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
+            let Some(cur) = cur else {
+                return (Decision::Nothing, false);
+            };
+            let current = cur
+                .ttl
+                .map(|t| now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
             if !opts.allows(current, when) {
                 return (Decision::Nothing, false);
             }

@@ -154,7 +154,10 @@ mod tests {
             ("*a*b*c*", "xaybzc"),
         ];
         for (p, s) in yes {
-            assert!(glob_match(p.as_bytes(), s.as_bytes()), "{p} should match {s}");
+            assert!(
+                glob_match(p.as_bytes(), s.as_bytes()),
+                "{p} should match {s}"
+            );
         }
         let no: &[(&str, &str)] = &[
             ("", "a"),
@@ -166,7 +169,10 @@ mod tests {
             ("a*b", "acb_"),
         ];
         for (p, s) in no {
-            assert!(!glob_match(p.as_bytes(), s.as_bytes()), "{p} should not match {s}");
+            assert!(
+                !glob_match(p.as_bytes(), s.as_bytes()),
+                "{p} should not match {s}"
+            );
         }
     }
 }

@@ -17,7 +17,10 @@ pub struct ScanOptions {
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        Self { pattern: None, count: 10 }
+        Self {
+            pattern: None,
+            count: 10,
+        }
     }
 }
 
@@ -52,12 +55,17 @@ fn scan_position(key: &str) -> u64 {
 impl KvStore {
     /// The live keys of this view (prefix stripped), in no particular order.
     pub(super) fn live_keys(&self) -> Vec<String> {
-        self.cache.iter().filter_map(|(k, _)| k.strip_prefix(&*self.prefix).map(str::to_owned)).collect()
+        self.cache
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix(&*self.prefix).map(str::to_owned))
+            .collect()
     }
 
     /// `DEL key...`: how many of the keys existed and were removed.
     pub fn del<K: AsRef<str>>(&self, keys: &[K]) -> usize {
-        keys.iter().filter(|k| self.cache.remove(&self.full_key(k.as_ref())).is_some()).count()
+        keys.iter()
+            .filter(|k| self.cache.remove(&self.full_key(k.as_ref())).is_some())
+            .count()
     }
 
     /// `EXISTS key...`: how many of the keys exist, counting repeats.
@@ -111,8 +119,12 @@ impl KvStore {
     /// # Ok::<(), shardcache::kv::KvError>(())
     /// ```
     pub fn scan(&self, cursor: u64, opts: &ScanOptions) -> (u64, Vec<String>) {
-        let mut keys: Vec<(u64, String)> =
-            self.live_keys().into_iter().map(|k| (scan_position(&k), k)).filter(|(h, _)| *h >= cursor).collect();
+        let mut keys: Vec<(u64, String)> = self
+            .live_keys()
+            .into_iter()
+            .map(|k| (scan_position(&k), k))
+            .filter(|(h, _)| *h >= cursor)
+            .collect();
         keys.sort_unstable();
         let mut end = opts.count.max(1).min(keys.len());
         // Never split keys that share a position across two calls.
@@ -124,7 +136,11 @@ impl KvStore {
         let batch = keys
             .into_iter()
             .map(|(_, k)| k)
-            .filter(|k| opts.pattern.as_ref().is_none_or(|p| glob_match(p.as_bytes(), k.as_bytes())))
+            .filter(|k| {
+                opts.pattern
+                    .as_ref()
+                    .is_none_or(|p| glob_match(p.as_bytes(), k.as_bytes()))
+            })
             .collect();
         (next, batch)
     }

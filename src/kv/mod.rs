@@ -30,6 +30,8 @@
 mod command;
 mod error;
 mod expire;
+#[doc(hidden)]
+pub mod fuzzing;
 mod glob;
 mod keys;
 mod parse;
@@ -96,7 +98,9 @@ impl KvStore {
     /// An unbounded store (no `max_memory`), with the system clock.
     pub fn new() -> Self {
         // Without max_memory or shards the build cannot fail; the fallback is unreachable.
-        Self::builder().build().unwrap_or_else(|_| Self::from_cache(Cache::new(u64::MAX), 0))
+        Self::builder()
+            .build()
+            .unwrap_or_else(|_| Self::from_cache(Cache::new(u64::MAX), 0))
     }
 
     /// A builder for `max_memory`, the eviction policy and the clock.
@@ -106,8 +110,17 @@ impl KvStore {
 
     fn from_cache(cache: Cache<String, Bytes>, max_memory: u64) -> Self {
         let seed = cache.wall_clock_ms() | 1;
-        let shared = Shared { hits: AtomicU64::new(0), misses: AtomicU64::new(0), max_memory, rng: AtomicU64::new(seed) };
-        Self { cache, prefix: Arc::from(""), shared: Arc::new(shared) }
+        let shared = Shared {
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            max_memory,
+            rng: AtomicU64::new(seed),
+        };
+        Self {
+            cache,
+            prefix: Arc::from(""),
+            shared: Arc::new(shared),
+        }
     }
 
     /// A view of this store whose keys are all prefixed with `prefix`
@@ -127,7 +140,11 @@ impl KvStore {
     /// ```
     pub fn namespace(&self, prefix: &str) -> Self {
         let full = format!("{}{prefix}", self.prefix);
-        Self { cache: self.cache.clone(), prefix: Arc::from(full), shared: self.shared.clone() }
+        Self {
+            cache: self.cache.clone(),
+            prefix: Arc::from(full),
+            shared: self.shared.clone(),
+        }
     }
 
     /// This view's key prefix ("" for the root store).
@@ -154,7 +171,11 @@ impl KvStore {
     }
 
     fn count_lookup(&self, hit: bool) {
-        let counter = if hit { &self.shared.hits } else { &self.shared.misses };
+        let counter = if hit {
+            &self.shared.hits
+        } else {
+            &self.shared.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -255,11 +276,16 @@ impl KvStoreBuilder {
         if let Some(n) = self.shards {
             b = b.shards(n);
         }
-        Ok(KvStore::from_cache(b.build()?, self.max_memory.unwrap_or(0)))
+        Ok(KvStore::from_cache(
+            b.build()?,
+            self.max_memory.unwrap_or(0),
+        ))
     }
 }
 
 /// An entry's accounted size: key + value + [`ENTRY_OVERHEAD`], saturating.
 fn weigh(key: usize, value: usize) -> u32 {
-    u32::try_from(key.saturating_add(value)).unwrap_or(u32::MAX).saturating_add(ENTRY_OVERHEAD)
+    u32::try_from(key.saturating_add(value))
+        .unwrap_or(u32::MAX)
+        .saturating_add(ENTRY_OVERHEAD)
 }

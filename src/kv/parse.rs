@@ -21,7 +21,10 @@ pub(crate) fn parse_i64(s: &[u8]) -> Result<i64, KvError> {
         Some(b'1'..=b'9') if digits.iter().all(u8::is_ascii_digit) => {}
         _ => return Err(KvError::NotInteger),
     }
-    std::str::from_utf8(s).ok().and_then(|t| t.parse().ok()).ok_or(KvError::NotInteger)
+    std::str::from_utf8(s)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or(KvError::NotInteger)
 }
 
 /// Parses a float as Redis's `string2ld` does (`strtold`, whole input, no
@@ -72,7 +75,17 @@ mod tests {
         assert_eq!(parse_i64(b"0"), Ok(0));
         assert_eq!(parse_i64(b"-9223372036854775808"), Ok(i64::MIN));
         assert_eq!(parse_i64(b"9223372036854775807"), Ok(i64::MAX));
-        for bad in [&b""[..], b"-0", b"01", b"+1", b" 1", b"1 ", b"9223372036854775808", b"1.0", b"-"] {
+        for bad in [
+            &b""[..],
+            b"-0",
+            b"01",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"9223372036854775808",
+            b"1.0",
+            b"-",
+        ] {
             assert_eq!(parse_i64(bad), Err(KvError::NotInteger), "{bad:?}");
         }
     }

@@ -44,7 +44,7 @@ impl KvStats {
         let _ = write!(
             s,
             "# Memory\r\nused_memory:{}\r\nmaxmemory:{}\r\n\r\n# Stats\r\nexpired_keys:{}\r\nevicted_keys:{}\r\n\
-             keyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n# Keyspace\r\ndb0:keys={},expires={},avg_ttl=0\r\n",
+             keyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n# Keyspace\r\ndb0:keys={},expires={}\r\n",
             self.used_memory,
             self.maxmemory,
             self.expired_keys,
@@ -66,14 +66,29 @@ impl KvStats {
     /// ```
     pub fn to_prometheus(&self) -> String {
         let metrics: [(&str, &str, &str, u64); 8] = [
-            ("redis_keyspace_hits_total", "counter", "", self.keyspace_hits),
-            ("redis_keyspace_misses_total", "counter", "", self.keyspace_misses),
+            (
+                "redis_keyspace_hits_total",
+                "counter",
+                "",
+                self.keyspace_hits,
+            ),
+            (
+                "redis_keyspace_misses_total",
+                "counter",
+                "",
+                self.keyspace_misses,
+            ),
             ("redis_expired_keys_total", "counter", "", self.expired_keys),
             ("redis_evicted_keys_total", "counter", "", self.evicted_keys),
             ("redis_memory_used_bytes", "gauge", "", self.used_memory),
             ("redis_memory_max_bytes", "gauge", "", self.maxmemory),
             ("redis_db_keys", "gauge", "{db=\"db0\"}", self.keys),
-            ("redis_db_keys_expiring", "gauge", "{db=\"db0\"}", self.expires),
+            (
+                "redis_db_keys_expiring",
+                "gauge",
+                "{db=\"db0\"}",
+                self.expires,
+            ),
         ];
         let mut s = String::new();
         for (name, kind, labels, value) in metrics {
@@ -89,7 +104,10 @@ impl KvStore {
     pub fn stats(&self) -> KvStats {
         let cache = self.cache.stats();
         let keys = self.live_keys();
-        let expires = keys.iter().filter(|k| matches!(self.cache.ttl(&self.full_key(k)), Some(Some(_)))).count();
+        let expires = keys
+            .iter()
+            .filter(|k| matches!(self.cache.ttl(&self.full_key(k)), Some(Some(_))))
+            .count();
         KvStats {
             keyspace_hits: self.shared.hits.load(Ordering::Relaxed),
             keyspace_misses: self.shared.misses.load(Ordering::Relaxed),

@@ -129,7 +129,12 @@ impl KvStore {
     /// [`KvError::Syntax`] for `KEEPTTL` with an expiry,
     /// [`KvError::InvalidExpireTime`] for a zero, negative or overflowing
     /// expiry, [`KvError::OutOfMemory`] when the value does not fit.
-    pub fn set(&self, key: &str, value: impl Into<Bytes>, opts: SetOptions) -> Result<SetOutcome, KvError> {
+    pub fn set(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        opts: SetOptions,
+    ) -> Result<SetOutcome, KvError> {
         self.set_as_command(key, value.into(), opts, "set")
     }
 
@@ -161,7 +166,13 @@ impl KvStore {
                 Some(ttl) => Decision::Put(value, ttl),
                 None => Decision::Remove,
             };
-            (decision, SetOutcome { written: allowed, previous })
+            (
+                decision,
+                SetOutcome {
+                    written: allowed,
+                    previous,
+                },
+            )
         })?)
     }
 
@@ -171,7 +182,8 @@ impl KvStore {
     ///
     /// As [`set`](Self::set).
     pub fn set_ex(&self, key: &str, value: impl Into<Bytes>, seconds: i64) -> Result<(), KvError> {
-        self.set_as_command(key, value.into(), SetOptions::new().ex(seconds), "setex").map(drop)
+        self.set_as_command(key, value.into(), SetOptions::new().ex(seconds), "setex")
+            .map(drop)
     }
 
     /// `PSETEX key milliseconds value`.
@@ -180,7 +192,8 @@ impl KvStore {
     ///
     /// As [`set`](Self::set).
     pub fn pset_ex(&self, key: &str, value: impl Into<Bytes>, millis: i64) -> Result<(), KvError> {
-        self.set_as_command(key, value.into(), SetOptions::new().px(millis), "psetex").map(drop)
+        self.set_as_command(key, value.into(), SetOptions::new().px(millis), "psetex")
+            .map(drop)
     }
 
     /// `SETNX key value`: true if the key was set.
@@ -222,7 +235,9 @@ impl KvStore {
             GetExOption::Expire(e) => e.deadline_ms(now, "getex").map(|d| ttl_for(d, now)),
         };
         let v = self.cache.compute(self.full_key(key), |cur| {
-            let Some(cur) = cur else { return (Decision::Nothing, Ok(None)) };
+            let Some(cur) = cur else {
+                return (Decision::Nothing, Ok(None));
+            };
             let decision = match change {
                 Err(e) => return (Decision::Nothing, Err(e)),
                 Ok(Some(Ttl::Never)) if cur.ttl.is_none() => Decision::Nothing,
@@ -247,9 +262,13 @@ impl KvStore {
     ///
     /// [`KvError::OutOfMemory`] at the first pair that does not fit (earlier
     /// pairs stay written).
-    pub fn mset<K: AsRef<str>, V: Into<Bytes> + Clone>(&self, pairs: &[(K, V)]) -> Result<(), KvError> {
+    pub fn mset<K: AsRef<str>, V: Into<Bytes> + Clone>(
+        &self,
+        pairs: &[(K, V)],
+    ) -> Result<(), KvError> {
         for (k, v) in pairs {
-            self.cache.try_insert_with_expiry(self.full_key(k.as_ref()), v.clone().into(), None)?;
+            self.cache
+                .try_insert_with_expiry(self.full_key(k.as_ref()), v.clone().into(), None)?;
         }
         Ok(())
     }
@@ -261,8 +280,14 @@ impl KvStore {
     /// # Errors
     ///
     /// As [`mset`](Self::mset).
-    pub fn mset_nx<K: AsRef<str>, V: Into<Bytes> + Clone>(&self, pairs: &[(K, V)]) -> Result<bool, KvError> {
-        if pairs.iter().any(|(k, _)| self.cache.contains_key(&self.full_key(k.as_ref()))) {
+    pub fn mset_nx<K: AsRef<str>, V: Into<Bytes> + Clone>(
+        &self,
+        pairs: &[(K, V)],
+    ) -> Result<bool, KvError> {
+        if pairs
+            .iter()
+            .any(|(k, _)| self.cache.contains_key(&self.full_key(k.as_ref())))
+        {
             return Ok(false);
         }
         self.mset(pairs)?;

@@ -34,10 +34,17 @@ impl KvStore {
     /// # Errors
     ///
     /// [`KvError::Codec`] if serde fails, [`KvError::OutOfMemory`].
-    pub fn set_as<T: Serialize>(&self, key: &str, value: &T, ttl: Option<Duration>) -> Result<(), KvError> {
+    pub fn set_as<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<(), KvError> {
         let mut buf = type_tag::<T>().to_vec();
-        let buf = postcard::to_extend(value, std::mem::take(&mut buf)).map_err(|e| KvError::Codec(e.to_string()))?;
-        self.cache.try_insert_with_expiry(self.full_key(key), Bytes::from(buf), ttl)?;
+        let buf = postcard::to_extend(value, std::mem::take(&mut buf))
+            .map_err(|e| KvError::Codec(e.to_string()))?;
+        self.cache
+            .try_insert_with_expiry(self.full_key(key), Bytes::from(buf), ttl)?;
         Ok(())
     }
 
@@ -48,10 +55,16 @@ impl KvStore {
     /// [`KvError::WrongType`] if the value was stored as another type (or by
     /// a plain `SET`), [`KvError::Codec`] if it does not decode.
     pub fn get_as<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, KvError> {
-        let Some(raw) = self.get(key) else { return Ok(None) };
+        let Some(raw) = self.get(key) else {
+            return Ok(None);
+        };
         let payload = raw
             .strip_prefix(&type_tag::<T>()[..])
-            .ok_or(KvError::WrongType { expected: std::any::type_name::<T>() })?;
-        postcard::from_bytes(payload).map(Some).map_err(|e| KvError::Codec(e.to_string()))
+            .ok_or(KvError::WrongType {
+                expected: std::any::type_name::<T>(),
+            })?;
+        postcard::from_bytes(payload)
+            .map(Some)
+            .map_err(|e| KvError::Codec(e.to_string()))
     }
 }

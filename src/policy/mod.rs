@@ -49,7 +49,10 @@ enum PolicyKind {
     #[default]
     TinyLfu,
     Lru,
-    Redis { policy: RedisPolicy, samples: u8 },
+    Redis {
+        policy: RedisPolicy,
+        samples: u8,
+    },
 }
 
 impl Policy {
@@ -63,14 +66,18 @@ impl Policy {
     /// recency-heavy workloads get a large window and frequency-heavy ones a
     /// small one. Hits only bump an atomic counter in the entry.
     pub fn tiny_lfu() -> Self {
-        Self { kind: PolicyKind::TinyLfu }
+        Self {
+            kind: PolicyKind::TinyLfu,
+        }
     }
 
     /// Least recently used, approximated by CLOCK (second chance): a hit sets a
     /// reference count, and eviction passes over referenced entries once,
     /// clearing them, before evicting an unreferenced one.
     pub fn lru() -> Self {
-        Self { kind: PolicyKind::Lru }
+        Self {
+            kind: PolicyKind::Lru,
+        }
     }
 
     /// One of Redis's `maxmemory-policy` strategies, by sampling
@@ -86,7 +93,12 @@ impl Policy {
     /// # Ok::<(), shardcache::BuildError>(())
     /// ```
     pub fn redis(policy: RedisPolicy) -> Self {
-        Self { kind: PolicyKind::Redis { policy, samples: DEFAULT_SAMPLES } }
+        Self {
+            kind: PolicyKind::Redis {
+                policy,
+                samples: DEFAULT_SAMPLES,
+            },
+        }
     }
 
     /// `allkeys-lru`; see [`Policy::redis`].
@@ -103,7 +115,12 @@ impl Policy {
     /// policy looks at per eviction. No effect on other policies.
     pub fn samples(self, samples: u8) -> Self {
         match self.kind {
-            PolicyKind::Redis { policy, .. } => Self { kind: PolicyKind::Redis { policy, samples: samples.max(1) } },
+            PolicyKind::Redis { policy, .. } => Self {
+                kind: PolicyKind::Redis {
+                    policy,
+                    samples: samples.max(1),
+                },
+            },
             _ => self,
         }
     }
@@ -119,7 +136,13 @@ impl Policy {
 
     /// Whether the policy may evict (false only for `noeviction`).
     pub(crate) fn can_evict(&self) -> bool {
-        !matches!(self.kind, PolicyKind::Redis { policy: RedisPolicy::NoEviction, .. })
+        !matches!(
+            self.kind,
+            PolicyKind::Redis {
+                policy: RedisPolicy::NoEviction,
+                ..
+            }
+        )
     }
 
     /// Whether the cache's window should be tuned by the hill climber.
@@ -167,7 +190,9 @@ impl FromStr for Policy {
         match s.to_ascii_lowercase().as_str() {
             "tinylfu" | "w-tinylfu" | "default" => Ok(Self::tiny_lfu()),
             "lru" => Ok(Self::lru()),
-            name => RedisPolicy::from_name(name).map(Self::redis).ok_or_else(|| UnknownPolicy(s.to_owned())),
+            name => RedisPolicy::from_name(name)
+                .map(Self::redis)
+                .ok_or_else(|| UnknownPolicy(s.to_owned())),
         }
     }
 }
@@ -216,7 +241,12 @@ impl PolicyState {
         }
     }
 
-    pub(crate) fn victim(&mut self, nodes: &mut [Node], hash_of: HashOf<'_>, window: f64) -> Option<u32> {
+    pub(crate) fn victim(
+        &mut self,
+        nodes: &mut [Node],
+        hash_of: HashOf<'_>,
+        window: f64,
+    ) -> Option<u32> {
         match self {
             Self::TinyLfu(p) => p.victim(nodes, hash_of, window),
             Self::Clock(p) => p.victim(nodes),

@@ -91,11 +91,16 @@ impl RedisPolicy {
 
     /// The policy with this `maxmemory-policy` name (ASCII case-insensitive).
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.name().eq_ignore_ascii_case(name))
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
     }
 
     fn volatile(self) -> bool {
-        matches!(self, Self::VolatileLru | Self::VolatileLfu | Self::VolatileTtl | Self::VolatileRandom)
+        matches!(
+            self,
+            Self::VolatileLru | Self::VolatileLfu | Self::VolatileTtl | Self::VolatileRandom
+        )
     }
 }
 
@@ -120,7 +125,14 @@ pub(crate) struct Sampled {
 
 impl Sampled {
     pub(crate) fn new(kind: RedisPolicy, samples: usize) -> Self {
-        Self { kind, samples: samples.max(1), len: 0, inserts: 0, rng: 0x9E37_79B9_7F4A_7C15, newest: NIL }
+        Self {
+            kind,
+            samples: samples.max(1),
+            len: 0,
+            inserts: 0,
+            rng: 0x9E37_79B9_7F4A_7C15,
+            newest: NIL,
+        }
     }
 
     fn lru_clock(&self) -> u16 {
@@ -208,7 +220,10 @@ impl Sampled {
         let start = self.random() as usize % nodes.len();
         let walk = (start..nodes.len()).chain(0..start).take(FALLBACK_WALK);
         walk.map(|i| i as u32)
-            .find(|&i| i != self.newest && (!self.kind.volatile() || meta::deadline(nodes[i as usize].get()).is_some()))
+            .find(|&i| {
+                i != self.newest
+                    && (!self.kind.volatile() || meta::deadline(nodes[i as usize].get()).is_some())
+            })
             .or((self.newest != NIL).then_some(self.newest))
     }
 
@@ -267,7 +282,12 @@ mod tests {
 
     fn nodes(n: usize, deadline_every: usize) -> Vec<Node> {
         (0..n)
-            .map(|i| Node::new(meta::with_deadline(0, (deadline_every > 0 && i % deadline_every == 0).then_some(1000 + i as u64))))
+            .map(|i| {
+                Node::new(meta::with_deadline(
+                    0,
+                    (deadline_every > 0 && i % deadline_every == 0).then_some(1000 + i as u64),
+                ))
+            })
             .collect()
     }
 
@@ -289,7 +309,12 @@ mod tests {
 
     #[test]
     fn volatile_policies_pick_only_expiring_entries() {
-        for kind in [RedisPolicy::VolatileLru, RedisPolicy::VolatileLfu, RedisPolicy::VolatileTtl, RedisPolicy::VolatileRandom] {
+        for kind in [
+            RedisPolicy::VolatileLru,
+            RedisPolicy::VolatileLfu,
+            RedisPolicy::VolatileTtl,
+            RedisPolicy::VolatileRandom,
+        ] {
             let mut ns = nodes(100, 10);
             let mut p = filled(kind, &mut ns);
             for _ in 0..50 {
@@ -303,8 +328,14 @@ mod tests {
     fn volatile_ttl_prefers_near_deadlines() {
         let mut ns = nodes(1000, 1);
         let mut p = filled(RedisPolicy::VolatileTtl, &mut ns);
-        let avg: u64 = (0..200).map(|_| u64::from(p.victim(&mut ns).expect("victim"))).sum::<u64>() / 200;
-        assert!(avg < 300, "average victim {avg} should be among the earliest deadlines");
+        let avg: u64 = (0..200)
+            .map(|_| u64::from(p.victim(&mut ns).expect("victim")))
+            .sum::<u64>()
+            / 200;
+        assert!(
+            avg < 300,
+            "average victim {avg} should be among the earliest deadlines"
+        );
     }
 
     #[test]
@@ -322,7 +353,10 @@ mod tests {
                 from_hot += 1;
             }
         }
-        assert!(from_hot < 20, "{from_hot} victims among recently hit entries");
+        assert!(
+            from_hot < 20,
+            "{from_hot} victims among recently hit entries"
+        );
     }
 
     #[test]
@@ -363,14 +397,28 @@ mod tests {
                 let k = x % 200;
                 match x % 7 {
                     0..=2 => refused += u32::from(cache.try_insert(k, step).is_err()),
-                    3 => refused += u32::from(cache.try_insert_with_expiry(k, step, Some(Duration::from_millis(u64::from(x % 500) + 1))).is_err()),
+                    3 => {
+                        refused += u32::from(
+                            cache
+                                .try_insert_with_expiry(
+                                    k,
+                                    step,
+                                    Some(Duration::from_millis(u64::from(x % 500) + 1)),
+                                )
+                                .is_err(),
+                        )
+                    }
                     4 | 5 => drop(cache.get(&k)),
                     _ => clock.advance(Duration::from_millis(3)),
                 }
                 cache.validate();
                 assert!(cache.weighted_size() <= 64, "{kind}");
             }
-            assert_eq!(refused > 0, kind == RedisPolicy::NoEviction, "{kind}: {refused} refused");
+            assert_eq!(
+                refused > 0,
+                kind == RedisPolicy::NoEviction,
+                "{kind}: {refused} refused"
+            );
             if kind != RedisPolicy::NoEviction {
                 assert!(cache.stats().evictions > 0, "{kind}");
             }

@@ -1,0 +1,228 @@
+//! The driver behind `fuzz/fuzz_targets/kv_commands.rs` and
+//! `tests/fuzz_corpus_kv.rs`: decodes bytes into a command sequence and runs
+//! it on two stores, one through [`KvStore::execute`] and one through the typed
+//! methods, against a reference model of values and deadlines (on a mock
+//! clock). Panics on any disagreement. Not a stable API.
+
+use super::{ExpireOptions, KvStore, Reply, ScanOptions, SetOptions};
+use crate::MockClock;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const KEYS: [&str; 5] = ["a", "b", "ab", "a*", "c[1]"];
+const VALUES: [&str; 6] = ["0", "-1", "9223372036854775807", "x", "", "12"];
+const PATTERNS: [&str; 6] = ["*", "a*", "?", "[ab]*", "a\\*", "[^a]"];
+
+/// Bytes, read one at a time (zeros past the end).
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> u8 {
+        let (first, rest) = self.0.split_first().unwrap_or((&0, &[]));
+        self.0 = rest;
+        *first
+    }
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[usize::from(self.byte()) % from.len()]
+    }
+}
+
+/// The model: value and deadline (mock ms) per key.
+#[derive(Default)]
+struct Model {
+    now: u64,
+    entries: BTreeMap<String, (Bytes, Option<u64>)>,
+}
+
+impl Model {
+    fn live(&mut self, key: &str) -> Option<&mut (Bytes, Option<u64>)> {
+        let now = self.now;
+        if self
+            .entries
+            .get(key)
+            .is_some_and(|(_, d)| d.is_some_and(|d| d <= now))
+        {
+            self.entries.remove(key);
+        }
+        self.entries.get_mut(key)
+    }
+}
+
+/// Runs the command sequence encoded by `data`.
+///
+/// # Panics
+///
+/// When the two stores or the model disagree: that is a bug.
+pub fn run(data: &[u8]) {
+    let clock = MockClock::new();
+    let build = || KvStore::builder().clock(clock.clone()).shards(2).build();
+    let (Ok(exec), Ok(typed)) = (build(), build()) else {
+        panic!("building a store failed")
+    };
+    let mut model = Model::default();
+    let mut input = Input(data);
+    while !input.0.is_empty() {
+        step(&exec, &typed, &mut model, &clock, &mut input);
+    }
+}
+
+fn step(
+    exec: &KvStore,
+    typed: &KvStore,
+    model: &mut Model,
+    clock: &MockClock,
+    input: &mut Input<'_>,
+) {
+    let (k, v) = (input.pick(&KEYS), input.pick(&VALUES));
+    let n = i64::from(input.byte() as i8);
+    let (got, want): (Reply, Reply) = match input.byte() % 14 {
+        0 => {
+            let want = typed
+                .set(k, Bytes::from(v), SetOptions::new())
+                .map(|_| Reply::ok());
+            model.entries.insert(k.to_owned(), (Bytes::from(v), None));
+            (
+                exec.execute(&["SET", k, v]),
+                want.unwrap_or_else(Reply::from),
+            )
+        }
+        1 => {
+            let secs = n.rem_euclid(5) + 1;
+            let want = typed.set(k, Bytes::from(v), SetOptions::new().nx().ex(secs));
+            let was = model.live(k).is_some();
+            if !was {
+                model.entries.insert(
+                    k.to_owned(),
+                    (Bytes::from(v), Some(model.now + secs.unsigned_abs() * 1000)),
+                );
+            }
+            let want = want.map(|o| if o.written { Reply::ok() } else { Reply::Nil });
+            assert_eq!(
+                want.as_ref().ok(),
+                Some(&if was { Reply::Nil } else { Reply::ok() }),
+                "SET NX model"
+            );
+            (
+                exec.execute(&["SET", k, v, "NX", "EX", &secs.to_string()]),
+                want.unwrap_or_else(Reply::from),
+            )
+        }
+        2 => {
+            let want = typed.get(k);
+            assert_eq!(want, model.live(k).map(|e| e.0.clone()), "GET {k} vs model");
+            (exec.execute(&["GET", k]), Reply::from_option(want))
+        }
+        3 => {
+            let removed = model.live(k).is_some();
+            model.entries.remove(k);
+            let want = typed.del(&[k]);
+            assert_eq!(want, usize::from(removed), "DEL model");
+            (exec.execute(&["DEL", k]), want.into())
+        }
+        4 => {
+            let want = typed.incr_by(k, n);
+            if let Ok(x) = &want {
+                let deadline = model.live(k).and_then(|e| e.1);
+                model
+                    .entries
+                    .insert(k.to_owned(), (Bytes::from(x.to_string()), deadline));
+            }
+            (
+                exec.execute(&["INCRBY", k, &n.to_string()]),
+                want.map_or_else(Reply::from, Reply::from),
+            )
+        }
+        5 => {
+            let want = typed.append(k, v.as_bytes());
+            let entry = model.live(k).cloned();
+            let mut joined = entry.as_ref().map(|e| e.0.to_vec()).unwrap_or_default();
+            joined.extend_from_slice(v.as_bytes());
+            model
+                .entries
+                .insert(k.to_owned(), (Bytes::from(joined), entry.and_then(|e| e.1)));
+            (
+                exec.execute(&["APPEND", k, v]),
+                want.map_or_else(Reply::from, Reply::from),
+            )
+        }
+        6 => {
+            let want = typed.expire(k, n, ExpireOptions::new());
+            let now = model.now;
+            if let Some(e) = model.live(k) {
+                e.1 = Some(now.saturating_add_signed(n * 1000));
+            }
+            (
+                exec.execute(&["EXPIRE", k, &n.to_string()]),
+                want.map_or_else(Reply::from, Reply::from),
+            )
+        }
+        7 => {
+            let want = typed.persist(k);
+            if let Some(e) = model.live(k) {
+                e.1 = None;
+            }
+            (
+                exec.execute(&["PERSIST", k]),
+                want.map_or_else(Reply::from, Reply::from),
+            )
+        }
+        8 => {
+            let want = typed.pttl(k);
+            let now = model.now;
+            let expected = model.live(k).map_or(-2, |e| {
+                e.1.map_or(-1, |d| i64::try_from(d - now).unwrap_or(i64::MAX))
+            });
+            assert_eq!(want, expected, "PTTL {k} vs model");
+            (exec.execute(&["PTTL", k]), want.into())
+        }
+        9 => {
+            let by = u64::from(input.byte()) * 40;
+            clock.advance(Duration::from_millis(by));
+            model.now += by;
+            (Reply::Nil, Reply::Nil)
+        }
+        10 => {
+            let p = input.pick(&PATTERNS);
+            let mut want = typed.keys(p);
+            want.sort();
+            let now = model.now;
+            let mut expected: Vec<String> = model
+                .entries
+                .iter()
+                .filter(|(key, (_, d))| {
+                    d.is_none_or(|d| d > now) && super::glob_match(p.as_bytes(), key.as_bytes())
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+            expected.sort();
+            assert_eq!(want, expected, "KEYS {p} vs model");
+            let mut got = exec.keys(p);
+            got.sort();
+            (
+                Reply::Integer(got.len() as i64),
+                Reply::Integer(want.len() as i64),
+            )
+        }
+        11 => {
+            let (_, batch) = typed.scan(0, &ScanOptions::new().count(100));
+            assert!(batch.len() <= KEYS.len());
+            (exec.execute(&["DBSIZE"]), typed.dbsize().into())
+        }
+        12 => {
+            let want = typed.get_del(k);
+            model.live(k);
+            model.entries.remove(k);
+            (exec.execute(&["GETDEL", k]), Reply::from_option(want))
+        }
+        _ => {
+            // Arbitrary bytes as a command: must not panic, and must agree.
+            let len = usize::from(input.byte() % 6);
+            let args: Vec<Vec<u8>> = (0..len)
+                .map(|_| vec![input.byte() % 4 + b'a', input.byte()])
+                .collect();
+            (exec.execute(&args), typed.execute(&args))
+        }
+    };
+    assert_eq!(got, want, "execute and typed methods disagree");
+}
