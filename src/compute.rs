@@ -87,9 +87,7 @@ where
                 let found = shard.at(i);
                 Current {
                     value: found.value,
-                    ttl: found
-                        .deadline
-                        .map(|d| Duration::from_millis(d.saturating_sub(env.now))),
+                    ttl: found.deadline.map(|d| Duration::from_millis(d.saturating_sub(env.now))),
                 }
             });
             let (decision, r) = f(current);
@@ -116,11 +114,7 @@ where
                 }
             }
         };
-        self.after_write(
-            removed,
-            result.as_ref().ok().and_then(|(_, kind)| *kind),
-            result.is_err(),
-        );
+        self.after_write(removed, result.as_ref().ok().and_then(|(_, kind)| *kind), result.is_err());
         result.map(|(r, _)| r)
     }
 }

@@ -40,10 +40,7 @@ pub(crate) struct LazyNow<F: Fn() -> u64> {
 
 impl<F: Fn() -> u64> LazyNow<F> {
     pub(crate) fn new(read: F) -> Self {
-        Self {
-            read,
-            value: Cell::new(None),
-        }
+        Self { read, value: Cell::new(None) }
     }
 
     #[inline]
@@ -97,13 +94,7 @@ impl<K, V> Shard<K, V>
 where
     K: Hash + Eq,
 {
-    pub(crate) fn new(
-        capacity: u64,
-        policy: PolicyState,
-        can_evict: bool,
-        presize: usize,
-        seed: u64,
-    ) -> Self {
+    pub(crate) fn new(capacity: u64, policy: PolicyState, can_evict: bool, presize: usize, seed: u64) -> Self {
         Self {
             table: HashTable::with_capacity(presize),
             nodes: Vec::with_capacity(presize),
@@ -140,20 +131,12 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.table
-            .find(hash, |&i| self.slots[i as usize].0.borrow() == key)
-            .copied()
+        self.table.find(hash, |&i| self.slots[i as usize].0.borrow() == key).copied()
     }
 
     /// Whether token `idx` is past its deadline or idle limit.
     #[inline]
-    fn expired_at<F: Fn() -> u64>(
-        &self,
-        idx: u32,
-        m: u64,
-        now: &LazyNow<F>,
-        tti: Option<u64>,
-    ) -> bool {
+    fn expired_at<F: Fn() -> u64>(&self, idx: u32, m: u64, now: &LazyNow<F>, tti: Option<u64>) -> bool {
         if let Some(d) = meta::deadline(m) {
             if is_expired(d, now.get()) {
                 return true;
@@ -171,13 +154,7 @@ where
     /// The read path: a shared borrow, one CAS at most on the entry's own
     /// meta word (skipped once its hit counter saturates), no allocation.
     #[inline]
-    pub(crate) fn get<Q, F>(
-        &self,
-        hash: u64,
-        key: &Q,
-        now: &LazyNow<F>,
-        tti: Option<u64>,
-    ) -> Lookup<&V>
+    pub(crate) fn get<Q, F>(&self, hash: u64, key: &Q, now: &LazyNow<F>, tti: Option<u64>) -> Lookup<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -203,13 +180,7 @@ where
     }
 
     /// A live entry's value and deadline, without counting an access.
-    pub(crate) fn peek<Q, F>(
-        &self,
-        hash: u64,
-        key: &Q,
-        now: &LazyNow<F>,
-        tti: Option<u64>,
-    ) -> Option<Found<'_, V>>
+    pub(crate) fn peek<Q, F>(&self, hash: u64, key: &Q, now: &LazyNow<F>, tti: Option<u64>) -> Option<Found<'_, V>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -220,10 +191,7 @@ where
         if self.expired_at(idx, m, now, tti) {
             return None;
         }
-        Some(Found {
-            value: &self.slots[idx as usize].1,
-            deadline: meta::deadline(m),
-        })
+        Some(Found { value: &self.slots[idx as usize].1, deadline: meta::deadline(m) })
     }
 }
 
@@ -256,9 +224,7 @@ where
     ) -> Result<Inserted, (K, V)> {
         let weight = env.weights.weigh(&key, &value);
         if let Some(idx) = self.find(hash, &key) {
-            let old_weight = env
-                .weights
-                .weigh(&self.slots[idx as usize].0, &self.slots[idx as usize].1);
+            let old_weight = env.weights.weigh(&self.slots[idx as usize].0, &self.slots[idx as usize].1);
             let grows = weight.saturating_sub(old_weight);
             if grows > 0 && !self.can_evict && self.weight + grows > self.capacity {
                 return Err((key, value));
@@ -286,8 +252,7 @@ where
             self.idle.push(AtomicU64::new(env.now));
         }
         let slots = &self.slots;
-        self.table
-            .insert_unique(hash, idx, |&i| env.hasher.hash_one(&slots[i as usize].0));
+        self.table.insert_unique(hash, idx, |&i| env.hasher.hash_one(&slots[i as usize].0));
         self.weight += weight;
         self.policy.on_insert(&mut self.nodes, idx, hash);
         self.expire_some(env, removed);
@@ -295,11 +260,7 @@ where
             self.evict_to_capacity(env, removed);
         } else {
             let (slots, hasher) = (&self.slots, env.hasher);
-            self.policy.maintain(
-                &mut self.nodes,
-                &|i| hasher.hash_one(&slots[i as usize].0),
-                env.window,
-            );
+            self.policy.maintain(&mut self.nodes, &|i| hasher.hash_one(&slots[i as usize].0), env.window);
         }
         Ok(Inserted::New)
     }
@@ -320,19 +281,11 @@ where
         self.expiring.set(idx, deadline.is_some(), self.nodes.len());
     }
 
-    fn evict_to_capacity<S: BuildHasher>(
-        &mut self,
-        env: &Env<'_, K, V, S>,
-        removed: &mut Removed<K, V>,
-    ) {
+    fn evict_to_capacity<S: BuildHasher>(&mut self, env: &Env<'_, K, V, S>, removed: &mut Removed<K, V>) {
         while self.weight > self.capacity {
             let victim = {
                 let (slots, hasher) = (&self.slots, env.hasher);
-                self.policy.victim(
-                    &mut self.nodes,
-                    &|i| hasher.hash_one(&slots[i as usize].0),
-                    env.window,
-                )
+                self.policy.victim(&mut self.nodes, &|i| hasher.hash_one(&slots[i as usize].0), env.window)
             };
             let Some(v) = victim else { break };
             let (k, val) = self.remove_at(env, v);
@@ -373,12 +326,7 @@ where
 
     /// Removes `key` if present (expired or not); the second field says
     /// whether it had already expired.
-    pub(crate) fn remove<Q, S>(
-        &mut self,
-        env: &Env<'_, K, V, S>,
-        hash: u64,
-        key: &Q,
-    ) -> Option<((K, V), bool)>
+    pub(crate) fn remove<Q, S>(&mut self, env: &Env<'_, K, V, S>, hash: u64, key: &Q) -> Option<((K, V), bool)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -397,11 +345,7 @@ where
     /// Samples entries that can expire and removes the expired ones (Redis's
     /// active expiry): rounds of 8 samples, another round only while more than a
     /// quarter of the last one was expired, at most 4 rounds.
-    pub(crate) fn expire_some<S: BuildHasher>(
-        &mut self,
-        env: &Env<'_, K, V, S>,
-        removed: &mut Removed<K, V>,
-    ) {
+    pub(crate) fn expire_some<S: BuildHasher>(&mut self, env: &Env<'_, K, V, S>, removed: &mut Removed<K, V>) {
         for _ in 0..4 {
             let mut expired = 0;
             for _ in 0..8 {
@@ -430,16 +374,9 @@ where
     }
 
     /// Removes every expired entry among those that can expire.
-    pub(crate) fn purge_expired<S: BuildHasher>(
-        &mut self,
-        env: &Env<'_, K, V, S>,
-        removed: &mut Removed<K, V>,
-    ) {
-        let mut candidates: Vec<u32> = if env.tti.is_some() {
-            (0..self.nodes.len() as u32).collect()
-        } else {
-            self.expiring.tokens().to_vec()
-        };
+    pub(crate) fn purge_expired<S: BuildHasher>(&mut self, env: &Env<'_, K, V, S>, removed: &mut Removed<K, V>) {
+        let mut candidates: Vec<u32> =
+            if env.tti.is_some() { (0..self.nodes.len() as u32).collect() } else { self.expiring.tokens().to_vec() };
         // Highest token first, so removals (which move the last token down) never
         // move an unvisited candidate.
         candidates.sort_unstable_by(|a, b| b.cmp(a));
@@ -482,11 +419,7 @@ where
         self.expiring.clear();
         self.policy.clear();
         self.weight = 0;
-        removed.extend(
-            self.slots
-                .drain(..)
-                .map(|(k, v)| (k, v, RemovalCause::Removed)),
-        );
+        removed.extend(self.slots.drain(..).map(|(k, v)| (k, v, RemovalCause::Removed)));
     }
 
     /// The token of the live entry for `key`; an expired one is removed (to
@@ -509,20 +442,11 @@ where
 
     /// The value and deadline at a token from [`live_index`](Self::live_index).
     pub(crate) fn at(&self, idx: u32) -> Found<'_, V> {
-        Found {
-            value: &self.slots[idx as usize].1,
-            deadline: meta::deadline(self.nodes[idx as usize].get()),
-        }
+        Found { value: &self.slots[idx as usize].1, deadline: meta::deadline(self.nodes[idx as usize].get()) }
     }
 
     /// Sets or clears the deadline of a live `key`; false if absent or expired.
-    pub(crate) fn set_expiry<Q, S>(
-        &mut self,
-        env: &Env<'_, K, V, S>,
-        hash: u64,
-        key: &Q,
-        deadline: Option<u64>,
-    ) -> bool
+    pub(crate) fn set_expiry<Q, S>(&mut self, env: &Env<'_, K, V, S>, hash: u64, key: &Q, deadline: Option<u64>) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -538,12 +462,7 @@ where
     }
 
     /// Calls `f` on every live entry.
-    pub(crate) fn for_each_live<F: Fn() -> u64>(
-        &self,
-        now: &LazyNow<F>,
-        tti: Option<u64>,
-        mut f: impl FnMut(&K, &V),
-    ) {
+    pub(crate) fn for_each_live<F: Fn() -> u64>(&self, now: &LazyNow<F>, tti: Option<u64>, mut f: impl FnMut(&K, &V)) {
         for (idx, (k, v)) in self.slots.iter().enumerate() {
             if !self.expired_at(idx as u32, self.nodes[idx].get(), now, tti) {
                 f(k, v);

@@ -26,7 +26,9 @@ pub(crate) mod meta {
     pub(crate) const HITS_MAX: u64 = 15;
     const LIST_SHIFT: u32 = 4;
     const LIST_MASK: u64 = 0x3 << LIST_SHIFT;
+    #[allow(dead_code)] // used by the sampled (Redis) policies
     const LFU_SHIFT: u32 = 8;
+    #[allow(dead_code)]
     const LFU_MASK: u64 = 0xFFFF << LFU_SHIFT;
     const DEADLINE_SHIFT: u32 = 24;
     /// The largest deadline that fits: about 34 years of milliseconds.
@@ -49,10 +51,12 @@ pub(crate) mod meta {
         (m & !LIST_MASK) | (u64::from(list) << LIST_SHIFT & LIST_MASK)
     }
     #[inline]
+    #[allow(dead_code)]
     pub(crate) fn lfu(m: u64) -> u16 {
         ((m & LFU_MASK) >> LFU_SHIFT) as u16
     }
     #[inline]
+    #[allow(dead_code)]
     pub(crate) fn with_lfu(m: u64, lfu: u16) -> u64 {
         (m & !LFU_MASK) | (u64::from(lfu) << LFU_SHIFT)
     }
@@ -81,11 +85,7 @@ pub(crate) struct Node {
 
 impl Node {
     pub(crate) fn new(meta: u64) -> Self {
-        Self {
-            prev: NIL,
-            next: NIL,
-            meta: AtomicU64::new(meta),
-        }
+        Self { prev: NIL, next: NIL, meta: AtomicU64::new(meta) }
     }
 
     /// The meta word, for a writer holding the shard exclusively.
@@ -105,9 +105,7 @@ impl Node {
     #[inline]
     pub(crate) fn record_hit(&self, m: u64) {
         if meta::hits(m) < meta::HITS_MAX {
-            let _ = self
-                .meta
-                .compare_exchange(m, m + 1, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self.meta.compare_exchange(m, m + 1, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
@@ -133,12 +131,7 @@ pub(crate) struct List {
 
 impl List {
     pub(crate) const fn new(id: u8) -> Self {
-        Self {
-            head: NIL,
-            tail: NIL,
-            len: 0,
-            id,
-        }
+        Self { head: NIL, tail: NIL, len: 0, id }
     }
 
     pub(crate) fn is_empty(&self) -> bool {

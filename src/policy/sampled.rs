@@ -111,11 +111,16 @@ impl fmt::Display for RedisPolicy {
 }
 
 /// One shard's state for a [`RedisPolicy`].
+///
+/// The policy keeps its own dense set of member tokens (`members`, with each
+/// token's place in `pos`), so it can sample uniformly whatever the shard's
+/// token layout.
 #[derive(Debug)]
 pub(crate) struct Sampled {
     kind: RedisPolicy,
     samples: usize,
-    len: usize,
+    members: Vec<u32>,
+    pos: Vec<u32>,
     inserts: u64,
     rng: u64,
     /// The entry inserted last: not a candidate while others are, since Redis
@@ -128,7 +133,8 @@ impl Sampled {
         Self {
             kind,
             samples: samples.max(1),
-            len: 0,
+            members: Vec::new(),
+            pos: Vec::new(),
             inserts: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
             newest: NIL,
@@ -152,7 +158,11 @@ impl Sampled {
 
     pub(crate) fn on_insert(&mut self, nodes: &mut [Node], idx: u32) {
         self.inserts += 1;
-        self.len += 1;
+        if self.pos.len() <= idx as usize {
+            self.pos.resize(idx as usize + 1, NIL);
+        }
+        self.pos[idx as usize] = self.members.len() as u32;
+        self.members.push(idx);
         self.newest = idx;
         let n = &nodes[idx as usize];
         let fresh = match self.kind {
@@ -163,26 +173,38 @@ impl Sampled {
     }
 
     pub(crate) fn on_remove(&mut self, _nodes: &mut [Node], idx: u32) {
-        self.len -= 1;
+        let at = std::mem::replace(&mut self.pos[idx as usize], NIL);
+        self.members.swap_remove(at as usize);
+        if let Some(&moved) = self.members.get(at as usize) {
+            self.pos[moved as usize] = at;
+        }
         if idx == self.newest {
             self.newest = NIL;
         }
     }
 
+    /// The shard moved token `from` to `to` (it keeps tokens dense).
     pub(crate) fn on_relocate(&mut self, _nodes: &mut [Node], from: u32, to: u32) {
+        let at = std::mem::replace(&mut self.pos[from as usize], NIL);
+        self.members[at as usize] = to;
+        if self.pos.len() <= to as usize {
+            self.pos.resize(to as usize + 1, NIL);
+        }
+        self.pos[to as usize] = at;
         if from == self.newest {
             self.newest = to;
         }
     }
 
     pub(crate) fn clear(&mut self) {
-        self.len = 0;
+        self.members.clear();
+        self.pos.clear();
         self.newest = NIL;
     }
 
     #[cfg(test)]
     pub(crate) fn linked(&self) -> usize {
-        self.len
+        self.members.len()
     }
 
     /// The best of up to `samples` random candidates, or `None` for
@@ -190,7 +212,7 @@ impl Sampled {
     /// expiring entry besides the newest), the newest entry is named, so the
     /// capacity bound holds.
     pub(crate) fn victim(&mut self, nodes: &mut [Node]) -> Option<u32> {
-        if self.kind == RedisPolicy::NoEviction || nodes.is_empty() {
+        if self.kind == RedisPolicy::NoEviction || self.members.is_empty() {
             return None;
         }
         let mut best: Option<(u64, u32)> = None;
@@ -199,7 +221,8 @@ impl Sampled {
             if found == self.samples {
                 break;
             }
-            let idx = (self.random() % nodes.len() as u64) as u32;
+            let r = self.random() as usize;
+            let idx = self.members[r % self.members.len()];
             let m = nodes[idx as usize].get();
             if idx == self.newest || (self.kind.volatile() && meta::deadline(m).is_none()) {
                 continue;
@@ -217,9 +240,10 @@ impl Sampled {
     /// first expiring entry in a bounded walk from a random start, else the
     /// newest entry.
     fn fallback(&mut self, nodes: &[Node]) -> Option<u32> {
-        let start = self.random() as usize % nodes.len();
-        let walk = (start..nodes.len()).chain(0..start).take(FALLBACK_WALK);
-        walk.map(|i| i as u32)
+        let n = self.members.len();
+        let start = self.random() as usize % n;
+        let walk = (start..n).chain(0..start).take(FALLBACK_WALK);
+        walk.map(|i| self.members[i])
             .find(|&i| {
                 i != self.newest
                     && (!self.kind.volatile() || meta::deadline(nodes[i as usize].get()).is_some())

@@ -7,12 +7,8 @@
 //! which keeps estimates tight. After `10 × capacity` additions every counter is
 //! halved, so the sketch forgets old popularity and follows a shifting workload.
 
-const SEEDS: [u64; 4] = [
-    0x9E37_79B9_7F4A_7C15,
-    0xC2B2_AE3D_27D4_EB4F,
-    0x1656_67B1_9E37_79F9,
-    0x85EB_CA77_C2B2_AE63,
-];
+const SEEDS: [u64; 4] =
+    [0x9E37_79B9_7F4A_7C15, 0xC2B2_AE3D_27D4_EB4F, 0x1656_67B1_9E37_79F9, 0x85EB_CA77_C2B2_AE63];
 const MAX: u64 = 15;
 
 /// A frequency sketch; not generic, it sees hashes only.
@@ -68,12 +64,7 @@ impl Sketch {
         if by == 0 {
             return false;
         }
-        let slots = [
-            self.slot(hash, 0),
-            self.slot(hash, 1),
-            self.slot(hash, 2),
-            self.slot(hash, 3),
-        ];
+        let slots = [self.slot(hash, 0), self.slot(hash, 1), self.slot(hash, 2), self.slot(hash, 3)];
         let current = slots.map(|(w, s)| (self.table[w] >> s) & MAX);
         let min = current.iter().copied().min().unwrap_or(0);
         let target = (min + by).min(MAX);

@@ -162,12 +162,7 @@ impl TinyLfu {
 
     /// The next entry to evict: the loser of candidate vs. victim when the
     /// window overflows, otherwise main's victim.
-    pub(crate) fn victim(
-        &mut self,
-        nodes: &mut [Node],
-        hash_of: HashOf<'_>,
-        window: f64,
-    ) -> Option<u32> {
+    pub(crate) fn victim(&mut self, nodes: &mut [Node], hash_of: HashOf<'_>, window: f64) -> Option<u32> {
         if self.window.len > self.window_max(window) {
             let candidate = self.window_candidate(nodes, hash_of);
             let Some(victim) = self.main_victim(nodes, hash_of, window) else {
