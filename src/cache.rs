@@ -289,7 +289,7 @@ where
             Expire::After(t) => Some(deadline_after(env.now, t)),
             Expire::Never => None,
         };
-        let mut removed = Vec::new();
+        let mut removed = Removed::new();
         let (result, climb) = {
             let mut shard = self.inner.shards[s].write();
             let r = shard.insert(&env, hash, key, value, deadline, &mut removed);
@@ -348,7 +348,9 @@ where
         let ((k, v), expired) = taken?;
         let cause = if expired { RemovalCause::Expired } else { RemovalCause::Removed };
         let live = (!expired).then(|| v.clone());
-        self.notify(vec![(k, v, cause)]);
+        let mut removed = Removed::new();
+        removed.push((k, v, cause));
+        self.notify(removed);
         live
     }
 
@@ -388,7 +390,7 @@ where
     /// Removes every entry. The listener sees each with [`RemovalCause::Removed`].
     pub fn clear(&self) {
         for shard in self.inner.shards.iter() {
-            let mut removed = Vec::new();
+            let mut removed = Removed::new();
             shard.write().clear(&mut removed);
             self.notify(removed);
         }
@@ -399,7 +401,7 @@ where
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         for shard in self.inner.shards.iter() {
             let env = self.env();
-            let mut removed = Vec::new();
+            let mut removed = Removed::new();
             shard.write().retain(&env, &mut keep, &mut removed);
             self.notify(removed);
         }
@@ -416,7 +418,7 @@ where
     pub fn purge_expired(&self) {
         for shard in self.inner.shards.iter() {
             let env = self.env();
-            let mut removed = Vec::new();
+            let mut removed = Removed::new();
             shard.write().purge_expired(&env, &mut removed);
             self.notify(removed);
         }

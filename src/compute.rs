@@ -8,6 +8,7 @@
 use crate::cache::Cache;
 use crate::error::CapacityError;
 use crate::expiry::deadline_after;
+use crate::listener::Removed;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
@@ -78,7 +79,7 @@ where
     ) -> Result<R, CapacityError<K, V>> {
         let (hash, s) = self.locate_key(&key);
         let env = self.write_env();
-        let mut removed = Vec::new();
+        let mut removed = Removed::new();
         let result = {
             let mut shard = self.shard(s).write();
             let idx = shard.live_index(&env, hash, &key, &mut removed);

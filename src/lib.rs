@@ -10,6 +10,8 @@ mod clock;
 mod compute;
 mod error;
 mod expiry;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 mod listener;
 mod loader;
@@ -30,3 +32,8 @@ pub use listener::{Listener, RemovalCause};
 pub use policy::{Policy, UnknownPolicy};
 pub use stats::CacheStats;
 pub use weigher::Weigher;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
