@@ -4,11 +4,15 @@
 //! Four rows, each counter 4 bits, sixteen counters to a `u64`. An item's four
 //! counters sit in one 64-byte block picked by its hash, one counter per row.
 //! Increments are conservative (only counters at the current minimum rise),
-//! which keeps estimates tight. After `10 × capacity` additions every counter is
+//! which keeps estimates tight. After `20 × capacity` additions every counter is
 //! halved, so the sketch forgets old popularity and follows a shifting workload.
 
 const SEEDS: [u64; 2] = [0x9E37_79B9_7F4A_7C15, 0xC2B2_AE3D_27D4_EB4F];
 const MAX: u64 = 15;
+/// Additions between halvings, per entry of capacity. Caffeine uses 10; our
+/// additions are misses plus folded hits (fewer than Caffeine's every-access
+/// count), and 20 measured better on the OLTP, P12 and Zipf traces.
+const SAMPLE_FACTOR: u64 = 20;
 
 /// A frequency sketch; not generic, it sees hashes only.
 #[derive(Debug)]
@@ -22,13 +26,14 @@ pub(crate) struct Sketch {
 impl Sketch {
     /// A sketch sized for a cache of about `capacity` entries.
     pub(crate) fn new(capacity: usize) -> Self {
-        // Sixteen counters per entry of capacity, in blocks of eight words.
-        let words = (capacity.max(16).next_power_of_two() / std::env::var("SC_SK").ok().and_then(|v| v.parse().ok()).unwrap_or(1)).max(8);
+        // Eight counters per entry of capacity (4 bytes), in blocks of eight
+        // words. Sixteen, as Caffeine uses, measured no better on our traces.
+        let words = (capacity.max(16).next_power_of_two() / 2).max(8);
         Self {
             table: vec![0; words],
             mask: (words / 8) as u64 - 1,
             additions: 0,
-            sample: std::env::var("SC_SAMPLE").ok().and_then(|v| v.parse().ok()).unwrap_or(10) * capacity.max(16) as u64,
+            sample: SAMPLE_FACTOR * capacity.max(16) as u64,
         }
     }
 
@@ -144,6 +149,6 @@ mod tests {
             i += 1;
         }
         assert!(s.frequency(h(3)) <= 8);
-        assert!(s.heap_bytes() >= 128);
+        assert!(s.heap_bytes() >= 64);
     }
 }

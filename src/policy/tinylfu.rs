@@ -219,7 +219,9 @@ pub(crate) struct HillClimber {
 
 const INITIAL_WINDOW: f64 = 0.01;
 const MAX_WINDOW: f64 = 0.8;
-const STEP: f64 = 0.0625;
+/// Caffeine steps by 6.25 %; half that measured better here (the window
+/// then overshoots less on loop and Zipf workloads).
+const STEP: f64 = 0.03;
 const STEP_DECAY: f64 = 0.98;
 const RESTART_THRESHOLD: f64 = 0.05;
 
@@ -227,8 +229,8 @@ impl HillClimber {
     /// A climber that adjusts every `10 × capacity` lookups.
     pub(crate) fn new(capacity: u64) -> Self {
         Self {
-            window: Self::initial_window(),
-            step: std::env::var("SC_STEP").ok().and_then(|v| v.parse().ok()).unwrap_or(STEP),
+            window: INITIAL_WINDOW,
+            step: STEP,
             previous_hit_rate: 0.0,
             sample: capacity.saturating_mul(10).max(1_000),
             hits_at_start: 0,
@@ -237,7 +239,7 @@ impl HillClimber {
     }
 
     pub(crate) fn initial_window() -> f64 {
-        std::env::var("SC_WIN").ok().and_then(|v| v.parse().ok()).unwrap_or(INITIAL_WINDOW)
+        INITIAL_WINDOW
     }
 
     /// Given the cache's running totals, returns a new window share when a
@@ -245,14 +247,14 @@ impl HillClimber {
     pub(crate) fn climb(&mut self, hits: u64, misses: u64) -> Option<f64> {
         let h = hits.saturating_sub(self.hits_at_start);
         let m = misses.saturating_sub(self.misses_at_start);
-        if h + m < self.sample || std::env::var("SC_NOCLIMB").is_ok() {
+        if h + m < self.sample {
             return None;
         }
         let rate = h as f64 / (h + m) as f64;
         let change = rate - self.previous_hit_rate;
         let amount = if change >= 0.0 { self.step } else { -self.step };
         self.step = if change.abs() >= RESTART_THRESHOLD {
-            std::env::var("SC_STEP").ok().and_then(|v| v.parse().ok()).unwrap_or(STEP).copysign(amount)
+            STEP.copysign(amount)
         } else {
             amount * STEP_DECAY
         };
