@@ -166,7 +166,8 @@ where
         Env {
             hasher: &self.inner.hasher,
             weights: &self.inner.weights,
-            now: self.inner.clock.now(),
+            clock: &self.inner.clock,
+            now_ms: std::cell::Cell::new(None),
             tti: self.inner.tti,
             window: f64::from_bits(self.inner.window.load(Ordering::Relaxed)),
         }
@@ -285,8 +286,8 @@ where
         let (hash, s) = self.locate(&key);
         let env = self.env();
         let deadline = match expire {
-            Expire::Default => self.inner.ttl.map(|t| deadline_after(env.now, t)),
-            Expire::After(t) => Some(deadline_after(env.now, t)),
+            Expire::Default => self.inner.ttl.map(|t| deadline_after(env.now(), t)),
+            Expire::After(t) => Some(deadline_after(env.now(), t)),
             Expire::Never => None,
         };
         let mut removed = Removed::new();
@@ -363,7 +364,7 @@ where
     {
         let (hash, s) = self.locate(key);
         let env = self.env();
-        let deadline = ttl.map(|t| deadline_after(env.now, t));
+        let deadline = ttl.map(|t| deadline_after(env.now(), t));
         self.inner.shards[s].write().set_expiry(&env, hash, key, deadline)
     }
 

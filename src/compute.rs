@@ -88,14 +88,14 @@ where
                 let found = shard.at(i);
                 Current {
                     value: found.value,
-                    ttl: found.deadline.map(|d| Duration::from_millis(d.saturating_sub(env.now))),
+                    ttl: found.deadline.map(|d| Duration::from_millis(d.saturating_sub(env.now()))),
                 }
             });
             let (decision, r) = f(current);
             let deadline_for = |ttl: Ttl| match ttl {
                 Ttl::Keep => existing.flatten(),
                 Ttl::Never => None,
-                Ttl::After(d) => Some(deadline_after(env.now, d)),
+                Ttl::After(d) => Some(deadline_after(env.now(), d)),
             };
             match decision {
                 Decision::Nothing => Ok((r, None)),

@@ -24,12 +24,26 @@ use std::hash::{BuildHasher, Hash};
 pub(crate) struct Env<'a, K, V, S> {
     pub(crate) hasher: &'a S,
     pub(crate) weights: &'a Weights<K, V>,
-    /// Monotonic milliseconds now.
-    pub(crate) now: u64,
+    /// The clock, read at most once per write and only if needed.
+    pub(crate) clock: &'a crate::clock::Millis,
+    pub(crate) now_ms: Cell<Option<u64>>,
     /// Time-to-idle in ms, if configured.
     pub(crate) tti: Option<u64>,
     /// The window share the hill climber chose.
     pub(crate) window: f64,
+}
+
+impl<K, V, S> Env<'_, K, V, S> {
+    /// Monotonic milliseconds now (read on first use, then fixed for this write).
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        if let Some(v) = self.now_ms.get() {
+            return v;
+        }
+        let v = self.clock.now();
+        self.now_ms.set(Some(v));
+        v
+    }
 }
 
 /// The clock, read at most once per lookup and only if an entry needs it.
@@ -314,14 +328,14 @@ where
                 self.entries.push(Some(entry));
                 self.expiring.on_push();
                 if env.tti.is_some() {
-                    self.idle.push(AtomicU64::new(env.now));
+                    self.idle.push(AtomicU64::new(env.now()));
                 }
                 self.entries.len() as u32 - 1
             }
         };
         self.expiring.set(idx, deadline.is_some(), self.entries.len());
         if env.tti.is_some() {
-            self.idle[idx as usize].store(env.now, Ordering::Relaxed);
+            self.idle[idx as usize].store(env.now(), Ordering::Relaxed);
         }
         let entries = &self.entries;
         self.table.insert_unique(hash, idx, |&i| match &entries[i as usize] {
@@ -345,7 +359,7 @@ where
         let m = node.get();
         node.set(meta::with_hits(m, meta::hits(m) + 1));
         if env.tti.is_some() {
-            self.idle[idx as usize].store(env.now, Ordering::Relaxed);
+            self.idle[idx as usize].store(env.now(), Ordering::Relaxed);
         }
     }
 
@@ -394,7 +408,7 @@ where
     }
 
     fn is_expired_now<S>(&self, idx: u32, env: &Env<'_, K, V, S>) -> bool {
-        let now = LazyNow::new(|| env.now);
+        let now = LazyNow::new(|| env.now());
         self.expired_at(idx, self.entry(idx).node.get(), &now, env.tti)
     }
 
