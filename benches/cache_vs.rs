@@ -50,9 +50,15 @@ impl Subject for Quick {
 
 fn subjects(capacity: u64) -> Vec<(&'static str, Arc<dyn Subject>)> {
     vec![
-        ("shardcache", Arc::new(Shard(shardcache::Cache::new(capacity)))),
+        (
+            "shardcache",
+            Arc::new(Shard(shardcache::Cache::new(capacity))),
+        ),
         ("moka", Arc::new(Moka(moka::sync::Cache::new(capacity)))),
-        ("quick_cache", Arc::new(Quick(quick_cache::sync::Cache::new(capacity as usize)))),
+        (
+            "quick_cache",
+            Arc::new(Quick(quick_cache::sync::Cache::new(capacity as usize))),
+        ),
     ]
 }
 
@@ -71,7 +77,10 @@ impl Zipf {
             cdf.push(sum);
         }
         cdf.iter_mut().for_each(|c| *c /= sum);
-        Self { cdf, state: seed | 1 }
+        Self {
+            cdf,
+            state: seed | 1,
+        }
     }
 
     fn next(&mut self) -> u64 {
@@ -135,9 +144,8 @@ fn run_mix(s: &Arc<dyn Subject>, streams: &Arc<Vec<Vec<u64>>>, iters: u64) -> Du
                 barrier.wait();
                 for i in 0..iters as usize {
                     let k = keys[i % keys.len()];
-                    if i % 20 == 0 {
-                        s.insert(k, k);
-                    } else if !s.get(k) {
+                    // Every 20th op is a write; the rest read, inserting on a miss.
+                    if i % 20 == 0 || !s.get(k) {
                         s.insert(k, k);
                     }
                 }
@@ -156,8 +164,11 @@ fn zipf_mix(c: &mut Criterion) {
     let mut g = c.benchmark_group("zipf_1.0_95r5w");
     g.sample_size(20).measurement_time(Duration::from_secs(4));
     for threads in [1usize, 2] {
-        let streams: Arc<Vec<Vec<u64>>> =
-            Arc::new((0..threads).map(|t| Zipf::new(1_000_000, 1.0, 42 + t as u64).stream(1 << 21)).collect());
+        let streams: Arc<Vec<Vec<u64>>> = Arc::new(
+            (0..threads)
+                .map(|t| Zipf::new(1_000_000, 1.0, 42 + t as u64).stream(1 << 21))
+                .collect(),
+        );
         g.throughput(Throughput::Elements(threads as u64));
         for (name, s) in subjects(100_000) {
             // Warm the cache so the measurement sees the steady state.
@@ -177,8 +188,12 @@ fn arc_keys(path: &std::path::Path) -> Option<Vec<u64>> {
     let mut keys = Vec::new();
     for line in text.lines() {
         let mut f = line.split_whitespace();
-        let (Some(start), Some(n)) = (f.next(), f.next()) else { continue };
-        let (Ok(start), Ok(n)) = (start.parse::<u64>(), n.parse::<u64>()) else { continue };
+        let (Some(start), Some(n)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let (Ok(start), Ok(n)) = (start.parse::<u64>(), n.parse::<u64>()) else {
+            continue;
+        };
         keys.extend(start..start + n);
     }
     Some(keys)
@@ -186,28 +201,44 @@ fn arc_keys(path: &std::path::Path) -> Option<Vec<u64>> {
 
 fn hit_ratio(c: &mut Criterion) {
     let Ok(dir) = std::env::var("SHARDCACHE_TRACES") else {
-        println!("hit_ratio: skipped (set SHARDCACHE_TRACES to a directory with OLTP.lis and P12.lis)");
+        println!(
+            "hit_ratio: skipped (set SHARDCACHE_TRACES to a directory with OLTP.lis and P12.lis)"
+        );
         return;
     };
     let mut g = c.benchmark_group("hit_ratio");
     g.sample_size(10);
-    for (file, sizes) in [("OLTP.lis", &[1000u64, 2000][..]), ("P12.lis", &[1 << 15, 1 << 17][..])] {
+    for (file, sizes) in [
+        ("OLTP.lis", &[1000u64, 2000][..]),
+        ("P12.lis", &[1 << 15, 1 << 17][..]),
+    ] {
         let path = std::path::Path::new(&dir).join(file);
         let Some(keys) = arc_keys(&path) else {
-            println!("hit_ratio: skipped {} (not found or unreadable; decompress the .zst first)", path.display());
+            println!(
+                "hit_ratio: skipped {} (not found or unreadable; decompress the .zst first)",
+                path.display()
+            );
             continue;
         };
         for &size in sizes {
             for (name, s) in subjects(size) {
-                let hits = keys.iter().filter(|&&k| s.get(k) || (s.insert(k, k), false).1).count();
-                println!("hit_ratio {file}@{size} {name}: {:.2} %", 100.0 * hits as f64 / keys.len() as f64);
+                let hits = keys
+                    .iter()
+                    .filter(|&&k| s.get(k) || (s.insert(k, k), false).1)
+                    .count();
+                println!(
+                    "hit_ratio {file}@{size} {name}: {:.2} %",
+                    100.0 * hits as f64 / keys.len() as f64
+                );
             }
         }
         // A timed replay so criterion has something to report for the group.
         g.bench_function(BenchmarkId::new("replay_shardcache", file), |b| {
             b.iter(|| {
                 let s = shardcache::Cache::<u64, u64>::new(sizes[0]);
-                keys.iter().filter(|&&k| s.get(&k).is_some() || (s.insert(k, k), false).1).count()
+                keys.iter()
+                    .filter(|&&k| s.get(&k).is_some() || (s.insert(k, k), false).1)
+                    .count()
             })
         });
     }

@@ -88,7 +88,9 @@ where
                 let found = shard.at(i);
                 Current {
                     value: found.value,
-                    ttl: found.deadline.map(|d| Duration::from_millis(d.saturating_sub(env.now()))),
+                    ttl: found
+                        .deadline
+                        .map(|d| Duration::from_millis(d.saturating_sub(env.now()))),
                 }
             });
             let (decision, r) = f(current);
@@ -115,7 +117,11 @@ where
                 }
             }
         };
-        self.after_write(removed, result.as_ref().ok().and_then(|(_, kind)| *kind), result.is_err());
+        self.after_write(
+            removed,
+            result.as_ref().ok().and_then(|(_, kind)| *kind),
+            result.is_err(),
+        );
         result.map(|(r, _)| r)
     }
 }

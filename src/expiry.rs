@@ -13,7 +13,11 @@ use std::time::Duration;
 /// Converts a TTL to whole milliseconds, rounding up so an entry never expires early.
 pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
     let ms = ttl.as_millis();
-    let ms = if Duration::from_millis(ms as u64) < ttl { ms + 1 } else { ms };
+    let ms = if Duration::from_millis(ms as u64) < ttl {
+        ms + 1
+    } else {
+        ms
+    };
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 

@@ -13,9 +13,15 @@ use std::time::Duration;
 ///
 /// When the cache disagrees with the model: that is the bug the fuzzer hunts.
 pub fn cache_ops(data: &[u8]) {
-    let Some((&cfg, ops)) = data.split_first() else { return };
+    let Some((&cfg, ops)) = data.split_first() else {
+        return;
+    };
     let capacity = u64::from(cfg % 32) + 1;
-    let policy = if cfg & 0x80 == 0 { Policy::tiny_lfu() } else { Policy::lru() };
+    let policy = if cfg & 0x80 == 0 {
+        Policy::tiny_lfu()
+    } else {
+        Policy::lru()
+    };
     let shards = 1 << ((cfg >> 5) & 3).min(2);
     let clock = MockClock::new();
     let Ok(cache) = Cache::<u8, u32>::builder()
@@ -34,7 +40,11 @@ pub fn cache_ops(data: &[u8]) {
         _ => None,
     };
     for (step, chunk) in ops.chunks(3).enumerate() {
-        let [op, k, arg] = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let [op, k, arg] = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let value = step as u32;
         match op % 8 {
             0 | 1 => {
@@ -48,7 +58,11 @@ pub fn cache_ops(data: &[u8]) {
             }
             3 | 4 => {
                 if let Some(v) = cache.get(&k) {
-                    assert_eq!(Some(v), live(&model, now, k), "get({k}) returned a stale or unknown value");
+                    assert_eq!(
+                        Some(v),
+                        live(&model, now, k),
+                        "get({k}) returned a stale or unknown value"
+                    );
                 }
             }
             5 => {
@@ -75,6 +89,10 @@ pub fn cache_ops(data: &[u8]) {
         assert!(cache.weighted_size() <= capacity);
     }
     for (k, v) in cache.iter() {
-        assert_eq!(Some(v), live(&model, now, k), "iter yielded a stale entry for {k}");
+        assert_eq!(
+            Some(v),
+            live(&model, now, k),
+            "iter yielded a stale entry for {k}"
+        );
     }
 }

@@ -100,8 +100,8 @@ mod weigher;
 
 pub use builder::{CacheBuilder, MAX_TTL_DAYS};
 pub use cache::{Cache, Iter};
-pub use compute::{Current, Decision, Ttl};
 pub use clock::{Clock, MockClock, SystemClock};
+pub use compute::{Current, Decision, Ttl};
 pub use error::{BuildError, CapacityError, Error, Result};
 pub use hash::DefaultHashBuilder;
 pub use listener::{Listener, RemovalCause};

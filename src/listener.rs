@@ -37,7 +37,10 @@ pub(crate) struct Removed<K, V> {
 
 impl<K, V> Removed<K, V> {
     pub(crate) fn new() -> Self {
-        Self { first: None, rest: Vec::new() }
+        Self {
+            first: None,
+            rest: Vec::new(),
+        }
     }
 
     pub(crate) fn push(&mut self, item: (K, V, RemovalCause)) {
@@ -55,7 +58,10 @@ impl<K, V> Removed<K, V> {
 
 impl<K, V> IntoIterator for Removed<K, V> {
     type Item = (K, V, RemovalCause);
-    type IntoIter = std::iter::Chain<std::option::IntoIter<(K, V, RemovalCause)>, std::vec::IntoIter<(K, V, RemovalCause)>>;
+    type IntoIter = std::iter::Chain<
+        std::option::IntoIter<(K, V, RemovalCause)>,
+        std::vec::IntoIter<(K, V, RemovalCause)>,
+    >;
 
     fn into_iter(self) -> Self::IntoIter {
         self.first.into_iter().chain(self.rest)

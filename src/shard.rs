@@ -54,7 +54,10 @@ pub(crate) struct LazyNow<F: Fn() -> u64> {
 
 impl<F: Fn() -> u64> LazyNow<F> {
     pub(crate) fn new(read: F) -> Self {
-        Self { read, value: Cell::new(None) }
+        Self {
+            read,
+            value: Cell::new(None),
+        }
     }
 
     #[inline]
@@ -153,7 +156,13 @@ impl<K, V> Shard<K, V>
 where
     K: Hash + Eq,
 {
-    pub(crate) fn new(capacity: u64, policy: PolicyState, can_evict: bool, presize: usize, seed: u64) -> Self {
+    pub(crate) fn new(
+        capacity: u64,
+        policy: PolicyState,
+        can_evict: bool,
+        presize: usize,
+        seed: u64,
+    ) -> Self {
         Self {
             table: HashTable::with_capacity(presize),
             entries: Vec::with_capacity(presize),
@@ -199,12 +208,20 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.table.find(hash, |&i| self.entry(i).key.borrow() == key).copied()
+        self.table
+            .find(hash, |&i| self.entry(i).key.borrow() == key)
+            .copied()
     }
 
     /// Whether token `idx` is past its deadline or idle limit.
     #[inline]
-    fn expired_at<F: Fn() -> u64>(&self, idx: u32, m: u64, now: &LazyNow<F>, tti: Option<u64>) -> bool {
+    fn expired_at<F: Fn() -> u64>(
+        &self,
+        idx: u32,
+        m: u64,
+        now: &LazyNow<F>,
+        tti: Option<u64>,
+    ) -> bool {
         if let Some(d) = meta::deadline(m) {
             if is_expired(d, now.get()) {
                 return true;
@@ -222,7 +239,13 @@ where
     /// The read path: a shared borrow, one CAS at most on the entry's own
     /// meta word (skipped once its hit counter saturates), no allocation.
     #[inline]
-    pub(crate) fn get<Q, F>(&self, hash: u64, key: &Q, now: &LazyNow<F>, tti: Option<u64>) -> Lookup<&V>
+    pub(crate) fn get<Q, F>(
+        &self,
+        hash: u64,
+        key: &Q,
+        now: &LazyNow<F>,
+        tti: Option<u64>,
+    ) -> Lookup<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -248,7 +271,13 @@ where
     }
 
     /// A live entry's value and deadline, without counting an access.
-    pub(crate) fn peek<Q, F>(&self, hash: u64, key: &Q, now: &LazyNow<F>, tti: Option<u64>) -> Option<Found<'_, V>>
+    pub(crate) fn peek<Q, F>(
+        &self,
+        hash: u64,
+        key: &Q,
+        now: &LazyNow<F>,
+        tti: Option<u64>,
+    ) -> Option<Found<'_, V>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -260,7 +289,10 @@ where
         if self.expired_at(idx, m, now, tti) {
             return None;
         }
-        Some(Found { value: &entry.value, deadline: meta::deadline(m) })
+        Some(Found {
+            value: &entry.value,
+            deadline: meta::deadline(m),
+        })
     }
 }
 
@@ -318,7 +350,11 @@ where
                 return Err((key, value));
             }
         }
-        let entry = Entry { node: Node::new(meta::with_deadline(0, deadline)), key, value };
+        let entry = Entry {
+            node: Node::new(meta::with_deadline(0, deadline)),
+            key,
+            value,
+        };
         let idx = match self.free.pop() {
             Some(idx) => {
                 self.entries[idx as usize] = Some(entry);
@@ -333,22 +369,37 @@ where
                 self.entries.len() as u32 - 1
             }
         };
-        self.expiring.set(idx, deadline.is_some(), self.entries.len());
+        self.expiring
+            .set(idx, deadline.is_some(), self.entries.len());
         if env.tti.is_some() {
             self.idle[idx as usize].store(env.now(), Ordering::Relaxed);
         }
         let entries = &self.entries;
-        self.table.insert_unique(hash, idx, |&i| match &entries[i as usize] {
-            Some(e) => env.hasher.hash_one(&e.key),
-            None => 0,
-        });
+        self.table
+            .insert_unique(hash, idx, |&i| match &entries[i as usize] {
+                Some(e) => env.hasher.hash_one(&e.key),
+                None => 0,
+            });
         self.weight += weight;
-        self.policy.on_insert(&mut SlabView { entries: &mut self.entries, hasher: env.hasher }, idx, hash);
+        self.policy.on_insert(
+            &mut SlabView {
+                entries: &mut self.entries,
+                hasher: env.hasher,
+            },
+            idx,
+            hash,
+        );
         self.expire_some(env, removed);
         if self.weight > self.capacity {
             self.evict_to_capacity(env, removed);
         } else {
-            self.policy.maintain(&mut SlabView { entries: &mut self.entries, hasher: env.hasher }, env.window);
+            self.policy.maintain(
+                &mut SlabView {
+                    entries: &mut self.entries,
+                    hasher: env.hasher,
+                },
+                env.window,
+            );
         }
         Ok(Inserted::New)
     }
@@ -366,13 +417,23 @@ where
     fn set_deadline(&mut self, idx: u32, deadline: Option<u64>) {
         let node = &self.entry(idx).node;
         node.set(meta::with_deadline(node.get(), deadline));
-        self.expiring.set(idx, deadline.is_some(), self.entries.len());
+        self.expiring
+            .set(idx, deadline.is_some(), self.entries.len());
     }
 
-    fn evict_to_capacity<S: BuildHasher>(&mut self, env: &Env<'_, K, V, S>, removed: &mut Removed<K, V>) {
+    fn evict_to_capacity<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) {
         while self.weight > self.capacity {
-            let victim =
-                self.policy.victim(&mut SlabView { entries: &mut self.entries, hasher: env.hasher }, env.window);
+            let victim = self.policy.victim(
+                &mut SlabView {
+                    entries: &mut self.entries,
+                    hasher: env.hasher,
+                },
+                env.window,
+            );
             let Some(v) = victim else { break };
             let (k, val) = self.remove_at(env, v);
             removed.push((k, val, RemovalCause::Evicted));
@@ -381,12 +442,21 @@ where
 
     /// Removes token `idx` and frees its slot.
     fn remove_at<S: BuildHasher>(&mut self, env: &Env<'_, K, V, S>, idx: u32) -> (K, V) {
-        self.policy.on_remove(&mut SlabView { entries: &mut self.entries, hasher: env.hasher }, idx);
+        self.policy.on_remove(
+            &mut SlabView {
+                entries: &mut self.entries,
+                hasher: env.hasher,
+            },
+            idx,
+        );
         self.expiring.set(idx, false, self.entries.len());
         let Some(Entry { key, value, .. }) = self.entries[idx as usize].take() else {
             unreachable!("removing free token {idx}");
         };
-        if let Ok(entry) = self.table.find_entry(env.hasher.hash_one(&key), |&i| i == idx) {
+        if let Ok(entry) = self
+            .table
+            .find_entry(env.hasher.hash_one(&key), |&i| i == idx)
+        {
             entry.remove();
         }
         self.weight -= env.weights.weigh(&key, &value);
@@ -396,7 +466,12 @@ where
 
     /// Removes `key` if present (expired or not); the second field says
     /// whether it had already expired.
-    pub(crate) fn remove<Q, S>(&mut self, env: &Env<'_, K, V, S>, hash: u64, key: &Q) -> Option<((K, V), bool)>
+    pub(crate) fn remove<Q, S>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        hash: u64,
+        key: &Q,
+    ) -> Option<((K, V), bool)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -415,7 +490,11 @@ where
     /// Samples entries that can expire and removes the expired ones (Redis's
     /// active expiry): rounds of 8 samples, another round only while more than a
     /// quarter of the last one was expired, at most 4 rounds.
-    pub(crate) fn expire_some<S: BuildHasher>(&mut self, env: &Env<'_, K, V, S>, removed: &mut Removed<K, V>) {
+    pub(crate) fn expire_some<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) {
         for _ in 0..4 {
             let mut expired = 0;
             for _ in 0..8 {
@@ -448,7 +527,11 @@ where
     }
 
     /// Removes every expired entry among those that can expire.
-    pub(crate) fn purge_expired<S: BuildHasher>(&mut self, env: &Env<'_, K, V, S>, removed: &mut Removed<K, V>) {
+    pub(crate) fn purge_expired<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) {
         let candidates: Vec<u32> = if env.tti.is_some() {
             self.occupied().collect()
         } else {
@@ -494,7 +577,12 @@ where
         self.expiring.clear();
         self.policy.clear();
         self.weight = 0;
-        removed.extend(self.entries.drain(..).flatten().map(|e| (e.key, e.value, RemovalCause::Removed)));
+        removed.extend(
+            self.entries
+                .drain(..)
+                .flatten()
+                .map(|e| (e.key, e.value, RemovalCause::Removed)),
+        );
     }
 
     /// The token of the live entry for `key`; an expired one is removed (to
@@ -518,16 +606,29 @@ where
     /// The value and deadline at a token from [`live_index`](Self::live_index).
     pub(crate) fn at(&self, idx: u32) -> Found<'_, V> {
         let e = self.entry(idx);
-        Found { value: &e.value, deadline: meta::deadline(e.node.get()) }
+        Found {
+            value: &e.value,
+            deadline: meta::deadline(e.node.get()),
+        }
     }
 
     /// The occupied tokens.
     fn occupied(&self) -> impl Iterator<Item = u32> + '_ {
-        self.entries.iter().enumerate().filter(|(_, e)| e.is_some()).map(|(i, _)| i as u32)
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_some())
+            .map(|(i, _)| i as u32)
     }
 
     /// Sets or clears the deadline of a live `key`; false if absent or expired.
-    pub(crate) fn set_expiry<Q, S>(&mut self, env: &Env<'_, K, V, S>, hash: u64, key: &Q, deadline: Option<u64>) -> bool
+    pub(crate) fn set_expiry<Q, S>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        hash: u64,
+        key: &Q,
+        deadline: Option<u64>,
+    ) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -543,7 +644,12 @@ where
     }
 
     /// Calls `f` on every live entry.
-    pub(crate) fn for_each_live<F: Fn() -> u64>(&self, now: &LazyNow<F>, tti: Option<u64>, mut f: impl FnMut(&K, &V)) {
+    pub(crate) fn for_each_live<F: Fn() -> u64>(
+        &self,
+        now: &LazyNow<F>,
+        tti: Option<u64>,
+        mut f: impl FnMut(&K, &V),
+    ) {
         for (idx, e) in self.entries.iter().enumerate() {
             if let Some(e) = e {
                 if !self.expired_at(idx as u32, e.node.get(), now, tti) {
@@ -581,6 +687,9 @@ mod tests {
     #[test]
     fn free_slots_cost_nothing() {
         assert_eq!(std::mem::size_of::<Option<Entry<u64, u64>>>(), 32);
-        assert_eq!(std::mem::size_of::<Option<Entry<u64, u64>>>(), std::mem::size_of::<Entry<u64, u64>>());
+        assert_eq!(
+            std::mem::size_of::<Option<Entry<u64, u64>>>(),
+            std::mem::size_of::<Entry<u64, u64>>()
+        );
     }
 }

@@ -140,7 +140,11 @@ pub(crate) struct Node {
 
 impl Node {
     pub(crate) fn new(meta: u64) -> Self {
-        Self { prev: Link::NONE, next: Link::NONE, meta: AtomicU64::new(meta) }
+        Self {
+            prev: Link::NONE,
+            next: Link::NONE,
+            meta: AtomicU64::new(meta),
+        }
     }
 
     #[inline]
@@ -176,7 +180,9 @@ impl Node {
     #[inline]
     pub(crate) fn record_hit(&self, m: u64) {
         if meta::hits(m) < meta::HITS_MAX {
-            let _ = self.meta.compare_exchange(m, m + 1, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self
+                .meta
+                .compare_exchange(m, m + 1, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
@@ -202,7 +208,12 @@ pub(crate) struct List {
 
 impl List {
     pub(crate) const fn new(id: u8) -> Self {
-        Self { head: NIL, tail: NIL, len: 0, id }
+        Self {
+            head: NIL,
+            tail: NIL,
+            len: 0,
+            id,
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -317,7 +328,10 @@ mod tests {
     fn links_carry_a_niche() {
         assert_eq!(Link::new(NIL).get(), NIL);
         assert_eq!(Link::new(0).get(), 0);
-        assert_eq!(std::mem::size_of::<Option<Node>>(), std::mem::size_of::<Node>());
+        assert_eq!(
+            std::mem::size_of::<Option<Node>>(),
+            std::mem::size_of::<Node>()
+        );
     }
 
     #[test]

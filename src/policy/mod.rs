@@ -56,14 +56,18 @@ impl Policy {
     /// recency-heavy workloads get a large window and frequency-heavy ones a
     /// small one. Hits only bump an atomic counter in the entry.
     pub fn tiny_lfu() -> Self {
-        Self { kind: PolicyKind::TinyLfu }
+        Self {
+            kind: PolicyKind::TinyLfu,
+        }
     }
 
     /// Least recently used, approximated by CLOCK (second chance): a hit sets a
     /// reference count, and eviction passes over referenced entries once,
     /// clearing them, before evicting an unreferenced one.
     pub fn lru() -> Self {
-        Self { kind: PolicyKind::Lru }
+        Self {
+            kind: PolicyKind::Lru,
+        }
     }
 
     /// The policy's name, as [`FromStr`] accepts it.

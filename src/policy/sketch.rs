@@ -72,7 +72,12 @@ impl Sketch {
         if by == 0 {
             return false;
         }
-        let slots = [self.slot(hash, 0), self.slot(hash, 1), self.slot(hash, 2), self.slot(hash, 3)];
+        let slots = [
+            self.slot(hash, 0),
+            self.slot(hash, 1),
+            self.slot(hash, 2),
+            self.slot(hash, 3),
+        ];
         let current = slots.map(|(w, s)| (self.table[w] >> s) & MAX);
         let min = current.iter().copied().min().unwrap_or(0);
         let target = (min + by).min(MAX);

@@ -271,7 +271,10 @@ mod tests {
     use super::*;
 
     fn setup(n: usize) -> (Vec<crate::slab::Node>, TinyLfu) {
-        ((0..n).map(|_| crate::slab::Node::new(0)).collect(), TinyLfu::new(n))
+        (
+            (0..n).map(|_| crate::slab::Node::new(0)).collect(),
+            TinyLfu::new(n),
+        )
     }
 
     #[test]
