@@ -184,7 +184,7 @@ fn run(cli: Cli) -> Result<(), String> {
 /// The no-argument overview; stays well under a minute on two cores.
 fn default_run() -> Result<(), String> {
     println!(
-        "cachebench overview: hit ratio % on synthetic Zipf(1.0) and scan-heavy traces (2M requests, rows = cache size), then 2-thread throughput (median Mops/s).\n"
+        "cachebench overview: hit ratio % on synthetic Zipf(1.0) and scan-heavy traces (1M requests each, rows = cache size), then 2-thread throughput (median Mops/s).\n"
     );
     let names = subjects::ALL.to_vec();
     let sizes = [1_000, 10_000, 100_000];
@@ -194,7 +194,7 @@ fn default_run() -> Result<(), String> {
     ] {
         let spec = TraceSpec::parse(trace, None)?;
         println!("## Hit ratio %: {what} (`{trace}`)\n");
-        let table = hitratio::run(&spec, &sizes, &names, Some(2_000_000))?;
+        let table = hitratio::run(&spec, &sizes, &names, Some(1_000_000))?;
         println!("{}", table.markdown());
     }
     let p = throughput::Params {

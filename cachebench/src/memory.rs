@@ -68,6 +68,7 @@ pub(crate) fn run(names: &[&'static str], entries: u64) -> Result<Table, String>
         vec!["entries held".into(), "MiB".into(), "bytes/entry".into()],
         1,
     );
+    table.precision[0] = 0;
     for &name in names {
         let before = allocated();
         let cache = subjects::build(name, entries)?;

@@ -12,8 +12,8 @@ pub(crate) struct Table {
     pub(crate) columns: Vec<String>,
     /// Rows: a label and one value per column.
     pub(crate) rows: Vec<(String, Vec<f64>)>,
-    /// Decimal places used in the markdown table.
-    pub(crate) precision: usize,
+    /// Decimal places per column in the markdown table.
+    pub(crate) precision: Vec<usize>,
 }
 
 impl Table {
@@ -21,9 +21,9 @@ impl Table {
     pub(crate) fn new(row_header: &str, columns: Vec<String>, precision: usize) -> Self {
         Self {
             row_header: row_header.to_string(),
-            columns,
             rows: Vec::new(),
-            precision,
+            precision: vec![precision; columns.len()],
+            columns,
         }
     }
 
@@ -41,9 +41,10 @@ impl Table {
         out.push('\n');
         for (label, values) in &self.rows {
             let _ = write!(out, "| {label} |");
-            for v in values {
+            for (i, v) in values.iter().enumerate() {
                 if v.is_finite() {
-                    let _ = write!(out, " {v:.prec$} |", prec = self.precision);
+                    let prec = self.precision.get(i).copied().unwrap_or(2);
+                    let _ = write!(out, " {v:.prec$} |");
                 } else {
                     out.push_str(" - |");
                 }
