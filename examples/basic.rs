@@ -12,8 +12,10 @@ use std::thread;
 use std::time::Duration;
 
 fn main() -> Result<(), shardcache::BuildError> {
-    let cache: Cache<String, Arc<str>> =
-        Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(300)).build()?;
+    let cache: Cache<String, Arc<str>> = Cache::builder()
+        .max_capacity(10_000)
+        .time_to_live(Duration::from_secs(300))
+        .build()?;
 
     cache.insert("user:1".to_string(), Arc::from("Ada Lovelace"));
     println!("user:1 -> {:?}", cache.get("user:1"));
@@ -35,9 +37,18 @@ fn main() -> Result<(), shardcache::BuildError> {
     for h in handles {
         assert_eq!(&*h.join().expect("thread"), "Grace Hopper");
     }
-    println!("16 concurrent misses, {} load(s)", loads.load(Ordering::SeqCst));
+    println!(
+        "16 concurrent misses, {} load(s)",
+        loads.load(Ordering::SeqCst)
+    );
 
     let s = cache.stats();
-    println!("entries: {}, hits: {}, misses: {}, hit ratio: {:.2}", cache.len(), s.hits, s.misses, s.hit_ratio());
+    println!(
+        "entries: {}, hits: {}, misses: {}, hit ratio: {:.2}",
+        cache.len(),
+        s.hits,
+        s.misses,
+        s.hit_ratio()
+    );
     Ok(())
 }
