@@ -147,7 +147,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// assert_eq!(*seen.lock().unwrap(), vec![(1, RemovalCause::Removed)]);
     /// # Ok::<(), shardcache::BuildError>(())
     /// ```
-    pub fn eviction_listener(mut self, listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static) -> Self {
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
         self.listener = Some(Arc::new(listener));
         self
     }
@@ -217,7 +220,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 fn check_duration(name: &'static str, d: Option<Duration>) -> Result<(), BuildError> {
     match d {
         Some(d) if d.is_zero() => Err(BuildError::ZeroDuration(name)),
-        Some(d) if d > Duration::from_secs(MAX_TTL_DAYS * 86_400) => Err(BuildError::DurationTooLong(name)),
+        Some(d) if d > Duration::from_secs(MAX_TTL_DAYS * 86_400) => {
+            Err(BuildError::DurationTooLong(name))
+        }
         _ => Ok(()),
     }
 }
@@ -229,15 +234,26 @@ mod tests {
     #[test]
     fn invalid_settings_fail_build() {
         let b = || CacheBuilder::<u32, u32>::new().max_capacity(10);
-        assert_eq!(b().max_capacity(0).build().err(), Some(BuildError::ZeroCapacity));
-        assert_eq!(b().shards(3).build().err(), Some(BuildError::InvalidShards(3)));
-        assert_eq!(b().shards(0).build().err(), Some(BuildError::InvalidShards(0)));
+        assert_eq!(
+            b().max_capacity(0).build().err(),
+            Some(BuildError::ZeroCapacity)
+        );
+        assert_eq!(
+            b().shards(3).build().err(),
+            Some(BuildError::InvalidShards(3))
+        );
+        assert_eq!(
+            b().shards(0).build().err(),
+            Some(BuildError::InvalidShards(0))
+        );
         assert_eq!(
             b().time_to_live(Duration::ZERO).build().err(),
             Some(BuildError::ZeroDuration("time_to_live"))
         );
         assert_eq!(
-            b().time_to_idle(Duration::from_secs(u64::MAX)).build().err(),
+            b().time_to_idle(Duration::from_secs(u64::MAX))
+                .build()
+                .err(),
             Some(BuildError::DurationTooLong("time_to_idle"))
         );
         assert!(b().shards(4).build().is_ok());
@@ -245,7 +261,17 @@ mod tests {
 
     #[test]
     fn default_shards_follow_capacity() {
-        assert_eq!(CacheBuilder::<u32, u32>::new().max_capacity(250).shard_count(), 1);
-        assert!(CacheBuilder::<u32, u32>::new().max_capacity(1 << 20).shard_count() >= 4);
+        assert_eq!(
+            CacheBuilder::<u32, u32>::new()
+                .max_capacity(250)
+                .shard_count(),
+            1
+        );
+        assert!(
+            CacheBuilder::<u32, u32>::new()
+                .max_capacity(1 << 20)
+                .shard_count()
+                >= 4
+        );
     }
 }

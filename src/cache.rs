@@ -55,7 +55,9 @@ pub(crate) struct Inner<K, V, S> {
 
 impl<K, V, S> Clone for Cache<K, V, S> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone() }
+        Self {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -101,17 +103,34 @@ where
         let per_shard = max_capacity / shards as u64;
         let remainder = max_capacity % shards as u64;
         let unit = matches!(b.weigher, Weights::Unit);
-        let presize = if unit { per_shard.min(1 << 16) as usize } else { 0 };
-        let sketch_entries = if unit { per_shard.min(1 << 24) as usize } else { 1 << 12 };
+        let presize = if unit {
+            per_shard.min(1 << 16) as usize
+        } else {
+            0
+        };
+        let sketch_entries = if unit {
+            per_shard.min(1 << 24) as usize
+        } else {
+            1 << 12
+        };
         let seed = b.hasher.hash_one(0x5EED_u64);
         let built: Box<[_]> = (0..shards)
             .map(|i| {
                 let state = b.policy.state(sketch_entries);
                 let capacity = per_shard + u64::from((i as u64) < remainder);
-                RwLock::new(Shard::new(capacity, state, b.policy.can_evict(), presize, seed.wrapping_add(i as u64)))
+                RwLock::new(Shard::new(
+                    capacity,
+                    state,
+                    b.policy.can_evict(),
+                    presize,
+                    seed.wrapping_add(i as u64),
+                ))
             })
             .collect();
-        let climber = b.policy.is_adaptive().then(|| Mutex::new(HillClimber::new(max_capacity.min(1 << 40))));
+        let climber = b
+            .policy
+            .is_adaptive()
+            .then(|| Mutex::new(HillClimber::new(max_capacity.min(1 << 40))));
         Self {
             inner: Arc::new(Inner {
                 shards: built,
@@ -150,7 +169,12 @@ where
     }
 
     /// Bookkeeping after a write: counters, listener, hill climbing.
-    pub(crate) fn after_write(&self, removed: Removed<K, V>, inserted: Option<Inserted>, rejected: bool) {
+    pub(crate) fn after_write(
+        &self,
+        removed: Removed<K, V>,
+        inserted: Option<Inserted>,
+        rejected: bool,
+    ) {
         match inserted {
             Some(Inserted::New) => self.inner.stats.bump(Counter::Insert),
             Some(Inserted::Replaced) => self.inner.stats.bump(Counter::Update),
@@ -166,7 +190,8 @@ where
         Env {
             hasher: &self.inner.hasher,
             weights: &self.inner.weights,
-            now: self.inner.clock.now(),
+            clock: &self.inner.clock,
+            now_ms: std::cell::Cell::new(None),
             tti: self.inner.tti,
             window: f64::from_bits(self.inner.window.load(Ordering::Relaxed)),
         }
@@ -185,11 +210,18 @@ where
     {
         let (hash, s) = self.locate(key);
         let now = LazyNow::new(|| self.inner.clock.now());
-        let found = match self.inner.shards[s].read().get(hash, key, &now, self.inner.tti) {
+        let found = match self.inner.shards[s]
+            .read()
+            .get(hash, key, &now, self.inner.tti)
+        {
             Lookup::Hit(v) => Some(v.clone()),
             Lookup::Miss | Lookup::Expired => None,
         };
-        self.inner.stats.bump(if found.is_some() { Counter::Hit } else { Counter::Miss });
+        self.inner.stats.bump(if found.is_some() {
+            Counter::Hit
+        } else {
+            Counter::Miss
+        });
         found
     }
 
@@ -204,7 +236,9 @@ where
         let now = LazyNow::new(|| self.inner.clock.now());
         let shard = self.inner.shards[s].read();
         let found = shard.peek(hash, key, &now, self.inner.tti)?;
-        let ttl = found.deadline.map(|d| Duration::from_millis(d.saturating_sub(now.get())));
+        let ttl = found
+            .deadline
+            .map(|d| Duration::from_millis(d.saturating_sub(now.get())));
         Some((found.value.clone(), ttl))
     }
 
@@ -219,7 +253,11 @@ where
         let now = LazyNow::new(|| self.inner.clock.now());
         let shard = self.inner.shards[s].read();
         let found = shard.peek(hash, key, &now, self.inner.tti)?;
-        Some(found.deadline.map(|d| Duration::from_millis(d.saturating_sub(now.get()))))
+        Some(
+            found
+                .deadline
+                .map(|d| Duration::from_millis(d.saturating_sub(now.get()))),
+        )
     }
 
     /// Whether a live entry for `key` exists. Does not count as an access.
@@ -230,7 +268,10 @@ where
     {
         let (hash, s) = self.locate(key);
         let now = LazyNow::new(|| self.inner.clock.now());
-        self.inner.shards[s].read().peek(hash, key, &now, self.inner.tti).is_some()
+        self.inner.shards[s]
+            .read()
+            .peek(hash, key, &now, self.inner.tti)
+            .is_some()
     }
 
     /// Inserts or replaces `key` with the cache's default time to live.
@@ -277,19 +318,29 @@ where
     /// # Errors
     ///
     /// As [`try_insert`](Self::try_insert).
-    pub fn try_insert_with_expiry(&self, key: K, value: V, ttl: Option<Duration>) -> Result<(), CapacityError<K, V>> {
+    pub fn try_insert_with_expiry(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> Result<(), CapacityError<K, V>> {
         self.try_insert_inner(key, value, ttl.map_or(Expire::Never, Expire::After))
     }
 
-    fn try_insert_inner(&self, key: K, value: V, expire: Expire) -> Result<(), CapacityError<K, V>> {
+    fn try_insert_inner(
+        &self,
+        key: K,
+        value: V,
+        expire: Expire,
+    ) -> Result<(), CapacityError<K, V>> {
         let (hash, s) = self.locate(&key);
         let env = self.env();
         let deadline = match expire {
-            Expire::Default => self.inner.ttl.map(|t| deadline_after(env.now, t)),
-            Expire::After(t) => Some(deadline_after(env.now, t)),
+            Expire::Default => self.inner.ttl.map(|t| deadline_after(env.now(), t)),
+            Expire::After(t) => Some(deadline_after(env.now(), t)),
             Expire::Never => None,
         };
-        let mut removed = Vec::new();
+        let mut removed = Removed::new();
         let (result, climb) = {
             let mut shard = self.inner.shards[s].write();
             let r = shard.insert(&env, hash, key, value, deadline, &mut removed);
@@ -313,9 +364,16 @@ where
 
     /// Lets the hill climber retune the window if a sample is complete.
     fn climb(&self) {
-        let Some(climber) = &self.inner.climber else { return };
-        let Some(mut climber) = climber.try_lock() else { return };
-        let (hits, misses) = (self.inner.stats.sum(Counter::Hit), self.inner.stats.sum(Counter::Miss));
+        let Some(climber) = &self.inner.climber else {
+            return;
+        };
+        let Some(mut climber) = climber.try_lock() else {
+            return;
+        };
+        let (hits, misses) = (
+            self.inner.stats.sum(Counter::Hit),
+            self.inner.stats.sum(Counter::Miss),
+        );
         if let Some(window) = climber.climb(hits, misses) {
             self.inner.window.store(window.to_bits(), Ordering::Relaxed);
         }
@@ -346,9 +404,15 @@ where
         let env = self.env();
         let taken = self.inner.shards[s].write().remove(&env, hash, key);
         let ((k, v), expired) = taken?;
-        let cause = if expired { RemovalCause::Expired } else { RemovalCause::Removed };
+        let cause = if expired {
+            RemovalCause::Expired
+        } else {
+            RemovalCause::Removed
+        };
         let live = (!expired).then(|| v.clone());
-        self.notify(vec![(k, v, cause)]);
+        let mut removed = Removed::new();
+        removed.push((k, v, cause));
+        self.notify(removed);
         live
     }
 
@@ -361,8 +425,10 @@ where
     {
         let (hash, s) = self.locate(key);
         let env = self.env();
-        let deadline = ttl.map(|t| deadline_after(env.now, t));
-        self.inner.shards[s].write().set_expiry(&env, hash, key, deadline)
+        let deadline = ttl.map(|t| deadline_after(env.now(), t));
+        self.inner.shards[s]
+            .write()
+            .set_expiry(&env, hash, key, deadline)
     }
 
     /// The number of entries, including expired ones not yet reclaimed.
@@ -388,7 +454,7 @@ where
     /// Removes every entry. The listener sees each with [`RemovalCause::Removed`].
     pub fn clear(&self) {
         for shard in self.inner.shards.iter() {
-            let mut removed = Vec::new();
+            let mut removed = Removed::new();
             shard.write().clear(&mut removed);
             self.notify(removed);
         }
@@ -399,7 +465,7 @@ where
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         for shard in self.inner.shards.iter() {
             let env = self.env();
-            let mut removed = Vec::new();
+            let mut removed = Removed::new();
             shard.write().retain(&env, &mut keep, &mut removed);
             self.notify(removed);
         }
@@ -416,7 +482,7 @@ where
     pub fn purge_expired(&self) {
         for shard in self.inner.shards.iter() {
             let env = self.env();
-            let mut removed = Vec::new();
+            let mut removed = Removed::new();
             shard.write().purge_expired(&env, &mut removed);
             self.notify(removed);
         }
@@ -447,7 +513,10 @@ where
     where
         K: Clone,
     {
-        Iter { shards: self.shard_snapshots(), current: Vec::new().into_iter() }
+        Iter {
+            shards: self.shard_snapshots(),
+            current: Vec::new().into_iter(),
+        }
     }
 
     fn shard_snapshots(&self) -> Vec<Vec<(K, V)>>
@@ -460,7 +529,9 @@ where
             .iter()
             .map(|shard| {
                 let mut out = Vec::new();
-                shard.read().for_each_live(&now, self.inner.tti, |k, v| out.push((k.clone(), v.clone())));
+                shard.read().for_each_live(&now, self.inner.tti, |k, v| {
+                    out.push((k.clone(), v.clone()))
+                });
                 out
             })
             .collect()
@@ -484,7 +555,9 @@ where
         let (hash, s) = self.locate(key);
         let now = LazyNow::new(|| self.inner.clock.now());
         let shard = self.inner.shards[s].read();
-        shard.peek(hash, key, &now, self.inner.tti).map(|f| f.value.clone())
+        shard
+            .peek(hash, key, &now, self.inner.tti)
+            .map(|f| f.value.clone())
     }
 
     pub(crate) fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
@@ -494,7 +567,9 @@ where
     #[cfg(test)]
     pub(crate) fn validate(&self) {
         for shard in self.inner.shards.iter() {
-            shard.read().validate(&self.inner.hasher, &self.inner.weights);
+            shard
+                .read()
+                .validate(&self.inner.hasher, &self.inner.weights);
         }
     }
 }
@@ -546,9 +621,17 @@ mod tests {
     /// (table, lists, expiry index, weights) after each step.
     #[test]
     fn invariants_hold_under_random_operations() {
-        for (policy, weighted) in [(Policy::tiny_lfu(), false), (Policy::lru(), false), (Policy::tiny_lfu(), true)] {
+        for (policy, weighted) in [
+            (Policy::tiny_lfu(), false),
+            (Policy::lru(), false),
+            (Policy::tiny_lfu(), true),
+        ] {
             let clock = MockClock::new();
-            let mut b = Cache::<u32, u32>::builder().max_capacity(40).shards(2).policy(policy).clock(clock.clone());
+            let mut b = Cache::<u32, u32>::builder()
+                .max_capacity(40)
+                .shards(2)
+                .policy(policy)
+                .clock(clock.clone());
             if weighted {
                 b = b.weigher(|_: &u32, v: &u32| v % 5);
             }
@@ -561,7 +644,9 @@ mod tests {
                 let k = x % 97;
                 match x % 11 {
                     0..=3 => cache.insert(k, step),
-                    4 => cache.insert_with_ttl(k, step, Duration::from_millis(u64::from(x % 50) + 1)),
+                    4 => {
+                        cache.insert_with_ttl(k, step, Duration::from_millis(u64::from(x % 50) + 1))
+                    }
                     5..=7 => {
                         cache.get(&k);
                     }

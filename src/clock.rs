@@ -29,7 +29,9 @@ pub struct SystemClock {
 impl SystemClock {
     /// A clock whose monotonic origin is now.
     pub fn new() -> Self {
-        Self { origin: Instant::now() }
+        Self {
+            origin: Instant::now(),
+        }
     }
 }
 
@@ -46,7 +48,9 @@ impl Clock for SystemClock {
     }
 
     fn wall(&self) -> Duration {
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
     }
 }
 
@@ -91,14 +95,18 @@ impl MockClock {
     /// Moves both the monotonic and the wall clock forward by `by`.
     pub fn advance(&self, by: Duration) {
         let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-        self.inner.monotonic_nanos.fetch_add(nanos, Ordering::SeqCst);
+        self.inner
+            .monotonic_nanos
+            .fetch_add(nanos, Ordering::SeqCst);
     }
 
     /// Sets the wall clock (time since the Unix epoch) at the current monotonic instant.
     pub fn set_wall(&self, since_epoch: Duration) {
         let now = self.inner.monotonic_nanos.load(Ordering::SeqCst);
         let wall = u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX);
-        self.inner.wall_offset_nanos.store(wall.wrapping_sub(now), Ordering::SeqCst);
+        self.inner
+            .wall_offset_nanos
+            .store(wall.wrapping_sub(now), Ordering::SeqCst);
     }
 }
 
@@ -109,7 +117,12 @@ impl Clock for MockClock {
 
     fn wall(&self) -> Duration {
         let now = self.inner.monotonic_nanos.load(Ordering::SeqCst);
-        Duration::from_nanos(self.inner.wall_offset_nanos.load(Ordering::SeqCst).wrapping_add(now))
+        Duration::from_nanos(
+            self.inner
+                .wall_offset_nanos
+                .load(Ordering::SeqCst)
+                .wrapping_add(now),
+        )
     }
 }
 

@@ -8,6 +8,7 @@
 use crate::cache::Cache;
 use crate::error::CapacityError;
 use crate::expiry::deadline_after;
+use crate::listener::Removed;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
@@ -78,7 +79,7 @@ where
     ) -> Result<R, CapacityError<K, V>> {
         let (hash, s) = self.locate_key(&key);
         let env = self.write_env();
-        let mut removed = Vec::new();
+        let mut removed = Removed::new();
         let result = {
             let mut shard = self.shard(s).write();
             let idx = shard.live_index(&env, hash, &key, &mut removed);
@@ -87,14 +88,16 @@ where
                 let found = shard.at(i);
                 Current {
                     value: found.value,
-                    ttl: found.deadline.map(|d| Duration::from_millis(d.saturating_sub(env.now))),
+                    ttl: found
+                        .deadline
+                        .map(|d| Duration::from_millis(d.saturating_sub(env.now()))),
                 }
             });
             let (decision, r) = f(current);
             let deadline_for = |ttl: Ttl| match ttl {
                 Ttl::Keep => existing.flatten(),
                 Ttl::Never => None,
-                Ttl::After(d) => Some(deadline_after(env.now, d)),
+                Ttl::After(d) => Some(deadline_after(env.now(), d)),
             };
             match decision {
                 Decision::Nothing => Ok((r, None)),
@@ -114,7 +117,11 @@ where
                 }
             }
         };
-        self.after_write(removed, result.as_ref().ok().and_then(|(_, kind)| *kind), result.is_err());
+        self.after_write(
+            removed,
+            result.as_ref().ok().and_then(|(_, kind)| *kind),
+            result.is_err(),
+        );
         result.map(|(r, _)| r)
     }
 }

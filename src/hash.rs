@@ -65,7 +65,10 @@ mod tests {
             counts[shard_index(hash_of(&s, &k), 7)] += 1;
         }
         for c in counts {
-            assert!((9_000..11_000).contains(&c), "unbalanced shards: {counts:?}");
+            assert!(
+                (9_000..11_000).contains(&c),
+                "unbalanced shards: {counts:?}"
+            );
         }
     }
 }

@@ -27,5 +27,43 @@ impl RemovalCause {
 /// released, on the thread that caused the removal.
 pub type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync + 'static>;
 
-/// Entries removed while a shard was locked, handed out after it is unlocked.
-pub(crate) type Removed<K, V> = Vec<(K, V, RemovalCause)>;
+/// Entries removed while a shard was locked, handed out (and dropped) after
+/// it is unlocked. The first one is stored inline: a write usually removes at
+/// most one entry, and this keeps the write path free of allocation.
+pub(crate) struct Removed<K, V> {
+    first: Option<(K, V, RemovalCause)>,
+    rest: Vec<(K, V, RemovalCause)>,
+}
+
+impl<K, V> Removed<K, V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, item: (K, V, RemovalCause)) {
+        if self.first.is_none() {
+            self.first = Some(item);
+        } else {
+            self.rest.push(item);
+        }
+    }
+
+    pub(crate) fn extend(&mut self, items: impl IntoIterator<Item = (K, V, RemovalCause)>) {
+        items.into_iter().for_each(|i| self.push(i));
+    }
+}
+
+impl<K, V> IntoIterator for Removed<K, V> {
+    type Item = (K, V, RemovalCause);
+    type IntoIter = std::iter::Chain<
+        std::option::IntoIter<(K, V, RemovalCause)>,
+        std::vec::IntoIter<(K, V, RemovalCause)>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}

@@ -28,7 +28,11 @@ pub(crate) struct Flights<K, V> {
 
 impl<K, V> Flights<K, V> {
     pub(crate) fn new(shards: usize) -> Self {
-        Self { maps: (0..shards).map(|_| Mutex::new(FlightMap::default())).collect() }
+        Self {
+            maps: (0..shards)
+                .map(|_| Mutex::new(FlightMap::default()))
+                .collect(),
+        }
     }
 }
 
@@ -52,7 +56,10 @@ enum Outcome<V> {
 
 impl<V: Clone> Flight<V> {
     fn new() -> Self {
-        Self { state: Mutex::new(State::Loading(Vec::new())), done: Condvar::new() }
+        Self {
+            state: Mutex::new(State::Loading(Vec::new())),
+            done: Condvar::new(),
+        }
     }
 
     fn outcome(state: &State<V>) -> Option<Outcome<V>> {
@@ -180,7 +187,12 @@ where
         }
         let flight = Arc::new(Flight::new());
         map.insert(key.clone(), flight.clone());
-        Role::Lead(LoadGuard { cache: self, key: Some(key.clone()), flight, shard })
+        Role::Lead(LoadGuard {
+            cache: self,
+            key: Some(key.clone()),
+            flight,
+            shard,
+        })
     }
 
     /// The value for `key`, loading it with `init` on a miss. While one
@@ -217,7 +229,11 @@ where
     /// assert_eq!(*err, "db down");
     /// assert_eq!(cache.try_get_or_insert_with(1, || Ok::<_, &str>(5)), Ok(5));
     /// ```
-    pub fn try_get_or_insert_with<E>(&self, key: K, init: impl FnOnce() -> Result<V, E>) -> Result<V, Arc<E>>
+    pub fn try_get_or_insert_with<E>(
+        &self,
+        key: K,
+        init: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
     {

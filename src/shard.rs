@@ -2,17 +2,17 @@
 //! expiry index. Single-threaded: it knows nothing about locks; [`Cache`]
 //! wraps each shard in one.
 //!
-//! Entries are stored densely (`nodes[i]` and `slots[i]` describe token `i`);
-//! removing an entry moves the last one into its place, so there are no holes
-//! and no free list, and the table, the policy lists and the expiry index are
-//! told of the move.
+//! Entries live in a slab (`entries[token]`), each holding its policy
+//! [`Node`] beside its key and value so a hit touches one cache line. A removed
+//! entry's slot goes on a free list and the next insert reuses it; nothing
+//! moves, so eviction never has to fix up other entries' links.
 //!
 //! [`Cache`]: crate::Cache
 
 use crate::expiry::{is_expired, ExpiryIndex};
 use crate::listener::{RemovalCause, Removed};
 use crate::policy::PolicyState;
-use crate::slab::{meta, Node};
+use crate::slab::{meta, Node, Nodes};
 use crate::sync::{AtomicU64, Ordering};
 use crate::weigher::Weights;
 use hashbrown::HashTable;
@@ -24,12 +24,26 @@ use std::hash::{BuildHasher, Hash};
 pub(crate) struct Env<'a, K, V, S> {
     pub(crate) hasher: &'a S,
     pub(crate) weights: &'a Weights<K, V>,
-    /// Monotonic milliseconds now.
-    pub(crate) now: u64,
+    /// The clock, read at most once per write and only if needed.
+    pub(crate) clock: &'a crate::clock::Millis,
+    pub(crate) now_ms: Cell<Option<u64>>,
     /// Time-to-idle in ms, if configured.
     pub(crate) tti: Option<u64>,
     /// The window share the hill climber chose.
     pub(crate) window: f64,
+}
+
+impl<K, V, S> Env<'_, K, V, S> {
+    /// Monotonic milliseconds now (read on first use, then fixed for this write).
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        if let Some(v) = self.now_ms.get() {
+            return v;
+        }
+        let v = self.clock.now();
+        self.now_ms.set(Some(v));
+        v
+    }
 }
 
 /// The clock, read at most once per lookup and only if an entry needs it.
@@ -40,7 +54,10 @@ pub(crate) struct LazyNow<F: Fn() -> u64> {
 
 impl<F: Fn() -> u64> LazyNow<F> {
     pub(crate) fn new(read: F) -> Self {
-        Self { read, value: Cell::new(None) }
+        Self {
+            read,
+            value: Cell::new(None),
+        }
     }
 
     #[inline]
@@ -75,10 +92,55 @@ pub(crate) enum Inserted {
     Replaced,
 }
 
+/// One cached entry: its policy node, key and value, together.
+pub(crate) struct Entry<K, V> {
+    node: Node,
+    key: K,
+    value: V,
+}
+
+/// The slab: a free slot is `None` (free for the niche in [`Node`]'s links).
+type Slab<K, V> = Vec<Option<Entry<K, V>>>;
+
+/// The slab as the policy sees it: nodes, and key hashes on request.
+struct SlabView<'a, K, V, S> {
+    entries: &'a mut Slab<K, V>,
+    hasher: &'a S,
+}
+
+impl<K: Hash, V, S: BuildHasher> Nodes for SlabView<'_, K, V, S> {
+    #[inline]
+    fn node(&self, idx: u32) -> &Node {
+        match &self.entries[idx as usize] {
+            Some(e) => &e.node,
+            None => unreachable!("policy token {idx} is not occupied"),
+        }
+    }
+
+    #[inline]
+    fn node_mut(&mut self, idx: u32) -> &mut Node {
+        match &mut self.entries[idx as usize] {
+            Some(e) => &mut e.node,
+            None => unreachable!("policy token {idx} is not occupied"),
+        }
+    }
+
+    fn for_each_node(&self, f: &mut dyn FnMut(&Node)) {
+        self.entries.iter().flatten().for_each(|e| f(&e.node));
+    }
+
+    fn hash_of(&self, idx: u32) -> u64 {
+        match &self.entries[idx as usize] {
+            Some(e) => self.hasher.hash_one(&e.key),
+            None => unreachable!("policy token {idx} is not occupied"),
+        }
+    }
+}
+
 pub(crate) struct Shard<K, V> {
     table: HashTable<u32>,
-    nodes: Vec<Node>,
-    slots: Vec<(K, V)>,
+    entries: Slab<K, V>,
+    free: Vec<u32>,
     /// Last access (monotonic ms) per token; only under time-to-idle.
     idle: Vec<AtomicU64>,
     expiring: ExpiryIndex,
@@ -94,11 +156,17 @@ impl<K, V> Shard<K, V>
 where
     K: Hash + Eq,
 {
-    pub(crate) fn new(capacity: u64, policy: PolicyState, can_evict: bool, presize: usize, seed: u64) -> Self {
+    pub(crate) fn new(
+        capacity: u64,
+        policy: PolicyState,
+        can_evict: bool,
+        presize: usize,
+        seed: u64,
+    ) -> Self {
         Self {
             table: HashTable::with_capacity(presize),
-            nodes: Vec::with_capacity(presize),
-            slots: Vec::with_capacity(presize),
+            entries: Vec::with_capacity(presize),
+            free: Vec::new(),
             idle: Vec::new(),
             expiring: ExpiryIndex::default(),
             policy,
@@ -111,7 +179,16 @@ where
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.slots.len()
+        self.table.len()
+    }
+
+    /// The entry at an occupied token.
+    #[inline]
+    fn entry(&self, idx: u32) -> &Entry<K, V> {
+        match &self.entries[idx as usize] {
+            Some(e) => e,
+            None => unreachable!("token {idx} is not occupied"),
+        }
     }
 
     pub(crate) fn weight(&self) -> u64 {
@@ -131,12 +208,20 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.table.find(hash, |&i| self.slots[i as usize].0.borrow() == key).copied()
+        self.table
+            .find(hash, |&i| self.entry(i).key.borrow() == key)
+            .copied()
     }
 
     /// Whether token `idx` is past its deadline or idle limit.
     #[inline]
-    fn expired_at<F: Fn() -> u64>(&self, idx: u32, m: u64, now: &LazyNow<F>, tti: Option<u64>) -> bool {
+    fn expired_at<F: Fn() -> u64>(
+        &self,
+        idx: u32,
+        m: u64,
+        now: &LazyNow<F>,
+        tti: Option<u64>,
+    ) -> bool {
         if let Some(d) = meta::deadline(m) {
             if is_expired(d, now.get()) {
                 return true;
@@ -154,7 +239,13 @@ where
     /// The read path: a shared borrow, one CAS at most on the entry's own
     /// meta word (skipped once its hit counter saturates), no allocation.
     #[inline]
-    pub(crate) fn get<Q, F>(&self, hash: u64, key: &Q, now: &LazyNow<F>, tti: Option<u64>) -> Lookup<&V>
+    pub(crate) fn get<Q, F>(
+        &self,
+        hash: u64,
+        key: &Q,
+        now: &LazyNow<F>,
+        tti: Option<u64>,
+    ) -> Lookup<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -163,8 +254,8 @@ where
         let Some(idx) = self.find(hash, key) else {
             return Lookup::Miss;
         };
-        let node = &self.nodes[idx as usize];
-        let m = node.meta.load(Ordering::Relaxed);
+        let entry = self.entry(idx);
+        let m = entry.node.meta.load(Ordering::Relaxed);
         if self.expired_at(idx, m, now, tti) {
             return Lookup::Expired;
         }
@@ -175,23 +266,33 @@ where
                 cell.store(t, Ordering::Relaxed);
             }
         }
-        node.record_hit(m);
-        Lookup::Hit(&self.slots[idx as usize].1)
+        entry.node.record_hit(m);
+        Lookup::Hit(&entry.value)
     }
 
     /// A live entry's value and deadline, without counting an access.
-    pub(crate) fn peek<Q, F>(&self, hash: u64, key: &Q, now: &LazyNow<F>, tti: Option<u64>) -> Option<Found<'_, V>>
+    pub(crate) fn peek<Q, F>(
+        &self,
+        hash: u64,
+        key: &Q,
+        now: &LazyNow<F>,
+        tti: Option<u64>,
+    ) -> Option<Found<'_, V>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
         F: Fn() -> u64,
     {
         let idx = self.find(hash, key)?;
-        let m = self.nodes[idx as usize].get();
+        let entry = self.entry(idx);
+        let m = entry.node.get();
         if self.expired_at(idx, m, now, tti) {
             return None;
         }
-        Some(Found { value: &self.slots[idx as usize].1, deadline: meta::deadline(m) })
+        Some(Found {
+            value: &entry.value,
+            deadline: meta::deadline(m),
+        })
     }
 }
 
@@ -200,8 +301,11 @@ where
     K: Hash + Eq + 'static,
     V: 'static,
 {
-    fn hash_at<S: BuildHasher>(&self, hasher: &S, idx: u32) -> u64 {
-        hasher.hash_one(&self.slots[idx as usize].0)
+    fn entry_mut(&mut self, idx: u32) -> &mut Entry<K, V> {
+        match &mut self.entries[idx as usize] {
+            Some(e) => e,
+            None => unreachable!("token {idx} is not occupied"),
+        }
     }
 
     fn next_random(&mut self) -> u64 {
@@ -224,12 +328,15 @@ where
     ) -> Result<Inserted, (K, V)> {
         let weight = env.weights.weigh(&key, &value);
         if let Some(idx) = self.find(hash, &key) {
-            let old_weight = env.weights.weigh(&self.slots[idx as usize].0, &self.slots[idx as usize].1);
+            let old_weight = {
+                let e = self.entry(idx);
+                env.weights.weigh(&e.key, &e.value)
+            };
             let grows = weight.saturating_sub(old_weight);
             if grows > 0 && !self.can_evict && self.weight + grows > self.capacity {
                 return Err((key, value));
             }
-            let old = std::mem::replace(&mut self.slots[idx as usize].1, value);
+            let old = std::mem::replace(&mut self.entry_mut(idx).value, value);
             self.weight = self.weight - old_weight + weight;
             self.set_deadline(idx, deadline);
             self.touch(idx, env);
@@ -243,90 +350,128 @@ where
                 return Err((key, value));
             }
         }
-        let idx = self.nodes.len() as u32;
-        self.nodes.push(Node::new(meta::with_deadline(0, deadline)));
-        self.slots.push((key, value));
-        self.expiring.on_push();
-        self.expiring.set(idx, deadline.is_some(), self.nodes.len());
+        let entry = Entry {
+            node: Node::new(meta::with_deadline(0, deadline)),
+            key,
+            value,
+        };
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                self.entries[idx as usize] = Some(entry);
+                idx
+            }
+            None => {
+                self.entries.push(Some(entry));
+                self.expiring.on_push();
+                if env.tti.is_some() {
+                    self.idle.push(AtomicU64::new(env.now()));
+                }
+                self.entries.len() as u32 - 1
+            }
+        };
+        self.expiring
+            .set(idx, deadline.is_some(), self.entries.len());
         if env.tti.is_some() {
-            self.idle.push(AtomicU64::new(env.now));
+            self.idle[idx as usize].store(env.now(), Ordering::Relaxed);
         }
-        let slots = &self.slots;
-        self.table.insert_unique(hash, idx, |&i| env.hasher.hash_one(&slots[i as usize].0));
+        let entries = &self.entries;
+        self.table
+            .insert_unique(hash, idx, |&i| match &entries[i as usize] {
+                Some(e) => env.hasher.hash_one(&e.key),
+                None => 0,
+            });
         self.weight += weight;
-        self.policy.on_insert(&mut self.nodes, idx, hash);
+        self.policy.on_insert(
+            &mut SlabView {
+                entries: &mut self.entries,
+                hasher: env.hasher,
+            },
+            idx,
+            hash,
+        );
         self.expire_some(env, removed);
         if self.weight > self.capacity {
             self.evict_to_capacity(env, removed);
         } else {
-            let (slots, hasher) = (&self.slots, env.hasher);
-            self.policy.maintain(&mut self.nodes, &|i| hasher.hash_one(&slots[i as usize].0), env.window);
+            self.policy.maintain(
+                &mut SlabView {
+                    entries: &mut self.entries,
+                    hasher: env.hasher,
+                },
+                env.window,
+            );
         }
         Ok(Inserted::New)
     }
 
     /// Counts a write to an existing entry as an access.
     fn touch<S>(&mut self, idx: u32, env: &Env<'_, K, V, S>) {
-        let node = &self.nodes[idx as usize];
+        let node = &self.entry(idx).node;
         let m = node.get();
         node.set(meta::with_hits(m, meta::hits(m) + 1));
         if env.tti.is_some() {
-            self.idle[idx as usize].store(env.now, Ordering::Relaxed);
+            self.idle[idx as usize].store(env.now(), Ordering::Relaxed);
         }
     }
 
     fn set_deadline(&mut self, idx: u32, deadline: Option<u64>) {
-        let node = &self.nodes[idx as usize];
+        let node = &self.entry(idx).node;
         node.set(meta::with_deadline(node.get(), deadline));
-        self.expiring.set(idx, deadline.is_some(), self.nodes.len());
+        self.expiring
+            .set(idx, deadline.is_some(), self.entries.len());
     }
 
-    fn evict_to_capacity<S: BuildHasher>(&mut self, env: &Env<'_, K, V, S>, removed: &mut Removed<K, V>) {
+    fn evict_to_capacity<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) {
         while self.weight > self.capacity {
-            let victim = {
-                let (slots, hasher) = (&self.slots, env.hasher);
-                self.policy.victim(&mut self.nodes, &|i| hasher.hash_one(&slots[i as usize].0), env.window)
-            };
+            let victim = self.policy.victim(
+                &mut SlabView {
+                    entries: &mut self.entries,
+                    hasher: env.hasher,
+                },
+                env.window,
+            );
             let Some(v) = victim else { break };
             let (k, val) = self.remove_at(env, v);
             removed.push((k, val, RemovalCause::Evicted));
         }
     }
 
-    /// Removes token `idx`, moving the last entry into its place.
+    /// Removes token `idx` and frees its slot.
     fn remove_at<S: BuildHasher>(&mut self, env: &Env<'_, K, V, S>, idx: u32) -> (K, V) {
-        let hash = self.hash_at(env.hasher, idx);
-        if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
+        self.policy.on_remove(
+            &mut SlabView {
+                entries: &mut self.entries,
+                hasher: env.hasher,
+            },
+            idx,
+        );
+        self.expiring.set(idx, false, self.entries.len());
+        let Some(Entry { key, value, .. }) = self.entries[idx as usize].take() else {
+            unreachable!("removing free token {idx}");
+        };
+        if let Ok(entry) = self
+            .table
+            .find_entry(env.hasher.hash_one(&key), |&i| i == idx)
+        {
             entry.remove();
         }
-        self.policy.on_remove(&mut self.nodes, idx);
-        self.expiring.set(idx, false, self.nodes.len());
-        {
-            let (k, v) = &self.slots[idx as usize];
-            self.weight -= env.weights.weigh(k, v);
-        }
-        let last = self.nodes.len() as u32 - 1;
-        if idx != last {
-            let moved_hash = self.hash_at(env.hasher, last);
-            if let Some(slot) = self.table.find_mut(moved_hash, |&i| i == last) {
-                *slot = idx;
-            }
-        }
-        self.nodes.swap_remove(idx as usize);
-        let kv = self.slots.swap_remove(idx as usize);
-        if !self.idle.is_empty() {
-            self.idle.swap_remove(idx as usize);
-        }
-        self.expiring.on_swap_remove(idx, last);
-        if idx != last {
-            self.policy.on_relocate(&mut self.nodes, last, idx);
-        }
-        kv
+        self.weight -= env.weights.weigh(&key, &value);
+        self.free.push(idx);
+        (key, value)
     }
 
     /// Removes `key` if present (expired or not); the second field says
     /// whether it had already expired.
-    pub(crate) fn remove<Q, S>(&mut self, env: &Env<'_, K, V, S>, hash: u64, key: &Q) -> Option<((K, V), bool)>
+    pub(crate) fn remove<Q, S>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        hash: u64,
+        key: &Q,
+    ) -> Option<((K, V), bool)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -338,23 +483,31 @@ where
     }
 
     fn is_expired_now<S>(&self, idx: u32, env: &Env<'_, K, V, S>) -> bool {
-        let now = LazyNow::new(|| env.now);
-        self.expired_at(idx, self.nodes[idx as usize].get(), &now, env.tti)
+        let now = LazyNow::new(|| env.now());
+        self.expired_at(idx, self.entry(idx).node.get(), &now, env.tti)
     }
 
     /// Samples entries that can expire and removes the expired ones (Redis's
     /// active expiry): rounds of 8 samples, another round only while more than a
     /// quarter of the last one was expired, at most 4 rounds.
-    pub(crate) fn expire_some<S: BuildHasher>(&mut self, env: &Env<'_, K, V, S>, removed: &mut Removed<K, V>) {
+    pub(crate) fn expire_some<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) {
         for _ in 0..4 {
             let mut expired = 0;
             for _ in 0..8 {
                 let r = self.next_random();
                 let idx = if env.tti.is_some() {
-                    if self.nodes.is_empty() {
+                    if self.table.is_empty() {
                         return;
                     }
-                    (r % self.nodes.len() as u64) as u32
+                    let idx = (r % self.entries.len() as u64) as u32;
+                    if self.entries[idx as usize].is_none() {
+                        continue;
+                    }
+                    idx
                 } else {
                     match self.expiring.sample(r) {
                         Some(idx) => idx,
@@ -374,12 +527,16 @@ where
     }
 
     /// Removes every expired entry among those that can expire.
-    pub(crate) fn purge_expired<S: BuildHasher>(&mut self, env: &Env<'_, K, V, S>, removed: &mut Removed<K, V>) {
-        let mut candidates: Vec<u32> =
-            if env.tti.is_some() { (0..self.nodes.len() as u32).collect() } else { self.expiring.tokens().to_vec() };
-        // Highest token first, so removals (which move the last token down) never
-        // move an unvisited candidate.
-        candidates.sort_unstable_by(|a, b| b.cmp(a));
+    pub(crate) fn purge_expired<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) {
+        let candidates: Vec<u32> = if env.tti.is_some() {
+            self.occupied().collect()
+        } else {
+            self.expiring.tokens().to_vec()
+        };
         for idx in candidates {
             if self.is_expired_now(idx, env) {
                 let (k, v) = self.remove_at(env, idx);
@@ -396,12 +553,13 @@ where
         mut keep: impl FnMut(&K, &V) -> bool,
         removed: &mut Removed<K, V>,
     ) {
-        for idx in (0..self.nodes.len() as u32).rev() {
+        let tokens: Vec<u32> = self.occupied().collect();
+        for idx in tokens {
             let cause = if self.is_expired_now(idx, env) {
                 RemovalCause::Expired
             } else {
-                let (k, v) = &self.slots[idx as usize];
-                if keep(k, v) {
+                let e = self.entry(idx);
+                if keep(&e.key, &e.value) {
                     continue;
                 }
                 RemovalCause::Removed
@@ -414,12 +572,17 @@ where
     /// Empties the shard into `removed`.
     pub(crate) fn clear(&mut self, removed: &mut Removed<K, V>) {
         self.table.clear();
-        self.nodes.clear();
+        self.free.clear();
         self.idle.clear();
         self.expiring.clear();
         self.policy.clear();
         self.weight = 0;
-        removed.extend(self.slots.drain(..).map(|(k, v)| (k, v, RemovalCause::Removed)));
+        removed.extend(
+            self.entries
+                .drain(..)
+                .flatten()
+                .map(|e| (e.key, e.value, RemovalCause::Removed)),
+        );
     }
 
     /// The token of the live entry for `key`; an expired one is removed (to
@@ -442,11 +605,30 @@ where
 
     /// The value and deadline at a token from [`live_index`](Self::live_index).
     pub(crate) fn at(&self, idx: u32) -> Found<'_, V> {
-        Found { value: &self.slots[idx as usize].1, deadline: meta::deadline(self.nodes[idx as usize].get()) }
+        let e = self.entry(idx);
+        Found {
+            value: &e.value,
+            deadline: meta::deadline(e.node.get()),
+        }
+    }
+
+    /// The occupied tokens.
+    fn occupied(&self) -> impl Iterator<Item = u32> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_some())
+            .map(|(i, _)| i as u32)
     }
 
     /// Sets or clears the deadline of a live `key`; false if absent or expired.
-    pub(crate) fn set_expiry<Q, S>(&mut self, env: &Env<'_, K, V, S>, hash: u64, key: &Q, deadline: Option<u64>) -> bool
+    pub(crate) fn set_expiry<Q, S>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        hash: u64,
+        key: &Q,
+        deadline: Option<u64>,
+    ) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -462,10 +644,17 @@ where
     }
 
     /// Calls `f` on every live entry.
-    pub(crate) fn for_each_live<F: Fn() -> u64>(&self, now: &LazyNow<F>, tti: Option<u64>, mut f: impl FnMut(&K, &V)) {
-        for (idx, (k, v)) in self.slots.iter().enumerate() {
-            if !self.expired_at(idx as u32, self.nodes[idx].get(), now, tti) {
-                f(k, v);
+    pub(crate) fn for_each_live<F: Fn() -> u64>(
+        &self,
+        now: &LazyNow<F>,
+        tti: Option<u64>,
+        mut f: impl FnMut(&K, &V),
+    ) {
+        for (idx, e) in self.entries.iter().enumerate() {
+            if let Some(e) = e {
+                if !self.expired_at(idx as u32, e.node.get(), now, tti) {
+                    f(&e.key, &e.value);
+                }
             }
         }
     }
@@ -473,17 +662,34 @@ where
     /// Checks the shard's internal invariants (tests and fuzzing).
     #[cfg(test)]
     pub(crate) fn validate<S: BuildHasher>(&self, hasher: &S, weights: &Weights<K, V>) {
-        assert_eq!(self.nodes.len(), self.slots.len());
-        assert_eq!(self.table.len(), self.slots.len());
-        assert_eq!(self.policy.linked(), self.slots.len());
+        let live = self.entries.iter().flatten().count();
+        assert_eq!(live + self.free.len(), self.entries.len());
+        assert_eq!(self.table.len(), live);
+        assert_eq!(self.policy.linked(), live);
         let mut w = 0;
-        for (i, (k, v)) in self.slots.iter().enumerate() {
-            assert_eq!(self.find(hasher.hash_one(k), k), Some(i as u32));
-            w += weights.weigh(k, v);
+        for (i, e) in self.entries.iter().enumerate() {
+            if let Some(e) = e {
+                assert_eq!(self.find(hasher.hash_one(&e.key), &e.key), Some(i as u32));
+                w += weights.weigh(&e.key, &e.value);
+            }
         }
         assert_eq!(w, self.weight);
         for &t in self.expiring.tokens() {
-            assert!(meta::deadline(self.nodes[t as usize].get()).is_some());
+            assert!(meta::deadline(self.entry(t).node.get()).is_some());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_slots_cost_nothing() {
+        assert_eq!(std::mem::size_of::<Option<Entry<u64, u64>>>(), 32);
+        assert_eq!(
+            std::mem::size_of::<Option<Entry<u64, u64>>>(),
+            std::mem::size_of::<Entry<u64, u64>>()
+        );
     }
 }

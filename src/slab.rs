@@ -1,13 +1,68 @@
 //! Per-entry policy metadata and the intrusive lists that order it.
 //!
-//! Entries live in dense vectors addressed by `u32` tokens; policy lists link
-//! those tokens, never pointers, so the crate needs no `unsafe`. Nothing here
-//! is generic over the key or value type: policies work on [`Node`]s only.
+//! Entries live in a slab addressed by `u32` tokens; policy lists link those
+//! tokens, never pointers, so the crate needs no `unsafe`. Policies see the
+//! slab only through [`Nodes`], which hands out an entry's [`Node`].
 
 use crate::sync::{AtomicU64, Ordering};
+use std::num::NonZeroU32;
 
-/// The "no entry" token.
-pub(crate) const NIL: u32 = u32::MAX;
+/// The "no entry" token. Tokens are below it.
+pub(crate) const NIL: u32 = u32::MAX - 1;
+
+/// A list link: a token or [`NIL`], stored as `token + 1` so that it is never
+/// zero. That niche makes `Option<Entry>` as small as `Entry`, which lets
+/// the slab mark free slots at no cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Link(NonZeroU32);
+
+impl Link {
+    const NONE: Self = Self(NonZeroU32::MAX);
+
+    #[inline]
+    fn new(token: u32) -> Self {
+        NonZeroU32::new(token.wrapping_add(1)).map_or(Self::NONE, Self)
+    }
+
+    #[inline]
+    fn get(self) -> u32 {
+        self.0.get() - 1
+    }
+}
+
+/// Access to the [`Node`] of each token, for policies and lists.
+pub(crate) trait Nodes {
+    /// The node of an occupied token.
+    fn node(&self, idx: u32) -> &Node;
+    /// The node of an occupied token, mutably.
+    fn node_mut(&mut self, idx: u32) -> &mut Node;
+    /// Calls `f` on every occupied token's node.
+    fn for_each_node(&self, f: &mut dyn FnMut(&Node));
+    /// The hash of an occupied token's key (recomputed: hashes are not stored).
+    fn hash_of(&self, idx: u32) -> u64;
+}
+
+/// The hash tests give token `i` when nodes stand alone.
+#[cfg(test)]
+pub(crate) fn test_hash(idx: u32) -> u64 {
+    u64::from(idx).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[cfg(test)]
+impl Nodes for Vec<Node> {
+    fn node(&self, idx: u32) -> &Node {
+        &self[idx as usize]
+    }
+    fn node_mut(&mut self, idx: u32) -> &mut Node {
+        &mut self[idx as usize]
+    }
+    fn for_each_node(&self, f: &mut dyn FnMut(&Node)) {
+        self.iter().for_each(f);
+    }
+    fn hash_of(&self, idx: u32) -> u64 {
+        test_hash(idx)
+    }
+}
 
 /// Bit layout of [`Node::meta`].
 ///
@@ -78,14 +133,34 @@ pub(crate) mod meta {
 /// One entry's policy state: its list links and its [`meta`] word.
 #[derive(Debug)]
 pub(crate) struct Node {
-    pub(crate) prev: u32,
-    pub(crate) next: u32,
+    prev: Link,
+    next: Link,
     pub(crate) meta: AtomicU64,
 }
 
 impl Node {
     pub(crate) fn new(meta: u64) -> Self {
-        Self { prev: NIL, next: NIL, meta: AtomicU64::new(meta) }
+        Self {
+            prev: Link::NONE,
+            next: Link::NONE,
+            meta: AtomicU64::new(meta),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn prev(&self) -> u32 {
+        self.prev.get()
+    }
+
+    #[inline]
+    pub(crate) fn next(&self) -> u32 {
+        self.next.get()
+    }
+
+    #[inline]
+    fn set_links(&mut self, prev: u32, next: u32) {
+        self.prev = Link::new(prev);
+        self.next = Link::new(next);
     }
 
     /// The meta word, for a writer holding the shard exclusively.
@@ -105,7 +180,9 @@ impl Node {
     #[inline]
     pub(crate) fn record_hit(&self, m: u64) {
         if meta::hits(m) < meta::HITS_MAX {
-            let _ = self.meta.compare_exchange(m, m + 1, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self
+                .meta
+                .compare_exchange(m, m + 1, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
@@ -131,7 +208,12 @@ pub(crate) struct List {
 
 impl List {
     pub(crate) const fn new(id: u8) -> Self {
-        Self { head: NIL, tail: NIL, len: 0, id }
+        Self {
+            head: NIL,
+            tail: NIL,
+            len: 0,
+            id,
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -139,74 +221,53 @@ impl List {
     }
 
     /// Links `idx` at the head and tags it with this list's id.
-    pub(crate) fn push_front(&mut self, nodes: &mut [Node], idx: u32) {
+    pub(crate) fn push_front<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         let old = self.head;
         {
-            let n = &mut nodes[idx as usize];
-            n.prev = NIL;
-            n.next = old;
+            let n = nodes.node_mut(idx);
+            n.set_links(NIL, old);
             n.set(meta::with_list(n.get(), self.id));
         }
         if old == NIL {
             self.tail = idx;
         } else {
-            nodes[old as usize].prev = idx;
+            nodes.node_mut(old).prev = Link::new(idx);
         }
         self.head = idx;
         self.len += 1;
     }
 
     /// Unlinks `idx`, which must be on this list.
-    pub(crate) fn unlink(&mut self, nodes: &mut [Node], idx: u32) {
+    pub(crate) fn unlink<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         let (prev, next) = {
-            let n = &nodes[idx as usize];
-            (n.prev, n.next)
+            let n = nodes.node(idx);
+            (n.prev(), n.next())
         };
         if prev == NIL {
             self.head = next;
         } else {
-            nodes[prev as usize].next = next;
+            nodes.node_mut(prev).next = Link::new(next);
         }
         if next == NIL {
             self.tail = prev;
         } else {
-            nodes[next as usize].prev = prev;
+            nodes.node_mut(next).prev = Link::new(prev);
         }
-        let n = &mut nodes[idx as usize];
-        n.prev = NIL;
-        n.next = NIL;
+        nodes.node_mut(idx).set_links(NIL, NIL);
         self.len -= 1;
     }
 
     /// Moves `idx` from this list to the head of `to`.
-    pub(crate) fn move_to(&mut self, to: &mut List, nodes: &mut [Node], idx: u32) {
+    pub(crate) fn move_to<N: Nodes + ?Sized>(&mut self, to: &mut List, nodes: &mut N, idx: u32) {
         self.unlink(nodes, idx);
         to.push_front(nodes, idx);
     }
 
     /// Moves `idx` (on this list) to this list's head.
-    pub(crate) fn move_to_front(&mut self, nodes: &mut [Node], idx: u32) {
+    pub(crate) fn move_to_front<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         if self.head != idx {
             self.unlink(nodes, idx);
             self.push_front(nodes, idx);
-        }
-    }
-
-    /// After the node at `from` was moved to `to` in the node vector, points
-    /// its neighbours (and this list's ends) at the new token.
-    pub(crate) fn relocate(&mut self, nodes: &mut [Node], from: u32, to: u32) {
-        let (prev, next) = (nodes[to as usize].prev, nodes[to as usize].next);
-        if prev == NIL {
-            debug_assert_eq!(self.head, from);
-            self.head = to;
-        } else {
-            nodes[prev as usize].next = to;
-        }
-        if next == NIL {
-            debug_assert_eq!(self.tail, from);
-            self.tail = to;
-        } else {
-            nodes[next as usize].prev = to;
         }
     }
 
@@ -221,7 +282,7 @@ impl List {
         let mut cur = self.tail;
         while cur != NIL {
             out.push(cur);
-            cur = nodes[cur as usize].prev;
+            cur = nodes[cur as usize].prev();
         }
         out
     }
@@ -248,7 +309,7 @@ mod tests {
     }
 
     #[test]
-    fn list_push_unlink_relocate() {
+    fn list_push_unlink_move() {
         let mut ns = nodes(5);
         let mut l = List::new(1);
         for i in 0..4 {
@@ -257,14 +318,20 @@ mod tests {
         assert_eq!(l.tokens(&ns), vec![0, 1, 2, 3]);
         l.unlink(&mut ns, 1);
         assert_eq!(l.tokens(&ns), vec![0, 2, 3]);
-        // Simulate swap_remove moving node 3 into slot 1.
-        ns.swap(1, 3);
-        l.relocate(&mut ns, 3, 1);
-        assert_eq!(l.tokens(&ns), vec![0, 2, 1]);
         l.move_to_front(&mut ns, 0);
-        assert_eq!(l.tokens(&ns), vec![2, 1, 0]);
+        assert_eq!(l.tokens(&ns), vec![2, 3, 0]);
         assert_eq!(l.len, 3);
         assert_eq!(meta::list(ns[0].get()), 1);
+    }
+
+    #[test]
+    fn links_carry_a_niche() {
+        assert_eq!(Link::new(NIL).get(), NIL);
+        assert_eq!(Link::new(0).get(), 0);
+        assert_eq!(
+            std::mem::size_of::<Option<Node>>(),
+            std::mem::size_of::<Node>()
+        );
     }
 
     #[test]

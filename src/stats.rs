@@ -44,7 +44,10 @@ impl StatsCounters {
     pub(crate) fn new() -> Self {
         let cpus = std::thread::available_parallelism().map_or(4, usize::from);
         let n = (cpus * 2).next_power_of_two().clamp(2, 64);
-        Self { stripes: (0..n).map(|_| Stripe::default()).collect(), mask: n - 1 }
+        Self {
+            stripes: (0..n).map(|_| Stripe::default()).collect(),
+            mask: n - 1,
+        }
     }
 
     #[inline]
@@ -59,7 +62,10 @@ impl StatsCounters {
     }
 
     pub(crate) fn sum(&self, counter: Counter) -> u64 {
-        self.stripes.iter().map(|s| s.0[counter as usize].load(Ordering::Relaxed)).sum()
+        self.stripes
+            .iter()
+            .map(|s| s.0[counter as usize].load(Ordering::Relaxed))
+            .sum()
     }
 
     pub(crate) fn snapshot(&self) -> CacheStats {

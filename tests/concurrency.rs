@@ -10,7 +10,12 @@ use std::time::Duration;
 #[test]
 fn stress_keeps_capacity_and_counts() {
     for policy in [Policy::tiny_lfu(), Policy::lru()] {
-        let cache: Cache<u64, u64> = Cache::builder().max_capacity(500).shards(4).policy(policy).build().expect("valid");
+        let cache: Cache<u64, u64> = Cache::builder()
+            .max_capacity(500)
+            .shards(4)
+            .policy(policy)
+            .build()
+            .expect("valid");
         let threads = 8;
         let ops = 20_000u64;
         let handles: Vec<_> = (0..threads)
@@ -46,13 +51,19 @@ fn stress_keeps_capacity_and_counts() {
         assert_eq!(s.hits + s.misses, threads * ops * 7 / 10);
         assert!(cache.len() <= 500);
         // Every insert of a new key is still there, or left by eviction or removal.
-        assert_eq!(s.inserts, cache.len() as u64 + s.evictions + s.removals + s.expirations);
+        assert_eq!(
+            s.inserts,
+            cache.len() as u64 + s.evictions + s.removals + s.expirations
+        );
     }
 }
 
 #[test]
 fn distinct_keys_never_lose_updates() {
-    let cache: Cache<(u32, u32), u32> = Cache::builder().max_capacity(100_000).build().expect("valid");
+    let cache: Cache<(u32, u32), u32> = Cache::builder()
+        .max_capacity(100_000)
+        .build()
+        .expect("valid");
     let handles: Vec<_> = (0..8u32)
         .map(|t| {
             let cache = cache.clone();
@@ -118,11 +129,19 @@ fn errors_reach_every_waiter_and_are_not_cached() {
         })
         .collect();
     for h in handles {
-        assert_eq!(*h.join().expect("caller panicked").expect_err("error shared"), "db down");
+        assert_eq!(
+            *h.join()
+                .expect("caller panicked")
+                .expect_err("error shared"),
+            "db down"
+        );
     }
     assert!(loads.load(Ordering::SeqCst) >= 1);
     assert!(!cache.contains_key(&1));
-    assert_eq!(cache.try_get_or_insert_with(1, || Ok::<_, String>(9)), Ok(9));
+    assert_eq!(
+        cache.try_get_or_insert_with(1, || Ok::<_, String>(9)),
+        Ok(9)
+    );
 }
 
 #[test]
@@ -143,7 +162,11 @@ fn a_panicking_loader_hands_over_to_a_waiter() {
 
 #[test]
 fn hundred_async_and_sync_callers_run_one_loader() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("runtime");
     let cache: Cache<u32, u64> = Cache::new(100);
     let loads = Arc::new(AtomicUsize::new(0));
     rt.block_on(async {

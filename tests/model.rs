@@ -54,7 +54,10 @@ impl Model {
 
 fn run(ops: Vec<Op>, capacity: u64, shards: usize, ttl: Option<u16>) {
     let clock = MockClock::new();
-    let mut b = Cache::builder().max_capacity(capacity).shards(shards).clock(clock.clone());
+    let mut b = Cache::builder()
+        .max_capacity(capacity)
+        .shards(shards)
+        .clock(clock.clone());
     if let Some(t) = ttl {
         b = b.time_to_live(Duration::from_millis(u64::from(t)));
     }
@@ -64,7 +67,9 @@ fn run(ops: Vec<Op>, capacity: u64, shards: usize, ttl: Option<u16>) {
         match op {
             Op::Insert(k, v) => {
                 cache.insert(k, v);
-                model.map.insert(k, (v, ttl.map(|t| model.now + u64::from(t))));
+                model
+                    .map
+                    .insert(k, (v, ttl.map(|t| model.now + u64::from(t))));
             }
             Op::InsertTtl(k, v, t) => {
                 cache.insert_with_ttl(k, v, Duration::from_millis(u64::from(t)));

@@ -11,8 +11,12 @@ fn secs(s: u64) -> Duration {
 #[test]
 fn time_to_idle_slides_on_reads() {
     let clock = MockClock::new();
-    let cache: Cache<u32, u32> =
-        Cache::builder().max_capacity(10).time_to_idle(secs(10)).clock(clock.clone()).build().expect("valid");
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(10)
+        .time_to_idle(secs(10))
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
     cache.insert(1, 1);
     for _ in 0..5 {
         clock.advance(secs(9));
@@ -44,8 +48,12 @@ fn ttl_caps_idle_extension() {
 #[test]
 fn per_entry_ttl_overrides_default_and_set_ttl_changes_it() {
     let clock = MockClock::new();
-    let cache: Cache<&str, u32> =
-        Cache::builder().max_capacity(10).time_to_live(secs(100)).clock(clock.clone()).build().expect("valid");
+    let cache: Cache<&str, u32> = Cache::builder()
+        .max_capacity(10)
+        .time_to_live(secs(100))
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
     cache.insert_with_ttl("short", 1, secs(1));
     cache.insert("default", 2);
     assert_eq!(cache.ttl("default"), Some(Some(secs(100))));
@@ -54,7 +62,10 @@ fn per_entry_ttl_overrides_default_and_set_ttl_changes_it() {
     clock.advance(secs(1));
     assert_eq!(cache.get("short"), None);
     assert_eq!(cache.ttl("short"), None);
-    assert!(!cache.set_ttl("short", Some(secs(5))), "an expired key cannot be revived");
+    assert!(
+        !cache.set_ttl("short", Some(secs(5))),
+        "an expired key cannot be revived"
+    );
     clock.advance(secs(1000));
     assert_eq!(cache.get("default"), Some(2));
 }
@@ -84,7 +95,10 @@ fn expired_memory_is_reclaimed_by_writes_without_reads() {
         cache.insert(k, k);
     }
     let reclaimed = *expired.lock().expect("lock");
-    assert!(reclaimed > 5_000, "only {reclaimed} of 10000 expired entries reclaimed");
+    assert!(
+        reclaimed > 5_000,
+        "only {reclaimed} of 10000 expired entries reclaimed"
+    );
     cache.purge_expired();
     assert_eq!(cache.len(), 2_000);
     assert_eq!(cache.stats().expirations, 10_000);

@@ -1,1 +1,216 @@
-fn main() {}
+//! `cachebench`: hit-ratio, throughput and memory benchmarks of `shardcache`
+//! beside moka, quick_cache and a mutex-wrapped `lru`.
+//!
+//! Run without arguments for a quick overview (synthetic hit ratios and a
+//! two-thread throughput comparison); see `--help` for the subcommands.
+
+mod hitratio;
+mod memory;
+mod report;
+mod subjects;
+mod throughput;
+mod trace;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use report::Table;
+use trace::{Format, TraceSpec};
+
+#[global_allocator]
+static ALLOC: memory::Counting = memory::Counting;
+
+/// Benchmarks shardcache against moka, quick_cache and Mutex<lru::LruCache>.
+///
+/// Without a subcommand: synthetic Zipf(1.0) and scan-heavy hit ratios at
+/// three cache sizes, then a 2-thread throughput comparison.
+#[derive(Parser, Debug)]
+#[command(name = "cachebench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay a trace (get, insert on miss) and print hit ratio % per cache size and subject.
+    Hitratio(HitArgs),
+    /// Multi-threaded Zipf get/insert throughput, median Mops/s per subject.
+    Throughput(ThroughputArgs),
+    /// Bytes per entry of a full u64 -> u64 cache, via a counting allocator.
+    Memory(MemoryArgs),
+}
+
+/// Options shared by every subcommand.
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Comma-separated subjects to run (default: all).
+    /// Known: shardcache, shardcache-lru, moka, quick_cache, lru.
+    #[arg(long, value_delimiter = ',')]
+    subjects: Vec<String>,
+    /// Also write the table as CSV to this file.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct HitArgs {
+    /// Trace file (ARC `start nblocks ignore reqno` or plain keys, `.zst` for
+    /// zstd) or a synthetic generator: `zipf:S:N`, `scan`, `loop`, `shift`.
+    #[arg(long)]
+    trace: String,
+    /// Trace file format (default: arc if the file name contains ".lis", else plain).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Comma-separated cache sizes, in entries.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    sizes: Vec<u64>,
+    /// Replay at most N requests (synthetic traces default to 1000000).
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// Plot hit ratio vs cache size to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct ThroughputArgs {
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Length of each timed round, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    duration_ms: u64,
+    /// Rounds per subject, interleaved across subjects; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Percentage of reads (get, insert on miss); the rest are inserts.
+    #[arg(long, default_value_t = 95, value_parser = clap::value_parser!(u8).range(0..=100))]
+    read_pct: u8,
+    /// Cache capacity in entries.
+    #[arg(long, default_value_t = 100_000)]
+    capacity: u64,
+    /// Number of distinct keys.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
+    /// Zipf exponent of key popularity.
+    #[arg(long, default_value_t = 1.0)]
+    zipf: f64,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct MemoryArgs {
+    /// Number of entries (the cache capacity and the number inserted).
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn emit(table: &Table, csv: Option<&PathBuf>) -> Result<(), String> {
+    println!("{}", table.markdown());
+    if let Some(path) = csv {
+        report::write_csv(table, path)?;
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        None => default_run(),
+        Some(Command::Hitratio(a)) => {
+            let names = subjects::select(&a.common.subjects)?;
+            let spec = TraceSpec::parse(&a.trace, a.format)?;
+            println!(
+                "Hit ratio % (get, insert on miss) for trace {}; rows = cache size in entries.\n",
+                spec.label()
+            );
+            let table = hitratio::run(&spec, &a.sizes, &names, a.limit)?;
+            emit(&table, a.common.csv.as_ref())?;
+            if let Some(plot) = &a.plot {
+                report::write_svg(&table, &format!("hit ratio: {}", spec.label()), plot)?;
+            }
+            Ok(())
+        }
+        Some(Command::Throughput(a)) => {
+            let names = subjects::select(&a.common.subjects)?;
+            let p = throughput::Params {
+                threads: a.threads,
+                duration: Duration::from_millis(a.duration_ms),
+                rounds: a.rounds,
+                read_pct: a.read_pct,
+                capacity: a.capacity,
+                keys: a.keys,
+                zipf: a.zipf,
+                stream_len: 1 << 20,
+            };
+            println!(
+                "Throughput, {} threads, {}% reads, Zipf({}) over {} keys, capacity {}: median of {} x {} ms rounds.\n",
+                p.threads, p.read_pct, p.zipf, p.keys, p.capacity, p.rounds, a.duration_ms
+            );
+            let table = throughput::run(&names, &p)?;
+            emit(&table, a.common.csv.as_ref())
+        }
+        Some(Command::Memory(a)) => {
+            let names = subjects::select(&a.common.subjects)?;
+            println!(
+                "Memory of a full u64 -> u64 cache with capacity {} (allocated-bytes growth after filling and settling).\n",
+                a.entries
+            );
+            let table = memory::run(&names, a.entries)?;
+            emit(&table, a.common.csv.as_ref())
+        }
+    }
+}
+
+/// The no-argument overview; stays well under a minute on two cores.
+fn default_run() -> Result<(), String> {
+    println!(
+        "cachebench overview: hit ratio % on synthetic Zipf(1.0) and scan-heavy traces (1M requests each, rows = cache size), then 2-thread throughput (median Mops/s).\n"
+    );
+    let names = subjects::ALL.to_vec();
+    let sizes = [1_000, 10_000, 100_000];
+    for (trace, what) in [
+        ("zipf:1.0:1000000", "Zipf(1.0) over 1M keys"),
+        ("scan", "Zipf hot set + sequential scans of 2x the cache"),
+    ] {
+        let spec = TraceSpec::parse(trace, None)?;
+        println!("## Hit ratio %: {what} (`{trace}`)\n");
+        let table = hitratio::run(&spec, &sizes, &names, Some(1_000_000))?;
+        println!("{}", table.markdown());
+    }
+    let p = throughput::Params {
+        threads: 2,
+        duration: Duration::from_millis(500),
+        rounds: 3,
+        read_pct: 95,
+        capacity: 100_000,
+        keys: 1_000_000,
+        zipf: 1.0,
+        stream_len: 1 << 20,
+    };
+    println!(
+        "## Throughput: 2 threads, 95% reads, Zipf(1.0) over 1M keys, capacity 100k, median of 3 x 500 ms\n"
+    );
+    let table = throughput::run(&names, &p)?;
+    println!("{}", table.markdown());
+    Ok(())
+}

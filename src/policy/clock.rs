@@ -1,6 +1,6 @@
 //! CLOCK (second chance), the LRU approximation behind [`Policy::lru`](super::Policy::lru).
 
-use crate::slab::{List, Node};
+use crate::slab::{List, Nodes};
 
 #[derive(Debug)]
 pub(crate) struct Clock {
@@ -12,24 +12,20 @@ impl Clock {
         Self { ring: List::new(0) }
     }
 
-    pub(crate) fn on_insert(&mut self, nodes: &mut [Node], idx: u32) {
+    pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         self.ring.push_front(nodes, idx);
     }
 
-    pub(crate) fn on_remove(&mut self, nodes: &mut [Node], idx: u32) {
+    pub(crate) fn on_remove<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         self.ring.unlink(nodes, idx);
     }
 
-    pub(crate) fn on_relocate(&mut self, nodes: &mut [Node], from: u32, to: u32) {
-        self.ring.relocate(nodes, from, to);
-    }
-
     /// The oldest entry not referenced since the hand last passed it.
-    pub(crate) fn victim(&mut self, nodes: &mut [Node]) -> Option<u32> {
+    pub(crate) fn victim<N: Nodes + ?Sized>(&mut self, nodes: &mut N) -> Option<u32> {
         // Each step clears a reference, so two passes always find a victim.
         for _ in 0..=2 * self.ring.len {
             let t = self.ring.tail;
-            if nodes[t as usize].take_hits() == 0 {
+            if nodes.node(t).take_hits() == 0 {
                 return Some(t);
             }
             self.ring.move_to_front(nodes, t);
@@ -53,7 +49,7 @@ mod tests {
 
     #[test]
     fn second_chance() {
-        let mut nodes: Vec<Node> = (0..3).map(|_| Node::new(0)).collect();
+        let mut nodes: Vec<crate::slab::Node> = (0..3).map(|_| crate::slab::Node::new(0)).collect();
         let mut c = Clock::new();
         for i in 0..3 {
             c.on_insert(&mut nodes, i);

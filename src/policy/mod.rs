@@ -7,8 +7,7 @@
 //!
 //! The hook contract, which every strategy keeps:
 //!
-//! * `on_insert` links a new token; `on_remove` unlinks one that is leaving;
-//!   `on_relocate` follows a token the shard moved to fill a hole.
+//! * `on_insert` links a new token; `on_remove` unlinks one that is leaving.
 //! * `victim` names the next entry to evict (still linked; the shard removes it
 //!   through `on_remove`) or `None` when nothing may be evicted.
 //! * Hits never call the policy: readers bump the hit counter in the node's
@@ -19,7 +18,7 @@ mod sampled;
 pub(crate) mod sketch;
 mod tinylfu;
 
-use crate::slab::Node;
+use crate::slab::Nodes;
 use std::fmt;
 use std::str::FromStr;
 
@@ -197,9 +196,6 @@ impl FromStr for Policy {
     }
 }
 
-/// How the shard asks for a token's hash (recomputed from its key).
-pub(crate) type HashOf<'a> = &'a dyn Fn(u32) -> u64;
-
 /// A strategy's state inside one shard.
 #[derive(Debug)]
 pub(crate) enum PolicyState {
@@ -209,7 +205,7 @@ pub(crate) enum PolicyState {
 }
 
 impl PolicyState {
-    pub(crate) fn on_insert(&mut self, nodes: &mut [Node], idx: u32, hash: u64) {
+    pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
         match self {
             Self::TinyLfu(p) => p.on_insert(nodes, idx, hash),
             Self::Clock(p) => p.on_insert(nodes, idx),
@@ -217,7 +213,7 @@ impl PolicyState {
         }
     }
 
-    pub(crate) fn on_remove(&mut self, nodes: &mut [Node], idx: u32) {
+    pub(crate) fn on_remove<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         match self {
             Self::TinyLfu(p) => p.on_remove(nodes, idx),
             Self::Clock(p) => p.on_remove(nodes, idx),
@@ -225,30 +221,17 @@ impl PolicyState {
         }
     }
 
-    pub(crate) fn on_relocate(&mut self, nodes: &mut [Node], from: u32, to: u32) {
-        match self {
-            Self::TinyLfu(p) => p.on_relocate(nodes, from, to),
-            Self::Clock(p) => p.on_relocate(nodes, from, to),
-            Self::Sampled(p) => p.on_relocate(nodes, from, to),
-        }
-    }
-
     /// Work to do after an insert that needed no eviction.
-    pub(crate) fn maintain(&mut self, nodes: &mut [Node], hash_of: HashOf<'_>, window: f64) {
+    pub(crate) fn maintain<N: Nodes + ?Sized>(&mut self, nodes: &mut N, window: f64) {
         match self {
-            Self::TinyLfu(p) => p.maintain(nodes, hash_of, window),
+            Self::TinyLfu(p) => p.maintain(nodes, window),
             Self::Clock(_) | Self::Sampled(_) => {}
         }
     }
 
-    pub(crate) fn victim(
-        &mut self,
-        nodes: &mut [Node],
-        hash_of: HashOf<'_>,
-        window: f64,
-    ) -> Option<u32> {
+    pub(crate) fn victim<N: Nodes + ?Sized>(&mut self, nodes: &mut N, window: f64) -> Option<u32> {
         match self {
-            Self::TinyLfu(p) => p.victim(nodes, hash_of, window),
+            Self::TinyLfu(p) => p.victim(nodes, window),
             Self::Clock(p) => p.victim(nodes),
             Self::Sampled(p) => p.victim(nodes),
         }

@@ -22,7 +22,7 @@
 //! inserts, not wall time: LRU stamps advance every [`LRU_TICK`] inserts and
 //! LFU counters decay by one every [`DECAY_PERIOD`] inserts to the shard.
 
-use crate::slab::{meta, Node, NIL};
+use crate::slab::{meta, Node, Nodes, NIL};
 use std::fmt;
 
 /// Inserts per step of the 16-bit LRU stamp.
@@ -156,7 +156,7 @@ impl Sampled {
         self.rng
     }
 
-    pub(crate) fn on_insert(&mut self, nodes: &mut [Node], idx: u32) {
+    pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         self.inserts += 1;
         if self.pos.len() <= idx as usize {
             self.pos.resize(idx as usize + 1, NIL);
@@ -164,7 +164,7 @@ impl Sampled {
         self.pos[idx as usize] = self.members.len() as u32;
         self.members.push(idx);
         self.newest = idx;
-        let n = &nodes[idx as usize];
+        let n = nodes.node(idx);
         let fresh = match self.kind {
             RedisPolicy::AllKeysLfu | RedisPolicy::VolatileLfu => lfu_word(LFU_INIT, self.period()),
             _ => self.lru_clock(),
@@ -172,7 +172,7 @@ impl Sampled {
         n.set(meta::with_lfu(n.get(), fresh));
     }
 
-    pub(crate) fn on_remove(&mut self, _nodes: &mut [Node], idx: u32) {
+    pub(crate) fn on_remove<N: Nodes + ?Sized>(&mut self, _nodes: &mut N, idx: u32) {
         let at = std::mem::replace(&mut self.pos[idx as usize], NIL);
         self.members.swap_remove(at as usize);
         if let Some(&moved) = self.members.get(at as usize) {
@@ -180,19 +180,6 @@ impl Sampled {
         }
         if idx == self.newest {
             self.newest = NIL;
-        }
-    }
-
-    /// The shard moved token `from` to `to` (it keeps tokens dense).
-    pub(crate) fn on_relocate(&mut self, _nodes: &mut [Node], from: u32, to: u32) {
-        let at = std::mem::replace(&mut self.pos[from as usize], NIL);
-        self.members[at as usize] = to;
-        if self.pos.len() <= to as usize {
-            self.pos.resize(to as usize + 1, NIL);
-        }
-        self.pos[to as usize] = at;
-        if from == self.newest {
-            self.newest = to;
         }
     }
 
@@ -211,7 +198,7 @@ impl Sampled {
     /// `noeviction`. When no other candidate exists (`volatile-*` with no
     /// expiring entry besides the newest), the newest entry is named, so the
     /// capacity bound holds.
-    pub(crate) fn victim(&mut self, nodes: &mut [Node]) -> Option<u32> {
+    pub(crate) fn victim<N: Nodes + ?Sized>(&mut self, nodes: &mut N) -> Option<u32> {
         if self.kind == RedisPolicy::NoEviction || self.members.is_empty() {
             return None;
         }
@@ -223,12 +210,12 @@ impl Sampled {
             }
             let r = self.random() as usize;
             let idx = self.members[r % self.members.len()];
-            let m = nodes[idx as usize].get();
+            let m = nodes.node(idx).get();
             if idx == self.newest || (self.kind.volatile() && meta::deadline(m).is_none()) {
                 continue;
             }
             found += 1;
-            let score = self.score(&nodes[idx as usize]);
+            let score = self.score(nodes.node(idx));
             if best.is_none_or(|(s, _)| score > s) {
                 best = Some((score, idx));
             }
@@ -239,14 +226,14 @@ impl Sampled {
     /// When sampling found no candidate (few entries have a deadline): the
     /// first expiring entry in a bounded walk from a random start, else the
     /// newest entry.
-    fn fallback(&mut self, nodes: &[Node]) -> Option<u32> {
+    fn fallback<N: Nodes + ?Sized>(&mut self, nodes: &N) -> Option<u32> {
         let n = self.members.len();
         let start = self.random() as usize % n;
         let walk = (start..n).chain(0..start).take(FALLBACK_WALK);
         walk.map(|i| self.members[i])
             .find(|&i| {
                 i != self.newest
-                    && (!self.kind.volatile() || meta::deadline(nodes[i as usize].get()).is_some())
+                    && (!self.kind.volatile() || meta::deadline(nodes.node(i).get()).is_some())
             })
             .or((self.newest != NIL).then_some(self.newest))
     }
@@ -315,7 +302,7 @@ mod tests {
             .collect()
     }
 
-    fn filled(kind: RedisPolicy, ns: &mut [Node]) -> Sampled {
+    fn filled(kind: RedisPolicy, ns: &mut Vec<Node>) -> Sampled {
         let mut p = Sampled::new(kind, 5);
         for i in 0..ns.len() as u32 {
             p.on_insert(ns, i);

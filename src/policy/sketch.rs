@@ -2,14 +2,17 @@
 //! frequency estimate).
 //!
 //! Four rows, each counter 4 bits, sixteen counters to a `u64`. An item's four
-//! counters sit in four words picked by four independent mixes of its hash.
+//! counters sit in one 64-byte block picked by its hash, one counter per row.
 //! Increments are conservative (only counters at the current minimum rise),
-//! which keeps estimates tight. After `10 × capacity` additions every counter is
+//! which keeps estimates tight. After `20 × capacity` additions every counter is
 //! halved, so the sketch forgets old popularity and follows a shifting workload.
 
-const SEEDS: [u64; 4] =
-    [0x9E37_79B9_7F4A_7C15, 0xC2B2_AE3D_27D4_EB4F, 0x1656_67B1_9E37_79F9, 0x85EB_CA77_C2B2_AE63];
+const SEEDS: [u64; 2] = [0x9E37_79B9_7F4A_7C15, 0xC2B2_AE3D_27D4_EB4F];
 const MAX: u64 = 15;
+/// Additions between halvings, per entry of capacity. Caffeine uses 10; our
+/// additions are misses plus folded hits (fewer than Caffeine's every-access
+/// count), and 20 measured better on the OLTP, P12 and Zipf traces.
+const SAMPLE_FACTOR: u64 = 20;
 
 /// A frequency sketch; not generic, it sees hashes only.
 #[derive(Debug)]
@@ -23,12 +26,14 @@ pub(crate) struct Sketch {
 impl Sketch {
     /// A sketch sized for a cache of about `capacity` entries.
     pub(crate) fn new(capacity: usize) -> Self {
-        let words = capacity.max(16).next_power_of_two();
+        // Eight counters per entry of capacity (4 bytes), in blocks of eight
+        // words. Sixteen, as Caffeine uses, measured no better on our traces.
+        let words = (capacity.max(16).next_power_of_two() / 2).max(8);
         Self {
             table: vec![0; words],
-            mask: words as u64 - 1,
+            mask: (words / 8) as u64 - 1,
             additions: 0,
-            sample: 10 * capacity.max(16) as u64,
+            sample: SAMPLE_FACTOR * capacity.max(16) as u64,
         }
     }
 
@@ -38,13 +43,16 @@ impl Sketch {
         self.table.len() * 8
     }
 
+    /// The (word, bit shift) of `hash`'s counter in `row`. All four of an
+    /// item's counters sit in one 64-byte block of eight words (row `i` uses
+    /// words `2i` and `2i + 1` of the block), so an update touches one cache
+    /// line instead of four.
     #[inline]
     fn slot(&self, hash: u64, row: usize) -> (usize, u32) {
-        let mut h = (hash ^ SEEDS[row]).wrapping_mul(SEEDS[(row + 1) & 3]);
-        h ^= h >> 29;
-        let word = (h & self.mask) as usize;
-        let group = ((h >> 58) & 3) as u32;
-        (word, (group * 4 + row as u32) * 4)
+        let block = ((hash.wrapping_mul(SEEDS[0]) >> 32) & self.mask) as usize * 8;
+        let counter = (hash.wrapping_mul(SEEDS[1]) >> (row * 8)) as u32;
+        let word = block + row * 2 + (counter & 1) as usize;
+        (word, ((counter >> 1) & 15) * 4)
     }
 
     /// The estimated frequency of `hash`, 0..=15.
@@ -64,7 +72,12 @@ impl Sketch {
         if by == 0 {
             return false;
         }
-        let slots = [self.slot(hash, 0), self.slot(hash, 1), self.slot(hash, 2), self.slot(hash, 3)];
+        let slots = [
+            self.slot(hash, 0),
+            self.slot(hash, 1),
+            self.slot(hash, 2),
+            self.slot(hash, 3),
+        ];
         let current = slots.map(|(w, s)| (self.table[w] >> s) & MAX);
         let min = current.iter().copied().min().unwrap_or(0);
         let target = (min + by).min(MAX);
@@ -141,6 +154,6 @@ mod tests {
             i += 1;
         }
         assert!(s.frequency(h(3)) <= 8);
-        assert!(s.heap_bytes() >= 128);
+        assert!(s.heap_bytes() >= 64);
     }
 }

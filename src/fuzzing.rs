@@ -1,0 +1,98 @@
+//! Drivers shared by the fuzz targets (`fuzz/`) and the tests that replay
+//! their corpora. Not part of the stable API.
+
+use crate::{Cache, MockClock, Policy};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Interprets `data` as a sequence of cache operations on a small cache with a
+/// mock clock, checking each result against a reference map with deadlines
+/// and the cache's internal invariants after every step.
+///
+/// # Panics
+///
+/// When the cache disagrees with the model: that is the bug the fuzzer hunts.
+pub fn cache_ops(data: &[u8]) {
+    let Some((&cfg, ops)) = data.split_first() else {
+        return;
+    };
+    let capacity = u64::from(cfg % 32) + 1;
+    let policy = if cfg & 0x80 == 0 {
+        Policy::tiny_lfu()
+    } else {
+        Policy::lru()
+    };
+    let shards = 1 << ((cfg >> 5) & 3).min(2);
+    let clock = MockClock::new();
+    let Ok(cache) = Cache::<u8, u32>::builder()
+        .max_capacity(capacity)
+        .shards(shards)
+        .policy(policy)
+        .clock(clock.clone())
+        .build()
+    else {
+        return;
+    };
+    let mut model: HashMap<u8, (u32, Option<u64>)> = HashMap::new();
+    let mut now = 0u64;
+    let live = |m: &HashMap<u8, (u32, Option<u64>)>, now: u64, k: u8| match m.get(&k) {
+        Some(&(v, d)) if d.is_none_or(|d| now < d) => Some(v),
+        _ => None,
+    };
+    for (step, chunk) in ops.chunks(3).enumerate() {
+        let [op, k, arg] = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let value = step as u32;
+        match op % 8 {
+            0 | 1 => {
+                cache.insert(k, value);
+                model.insert(k, (value, None));
+            }
+            2 => {
+                let ttl = u64::from(arg) + 1;
+                cache.insert_with_ttl(k, value, Duration::from_millis(ttl));
+                model.insert(k, (value, Some(now + ttl)));
+            }
+            3 | 4 => {
+                if let Some(v) = cache.get(&k) {
+                    assert_eq!(
+                        Some(v),
+                        live(&model, now, k),
+                        "get({k}) returned a stale or unknown value"
+                    );
+                }
+            }
+            5 => {
+                let got = cache.remove(&k);
+                if got.is_some() {
+                    assert_eq!(got, live(&model, now, k));
+                }
+                model.remove(&k);
+            }
+            6 => {
+                clock.advance(Duration::from_millis(u64::from(arg)));
+                now += u64::from(arg);
+            }
+            _ => {
+                if arg == 0 {
+                    cache.clear();
+                    model.clear();
+                } else {
+                    cache.retain(|key, _| key % arg != 0);
+                    model.retain(|key, _| key % arg != 0);
+                }
+            }
+        }
+        assert!(cache.weighted_size() <= capacity);
+    }
+    for (k, v) in cache.iter() {
+        assert_eq!(
+            Some(v),
+            live(&model, now, k),
+            "iter yielded a stale entry for {k}"
+        );
+    }
+}
