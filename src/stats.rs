@@ -39,6 +39,14 @@ thread_local! {
     static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed);
 }
 
+impl std::fmt::Debug for StatsCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsCounters")
+            .field("stripes", &self.stripes.len())
+            .finish()
+    }
+}
+
 impl StatsCounters {
     /// Counters with enough stripes that each of the machine's threads gets its own.
     pub(crate) fn new() -> Self {

@@ -48,6 +48,7 @@ pub use reply::Reply;
 pub use stats::KvStats;
 pub use strings::{GetExOption, SetCondition, SetOptions, SetOutcome};
 
+use crate::stats::{Counter, StatsCounters};
 use crate::{BuildError, Cache, Clock, Policy};
 use bytes::Bytes;
 use std::fmt;
@@ -73,8 +74,8 @@ pub struct KvStore {
 /// State shared by every namespace view of one store.
 #[derive(Debug)]
 struct Shared {
-    hits: AtomicU64,
-    misses: AtomicU64,
+    /// keyspace_hits / keyspace_misses, striped so a GET writes no shared line.
+    lookups: StatsCounters,
     max_memory: u64,
     rng: AtomicU64,
 }
@@ -111,8 +112,7 @@ impl KvStore {
     fn from_cache(cache: Cache<String, Bytes>, max_memory: u64) -> Self {
         let seed = cache.wall_clock_ms() | 1;
         let shared = Shared {
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            lookups: StatsCounters::new(),
             max_memory,
             rng: AtomicU64::new(seed),
         };
@@ -171,12 +171,31 @@ impl KvStore {
     }
 
     fn count_lookup(&self, hit: bool) {
-        let counter = if hit {
-            &self.shared.hits
-        } else {
-            &self.shared.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .lookups
+            .bump(if hit { Counter::Hit } else { Counter::Miss });
+    }
+
+    /// Calls `f` with the stored key for `key`: the key itself in the root
+    /// store; in a namespace, the prefixed key built in a per-thread buffer,
+    /// so lookups do not allocate.
+    fn with_full_key<R>(&self, key: &str, f: impl FnOnce(&str) -> R) -> R {
+        if self.prefix.is_empty() {
+            return f(key);
+        }
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        KEY.with(|buf| match buf.try_borrow_mut() {
+            Ok(mut b) => {
+                b.clear();
+                b.push_str(&self.prefix);
+                b.push_str(key);
+                f(&b)
+            }
+            // Re-entered from inside `f` (not done today): fall back to a fresh String.
+            Err(_) => f(&self.full_key(key)),
+        })
     }
 
     /// A pseudo-random number (xorshift), for `RANDOMKEY`.

@@ -2,8 +2,8 @@
 //! as `INFO`-style text and as Prometheus text with redis_exporter's names.
 
 use super::KvStore;
+use crate::stats::Counter;
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
 /// A snapshot of a [`KvStore`]'s counters, named as in Redis's `INFO`.
 ///
@@ -109,8 +109,8 @@ impl KvStore {
             .filter(|k| matches!(self.cache.ttl(&self.full_key(k)), Some(Some(_))))
             .count();
         KvStats {
-            keyspace_hits: self.shared.hits.load(Ordering::Relaxed),
-            keyspace_misses: self.shared.misses.load(Ordering::Relaxed),
+            keyspace_hits: self.shared.lookups.sum(Counter::Hit),
+            keyspace_misses: self.shared.lookups.sum(Counter::Miss),
             expired_keys: cache.expirations,
             evicted_keys: cache.evictions,
             used_memory: self.cache.weighted_size(),

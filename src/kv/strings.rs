@@ -117,7 +117,7 @@ impl KvStore {
     /// # Ok::<(), shardcache::kv::KvError>(())
     /// ```
     pub fn get(&self, key: &str) -> Option<Bytes> {
-        let v = self.cache.get(&self.full_key(key));
+        let v = self.with_full_key(key, |k| self.cache.get(k));
         self.count_lookup(v.is_some());
         v
     }

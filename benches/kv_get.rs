@@ -1,0 +1,178 @@
+//! GET hits on 1 and 2 threads: `KvStore` (the Redis-semantics layer), the
+//! `Cache<String, Bytes>` under it, and the same GETs sent to a local
+//! `redis-server` through the `redis` crate (started by the bench on a free
+//! loopback port; skipped with a note when redis-server is not installed).
+//!
+//! ```sh
+//! cargo bench --bench kv_get
+//! ```
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use shardcache::kv::KvStore;
+use shardcache::Cache;
+use std::hint::black_box;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const KEYS: usize = 10_000;
+
+fn key(i: usize) -> String {
+    format!("perm:resource:boxer:user{i}:boxer{}", i * 7)
+}
+
+/// Runs `op(thread, i)` `iters` times on each of `threads` threads; wall time.
+fn timed<F>(threads: usize, iters: u64, op: F) -> Duration
+where
+    F: Fn(usize, usize) + Send + Sync + 'static,
+{
+    let op = Arc::new(op);
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (op, barrier) = (op.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                for i in 0..iters as usize {
+                    op(t, i.wrapping_mul(7919).wrapping_add(t * 31) % KEYS);
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for h in handles {
+        h.join().expect("bench thread");
+    }
+    start.elapsed()
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_redis() -> Option<Server> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let dir = tempfile::tempdir().ok()?;
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let server = Server {
+        child,
+        port,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(server)
+}
+
+fn get_hits(c: &mut Criterion) {
+    let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(key).collect());
+    let store = KvStore::new();
+    let cache: Cache<String, Bytes> = Cache::new(1 << 20);
+    for k in keys.iter() {
+        store.execute(&["SET", k.as_str(), "1"]);
+        cache.insert(k.clone(), Bytes::from_static(b"1"));
+    }
+    let redis = start_redis();
+    if let Some(server) = &redis {
+        let client =
+            redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).expect("client");
+        let mut con = client.get_connection().expect("connection");
+        for k in keys.iter() {
+            let _: () = redis::cmd("SET")
+                .arg(k)
+                .arg("1")
+                .query(&mut con)
+                .expect("SET");
+        }
+    } else {
+        println!("kv_get: redis-server not available, skipping the Redis GET subject");
+    }
+
+    let mut g = c.benchmark_group("get_hit_threads");
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    for threads in [1usize, 2] {
+        g.throughput(Throughput::Elements(threads as u64));
+        let (s, k) = (store.clone(), keys.clone());
+        g.bench_function(BenchmarkId::new("KvStore", threads), |b| {
+            b.iter_custom(|iters| {
+                let (s, k) = (s.clone(), k.clone());
+                timed(threads, iters, move |_, i| {
+                    black_box(s.get(&k[i]));
+                })
+            })
+        });
+        let (cache, k) = (cache.clone(), keys.clone());
+        g.bench_function(BenchmarkId::new("Cache<String,Bytes>", threads), |b| {
+            b.iter_custom(|iters| {
+                let (cache, k) = (cache.clone(), k.clone());
+                timed(threads, iters, move |_, i| {
+                    black_box(cache.get(k[i].as_str()));
+                })
+            })
+        });
+        if let Some(server) = &redis {
+            let url = format!("redis://127.0.0.1:{}/", server.port);
+            let k = keys.clone();
+            g.bench_function(BenchmarkId::new("redis-server GET", threads), |b| {
+                b.iter_custom(|iters| {
+                    // One connection per thread, opened before timing.
+                    let cons: Vec<_> = (0..threads)
+                        .map(|_| {
+                            let client = redis::Client::open(url.as_str()).expect("client");
+                            parking_lot::Mutex::new(client.get_connection().expect("connection"))
+                        })
+                        .collect();
+                    let (cons, k) = (Arc::new(cons), k.clone());
+                    timed(threads, iters, move |t, i| {
+                        let v: Option<Vec<u8>> = redis::cmd("GET")
+                            .arg(&k[i])
+                            .query(&mut *cons[t].lock())
+                            .expect("GET");
+                        black_box(v);
+                    })
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, get_hits);
+criterion_main!(benches);
