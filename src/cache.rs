@@ -225,9 +225,9 @@ where
         found
     }
 
-    /// The value and its remaining time to live (`None` inside: no expiry),
-    /// without counting an access.
-    pub fn get_with_ttl<Q>(&self, key: &Q) -> Option<(V, Option<Duration>)>
+    /// Runs `f` on the live entry for `key` (its value and remaining time to
+    /// live) under the shard's read lock, without counting an access.
+    fn peek_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V, Option<Duration>) -> R) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -239,7 +239,17 @@ where
         let ttl = found
             .deadline
             .map(|d| Duration::from_millis(d.saturating_sub(now.get())));
-        Some((found.value.clone(), ttl))
+        Some(f(found.value, ttl))
+    }
+
+    /// The value and its remaining time to live (`None` inside: no expiry),
+    /// without counting an access.
+    pub fn get_with_ttl<Q>(&self, key: &Q) -> Option<(V, Option<Duration>)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.peek_with(key, |v, ttl| (v.clone(), ttl))
     }
 
     /// The remaining time to live of a live `key`: `None` if absent or
@@ -249,15 +259,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (hash, s) = self.locate(key);
-        let now = LazyNow::new(|| self.inner.clock.now());
-        let shard = self.inner.shards[s].read();
-        let found = shard.peek(hash, key, &now, self.inner.tti)?;
-        Some(
-            found
-                .deadline
-                .map(|d| Duration::from_millis(d.saturating_sub(now.get()))),
-        )
+        self.peek_with(key, |_, ttl| ttl)
     }
 
     /// Whether a live entry for `key` exists. Does not count as an access.
@@ -266,12 +268,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (hash, s) = self.locate(key);
-        let now = LazyNow::new(|| self.inner.clock.now());
-        self.inner.shards[s]
-            .read()
-            .peek(hash, key, &now, self.inner.tti)
-            .is_some()
+        self.peek_with(key, |_, _| ()).is_some()
     }
 
     /// Inserts or replaces `key` with the cache's default time to live.
@@ -552,12 +549,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (hash, s) = self.locate(key);
-        let now = LazyNow::new(|| self.inner.clock.now());
-        let shard = self.inner.shards[s].read();
-        shard
-            .peek(hash, key, &now, self.inner.tti)
-            .map(|f| f.value.clone())
+        self.peek_with(key, |v, _| v.clone())
     }
 
     pub(crate) fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {

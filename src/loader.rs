@@ -80,7 +80,10 @@ impl<V: Clone> Flight<V> {
             self.done.wait(&mut state);
         }
     }
+}
 
+impl<V> Flight<V> {
+    /// Ends the flight and wakes every waiter, blocked or async.
     fn land(&self, end: State<V>) {
         let wakers = match std::mem::replace(&mut *self.state.lock(), end) {
             State::Loading(w) => w,
@@ -154,12 +157,7 @@ impl<K: Hash + Eq, V, S> Drop for LoadGuard<'_, K, V, S> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             self.unregister(&key);
-            let wakers = match std::mem::replace(&mut *self.flight.state.lock(), State::Abandoned) {
-                State::Loading(w) => w,
-                _ => Vec::new(),
-            };
-            self.flight.done.notify_all();
-            wakers.into_iter().for_each(Waker::wake);
+            self.flight.land(State::Abandoned);
         }
     }
 }
