@@ -8,6 +8,7 @@ use crate::expiry::deadline_after;
 use crate::hash::{hash_of, shard_index, DefaultHashBuilder};
 use crate::listener::{Listener, RemovalCause, Removed};
 use crate::loader::Flights;
+use crate::persist::{Journal, PersistError, RecordRef};
 use crate::policy::HillClimber;
 use crate::shard::{Env, Inserted, LazyNow, Lookup, Shard};
 use crate::stats::{CacheStats, Counter, StatsCounters};
@@ -51,6 +52,10 @@ pub(crate) struct Inner<K, V, S> {
     window: AtomicU64,
     max_capacity: u64,
     pub(crate) flights: Flights<K, V>,
+    /// The write-ahead log, once attached by `build_persistent`.
+    pub(crate) journal: std::sync::OnceLock<Arc<dyn Journal<K, V>>>,
+    /// The first log failure since the last `sync`.
+    log_error: Mutex<Option<PersistError>>,
 }
 
 impl<K, V, S> Clone for Cache<K, V, S> {
@@ -146,6 +151,8 @@ where
                 window: AtomicU64::new(HillClimber::initial_window().to_bits()),
                 max_capacity,
                 flights: Flights::new(shards),
+                journal: std::sync::OnceLock::new(),
+                log_error: Mutex::new(None),
             }),
         }
     }
@@ -337,12 +344,19 @@ where
             Expire::After(t) => Some(deadline_after(env.now(), t)),
             Expire::Never => None,
         };
+        let record = self.encode(|| RecordRef::Insert {
+            key: &key,
+            value: &value,
+            expires_at: deadline.map(|d| self.wall_ms(d, env.now())),
+        });
         let mut removed = Removed::new();
-        let (result, climb) = {
+        let (result, climb, lsn) = {
             let mut shard = self.inner.shards[s].write();
             let r = shard.insert(&env, hash, key, value, deadline, &mut removed);
-            (r, shard.tick(CLIMB_EVERY))
+            let lsn = if r.is_ok() { self.append(record) } else { None };
+            (r, shard.tick(CLIMB_EVERY), lsn)
         };
+        self.wait_durable(lsn);
         let result = match result {
             Ok(kind) => {
                 self.after_write(removed, Some(kind), false);
@@ -357,6 +371,65 @@ where
             self.climb();
         }
         result
+    }
+
+    /// Encodes a log record, if a log is attached (`None` otherwise or on
+    /// failure, which is kept for [`sync`](Self::sync)).
+    pub(crate) fn encode<'a>(&self, record: impl FnOnce() -> RecordRef<'a, K, V>) -> Option<Vec<u8>>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        let journal = self.inner.journal.get()?;
+        self.keep_error(journal.encode(record()))
+    }
+
+    /// Appends an encoded record (call with the key's shard locked).
+    pub(crate) fn append(&self, record: Option<Vec<u8>>) -> Option<u64> {
+        let journal = self.inner.journal.get()?;
+        self.keep_error(journal.log().append(&record?))
+    }
+
+    /// Waits (after the shard is unlocked) until `lsn` is durable per the log's policy.
+    pub(crate) fn wait_durable(&self, lsn: Option<u64>) {
+        if let (Some(journal), Some(lsn)) = (self.inner.journal.get(), lsn) {
+            self.keep_error(journal.log().wait(lsn));
+        }
+    }
+
+    fn keep_error<T>(&self, r: Result<T, PersistError>) -> Option<T> {
+        r.map_err(|e| {
+            let mut slot = self.inner.log_error.lock();
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+        })
+        .ok()
+    }
+
+    /// A monotonic deadline as wall-clock Unix milliseconds (what the log stores).
+    pub(crate) fn wall_ms(&self, deadline: u64, now: u64) -> u64 {
+        self.inner
+            .clock
+            .wall_now()
+            .saturating_add(deadline.saturating_sub(now))
+    }
+
+    /// Makes every logged write durable, and reports the first log failure
+    /// since the last call (writes are applied in memory even when logging
+    /// them fails, so the cache stays usable). Without a log, does nothing.
+    ///
+    /// # Errors
+    ///
+    /// The first [`PersistError`] a write or sync met since the last call.
+    pub fn sync(&self) -> Result<(), PersistError> {
+        if let Some(e) = self.inner.log_error.lock().take() {
+            return Err(e);
+        }
+        match self.inner.journal.get() {
+            Some(journal) => journal.log().sync(),
+            None => Ok(()),
+        }
     }
 
     /// Lets the hill climber retune the window if a sample is complete.
@@ -399,7 +472,16 @@ where
     {
         let (hash, s) = self.locate(key);
         let env = self.env();
-        let taken = self.inner.shards[s].write().remove(&env, hash, key);
+        let (taken, lsn) = {
+            let mut shard = self.inner.shards[s].write();
+            let taken = shard.remove(&env, hash, key);
+            let lsn = match &taken {
+                Some(((k, _), _)) => self.append(self.encode(|| RecordRef::Remove { key: k })),
+                None => None,
+            };
+            (taken, lsn)
+        };
+        self.wait_durable(lsn);
         let ((k, v), expired) = taken?;
         let cause = if expired {
             RemovalCause::Expired
@@ -423,9 +505,21 @@ where
         let (hash, s) = self.locate(key);
         let env = self.env();
         let deadline = ttl.map(|t| deadline_after(env.now(), t));
-        self.inner.shards[s]
-            .write()
-            .set_expiry(&env, hash, key, deadline)
+        let (applied, lsn) = {
+            let mut shard = self.inner.shards[s].write();
+            let applied = shard.set_expiry(&env, hash, key, deadline);
+            let lsn = if applied && self.inner.journal.get().is_some() {
+                let expires_at = deadline.map(|d| self.wall_ms(d, env.now()));
+                shard.key_of(hash, key).and_then(|k| {
+                    self.append(self.encode(|| RecordRef::Expire { key: k, expires_at }))
+                })
+            } else {
+                None
+            };
+            (applied, lsn)
+        };
+        self.wait_durable(lsn);
+        applied
     }
 
     /// The number of entries, including expired ones not yet reclaimed.
@@ -450,6 +544,19 @@ where
 
     /// Removes every entry. The listener sees each with [`RemovalCause::Removed`].
     pub fn clear(&self) {
+        if self.inner.journal.get().is_some() {
+            // Logged as one record, so every shard is cleared under one
+            // critical section: no write can land between the record and a
+            // shard's clearing.
+            let mut guards: Vec<_> = self.inner.shards.iter().map(|s| s.write()).collect();
+            let lsn = self.append(self.encode(|| RecordRef::Clear));
+            let mut removed = Removed::new();
+            guards.iter_mut().for_each(|g| g.clear(&mut removed));
+            drop(guards);
+            self.wait_durable(lsn);
+            self.notify(removed);
+            return;
+        }
         for shard in self.inner.shards.iter() {
             let mut removed = Removed::new();
             shard.write().clear(&mut removed);
@@ -463,7 +570,21 @@ where
         for shard in self.inner.shards.iter() {
             let env = self.env();
             let mut removed = Removed::new();
-            shard.write().retain(&env, &mut keep, &mut removed);
+            let mut lsn = None;
+            {
+                let mut guard = shard.write();
+                guard.retain(&env, &mut keep, &mut removed);
+                if self.inner.journal.get().is_some() {
+                    for (k, _, cause) in removed.iter() {
+                        if *cause == RemovalCause::Removed {
+                            lsn = self
+                                .append(self.encode(|| RecordRef::Remove { key: k }))
+                                .or(lsn);
+                        }
+                    }
+                }
+            }
+            self.wait_durable(lsn);
             self.notify(removed);
         }
     }

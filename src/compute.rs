@@ -9,6 +9,7 @@ use crate::cache::Cache;
 use crate::error::CapacityError;
 use crate::expiry::deadline_after;
 use crate::listener::Removed;
+use crate::persist::RecordRef;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
@@ -80,6 +81,7 @@ where
         let (hash, s) = self.locate_key(&key);
         let env = self.write_env();
         let mut removed = Removed::new();
+        let mut lsn = None;
         let result = {
             let mut shard = self.shard(s).write();
             let idx = shard.live_index(&env, hash, &key, &mut removed);
@@ -99,24 +101,45 @@ where
                 Ttl::Never => None,
                 Ttl::After(d) => Some(deadline_after(env.now(), d)),
             };
+            let wall = |deadline: Option<u64>| deadline.map(|d| self.wall_ms(d, env.now()));
             match decision {
                 Decision::Nothing => Ok((r, None)),
-                Decision::Put(value, ttl) => shard
-                    .insert(&env, hash, key, value, deadline_for(ttl), &mut removed)
-                    .map(|kind| (r, Some(kind)))
-                    .map_err(|(key, value)| CapacityError { key, value }),
+                Decision::Put(value, ttl) => {
+                    let deadline = deadline_for(ttl);
+                    let record = self.encode(|| RecordRef::Insert {
+                        key: &key,
+                        value: &value,
+                        expires_at: wall(deadline),
+                    });
+                    let inserted = shard.insert(&env, hash, key, value, deadline, &mut removed);
+                    if inserted.is_ok() {
+                        lsn = self.append(record);
+                    }
+                    inserted
+                        .map(|kind| (r, Some(kind)))
+                        .map_err(|(key, value)| CapacityError { key, value })
+                }
                 Decision::SetTtl(ttl) => {
-                    shard.set_expiry(&env, hash, &key, deadline_for(ttl));
+                    let deadline = deadline_for(ttl);
+                    if shard.set_expiry(&env, hash, &key, deadline) {
+                        let expires_at = wall(deadline);
+                        lsn = self.append(self.encode(|| RecordRef::Expire {
+                            key: &key,
+                            expires_at,
+                        }));
+                    }
                     Ok((r, None))
                 }
                 Decision::Remove => {
                     if let Some(((k, v), _)) = shard.remove(&env, hash, &key) {
+                        lsn = self.append(self.encode(|| RecordRef::Remove { key: &k }));
                         removed.push((k, v, crate::RemovalCause::Removed));
                     }
                     Ok((r, None))
                 }
             }
         };
+        self.wait_durable(lsn);
         self.after_write(
             removed,
             result.as_ref().ok().and_then(|(_, kind)| *kind),

@@ -76,7 +76,7 @@
 //! |---------|--------------|
 //! | `redis` | the Redis tier (in progress) |
 //!
-//! The minimum supported Rust version is 1.88.
+//! The minimum supported Rust version is 1.89 (for `File::try_lock`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -92,6 +92,7 @@ mod hash;
 pub mod kv;
 mod listener;
 mod loader;
+pub mod persist;
 mod policy;
 mod shard;
 mod slab;

@@ -270,6 +270,15 @@ where
         Lookup::Hit(&entry.value)
     }
 
+    /// The stored key equal to `key`, if present.
+    pub(crate) fn key_of<Q>(&self, hash: u64, key: &Q) -> Option<&K>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.find(hash, key).map(|i| &self.entry(i).key)
+    }
+
     /// A live entry's value and deadline, without counting an access.
     pub(crate) fn peek<Q, F>(
         &self,

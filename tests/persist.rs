@@ -1,0 +1,375 @@
+//! Persistence: reload after restart, TTLs across restarts, torn and
+//! corrupt logs, injected I/O failures, simulated power loss, and a crash
+//! test that SIGKILLs a writer process and checks what was acknowledged.
+
+use shardcache::persist::{FileLog, Fsync, MemStorage, OnCorruptTail, PersistError};
+use shardcache::{Cache, MockClock};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn mem_cache(storage: &MemStorage, fsync: Fsync) -> Cache<u32, String> {
+    let log = FileLog::with_storage(storage.clone(), fsync);
+    Cache::builder()
+        .max_capacity(10_000)
+        .build_persistent(log)
+        .expect("load")
+        .0
+}
+
+#[test]
+fn writes_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.log");
+    {
+        let log = FileLog::open(&path, Fsync::Always).expect("open");
+        let (cache, report) = Cache::<String, u64>::builder()
+            .max_capacity(100)
+            .build_persistent(log)
+            .expect("load");
+        assert_eq!(report.records, 0);
+        for i in 0..20 {
+            cache.insert(format!("k{i}"), i);
+        }
+        cache.remove("k3");
+        cache.insert("k4".into(), 400);
+        cache.invalidate_if(|k, _| k == "k5");
+        assert!(cache.set_ttl("k6", Some(Duration::from_secs(3600))));
+        cache.sync().expect("no log error");
+    }
+    let log = FileLog::open(&path, Fsync::Always).expect("reopen");
+    let (cache, report) = Cache::<String, u64>::builder()
+        .max_capacity(100)
+        .build_persistent(log)
+        .expect("reload");
+    assert_eq!(report.stopped_at, None);
+    assert_eq!(cache.len(), 18);
+    assert_eq!(cache.get("k3"), None);
+    assert_eq!(cache.get("k5"), None);
+    assert_eq!(cache.get("k4"), Some(400));
+    assert!(cache
+        .ttl("k6")
+        .flatten()
+        .is_some_and(|t| t > Duration::from_secs(3500)));
+    cache.clear();
+    drop(cache);
+    let log = FileLog::open(&path, Fsync::Always).expect("reopen");
+    let (cache, _) = Cache::<String, u64>::builder()
+        .max_capacity(100)
+        .build_persistent(log)
+        .expect("reload");
+    assert!(cache.is_empty(), "clear is logged");
+}
+
+#[test]
+fn a_second_opener_gets_a_locked_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.log");
+    let _first = FileLog::open(&path, Fsync::Never).expect("open");
+    match FileLog::open(&path, Fsync::Never) {
+        Err(e @ PersistError::Locked { .. }) => assert!(e.to_string().contains("c.log")),
+        other => panic!("expected Locked, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn foreign_files_are_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.log");
+    std::fs::write(&path, b"this is not a log at all").expect("write");
+    let err = Cache::<u32, u32>::builder()
+        .build_persistent(FileLog::open(&path, Fsync::Never).expect("open"))
+        .expect_err("refused");
+    assert!(matches!(err, PersistError::NotALog { .. }), "{err}");
+
+    let storage = MemStorage::new();
+    drop(mem_cache(&storage, Fsync::Never));
+    let other_types = Cache::<String, u32>::builder()
+        .build_persistent(FileLog::with_storage(storage, Fsync::Never));
+    assert!(matches!(
+        other_types.err(),
+        Some(PersistError::Fingerprint { .. })
+    ));
+}
+
+#[test]
+fn ttls_are_wall_clock_and_expired_entries_are_not_loaded() {
+    let storage = MemStorage::new();
+    let clock = MockClock::new();
+    {
+        let log = FileLog::with_storage(storage.clone(), Fsync::Always);
+        let (cache, _) = Cache::<u32, u32>::builder()
+            .clock(clock.clone())
+            .build_persistent(log)
+            .expect("load");
+        cache.insert_with_ttl(1, 1, Duration::from_secs(10));
+        cache.insert_with_ttl(2, 2, Duration::from_secs(100));
+        cache.insert(3, 3);
+    }
+    // "Restart" 50 s later on the wall clock.
+    let later = MockClock::new();
+    later.set_wall(shardcache::Clock::wall(&clock) + Duration::from_secs(50));
+    let log = FileLog::with_storage(storage, Fsync::Always);
+    let (cache, report) = Cache::<u32, u32>::builder()
+        .clock(later)
+        .build_persistent(log)
+        .expect("reload");
+    assert_eq!(report.expired, 1);
+    assert_eq!(cache.get(&1), None);
+    assert_eq!(cache.get(&3), Some(3));
+    let ttl = cache.ttl(&2).flatten().expect("still expiring");
+    assert!(
+        ttl <= Duration::from_secs(50) && ttl > Duration::from_secs(49),
+        "{ttl:?}"
+    );
+}
+
+/// The log bytes after `n` inserts of keys 0..n.
+fn log_of(n: u32) -> Vec<u8> {
+    let storage = MemStorage::new();
+    let cache = mem_cache(&storage, Fsync::Always);
+    for i in 0..n {
+        cache.insert(i, format!("value-{i}"));
+    }
+    drop(cache);
+    storage_bytes(&storage)
+}
+
+fn storage_bytes(storage: &MemStorage) -> Vec<u8> {
+    use shardcache::persist::Storage;
+    storage.read_all().expect("read")
+}
+
+fn storage_with(bytes: &[u8]) -> MemStorage {
+    use shardcache::persist::Storage;
+    let s = MemStorage::new();
+    s.append(bytes).expect("append");
+    s
+}
+
+#[test]
+fn every_torn_tail_loads_its_valid_prefix() {
+    let full = log_of(6);
+    let header = 20;
+    for cut in header..=full.len() {
+        let storage = storage_with(&full[..cut]);
+        let (cache, report) = Cache::<u32, String>::builder()
+            .build_persistent(FileLog::with_storage(storage.clone(), Fsync::Never))
+            .expect("a torn log still loads");
+        let n = cache.len() as u32;
+        assert_eq!(report.records, u64::from(n));
+        for i in 0..n {
+            assert_eq!(
+                cache.get(&i),
+                Some(format!("value-{i}")),
+                "cut {cut}: prefix must be complete"
+            );
+        }
+        // The tail was cut away: the log now ends at the valid prefix.
+        assert_eq!(storage.len() as u64 + report.bytes_discarded, cut as u64);
+    }
+}
+
+#[test]
+fn flipped_bytes_are_detected_and_refusal_is_an_option() {
+    let full = log_of(6);
+    let mut x = 0x9E37_79B9u32;
+    for _ in 0..300 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let pos = 20 + (x as usize % (full.len() - 20));
+        let mut bad = full.clone();
+        bad[pos] ^= 1 << (x % 8);
+        let (cache, report) = Cache::<u32, String>::builder()
+            .build_persistent(FileLog::with_storage(storage_with(&bad), Fsync::Never))
+            .expect("a corrupt log still loads its prefix");
+        assert!(report.stopped_at.is_some(), "flip at {pos} not detected");
+        for (k, v) in cache.iter() {
+            assert_eq!(v, format!("value-{k}"));
+        }
+        let refused = Cache::<u32, String>::builder().build_persistent(
+            FileLog::with_storage(storage_with(&bad), Fsync::Never)
+                .on_corrupt_tail(OnCorruptTail::Refuse),
+        );
+        assert!(matches!(
+            refused.err(),
+            Some(PersistError::CorruptTail { .. })
+        ));
+    }
+}
+
+#[test]
+fn write_failures_surface_and_the_cache_stays_usable() {
+    let storage = MemStorage::new();
+    let cache = mem_cache(&storage, Fsync::Always);
+    cache.insert(1, "one".into());
+    cache.sync().expect("healthy");
+    storage.fail_after(0);
+    cache.insert(2, "two".into());
+    assert_eq!(cache.get(&2).as_deref(), Some("two"), "applied in memory");
+    let err = cache.sync().expect_err("the failure is reported");
+    assert!(err.to_string().contains("injected"), "{err}");
+    // The acknowledged write is still in the log.
+    storage.power_loss(0);
+    drop(cache);
+    let cache = mem_cache(&storage, Fsync::Always);
+    assert_eq!(cache.get(&1).as_deref(), Some("one"));
+}
+
+#[test]
+fn power_loss_keeps_every_acknowledged_write_under_always() {
+    for round in 0..40u32 {
+        let storage = MemStorage::new();
+        let cache = mem_cache(&storage, Fsync::Always);
+        let acked: Vec<u32> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2u32)
+                .map(|t| {
+                    let cache = cache.clone();
+                    s.spawn(move || {
+                        let mut acked = Vec::new();
+                        for i in 0..50u32 {
+                            let k = t * 1000 + i;
+                            cache.insert(k, format!("v{k}"));
+                            acked.push(k);
+                        }
+                        acked
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("writer"))
+                .collect()
+        });
+        // Power fails: unsynced bytes vanish, possibly leaving a torn record.
+        storage.power_loss((round as usize * 7) % 13);
+        drop(cache);
+        let cache = mem_cache(&storage, Fsync::Always);
+        for k in acked {
+            assert_eq!(
+                cache.get(&k),
+                Some(format!("v{k}")),
+                "round {round}: acknowledged key {k} lost"
+            );
+        }
+    }
+}
+
+#[test]
+fn power_loss_under_never_loses_only_unsynced_writes() {
+    let storage = MemStorage::new();
+    let cache = mem_cache(&storage, Fsync::Never);
+    for k in 0..100 {
+        cache.insert(k, format!("v{k}"));
+        if k == 49 {
+            cache.sync().expect("sync");
+        }
+    }
+    storage.power_loss(0);
+    drop(cache);
+    let cache = mem_cache(&storage, Fsync::Never);
+    for k in 0..50 {
+        assert_eq!(cache.get(&k), Some(format!("v{k}")));
+    }
+    assert!(cache.len() <= 100);
+}
+
+/// The crash child: writes keys forever under Fsync::Always from two threads,
+/// printing each key once `insert` has returned. Only runs when spawned by
+/// `sigkill_never_loses_acknowledged_writes`.
+#[test]
+fn crash_child() {
+    let Ok(path) = std::env::var("SHARDCACHE_CRASH_CHILD") else {
+        return;
+    };
+    let log = FileLog::open(&path, Fsync::Always).expect("child open");
+    let (cache, _) = Cache::<u64, u64>::builder()
+        .build_persistent(log)
+        .expect("child load");
+    let start: u64 = std::env::var("SHARDCACHE_CRASH_START")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let cache = cache.clone();
+            s.spawn(move || {
+                use std::io::Write;
+                let mut out = std::io::stdout();
+                for i in 0.. {
+                    let k = start + i * 2 + t;
+                    cache.insert(k, k * 10);
+                    let _ = writeln!(out, "{k}");
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn sigkill_never_loses_acknowledged_writes() {
+    let iterations: u32 = std::env::var("SHARDCACHE_CRASH_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(25);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("crash.log");
+    let exe = std::env::current_exe().expect("test binary");
+    let mut acked: BTreeMap<u64, u64> = BTreeMap::new();
+    for it in 0..iterations {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .env("SHARDCACHE_CRASH_CHILD", &path)
+            .env(
+                "SHARDCACHE_CRASH_START",
+                (u64::from(it) * 1_000_000).to_string(),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn child");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        // Let it acknowledge a varying number of writes, then kill it mid-flight.
+        let target = 20 + (it as usize * 37) % 400;
+        let mut seen = 0;
+        while seen < target {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Ok(k) = line.trim().parse::<u64>() {
+                        acked.insert(k, k * 10);
+                        seen += 1;
+                    }
+                }
+                _ => break,
+            }
+        }
+        child.kill().expect("SIGKILL");
+        // Lines printed before the kill landed are acknowledged too.
+        for line in lines.map_while(Result::ok) {
+            if let Ok(k) = line.trim().parse::<u64>() {
+                acked.insert(k, k * 10);
+            }
+        }
+        let _ = child.wait();
+        let log = FileLog::open(&path, Fsync::Always).expect("reopen after kill");
+        let (cache, _report) = Cache::<u64, u64>::builder()
+            .build_persistent(log)
+            .expect("a killed log loads");
+        for (&k, &v) in &acked {
+            assert_eq!(
+                cache.get(&k),
+                Some(v),
+                "iteration {it}: acknowledged key {k} lost"
+            );
+        }
+    }
+    // The children really ran and acknowledged writes before each kill.
+    assert!(
+        acked.len() >= 20 * iterations as usize,
+        "only {} acknowledged writes",
+        acked.len()
+    );
+}
