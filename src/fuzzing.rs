@@ -96,3 +96,24 @@ pub fn cache_ops(data: &[u8]) {
         );
     }
 }
+
+/// Loads `data` as a log file (after a valid header, and as a whole) into a
+/// cache: whatever the bytes, loading must return a report or an error,
+/// never panic, and what loads must be well-formed.
+pub fn log_bytes(data: &[u8]) {
+    use crate::persist::{FileLog, Fsync, MemStorage, Storage};
+    for with_header in [true, false] {
+        let storage = MemStorage::new();
+        if with_header {
+            let _ = storage.append(&crate::persist::header_for::<u32, String>());
+        }
+        let _ = storage.append(data);
+        let log = FileLog::with_storage(storage, Fsync::Never);
+        if let Ok((cache, report)) = Cache::<u32, String>::builder()
+            .max_capacity(64)
+            .build_persistent(log)
+        {
+            assert!(cache.len() as u64 <= report.records);
+        }
+    }
+}

@@ -21,3 +21,8 @@ fn replay(target: &str, run: fn(&[u8])) {
 fn cache_ops_corpus() {
     replay("cache_ops", shardcache::fuzzing::cache_ops);
 }
+
+#[test]
+fn log_bytes_corpus() {
+    replay("log_bytes", shardcache::fuzzing::log_bytes);
+}

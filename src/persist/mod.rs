@@ -247,6 +247,12 @@ pub(crate) fn fingerprint<K, V>() -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
+/// The header a log for `K → V` starts with (for fuzzing and tests).
+#[doc(hidden)]
+pub fn header_for<K, V>() -> Vec<u8> {
+    frame::header(fingerprint::<K, V>()).to_vec()
+}
+
 /// The cache's handle on its log: encodes records for its own types.
 pub(crate) trait Journal<K, V>: Send + Sync {
     fn encode(&self, record: RecordRef<'_, K, V>) -> Result<Vec<u8>, PersistError>;
