@@ -70,6 +70,14 @@
 //! reclaimed by sampling, Redis-style, as writes come (or by
 //! [`Cache::purge_expired`]). Tests drive time with [`MockClock`].
 //!
+//! ## Beyond the cache
+//!
+//! * [`kv::KvStore`]: Redis's string commands, TTLs, `KEYS`/`SCAN`,
+//!   namespaces, `maxmemory` with Redis's policy names, and `execute(&[..])`
+//!   returning RESP-shaped replies with Redis's error texts.
+//! * [`persist`]: an append-only log ([`persist::FileLog`]) so a cache
+//!   survives restarts, via [`CacheBuilder::build_persistent`].
+//!
 //! ## Features and MSRV
 //!
 //! | feature | what it adds |
