@@ -394,10 +394,11 @@ where
     pub(crate) fn wait_durable(&self, lsn: Option<u64>) {
         if let (Some(journal), Some(lsn)) = (self.inner.journal.get(), lsn) {
             self.keep_error(journal.log().wait(lsn));
+            journal.after_write();
         }
     }
 
-    fn keep_error<T>(&self, r: Result<T, PersistError>) -> Option<T> {
+    pub(crate) fn keep_error<T>(&self, r: Result<T, PersistError>) -> Option<T> {
         r.map_err(|e| {
             let mut slot = self.inner.log_error.lock();
             if slot.is_none() {
@@ -430,6 +431,54 @@ where
             Some(journal) => journal.log().sync(),
             None => Ok(()),
         }
+    }
+
+    /// Rewrites (compacts) the cache's log now, as Redis's `BGREWRITEAOF`:
+    /// the log is replaced by one insert per live entry, written from a
+    /// snapshot taken one shard at a time while writes go on (writes made
+    /// during the rewrite are carried over, none is lost). A log built with
+    /// [`FileLog`](crate::persist::FileLog) is also rewritten automatically,
+    /// on a background thread, once it has grown enough (see
+    /// [`FileLog::rewrite_policy`](crate::persist::FileLog::rewrite_policy)).
+    /// Without a log, does nothing.
+    ///
+    /// # Errors
+    ///
+    /// The rewrite failed; the old log stays in use, complete.
+    pub fn rewrite_log(&self) -> Result<(), PersistError> {
+        let Some(journal) = self.inner.journal.get() else {
+            return Ok(());
+        };
+        let inner = &self.inner;
+        let mut records = Vec::new();
+        journal.log().rewrite(&mut |emit| {
+            for shard in inner.shards.iter() {
+                // Encoded under the read lock (no clones), written after it.
+                records.clear();
+                let (now_ms, wall) = (inner.clock.now(), inner.clock.wall_now());
+                let now = LazyNow::new(|| now_ms);
+                let mut failed = None;
+                shard
+                    .read()
+                    .for_each_live(&now, inner.tti, |key, value, deadline| {
+                        let record = RecordRef::Insert {
+                            key,
+                            value,
+                            expires_at: deadline
+                                .map(|d| wall.saturating_add(d.saturating_sub(now_ms))),
+                        };
+                        match journal.encode(record) {
+                            Ok(bytes) => records.push(bytes),
+                            Err(e) => failed = failed.take().or(Some(e)),
+                        }
+                    });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                records.iter().try_for_each(|r| emit(r))?;
+            }
+            Ok(())
+        })
     }
 
     /// Lets the hill climber retune the window if a sample is complete.
@@ -647,7 +696,7 @@ where
             .iter()
             .map(|shard| {
                 let mut out = Vec::new();
-                shard.read().for_each_live(&now, self.inner.tti, |k, v| {
+                shard.read().for_each_live(&now, self.inner.tti, |k, v, _| {
                     out.push((k.clone(), v.clone()))
                 });
                 out

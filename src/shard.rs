@@ -657,12 +657,13 @@ where
         &self,
         now: &LazyNow<F>,
         tti: Option<u64>,
-        mut f: impl FnMut(&K, &V),
+        mut f: impl FnMut(&K, &V, Option<u64>),
     ) {
         for (idx, e) in self.entries.iter().enumerate() {
             if let Some(e) = e {
-                if !self.expired_at(idx as u32, e.node.get(), now, tti) {
-                    f(&e.key, &e.value);
+                let m = e.node.get();
+                if !self.expired_at(idx as u32, m, now, tti) {
+                    f(&e.key, &e.value, meta::deadline(m));
                 }
             }
         }

@@ -284,7 +284,10 @@ fn crash_child() {
     let Ok(path) = std::env::var("SHARDCACHE_CRASH_CHILD") else {
         return;
     };
-    let log = FileLog::open(&path, Fsync::Always).expect("child open");
+    // Small rewrite thresholds, so kills also land in the middle of rewrites.
+    let log = FileLog::open(&path, Fsync::Always)
+        .expect("child open")
+        .rewrite_policy(50, 8 << 10);
     let (cache, _) = Cache::<u64, u64>::builder()
         .build_persistent(log)
         .expect("child load");
@@ -293,6 +296,23 @@ fn crash_child() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     std::thread::scope(|s| {
+        // One key overwritten with ever larger values: what loads must be at
+        // least the last acknowledged value (prefix consistency).
+        let counter = cache.clone();
+        s.spawn(move || {
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            for v in start.. {
+                counter.insert(COUNTER, v);
+                let _ = writeln!(out, "c {v}");
+            }
+        });
+        // Rewrites on demand too, so kills land at every step of one.
+        let rewriter = cache.clone();
+        s.spawn(move || loop {
+            rewriter.rewrite_log().expect("rewrite");
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        });
         for t in 0..2u64 {
             let cache = cache.clone();
             s.spawn(move || {
@@ -307,6 +327,9 @@ fn crash_child() {
         }
     });
 }
+
+/// The key the crash child overwrites.
+const COUNTER: u64 = u64::MAX;
 
 #[test]
 fn sigkill_never_loses_acknowledged_writes() {
@@ -335,23 +358,25 @@ fn sigkill_never_loses_acknowledged_writes() {
         // Let it acknowledge a varying number of writes, then kill it mid-flight.
         let target = 20 + (it as usize * 37) % 400;
         let mut seen = 0;
+        let mut counter = None;
+        let mut record = |line: &str, seen: &mut usize| {
+            if let Some(v) = line.strip_prefix("c ") {
+                counter = counter.max(v.trim().parse::<u64>().ok());
+            } else if let Ok(k) = line.trim().parse::<u64>() {
+                acked.insert(k, k * 10);
+                *seen += 1;
+            }
+        };
         while seen < target {
             match lines.next() {
-                Some(Ok(line)) => {
-                    if let Ok(k) = line.trim().parse::<u64>() {
-                        acked.insert(k, k * 10);
-                        seen += 1;
-                    }
-                }
+                Some(Ok(line)) => record(&line, &mut seen),
                 _ => break,
             }
         }
         child.kill().expect("SIGKILL");
         // Lines printed before the kill landed are acknowledged too.
         for line in lines.map_while(Result::ok) {
-            if let Ok(k) = line.trim().parse::<u64>() {
-                acked.insert(k, k * 10);
-            }
+            record(&line, &mut seen);
         }
         let _ = child.wait();
         let log = FileLog::open(&path, Fsync::Always).expect("reopen after kill");
@@ -363,6 +388,13 @@ fn sigkill_never_loses_acknowledged_writes() {
                 cache.get(&k),
                 Some(v),
                 "iteration {it}: acknowledged key {k} lost"
+            );
+        }
+        if let Some(c) = counter {
+            let loaded = cache.get(&COUNTER).unwrap_or(0);
+            assert!(
+                loaded >= c,
+                "iteration {it}: counter loaded as {loaded}, {c} was acknowledged"
             );
         }
     }

@@ -1,8 +1,8 @@
 //! [`FileLog`]: the append-only log, with group commit.
 
 use super::frame::{self, HeaderError, StopReason};
-use super::storage::{FileStorage, Storage};
-use super::{Fsync, OnCorruptTail, PersistError, RecoveryReport, WriteAheadLog};
+use super::storage::{FileStorage, RewriteTarget, Storage};
+use super::{Fsync, OnCorruptTail, PersistError, RecoveryReport, Snapshot, WriteAheadLog};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 use std::io;
 use std::path::Path;
@@ -43,12 +43,31 @@ struct LogInner<S> {
     name: String,
     fsync: Fsync,
     on_corrupt: OnCorruptTail,
-    /// Records appended (the last LSN); the mutex serializes appends.
-    appended: Mutex<u64>,
+    /// The last LSN, and the appends a running rewrite must carry over; the
+    /// mutex serializes appends.
+    appended: Mutex<Appended>,
     synced: AtomicU64,
     sync_lock: Mutex<()>,
     bytes: AtomicU64,
+    /// The log's size after it was opened or last rewritten.
+    base: AtomicU64,
+    /// The type fingerprint (from `replay`), for a rewrite's header.
+    fingerprint: AtomicU64,
+    rewrite_lock: Mutex<()>,
+    growth_percent: u64,
+    min_rewrite_size: u64,
 }
+
+struct Appended {
+    lsn: u64,
+    /// While a rewrite runs: every record appended since it started.
+    tail: Option<Vec<u8>>,
+}
+
+/// The default `rewrite_percentage`, as Redis's `auto-aof-rewrite-percentage`.
+pub const DEFAULT_REWRITE_PERCENTAGE: u64 = 100;
+/// The default `rewrite_min_size` (64 MiB), as Redis's `auto-aof-rewrite-min-size`.
+pub const DEFAULT_REWRITE_MIN_SIZE: u64 = 64 << 20;
 
 impl FileLog<FileStorage> {
     /// Opens (or creates) the log at `path` and locks it.
@@ -78,10 +97,15 @@ impl<S: Storage> FileLog<S> {
             name,
             fsync,
             on_corrupt: OnCorruptTail::Truncate,
-            appended: Mutex::new(0),
+            appended: Mutex::new(Appended { lsn: 0, tail: None }),
             synced: AtomicU64::new(0),
             sync_lock: Mutex::new(()),
             bytes: AtomicU64::new(0),
+            base: AtomicU64::new(0),
+            fingerprint: AtomicU64::new(0),
+            rewrite_lock: Mutex::new(()),
+            growth_percent: DEFAULT_REWRITE_PERCENTAGE,
+            min_rewrite_size: DEFAULT_REWRITE_MIN_SIZE,
         });
         if fsync == Fsync::EverySecond {
             spawn_flusher(Arc::downgrade(&inner));
@@ -94,6 +118,19 @@ impl<S: Storage> FileLog<S> {
     pub fn on_corrupt_tail(mut self, policy: OnCorruptTail) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.on_corrupt = policy;
+        }
+        self
+    }
+
+    /// When a cache on this log rewrites it by itself, as Redis's
+    /// `auto-aof-rewrite-percentage` and `auto-aof-rewrite-min-size`: once
+    /// the log has grown by `percentage` % over its size after the last
+    /// rewrite (or at open) and is over `min_size` bytes. A percentage of 0
+    /// turns automatic rewrites off. Defaults: 100 % and 64 MiB.
+    pub fn rewrite_policy(mut self, percentage: u64, min_size: u64) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.growth_percent = percentage;
+            inner.min_rewrite_size = min_size;
         }
         self
     }
@@ -116,7 +153,7 @@ where
         if self.synced.load(Ordering::Acquire) >= lsn {
             return Ok(());
         }
-        let target = *self.appended.lock();
+        let target = self.appended.lock().lsn;
         self.storage.sync().map_err(|e| self.io("syncing", e))?;
         self.synced.fetch_max(target, Ordering::AcqRel);
         Ok(())
@@ -129,7 +166,7 @@ fn spawn_flusher<S: Storage>(log: std::sync::Weak<LogInner<S>>) {
         .spawn(move || loop {
             std::thread::sleep(Duration::from_secs(1));
             let Some(log) = log.upgrade() else { return };
-            let lsn = *log.appended.lock();
+            let lsn = log.appended.lock().lsn;
             // An error here resurfaces on the next explicit sync or Always write.
             let _ = log.sync_to(lsn);
         });
@@ -146,6 +183,7 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
         apply: &mut dyn FnMut(&[u8]) -> Result<(), PersistError>,
     ) -> Result<RecoveryReport, PersistError> {
         let log = &self.inner;
+        log.fingerprint.store(fingerprint, Ordering::Relaxed);
         let bytes = log.storage.read_all().map_err(|e| log.io("reading", e))?;
         let mut report = RecoveryReport::default();
         if bytes.is_empty() {
@@ -154,6 +192,7 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
                 .map_err(|e| log.io("writing the header of", e))?;
             log.storage.sync().map_err(|e| log.io("syncing", e))?;
             log.bytes.store(frame::HEADER_LEN as u64, Ordering::Relaxed);
+            log.base.store(frame::HEADER_LEN as u64, Ordering::Relaxed);
             return Ok(report);
         }
         let path = log.name.clone();
@@ -197,8 +236,9 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
             report.bytes_discarded = (body.len() - valid) as u64;
             report.stopped_at = Some((offset, reason));
         }
-        log.bytes
-            .store((frame::HEADER_LEN + valid) as u64, Ordering::Relaxed);
+        let size = (frame::HEADER_LEN + valid) as u64;
+        log.bytes.store(size, Ordering::Relaxed);
+        log.base.store(size, Ordering::Relaxed);
         Ok(report)
     }
 
@@ -211,8 +251,11 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
             .append(&framed)
             .map_err(|e| log.io("appending to", e))?;
         log.bytes.fetch_add(framed.len() as u64, Ordering::Relaxed);
-        *appended += 1;
-        Ok(*appended)
+        if let Some(tail) = &mut appended.tail {
+            tail.extend_from_slice(&framed);
+        }
+        appended.lsn += 1;
+        Ok(appended.lsn)
     }
 
     fn wait(&self, lsn: u64) -> Result<(), PersistError> {
@@ -223,12 +266,79 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
     }
 
     fn sync(&self) -> Result<(), PersistError> {
-        let lsn = *self.inner.appended.lock();
+        let lsn = self.inner.appended.lock().lsn;
         self.inner.sync_to(lsn)
     }
 
     fn size(&self) -> u64 {
         self.inner.bytes.load(Ordering::Relaxed)
+    }
+
+    fn rewrite(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
+        let log = &self.inner;
+        let _one_rewrite = log.rewrite_lock.lock();
+        let result = log.rewrite(snapshot);
+        if result.is_err() {
+            // Try again only after the log has grown as much once more.
+            log.base
+                .store(log.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn wants_rewrite(&self) -> bool {
+        let log = &self.inner;
+        if log.growth_percent == 0 {
+            return false;
+        }
+        let size = log.bytes.load(Ordering::Relaxed);
+        let base = log.base.load(Ordering::Relaxed);
+        size >= log.min_rewrite_size
+            && size.saturating_sub(base) >= base.saturating_mul(log.growth_percent) / 100
+    }
+}
+
+impl<S: Storage> LogInner<S> {
+    /// Writes the snapshot, then the records appended meanwhile, to a
+    /// replacement and swaps it in (with appends paused only for the swap).
+    fn rewrite(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
+        let mut next = self
+            .storage
+            .begin_rewrite()
+            .map_err(|e| self.io("starting a rewrite of", e))?;
+        let fingerprint = self.fingerprint.load(Ordering::Relaxed);
+        next.append(&frame::header(fingerprint))
+            .map_err(|e| self.io("rewriting", e))?;
+        // From here every append is also kept for the replacement, so a
+        // write the snapshot misses is carried over.
+        self.appended.lock().tail = Some(Vec::new());
+        let written = self.write_snapshot(&mut next, snapshot);
+        let mut appended = self.appended.lock();
+        let tail = appended.tail.take().unwrap_or_default();
+        written?;
+        next.append(&tail).map_err(|e| self.io("rewriting", e))?;
+        let size = next.len();
+        self.storage
+            .commit_rewrite(next)
+            .map_err(|e| self.io("replacing", e))?;
+        self.bytes.store(size, Ordering::Relaxed);
+        self.base.store(size, Ordering::Relaxed);
+        // The replacement holds every record appended so far, synced.
+        self.synced.fetch_max(appended.lsn, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn write_snapshot(
+        &self,
+        next: &mut S::Rewrite,
+        snapshot: &mut Snapshot<'_>,
+    ) -> Result<(), PersistError> {
+        let mut framed = Vec::new();
+        snapshot(&mut |payload| {
+            framed.clear();
+            frame::encode(payload, &mut framed);
+            next.append(&framed).map_err(|e| self.io("rewriting", e))
+        })
     }
 }
 

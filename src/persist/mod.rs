@@ -16,19 +16,22 @@
 //! Log write failures never make the cache unusable: the write is applied in
 //! memory, and the error is returned by the next [`Cache::sync`](crate::Cache::sync).
 //!
-//! Not yet here (tracked in the project's issues): rewriting (compacting) the
-//! log, and `KvStore` persistence.
+//! The log is compacted by a rewrite ([`Cache::rewrite_log`](crate::Cache::rewrite_log),
+//! and automatically as it grows): a snapshot of the live entries replaces it
+//! atomically, and writes made meanwhile are carried over.
 
 mod file;
 mod frame;
 mod storage;
 
-pub use file::FileLog;
+pub use file::{FileLog, DEFAULT_REWRITE_MIN_SIZE, DEFAULT_REWRITE_PERCENTAGE};
 pub use frame::StopReason;
-pub use storage::{FileStorage, MemStorage, Storage};
+pub use storage::{FileRewrite, FileStorage, MemRewrite, MemStorage, RewriteTarget, Storage};
 
+use crate::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// When the log is flushed to disk, as Redis's `appendfsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +187,29 @@ pub trait WriteAheadLog: Send + Sync + 'static {
 
     /// Bytes in the log.
     fn size(&self) -> u64;
+
+    /// Replaces the log with a compact one: the records `snapshot` emits (one
+    /// insert per live entry), then every record appended while it ran, so
+    /// no write is lost. Appends go on during the rewrite. A crash at any
+    /// point must leave a log that loads (the old one or the new one).
+    ///
+    /// # Errors
+    ///
+    /// The rewrite failed; the old log is still in use and complete.
+    fn rewrite(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError>;
+
+    /// Whether the log has grown enough that the cache should rewrite it
+    /// (checked after each logged write; a rewrite then runs on a
+    /// background thread). The default never asks.
+    fn wants_rewrite(&self) -> bool {
+        false
+    }
 }
+
+/// What a rewrite calls to get the live state: it calls its argument (`emit`)
+/// once per record.
+pub type Snapshot<'a> =
+    dyn FnMut(&mut dyn FnMut(&[u8]) -> Result<(), PersistError>) -> Result<(), PersistError> + 'a;
 
 /// One logged write. Encoded with postcard; `RecordRef` encodes the same bytes
 /// from borrowed keys and values.
@@ -253,14 +278,20 @@ pub fn header_for<K, V>() -> Vec<u8> {
     frame::header(fingerprint::<K, V>()).to_vec()
 }
 
-/// The cache's handle on its log: encodes records for its own types.
+/// The cache's handle on its log: encodes records for its own types, and
+/// starts background rewrites when the log asks for one.
 pub(crate) trait Journal<K, V>: Send + Sync {
     fn encode(&self, record: RecordRef<'_, K, V>) -> Result<Vec<u8>, PersistError>;
     fn log(&self) -> &dyn WriteAheadLog;
+    /// Called after each logged write.
+    fn after_write(&self);
 }
 
 pub(crate) struct Journaled<L> {
-    pub(crate) log: L,
+    log: L,
+    /// A background rewrite is running.
+    rewriting: Arc<AtomicBool>,
+    start_rewrite: Box<dyn Fn() + Send + Sync>,
 }
 
 impl<K: Serialize, V: Serialize, L: WriteAheadLog> Journal<K, V> for Journaled<L> {
@@ -271,6 +302,44 @@ impl<K: Serialize, V: Serialize, L: WriteAheadLog> Journal<K, V> for Journaled<L
     fn log(&self) -> &dyn WriteAheadLog {
         &self.log
     }
+
+    fn after_write(&self) {
+        if self.log.wants_rewrite() && !self.rewriting.swap(true, Ordering::AcqRel) {
+            (self.start_rewrite)();
+        }
+    }
+}
+
+/// A closure that rewrites the cache's log on a background thread, holding
+/// the cache only weakly until it runs.
+fn background_rewriter<K, V, S>(
+    cache: &crate::Cache<K, V, S>,
+    rewriting: Arc<AtomicBool>,
+) -> Box<dyn Fn() + Send + Sync>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: std::hash::BuildHasher + Clone + Send + Sync + 'static,
+{
+    let weak = Arc::downgrade(&cache.inner);
+    Box::new(move || {
+        let (weak, done) = (weak.clone(), rewriting.clone());
+        let spawned = std::thread::Builder::new()
+            .name("shardcache-rewrite".into())
+            .spawn(move || {
+                if let Some(inner) = weak.upgrade() {
+                    let cache = crate::Cache { inner };
+                    let result = cache.rewrite_log();
+                    // A failure surfaces on the next `Cache::sync`.
+                    cache.keep_error(result);
+                }
+                done.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            // No thread now; the next write asks again.
+            rewriting.store(false, Ordering::Release);
+        }
+    })
 }
 
 impl<K, V, S> crate::CacheBuilder<K, V, S> {
@@ -332,7 +401,12 @@ impl<K, V, S> crate::CacheBuilder<K, V, S> {
         })?;
         report.expired = expired;
         cache.reset_stats();
-        let journal: crate::sync::Arc<dyn Journal<K, V>> = crate::sync::Arc::new(Journaled { log });
+        let rewriting = Arc::new(AtomicBool::new(false));
+        let journal: Arc<dyn Journal<K, V>> = Arc::new(Journaled {
+            log,
+            start_rewrite: background_rewriter(&cache, rewriting.clone()),
+            rewriting,
+        });
         // The cache was built just above, so the slot is empty.
         let _ = cache.inner.journal.set(journal);
         Ok((cache, report))

@@ -1,10 +1,11 @@
 //! The byte-level seam under [`FileLog`](super::FileLog): a file in
 //! production, memory with injected faults or simulated power loss in tests.
 
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, Mutex, RwLock};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where a log's bytes live. Appends are serialized by the log; `sync` may
 /// run concurrently with an append and must make durable at least every byte
@@ -20,13 +21,45 @@ pub trait Storage: Send + Sync + 'static {
     fn truncate(&self, len: u64) -> io::Result<()>;
     /// A name for error messages (a path).
     fn describe(&self) -> String;
+
+    /// A replacement being written by a rewrite (a temporary file).
+    type Rewrite: RewriteTarget;
+    /// Starts a rewrite: an empty replacement beside the current bytes,
+    /// which stay in use until [`commit_rewrite`](Self::commit_rewrite).
+    fn begin_rewrite(&self) -> io::Result<Self::Rewrite>;
+    /// Makes `next` durable and puts it in place of the current bytes, as
+    /// one atomic step (for a file: fsync, rename over, fsync the directory).
+    /// Later calls work on the replacement. An error means the current bytes
+    /// are still in use. If the swap happened but could not be made durable
+    /// (the directory sync failed), this returns `Ok` and the next
+    /// [`sync`](Self::sync) must retry it before it reports success.
+    fn commit_rewrite(&self, next: Self::Rewrite) -> io::Result<()>;
+}
+
+/// The replacement a rewrite writes into.
+pub trait RewriteTarget: Send {
+    /// Adds `bytes` at the end.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Bytes written so far.
+    fn len(&self) -> u64;
+    /// Whether nothing has been written.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A file, locked against other processes while open.
+///
+/// A rewrite goes to `<path>.rewrite` (locked too), which is fsynced and
+/// renamed over the log; the directory is fsynced before the rewrite counts
+/// as done. A crash at any point leaves either the old log or the new one at
+/// `path`, each complete; a stale `.rewrite` file is removed on open.
 #[derive(Debug)]
 pub struct FileStorage {
-    file: File,
+    file: RwLock<File>,
     path: PathBuf,
+    /// A rename whose directory entry is not known to be durable yet.
+    dir_unsynced: AtomicBool,
 }
 
 impl FileStorage {
@@ -52,16 +85,73 @@ impl FileStorage {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
+        // We hold the log's lock, so no one else is rewriting it: a leftover
+        // replacement is from a rewrite that crashed before its rename.
+        match std::fs::remove_file(rewrite_path(path)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         Ok(Self {
-            file,
+            file: RwLock::new(file),
             path: path.to_owned(),
+            dir_unsynced: AtomicBool::new(false),
         })
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(dir)?.sync_all()?;
+        self.dir_unsynced.store(false, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Where a rewrite of `path` writes before renaming.
+fn rewrite_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".rewrite");
+    PathBuf::from(name)
+}
+
+/// The temporary file a [`FileStorage`] rewrite writes; removed if dropped
+/// before it is committed.
+#[derive(Debug)]
+pub struct FileRewrite {
+    out: BufWriter<File>,
+    path: PathBuf,
+    len: u64,
+    committed: bool,
+}
+
+impl RewriteTarget for FileRewrite {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl Drop for FileRewrite {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
 impl Storage for FileStorage {
+    type Rewrite = FileRewrite;
+
     fn read_all(&self) -> io::Result<Vec<u8>> {
-        let mut f = &self.file;
+        let file = self.file.read();
+        let mut f = &*file;
         f.seek(SeekFrom::Start(0))?;
         let mut out = Vec::new();
         f.read_to_end(&mut out)?;
@@ -69,22 +159,67 @@ impl Storage for FileStorage {
     }
 
     fn append(&self, bytes: &[u8]) -> io::Result<()> {
-        let mut f = &self.file;
+        let file = self.file.read();
+        let mut f = &*file;
         f.seek(SeekFrom::End(0))?;
         f.write_all(bytes)
     }
 
     fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.read().sync_data()?;
+        if self.dir_unsynced.load(Ordering::Acquire) {
+            self.sync_dir()?;
+        }
+        Ok(())
     }
 
     fn truncate(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)?;
-        self.file.sync_all()
+        let file = self.file.read();
+        file.set_len(len)?;
+        file.sync_all()
     }
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn begin_rewrite(&self) -> io::Result<FileRewrite> {
+        let path = rewrite_path(&self.path);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        // Locked before it is renamed into place, so the log is never unlocked.
+        file.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => {
+                io::Error::new(io::ErrorKind::WouldBlock, "rewrite file locked")
+            }
+            std::fs::TryLockError::Error(e) => e,
+        })?;
+        Ok(FileRewrite {
+            out: BufWriter::with_capacity(1 << 16, file),
+            path,
+            len: 0,
+            committed: false,
+        })
+    }
+
+    fn commit_rewrite(&self, mut next: FileRewrite) -> io::Result<()> {
+        next.out.flush()?;
+        next.out.get_ref().sync_all()?;
+        let replacement = next.out.get_ref().try_clone()?;
+        let mut current = self.file.write();
+        std::fs::rename(&next.path, &self.path)?;
+        next.committed = true;
+        // The old file's handle (and its lock) go; the new one is locked already.
+        *current = replacement;
+        drop(current);
+        self.dir_unsynced.store(true, Ordering::Release);
+        // The swap is done; if the directory sync fails, the next `sync`
+        // retries it (and reports the failure to writers waiting on it).
+        let _ = self.sync_dir();
+        Ok(())
     }
 }
 
@@ -102,6 +237,9 @@ struct Mem {
     synced: usize,
     calls: u64,
     fail_after: Option<u64>,
+    /// The bytes (and their synced length) a rename replaced, until the
+    /// directory is synced: a power loss before then brings them back.
+    before_rename: Option<(Vec<u8>, usize)>,
 }
 
 impl MemStorage {
@@ -118,8 +256,14 @@ impl MemStorage {
 
     /// Simulates a power loss: keeps the synced bytes and `keep` of the
     /// unsynced ones (a torn write), drops the rest; clears injected faults.
+    /// A committed rewrite whose directory sync has not happened is undone,
+    /// as a file system may do to a rename.
     pub fn power_loss(&self, keep: usize) {
         let mut m = self.inner.lock();
+        if let Some((data, synced)) = m.before_rename.take() {
+            m.data = data;
+            m.synced = synced;
+        }
         let end = (m.synced + keep).min(m.data.len());
         m.data.truncate(end);
         m.synced = end;
@@ -153,7 +297,52 @@ impl MemStorage {
     }
 }
 
+/// The replacement a [`MemStorage`] rewrite writes (its appends count as
+/// calls for [`MemStorage::fail_after`]).
+#[derive(Debug)]
+pub struct MemRewrite {
+    data: Vec<u8>,
+    owner: MemStorage,
+}
+
+impl RewriteTarget for MemRewrite {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.owner.with(|_| ())?;
+        self.data.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.data.len() as u64
+    }
+}
+
 impl Storage for MemStorage {
+    type Rewrite = MemRewrite;
+
+    fn begin_rewrite(&self) -> io::Result<MemRewrite> {
+        self.with(|_| ())?;
+        Ok(MemRewrite {
+            data: Vec::new(),
+            owner: self.clone(),
+        })
+    }
+
+    fn commit_rewrite(&self, next: MemRewrite) -> io::Result<()> {
+        // Three steps, each of which an injected fault can stop: the
+        // replacement's fsync, the rename, the directory's fsync.
+        self.with(|_| ())?;
+        let len = next.data.len();
+        self.with(|m| {
+            let old = std::mem::replace(&mut m.data, next.data);
+            m.before_rename = Some((old, m.synced));
+            m.synced = len;
+        })?;
+        // A failed directory sync is retried by the next `sync`.
+        let _ = self.with(|m| m.before_rename = None);
+        Ok(())
+    }
+
     fn read_all(&self) -> io::Result<Vec<u8>> {
         self.with(|m| m.data.clone())
     }
@@ -161,7 +350,10 @@ impl Storage for MemStorage {
         self.with(|m| m.data.extend_from_slice(bytes))
     }
     fn sync(&self) -> io::Result<()> {
-        self.with(|m| m.synced = m.data.len())
+        self.with(|m| {
+            m.synced = m.data.len();
+            m.before_rename = None;
+        })
     }
     fn truncate(&self, len: u64) -> io::Result<()> {
         self.with(|m| {

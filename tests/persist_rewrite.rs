@@ -1,0 +1,242 @@
+//! Log rewrites (compaction): what a rewritten log loads, writes racing a
+//! rewrite, faults and power loss at every step of one, and automatic
+//! rewrites as the log grows.
+
+use shardcache::persist::{FileLog, Fsync, MemStorage, PersistError, WriteAheadLog};
+use shardcache::Cache;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn mem_cache(storage: &MemStorage, fsync: Fsync) -> Cache<u32, String> {
+    let log = FileLog::with_storage(storage.clone(), fsync).rewrite_policy(0, 0);
+    Cache::builder()
+        .max_capacity(100_000)
+        .build_persistent(log)
+        .expect("load")
+        .0
+}
+
+fn contents(cache: &Cache<u32, String>) -> BTreeMap<u32, String> {
+    cache.iter().collect()
+}
+
+#[test]
+fn a_rewrite_compacts_and_loads_the_same_entries() {
+    let storage = MemStorage::new();
+    let cache = mem_cache(&storage, Fsync::Never);
+    for round in 0..10 {
+        for k in 0..200 {
+            cache.insert(k, format!("v{k}.{round}"));
+        }
+    }
+    for k in 0..50 {
+        cache.remove(&k);
+    }
+    cache.insert_with_ttl(7, "short".into(), Duration::from_secs(3600));
+    let before = storage.len();
+    cache.rewrite_log().expect("rewrite");
+    let after = storage.len();
+    assert!(
+        after * 5 < before,
+        "rewrite should shrink the log: {before} -> {after} bytes"
+    );
+    let want = contents(&cache);
+    drop(cache);
+    let reopened = mem_cache(&storage, Fsync::Never);
+    assert_eq!(contents(&reopened), want);
+    let ttl = reopened
+        .ttl(&7)
+        .flatten()
+        .expect("the TTL survives a rewrite");
+    assert!(ttl > Duration::from_secs(3500) && ttl <= Duration::from_secs(3600));
+}
+
+#[test]
+fn writes_racing_a_rewrite_are_not_lost() {
+    let storage = MemStorage::new();
+    let cache = mem_cache(&storage, Fsync::Never);
+    for k in 0..2_000 {
+        cache.insert(k, "initial".into());
+    }
+    std::thread::scope(|s| {
+        for t in 0..3u32 {
+            let cache = cache.clone();
+            s.spawn(move || {
+                for round in 0..30 {
+                    for k in (t..2_000).step_by(3) {
+                        if (k + round) % 11 == 0 {
+                            cache.remove(&k);
+                        } else {
+                            cache.insert(k, format!("{k}.{round}"));
+                        }
+                    }
+                }
+            });
+        }
+        let cache = cache.clone();
+        s.spawn(move || {
+            for _ in 0..20 {
+                cache.rewrite_log().expect("rewrite");
+            }
+        });
+    });
+    let want = contents(&cache);
+    drop(cache);
+    assert_eq!(contents(&mem_cache(&storage, Fsync::Never)), want);
+}
+
+#[test]
+fn a_fault_at_any_step_of_a_rewrite_loses_no_acknowledged_write() {
+    // Count the storage calls one rewrite of this log makes, then fail each
+    // of them in turn (and everything after it), and lose power.
+    let calls_in_a_rewrite = 40;
+    for fail_at in 0..calls_in_a_rewrite {
+        for keep in [0usize, 5] {
+            let storage = MemStorage::new();
+            let cache = mem_cache(&storage, Fsync::Always);
+            let mut acked = BTreeMap::new();
+            for k in 0..30u32 {
+                cache.insert(k, format!("a{k}"));
+                acked.insert(k, format!("a{k}"));
+            }
+            cache.sync().expect("nothing failed yet");
+            storage.fail_after(fail_at);
+            let rewritten = cache.rewrite_log();
+            // Writes after the fault: acknowledged only if a sync succeeds.
+            for k in 0..10u32 {
+                cache.insert(k, format!("b{k}"));
+            }
+            if rewritten.is_ok() && cache.sync().is_ok() {
+                for k in 0..10u32 {
+                    acked.insert(k, format!("b{k}"));
+                }
+            }
+            storage.power_loss(keep);
+            drop(cache);
+            let reopened = mem_cache(&storage, Fsync::Always);
+            for (k, v) in &acked {
+                let got = reopened.get(k);
+                // An unacknowledged overwrite may or may not have landed.
+                let also_ok = got.as_deref() == Some(&format!("b{k}")[..]);
+                assert!(
+                    got.as_ref() == Some(v) || also_ok,
+                    "fault at call {fail_at}, keep {keep}: key {k} is {got:?}, acknowledged {v}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_power_loss_before_the_directory_sync_keeps_the_old_log() {
+    let storage = MemStorage::new();
+    let cache = mem_cache(&storage, Fsync::Always);
+    for k in 0..20u32 {
+        cache.insert(k, format!("v{k}"));
+    }
+    let old = storage.len();
+    // begin (1), header (2), 20 records (22), tail (23), fsync (24), rename (25):
+    // the directory sync, 26th, fails.
+    storage.fail_after(25);
+    cache
+        .rewrite_log()
+        .expect("the swap happened; the directory sync is retried later");
+    storage.power_loss(0);
+    assert_eq!(storage.len(), old, "the rename was undone with the power");
+    drop(cache);
+    assert_eq!(mem_cache(&storage, Fsync::Always).len(), 20);
+}
+
+#[test]
+fn file_rewrite_keeps_the_lock_and_the_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.log");
+    let log = FileLog::open(&path, Fsync::Always).expect("open");
+    let (cache, _) = Cache::<u32, u32>::builder()
+        .max_capacity(1_000)
+        .build_persistent(log)
+        .expect("load");
+    for round in 0..20 {
+        for k in 0..100 {
+            cache.insert(k, k + round);
+        }
+    }
+    let before = std::fs::metadata(&path).expect("stat").len();
+    cache.rewrite_log().expect("rewrite");
+    let after = std::fs::metadata(&path).expect("stat").len();
+    assert!(after * 10 < before, "{before} -> {after}");
+    assert!(
+        matches!(
+            FileLog::open(&path, Fsync::Always),
+            Err(PersistError::Locked { .. })
+        ),
+        "the rewritten log is still locked"
+    );
+    assert!(!dir.path().join("c.log.rewrite").exists());
+    cache.insert(1000, 1);
+    drop(cache);
+    // A stale replacement from a crashed rewrite is ignored and removed.
+    std::fs::write(dir.path().join("c.log.rewrite"), b"half a rewrite").expect("write");
+    let log = FileLog::open(&path, Fsync::Always).expect("reopen");
+    assert!(!dir.path().join("c.log.rewrite").exists());
+    let (cache, report) = Cache::<u32, u32>::builder()
+        .max_capacity(1_000)
+        .build_persistent(log)
+        .expect("load");
+    assert_eq!(report.records, 101);
+    assert_eq!(cache.get(&5), Some(5 + 19));
+    assert_eq!(cache.get(&1000), Some(1));
+}
+
+#[test]
+fn the_log_is_rewritten_automatically_as_it_grows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("auto.log");
+    let log = FileLog::open(&path, Fsync::Never).expect("open");
+    let log = log.rewrite_policy(100, 16 << 10);
+    let (cache, _) = Cache::<u32, u64>::builder()
+        .max_capacity(1_000)
+        .build_persistent(log)
+        .expect("load");
+    let mut peak = 0;
+    for i in 0..50_000u64 {
+        cache.insert((i % 100) as u32, i);
+        peak = peak.max(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0));
+    }
+    // The background rewrite runs on its own thread: wait for it to land.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut size = u64::MAX;
+    while Instant::now() < deadline {
+        cache.insert(0, 49_900);
+        size = std::fs::metadata(&path).expect("stat").len();
+        if size < 64 << 10 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // 50k records of ~12 bytes would be ~600 KB without rewrites.
+    assert!(size < 64 << 10, "log is {size} bytes, peak {peak}");
+    cache.sync().expect("no rewrite failed");
+    let want: BTreeMap<u32, u64> = cache.iter().collect();
+    drop(cache);
+    // A rewrite thread may still hold the log for a moment.
+    let log = loop {
+        match FileLog::open(&path, Fsync::Never) {
+            Err(PersistError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            other => break other.expect("reopen"),
+        }
+    };
+    let (cache, _) = Cache::<u32, u64>::builder()
+        .max_capacity(1_000)
+        .build_persistent(log)
+        .expect("load");
+    assert_eq!(cache.iter().collect::<BTreeMap<_, _>>(), want);
+}
+
+#[test]
+fn logs_that_never_ask_are_not_rewritten() {
+    let log = FileLog::with_storage(MemStorage::new(), Fsync::Never).rewrite_policy(0, 0);
+    assert!(!log.wants_rewrite());
+}
