@@ -49,6 +49,7 @@ pub use stats::KvStats;
 pub use strings::{GetExOption, SetCondition, SetOptions, SetOutcome};
 
 use crate::stats::{Counter, StatsCounters};
+use crate::persist::{PersistError, RecoveryReport, WriteAheadLog};
 use crate::{BuildError, Cache, Clock, Policy};
 use bytes::Bytes;
 use std::fmt;
@@ -283,6 +284,46 @@ impl KvStoreBuilder {
     ///
     /// [`BuildError`] for a zero `max_memory` or a bad shard count.
     pub fn build(self) -> Result<KvStore, BuildError> {
+        let max_memory = self.max_memory.unwrap_or(0);
+        Ok(KvStore::from_cache(self.cache_builder().build()?, max_memory))
+    }
+
+    /// Builds the store on an append-only log, like Redis with
+    /// `appendonly yes`: the log is replayed first (keys whose expiry passed
+    /// while the process was down are not loaded), then every write is
+    /// logged. See [`persist`](crate::persist) for what is logged and how
+    /// the log is compacted.
+    ///
+    /// ```
+    /// use shardcache::kv::KvStore;
+    /// use shardcache::persist::{FileLog, Fsync};
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("kv.aof");
+    /// {
+    ///     let (store, _) = KvStore::builder().build_persistent(FileLog::open(&path, Fsync::Always)?)?;
+    ///     store.execute(&["SET", "session:42", "ada", "EX", "3600"]);
+    /// }
+    /// let (store, report) = KvStore::builder().build_persistent(FileLog::open(&path, Fsync::Always)?)?;
+    /// assert_eq!(store.get("session:42").as_deref(), Some(&b"ada"[..]));
+    /// assert!(store.ttl("session:42") > 3590);
+    /// assert_eq!(report.records, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), or a log that cannot be loaded (see
+    /// [`CacheBuilder::build_persistent`](crate::CacheBuilder::build_persistent)).
+    pub fn build_persistent<L: WriteAheadLog>(
+        self,
+        log: L,
+    ) -> Result<(KvStore, RecoveryReport), PersistError> {
+        let max_memory = self.max_memory.unwrap_or(0);
+        let (cache, report) = self.cache_builder().build_persistent(log)?;
+        Ok((KvStore::from_cache(cache, max_memory), report))
+    }
+
+    fn cache_builder(self) -> crate::CacheBuilder<String, Bytes> {
         let mut b = Cache::<String, Bytes>::builder()
             .weigher(|k: &String, v: &Bytes| weigh(k.len(), v.len()))
             .policy(self.policy.unwrap_or_default());
@@ -295,10 +336,7 @@ impl KvStoreBuilder {
         if let Some(n) = self.shards {
             b = b.shards(n);
         }
-        Ok(KvStore::from_cache(
-            b.build()?,
-            self.max_memory.unwrap_or(0),
-        ))
+        b
     }
 }
 

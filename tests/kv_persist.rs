@@ -1,0 +1,154 @@
+//! `KvStore` on an append-only log: what every write command leaves behind
+//! survives a reopen (and a rewrite), with TTLs counted on the wall clock.
+
+use proptest::prelude::*;
+use shardcache::kv::{KvStore, Reply};
+use shardcache::persist::{FileLog, Fsync, MemStorage};
+use shardcache::MockClock;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn open(storage: &MemStorage, clock: &MockClock) -> KvStore {
+    KvStore::builder()
+        .clock(clock.clone())
+        .build_persistent(FileLog::with_storage(storage.clone(), Fsync::Always))
+        .expect("load")
+        .0
+}
+
+/// Every key with its value and its PTTL.
+fn dump(store: &KvStore) -> BTreeMap<Vec<u8>, (Reply, Reply)> {
+    let Reply::Array(keys) = store.execute(&["KEYS", "*"]) else {
+        panic!("KEYS returns an array");
+    };
+    keys.into_iter()
+        .map(|k| {
+            let Reply::Bulk(k) = k else {
+                panic!("keys are bulk strings")
+            };
+            let value = store.execute(&[&b"GET"[..], &k]);
+            let pttl = store.execute(&[&b"PTTL"[..], &k]);
+            (k.to_vec(), (value, pttl))
+        })
+        .collect()
+}
+
+#[test]
+fn every_write_command_survives_a_reopen() {
+    let storage = MemStorage::new();
+    let clock = MockClock::new();
+    let store = open(&storage, &clock);
+    let script: &[&[&str]] = &[
+        &["SET", "plain", "v"],
+        &["SET", "ex", "v", "EX", "100"],
+        &["SET", "px", "v", "PX", "5500"],
+        &["SETEX", "setex", "50", "v"],
+        &["SET", "gone", "v", "EX", "1"],
+        &["MSET", "m1", "a", "m2", "b"],
+        &["MSETNX", "n1", "x", "n2", "y"],
+        &["INCR", "counter"],
+        &["INCRBY", "counter", "41"],
+        &["INCRBYFLOAT", "float", "1.5"],
+        &["APPEND", "plain", "++"],
+        &["EXPIRE", "m1", "30"],
+        &["SET", "keep", "v", "EX", "70"],
+        &["SET", "keep", "w", "KEEPTTL"],
+        &["PERSIST", "ex"],
+        &["SET", "deleted", "v"],
+        &["DEL", "deleted"],
+        &["SET", "getdel", "v"],
+        &["GETDEL", "getdel"],
+        &["SET", "getex", "v"],
+        &["GETEX", "getex", "PX", "9000"],
+        &["GETSET", "m2", "c"],
+        &["SET", "perm:a", "1"],
+        &["SET", "perm:b", "1"],
+    ];
+    for cmd in script {
+        let reply = store.execute(cmd);
+        assert!(!matches!(reply, Reply::Error(_)), "{cmd:?}: {reply:?}");
+    }
+    store.namespace("perm:").execute(&["FLUSHDB"]);
+    clock.advance(Duration::from_millis(1500));
+    let want = dump(&store);
+    assert!(want.contains_key(&b"plain"[..]) && !want.contains_key(&b"gone"[..]));
+    drop(store);
+    let reopened = open(&storage, &clock);
+    assert_eq!(dump(&reopened), want);
+    assert_eq!(reopened.get("counter").as_deref(), Some(&b"42"[..]));
+    // The TTLs keep running on the wall clock across the restart.
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(reopened.execute(&["EXISTS", "px"]), Reply::Integer(0));
+    drop(reopened);
+    assert_eq!(open(&storage, &clock).execute(&["EXISTS", "px"]), Reply::Integer(0));
+}
+
+#[test]
+fn a_rewritten_kv_log_loads_the_same_keyspace() {
+    let storage = MemStorage::new();
+    let clock = MockClock::new();
+    let store = open(&storage, &clock);
+    for i in 0..500 {
+        store.execute(&["INCR", &format!("hits:{}", i % 20)]);
+        store.execute(&["SET", &format!("s:{}", i % 50), &i.to_string(), "EX", "600"]);
+    }
+    let before = storage.len();
+    store.cache().rewrite_log().expect("rewrite");
+    assert!(storage.len() * 5 < before);
+    let want = dump(&store);
+    drop(store);
+    assert_eq!(dump(&open(&storage, &clock)), want);
+}
+
+fn command() -> impl Strategy<Value = Vec<String>> {
+    let key = (0..6u8).prop_map(|k| format!("k{k}"));
+    let val = "[a-c0-9]{0,3}";
+    prop_oneof![
+        (key.clone(), val).prop_map(|(k, v)| vec!["SET".into(), k, v]),
+        (key.clone(), val, 1..20u32)
+            .prop_map(|(k, v, s)| vec!["SET".into(), k, v, "EX".into(), s.to_string()]),
+        (key.clone(), val).prop_map(|(k, v)| vec!["APPEND".into(), k, v]),
+        key.clone().prop_map(|k| vec!["INCR".into(), k]),
+        key.clone().prop_map(|k| vec!["DEL".into(), k]),
+        key.clone().prop_map(|k| vec!["PERSIST".into(), k]),
+        (key.clone(), 0..20i32).prop_map(|(k, s)| vec!["EXPIRE".into(), k, s.to_string()]),
+        (key, 1..5000u32).prop_map(|(k, ms)| vec!["GETEX".into(), k, "PX".into(), ms.to_string()]),
+        Just(vec!["FLUSHDB".into()]),
+        (0..3000u64).prop_map(|ms| vec!["#advance".into(), ms.to_string()]),
+        Just(vec!["#rewrite".into()]),
+        Just(vec!["#reopen".into()]),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Any command sequence, with reopens and rewrites anywhere in it, ends
+    /// in the same keyspace as the same sequence on a store that never
+    /// restarted.
+    #[test]
+    fn reopening_anywhere_changes_nothing(cmds in proptest::collection::vec(command(), 1..60)) {
+        let storage = MemStorage::new();
+        let clock = MockClock::new();
+        let mut store = open(&storage, &clock);
+        let reference = KvStore::builder().clock(clock.clone()).build().expect("build");
+        for cmd in &cmds {
+            match cmd[0].as_str() {
+                "#advance" => clock.advance(Duration::from_millis(cmd[1].parse().expect("ms"))),
+                "#rewrite" => store.cache().rewrite_log().expect("rewrite"),
+                "#reopen" => {
+                    drop(store);
+                    store = open(&storage, &clock);
+                }
+                _ => {
+                    let got = store.execute(cmd);
+                    let want = reference.execute(cmd);
+                    prop_assert_eq!(got, want, "{:?}", cmd);
+                }
+            }
+        }
+        prop_assert_eq!(dump(&store), dump(&reference));
+        drop(store);
+        prop_assert_eq!(dump(&open(&storage, &clock)), dump(&reference));
+    }
+}
