@@ -69,9 +69,11 @@ impl FileStorage {
     ///
     /// `WouldBlock` when another process holds the lock, or the I/O error.
     pub fn open(path: &Path) -> io::Result<Self> {
+        // O_APPEND: every write lands at the end without a seek (one
+        // syscall per record).
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .append(true)
             .create(true)
             .truncate(false)
             .open(path)?;
@@ -161,7 +163,6 @@ impl Storage for FileStorage {
     fn append(&self, bytes: &[u8]) -> io::Result<()> {
         let file = self.file.read();
         let mut f = &*file;
-        f.seek(SeekFrom::End(0))?;
         f.write_all(bytes)
     }
 
@@ -185,10 +186,15 @@ impl Storage for FileStorage {
 
     fn begin_rewrite(&self) -> io::Result<FileRewrite> {
         let path = rewrite_path(&self.path);
+        // A leftover from a failed rewrite goes first; O_APPEND, as the log.
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
+            .read(true)
+            .append(true)
+            .create_new(true)
             .open(&path)?;
         // Locked before it is renamed into place, so the log is never unlocked.
         file.try_lock().map_err(|e| match e {
