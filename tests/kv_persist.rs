@@ -80,7 +80,10 @@ fn every_write_command_survives_a_reopen() {
     clock.advance(Duration::from_secs(4));
     assert_eq!(reopened.execute(&["EXISTS", "px"]), Reply::Integer(0));
     drop(reopened);
-    assert_eq!(open(&storage, &clock).execute(&["EXISTS", "px"]), Reply::Integer(0));
+    assert_eq!(
+        open(&storage, &clock).execute(&["EXISTS", "px"]),
+        Reply::Integer(0)
+    );
 }
 
 #[test]
@@ -105,8 +108,13 @@ fn command() -> impl Strategy<Value = Vec<String>> {
     let val = "[a-c0-9]{0,3}";
     prop_oneof![
         (key.clone(), val).prop_map(|(k, v)| vec!["SET".into(), k, v]),
-        (key.clone(), val, 1..20u32)
-            .prop_map(|(k, v, s)| vec!["SET".into(), k, v, "EX".into(), s.to_string()]),
+        (key.clone(), val, 1..20u32).prop_map(|(k, v, s)| vec![
+            "SET".into(),
+            k,
+            v,
+            "EX".into(),
+            s.to_string()
+        ]),
         (key.clone(), val).prop_map(|(k, v)| vec!["APPEND".into(), k, v]),
         key.clone().prop_map(|k| vec!["INCR".into(), k]),
         key.clone().prop_map(|k| vec!["DEL".into(), k]),

@@ -48,8 +48,8 @@ pub use reply::Reply;
 pub use stats::KvStats;
 pub use strings::{GetExOption, SetCondition, SetOptions, SetOutcome};
 
-use crate::stats::{Counter, StatsCounters};
 use crate::persist::{PersistError, RecoveryReport, WriteAheadLog};
+use crate::stats::{Counter, StatsCounters};
 use crate::{BuildError, Cache, Clock, Policy};
 use bytes::Bytes;
 use std::fmt;
@@ -285,7 +285,10 @@ impl KvStoreBuilder {
     /// [`BuildError`] for a zero `max_memory` or a bad shard count.
     pub fn build(self) -> Result<KvStore, BuildError> {
         let max_memory = self.max_memory.unwrap_or(0);
-        Ok(KvStore::from_cache(self.cache_builder().build()?, max_memory))
+        Ok(KvStore::from_cache(
+            self.cache_builder().build()?,
+            max_memory,
+        ))
     }
 
     /// Builds the store on an append-only log, like Redis with
