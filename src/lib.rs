@@ -88,6 +88,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adapters;
 mod builder;
 mod cache;
 mod clock;
@@ -108,6 +109,7 @@ mod stats;
 mod sync;
 mod weigher;
 
+pub use adapters::{PermissionCache, PermissionKey, RateLimiter, SessionStore};
 pub use builder::{CacheBuilder, MAX_TTL_DAYS};
 pub use cache::{Cache, Iter};
 pub use clock::{Clock, MockClock, SystemClock};
