@@ -38,6 +38,10 @@ use std::time::Duration;
 /// The default number of keys tracked: one million.
 pub const DEFAULT_MAX_KEYS: u64 = 1_000_000;
 
+/// The longest refill time or window, in nanoseconds: far from overflowing
+/// any deadline arithmetic.
+const MAX_NANOS: u64 = crate::MAX_TTL_DAYS * 86_400 * 1_000_000_000;
+
 /// The answer to a rate-limit check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -66,6 +70,10 @@ pub enum RateLimitError {
         /// The burst or window limit.
         limit: u32,
     },
+    /// A refill time (`burst` × the time per token) or window over
+    /// [`MAX_TTL_DAYS`](crate::MAX_TTL_DAYS) days.
+    #[error("{0} must be at most {max} days", max = crate::MAX_TTL_DAYS)]
+    TooLong(&'static str),
     /// `max_keys(0)`.
     #[error(transparent)]
     Build(#[from] crate::BuildError),
@@ -147,6 +155,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiterBuilder<K> {
             return Err(RateLimitError::Zero("per"));
         }
         let t = (super::nanos(per) / u64::from(rate)).max(1);
+        if t.saturating_mul(u64::from(burst)) > MAX_NANOS {
+            return Err(RateLimitError::TooLong("the time to refill the burst"));
+        }
         self.build(Algorithm::Gcra { t, burst })
     }
 
@@ -166,6 +177,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiterBuilder<K> {
             return Err(RateLimitError::Zero("window"));
         }
         let window = super::nanos(window);
+        if window > MAX_NANOS {
+            return Err(RateLimitError::TooLong("window"));
+        }
         self.build(Algorithm::Window { limit, window })
     }
 
