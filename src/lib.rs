@@ -77,6 +77,11 @@
 //!   returning RESP-shaped replies with Redis's error texts.
 //! * [`persist`]: an append-only log ([`persist::FileLog`]) so a cache
 //!   survives restarts, via [`CacheBuilder::build_persistent`].
+//! * [`adapters`]: the jobs services bring. [`PermissionCache`] (one load
+//!   per cold key, revocation per subject or resource without a scan),
+//!   [`SessionStore`] (random ids, absolute and idle timeouts, survives
+//!   restarts) and [`RateLimiter`] (token bucket or exact sliding window,
+//!   exact under concurrency).
 //!
 //! ## Features and MSRV
 //!
