@@ -143,20 +143,25 @@ where
     /// Stores a loaded value (before unregistering, so a newcomer sees either
     /// the flight or the value) and wakes the waiters.
     ///
-    /// `store` puts the value in the cache; when it declines (returns false,
+    /// `store` puts the value in the cache. When it declines (returns `None`,
     /// e.g. the entry was invalidated while it loaded), the waiters are woken
-    /// to load again rather than handed the value.
-    fn finish(mut self, result: Result<V, ErrBox>, store: impl FnOnce(K, V) -> bool) {
+    /// to load again rather than handed the value. What it returns otherwise
+    /// (e.g. a lock guard) is held until the waiters have been handed the
+    /// value, so that nothing ordered by it can come between.
+    fn finish<G>(mut self, result: Result<V, ErrBox>, store: impl FnOnce(K, V) -> Option<G>) {
         let mut end = None;
+        let mut held = None;
         if let Some(key) = self.key.take() {
             if let Ok(v) = &result {
-                if !store(key.clone(), v.clone()) {
-                    end = Some(State::Abandoned);
+                match store(key.clone(), v.clone()) {
+                    Some(g) => held = Some(g),
+                    None => end = Some(State::Abandoned),
                 }
             }
             self.unregister(&key);
         }
         self.flight.land(end.unwrap_or(State::Done(result)));
+        drop(held);
     }
 }
 
@@ -247,19 +252,20 @@ where
         }
         self.load_with_store(key, init, |k, v| {
             self.insert(k, v);
-            true
+            Some(())
         })
     }
 
     /// The miss path of [`try_get_or_insert_with`](Self::try_get_or_insert_with)
     /// (the caller has already missed with `get`), with the leader storing its
     /// value through `store`. For adapters that insert with their own TTL or
-    /// bookkeeping; `store` returning false makes the waiters load again.
-    pub(crate) fn load_with_store<E>(
+    /// bookkeeping; `store` returning `None` makes the waiters load again,
+    /// and what it returns otherwise is held until they have the value.
+    pub(crate) fn load_with_store<E, G>(
         &self,
         key: K,
         init: impl FnOnce() -> Result<V, E>,
-        store: impl FnOnce(K, V) -> bool,
+        store: impl FnOnce(K, V) -> Option<G>,
     ) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
@@ -314,17 +320,17 @@ where
         }
         self.load_with_store_async(key, init, |k, v| {
             self.insert(k, v);
-            true
+            Some(())
         })
         .await
     }
 
     /// The async form of [`load_with_store`](Self::load_with_store).
-    pub(crate) async fn load_with_store_async<E, F>(
+    pub(crate) async fn load_with_store_async<E, F, G>(
         &self,
         key: K,
         init: F,
-        store: impl FnOnce(K, V) -> bool,
+        store: impl FnOnce(K, V) -> Option<G>,
     ) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
@@ -353,10 +359,10 @@ where
 }
 
 /// Lands the leader's flight with the loader's result and returns it.
-fn lead<K, V, S, E>(
+fn lead<K, V, S, E, G>(
     guard: LoadGuard<'_, K, V, S>,
     result: Result<V, E>,
-    store: impl FnOnce(K, V) -> bool,
+    store: impl FnOnce(K, V) -> Option<G>,
 ) -> Result<V, Arc<E>>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,

@@ -157,7 +157,7 @@ fn no_check_sees_a_decision_older_than_a_completed_invalidation() {
     let db_version = Arc::new(AtomicU64::new(0));
     let invalidated = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = (0..3)
+    let readers: Vec<_> = (0..4)
         .map(|t| {
             let (perms, db, inv, stop) = (
                 perms.clone(),
@@ -169,9 +169,14 @@ fn no_check_sees_a_decision_older_than_a_completed_invalidation() {
                 let mut i = t;
                 while !stop.load(Ordering::SeqCst) {
                     i += 1;
-                    let user = if i % 2 == 0 { "hot" } else { "other" };
+                    // Few hot keys, so that checks often join a load in flight.
+                    let (user, doc) = if i % 2 == 0 {
+                        ("hot", i % 3)
+                    } else {
+                        ("other", i % 40)
+                    };
                     let floor = inv.load(Ordering::SeqCst);
-                    let seen = perms.check(&key(user, (i % 40) as u32, "read"), || {
+                    let seen = perms.check(&key(user, doc as u32, "read"), || {
                         let v = db.load(Ordering::SeqCst);
                         thread::yield_now();
                         v
@@ -186,7 +191,7 @@ fn no_check_sees_a_decision_older_than_a_completed_invalidation() {
             })
         })
         .collect();
-    for _ in 0..2_000 {
+    for _ in 0..5_000 {
         let v = db_version.fetch_add(1, Ordering::SeqCst) + 1;
         perms.invalidate_subject("hot");
         invalidated.store(v, Ordering::SeqCst);

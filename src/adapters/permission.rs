@@ -11,7 +11,10 @@
 //! remembered in a bounded ring, and a load whose key was invalidated since
 //! its epoch is returned to its caller but not cached (its waiters load
 //! again). If the ring has overflowed since the load began, the load is not
-//! cached either: losing history only costs a cache miss.
+//! cached either: losing history only costs a cache miss. The mutex is held
+//! from caching a load until its waiters have been handed the decision, so a
+//! check that begins after an invalidation has returned never receives a
+//! decision loaded before it, from the cache or from a load in flight.
 //!
 //! The index stays bounded by the cache: entries that leave by eviction,
 //! expiry or removal are reported by the cache's eviction listener into a
@@ -26,7 +29,7 @@ use crate::clock::Clock;
 use crate::error::BuildError;
 use crate::listener::RemovalCause;
 use crate::{Cache, Policy};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::fmt;
@@ -467,7 +470,7 @@ impl<D: Clone + Send + Sync + 'static> PermissionCache<D> {
     /// TTL rules as a load.
     pub fn insert(&self, key: PermissionKey, decision: D) {
         let since = self.inner.epoch.load(Ordering::SeqCst);
-        self.inner.store(key, Stamped { decision, stamp: 0 }, since);
+        drop(self.inner.store(key, Stamped { decision, stamp: 0 }, since));
     }
 
     /// Drops the decision for one key. Returns whether one was cached.
@@ -598,12 +601,19 @@ impl<D: Clone + Send + Sync + 'static> Inner<D> {
     }
 
     /// Caches a loaded decision unless an invalidation since epoch `since`
-    /// matched its key. Returns whether it was cached.
-    fn store(&self, key: PermissionKey, value: Stamped<D>, since: u64) -> bool {
+    /// matched its key. Returns the index lock when it was cached: the
+    /// loader holds it until the load's waiters have the decision, so no
+    /// invalidation can run between caching it and handing it out.
+    fn store(
+        &self,
+        key: PermissionKey,
+        value: Stamped<D>,
+        since: u64,
+    ) -> Option<MutexGuard<'_, Index>> {
         let mut index = self.index.lock();
         index.drain(&self.graveyard);
         if index.invalidated_since(&key, since, self.epoch.load(Ordering::SeqCst)) {
-            return false;
+            return None;
         }
         let ttl = match &self.negative {
             Some((ttl, is_negative)) if is_negative(&value.decision) => *ttl,
@@ -621,7 +631,7 @@ impl<D: Clone + Send + Sync + 'static> Inner<D> {
         );
         // An insert can evict (even the new entry): forget what left.
         index.drain(&self.graveyard);
-        true
+        Some(index)
     }
 
     /// Records an invalidation, takes the matching keys out of the index and
