@@ -272,3 +272,22 @@ fn stats_count_hits_and_misses() {
     assert_eq!((s.hits, s.misses, s.loads), (9, 1, 1));
     assert!((s.hit_ratio() - 0.9).abs() < 1e-9);
 }
+
+#[test]
+fn async_errors_are_shared_and_not_cached() {
+    let perms: PermissionCache<bool> = PermissionCache::new();
+    let k = key("u1", 1, "read");
+    futures::executor::block_on(async {
+        let err = perms
+            .try_check_async(&k, async { Err::<bool, _>("down") })
+            .await
+            .unwrap_err();
+        assert_eq!(*err, "down");
+        assert_eq!(perms.get(&k), None);
+        let ok = perms
+            .try_check_async(&k, async { Ok::<_, &str>(true) })
+            .await;
+        assert_eq!(ok, Ok(true));
+        assert_eq!(perms.get(&k), Some(true));
+    });
+}

@@ -182,3 +182,30 @@ fn bad_input_is_an_error_not_a_panic() {
     assert!(slow.check_n("k", 87_600).unwrap().allowed);
     assert!(!slow.check("k").allowed);
 }
+
+/// Time moving while 8 threads check: the total admitted never exceeds the
+/// burst plus what the elapsed time refilled.
+#[test]
+fn token_bucket_stays_exact_while_the_clock_moves() {
+    let clock = MockClock::new();
+    let limiter: RateLimiter = RateLimiter::builder()
+        .clock(clock.clone())
+        .token_bucket(1_000, Duration::from_secs(1), 50) // a token per ms
+        .unwrap();
+    let ticker = {
+        let clock = clock.clone();
+        thread::spawn(move || {
+            for _ in 0..200 {
+                clock.advance(Duration::from_millis(1));
+                thread::yield_now();
+            }
+        })
+    };
+    let admitted = hammer(&limiter, "k", 5_000);
+    ticker.join().unwrap();
+    assert!(admitted <= 50 + 200, "admitted {admitted}");
+    // With the clock stopped, what is left never takes the total past the bound.
+    let rest = hammer(&limiter, "k", 100);
+    assert!(admitted + rest <= 50 + 200, "{admitted} + {rest}");
+    assert!(admitted + rest >= 50, "{admitted} + {rest}");
+}

@@ -369,7 +369,8 @@ impl<D: Clone + Send + Sync + 'static> PermissionCache<D> {
 
     /// The decision for `key`, running `load` on a miss. However many
     /// callers miss the same key at once, one `load` runs and the others
-    /// wait for its decision.
+    /// wait for its decision. If `load` panics, the panic reaches this caller
+    /// and one of the waiting callers runs its own load instead.
     pub fn check(&self, key: &PermissionKey, load: impl FnOnce() -> D) -> D {
         match self.try_check(key, || Ok::<D, Infallible>(load())) {
             Ok(d) => d,
