@@ -151,13 +151,15 @@ where
     fn finish<G>(mut self, result: Result<V, ErrBox>, store: impl FnOnce(K, V) -> Option<G>) {
         let mut end = None;
         let mut held = None;
-        if let Some(key) = self.key.take() {
-            if let Ok(v) = &result {
-                match store(key.clone(), v.clone()) {
-                    Some(g) => held = Some(g),
-                    None => end = Some(State::Abandoned),
-                }
+        // The key stays in the guard while `store` runs: if it panics, the
+        // guard's drop still unregisters the flight and wakes the waiters.
+        if let (Some(key), Ok(v)) = (&self.key, &result) {
+            match store(key.clone(), v.clone()) {
+                Some(g) => held = Some(g),
+                None => end = Some(State::Abandoned),
             }
+        }
+        if let Some(key) = self.key.take() {
             self.unregister(&key);
         }
         self.flight.land(end.unwrap_or(State::Done(result)));

@@ -291,3 +291,22 @@ fn async_errors_are_shared_and_not_cached() {
         assert_eq!(perms.get(&k), Some(true));
     });
 }
+
+/// A panicking `negative_ttl` predicate reaches the loading caller, and
+/// neither wedges the key nor the index: the next check loads again.
+#[test]
+fn a_panic_while_storing_does_not_wedge_the_key() {
+    let perms: PermissionCache<u8> = PermissionCache::builder()
+        .negative_ttl(Duration::from_secs(1), |d| {
+            assert!(*d != 13, "unlucky decision");
+            false
+        })
+        .build()
+        .unwrap();
+    let k = key("u", 1, "read");
+    let p = perms.clone();
+    let k2 = k.clone();
+    assert!(thread::spawn(move || p.check(&k2, || 13)).join().is_err());
+    assert_eq!(perms.check(&k, || 1), 1);
+    perms.validate_index().unwrap();
+}

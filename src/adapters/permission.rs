@@ -611,15 +611,16 @@ impl<D: Clone + Send + Sync + 'static> Inner<D> {
         value: Stamped<D>,
         since: u64,
     ) -> Option<MutexGuard<'_, Index>> {
+        // The user's predicate runs before the lock is taken.
+        let ttl = match &self.negative {
+            Some((ttl, is_negative)) if is_negative(&value.decision) => *ttl,
+            _ => self.ttl,
+        };
         let mut index = self.index.lock();
         index.drain(&self.graveyard);
         if index.invalidated_since(&key, since, self.epoch.load(Ordering::SeqCst)) {
             return None;
         }
-        let ttl = match &self.negative {
-            Some((ttl, is_negative)) if is_negative(&value.decision) => *ttl,
-            _ => self.ttl,
-        };
         let stamp = self.next_stamp.fetch_add(1, Ordering::Relaxed);
         index.register(&key, stamp);
         self.cache.insert_with_ttl(
