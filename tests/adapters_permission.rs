@@ -310,3 +310,26 @@ fn a_panic_while_storing_does_not_wedge_the_key() {
     assert_eq!(perms.check(&k, || 1), 1);
     perms.validate_index().unwrap();
 }
+
+#[test]
+fn keys_compare_by_their_parts_not_their_concatenation() {
+    let a = PermissionKey::new("ab", "c", "1", "read");
+    let b = PermissionKey::new("a", "bc", "1", "read");
+    assert_ne!(a, b);
+    assert_eq!(a, PermissionKey::new(String::from("ab"), "c", "1", "read"));
+    assert_eq!(
+        (b.subject(), b.resource(), b.action()),
+        ("a", ("bc", "1"), "read")
+    );
+    let empty = PermissionKey::new("", "", "", "");
+    assert_eq!(
+        (empty.subject(), empty.resource(), empty.action()),
+        ("", ("", ""), "")
+    );
+    assert_eq!(format!("{a:?}"), "perm:c:1:ab:read");
+    let perms: PermissionCache<u8> = PermissionCache::new();
+    perms.check(&a, || 1);
+    perms.check(&b, || 2);
+    assert_eq!(perms.invalidate_subject("a"), 1);
+    assert_eq!(perms.get(&a), Some(1));
+}

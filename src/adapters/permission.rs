@@ -49,7 +49,7 @@ pub const DEFAULT_CAPACITY: u64 = 100_000;
 const RECENT_INVALIDATIONS: usize = 1024;
 
 /// What a decision is about: `subject` may do `action` on the resource
-/// (`resource_kind`, `resource_id`). Cloning is cheap (four `Arc<str>`).
+/// (`resource_kind`, `resource_id`). Cloning is cheap (one `Arc<str>`).
 ///
 /// ```
 /// use shardcache::PermissionKey;
@@ -59,70 +59,77 @@ const RECENT_INVALIDATIONS: usize = 1024;
 /// assert_eq!(key.action(), "read");
 /// ```
 ///
-/// The key's hash is computed once, when it is built (with a per-process
-/// random seed, so crafted ids cannot force collisions): a check hashes one
-/// `u64`, not four strings. Reuse keys where you can.
+/// Building a key makes one allocation (the four parts side by side) and
+/// computes its hash once, with a per-process random seed so that crafted
+/// ids cannot force collisions: a check then hashes one `u64` and compares
+/// one string, not four.
 #[derive(Clone)]
 pub struct PermissionKey {
     hash: u64,
-    subject: Arc<str>,
-    resource_kind: Arc<str>,
-    resource_id: Arc<str>,
-    action: Arc<str>,
+    /// Where the subject, resource kind and resource id end in `text`.
+    ends: [usize; 3],
+    text: Arc<str>,
 }
 
 impl PermissionKey {
     /// A key for `subject` doing `action` on `resource_kind`/`resource_id`.
     pub fn new(
-        subject: impl Into<Arc<str>>,
-        resource_kind: impl Into<Arc<str>>,
-        resource_id: impl Into<Arc<str>>,
-        action: impl Into<Arc<str>>,
+        subject: impl AsRef<str>,
+        resource_kind: impl AsRef<str>,
+        resource_id: impl AsRef<str>,
+        action: impl AsRef<str>,
     ) -> Self {
         static SEED: OnceLock<ahash::RandomState> = OnceLock::new();
-        let (subject, resource_kind, resource_id, action) = (
-            subject.into(),
-            resource_kind.into(),
-            resource_id.into(),
-            action.into(),
-        );
-        let parts: [&str; 4] = [&subject, &resource_kind, &resource_id, &action];
+        let parts = [
+            subject.as_ref(),
+            resource_kind.as_ref(),
+            resource_id.as_ref(),
+            action.as_ref(),
+        ];
         let hash = SEED.get_or_init(ahash::RandomState::new).hash_one(parts);
+        let mut ends = [0; 3];
+        let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for (i, part) in parts.iter().enumerate() {
+            text.push_str(part);
+            if let Some(end) = ends.get_mut(i) {
+                *end = text.len();
+            }
+        }
         Self {
             hash,
-            subject,
-            resource_kind,
-            resource_id,
-            action,
+            ends,
+            text: Arc::from(text),
         }
+    }
+
+    fn part(&self, from: usize, to: usize) -> &str {
+        self.text.get(from..to).unwrap_or_default()
     }
 
     /// Who asks (a user, a service account...).
     pub fn subject(&self) -> &str {
-        &self.subject
+        self.part(0, self.ends[0])
     }
 
     /// The resource, as (kind, id).
     pub fn resource(&self) -> (&str, &str) {
-        (&self.resource_kind, &self.resource_id)
+        (
+            self.part(self.ends[0], self.ends[1]),
+            self.part(self.ends[1], self.ends[2]),
+        )
     }
 
     /// What they want to do.
     pub fn action(&self) -> &str {
-        &self.action
+        self.part(self.ends[2], self.text.len())
     }
 }
 
 impl PartialEq for PermissionKey {
     fn eq(&self, other: &Self) -> bool {
-        fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
-            Arc::ptr_eq(a, b) || a == b
-        }
         self.hash == other.hash
-            && same(&self.subject, &other.subject)
-            && same(&self.resource_kind, &other.resource_kind)
-            && same(&self.resource_id, &other.resource_id)
-            && same(&self.action, &other.action)
+            && self.ends == other.ends
+            && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
     }
 }
 
@@ -136,11 +143,8 @@ impl Hash for PermissionKey {
 
 impl fmt::Debug for PermissionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "perm:{}:{}:{}:{}",
-            self.resource_kind, self.resource_id, self.subject, self.action
-        )
+        let (kind, id) = self.resource();
+        write!(f, "perm:{kind}:{id}:{}:{}", self.subject(), self.action())
     }
 }
 
@@ -565,12 +569,12 @@ impl<D: Clone + Send + Sync + 'static> PermissionCache<D> {
             }
             let by_subject = index
                 .by_subject
-                .get(&key.subject)
+                .get(key.subject())
                 .is_some_and(|s| s.contains(&key));
             let by_resource = index
                 .by_resource
-                .get(&key.resource_kind)
-                .and_then(|m| m.get(&key.resource_id))
+                .get(key.resource().0)
+                .and_then(|m| m.get(key.resource().1))
                 .is_some_and(|s| s.contains(&key));
             if !by_subject || !by_resource {
                 return Err(format!(
@@ -671,8 +675,8 @@ impl Target {
     fn matches(&self, key: &PermissionKey) -> bool {
         match self {
             Self::Key(k) => k == key,
-            Self::Subject(s) => *s == key.subject,
-            Self::Resource(kind, id) => *kind == key.resource_kind && *id == key.resource_id,
+            Self::Subject(s) => **s == *key.subject(),
+            Self::Resource(kind, id) => (&**kind, &**id) == key.resource(),
             Self::All => true,
         }
     }
@@ -696,16 +700,24 @@ impl Index {
         if self.stamps.insert(key.clone(), stamp).is_some() {
             return;
         }
-        self.by_subject
-            .entry(key.subject.clone())
-            .or_default()
-            .insert(key.clone());
-        self.by_resource
-            .entry(key.resource_kind.clone())
-            .or_default()
-            .entry(key.resource_id.clone())
-            .or_default()
-            .insert(key.clone());
+        let subject = key.subject();
+        match self.by_subject.get_mut(subject) {
+            Some(set) => set.insert(key.clone()),
+            None => self
+                .by_subject
+                .entry(Arc::from(subject))
+                .or_default()
+                .insert(key.clone()),
+        };
+        let (kind, id) = key.resource();
+        let ids = match self.by_resource.get_mut(kind) {
+            Some(ids) => ids,
+            None => self.by_resource.entry(Arc::from(kind)).or_default(),
+        };
+        match ids.get_mut(id) {
+            Some(set) => set.insert(key.clone()),
+            None => ids.entry(Arc::from(id)).or_default().insert(key.clone()),
+        };
     }
 
     /// Unindexes `key` if its indexed incarnation is `stamp`.
@@ -719,21 +731,23 @@ impl Index {
         if self.stamps.remove(key).is_none() {
             return false;
         }
-        if let Some(set) = self.by_subject.get_mut(&key.subject) {
+        let subject = key.subject();
+        if let Some(set) = self.by_subject.get_mut(subject) {
             set.remove(key);
             if set.is_empty() {
-                self.by_subject.remove(&key.subject);
+                self.by_subject.remove(subject);
             }
         }
-        if let Some(ids) = self.by_resource.get_mut(&key.resource_kind) {
-            if let Some(set) = ids.get_mut(&key.resource_id) {
+        let (kind, id) = key.resource();
+        if let Some(ids) = self.by_resource.get_mut(kind) {
+            if let Some(set) = ids.get_mut(id) {
                 set.remove(key);
                 if set.is_empty() {
-                    ids.remove(&key.resource_id);
+                    ids.remove(id);
                 }
             }
             if ids.is_empty() {
-                self.by_resource.remove(&key.resource_kind);
+                self.by_resource.remove(kind);
             }
         }
         true
