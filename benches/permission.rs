@@ -271,6 +271,27 @@ fn report(c: &mut Criterion) {
         println!("    2 threads: p50 {d50:6.1} ns  p99 {d99:6.1} ns");
         results.push((n, b50, rate));
     }
+    // A request usually builds its key from strings it holds: time that too.
+    {
+        let (perms, _) = warm(HOT_KEYS);
+        let parts: Vec<(String, String)> = (0..HOT_KEYS)
+            .map(|i| (format!("user{i}"), format!("boxer{}", i * 7)))
+            .collect();
+        let mut samples = Vec::with_capacity(SAMPLES);
+        let mut i = 0;
+        for _ in 0..SAMPLES {
+            let start = Instant::now();
+            for _ in 0..BATCH {
+                i = if i + 1 == HOT_KEYS { 0 } else { i + 1 };
+                let (user, boxer) = &parts[i];
+                let k = PermissionKey::new(user, "boxer", boxer, "read");
+                black_box(perms.check(&k, || unreachable!("warm")));
+            }
+            samples.push(start.elapsed().as_nanos() as f64 / BATCH as f64);
+        }
+        let (k50, k99) = summary(samples);
+        println!("PermissionKey::new + check hit, {HOT_KEYS} keys, 1 thread: p50 {k50:6.1} ns  p99 {k99:6.1} ns");
+    }
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         println!("(load average during the run: {})", load.trim());
     }
