@@ -333,3 +333,59 @@ fn keys_compare_by_their_parts_not_their_concatenation() {
     assert_eq!(perms.invalidate_subject("a"), 1);
     assert_eq!(perms.get(&a), Some(1));
 }
+
+/// The same claim for async checks: tasks on a 2-thread runtime, loads
+/// that yield mid-way, invalidations from another thread.
+#[test]
+fn async_checks_never_see_a_decision_older_than_a_completed_invalidation() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let perms: PermissionCache<u64> = PermissionCache::new();
+    let db_version = Arc::new(AtomicU64::new(0));
+    let invalidated = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..8u32)
+        .map(|t| {
+            let (perms, db, inv, stop) = (
+                perms.clone(),
+                db_version.clone(),
+                invalidated.clone(),
+                stop.clone(),
+            );
+            rt.spawn(async move {
+                let mut i = t;
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    let floor = inv.load(Ordering::SeqCst);
+                    let seen = perms
+                        .check_async(&key("hot", i % 3, "read"), async {
+                            let v = db.load(Ordering::SeqCst);
+                            tokio::task::yield_now().await;
+                            v
+                        })
+                        .await;
+                    assert!(
+                        seen >= floor,
+                        "saw version {seen} after invalidation {floor}"
+                    );
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for _ in 0..2_000 {
+        let v = db_version.fetch_add(1, Ordering::SeqCst) + 1;
+        perms.invalidate_subject("hot");
+        invalidated.store(v, Ordering::SeqCst);
+        thread::yield_now();
+    }
+    stop.store(true, Ordering::SeqCst);
+    rt.block_on(async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    perms.validate_index().unwrap();
+}
