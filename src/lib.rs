@@ -77,6 +77,11 @@
 //!   returning RESP-shaped replies with Redis's error texts.
 //! * [`persist`]: an append-only log ([`persist::FileLog`]) so a cache
 //!   survives restarts, via [`CacheBuilder::build_persistent`].
+//! * [`adapters`]: the jobs services bring. [`PermissionCache`] (one load
+//!   per cold key, revocation per subject or resource without a scan),
+//!   [`SessionStore`] (random ids, absolute and idle timeouts, survives
+//!   restarts) and [`RateLimiter`] (token bucket or exact sliding window,
+//!   exact under concurrency).
 //!
 //! ## Features and MSRV
 //!
@@ -88,6 +93,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adapters;
 mod builder;
 mod cache;
 mod clock;
@@ -108,6 +114,7 @@ mod stats;
 mod sync;
 mod weigher;
 
+pub use adapters::{PermissionCache, PermissionKey, RateLimiter, SessionStore};
 pub use builder::{CacheBuilder, MAX_TTL_DAYS};
 pub use cache::{Cache, Iter};
 pub use clock::{Clock, MockClock, SystemClock};

@@ -142,14 +142,28 @@ where
 {
     /// Stores a loaded value (before unregistering, so a newcomer sees either
     /// the flight or the value) and wakes the waiters.
-    fn finish(mut self, result: Result<V, ErrBox>) {
-        if let Some(key) = self.key.take() {
-            if let Ok(v) = &result {
-                self.cache.insert(key.clone(), v.clone());
+    ///
+    /// `store` puts the value in the cache. When it declines (returns `None`,
+    /// e.g. the entry was invalidated while it loaded), the waiters are woken
+    /// to load again rather than handed the value. What it returns otherwise
+    /// (e.g. a lock guard) is held until the waiters have been handed the
+    /// value, so that nothing ordered by it can come between.
+    fn finish<G>(mut self, result: Result<V, ErrBox>, store: impl FnOnce(K, V) -> Option<G>) {
+        let mut end = None;
+        let mut held = None;
+        // The key stays in the guard while `store` runs: if it panics, the
+        // guard's drop still unregisters the flight and wakes the waiters.
+        if let (Some(key), Ok(v)) = (&self.key, &result) {
+            match store(key.clone(), v.clone()) {
+                Some(g) => held = Some(g),
+                None => end = Some(State::Abandoned),
             }
+        }
+        if let Some(key) = self.key.take() {
             self.unregister(&key);
         }
-        self.flight.land(State::Done(result));
+        self.flight.land(end.unwrap_or(State::Done(result)));
+        drop(held);
     }
 }
 
@@ -235,16 +249,36 @@ where
     where
         E: Send + Sync + 'static,
     {
-        let mut init = Some(init);
+        if let Some(v) = self.get(&key) {
+            return Ok(v);
+        }
+        self.load_with_store(key, init, |k, v| {
+            self.insert(k, v);
+            Some(())
+        })
+    }
+
+    /// The miss path of [`try_get_or_insert_with`](Self::try_get_or_insert_with)
+    /// (the caller has already missed with `get`), with the leader storing its
+    /// value through `store`. For adapters that insert with their own TTL or
+    /// bookkeeping; `store` returning `None` makes the waiters load again,
+    /// and what it returns otherwise is held until they have the value.
+    pub(crate) fn load_with_store<E, G>(
+        &self,
+        key: K,
+        init: impl FnOnce() -> Result<V, E>,
+        store: impl FnOnce(K, V) -> Option<G>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let (mut init, mut store) = (Some(init), Some(store));
         loop {
-            if let Some(v) = self.get(&key) {
-                return Ok(v);
-            }
             match self.join(&key) {
                 Role::Ready(v) => return Ok(v),
                 Role::Lead(guard) => {
-                    if let Some(init) = init.take() {
-                        return lead(guard, init());
+                    if let (Some(init), Some(store)) = (init.take(), store.take()) {
+                        return lead(guard, init(), store);
                     }
                 }
                 Role::Wait(flight) => {
@@ -252,6 +286,9 @@ where
                         return r;
                     }
                 }
+            }
+            if let Some(v) = self.get(&key) {
+                return Ok(v);
             }
         }
     }
@@ -280,16 +317,34 @@ where
         E: Send + Sync + 'static,
         F: Future<Output = Result<V, E>>,
     {
-        let mut init = Some(init);
+        if let Some(v) = self.get(&key) {
+            return Ok(v);
+        }
+        self.load_with_store_async(key, init, |k, v| {
+            self.insert(k, v);
+            Some(())
+        })
+        .await
+    }
+
+    /// The async form of [`load_with_store`](Self::load_with_store).
+    pub(crate) async fn load_with_store_async<E, F, G>(
+        &self,
+        key: K,
+        init: F,
+        store: impl FnOnce(K, V) -> Option<G>,
+    ) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<V, E>>,
+    {
+        let (mut init, mut store) = (Some(init), Some(store));
         loop {
-            if let Some(v) = self.get(&key) {
-                return Ok(v);
-            }
             match self.join(&key) {
                 Role::Ready(v) => return Ok(v),
                 Role::Lead(guard) => {
-                    if let Some(init) = init.take() {
-                        return lead(guard, init.await);
+                    if let (Some(init), Some(store)) = (init.take(), store.take()) {
+                        return lead(guard, init.await, store);
                     }
                 }
                 Role::Wait(flight) => {
@@ -298,12 +353,19 @@ where
                     }
                 }
             }
+            if let Some(v) = self.get(&key) {
+                return Ok(v);
+            }
         }
     }
 }
 
 /// Lands the leader's flight with the loader's result and returns it.
-fn lead<K, V, S, E>(guard: LoadGuard<'_, K, V, S>, result: Result<V, E>) -> Result<V, Arc<E>>
+fn lead<K, V, S, E, G>(
+    guard: LoadGuard<'_, K, V, S>,
+    result: Result<V, E>,
+    store: impl FnOnce(K, V) -> Option<G>,
+) -> Result<V, Arc<E>>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
@@ -312,12 +374,12 @@ where
 {
     match result {
         Ok(v) => {
-            guard.finish(Ok(v.clone()));
+            guard.finish(Ok(v.clone()), store);
             Ok(v)
         }
         Err(e) => {
             let e = Arc::new(e);
-            guard.finish(Err(e.clone() as ErrBox));
+            guard.finish(Err(e.clone() as ErrBox), store);
             Err(e)
         }
     }

@@ -125,6 +125,42 @@ fn ttls_are_wall_clock_and_expired_entries_are_not_loaded() {
     );
 }
 
+/// An entry whose insert-time expiry has passed but whose TTL was extended
+/// later in the log (a sliding expiry) is loaded with the extended TTL.
+#[test]
+fn a_ttl_extended_after_the_insert_survives_past_the_original_expiry() {
+    let storage = MemStorage::new();
+    let clock = MockClock::new();
+    {
+        let log = FileLog::with_storage(storage.clone(), Fsync::Always);
+        let (cache, _) = Cache::<u32, u32>::builder()
+            .clock(clock.clone())
+            .build_persistent(log)
+            .expect("load");
+        cache.insert_with_ttl(1, 1, Duration::from_secs(10));
+        cache.insert_with_ttl(2, 2, Duration::from_secs(10));
+        assert!(cache.set_ttl(&1, Some(Duration::from_secs(100))));
+        assert!(cache.set_ttl(&2, Some(Duration::from_secs(100))));
+        cache.remove(&2);
+    }
+    let later = MockClock::new();
+    later.set_wall(shardcache::Clock::wall(&clock) + Duration::from_secs(50));
+    let log = FileLog::with_storage(storage, Fsync::Always);
+    let (cache, report) = Cache::<u32, u32>::builder()
+        .clock(later)
+        .build_persistent(log)
+        .expect("reload");
+    assert_eq!(
+        cache.get(&1),
+        Some(1),
+        "the extended TTL was lost on replay"
+    );
+    assert_eq!(cache.get(&2), None, "a removed entry came back");
+    let ttl = cache.ttl(&1).flatten().expect("still expiring");
+    assert!(ttl > Duration::from_secs(49) && ttl <= Duration::from_secs(50));
+    assert_eq!(report.expired, 0);
+}
+
 /// The log bytes after `n` inserts of keys 0..n.
 fn log_of(n: u32) -> Vec<u8> {
     let storage = MemStorage::new();

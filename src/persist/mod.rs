@@ -363,43 +363,58 @@ impl<K, V, S> crate::CacheBuilder<K, V, S> {
     {
         let cache = self.build()?;
         let now = cache.wall_clock_ms();
-        let mut expired = 0;
         let ttl_from = |at: u64| std::time::Duration::from_millis(at - now);
+        // Inserts whose original expiry has passed, kept until the end of the
+        // log: a later `Expire` record (a TTL extended after the insert, e.g.
+        // a sliding session) may bring them back.
+        let mut lapsed: std::collections::HashMap<K, V> = std::collections::HashMap::new();
         let mut report = log.replay(fingerprint::<K, V>(), &mut |bytes| {
             match Record::<K, V>::decode(bytes)? {
                 Record::Insert {
                     key,
+                    value,
                     expires_at: Some(at),
-                    ..
                 } if at <= now => {
                     cache.remove(&key);
-                    expired += 1;
+                    lapsed.insert(key, value);
                 }
                 Record::Insert {
                     key,
                     value,
                     expires_at,
                 } => {
+                    lapsed.remove(&key);
                     // A full noeviction cache keeps what it has; the rest is not loaded.
                     let _ = cache.try_insert_with_expiry(key, value, expires_at.map(ttl_from));
                 }
                 Record::Remove { key } => {
+                    lapsed.remove(&key);
                     cache.remove(&key);
                 }
                 Record::Expire {
                     key,
                     expires_at: Some(at),
                 } if at <= now => {
+                    lapsed.remove(&key);
                     cache.remove(&key);
                 }
-                Record::Expire { key, expires_at } => {
-                    cache.set_ttl(&key, expires_at.map(ttl_from));
+                Record::Expire { key, expires_at } => match lapsed.remove(&key) {
+                    Some(value) => {
+                        let ttl = expires_at.map(ttl_from);
+                        let _ = cache.try_insert_with_expiry(key, value, ttl);
+                    }
+                    None => {
+                        cache.set_ttl(&key, expires_at.map(ttl_from));
+                    }
+                },
+                Record::Clear => {
+                    lapsed.clear();
+                    cache.clear();
                 }
-                Record::Clear => cache.clear(),
             }
             Ok(())
         })?;
-        report.expired = expired;
+        report.expired = lapsed.len() as u64;
         cache.reset_stats();
         let rewriting = Arc::new(AtomicBool::new(false));
         let journal: Arc<dyn Journal<K, V>> = Arc::new(Journaled {

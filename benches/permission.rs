@@ -1,0 +1,347 @@
+//! Permission-check hits: latency percentiles on 1 and 2 threads and 2-thread
+//! throughput, next to a GET of the same key from a local `redis-server`
+//! through the `redis` crate (started on a free loopback port; skipped with a
+//! note when redis-server is not installed).
+//!
+//! Latency is measured per operation in batches: each sample is the mean of
+//! a batch of `BATCH` checks timed with one pair of `Instant::now()` calls
+//! (a single check is shorter than a clock read). Redis GETs are timed one
+//! by one. Percentiles are printed, then criterion measures the same hit.
+//!
+//! ```sh
+//! cargo bench --bench permission
+//! ```
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use shardcache::{PermissionCache, PermissionKey};
+use std::hint::black_box;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const KEYS: usize = 10_000;
+/// A hot working set that stays in the CPU caches.
+const HOT_KEYS: usize = 64;
+const BATCH: usize = 64;
+const SAMPLES: usize = 20_000;
+
+fn key(i: usize) -> PermissionKey {
+    PermissionKey::new(
+        format!("user{i}"),
+        "boxer",
+        format!("boxer{}", i * 7),
+        "read",
+    )
+}
+
+/// The Redis key our users use for the same decision.
+fn redis_key(i: usize) -> String {
+    format!("perm:resource:boxer:user{i}:boxer{}", i * 7)
+}
+
+/// The core cache alone, for comparison: `Cache<String, bool>` hits on the
+/// Redis-style key string, same batches.
+fn core_latency(n: usize, threads: usize) -> Vec<f64> {
+    let cache: shardcache::Cache<String, bool> = shardcache::Cache::builder()
+        .max_capacity(1 << 20)
+        .time_to_live(Duration::from_secs(300))
+        .build()
+        .expect("valid settings");
+    let keys: Arc<Vec<String>> = Arc::new((0..n).map(redis_key).collect());
+    for k in keys.iter() {
+        cache.insert(k.clone(), true);
+    }
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (cache, keys, barrier) = (cache.clone(), keys.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut samples = Vec::with_capacity(SAMPLES);
+                let mut i = (t * 7919) % keys.len();
+                barrier.wait();
+                for _ in 0..SAMPLES {
+                    let start = Instant::now();
+                    for _ in 0..BATCH {
+                        i = if i + 1 == keys.len() { 0 } else { i + 1 };
+                        black_box(cache.get(keys[i].as_str()));
+                    }
+                    samples.push(start.elapsed().as_nanos() as f64 / BATCH as f64);
+                }
+                samples
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("bench thread"))
+        .collect()
+}
+
+fn warm(n: usize) -> (PermissionCache<bool>, Arc<Vec<PermissionKey>>) {
+    let perms = PermissionCache::builder()
+        .max_capacity(1 << 20)
+        .build()
+        .expect("valid settings");
+    let keys: Vec<_> = (0..n).map(key).collect();
+    for k in &keys {
+        perms.check(k, || true);
+    }
+    (perms, Arc::new(keys))
+}
+
+/// Per-op nanoseconds, one sample per batch, on each of `threads` threads
+/// at once; all samples pooled.
+fn batched_latency(
+    perms: &PermissionCache<bool>,
+    keys: &Arc<Vec<PermissionKey>>,
+    threads: usize,
+) -> Vec<f64> {
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (perms, keys, barrier) = (perms.clone(), keys.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut samples = Vec::with_capacity(SAMPLES);
+                let mut i = (t * 7919) % keys.len();
+                barrier.wait();
+                for _ in 0..SAMPLES {
+                    let start = Instant::now();
+                    for _ in 0..BATCH {
+                        i = if i + 1 == keys.len() { 0 } else { i + 1 };
+                        black_box(perms.check(&keys[i], || unreachable!("warm")));
+                    }
+                    samples.push(start.elapsed().as_nanos() as f64 / BATCH as f64);
+                }
+                samples
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("bench thread"))
+        .collect()
+}
+
+/// Checks per second on `threads` threads, each doing `per_thread` checks.
+fn throughput(
+    perms: &PermissionCache<bool>,
+    keys: &Arc<Vec<PermissionKey>>,
+    threads: usize,
+    per_thread: usize,
+) -> f64 {
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (perms, keys, barrier) = (perms.clone(), keys.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut i = (t * 31) % keys.len();
+                barrier.wait();
+                for _ in 0..per_thread {
+                    i = if i + 1 == keys.len() { 0 } else { i + 1 };
+                    black_box(perms.check(&keys[i], || unreachable!("warm")));
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    handles
+        .into_iter()
+        .for_each(|h| h.join().expect("bench thread"));
+    (threads * per_thread) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn summary(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (percentile(&v, 0.50), percentile(&v, 0.99))
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_redis() -> Option<Server> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let dir = tempfile::tempdir().ok()?;
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let server = Server {
+        child,
+        port,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(server)
+}
+
+/// Per-GET nanoseconds on `threads` connections at once, and GETs per second.
+fn redis_gets(url: &str, threads: usize, per_thread: usize) -> (Vec<f64>, f64) {
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let barrier = barrier.clone();
+            let mut con = redis::Client::open(url)
+                .and_then(|c| c.get_connection())
+                .expect("redis connection");
+            std::thread::spawn(move || {
+                let mut samples = Vec::with_capacity(per_thread);
+                let mut i = t * 31;
+                barrier.wait();
+                for _ in 0..per_thread {
+                    i = if i + 1 == KEYS { 0 } else { i + 1 };
+                    let start = Instant::now();
+                    let v: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(redis_key(i))
+                        .query(&mut con)
+                        .expect("GET");
+                    samples.push(start.elapsed().as_nanos() as f64);
+                    black_box(v);
+                }
+                samples
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    let samples: Vec<f64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("bench thread"))
+        .collect();
+    let rate = samples.len() as f64 / start.elapsed().as_secs_f64();
+    (samples, rate)
+}
+
+fn report(c: &mut Criterion) {
+    // (keys, 2-thread p50, 2-thread checks/s) per working set.
+    let mut results = Vec::new();
+    for n in [HOT_KEYS, KEYS] {
+        let (perms, keys) = warm(n);
+        batched_latency(&perms, &keys, 2); // warm-up
+        let (a50, a99) = summary(batched_latency(&perms, &keys, 1));
+        let (b50, b99) = summary(batched_latency(&perms, &keys, 2));
+        let rate = throughput(&perms, &keys, 2, 5_000_000);
+        let (c50, c99) = summary(core_latency(n, 1));
+        let (d50, d99) = summary(core_latency(n, 2));
+        println!("permission check hit, {n} keys, per-op latency in batches of {BATCH}:");
+        println!("  1 thread : p50 {a50:6.1} ns  p99 {a99:6.1} ns");
+        println!("  2 threads: p50 {b50:6.1} ns  p99 {b99:6.1} ns");
+        println!("  2-thread throughput: {:.2} M checks/s", rate / 1e6);
+        println!("  core Cache<String, bool>::get (same keys as strings, same TTL):");
+        println!("    1 thread : p50 {c50:6.1} ns  p99 {c99:6.1} ns");
+        println!("    2 threads: p50 {d50:6.1} ns  p99 {d99:6.1} ns");
+        results.push((n, b50, rate));
+    }
+    // A request usually builds its key from strings it holds: time that too.
+    {
+        let (perms, _) = warm(HOT_KEYS);
+        let parts: Vec<(String, String)> = (0..HOT_KEYS)
+            .map(|i| (format!("user{i}"), format!("boxer{}", i * 7)))
+            .collect();
+        let mut samples = Vec::with_capacity(SAMPLES);
+        let mut i = 0;
+        for _ in 0..SAMPLES {
+            let start = Instant::now();
+            for _ in 0..BATCH {
+                i = if i + 1 == HOT_KEYS { 0 } else { i + 1 };
+                let (user, boxer) = &parts[i];
+                let k = PermissionKey::new(user, "boxer", boxer, "read");
+                black_box(perms.check(&k, || unreachable!("warm")));
+            }
+            samples.push(start.elapsed().as_nanos() as f64 / BATCH as f64);
+        }
+        let (k50, k99) = summary(samples);
+        println!("PermissionKey::new + check hit, {HOT_KEYS} keys, 1 thread: p50 {k50:6.1} ns  p99 {k99:6.1} ns");
+    }
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("(load average during the run: {})", load.trim());
+    }
+    let (perms, keys) = warm(HOT_KEYS);
+    match start_redis() {
+        Some(server) => {
+            let url = format!("redis://127.0.0.1:{}/", server.port);
+            let mut con = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .expect("redis connection");
+            for i in 0..KEYS {
+                let _: () = redis::cmd("SET")
+                    .arg(redis_key(i))
+                    .arg("1")
+                    .query(&mut con)
+                    .expect("SET");
+            }
+            let (one, _) = redis_gets(&url, 1, 20_000);
+            let (r50_1, r99_1) = summary(one);
+            let (two, redis_rate) = redis_gets(&url, 2, 20_000);
+            let (r50_2, r99_2) = summary(two);
+            println!("redis-server GET of the same key over loopback (redis crate):");
+            println!("  1 thread : p50 {r50_1:8.0} ns  p99 {r99_1:8.0} ns");
+            println!("  2 threads: p50 {r50_2:8.0} ns  p99 {r99_2:8.0} ns");
+            println!("  2-thread throughput: {:.3} M GETs/s", redis_rate / 1e6);
+            for (n, p50, rate) in &results {
+                println!(
+                    "ratio (Redis / PermissionCache, {n} keys, 2 threads): p50 {:.0}x, throughput {:.0}x",
+                    r50_2 / p50,
+                    rate / redis_rate
+                );
+            }
+        }
+        None => println!(
+            "redis-server not found on PATH (or did not start): skipping the Redis comparison"
+        ),
+    }
+
+    let mut g = c.benchmark_group("permission_check_hit");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20).measurement_time(Duration::from_secs(3));
+    let mut i = 0;
+    g.bench_function("1 thread", |b| {
+        b.iter(|| {
+            i = if i + 1 == keys.len() { 0 } else { i + 1 };
+            black_box(perms.check(&keys[i], || unreachable!("warm")))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, report);
+criterion_main!(benches);

@@ -1,0 +1,240 @@
+//! SessionStore: the lifecycle (create / get / update / touch / destroy /
+//! destroy_all_for_user / counts), absolute and idle timeouts on a MockClock,
+//! and restarts with `Fsync::Always`: no acknowledged session is lost, the
+//! absolute deadline and slid idle deadlines survive, the user index is
+//! rebuilt, and destroyed sessions stay destroyed.
+#![allow(clippy::unwrap_used)]
+
+use serde::{Deserialize, Serialize};
+use shardcache::adapters::{SessionConfig, SessionError, SessionStore};
+use shardcache::persist::Fsync;
+use shardcache::MockClock;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Cart {
+    items: Vec<String>,
+}
+
+fn cart(items: &[&str]) -> Cart {
+    Cart {
+        items: items.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[test]
+fn lifecycle_in_memory() {
+    let clock = MockClock::new();
+    let store: SessionStore<Cart> =
+        SessionStore::in_memory(SessionConfig::default().clock(clock.clone())).unwrap();
+    let a1 = store.create("ann", cart(&["tea"])).unwrap();
+    let a2 = store.create("ann", cart(&[])).unwrap();
+    let b1 = store.create("bob", cart(&["milk"])).unwrap();
+    assert_ne!(a1, a2);
+    assert_eq!(store.count(), 3);
+    assert_eq!(store.count_for_user("ann"), 2);
+    assert_eq!(store.sessions_of("bob"), vec![b1.clone()]);
+
+    let s = store.get(a1.as_str()).unwrap();
+    assert_eq!((s.user.as_str(), &s.data), ("ann", &cart(&["tea"])));
+    assert_eq!(s.expires_at_ms - s.created_at_ms, 86_400_000);
+
+    assert!(store.update(a1.as_str(), cart(&["tea", "cake"])).unwrap());
+    assert_eq!(store.get(a1.as_str()).unwrap().data, cart(&["tea", "cake"]));
+    assert!(!store.update("no-such-session", cart(&[])).unwrap());
+    assert!(store.touch(a1.as_str()));
+    assert!(!store.touch("no-such-session"));
+
+    assert!(store.destroy(b1.as_str()));
+    assert!(!store.destroy(b1.as_str()));
+    assert!(store.get(b1.as_str()).is_none());
+    assert_eq!(store.count_for_user("bob"), 0);
+
+    assert_eq!(store.destroy_all_for_user("ann"), 2);
+    assert_eq!(store.count(), 0);
+    assert!(store.get(a2.as_str()).is_none());
+
+    // Default absolute timeout: 24 h.
+    let c = store.create("cid", cart(&[])).unwrap();
+    clock.advance(24 * HOUR - Duration::from_millis(1));
+    assert!(store.get(c.as_str()).is_some());
+    clock.advance(Duration::from_millis(1));
+    assert!(store.get(c.as_str()).is_none());
+    assert_eq!(store.count(), 0);
+}
+
+#[test]
+fn idle_timeout_slides_but_never_past_the_absolute_deadline() {
+    let clock = MockClock::new();
+    let config = SessionConfig::default()
+        .absolute_timeout(10 * HOUR)
+        .idle_timeout(HOUR)
+        .clock(clock.clone());
+    let store: SessionStore<u32> = SessionStore::in_memory(config).unwrap();
+    let id = store.create("ann", 1).unwrap();
+    let idle = store.create("ann", 2).unwrap();
+    for _ in 0..9 {
+        clock.advance(HOUR - Duration::from_secs(1));
+        assert!(store.touch(id.as_str()));
+    }
+    assert!(store.get(idle.as_str()).is_none()); // went idle
+    assert!(store.get(id.as_str()).is_some()); // kept alive by touches
+    clock.advance(HOUR - Duration::from_secs(1)); // 9h59m51s since creation
+    assert!(store.touch(id.as_str()));
+    clock.advance(Duration::from_secs(10)); // past the absolute deadline
+    assert!(store.get(id.as_str()).is_none());
+    assert!(!store.touch(id.as_str()));
+}
+
+#[test]
+fn sessions_survive_a_restart_with_fsync_always() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.log");
+    let clock = MockClock::new();
+    let config = || {
+        SessionConfig::default()
+            .fsync(Fsync::Always)
+            .idle_timeout(2 * HOUR)
+            .clock(clock.clone())
+    };
+    let (ids, destroyed, touched) = {
+        let store: SessionStore<Cart> = SessionStore::open(&path, config()).unwrap();
+        // 4 threads create 100 sessions each, concurrently.
+        let barrier = Arc::new(Barrier::new(4));
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                thread::spawn(move || {
+                    barrier.wait();
+                    (0..100)
+                        .map(|i| {
+                            let user = format!("user{}", i % 10);
+                            let id = store.create(&user, cart(&[&format!("{t}-{i}")])).unwrap();
+                            (id, user, format!("{t}-{i}"))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let ids: Vec<_> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let destroyed = store.destroy_all_for_user("user3");
+        assert_eq!(destroyed, 40);
+        store.update(ids[0].0.as_str(), cart(&["updated"])).unwrap();
+        clock.advance(HOUR);
+        let touched = ids[1].0.clone();
+        assert!(store.touch(touched.as_str()));
+        store.sync().unwrap();
+        (ids, destroyed, touched)
+    }; // dropped: the process "restarts"
+
+    let store: SessionStore<Cart> = SessionStore::open(&path, config()).unwrap();
+    assert!(store.recovery_report().unwrap().records >= 400);
+    assert_eq!(store.count(), 400 - destroyed);
+    for (id, user, item) in &ids {
+        let got = store.get(id.as_str());
+        if user == "user3" {
+            assert!(got.is_none(), "a destroyed session came back");
+            continue;
+        }
+        let got = got.unwrap_or_else(|| panic!("session of {user} lost"));
+        assert_eq!(&got.user, user);
+        if id != &ids[0].0 {
+            assert_eq!(got.data, cart(&[item]));
+        } else {
+            assert_eq!(got.data, cart(&["updated"]));
+        }
+    }
+    // The user index is rebuilt from the log.
+    assert_eq!(store.count_for_user("user5"), 40);
+    assert_eq!(store.count_for_user("user3"), 0);
+    assert_eq!(store.destroy_all_for_user("user5"), 40);
+
+    // The touched session's idle deadline slid (to 3 h from creation); the
+    // others still end 2 h after creation.
+    drop(store);
+    clock.advance(HOUR + Duration::from_secs(1));
+    let store: SessionStore<Cart> = SessionStore::open(&path, config()).unwrap();
+    let touched_user = &ids[1].1;
+    if touched_user != "user3" && touched_user != "user5" {
+        assert!(store.get(touched.as_str()).is_some());
+    }
+    assert_eq!(store.count(), 1);
+}
+
+#[test]
+fn the_absolute_deadline_survives_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.log");
+    let clock = MockClock::new();
+    let config = || {
+        SessionConfig::default()
+            .absolute_timeout(HOUR)
+            .clock(clock.clone())
+    };
+    let id = {
+        let store: SessionStore<u32> = SessionStore::open(&path, config()).unwrap();
+        store.create("ann", 7).unwrap()
+    };
+    clock.advance(HOUR / 2);
+    {
+        let store: SessionStore<u32> = SessionStore::open(&path, config()).unwrap();
+        let s = store.get(id.as_str()).unwrap();
+        assert_eq!(s.expires_at_ms - s.created_at_ms, 3_600_000);
+        store.update(id.as_str(), 8).unwrap(); // an update does not extend it
+    }
+    clock.advance(HOUR / 2);
+    let store: SessionStore<u32> = SessionStore::open(&path, config()).unwrap();
+    assert!(store.get(id.as_str()).is_none());
+    assert_eq!(store.count(), 0);
+    assert_eq!(store.count_for_user("ann"), 0);
+}
+
+#[test]
+fn destroy_all_racing_with_create_leaves_nothing_indexed_behind() {
+    let store: SessionStore<u32> = SessionStore::in_memory(SessionConfig::default()).unwrap();
+    let creators: Vec<_> = (0..2)
+        .map(|_| {
+            let store = store.clone();
+            thread::spawn(move || {
+                for i in 0..2_000 {
+                    store.create("ann", i).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut destroyed = 0;
+    for _ in 0..200 {
+        destroyed += store.destroy_all_for_user("ann");
+        thread::yield_now();
+    }
+    creators.into_iter().for_each(|h| h.join().unwrap());
+    destroyed += store.destroy_all_for_user("ann");
+    // Every session was either destroyed or ... nothing else: none escaped the index.
+    assert_eq!(store.count(), 0);
+    assert!(destroyed <= 4_000);
+}
+
+#[test]
+fn bad_settings_and_foreign_logs_are_errors() {
+    let zero = SessionStore::<u32>::in_memory(SessionConfig::default().max_sessions(0));
+    assert!(matches!(zero, Err(SessionError::Build(_))));
+    let idle =
+        SessionStore::<u32>::in_memory(SessionConfig::default().idle_timeout(Duration::ZERO));
+    assert!(matches!(idle, Err(SessionError::Build(_))));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.log");
+    drop(SessionStore::<u32>::open(&path, SessionConfig::default()).unwrap());
+    let other = SessionStore::<String>::open(&path, SessionConfig::default());
+    assert!(matches!(other, Err(SessionError::Persist(_))), "{other:?}");
+    std::fs::write(dir.path().join("junk.log"), b"not a log at all").unwrap();
+    let junk = SessionStore::<u32>::open(dir.path().join("junk.log"), SessionConfig::default());
+    assert!(matches!(junk, Err(SessionError::Persist(_))), "{junk:?}");
+}
