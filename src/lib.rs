@@ -77,12 +77,14 @@
 //!   returning RESP-shaped replies with Redis's error texts.
 //! * [`persist`]: an append-only log ([`persist::FileLog`]) so a cache
 //!   survives restarts, via [`CacheBuilder::build_persistent`].
+//! * `tier::TieredCache` (feature `redis`): a local tier in front of a
+//!   shared Redis, kept coherent by pub/sub, serving locally while Redis is down.
 //!
 //! ## Features and MSRV
 //!
 //! | feature | what it adds |
 //! |---------|--------------|
-//! | `redis` | the Redis tier (in progress) |
+//! | `redis` | [`tier::TieredCache`]: shardcache as a near cache in front of Redis, with pub/sub invalidation and a degraded mode (needs Tokio) |
 //!
 //! The minimum supported Rust version is 1.89 (for `File::try_lock`).
 #![forbid(unsafe_code)]
@@ -106,6 +108,8 @@ mod shard;
 mod slab;
 mod stats;
 mod sync;
+#[cfg(feature = "redis")]
+pub mod tier;
 mod weigher;
 
 pub use builder::{CacheBuilder, MAX_TTL_DAYS};
@@ -118,6 +122,9 @@ pub use listener::{Listener, RemovalCause};
 pub use policy::{Policy, RedisPolicy, UnknownPolicy, DEFAULT_SAMPLES};
 pub use stats::CacheStats;
 pub use weigher::Weigher;
+
+#[cfg(feature = "redis")]
+pub use tier::{Health, TierError, TieredCache};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
