@@ -3,7 +3,7 @@
 use super::config::{Config, TieredCacheBuilder};
 use super::error::TierError;
 use super::health::Health;
-use super::invalidation::{self, Generations};
+use super::invalidation::{self, Generations, Push};
 use super::link::{self, Link};
 use crate::kv::typed::type_tag;
 use crate::Cache;
@@ -273,15 +273,16 @@ impl TieredCache {
                 Remote::Ok(v) => return Ok(Some(v)),
                 Remote::Reply(e) => return Err(TierError::Redis(e)),
                 Remote::Down => match self.shared.link.enqueue(key) {
-                    Ok(true) => {
+                    Some(Push::Added) => {
                         bump(&self.shared.stats.queued);
                         return Ok(None);
                     }
-                    Ok(false) => continue, // Redis came back meanwhile: send it
-                    Err(()) => {
+                    Some(Push::Duplicate) => return Ok(None),
+                    Some(Push::Full) => {
                         bump(&self.shared.stats.dropped);
                         return Ok(None);
                     }
+                    None => continue, // Redis came back meanwhile: send it
                 },
             }
         }
@@ -296,7 +297,9 @@ impl TieredCache {
     }
 
     fn local_ttl(&self, ttl: Option<Duration>) -> Duration {
-        ttl.map_or(self.shared.cfg.local_ttl, |t| t.min(self.shared.cfg.local_ttl))
+        ttl.map_or(self.shared.cfg.local_ttl, |t| {
+            t.min(self.shared.cfg.local_ttl)
+        })
     }
 
     /// The value of `key`: from the local tier, else from Redis (filling
@@ -384,7 +387,9 @@ impl TieredCache {
         let value = value.into();
         let remote_ttl = ttl.or(self.shared.cfg.remote_ttl);
         let mut pipe = redis::pipe();
-        pipe.cmd("SET").arg(self.shared.remote_key(key)).arg(&value[..]);
+        pipe.cmd("SET")
+            .arg(self.shared.remote_key(key))
+            .arg(&value[..]);
         if let Some(t) = remote_ttl {
             let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
             if ms == 0 {
@@ -483,7 +488,9 @@ impl TieredCache {
     /// if the value is not an integer or would overflow.
     pub async fn incr_by(&self, key: &str, delta: i64) -> Result<i64, TierError> {
         let mut pipe = redis::pipe();
-        pipe.cmd("INCRBY").arg(self.shared.remote_key(key)).arg(delta);
+        pipe.cmd("INCRBY")
+            .arg(self.shared.remote_key(key))
+            .arg(delta);
         self.publish(&mut pipe, key);
         self.shared.gens.bump(key);
         self.shared.local.remove(key);

@@ -60,6 +60,17 @@ impl Generations {
     }
 }
 
+/// What [`PendingQueue::push`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// Queued.
+    Added,
+    /// Already queued.
+    Duplicate,
+    /// The queue is full: dropped.
+    Full,
+}
+
 /// Keys to delete (and announce) in Redis once it is back: distinct, in
 /// arrival order, at most `capacity`.
 #[derive(Debug)]
@@ -78,17 +89,17 @@ impl PendingQueue {
         }
     }
 
-    /// Queues `key`; false if the queue is full (the key is dropped).
-    pub(crate) fn push(&mut self, key: &str) -> bool {
+    /// Queues `key` unless it is already queued or the queue is full.
+    pub(crate) fn push(&mut self, key: &str) -> Push {
         if self.set.contains(key) {
-            return true;
+            return Push::Duplicate;
         }
         if self.order.len() >= self.capacity {
-            return false;
+            return Push::Full;
         }
         self.set.insert(key.to_string());
         self.order.push_back(key.to_string());
-        true
+        Push::Added
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -129,8 +140,10 @@ mod tests {
     #[test]
     fn queue_is_bounded_and_distinct() {
         let mut q = PendingQueue::new(2);
-        assert!(q.push("a") && q.push("a") && q.push("b"));
-        assert!(!q.push("c"));
+        assert_eq!(q.push("a"), Push::Added);
+        assert_eq!(q.push("a"), Push::Duplicate);
+        assert_eq!(q.push("b"), Push::Added);
+        assert_eq!(q.push("c"), Push::Full);
         assert_eq!(q.peek(10), vec!["a".to_string(), "b".to_string()]);
         q.ack(1);
         assert_eq!(q.len(), 1);

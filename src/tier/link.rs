@@ -5,7 +5,7 @@
 
 use super::cache::Shared;
 use super::health::HealthState;
-use super::invalidation::{self, PendingQueue};
+use super::invalidation::{self, PendingQueue, Push};
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use parking_lot::{Mutex, RwLock};
@@ -88,18 +88,14 @@ impl Link {
         }
     }
 
-    /// Queues `key` for deletion on reconnect. False if Redis came back up
-    /// meanwhile (the caller should send it now); `Err(())` if the queue is full.
-    pub(crate) fn enqueue(&self, key: &str) -> Result<bool, ()> {
+    /// Queues `key` for deletion on reconnect; `None` if Redis came back up
+    /// meanwhile (the caller should send it now).
+    pub(crate) fn enqueue(&self, key: &str) -> Option<Push> {
         let mut q = self.pending.lock();
         if self.health.is_up() {
-            return Ok(false);
+            return None;
         }
-        if q.push(key) {
-            Ok(true)
-        } else {
-            Err(())
-        }
+        Some(q.push(key))
     }
 
     pub(crate) fn set_task(&self, handle: AbortHandle) {
@@ -134,9 +130,14 @@ fn is_auth_error(e: &RedisError) -> bool {
         return true;
     }
     let text = e.to_string();
-    ["WRONGPASS", "NOAUTH", "invalid password", "invalid username-password"]
-        .iter()
-        .any(|m| text.contains(m))
+    [
+        "WRONGPASS",
+        "NOAUTH",
+        "invalid password",
+        "invalid username-password",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
 }
 
 /// One connection attempt: a multiplexed connection (checked with `PING`)
