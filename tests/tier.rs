@@ -519,3 +519,10 @@ async fn racing_reads_never_resurrect_a_revoke() {
         assert_eq!(b.local().get(&key), None, "round {round}");
     }
 }
+
+#[test]
+fn building_outside_a_runtime_is_an_error_not_a_panic() {
+    let e = futures::executor::block_on(TieredCache::builder("redis://127.0.0.1:1/0").build())
+        .unwrap_err();
+    assert!(matches!(e, TierError::NoRuntime), "{e:?}");
+}

@@ -148,6 +148,9 @@ impl TieredCache {
     }
 
     pub(crate) async fn start(cfg: Config) -> Result<Self, TierError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(TierError::NoRuntime);
+        }
         let local = Cache::builder()
             .max_capacity(cfg.local_capacity)
             .time_to_live(cfg.local_ttl)
@@ -402,10 +405,15 @@ impl TieredCache {
         pipe.ignore();
         self.publish(&mut pipe, key);
         self.shared.gens.bump(key);
+        let generation = self.shared.gens.current(key);
         self.write_or_queue::<()>(key, &pipe).await?;
         self.shared
             .local
             .insert_with_ttl(key.to_string(), value, self.local_ttl(ttl));
+        if self.shared.gens.current(key) != generation {
+            // Another write to this key landed meanwhile; Redis has the last word.
+            self.shared.local.remove(key);
+        }
         Ok(())
     }
 

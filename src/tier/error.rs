@@ -81,7 +81,8 @@ pub enum TierError {
     /// serde / postcard could not encode or decode the value.
     #[error("codec error: {0}")]
     Codec(String),
-    /// The local tier is full and its policy does not evict.
-    #[error("local tier is full")]
-    LocalFull,
+    /// `build()` was awaited outside a Tokio runtime (the tier needs one,
+    /// with the time driver enabled, for its background task and timeouts).
+    #[error("TieredCache needs a Tokio runtime (with `enable_time`): build it inside one")]
+    NoRuntime,
 }
