@@ -30,7 +30,10 @@ impl Server {
         let mut s = Server {
             child: None,
             port,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            extra: extra
+                .iter()
+                .map(|s| s.replace("{port}", &port.to_string()))
+                .collect(),
             dir: tempfile::tempdir().unwrap(),
         };
         s.restart();
@@ -272,11 +275,117 @@ async fn tls_to_a_plain_port_is_a_clear_error() {
     let start = Instant::now();
     let e = TieredCache::builder(url).build().await.unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(2));
-    assert!(matches!(
-        e,
-        TierError::Config(TierConfigError::TlsUnsupported)
-    ));
+    eprintln!("rediss:// to a plain port: {e}");
+    assert!(matches!(e, TierError::Tls(_)), "{e:?}");
     assert!(e.to_string().contains("TLS"), "{e}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, via the
+/// openssl CLI; `None` if it is not installed.
+fn make_certs(dir: &std::path::Path) -> Option<()> {
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .ok()?;
+    let ok = run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]) && run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]) && run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    ok.then_some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_port_works_and_an_untrusted_certificate_is_a_clear_error() {
+    let certs = tempfile::tempdir().unwrap();
+    if make_certs(certs.path()).is_none() {
+        eprintln!("note: openssl is not available: skipping the TLS round trip");
+        return;
+    }
+    let path = |f: &str| certs.path().join(f).to_str().unwrap().to_string();
+    let (key, cert, ca) = (path("server.key"), path("server.pem"), path("ca.pem"));
+    let server = Server::start(&[
+        "--port",
+        "0",
+        "--tls-port",
+        "{port}",
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = format!("rediss://127.0.0.1:{}/0", server.port);
+    // Our test CA is not in the webpki roots.
+    let e = TieredCache::builder(url.as_str())
+        .build()
+        .await
+        .unwrap_err();
+    eprintln!("untrusted certificate: {e}");
+    assert!(matches!(e, TierError::Tls(_)), "{e:?}");
+    // Trusting the CA explicitly works.
+    let c = TieredCache::builder(url.as_str())
+        .prefix("tls:")
+        .tls_root_cert(std::fs::read(&ca).unwrap())
+        .require_redis(true)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(c.health(), Health::Up);
+    c.set("k", "over tls", None).await.unwrap();
+    c.clear_local();
+    assert_eq!(c.get("k").await.unwrap().as_deref(), Some(&b"over tls"[..]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

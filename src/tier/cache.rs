@@ -151,6 +151,9 @@ impl TieredCache {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(TierError::NoRuntime);
         }
+        // rustls needs a process-wide crypto provider; ring is the one we
+        // build. An application that installed its own keeps it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let local = Cache::builder()
             .max_capacity(cfg.local_capacity)
             .time_to_live(cfg.local_ttl)
@@ -176,6 +179,7 @@ impl TieredCache {
                 }
             }
             Err(e) if e.auth => return Err(TierError::Auth(e.message)),
+            Err(e) if e.tls => return Err(TierError::Tls(e.message)),
             Err(e) if shared.cfg.require_redis => {
                 return Err(TierError::Connect {
                     timeout: shared.cfg.connect_timeout,

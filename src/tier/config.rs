@@ -38,6 +38,7 @@ pub struct TieredCacheBuilder {
     heartbeat: Duration,
     queue_capacity: usize,
     require_redis: bool,
+    tls_root_cert: Option<Vec<u8>>,
 }
 
 /// The validated settings, shared by the tier's modules.
@@ -56,12 +57,13 @@ pub(crate) struct Config {
     pub(crate) heartbeat: Duration,
     pub(crate) queue_capacity: usize,
     pub(crate) require_redis: bool,
+    pub(crate) tls: bool,
 }
 
 impl TieredCacheBuilder {
-    /// A builder for the Redis at `url`: `redis://[user][:password@]host[:port][/db]`
-    /// (`rediss://` for TLS, which this build rejects with
-    /// [`TierConfigError::TlsUnsupported`]).
+    /// A builder for the Redis at `url`: `redis://[user][:password@]host[:port][/db]`,
+    /// or `rediss://` for TLS (rustls; the server's certificate must chain to
+    /// the webpki roots, or to [`tls_root_cert`](Self::tls_root_cert)).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -76,6 +78,7 @@ impl TieredCacheBuilder {
             heartbeat: Duration::from_millis(500),
             queue_capacity: 10_000,
             require_redis: false,
+            tls_root_cert: None,
         }
     }
 
@@ -152,6 +155,13 @@ impl TieredCacheBuilder {
         self
     }
 
+    /// For `rediss://`: trust only this CA certificate (PEM), as for a
+    /// private CA or a managed Redis, instead of the webpki roots.
+    pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_cert = Some(pem.into());
+        self
+    }
+
     /// Validates the settings, connects (bounded by the connect timeout) and
     /// starts the background task. Must be called inside a Tokio runtime.
     ///
@@ -168,8 +178,7 @@ impl TieredCacheBuilder {
     pub(crate) fn validate(self) -> Result<Config, TierConfigError> {
         let scheme = self.url.split("://").next().unwrap_or("");
         match scheme {
-            "redis" => {}
-            "rediss" => return Err(TierConfigError::TlsUnsupported),
+            "redis" | "rediss" => {}
             _ => {
                 return Err(TierConfigError::InvalidUrl {
                     url: redact(&self.url),
@@ -177,11 +186,21 @@ impl TieredCacheBuilder {
                 })
             }
         }
-        let client =
-            redis::Client::open(self.url.as_str()).map_err(|e| TierConfigError::InvalidUrl {
-                url: redact(&self.url),
-                reason: e.to_string(),
-            })?;
+        let invalid = |e: redis::RedisError| TierConfigError::InvalidUrl {
+            url: redact(&self.url),
+            reason: e.to_string(),
+        };
+        let client = match (&self.tls_root_cert, scheme) {
+            (Some(pem), "rediss") => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            _ => redis::Client::open(self.url.as_str()),
+        }
+        .map_err(invalid)?;
         if self.local_capacity == 0 {
             return Err(TierConfigError::ZeroCapacity);
         }
@@ -222,6 +241,7 @@ impl TieredCacheBuilder {
             heartbeat: self.heartbeat,
             queue_capacity: self.queue_capacity,
             require_redis: self.require_redis,
+            tls: scheme == "rediss",
         })
     }
 }
@@ -269,10 +289,7 @@ mod tests {
                 .remote_ttl(Duration::from_secs(5))),
             TierConfigError::LocalTtlExceedsRemote { .. }
         ));
-        assert_eq!(
-            TieredCacheBuilder::new("rediss://h:1").validate().err(),
-            Some(TierConfigError::TlsUnsupported)
-        );
+        assert!(TieredCacheBuilder::new("rediss://h:1").validate().is_ok());
         assert!(matches!(
             TieredCacheBuilder::new("http://h").validate().err(),
             Some(TierConfigError::InvalidUrl { .. })

@@ -16,12 +16,6 @@ pub enum TierConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A `rediss://` (TLS) URL, but this build has no TLS support.
-    #[error(
-        "rediss:// (TLS) is not supported by this build of shardcache: \
-         connect over a TLS-terminating proxy (stunnel, a sidecar) with redis://"
-    )]
-    TlsUnsupported,
     /// `local_capacity(0)`: a local tier that can hold nothing.
     #[error("local_capacity must be at least 1")]
     ZeroCapacity,
@@ -54,6 +48,13 @@ pub enum TierError {
     /// password required but not given). Not retried by `build()`: fix the URL.
     #[error("Redis authentication failed: {0}")]
     Auth(String),
+    /// The TLS handshake of a `rediss://` URL failed: the port does not
+    /// speak TLS, or the certificate was not accepted. Not retried by
+    /// `build()`: fix the URL or the server's certificate.
+    #[error(
+        "TLS handshake with Redis failed ({0}): is the port a TLS port, and is its certificate trusted?"
+    )]
+    Tls(String),
     /// Redis is down or timed out and the operation needs it (`incr` and
     /// friends: a shared counter cannot be served from the local tier).
     /// Retry later; [`TieredCache::health`](super::TieredCache::health) says

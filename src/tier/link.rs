@@ -27,6 +27,8 @@ const REPLAY_BATCH: usize = 256;
 pub(crate) struct ConnectError {
     /// Redis refused the credentials.
     pub(crate) auth: bool,
+    /// A `rediss://` URL and the TLS handshake (or what followed it) failed.
+    pub(crate) tls: bool,
     pub(crate) message: String,
 }
 
@@ -162,15 +164,37 @@ pub(crate) async fn connect(shared: &Shared) -> Result<Connected, ConnectError> 
     };
     match timeout(cfg.connect_timeout, attempt).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(ConnectError {
-            auth: is_auth_error(&e),
-            message: e.to_string(),
-        }),
+        Ok(Err(e)) => {
+            let auth = is_auth_error(&e);
+            let tls = !auth && !e.is_connection_refusal() && tcp_but_not_tls(shared).await;
+            Err(ConnectError {
+                tls,
+                auth,
+                message: e.to_string(),
+            })
+        }
         Err(_) => Err(ConnectError {
             auth: false,
+            tls: tcp_but_not_tls(shared).await,
             message: format!("connect timed out after {:?}", cfg.connect_timeout),
         }),
     }
+}
+
+/// For a `rediss://` URL whose connection failed: true if the port accepts
+/// plain TCP, so the failure was the TLS handshake (a plain-text port, a
+/// rejected certificate) rather than an unreachable server.
+async fn tcp_but_not_tls(shared: &Shared) -> bool {
+    if !shared.cfg.tls {
+        return false;
+    }
+    let redis::ConnectionAddr::TcpTls { host, port, .. } =
+        shared.cfg.client.get_connection_info().addr()
+    else {
+        return false;
+    };
+    let probe = tokio::net::TcpStream::connect((host.as_str(), *port));
+    matches!(timeout(shared.cfg.connect_timeout, probe).await, Ok(Ok(_)))
 }
 
 /// Replays the queued invalidations on `conn`, then puts it in use and

@@ -68,8 +68,11 @@
 //! ([`TierError::Auth`]) or, with `require_redis(true)`, an unreachable
 //! Redis; otherwise a cache built while Redis is down starts `Down`.
 //!
-//! TLS (`rediss://`) is not compiled in: such a URL is rejected by `build()`
-//! with [`TierConfigError::TlsUnsupported`].
+//! TLS: `rediss://` URLs connect with rustls (ring) and trust the webpki
+//! root certificates, or only the CA given to
+//! [`TieredCacheBuilder::tls_root_cert`]. A failed handshake at `build()` (a
+//! plain-text port, an untrusted certificate) is [`TierError::Tls`], not a
+//! silent start in degraded mode.
 
 mod cache;
 mod config;
