@@ -120,6 +120,15 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+    group.bench_function("local_cache_get", |bench| {
+        bench.iter_custom(|iters| {
+            let start = Instant::now();
+            for i in 0..iters as usize {
+                black_box(a.local().get(keys[i % KEYS].as_str()));
+            }
+            start.elapsed()
+        })
+    });
     group.bench_function("redis_get", |bench| {
         bench.iter_custom(|iters| {
             let start = Instant::now();
