@@ -224,6 +224,27 @@ async fn basic_semantics() {
     assert_eq!((&v[..], calls), (&b"db"[..], 1));
     assert_eq!(get_raw(&mut raw, "app:loaded").as_deref(), Some(&b"db"[..]));
 
+    // 50 concurrent misses of one key run one loader.
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (a, calls) = (a.clone(), calls.clone());
+            tokio::spawn(async move {
+                a.get_or_load("flight", None, || async move {
+                    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok::<_, TierError>(Bytes::from_static(b"once"))
+                })
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(&t.await.unwrap()[..], b"once");
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+
     // Another prefix is another keyspace.
     let other = tier(&server.url(), "other:").await;
     assert_eq!(other.get("k").await.unwrap(), None);

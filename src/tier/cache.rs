@@ -11,6 +11,7 @@ use bytes::Bytes;
 use redis::FromRedisValue;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
@@ -68,6 +69,27 @@ pub(crate) struct Shared {
     pub(crate) instance_id: u64,
     pub(crate) stats: Counters,
     gens: Generations,
+    /// One lock per key whose loader is running (single flight).
+    loading: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Removes a key's loader lock from [`Shared::loading`] when the last
+/// waiter is done (or its future is dropped).
+struct LoadSlot<'a> {
+    shared: &'a Shared,
+    key: &'a str,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for LoadSlot<'_> {
+    fn drop(&mut self) {
+        let mut loading = self.shared.loading.lock();
+        // Clones are made under this lock: two (the map's and ours) means
+        // nobody else waits, so the entry can go.
+        if Arc::strong_count(&self.lock) == 2 {
+            loading.remove(self.key);
+        }
+    }
 }
 
 impl Shared {
@@ -165,6 +187,7 @@ impl TieredCache {
             instance_id: random_id(),
             stats: Counters::default(),
             gens: Generations::new(),
+            loading: parking_lot::Mutex::new(HashMap::new()),
             cfg,
         });
         let first = match link::connect(&shared).await {
@@ -351,7 +374,9 @@ impl TieredCache {
     }
 
     /// The value of `key`, or the loader's: local tier, then Redis, then
-    /// `loader`, whose value is stored in both tiers with `ttl`.
+    /// `loader`, whose value is stored in both tiers with `ttl`. Concurrent
+    /// misses of one key in this instance run one loader; the others wait
+    /// for its value (if it fails, the next waiter runs its own).
     ///
     /// # Errors
     ///
@@ -369,6 +394,23 @@ impl TieredCache {
         E: From<TierError>,
     {
         if let Some(v) = self.get(key).await? {
+            return Ok(v);
+        }
+        let lock = self
+            .shared
+            .loading
+            .lock()
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        let slot = LoadSlot {
+            shared: &self.shared,
+            key,
+            lock,
+        };
+        let _turn = slot.lock.lock().await;
+        // A loader that ran while we waited has filled the local tier.
+        if let Some(v) = self.shared.local.get(key) {
             return Ok(v);
         }
         let v = loader().await?;
