@@ -82,12 +82,14 @@
 //!   [`SessionStore`] (random ids, absolute and idle timeouts, survives
 //!   restarts) and [`RateLimiter`] (token bucket or exact sliding window,
 //!   exact under concurrency).
+//! * `tier::TieredCache` (feature `redis`): a local tier in front of a
+//!   shared Redis, kept coherent by pub/sub, serving locally while Redis is down.
 //!
 //! ## Features and MSRV
 //!
 //! | feature | what it adds |
 //! |---------|--------------|
-//! | `redis` | the Redis tier (in progress) |
+//! | `redis` | [`tier::TieredCache`]: shardcache as a near cache in front of Redis, with pub/sub invalidation and a degraded mode (needs Tokio) |
 //!
 //! The minimum supported Rust version is 1.89 (for `File::try_lock`).
 #![forbid(unsafe_code)]
@@ -112,6 +114,8 @@ mod shard;
 mod slab;
 mod stats;
 mod sync;
+#[cfg(feature = "redis")]
+pub mod tier;
 mod weigher;
 
 pub use adapters::{PermissionCache, PermissionKey, RateLimiter, SessionStore};
@@ -125,6 +129,9 @@ pub use listener::{Listener, RemovalCause};
 pub use policy::{Policy, RedisPolicy, UnknownPolicy, DEFAULT_SAMPLES};
 pub use stats::CacheStats;
 pub use weigher::Weigher;
+
+#[cfg(feature = "redis")]
+pub use tier::{Health, TierError, TieredCache};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -38,7 +38,7 @@ mod parse;
 mod reply;
 mod stats;
 mod strings;
-mod typed;
+pub(crate) mod typed;
 
 pub use error::KvError;
 pub use expire::{ExpireOptions, Expiry};

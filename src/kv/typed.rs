@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// The FNV-1a hash of the type's name: the tag written before the payload.
-fn type_tag<T>() -> [u8; 8] {
+pub(crate) fn type_tag<T>() -> [u8; 8] {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in std::any::type_name::<T>().bytes() {
         h ^= u64::from(b);
