@@ -129,7 +129,7 @@ fn command() -> impl Strategy<Value = Vec<String>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// Any command sequence, with reopens and rewrites anywhere in it, ends
     /// in the same keyspace as the same sequence on a store that never

@@ -364,9 +364,10 @@ impl<K, V, S> crate::CacheBuilder<K, V, S> {
         let cache = self.build()?;
         let now = cache.wall_clock_ms();
         let ttl_from = |at: u64| std::time::Duration::from_millis(at - now);
-        // Inserts whose original expiry has passed, kept until the end of the
-        // log: a later `Expire` record (a TTL extended after the insert, e.g.
-        // a sliding session) may bring them back.
+        // Entries whose expiry (from their insert or a later `Expire`) has
+        // passed, kept until the end of the log: a later `Expire` record (a
+        // TTL extended or removed, e.g. a sliding session or PERSIST) may
+        // bring them back.
         let mut lapsed: std::collections::HashMap<K, V> = std::collections::HashMap::new();
         let mut report = log.replay(fingerprint::<K, V>(), &mut |bytes| {
             match Record::<K, V>::decode(bytes)? {
@@ -395,8 +396,11 @@ impl<K, V, S> crate::CacheBuilder<K, V, S> {
                     key,
                     expires_at: Some(at),
                 } if at <= now => {
-                    lapsed.remove(&key);
-                    cache.remove(&key);
+                    // Lapsed too, unless a later record (PERSIST, a longer
+                    // EXPIRE) lifts the deadline again.
+                    if let Some(value) = cache.remove(&key) {
+                        lapsed.insert(key, value);
+                    }
                 }
                 Record::Expire { key, expires_at } => match lapsed.remove(&key) {
                     Some(value) => {
