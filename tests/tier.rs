@@ -524,10 +524,19 @@ async fn revoke_during_a_stall_is_replayed() {
     let a = tier(&server.url(), "perm:").await;
     let b = tier(&server.url(), "perm:").await;
     a.set("u1:doc9", "allow", None).await.unwrap();
-    assert_eq!(
-        b.get("u1:doc9").await.unwrap().as_deref(),
-        Some(&b"allow"[..])
-    );
+    // A's set also publishes an invalidation, which may reach B after B's
+    // first read filled its local tier: read until the copy stays.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        assert_eq!(
+            b.get("u1:doc9").await.unwrap().as_deref(),
+            Some(&b"allow"[..])
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if b.local().contains_key("u1:doc9") || Instant::now() > deadline {
+            break;
+        }
+    }
     assert!(b.local().contains_key("u1:doc9"));
 
     server.signal("-STOP");
