@@ -5,7 +5,7 @@
 //! TTL survives a restart. [`MockClock`] drives both by hand in tests.
 
 use crate::sync::{Arc, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of time for a cache.
 ///
@@ -20,17 +20,23 @@ pub trait Clock: Send + Sync + 'static {
     fn wall(&self) -> Duration;
 }
 
-/// The real clock: [`Instant`] for expiry, [`SystemTime`] for persistence.
+/// The real clock: the CPU's time-stamp counter (through `quanta`, which
+/// calibrates it against the OS's monotonic clock and falls back to that clock
+/// where the TSC is not usable) for expiry, [`SystemTime`] for persistence.
+///
+/// Every hit on an entry with a deadline reads this clock. The TSC read costs
+/// about 12 ns here against 37 ns for [`std::time::Instant::now`] (a vDSO
+/// call in this VM), a third of a TTL'd hit.
 #[derive(Debug, Clone, Copy)]
 pub struct SystemClock {
-    origin: Instant,
+    origin: quanta::Instant,
 }
 
 impl SystemClock {
     /// A clock whose monotonic origin is now.
     pub fn new() -> Self {
         Self {
-            origin: Instant::now(),
+            origin: quanta::Instant::now(),
         }
     }
 }
@@ -44,7 +50,7 @@ impl Default for SystemClock {
 impl Clock for SystemClock {
     #[inline]
     fn monotonic(&self) -> Duration {
-        self.origin.elapsed()
+        quanta::Instant::now().saturating_duration_since(self.origin)
     }
 
     fn wall(&self) -> Duration {
