@@ -12,8 +12,6 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use shardcache::kv::KvStore;
 use shardcache::Cache;
 use std::hint::black_box;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -49,56 +47,13 @@ where
     start.elapsed()
 }
 
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer as Server;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// A loopback `redis-server`, or `None` when it is not installed.
 fn start_redis() -> Option<Server> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let dir = tempfile::tempdir().ok()?;
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let server = Server {
-        child,
-        port,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(server)
+    Server::start(&[]).ok()
 }
 
 fn get_hits(c: &mut Criterion) {
@@ -112,7 +67,7 @@ fn get_hits(c: &mut Criterion) {
     let redis = start_redis();
     if let Some(server) = &redis {
         let client =
-            redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).expect("client");
+            redis::Client::open(format!("redis://127.0.0.1:{}/", server.port())).expect("client");
         let mut con = client.get_connection().expect("connection");
         for k in keys.iter() {
             let _: () = redis::cmd("SET")
@@ -148,7 +103,7 @@ fn get_hits(c: &mut Criterion) {
             })
         });
         if let Some(server) = &redis {
-            let url = format!("redis://127.0.0.1:{}/", server.port);
+            let url = format!("redis://127.0.0.1:{}/", server.port());
             let k = keys.clone();
             g.bench_function(BenchmarkId::new("redis-server GET", threads), |b| {
                 b.iter_custom(|iters| {

@@ -15,8 +15,6 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shardcache::{PermissionCache, PermissionKey};
 use std::hint::black_box;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -162,56 +160,13 @@ fn summary(mut v: Vec<f64>) -> (f64, f64) {
     (percentile(&v, 0.50), percentile(&v, 0.99))
 }
 
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer as Server;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// A loopback `redis-server`, or `None` when it is not installed.
 fn start_redis() -> Option<Server> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let dir = tempfile::tempdir().ok()?;
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let server = Server {
-        child,
-        port,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(server)
+    Server::start(&[]).ok()
 }
 
 /// Per-GET nanoseconds on `threads` connections at once, and GETs per second.
@@ -298,7 +253,7 @@ fn report(c: &mut Criterion) {
     let (perms, keys) = warm(HOT_KEYS);
     match start_redis() {
         Some(server) => {
-            let url = format!("redis://127.0.0.1:{}/", server.port);
+            let url = format!("redis://127.0.0.1:{}/", server.port());
             let mut con = redis::Client::open(url.as_str())
                 .and_then(|c| c.get_connection())
                 .expect("redis connection");

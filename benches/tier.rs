@@ -10,8 +10,6 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shardcache::TieredCache;
 use std::hint::black_box;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KEYS: usize = 1_000;
@@ -20,47 +18,13 @@ fn key(i: usize) -> String {
     format!("resource:boxer:user{i}:boxer{}", i * 7)
 }
 
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer as Server;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// A loopback `redis-server`, or `None` when it is not installed.
 fn start_server() -> Option<Server> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .ok()?
-        .port();
-    let dir = tempfile::tempdir().ok()?;
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let server = Server {
-        child,
-        port,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Some(server)
+    Server::start(&[]).ok()
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
@@ -74,7 +38,7 @@ fn bench(c: &mut Criterion) {
         );
         return;
     };
-    let url = format!("redis://127.0.0.1:{}/0", server.port);
+    let url = format!("redis://127.0.0.1:{}/0", server.port());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -15,23 +15,11 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use shardcache::kv::{KvStore, Reply};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A `redis-server` child process on a free port, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "support/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer as Server;
 
 /// Starts a server, or returns `None` when `SHARDCACHE_SKIP_REDIS=1`.
 fn start_server() -> Option<Server> {
@@ -39,38 +27,12 @@ fn start_server() -> Option<Server> {
         eprintln!("SHARDCACHE_SKIP_REDIS=1: skipping the comparison with redis-server");
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "could not start redis-server ({e}): these tests compare KvStore with a real Redis. \
-                 Install it (e.g. `apt-get install redis-server`) or set SHARDCACHE_SKIP_REDIS=1 to skip them."
-            )
-        });
-    let server = Server {
-        child,
-        port,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not start listening on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(server)
+    Some(Server::start(&[]).unwrap_or_else(|e| {
+        panic!(
+            "could not start redis-server ({e}): these tests compare KvStore with a real Redis. \
+             Install it (e.g. `apt-get install redis-server`) or set SHARDCACHE_SKIP_REDIS=1 to skip them."
+        )
+    }))
 }
 
 /// A reply in a form both sides convert to.
@@ -126,7 +88,7 @@ impl Pair {
     fn new() -> Option<Self> {
         let server = start_server()?;
         let client =
-            redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).expect("client");
+            redis::Client::open(format!("redis://127.0.0.1:{}/", server.port())).expect("client");
         let con = client.get_connection().expect("connection to redis-server");
         Some(Self {
             con,

@@ -5,95 +5,38 @@
 
 use bytes::Bytes;
 use shardcache::tier::{Health, TierConfigError, TierError, TieredCache};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const OP_TIMEOUT: Duration = Duration::from_millis(50);
 /// Scheduling slack allowed on top of the op timeout on a busy 2-core box.
 const SLACK: Duration = Duration::from_millis(40);
 
-/// A `redis-server` child process, killed on drop.
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    extra: Vec<String>,
-    dir: tempfile::TempDir,
-}
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+/// The test's server; a missing `redis-server` fails the test, loudly.
+struct Server(redis_server::RedisServer);
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let mut s = Server {
-            child: None,
-            port,
-            extra: extra
-                .iter()
-                .map(|s| s.replace("{port}", &port.to_string()))
-                .collect(),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        s.restart();
-        s
-    }
-
-    /// (Re)starts the server on the same port.
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on the PATH (apt-get install redis-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
-        assert!(ok.success());
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn raw(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_connection()
-            .unwrap()
+        Server(
+            redis_server::RedisServer::start(extra)
+                .expect("redis-server on the PATH (apt-get install redis-server)"),
+        )
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_ref() {
-            // A stopped server must be continued to die promptly.
-            let _ = Command::new("kill")
-                .args(["-CONT", &c.id().to_string()])
-                .status();
-        }
-        self.kill();
+impl std::ops::Deref for Server {
+    type Target = redis_server::RedisServer;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
 
@@ -292,7 +235,7 @@ async fn config_errors_are_clear() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_to_a_plain_port_is_a_clear_error() {
     let server = Server::start(&[]);
-    let url = format!("rediss://127.0.0.1:{}/0", server.port);
+    let url = format!("rediss://127.0.0.1:{}/0", server.port());
     let start = Instant::now();
     let e = TieredCache::builder(url).build().await.unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(2));
@@ -387,7 +330,7 @@ async fn tls_port_works_and_an_untrusted_certificate_is_a_clear_error() {
         "--tls-auth-clients",
         "no",
     ]);
-    let url = format!("rediss://127.0.0.1:{}/0", server.port);
+    let url = format!("rediss://127.0.0.1:{}/0", server.port());
     // Our test CA is not in the webpki roots.
     let e = TieredCache::builder(url.as_str())
         .build()
@@ -412,7 +355,7 @@ async fn tls_port_works_and_an_untrusted_certificate_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_a_clear_error() {
     let server = Server::start(&["--requirepass", "s3cret"]);
-    let url = |auth: &str| format!("redis://{auth}127.0.0.1:{}/0", server.port);
+    let url = |auth: &str| format!("redis://{auth}127.0.0.1:{}/0", server.port());
     let e = TieredCache::builder(url(":wrong@"))
         .build()
         .await
@@ -444,7 +387,7 @@ async fn unreachable_at_start_runs_locally_then_connects() {
     assert!(matches!(c.health(), Health::Down { .. }));
     c.set("a", "1", None).await.unwrap();
     assert_eq!(c.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
-    server.restart();
+    server.restart().expect("redis-server restarts");
     wait_for("Up", Duration::from_secs(5), || c.health().is_up()).await;
     c.set("b", "2", None).await.unwrap();
     assert_eq!(
@@ -499,7 +442,7 @@ async fn redis_killed_and_restarted() {
     assert!(matches!(c.incr("n").await, Err(TierError::Unavailable(_))));
     assert!(c.stats().invalidations_queued > 0);
 
-    server.restart();
+    server.restart().expect("redis-server restarts");
     wait_for("Up after restart", Duration::from_secs(5), || {
         c.health().is_up()
     })
