@@ -240,3 +240,49 @@ fn logs_that_never_ask_are_not_rewritten() {
     let log = FileLog::with_storage(MemStorage::new(), Fsync::Never).rewrite_policy(0, 0);
     assert!(!log.wants_rewrite());
 }
+
+#[test]
+fn settings_apply_to_every_fsync_mode() {
+    // EverySecond starts a flusher thread at construction; the settings
+    // must still take.
+    for fsync in [Fsync::Always, Fsync::EverySecond, Fsync::Never] {
+        let storage = MemStorage::new();
+        let log = FileLog::with_storage(storage.clone(), fsync).rewrite_policy(100, 0);
+        let (cache, _) = Cache::<u32, u32>::builder()
+            .max_capacity(100)
+            .build_persistent(log)
+            .expect("load");
+        let header = storage.len();
+        while storage.len() < 3 * header {
+            cache.insert(1, 1);
+        }
+        cache.sync().expect("sync");
+        // The automatic rewrite (100 %, no minimum) keeps the log small.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while storage.len() >= 3 * header && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(storage.len() < 3 * header, "{fsync:?}: no rewrite happened");
+
+        let bytes = storage.len();
+        drop(cache);
+        let corrupt = MemStorage::new();
+        {
+            use shardcache::persist::Storage;
+            let mut data = storage.read_all().expect("read");
+            data.truncate(bytes - 1);
+            corrupt.append(&data).expect("write");
+        }
+        let refused = FileLog::with_storage(corrupt, fsync)
+            .on_corrupt_tail(shardcache::persist::OnCorruptTail::Refuse);
+        assert!(
+            matches!(
+                Cache::<u32, u32>::builder()
+                    .max_capacity(100)
+                    .build_persistent(refused),
+                Err(PersistError::CorruptTail { .. })
+            ),
+            "{fsync:?}: Refuse was ignored"
+        );
+    }
+}

@@ -6,6 +6,7 @@ use super::{Fsync, OnCorruptTail, PersistError, RecoveryReport, Snapshot, WriteA
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 use std::io;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// An append-only log of framed records on a [`Storage`] (a locked file by
@@ -42,7 +43,9 @@ struct LogInner<S> {
     storage: S,
     name: String,
     fsync: Fsync,
-    on_corrupt: OnCorruptTail,
+    /// Settings, atomics so the builder methods work after the EverySecond
+    /// flusher (which holds a weak reference) has started.
+    refuse_corrupt: AtomicBool,
     /// The last LSN, and the appends a running rewrite must carry over; the
     /// mutex serializes appends.
     appended: Mutex<Appended>,
@@ -54,8 +57,8 @@ struct LogInner<S> {
     /// The type fingerprint (from `replay`), for a rewrite's header.
     fingerprint: AtomicU64,
     rewrite_lock: Mutex<()>,
-    growth_percent: u64,
-    min_rewrite_size: u64,
+    growth_percent: AtomicU64,
+    min_rewrite_size: AtomicU64,
 }
 
 struct Appended {
@@ -96,7 +99,7 @@ impl<S: Storage> FileLog<S> {
             storage,
             name,
             fsync,
-            on_corrupt: OnCorruptTail::Truncate,
+            refuse_corrupt: AtomicBool::new(false),
             appended: Mutex::new(Appended { lsn: 0, tail: None }),
             synced: AtomicU64::new(0),
             sync_lock: Mutex::new(()),
@@ -104,8 +107,8 @@ impl<S: Storage> FileLog<S> {
             base: AtomicU64::new(0),
             fingerprint: AtomicU64::new(0),
             rewrite_lock: Mutex::new(()),
-            growth_percent: DEFAULT_REWRITE_PERCENTAGE,
-            min_rewrite_size: DEFAULT_REWRITE_MIN_SIZE,
+            growth_percent: AtomicU64::new(DEFAULT_REWRITE_PERCENTAGE),
+            min_rewrite_size: AtomicU64::new(DEFAULT_REWRITE_MIN_SIZE),
         });
         if fsync == Fsync::EverySecond {
             spawn_flusher(Arc::downgrade(&inner));
@@ -115,10 +118,10 @@ impl<S: Storage> FileLog<S> {
 
     /// What to do with a torn or corrupt tail at load: truncate it (the
     /// default, like `aof-load-truncated yes`) or refuse to load.
-    pub fn on_corrupt_tail(mut self, policy: OnCorruptTail) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.on_corrupt = policy;
-        }
+    pub fn on_corrupt_tail(self, policy: OnCorruptTail) -> Self {
+        self.inner
+            .refuse_corrupt
+            .store(policy == OnCorruptTail::Refuse, Ordering::Relaxed);
         self
     }
 
@@ -127,11 +130,10 @@ impl<S: Storage> FileLog<S> {
     /// the log has grown by `percentage` % over its size after the last
     /// rewrite (or at open) and is over `min_size` bytes. A percentage of 0
     /// turns automatic rewrites off. Defaults: 100 % and 64 MiB.
-    pub fn rewrite_policy(mut self, percentage: u64, min_size: u64) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.growth_percent = percentage;
-            inner.min_rewrite_size = min_size;
-        }
+    pub fn rewrite_policy(self, percentage: u64, min_size: u64) -> Self {
+        let inner = &self.inner;
+        inner.growth_percent.store(percentage, Ordering::Relaxed);
+        inner.min_rewrite_size.store(min_size, Ordering::Relaxed);
         self
     }
 }
@@ -223,7 +225,7 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
         }
         if let Some(reason) = stop {
             let offset = (frame::HEADER_LEN + valid) as u64;
-            if log.on_corrupt == OnCorruptTail::Refuse {
+            if log.refuse_corrupt.load(Ordering::Relaxed) {
                 return Err(PersistError::CorruptTail {
                     path,
                     offset,
@@ -288,13 +290,14 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
 
     fn wants_rewrite(&self) -> bool {
         let log = &self.inner;
-        if log.growth_percent == 0 {
+        let growth = log.growth_percent.load(Ordering::Relaxed);
+        if growth == 0 {
             return false;
         }
         let size = log.bytes.load(Ordering::Relaxed);
         let base = log.base.load(Ordering::Relaxed);
-        size >= log.min_rewrite_size
-            && size.saturating_sub(base) >= base.saturating_mul(log.growth_percent) / 100
+        size >= log.min_rewrite_size.load(Ordering::Relaxed)
+            && size.saturating_sub(base) >= base.saturating_mul(growth) / 100
     }
 }
 

@@ -54,6 +54,10 @@ pub trait RewriteTarget: Send {
 /// renamed over the log; the directory is fsynced before the rewrite counts
 /// as done. A crash at any point leaves either the old log or the new one at
 /// `path`, each complete; a stale `.rewrite` file is removed on open.
+///
+/// The lock is an `flock`: a child process forked at the moment the log is
+/// closed holds it until the child execs, so a reopen racing a fork can see
+/// [`PersistError::Locked`](super::PersistError::Locked) for that instant.
 #[derive(Debug)]
 pub struct FileStorage {
     file: RwLock<File>,
