@@ -56,7 +56,8 @@ fn start_redis() -> Option<Server> {
     Server::start(&[]).ok()
 }
 
-fn get_hits(c: &mut Criterion) {
+/// The keys, and a `KvStore` and a `Cache<String, Bytes>` holding them all.
+fn fixture() -> (Arc<Vec<String>>, KvStore, Cache<String, Bytes>) {
     let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(key).collect());
     let store = KvStore::new();
     let cache: Cache<String, Bytes> = Cache::new(1 << 20);
@@ -64,6 +65,11 @@ fn get_hits(c: &mut Criterion) {
         store.execute(&["SET", k.as_str(), "1"]);
         cache.insert(k.clone(), Bytes::from_static(b"1"));
     }
+    (keys, store, cache)
+}
+
+fn get_hits(c: &mut Criterion) {
+    let (keys, store, cache) = fixture();
     let redis = start_redis();
     if let Some(server) = &redis {
         let client =
@@ -135,13 +141,7 @@ fn get_hits(c: &mut Criterion) {
 fn ratios(_: &mut Criterion) {
     const OPS: u64 = 2_000_000;
     const ROUNDS: usize = 9;
-    let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(key).collect());
-    let store = KvStore::new();
-    let cache: Cache<String, Bytes> = Cache::new(1 << 20);
-    for k in keys.iter() {
-        store.execute(&["SET", k.as_str(), "1"]);
-        cache.insert(k.clone(), Bytes::from_static(b"1"));
-    }
+    let (keys, store, cache) = fixture();
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]

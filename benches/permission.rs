@@ -50,30 +50,10 @@ fn core_latency(n: usize, threads: usize) -> Vec<f64> {
     for k in keys.iter() {
         cache.insert(k.clone(), true);
     }
-    let barrier = Arc::new(Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let (cache, keys, barrier) = (cache.clone(), keys.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                let mut samples = Vec::with_capacity(SAMPLES);
-                let mut i = (t * 7919) % keys.len();
-                barrier.wait();
-                for _ in 0..SAMPLES {
-                    let start = Instant::now();
-                    for _ in 0..BATCH {
-                        i = if i + 1 == keys.len() { 0 } else { i + 1 };
-                        black_box(cache.get(keys[i].as_str()));
-                    }
-                    samples.push(start.elapsed().as_nanos() as f64 / BATCH as f64);
-                }
-                samples
-            })
-        })
-        .collect();
-    handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("bench thread"))
-        .collect()
+    let len = keys.len();
+    sampled(threads, len, move |i| {
+        black_box(cache.get(keys[i].as_str()));
+    })
 }
 
 fn warm(n: usize) -> (PermissionCache<bool>, Arc<Vec<PermissionKey>>) {
@@ -95,19 +75,30 @@ fn batched_latency(
     keys: &Arc<Vec<PermissionKey>>,
     threads: usize,
 ) -> Vec<f64> {
+    let (perms, keys) = (perms.clone(), keys.clone());
+    sampled(threads, keys.len(), move |i| {
+        black_box(perms.check(&keys[i], || unreachable!("warm")));
+    })
+}
+
+/// Runs `op(i)` over key indices `0..len` on `threads` threads at once,
+/// timing batches of [`BATCH`]; per-op nanoseconds, one sample per batch,
+/// all threads' samples pooled.
+fn sampled(threads: usize, len: usize, op: impl Fn(usize) + Send + Sync + 'static) -> Vec<f64> {
+    let op = Arc::new(op);
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (perms, keys, barrier) = (perms.clone(), keys.clone(), barrier.clone());
+            let (op, barrier) = (op.clone(), barrier.clone());
             std::thread::spawn(move || {
                 let mut samples = Vec::with_capacity(SAMPLES);
-                let mut i = (t * 7919) % keys.len();
+                let mut i = (t * 7919) % len;
                 barrier.wait();
                 for _ in 0..SAMPLES {
                     let start = Instant::now();
                     for _ in 0..BATCH {
-                        i = if i + 1 == keys.len() { 0 } else { i + 1 };
-                        black_box(perms.check(&keys[i], || unreachable!("warm")));
+                        i = if i + 1 == len { 0 } else { i + 1 };
+                        op(i);
                     }
                     samples.push(start.elapsed().as_nanos() as f64 / BATCH as f64);
                 }

@@ -765,17 +765,23 @@ impl Index {
         (vec![key.clone()], n)
     }
 
+    /// Unindexes every one of `keys` (all indexed), for `take_subject` and
+    /// `take_resource`.
+    fn unindex_all(&mut self, keys: Vec<PermissionKey>) -> (Vec<PermissionKey>, usize) {
+        keys.iter().for_each(|k| {
+            self.unindex(k);
+        });
+        let n = keys.len();
+        (keys, n)
+    }
+
     fn take_subject(&mut self, subject: &str) -> (Vec<PermissionKey>, usize) {
         let keys: Vec<_> = self
             .by_subject
             .get(subject)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
-        keys.iter().for_each(|k| {
-            self.unindex(k);
-        });
-        let n = keys.len();
-        (keys, n)
+        self.unindex_all(keys)
     }
 
     fn take_resource(&mut self, kind: &str, id: &str) -> (Vec<PermissionKey>, usize) {
@@ -785,11 +791,7 @@ impl Index {
             .and_then(|ids| ids.get(id))
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
-        keys.iter().for_each(|k| {
-            self.unindex(k);
-        });
-        let n = keys.len();
-        (keys, n)
+        self.unindex_all(keys)
     }
 
     /// Whether an invalidation after epoch `since` (up to `now`) covers `key`,

@@ -460,27 +460,24 @@ where
 
     /// The number of live sessions of `user`.
     pub fn count_for_user(&self, user: &str) -> usize {
-        let ids: Vec<String> = self
-            .users
-            .lock()
-            .get(user)
-            .map(|ids| ids.iter().cloned().collect())
-            .unwrap_or_default();
-        ids.iter().filter(|id| self.cache.contains_key(*id)).count()
+        self.live_ids(user).count()
     }
 
     /// The ids of `user`'s live sessions.
     pub fn sessions_of(&self, user: &str) -> Vec<SessionId> {
+        self.live_ids(user).map(SessionId).collect()
+    }
+
+    /// `user`'s indexed session ids that are still live (the index lock is
+    /// released before the cache is asked).
+    fn live_ids(&self, user: &str) -> impl Iterator<Item = String> + '_ {
         let ids: Vec<String> = self
             .users
             .lock()
             .get(user)
             .map(|ids| ids.iter().cloned().collect())
             .unwrap_or_default();
-        ids.into_iter()
-            .filter(|id| self.cache.contains_key(id))
-            .map(SessionId)
-            .collect()
+        ids.into_iter().filter(|id| self.cache.contains_key(id))
     }
 
     /// Makes every logged write durable and reports the first log failure
