@@ -308,3 +308,147 @@ fn power_loss_under_never_loses_only_unsynced_writes() {
     }
     assert!(cache.len() <= 100);
 }
+
+#[test]
+fn power_loss_under_every_second_loses_at_most_the_last_second() {
+    use std::time::Instant;
+    for (round, run_for) in [1300u64, 2100, 2700].into_iter().enumerate() {
+        let storage = MemStorage::new();
+        let cache = mem_cache(&storage, Fsync::EverySecond);
+        let start = Instant::now();
+        let mut acked = Vec::new();
+        let mut k = 0u32;
+        while start.elapsed() < Duration::from_millis(run_for) {
+            cache.insert(k, format!("v{k}"));
+            acked.push((k, start.elapsed()));
+            k += 1;
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        let lost_at = start.elapsed();
+        // Unsynced bytes dropped, the last unsynced record torn at some point.
+        storage.power_loss(round * 7);
+        drop(cache);
+        let cache = mem_cache(&storage, Fsync::EverySecond);
+        // The flusher syncs once a second; allow it half a second of lateness
+        // on a loaded machine.
+        let window = Duration::from_millis(1500);
+        for &(k, at) in &acked {
+            if at + window < lost_at {
+                assert_eq!(
+                    cache.get(&k),
+                    Some(format!("v{k}")),
+                    "round {round}: key {k}, acknowledged {:?} before the power loss, was lost",
+                    lost_at - at
+                );
+            }
+        }
+        assert!(acked.len() > 1000, "the writer ran: {}", acked.len());
+    }
+}
+
+#[test]
+fn buffered_records_reach_the_storage_within_the_write_delay() {
+    let storage = MemStorage::new();
+    let log =
+        FileLog::with_storage(storage.clone(), Fsync::Never).write_delay(Duration::from_millis(5));
+    let (cache, _) = Cache::<u32, String>::builder()
+        .build_persistent(log)
+        .expect("load");
+    let header = storage.len();
+    cache.insert(1, "one".into());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while storage.len() == header && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        storage.len() > header,
+        "the writer thread never wrote the record"
+    );
+
+    // With no delay, each record is written before insert returns.
+    let storage = MemStorage::new();
+    let log =
+        FileLog::with_storage(storage.clone(), Fsync::EverySecond).write_delay(Duration::ZERO);
+    let (cache, _) = Cache::<u32, String>::builder()
+        .build_persistent(log)
+        .expect("load");
+    for k in 0..10 {
+        let before = storage.len();
+        cache.insert(k, "v".into());
+        assert!(storage.len() > before, "record {k} was not written through");
+    }
+}
+
+#[test]
+fn dropping_the_cache_writes_out_buffered_records() {
+    let storage = MemStorage::new();
+    let log = FileLog::with_storage(storage.clone(), Fsync::EverySecond)
+        .write_delay(Duration::from_secs(3600));
+    let (cache, _) = Cache::<u32, String>::builder()
+        .build_persistent(log)
+        .expect("load");
+    for k in 0..100 {
+        cache.insert(k, format!("v{k}"));
+    }
+    drop(cache);
+    // A clean shutdown also syncs an EverySecond log.
+    storage.power_loss(0);
+    let cache = mem_cache(&storage, Fsync::EverySecond);
+    assert_eq!(cache.len(), 100);
+}
+
+#[test]
+fn a_short_write_is_cut_away_and_retried() {
+    let storage = MemStorage::new();
+    let cache = mem_cache(&storage, Fsync::Always);
+    cache.insert(1, "one".into());
+    storage.tear_next_append(3);
+    cache.insert(2, "two".into());
+    let err = cache.sync().expect_err("the short write is reported");
+    assert!(err.to_string().contains("short write"), "{err}");
+    // The next write carries record 2 again, ahead of record 3.
+    cache.insert(3, "three".into());
+    cache.sync().expect("healthy again");
+    storage.power_loss(0);
+    drop(cache);
+    let storage_copy = storage.clone();
+    let log = FileLog::with_storage(storage_copy, Fsync::Always);
+    let (cache, report) = Cache::<u32, String>::builder()
+        .build_persistent(log)
+        .expect("load");
+    assert_eq!(report.stopped_at, None, "no torn bytes were left behind");
+    for (k, v) in [(1, "one"), (2, "two"), (3, "three")] {
+        assert_eq!(cache.get(&k).as_deref(), Some(v));
+    }
+}
+
+#[test]
+fn a_write_that_cannot_be_undone_stops_the_log_until_a_rewrite() {
+    let storage = MemStorage::new();
+    let cache = mem_cache(&storage, Fsync::Always);
+    cache.insert(1, "one".into());
+    // The write tears and the undo (a truncate) fails too.
+    storage.tear_next_append(3);
+    storage.fail_after(1);
+    cache.insert(2, "two".into());
+    assert!(cache.sync().is_err());
+    storage.heal();
+    cache.insert(3, "three".into());
+    let err = cache.sync().expect_err("the log refuses records");
+    assert!(err.to_string().contains("rewritten"), "{err}");
+    assert_eq!(
+        cache.get(&3).as_deref(),
+        Some("three"),
+        "the cache stays usable"
+    );
+    // A rewrite writes a complete snapshot and the log takes records again.
+    cache.rewrite_log().expect("rewrite");
+    cache.insert(4, "four".into());
+    cache.sync().expect("healthy");
+    storage.power_loss(0);
+    drop(cache);
+    let cache = mem_cache(&storage, Fsync::Always);
+    for (k, v) in [(1, "one"), (2, "two"), (3, "three"), (4, "four")] {
+        assert_eq!(cache.get(&k).as_deref(), Some(v));
+    }
+}

@@ -1,6 +1,7 @@
-//! The crash test: a child process writes under `Fsync::Always` (with
-//! rewrites running) and is SIGKILLed at varying moments; after each kill
-//! the log must load with every acknowledged write in it.
+//! The crash tests: a child process writes (with rewrites running) and is
+//! SIGKILLed at varying moments; after each kill the log must load, hold a
+//! prefix of what each writer wrote, and, under `Fsync::Always` or a zero
+//! write delay, every acknowledged write.
 //!
 //! Its own test binary: children are forked from this process, and a fork
 //! briefly holds copies of every open file (and so the log's lock), which
@@ -12,18 +13,52 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-/// The crash child: writes keys forever under Fsync::Always from two threads,
-/// printing each key once `insert` has returned. Only runs when spawned by
-/// `sigkill_never_loses_acknowledged_writes`.
+/// How the child's log is set up.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Always,
+    /// `EverySecond` with records buffered for up to the default 10 ms.
+    EverySecond,
+    /// `EverySecond` with each record written before `insert` returns.
+    EverySecondUnbuffered,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Always => "always",
+            Mode::EverySecond => "every-second",
+            Mode::EverySecondUnbuffered => "every-second-unbuffered",
+        }
+    }
+
+    fn open(self, path: &str) -> FileLog {
+        let fsync = match self {
+            Mode::Always => Fsync::Always,
+            Mode::EverySecond | Mode::EverySecondUnbuffered => Fsync::EverySecond,
+        };
+        let log = FileLog::open(path, fsync).expect("child open");
+        match self {
+            Mode::EverySecondUnbuffered => log.write_delay(std::time::Duration::ZERO),
+            _ => log,
+        }
+    }
+}
+
+/// The crash child: writes keys forever from two threads, printing each key
+/// once `insert` has returned. Only runs when spawned by the tests below.
 #[test]
 fn crash_child() {
     let Ok(path) = std::env::var("SHARDCACHE_CRASH_CHILD") else {
         return;
     };
+    let mode = match std::env::var("SHARDCACHE_CRASH_MODE").as_deref() {
+        Ok("every-second") => Mode::EverySecond,
+        Ok("every-second-unbuffered") => Mode::EverySecondUnbuffered,
+        _ => Mode::Always,
+    };
     // Small rewrite thresholds, so kills also land in the middle of rewrites.
-    let log = FileLog::open(&path, Fsync::Always)
-        .expect("child open")
-        .rewrite_policy(50, 8 << 10);
+    let log = mode.open(&path).rewrite_policy(50, 8 << 10);
     let (cache, _) = Cache::<u64, u64>::builder()
         .build_persistent(log)
         .expect("child load");
@@ -69,10 +104,31 @@ const COUNTER: u64 = u64::MAX;
 
 #[test]
 fn sigkill_never_loses_acknowledged_writes() {
-    let iterations: u32 = std::env::var("SHARDCACHE_CRASH_ITERATIONS")
+    sigkill_loop(Mode::Always, iterations(25));
+}
+
+#[test]
+fn sigkill_under_every_second_without_a_write_delay_loses_nothing() {
+    sigkill_loop(Mode::EverySecondUnbuffered, iterations(25) / 2);
+}
+
+#[test]
+fn sigkill_under_every_second_loads_a_prefix_of_each_writer() {
+    sigkill_loop(Mode::EverySecond, iterations(25) / 2);
+}
+
+fn iterations(default: u32) -> u32 {
+    std::env::var("SHARDCACHE_CRASH_ITERATIONS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(25);
+        .unwrap_or(default)
+}
+
+/// Kills a child `iterations` times; each time checks what loads: every
+/// acknowledged write (unless `mode` buffers), and for each writer a prefix
+/// of its keys, with the right values.
+fn sigkill_loop(mode: Mode, iterations: u32) {
+    let lossless = !matches!(mode, Mode::EverySecond);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("crash.log");
     let exe = std::env::current_exe().expect("test binary");
@@ -81,6 +137,7 @@ fn sigkill_never_loses_acknowledged_writes() {
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env("SHARDCACHE_CRASH_CHILD", &path)
+            .env("SHARDCACHE_CRASH_MODE", mode.name())
             .env(
                 "SHARDCACHE_CRASH_START",
                 (u64::from(it) * 1_000_000).to_string(),
@@ -119,11 +176,30 @@ fn sigkill_never_loses_acknowledged_writes() {
         let (cache, _report) = Cache::<u64, u64>::builder()
             .build_persistent(log)
             .expect("a killed log loads");
+        // Each writer's keys of this iteration: a prefix, with right values.
+        let start = u64::from(it) * 1_000_000;
+        for t in 0..2 {
+            let present: Vec<u64> = (0..)
+                .map(|i| start + i * 2 + t)
+                .take_while(|k| cache.get(k).is_some())
+                .collect();
+            let next = start + present.len() as u64 * 2 + t;
+            assert!(
+                (1..1000).all(|i| cache.get(&(next + i * 2)).is_none()),
+                "{mode:?} iteration {it}: writer {t}'s keys are not a prefix (gap at {next})"
+            );
+            for k in present {
+                assert_eq!(cache.get(&k), Some(k * 10), "{mode:?}: wrong value");
+            }
+        }
+        if !lossless {
+            continue;
+        }
         for (&k, &v) in &acked {
             assert_eq!(
                 cache.get(&k),
                 Some(v),
-                "iteration {it}: acknowledged key {k} lost"
+                "{mode:?} iteration {it}: acknowledged key {k} lost"
             );
         }
         if let Some(c) = counter {
@@ -135,6 +211,10 @@ fn sigkill_never_loses_acknowledged_writes() {
         }
     }
     // The children really ran and acknowledged writes before each kill.
+    println!(
+        "{mode:?}: {iterations} kills, {} acknowledged writes",
+        acked.len()
+    );
     assert!(
         acked.len() >= 20 * iterations as usize,
         "only {} acknowledged writes",

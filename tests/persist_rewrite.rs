@@ -33,6 +33,7 @@ fn a_rewrite_compacts_and_loads_the_same_entries() {
         cache.remove(&k);
     }
     cache.insert_with_ttl(7, "short".into(), Duration::from_secs(3600));
+    cache.sync().expect("sync");
     let before = storage.len();
     cache.rewrite_log().expect("rewrite");
     let after = storage.len();
@@ -257,9 +258,12 @@ fn settings_apply_to_every_fsync_mode() {
             cache.insert(1, 1);
         }
         cache.sync().expect("sync");
-        // The automatic rewrite (100 %, no minimum) keeps the log small.
+        // The automatic rewrite (100 %, no minimum, checked after each
+        // write) keeps the log small.
         let deadline = Instant::now() + Duration::from_secs(10);
         while storage.len() >= 3 * header && Instant::now() < deadline {
+            cache.insert(1, 1);
+            cache.sync().expect("sync");
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(storage.len() < 3 * header, "{fsync:?}: no rewrite happened");

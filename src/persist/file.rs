@@ -3,7 +3,7 @@
 use super::frame::{self, HeaderError, StopReason};
 use super::storage::{FileStorage, RewriteTarget, Storage};
 use super::{Fsync, OnCorruptTail, PersistError, RecoveryReport, Snapshot, WriteAheadLog};
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU64, Condvar, Mutex, Ordering};
 use std::io;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -12,12 +12,30 @@ use std::time::Duration;
 /// An append-only log of framed records on a [`Storage`] (a locked file by
 /// default), like Redis's AOF.
 ///
-/// Durability follows [`Fsync`]: with `Always`, `wait(lsn)` returns only
-/// once the record is on disk, and concurrent writers share each fsync (the
-/// first waiter syncs everything appended so far; the others find their record
-/// already covered). With `EverySecond` a background thread syncs once a
-/// second. Every mode hands each record to the OS before `append` returns, so
-/// a process crash loses nothing that was appended.
+/// Appends go to a buffer in memory, in log order, and are handed to the
+/// storage in batches: one `write` for many records instead of a system call
+/// per record, which is what makes a log affordable on every insert.
+///
+/// Durability follows [`Fsync`]:
+///
+/// - `Always`: `wait(lsn)` returns only once the record is on disk. This is
+///   group commit: the first waiter writes everything buffered so far and
+///   fsyncs once; writers that appended meanwhile find their record covered
+///   or lead the next round, and appending never waits behind an fsync.
+/// - `EverySecond` and `Never`: a background thread hands the buffer to the
+///   OS every [`write_delay`](Self::write_delay) (10 ms by default) and, for
+///   `EverySecond`, fsyncs once a second. A process crash loses at most the
+///   records of the last `write_delay` (none with a zero delay, which writes
+///   each record before `append` returns); a power failure at most about the
+///   last second (`EverySecond`). [`sync`](WriteAheadLog::sync) and dropping
+///   the log write everything out.
+///
+/// A failed write is undone (the storage is cut back to its last good
+/// length) and retried by the next write, so the log stays a clean sequence
+/// of records; the error reaches the caller through the cache's `sync`. If
+/// the undo itself fails, or the buffer outgrows 64 MiB while the storage
+/// keeps failing, the log stops taking records (each append is an error)
+/// until a rewrite replaces it with a complete snapshot.
 ///
 /// ```
 /// use shardcache::persist::{FileLog, Fsync};
@@ -39,18 +57,28 @@ pub struct FileLog<S: Storage = FileStorage> {
     inner: Arc<LogInner<S>>,
 }
 
-struct LogInner<S> {
+struct LogInner<S: Storage> {
     storage: S,
     name: String,
     fsync: Fsync,
     /// Settings, atomics so the builder methods work after the EverySecond
     /// flusher (which holds a weak reference) has started.
     refuse_corrupt: AtomicBool,
-    /// The last LSN, and the appends a running rewrite must carry over; the
-    /// mutex serializes appends.
+    /// The last LSN, the records not yet handed to the storage, and the
+    /// appends a running rewrite must carry over; the mutex orders appends.
     appended: Mutex<Appended>,
+    /// Held while handing the buffer to the storage, so batches reach it in
+    /// LSN order. Lock order: `rewrite_lock`, then `writer`,
+    /// then `appended`.
+    writer: Mutex<Writer>,
     synced: AtomicU64,
-    sync_lock: Mutex<()>,
+    /// The group commit: whether a leader is writing and syncing, and what
+    /// the last round saw. Followers wait on `synced_cv` instead of queueing
+    /// for a lock, so each wakes as soon as its record is covered.
+    rounds: Mutex<Rounds>,
+    synced_cv: Condvar,
+    /// How long a record may wait in the buffer (EverySecond, Never), in µs.
+    write_delay_us: AtomicU64,
     bytes: AtomicU64,
     /// The log's size after it was opened or last rewritten.
     base: AtomicU64,
@@ -63,9 +91,46 @@ struct LogInner<S> {
 
 struct Appended {
     lsn: u64,
+    /// Framed records not yet handed to the storage, in LSN order.
+    buf: Vec<u8>,
     /// While a rewrite runs: every record appended since it started.
     tail: Option<Vec<u8>>,
+    /// The last hand-over failed (so the buffer may grow past its cap only
+    /// until [`MAX_PENDING`]).
+    failing: bool,
+    /// Records were lost or a torn write could not be undone: appends fail
+    /// until a rewrite replaces the log.
+    broken: bool,
 }
+
+struct Writer {
+    /// The storage's length after the last good write, to undo a partial one.
+    good_len: u64,
+    /// The buffer being written (swapped with `Appended::buf`, so both keep
+    /// their allocations).
+    spare: Vec<u8>,
+}
+
+/// What the last group commit saw, to size the next one.
+struct Rounds {
+    /// A leader is writing and syncing.
+    leading: bool,
+    /// Records the last fsync covered: about one per writer waiting on it.
+    batch: u64,
+    /// How long that fsync took.
+    fsync: Duration,
+}
+
+/// The most writers a group commit leader waits for.
+const MAX_GATHER: u64 = 64;
+
+/// The buffer size at which an append hands the buffer over itself instead
+/// of leaving it to the background thread.
+const WRITE_AT: usize = 1 << 20;
+/// How much a failing storage may leave buffered before records are dropped.
+const MAX_PENDING: usize = 64 << 20;
+/// The default [`FileLog::write_delay`].
+pub const DEFAULT_WRITE_DELAY: Duration = Duration::from_millis(10);
 
 /// The default `rewrite_percentage`, as Redis's `auto-aof-rewrite-percentage`.
 pub const DEFAULT_REWRITE_PERCENTAGE: u64 = 100;
@@ -100,9 +165,25 @@ impl<S: Storage> FileLog<S> {
             name,
             fsync,
             refuse_corrupt: AtomicBool::new(false),
-            appended: Mutex::new(Appended { lsn: 0, tail: None }),
+            appended: Mutex::new(Appended {
+                lsn: 0,
+                buf: Vec::new(),
+                tail: None,
+                failing: false,
+                broken: false,
+            }),
+            writer: Mutex::new(Writer {
+                good_len: 0,
+                spare: Vec::new(),
+            }),
             synced: AtomicU64::new(0),
-            sync_lock: Mutex::new(()),
+            rounds: Mutex::new(Rounds {
+                leading: false,
+                batch: 0,
+                fsync: Duration::ZERO,
+            }),
+            synced_cv: Condvar::new(),
+            write_delay_us: AtomicU64::new(DEFAULT_WRITE_DELAY.as_micros() as u64),
             bytes: AtomicU64::new(0),
             base: AtomicU64::new(0),
             fingerprint: AtomicU64::new(0),
@@ -110,10 +191,31 @@ impl<S: Storage> FileLog<S> {
             growth_percent: AtomicU64::new(DEFAULT_REWRITE_PERCENTAGE),
             min_rewrite_size: AtomicU64::new(DEFAULT_REWRITE_MIN_SIZE),
         });
-        if fsync == Fsync::EverySecond {
+        if fsync != Fsync::Always {
             spawn_flusher(Arc::downgrade(&inner));
         }
         Self { inner }
+    }
+
+    /// How long an appended record may wait in memory before an
+    /// `EverySecond` or `Never` log hands it to the OS (default 10 ms): the
+    /// most a process crash can lose. `Duration::ZERO` writes every record
+    /// before `append` returns, so a process crash loses nothing appended, at
+    /// the cost of one system call per record. `Always` ignores it (a write
+    /// that returned is on disk).
+    ///
+    /// ```
+    /// use shardcache::persist::{FileLog, Fsync};
+    /// use std::time::Duration;
+    /// let dir = tempfile::tempdir()?;
+    /// let log = FileLog::open(dir.path().join("c.log"), Fsync::EverySecond)?
+    ///     .write_delay(Duration::ZERO);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_delay(self, delay: Duration) -> Self {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.inner.write_delay_us.store(us, Ordering::Relaxed);
+        self
     }
 
     /// What to do with a torn or corrupt tail at load: truncate it (the
@@ -138,10 +240,7 @@ impl<S: Storage> FileLog<S> {
     }
 }
 
-impl<S> LogInner<S>
-where
-    S: Storage,
-{
+impl<S: Storage> LogInner<S> {
     fn io(&self, op: &'static str, e: io::Error) -> PersistError {
         PersistError::io(op, self.name.clone(), e)
     }
@@ -151,32 +250,173 @@ where
         if self.synced.load(Ordering::Acquire) >= lsn {
             return Ok(());
         }
-        let _one_syncer = self.sync_lock.lock();
-        if self.synced.load(Ordering::Acquire) >= lsn {
-            return Ok(());
+        let mut rounds = self.rounds.lock();
+        loop {
+            if self.synced.load(Ordering::Acquire) >= lsn {
+                return Ok(());
+            }
+            if !rounds.leading {
+                break;
+            }
+            self.synced_cv.wait(&mut rounds);
         }
-        let target = self.appended.lock().lsn;
+        rounds.leading = true;
+        let (batch, last_fsync) = (rounds.batch, rounds.fsync);
+        drop(rounds);
+        // Whatever happens below (an error, a panicking storage), the next
+        // waiter must be able to lead.
+        let mut round = RoundGuard {
+            log: self,
+            covered: None,
+        };
+        let synced = self.synced.load(Ordering::Acquire);
+        self.gather(synced, batch, last_fsync);
+        let target = self.write_out()?;
+        let started = std::time::Instant::now();
         self.storage.sync().map_err(|e| self.io("syncing", e))?;
-        self.synced.fetch_max(target, Ordering::AcqRel);
+        round.covered = Some((target, target.saturating_sub(synced), started.elapsed()));
         Ok(())
+    }
+
+    /// Group commit under `Always`: the last fsync covered `batch` records,
+    /// about one per writer. Those writers are now appending their next
+    /// record; give them up to half an fsync's time to do so, so that one
+    /// fsync covers them all rather than the leader's record alone (a
+    /// writer woken from the last round needs tens of microseconds to get
+    /// here, and the leader, already running, would otherwise always win).
+    /// A single writer never waits.
+    fn gather(&self, synced: u64, batch: u64, last_fsync: Duration) {
+        if self.fsync != Fsync::Always || batch <= 1 {
+            return;
+        }
+        let want = synced + batch.min(MAX_GATHER);
+        let deadline = std::time::Instant::now() + last_fsync / 2;
+        while self.appended.lock().lsn < want && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Hands every buffered record to the storage; returns the last LSN
+    /// now written. A failed write is cut away and its records stay
+    /// buffered, ahead of later ones, for the next attempt.
+    fn write_out(&self) -> Result<u64, PersistError> {
+        let mut writer = self.writer.lock();
+        let writer = &mut *writer;
+        let lsn = {
+            let mut appended = self.appended.lock();
+            if appended.broken {
+                return Err(self.broken());
+            }
+            std::mem::swap(&mut appended.buf, &mut writer.spare);
+            appended.lsn
+        };
+        if writer.spare.is_empty() {
+            return Ok(lsn);
+        }
+        match self.storage.append(&writer.spare) {
+            Ok(()) => {
+                writer.good_len += writer.spare.len() as u64;
+                writer.spare.clear();
+                self.appended.lock().failing = false;
+                Ok(lsn)
+            }
+            Err(e) => {
+                let undone = self.storage.truncate(writer.good_len).is_ok();
+                let mut appended = self.appended.lock();
+                // Put the batch back in front of what was appended meanwhile.
+                writer.spare.extend_from_slice(&appended.buf);
+                std::mem::swap(&mut appended.buf, &mut writer.spare);
+                writer.spare.clear();
+                appended.failing = true;
+                appended.broken |= !undone;
+                Err(self.io("appending to", e))
+            }
+        }
+    }
+
+    fn broken(&self) -> PersistError {
+        self.io(
+            "appending to",
+            io::Error::other(
+                "an earlier write failed and could not be undone; \
+                 the log takes no records until it is rewritten",
+            ),
+        )
+    }
+
+    fn write_delay(&self) -> Option<Duration> {
+        match self.write_delay_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
     }
 }
 
-fn spawn_flusher<S: Storage>(log: std::sync::Weak<LogInner<S>>) {
-    let spawned = std::thread::Builder::new()
-        .name("shardcache-fsync".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_secs(1));
-            let Some(log) = log.upgrade() else { return };
-            let lsn = log.appended.lock().lsn;
-            // An error here resurfaces on the next explicit sync or Always write.
-            let _ = log.sync_to(lsn);
-        });
-    // Without the thread, EverySecond degrades to Never; say so rather than fail.
-    if let Err(e) = spawned {
-        eprintln!("shardcache: could not start the fsync thread ({e}); the log will not be synced every second");
+/// Ends a group commit round: publishes what it made durable (if it
+/// succeeded), hands leadership on and wakes the followers.
+struct RoundGuard<'a, S: Storage> {
+    log: &'a LogInner<S>,
+    /// The last LSN synced, the records covered, the fsync's duration.
+    covered: Option<(u64, u64, Duration)>,
+}
+
+impl<S: Storage> Drop for RoundGuard<'_, S> {
+    fn drop(&mut self) {
+        let log = self.log;
+        let mut rounds = log.rounds.lock();
+        rounds.leading = false;
+        if let Some((target, batch, fsync)) = self.covered {
+            log.synced.fetch_max(target, Ordering::AcqRel);
+            rounds.batch = batch;
+            rounds.fsync = fsync;
+        }
+        drop(rounds);
+        log.synced_cv.notify_all();
     }
 }
+
+impl<S: Storage> Drop for LogInner<S> {
+    fn drop(&mut self) {
+        // Best effort, as a clean shutdown: an error has no one left to reach.
+        if self.write_out().is_ok() && self.fsync == Fsync::EverySecond {
+            let _ = self.storage.sync();
+        }
+    }
+}
+
+/// The background thread of `EverySecond` and `Never` logs: hands the
+/// buffer to the OS every `write_delay` and, for `EverySecond`, fsyncs once
+/// a second. It holds a weak reference and ends with the log.
+fn spawn_flusher<S: Storage>(log: std::sync::Weak<LogInner<S>>) {
+    let spawned = std::thread::Builder::new()
+        .name("shardcache-log".into())
+        .spawn(move || {
+            let mut last_sync = std::time::Instant::now();
+            loop {
+                let nap = match log.upgrade() {
+                    Some(log) => log.write_delay().unwrap_or(SYNC_EVERY).min(SYNC_EVERY),
+                    None => return,
+                };
+                std::thread::sleep(nap);
+                let Some(log) = log.upgrade() else { return };
+                // An error here resurfaces on the next explicit sync.
+                if log.fsync == Fsync::EverySecond && last_sync.elapsed() >= SYNC_EVERY {
+                    last_sync = std::time::Instant::now();
+                    let lsn = log.appended.lock().lsn;
+                    let _ = log.sync_to(lsn);
+                } else {
+                    let _ = log.write_out();
+                }
+            }
+        });
+    // Without the thread, records wait for the next sync; say so rather than fail.
+    if let Err(e) = spawned {
+        eprintln!("shardcache: could not start the log's writer thread ({e}); records are written on sync");
+    }
+}
+
+/// How often an `EverySecond` log fsyncs.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 impl<S: Storage> WriteAheadLog for FileLog<S> {
     fn replay(
@@ -195,6 +435,7 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
             log.storage.sync().map_err(|e| log.io("syncing", e))?;
             log.bytes.store(frame::HEADER_LEN as u64, Ordering::Relaxed);
             log.base.store(frame::HEADER_LEN as u64, Ordering::Relaxed);
+            log.writer.lock().good_len = frame::HEADER_LEN as u64;
             return Ok(report);
         }
         let path = log.name.clone();
@@ -241,23 +482,44 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
         let size = (frame::HEADER_LEN + valid) as u64;
         log.bytes.store(size, Ordering::Relaxed);
         log.base.store(size, Ordering::Relaxed);
+        log.writer.lock().good_len = size;
         Ok(report)
     }
 
     fn append(&self, payload: &[u8]) -> Result<u64, PersistError> {
         let log = &self.inner;
-        let mut framed = Vec::with_capacity(payload.len() + frame::FRAME_OVERHEAD);
-        frame::encode(payload, &mut framed);
         let mut appended = log.appended.lock();
-        log.storage
-            .append(&framed)
-            .map_err(|e| log.io("appending to", e))?;
-        log.bytes.fetch_add(framed.len() as u64, Ordering::Relaxed);
-        if let Some(tail) = &mut appended.tail {
-            tail.extend_from_slice(&framed);
+        if appended.broken {
+            return Err(log.broken());
         }
-        appended.lsn += 1;
-        Ok(appended.lsn)
+        if appended.failing && appended.buf.len() >= MAX_PENDING {
+            // The storage has been failing for a while: drop the record, and
+            // with it the log's claim to hold a complete history.
+            appended.broken = true;
+            return Err(log.broken());
+        }
+        let Appended { buf, tail, lsn, .. } = &mut *appended;
+        let start = buf.len();
+        frame::encode(payload, buf);
+        let framed = &buf[start..];
+        log.bytes.fetch_add(framed.len() as u64, Ordering::Relaxed);
+        if let Some(tail) = tail {
+            tail.extend_from_slice(framed);
+        }
+        *lsn += 1;
+        let lsn = *lsn;
+        let write_now = match log.fsync {
+            // `wait` writes and syncs.
+            Fsync::Always => false,
+            Fsync::EverySecond | Fsync::Never => {
+                buf.len() >= WRITE_AT || log.write_delay().is_none()
+            }
+        };
+        drop(appended);
+        if write_now {
+            log.write_out()?;
+        }
+        Ok(lsn)
     }
 
     fn wait(&self, lsn: u64) -> Result<(), PersistError> {
@@ -316,6 +578,7 @@ impl<S: Storage> LogInner<S> {
         // write the snapshot misses is carried over.
         self.appended.lock().tail = Some(Vec::new());
         let written = self.write_snapshot(&mut next, snapshot);
+        let mut writer = self.writer.lock();
         let mut appended = self.appended.lock();
         let tail = appended.tail.take().unwrap_or_default();
         written?;
@@ -324,9 +587,14 @@ impl<S: Storage> LogInner<S> {
         self.storage
             .commit_rewrite(next)
             .map_err(|e| self.io("replacing", e))?;
+        // The replacement holds every record appended so far, synced: the
+        // buffer's records included (they are in the tail or the snapshot).
+        appended.buf.clear();
+        appended.failing = false;
+        appended.broken = false;
+        writer.good_len = size;
         self.bytes.store(size, Ordering::Relaxed);
         self.base.store(size, Ordering::Relaxed);
-        // The replacement holds every record appended so far, synced.
         self.synced.fetch_max(appended.lsn, Ordering::AcqRel);
         Ok(())
     }

@@ -24,7 +24,9 @@ mod file;
 mod frame;
 mod storage;
 
-pub use file::{FileLog, DEFAULT_REWRITE_MIN_SIZE, DEFAULT_REWRITE_PERCENTAGE};
+pub use file::{
+    FileLog, DEFAULT_REWRITE_MIN_SIZE, DEFAULT_REWRITE_PERCENTAGE, DEFAULT_WRITE_DELAY,
+};
 pub use frame::StopReason;
 pub use storage::{FileRewrite, FileStorage, MemRewrite, MemStorage, RewriteTarget, Storage};
 
@@ -39,10 +41,13 @@ pub enum Fsync {
     /// A write that returned is on disk. Concurrent writers share fsyncs.
     Always,
     /// Synced by a background thread once a second: a power failure loses at
-    /// most about a second of writes; a process crash loses none.
+    /// most about a second of writes; a process crash loses only what had not
+    /// been handed to the OS yet, at most the log's write delay (10 ms by
+    /// default, none with [`FileLog::write_delay`]`(Duration::ZERO)`).
     EverySecond,
-    /// Left to the OS: a process crash loses nothing, a power failure may
-    /// lose whatever the OS had not written yet.
+    /// Left to the OS: a process crash loses what had not been handed to the
+    /// OS yet (as for `EverySecond`), a power failure may lose whatever the
+    /// OS had not written to disk.
     Never,
 }
 

@@ -247,6 +247,8 @@ struct Mem {
     synced: usize,
     calls: u64,
     fail_after: Option<u64>,
+    /// The next append writes this many of its bytes, then fails.
+    tear_next: Option<usize>,
     /// The bytes (and their synced length) a rename replaced, until the
     /// directory is synced: a power loss before then brings them back.
     before_rename: Option<(Vec<u8>, usize)>,
@@ -262,6 +264,19 @@ impl MemStorage {
     pub fn fail_after(&self, n: u64) {
         let mut m = self.inner.lock();
         m.fail_after = Some(m.calls + n);
+    }
+
+    /// The next append writes only its first `keep` bytes and then fails,
+    /// as a write cut short by a full disk.
+    pub fn tear_next_append(&self, keep: usize) {
+        self.inner.lock().tear_next = Some(keep);
+    }
+
+    /// Clears injected faults (`fail_after`, `tear_next_append`).
+    pub fn heal(&self) {
+        let mut m = self.inner.lock();
+        m.fail_after = None;
+        m.tear_next = None;
     }
 
     /// Simulates a power loss: keeps the synced bytes and `keep` of the
@@ -357,7 +372,16 @@ impl Storage for MemStorage {
         self.with(|m| m.data.clone())
     }
     fn append(&self, bytes: &[u8]) -> io::Result<()> {
-        self.with(|m| m.data.extend_from_slice(bytes))
+        self.with(|m| match m.tear_next.take() {
+            Some(keep) => {
+                m.data.extend_from_slice(&bytes[..keep.min(bytes.len())]);
+                Err(io::Error::other("injected short write"))
+            }
+            None => {
+                m.data.extend_from_slice(bytes);
+                Ok(())
+            }
+        })?
     }
     fn sync(&self) -> io::Result<()> {
         self.with(|m| {
