@@ -455,11 +455,13 @@ where
             return Ok(());
         };
         let inner = &self.inner;
-        let mut records = Vec::new();
+        // One shard's records, encoded back to back, and where each ends.
+        let (mut bytes, mut ends) = (Vec::new(), Vec::new());
         journal.log().rewrite(&mut |emit| {
             for shard in inner.shards.iter() {
                 // Encoded under the read lock (no clones), written after it.
-                records.clear();
+                bytes.clear();
+                ends.clear();
                 let (now_ms, wall) = (inner.clock.now(), inner.clock.wall_now());
                 let now = LazyNow::new(|| now_ms);
                 let mut failed = None;
@@ -472,21 +474,24 @@ where
                             expires_at: deadline
                                 .map(|d| wall.saturating_add(d.saturating_sub(now_ms))),
                         };
-                        match journal.encode(record) {
-                            Ok(bytes) => records.push(bytes),
+                        match journal.encode_into(record, &mut bytes) {
+                            Ok(()) => ends.push(bytes.len()),
                             Err(e) => failed = failed.take().or(Some(e)),
                         }
                     });
                 if let Some(e) = failed {
                     return Err(e);
                 }
-                records.iter().try_for_each(|r| emit(r))?;
+                let mut start = 0;
+                for &end in &ends {
+                    emit(&bytes[start..end])?;
+                    start = end;
+                }
             }
             Ok(())
         })
     }
 
-    /// Lets the hill climber retune the window if a sample is complete.
     fn climb(&self) {
         let Some(climber) = &self.inner.climber else {
             return;

@@ -256,6 +256,13 @@ impl<K: Serialize, V: Serialize> RecordRef<'_, K, V> {
     pub(crate) fn encode(&self) -> Result<Vec<u8>, PersistError> {
         postcard::to_stdvec(self).map_err(|e| PersistError::Encode(e.to_string()))
     }
+
+    /// Appends the encoding to `out` (no allocation once `out` has room).
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), PersistError> {
+        *out = postcard::to_extend(self, std::mem::take(out))
+            .map_err(|e| PersistError::Encode(e.to_string()))?;
+        Ok(())
+    }
 }
 
 impl<K: DeserializeOwned, V: DeserializeOwned> Record<K, V> {
@@ -287,6 +294,12 @@ pub fn header_for<K, V>() -> Vec<u8> {
 /// starts background rewrites when the log asks for one.
 pub(crate) trait Journal<K, V>: Send + Sync {
     fn encode(&self, record: RecordRef<'_, K, V>) -> Result<Vec<u8>, PersistError>;
+    /// Appends `record`'s encoding to `out`.
+    fn encode_into(
+        &self,
+        record: RecordRef<'_, K, V>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PersistError>;
     fn log(&self) -> &dyn WriteAheadLog;
     /// Called after each logged write.
     fn after_write(&self);
@@ -302,6 +315,14 @@ pub(crate) struct Journaled<L> {
 impl<K: Serialize, V: Serialize, L: WriteAheadLog> Journal<K, V> for Journaled<L> {
     fn encode(&self, record: RecordRef<'_, K, V>) -> Result<Vec<u8>, PersistError> {
         record.encode()
+    }
+
+    fn encode_into(
+        &self,
+        record: RecordRef<'_, K, V>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PersistError> {
+        record.encode_into(out)
     }
 
     fn log(&self) -> &dyn WriteAheadLog {
