@@ -89,7 +89,7 @@
 //!
 //! | feature | what it adds |
 //! |---------|--------------|
-//! | `redis` | [`tier::TieredCache`]: shardcache as a near cache in front of Redis, with pub/sub invalidation and a degraded mode (needs Tokio) |
+//! | `redis` | `tier::TieredCache`: shardcache as a near cache in front of Redis, with pub/sub invalidation and a degraded mode (needs Tokio) |
 //!
 //! The minimum supported Rust version is 1.89 (for `File::try_lock`).
 #![forbid(unsafe_code)]

@@ -169,11 +169,14 @@ pub trait WriteAheadLog: Send + Sync + 'static {
         apply: &mut dyn FnMut(&[u8]) -> Result<(), PersistError>,
     ) -> Result<RecoveryReport, PersistError>;
 
-    /// Appends one record; returns its LSN.
+    /// Appends one record; returns its LSN. The log may buffer it:
+    /// [`wait`](Self::wait) and [`sync`](Self::sync) make it durable.
     ///
     /// # Errors
     ///
-    /// The write failed; the record is not in the log.
+    /// The log refused the record, or a write of buffered records failed
+    /// (a [`FileLog`] keeps them buffered, in order, and retries them with
+    /// its next write).
     fn append(&self, record: &[u8]) -> Result<u64, PersistError>;
 
     /// Waits until record `lsn` is durable under the log's policy.

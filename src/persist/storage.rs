@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub trait Storage: Send + Sync + 'static {
     /// Every byte, from the start.
     fn read_all(&self) -> io::Result<Vec<u8>>;
-    /// Adds `bytes` at the end (handed to the OS before returning).
+    /// Adds `bytes` at the end (handed to the OS before returning). On an
+    /// error, part of `bytes` may have been written; the log cuts it away
+    /// with [`truncate`](Self::truncate).
     fn append(&self, bytes: &[u8]) -> io::Result<()>;
     /// Makes everything appended so far durable.
     fn sync(&self) -> io::Result<()>;

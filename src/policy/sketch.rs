@@ -28,7 +28,10 @@ impl Sketch {
     pub(crate) fn new(capacity: usize) -> Self {
         // Eight counters per entry of capacity (4 bytes), in blocks of eight
         // words. Sixteen, as Caffeine uses, measured no better on our traces.
-        let words = (capacity.max(16).next_power_of_two() / 2).max(8);
+        // At least 8 KiB: smaller sketches collide so much that admission
+        // gets noisy (measured at 1k entries: +0.3 to +1 point on Zipf 0.8,
+        // OLTP@250 and the loop; shards of 2048 entries or more are unaffected).
+        let words = (capacity.max(16).next_power_of_two() / 2).max(1024);
         Self {
             table: vec![0; words],
             mask: (words / 8) as u64 - 1,
