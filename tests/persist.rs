@@ -452,3 +452,67 @@ fn a_write_that_cannot_be_undone_stops_the_log_until_a_rewrite() {
         assert_eq!(cache.get(&k).as_deref(), Some(v));
     }
 }
+
+#[test]
+fn the_zeros_a_file_log_grows_by_are_the_clean_end_of_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.log");
+    let open = || {
+        let log = FileLog::open(&path, Fsync::Always).expect("open");
+        Cache::<u32, String>::builder()
+            .max_capacity(1000)
+            .build_persistent(log)
+            .expect("load")
+    };
+    {
+        let (cache, _) = open();
+        for k in 0..100 {
+            cache.insert(k, format!("v{k}"));
+        }
+        // Closing leaves the zeros grown ahead of the log in the file.
+        drop(cache);
+    }
+    let grown = std::fs::metadata(&path).expect("stat").len();
+    let (cache, report) = open();
+    assert_eq!(report.records, 100);
+    assert_eq!(report.stopped_at, None, "zeros are not a corrupt tail");
+    assert_eq!(report.bytes_discarded, 0);
+    assert_eq!(cache.len(), 100);
+    let cut = std::fs::metadata(&path).expect("stat").len();
+    assert!(cut < grown, "the zeros are cut on open: {grown} -> {cut}");
+    drop(cache);
+
+    // Garbage in the grown space (a write cut short) is a corrupt tail.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open");
+        f.seek(SeekFrom::Start(cut + 16)).expect("seek");
+        f.write_all(&[7; 5]).expect("write");
+    }
+    let (cache, report) = open();
+    assert_eq!(report.records, 100);
+    assert!(report.stopped_at.is_some());
+    assert_eq!(cache.len(), 100);
+}
+
+#[test]
+fn a_new_log_whose_header_never_landed_opens_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.log");
+    std::fs::write(&path, vec![0u8; 4096]).expect("write zeros");
+    let log = FileLog::open(&path, Fsync::Always).expect("open");
+    let (cache, report) = Cache::<u32, String>::builder()
+        .build_persistent(log)
+        .expect("an all-zero file is an empty log");
+    assert_eq!(report.records, 0);
+    cache.insert(1, "one".into());
+    drop(cache);
+    let log = FileLog::open(&path, Fsync::Always).expect("open");
+    let (cache, _) = Cache::<u32, String>::builder()
+        .build_persistent(log)
+        .expect("load");
+    assert_eq!(cache.get(&1).as_deref(), Some("one"));
+}

@@ -428,7 +428,14 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
         log.fingerprint.store(fingerprint, Ordering::Relaxed);
         let bytes = log.storage.read_all().map_err(|e| log.io("reading", e))?;
         let mut report = RecoveryReport::default();
-        if bytes.is_empty() {
+        // All zeros: a new log whose header never made it past the space
+        // the storage grew the file by.
+        if bytes.iter().all(|&b| b == 0) {
+            if !bytes.is_empty() {
+                log.storage
+                    .truncate(0)
+                    .map_err(|e| log.io("truncating", e))?;
+            }
             log.storage
                 .append(&frame::header(fingerprint))
                 .map_err(|e| log.io("writing the header of", e))?;
@@ -480,6 +487,12 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
             report.stopped_at = Some((offset, reason));
         }
         let size = (frame::HEADER_LEN + valid) as u64;
+        if stop.is_none() && valid < body.len() {
+            // Zeros the storage grew the file by: cut, not reported.
+            log.storage
+                .truncate(size)
+                .map_err(|e| log.io("truncating", e))?;
+        }
         log.bytes.store(size, Ordering::Relaxed);
         log.base.store(size, Ordering::Relaxed);
         log.writer.lock().good_len = size;

@@ -69,23 +69,33 @@ pub enum StopReason {
     Torn,
     /// A record's checksum does not match its bytes.
     Checksum,
-    /// A record claims an impossible length.
+    /// A record claims an impossible length (zero, or over the maximum).
     BadLength,
 }
 
 /// Walks the records of `body` (the bytes after the header): calls `each`
 /// with every valid payload, and returns the length of the valid prefix and
 /// why it stopped, if it stopped early.
+///
+/// Zeros from some offset to the end are space a [`FileStorage`] grew the
+/// file by ahead of the log: the log ends there, cleanly (`None` with a
+/// valid prefix shorter than `body`). Logs never hold empty records (whose
+/// frame would be all zeros too): a zero length is corruption.
+///
+/// [`FileStorage`]: super::FileStorage
 pub(crate) fn decode(body: &[u8], mut each: impl FnMut(&[u8])) -> (usize, Option<StopReason>) {
     let mut pos = 0;
     while pos < body.len() {
         let rest = &body[pos..];
+        if rest[0] == 0 && rest.iter().all(|&b| b == 0) {
+            return (pos, None);
+        }
         if rest.len() < FRAME_OVERHEAD {
             return (pos, Some(StopReason::Torn));
         }
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        if len > MAX_PAYLOAD {
+        if len == 0 || len > MAX_PAYLOAD {
             return (pos, Some(StopReason::BadLength));
         }
         let Some(payload) = rest.get(FRAME_OVERHEAD..FRAME_OVERHEAD + len) else {
@@ -114,10 +124,26 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let body = log(&[b"a", b"", b"hello"]);
+        let body = log(&[b"a", b"b", b"hello"]);
         let mut seen = Vec::new();
         assert_eq!(decode(&body, |p| seen.push(p.to_vec())), (body.len(), None));
-        assert_eq!(seen, vec![b"a".to_vec(), vec![], b"hello".to_vec()]);
+        assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec(), b"hello".to_vec()]);
+    }
+
+    #[test]
+    fn trailing_zeros_are_the_clean_end_of_the_log() {
+        let body = log(&[b"a", b"hello"]);
+        for zeros in [1, 7, 8, 100] {
+            let mut padded = body.clone();
+            padded.resize(body.len() + zeros, 0);
+            let mut n = 0;
+            assert_eq!(decode(&padded, |_| n += 1), (body.len(), None));
+            assert_eq!(n, 2);
+        }
+        // Zeros followed by anything else are not padding.
+        let mut bad = body.clone();
+        bad.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert!(decode(&bad, |_| ()).1.is_some());
     }
 
     #[test]
