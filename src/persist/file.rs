@@ -68,8 +68,7 @@ struct LogInner<S: Storage> {
     /// appends a running rewrite must carry over; the mutex orders appends.
     appended: Mutex<Appended>,
     /// Held while handing the buffer to the storage, so batches reach it in
-    /// LSN order. Lock order: `rewrite_lock`, then `writer`,
-    /// then `appended`.
+    /// LSN order. Lock order: `rewrite_lock`, then `writer`, then `appended`.
     writer: Mutex<Writer>,
     synced: AtomicU64,
     /// The group commit: whether a leader is writing and syncing, and what
@@ -95,8 +94,8 @@ struct Appended {
     buf: Vec<u8>,
     /// While a rewrite runs: every record appended since it started.
     tail: Option<Vec<u8>>,
-    /// The last hand-over failed (so the buffer may grow past its cap only
-    /// until [`MAX_PENDING`]).
+    /// The last hand-over failed; the buffer then grows only up to
+    /// [`MAX_PENDING`].
     failing: bool,
     /// Records were lost or a torn write could not be undone: appends fail
     /// until a rewrite replaces the log.
