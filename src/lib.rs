@@ -42,7 +42,7 @@
 //!
 //! ## Concurrency
 //!
-//! The cache is split into shards (a power of two; by default four per CPU,
+//! The cache is split into shards (a power of two; by default 32 per CPU,
 //! fewer for small caches), each a `parking_lot::RwLock` around a
 //! `hashbrown::HashTable` of `u32` tokens into a slab of entries. A key is
 //! hashed once; the shard comes from the hash's middle bits. A hit takes the
