@@ -94,6 +94,8 @@ where
 
 /// How often (in inserts per shard) the hill climber is consulted.
 const CLIMB_EVERY: u64 = 128;
+/// Slab slots a log rewrite reads per hold of a shard's read lock.
+const REWRITE_CHUNK: usize = 1024;
 
 impl<K, V, S> Cache<K, V, S>
 where
@@ -455,37 +457,48 @@ where
             return Ok(());
         };
         let inner = &self.inner;
-        // One shard's records, encoded back to back, and where each ends.
+        // One chunk's records, encoded back to back, and where each ends.
         let (mut bytes, mut ends) = (Vec::new(), Vec::new());
         journal.log().rewrite(&mut |emit| {
             for shard in inner.shards.iter() {
-                // Encoded under the read lock (no clones), written after it.
-                bytes.clear();
-                ends.clear();
-                let (now_ms, wall) = (inner.clock.now(), inner.clock.wall_now());
-                let now = LazyNow::new(|| now_ms);
-                let mut failed = None;
-                shard
-                    .read()
-                    .for_each_live(&now, inner.tti, |key, value, deadline| {
-                        let record = RecordRef::Insert {
-                            key,
-                            value,
-                            expires_at: deadline
-                                .map(|d| wall.saturating_add(d.saturating_sub(now_ms))),
-                        };
-                        match journal.encode_into(record, &mut bytes) {
-                            Ok(()) => ends.push(bytes.len()),
-                            Err(e) => failed = failed.take().or(Some(e)),
-                        }
-                    });
-                if let Some(e) = failed {
-                    return Err(e);
-                }
-                let mut start = 0;
-                for &end in &ends {
-                    emit(&bytes[start..end])?;
-                    start = end;
+                // A shard is read in chunks of slots, each encoded under the
+                // read lock (no clones) and written after it, so writers to
+                // the shard wait for one chunk at most, not the whole shard.
+                // Entries changed between chunks are in the log's tail, which
+                // the rewrite appends after the snapshot.
+                let mut next = Some(0);
+                while let Some(start) = next {
+                    bytes.clear();
+                    ends.clear();
+                    let (now_ms, wall) = (inner.clock.now(), inner.clock.wall_now());
+                    let now = LazyNow::new(|| now_ms);
+                    let mut failed = None;
+                    next = shard.read().for_each_live_from(
+                        start,
+                        REWRITE_CHUNK,
+                        &now,
+                        inner.tti,
+                        |key, value, deadline| {
+                            let record = RecordRef::Insert {
+                                key,
+                                value,
+                                expires_at: deadline
+                                    .map(|d| wall.saturating_add(d.saturating_sub(now_ms))),
+                            };
+                            match journal.encode_into(record, &mut bytes) {
+                                Ok(()) => ends.push(bytes.len()),
+                                Err(e) => failed = failed.take().or(Some(e)),
+                            }
+                        },
+                    );
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                    let mut from = 0;
+                    for &end in &ends {
+                        emit(&bytes[from..end])?;
+                        from = end;
+                    }
                 }
             }
             Ok(())

@@ -669,6 +669,29 @@ where
         }
     }
 
+    /// Calls `f` on the live entries among at most `limit` slots from slot
+    /// `start`; returns where to continue, or `None` past the last slot. Lets
+    /// a caller walk a shard in chunks, releasing the lock in between.
+    pub(crate) fn for_each_live_from<F: Fn() -> u64>(
+        &self,
+        start: usize,
+        limit: usize,
+        now: &LazyNow<F>,
+        tti: Option<u64>,
+        mut f: impl FnMut(&K, &V, Option<u64>),
+    ) -> Option<usize> {
+        let end = start.saturating_add(limit).min(self.entries.len());
+        for idx in start..end {
+            if let Some(e) = &self.entries[idx] {
+                let m = e.node.get();
+                if !self.expired_at(idx as u32, m, now, tti) {
+                    f(&e.key, &e.value, meta::deadline(m));
+                }
+            }
+        }
+        (end < self.entries.len()).then_some(end)
+    }
+
     /// Checks the shard's internal invariants (tests and fuzzing).
     #[cfg(test)]
     pub(crate) fn validate<S: BuildHasher>(&self, hasher: &S, weights: &Weights<K, V>) {
