@@ -2,17 +2,30 @@
 //! corrupt logs, injected I/O failures and simulated power loss. The SIGKILL
 //! crash test is in `persist_crash.rs`.
 
-use shardcache::persist::{FileLog, Fsync, MemStorage, OnCorruptTail, PersistError};
+use shardcache::persist::{
+    FileLog, Fsync, MemStorage, OnCorruptTail, PersistError, RecoveryReport, Storage,
+};
 use shardcache::{Cache, MockClock};
 use std::time::Duration;
 
-fn mem_cache(storage: &MemStorage, fsync: Fsync) -> Cache<u32, String> {
-    let log = FileLog::with_storage(storage.clone(), fsync);
+/// A cache loaded from `log`, with what loading found.
+fn load<S: Storage>(log: FileLog<S>) -> (Cache<u32, String>, RecoveryReport) {
     Cache::builder()
         .max_capacity(10_000)
         .build_persistent(log)
         .expect("load")
-        .0
+}
+
+fn mem_cache(storage: &MemStorage, fsync: Fsync) -> Cache<u32, String> {
+    load(FileLog::with_storage(storage.clone(), fsync)).0
+}
+
+/// A `u32 -> u32` cache on `storage` (under `Fsync::Always`) whose clock is `clock`.
+fn clocked(storage: &MemStorage, clock: MockClock) -> (Cache<u32, u32>, RecoveryReport) {
+    Cache::builder()
+        .clock(clock)
+        .build_persistent(FileLog::with_storage(storage.clone(), Fsync::Always))
+        .expect("load")
 }
 
 #[test]
@@ -95,11 +108,7 @@ fn ttls_are_wall_clock_and_expired_entries_are_not_loaded() {
     let storage = MemStorage::new();
     let clock = MockClock::new();
     {
-        let log = FileLog::with_storage(storage.clone(), Fsync::Always);
-        let (cache, _) = Cache::<u32, u32>::builder()
-            .clock(clock.clone())
-            .build_persistent(log)
-            .expect("load");
+        let (cache, _) = clocked(&storage, clock.clone());
         cache.insert_with_ttl(1, 1, Duration::from_secs(10));
         cache.insert_with_ttl(2, 2, Duration::from_secs(100));
         cache.insert(3, 3);
@@ -107,11 +116,7 @@ fn ttls_are_wall_clock_and_expired_entries_are_not_loaded() {
     // "Restart" 50 s later on the wall clock.
     let later = MockClock::new();
     later.set_wall(shardcache::Clock::wall(&clock) + Duration::from_secs(50));
-    let log = FileLog::with_storage(storage, Fsync::Always);
-    let (cache, report) = Cache::<u32, u32>::builder()
-        .clock(later)
-        .build_persistent(log)
-        .expect("reload");
+    let (cache, report) = clocked(&storage, later);
     assert_eq!(report.expired, 1);
     assert_eq!(cache.get(&1), None);
     assert_eq!(cache.get(&3), Some(3));
@@ -129,11 +134,7 @@ fn a_ttl_extended_after_the_insert_survives_past_the_original_expiry() {
     let storage = MemStorage::new();
     let clock = MockClock::new();
     {
-        let log = FileLog::with_storage(storage.clone(), Fsync::Always);
-        let (cache, _) = Cache::<u32, u32>::builder()
-            .clock(clock.clone())
-            .build_persistent(log)
-            .expect("load");
+        let (cache, _) = clocked(&storage, clock.clone());
         cache.insert_with_ttl(1, 1, Duration::from_secs(10));
         cache.insert_with_ttl(2, 2, Duration::from_secs(10));
         assert!(cache.set_ttl(&1, Some(Duration::from_secs(100))));
@@ -142,11 +143,7 @@ fn a_ttl_extended_after_the_insert_survives_past_the_original_expiry() {
     }
     let later = MockClock::new();
     later.set_wall(shardcache::Clock::wall(&clock) + Duration::from_secs(50));
-    let log = FileLog::with_storage(storage, Fsync::Always);
-    let (cache, report) = Cache::<u32, u32>::builder()
-        .clock(later)
-        .build_persistent(log)
-        .expect("reload");
+    let (cache, report) = clocked(&storage, later);
     assert_eq!(
         cache.get(&1),
         Some(1),
@@ -187,9 +184,8 @@ fn every_torn_tail_loads_its_valid_prefix() {
     let header = 20;
     for cut in header..=full.len() {
         let storage = storage_with(&full[..cut]);
-        let (cache, report) = Cache::<u32, String>::builder()
-            .build_persistent(FileLog::with_storage(storage.clone(), Fsync::Never))
-            .expect("a torn log still loads");
+        // A torn log still loads.
+        let (cache, report) = load(FileLog::with_storage(storage.clone(), Fsync::Never));
         let n = cache.len() as u32;
         assert_eq!(report.records, u64::from(n));
         for i in 0..n {
@@ -215,9 +211,8 @@ fn flipped_bytes_are_detected_and_refusal_is_an_option() {
         let pos = 20 + (x as usize % (full.len() - 20));
         let mut bad = full.clone();
         bad[pos] ^= 1 << (x % 8);
-        let (cache, report) = Cache::<u32, String>::builder()
-            .build_persistent(FileLog::with_storage(storage_with(&bad), Fsync::Never))
-            .expect("a corrupt log still loads its prefix");
+        // A corrupt log still loads its prefix.
+        let (cache, report) = load(FileLog::with_storage(storage_with(&bad), Fsync::Never));
         assert!(report.stopped_at.is_some(), "flip at {pos} not detected");
         for (k, v) in cache.iter() {
             assert_eq!(v, format!("value-{k}"));
@@ -351,9 +346,7 @@ fn buffered_records_reach_the_storage_within_the_write_delay() {
     let storage = MemStorage::new();
     let log =
         FileLog::with_storage(storage.clone(), Fsync::Never).write_delay(Duration::from_millis(5));
-    let (cache, _) = Cache::<u32, String>::builder()
-        .build_persistent(log)
-        .expect("load");
+    let (cache, _) = load(log);
     let header = storage.len();
     cache.insert(1, "one".into());
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -369,9 +362,7 @@ fn buffered_records_reach_the_storage_within_the_write_delay() {
     let storage = MemStorage::new();
     let log =
         FileLog::with_storage(storage.clone(), Fsync::EverySecond).write_delay(Duration::ZERO);
-    let (cache, _) = Cache::<u32, String>::builder()
-        .build_persistent(log)
-        .expect("load");
+    let (cache, _) = load(log);
     for k in 0..10 {
         let before = storage.len();
         cache.insert(k, "v".into());
@@ -384,9 +375,7 @@ fn dropping_the_cache_writes_out_buffered_records() {
     let storage = MemStorage::new();
     let log = FileLog::with_storage(storage.clone(), Fsync::EverySecond)
         .write_delay(Duration::from_secs(3600));
-    let (cache, _) = Cache::<u32, String>::builder()
-        .build_persistent(log)
-        .expect("load");
+    let (cache, _) = load(log);
     for k in 0..100 {
         cache.insert(k, format!("v{k}"));
     }
@@ -411,11 +400,7 @@ fn a_short_write_is_cut_away_and_retried() {
     cache.sync().expect("healthy again");
     storage.power_loss(0);
     drop(cache);
-    let storage_copy = storage.clone();
-    let log = FileLog::with_storage(storage_copy, Fsync::Always);
-    let (cache, report) = Cache::<u32, String>::builder()
-        .build_persistent(log)
-        .expect("load");
+    let (cache, report) = load(FileLog::with_storage(storage.clone(), Fsync::Always));
     assert_eq!(report.stopped_at, None, "no torn bytes were left behind");
     for (k, v) in [(1, "one"), (2, "two"), (3, "three")] {
         assert_eq!(cache.get(&k).as_deref(), Some(v));
@@ -457,13 +442,7 @@ fn a_write_that_cannot_be_undone_stops_the_log_until_a_rewrite() {
 fn the_zeros_a_file_log_grows_by_are_the_clean_end_of_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("c.log");
-    let open = || {
-        let log = FileLog::open(&path, Fsync::Always).expect("open");
-        Cache::<u32, String>::builder()
-            .max_capacity(1000)
-            .build_persistent(log)
-            .expect("load")
-    };
+    let open = || load(FileLog::open(&path, Fsync::Always).expect("open"));
     {
         let (cache, _) = open();
         for k in 0..100 {
@@ -503,16 +482,11 @@ fn a_new_log_whose_header_never_landed_opens_empty() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("c.log");
     std::fs::write(&path, vec![0u8; 4096]).expect("write zeros");
-    let log = FileLog::open(&path, Fsync::Always).expect("open");
-    let (cache, report) = Cache::<u32, String>::builder()
-        .build_persistent(log)
-        .expect("an all-zero file is an empty log");
+    // An all-zero file is an empty log.
+    let (cache, report) = load(FileLog::open(&path, Fsync::Always).expect("open"));
     assert_eq!(report.records, 0);
     cache.insert(1, "one".into());
     drop(cache);
-    let log = FileLog::open(&path, Fsync::Always).expect("open");
-    let (cache, _) = Cache::<u32, String>::builder()
-        .build_persistent(log)
-        .expect("load");
+    let (cache, _) = load(FileLog::open(&path, Fsync::Always).expect("open"));
     assert_eq!(cache.get(&1).as_deref(), Some("one"));
 }
