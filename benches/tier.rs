@@ -27,6 +27,20 @@ fn start_server() -> Option<Server> {
     Server::start(&[]).ok()
 }
 
+/// The time `n` GETs of `keys` (cycled) take through `con`, one round trip each.
+fn redis_gets(con: &mut redis::Connection, keys: &[String], n: usize) -> Duration {
+    let start = Instant::now();
+    for i in 0..n {
+        let v: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&keys[i % keys.len()])
+            .query(con)
+            .ok()
+            .flatten();
+        black_box(v);
+    }
+    start.elapsed()
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
@@ -94,18 +108,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("redis_get", |bench| {
-        bench.iter_custom(|iters| {
-            let start = Instant::now();
-            for i in 0..iters as usize {
-                let v: Option<Vec<u8>> = redis::cmd("GET")
-                    .arg(&remote_keys[i % KEYS])
-                    .query(&mut redis_con)
-                    .ok()
-                    .flatten();
-                black_box(v);
-            }
-            start.elapsed()
-        })
+        bench.iter_custom(|iters| redis_gets(&mut redis_con, &remote_keys, iters as usize))
     });
     group.finish();
 
@@ -119,16 +122,7 @@ fn bench(c: &mut Criterion) {
         start.elapsed() / n as u32
     });
     let m = 5_000;
-    let start = Instant::now();
-    for i in 0..m {
-        let v: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&remote_keys[i % KEYS])
-            .query(&mut redis_con)
-            .ok()
-            .flatten();
-        black_box(v);
-    }
-    let remote = start.elapsed() / m as u32;
+    let remote = redis_gets(&mut redis_con, &remote_keys, m) / m as u32;
     println!(
         "local hit {local:?}/op ({:.1} M ops/s), redis GET {remote:?}/op ({:.1} k ops/s): local hits are {:.0}x the throughput",
         1e-6 / local.as_secs_f64(),

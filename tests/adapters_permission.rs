@@ -11,6 +11,23 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
+/// The writer side of the invalidation races: `rounds` times, change the
+/// "database" (a new version), invalidate subject "hot", then publish the
+/// version as invalidated.
+fn change_and_invalidate(
+    perms: &PermissionCache<u64>,
+    db_version: &AtomicU64,
+    invalidated: &AtomicU64,
+    rounds: usize,
+) {
+    for _ in 0..rounds {
+        let v = db_version.fetch_add(1, Ordering::SeqCst) + 1;
+        perms.invalidate_subject("hot");
+        invalidated.store(v, Ordering::SeqCst);
+        thread::yield_now();
+    }
+}
+
 fn key(user: &str, doc: u32, action: &str) -> PermissionKey {
     PermissionKey::new(user, "doc", doc.to_string(), action)
 }
@@ -191,12 +208,7 @@ fn no_check_sees_a_decision_older_than_a_completed_invalidation() {
             })
         })
         .collect();
-    for _ in 0..5_000 {
-        let v = db_version.fetch_add(1, Ordering::SeqCst) + 1;
-        perms.invalidate_subject("hot");
-        invalidated.store(v, Ordering::SeqCst);
-        thread::yield_now();
-    }
+    change_and_invalidate(&perms, &db_version, &invalidated, 5_000);
     stop.store(true, Ordering::SeqCst);
     for r in readers {
         r.join().unwrap();
@@ -375,12 +387,7 @@ fn async_checks_never_see_a_decision_older_than_a_completed_invalidation() {
             })
         })
         .collect();
-    for _ in 0..2_000 {
-        let v = db_version.fetch_add(1, Ordering::SeqCst) + 1;
-        perms.invalidate_subject("hot");
-        invalidated.store(v, Ordering::SeqCst);
-        thread::yield_now();
-    }
+    change_and_invalidate(&perms, &db_version, &invalidated, 2_000);
     stop.store(true, Ordering::SeqCst);
     rt.block_on(async {
         for t in tasks {
