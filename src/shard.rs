@@ -93,6 +93,7 @@ pub(crate) enum Inserted {
 }
 
 /// One cached entry: its policy node, key and value, together.
+#[repr(align(32))]
 pub(crate) struct Entry<K, V> {
     node: Node,
     key: K,

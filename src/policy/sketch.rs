@@ -14,10 +14,18 @@ const MAX: u64 = 15;
 /// count), and 20 measured better on the OLTP, P12 and Zipf traces.
 const SAMPLE_FACTOR: u64 = 20;
 
+/// Eight words: one item's four counters, aligned so that they share one
+/// cache line (a plain `Vec<u64>` is only 8-byte aligned, and a block that
+/// straddles two lines costs two misses; cachegrind counted about 1.2 misses
+/// per frequency lookup before this).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct Block([u64; 8]);
+
 /// A frequency sketch; not generic, it sees hashes only.
 #[derive(Debug)]
 pub(crate) struct Sketch {
-    table: Vec<u64>,
+    table: Vec<Block>,
     mask: u64,
     additions: u64,
     sample: u64,
@@ -33,7 +41,7 @@ impl Sketch {
         // OLTP@250 and the loop; shards of 2048 entries or more are unaffected).
         let words = (capacity.max(16).next_power_of_two() / 2).max(1024);
         Self {
-            table: vec![0; words],
+            table: vec![Block::default(); words / 8],
             mask: (words / 8) as u64 - 1,
             additions: 0,
             sample: SAMPLE_FACTOR * capacity.max(16) as u64,
@@ -43,27 +51,32 @@ impl Sketch {
     /// Bytes held by the counters.
     #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.table.len() * 8
+        std::mem::size_of_val(self.table.as_slice())
     }
 
-    /// The (word, bit shift) of `hash`'s counter in `row`. All four of an
-    /// item's counters sit in one 64-byte block of eight words (row `i` uses
-    /// words `2i` and `2i + 1` of the block), so an update touches one cache
-    /// line instead of four.
+    /// The block holding all four of `hash`'s counters, so an update
+    /// touches one cache line instead of four.
     #[inline]
-    fn slot(&self, hash: u64, row: usize) -> (usize, u32) {
-        let block = ((hash.wrapping_mul(SEEDS[0]) >> 32) & self.mask) as usize * 8;
+    fn block(&self, hash: u64) -> usize {
+        ((hash.wrapping_mul(SEEDS[0]) >> 32) & self.mask) as usize
+    }
+
+    /// The (word in the block, bit shift) of `hash`'s counter in `row`: row
+    /// `i` uses words `2i` and `2i + 1` of the block.
+    #[inline]
+    fn slot(hash: u64, row: usize) -> (usize, u32) {
         let counter = (hash.wrapping_mul(SEEDS[1]) >> (row * 8)) as u32;
-        let word = block + row * 2 + (counter & 1) as usize;
+        let word = row * 2 + (counter & 1) as usize;
         (word, ((counter >> 1) & 15) * 4)
     }
 
     /// The estimated frequency of `hash`, 0..=15.
     pub(crate) fn frequency(&self, hash: u64) -> u64 {
+        let block = &self.table[self.block(hash)].0;
         (0..4)
             .map(|row| {
-                let (w, shift) = self.slot(hash, row);
-                (self.table[w] >> shift) & MAX
+                let (w, shift) = Self::slot(hash, row);
+                (block[w] >> shift) & MAX
             })
             .min()
             .unwrap_or(0)
@@ -75,18 +88,20 @@ impl Sketch {
         if by == 0 {
             return false;
         }
+        let b = self.block(hash);
+        let block = &mut self.table[b].0;
         let slots = [
-            self.slot(hash, 0),
-            self.slot(hash, 1),
-            self.slot(hash, 2),
-            self.slot(hash, 3),
+            Self::slot(hash, 0),
+            Self::slot(hash, 1),
+            Self::slot(hash, 2),
+            Self::slot(hash, 3),
         ];
-        let current = slots.map(|(w, s)| (self.table[w] >> s) & MAX);
+        let current = slots.map(|(w, s)| (block[w] >> s) & MAX);
         let min = current.iter().copied().min().unwrap_or(0);
         let target = (min + by).min(MAX);
         for ((w, s), c) in slots.into_iter().zip(current) {
             if c < target {
-                self.table[w] = (self.table[w] & !(MAX << s)) | (target << s);
+                block[w] = (block[w] & !(MAX << s)) | (target << s);
             }
         }
         self.additions += by;
@@ -98,14 +113,14 @@ impl Sketch {
     }
 
     fn halve(&mut self) {
-        for w in &mut self.table {
+        for w in self.table.iter_mut().flat_map(|b| &mut b.0) {
             *w = (*w >> 1) & 0x7777_7777_7777_7777;
         }
         self.additions /= 2;
     }
 
     pub(crate) fn clear(&mut self) {
-        self.table.iter_mut().for_each(|w| *w = 0);
+        self.table.fill(Block::default());
         self.additions = 0;
     }
 }
