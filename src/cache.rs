@@ -120,7 +120,9 @@ where
         } else {
             0
         };
-        let sketch_entries = if unit {
+        // An unbounded cache never evicts, so it never asks its sketch; a
+        // small one keeps it from touching a large zeroed allocation.
+        let sketch_entries = if unit && b.max_capacity.is_some() {
             per_shard.min(1 << 24) as usize
         } else {
             1 << 12

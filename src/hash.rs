@@ -39,12 +39,11 @@ pub(crate) fn hash_of<Q: Hash + ?Sized, S: BuildHasher>(hasher: &S, key: &Q) -> 
 
 /// The bit the shard index starts at.
 ///
-/// hashbrown takes its 7-bit control tag from the top of the hash and its
-/// bucket index from the bottom. Sharding on either would correlate with what
-/// the table does inside a shard (every key in a shard sharing a tag, or half
-/// the buckets never used), so the shard comes from the middle bits. Bits 40..57
-/// stay clear of both for tables of up to 2^40 buckets and caches of up to 2^17
-/// shards.
+/// A shard's table takes its home slot from the bottom of the hash, so
+/// sharding on those bits would leave most slots of every shard unused; the
+/// shard comes from the middle bits instead. Bits 40..57 stay clear of the
+/// slot index for tables of up to 2^40 slots and caches of up to 2^17 shards.
+/// (The table's tags mix every bit, so they do not care.)
 const SHARD_SHIFT: u32 = 40;
 
 /// The shard a hash belongs to, given `mask = shards - 1`.

@@ -14,8 +14,8 @@ use crate::listener::{RemovalCause, Removed};
 use crate::policy::PolicyState;
 use crate::slab::{meta, Node, Nodes};
 use crate::sync::{AtomicU64, Ordering};
+use crate::table::Table;
 use crate::weigher::Weights;
-use hashbrown::HashTable;
 use std::borrow::Borrow;
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hash};
@@ -139,7 +139,7 @@ impl<K: Hash, V, S: BuildHasher> Nodes for SlabView<'_, K, V, S> {
 }
 
 pub(crate) struct Shard<K, V> {
-    table: HashTable<u32>,
+    table: Table,
     entries: Slab<K, V>,
     free: Vec<u32>,
     /// Last access (monotonic ms) per token; only under time-to-idle.
@@ -165,7 +165,7 @@ where
         seed: u64,
     ) -> Self {
         Self {
-            table: HashTable::with_capacity(presize),
+            table: Table::with_capacity(presize),
             entries: Vec::with_capacity(presize),
             free: Vec::new(),
             idle: Vec::new(),
@@ -209,9 +209,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.table
-            .find(hash, |&i| self.entry(i).key.borrow() == key)
-            .copied()
+        self.table.find(hash, |i| self.entry(i).key.borrow() == key)
     }
 
     /// Whether token `idx` is past its deadline or idle limit.
@@ -386,9 +384,9 @@ where
         }
         let entries = &self.entries;
         self.table
-            .insert_unique(hash, idx, |&i| match &entries[i as usize] {
+            .insert_unique(hash, idx, |i| match &entries[i as usize] {
                 Some(e) => env.hasher.hash_one(&e.key),
-                None => 0,
+                None => unreachable!("table token {i} is not occupied"),
             });
         self.weight += weight;
         self.policy.on_insert(
@@ -463,12 +461,8 @@ where
         let Some(Entry { key, value, .. }) = self.entries[idx as usize].take() else {
             unreachable!("removing free token {idx}");
         };
-        if let Ok(entry) = self
-            .table
-            .find_entry(env.hasher.hash_one(&key), |&i| i == idx)
-        {
-            entry.remove();
-        }
+        let found = self.table.remove(env.hasher.hash_one(&key), idx);
+        debug_assert!(found, "token {idx} was not in the table");
         self.weight -= env.weights.weigh(&key, &value);
         self.free.push(idx);
         (key, value)

@@ -70,8 +70,10 @@ impl Nodes for Vec<Node> {
 /// |--------|-------------------------------------------------------------|
 /// | 0..4   | hits since the policy last looked (saturates at 15)         |
 /// | 4..6   | which policy list the entry is on                           |
-/// | 8..16  | Redis-style logarithmic LFU counter                         |
-/// | 16..24 | LFU decay time (minutes, wrapping)                          |
+/// | 8..16  | Redis-style logarithmic LFU counter (sampled policies)      |
+/// | 16..24 | LFU decay time (minutes, wrapping; sampled policies)        |
+/// | 8..12  | TinyLFU: the sketch's estimate at the last update (same bits |
+/// |        | as the LFU counter: a cache runs one policy)                |
 /// | 24..64 | deadline, monotonic milliseconds; 0 = never expires         |
 ///
 /// Readers (under a shared lock) only touch it with compare-and-swap; writers
@@ -114,6 +116,17 @@ pub(crate) mod meta {
     #[allow(dead_code)]
     pub(crate) fn with_lfu(m: u64, lfu: u16) -> u64 {
         (m & !LFU_MASK) | (u64::from(lfu) << LFU_SHIFT)
+    }
+    const FREQ_SHIFT: u32 = 8;
+    const FREQ_MASK: u64 = 0xF << FREQ_SHIFT;
+    /// TinyLFU's copy of the entry's frequency estimate, 0..=15.
+    #[inline]
+    pub(crate) fn freq(m: u64) -> u64 {
+        (m & FREQ_MASK) >> FREQ_SHIFT
+    }
+    #[inline]
+    pub(crate) fn with_freq(m: u64, freq: u64) -> u64 {
+        (m & !FREQ_MASK) | (freq.min(0xF) << FREQ_SHIFT)
     }
     /// The deadline in monotonic ms, or `None` for an entry that never expires.
     #[inline]

@@ -73,7 +73,7 @@ impl TinyLfu {
     }
 
     pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
-        self.record(nodes, hash, 1);
+        self.record(nodes, idx, hash, 1);
         self.window.push_front(nodes, idx);
     }
 
@@ -82,15 +82,27 @@ impl TinyLfu {
         self.list(id).unlink(nodes, idx);
     }
 
-    /// Adds `by` accesses of `hash` to the sketch; ages every node's hit
-    /// counter when the sketch halves its own.
-    fn record<N: Nodes + ?Sized>(&mut self, nodes: &mut N, hash: u64, by: u64) {
-        if self.sketch.increment(hash, by) {
+    /// Adds `by` accesses of `idx` (whose key hashes to `hash`) to the
+    /// sketch and keeps the new estimate in its node; ages every node's hit
+    /// counter and estimate when the sketch halves its counters.
+    ///
+    /// The copy in the node is what admission compares, so an eviction reads
+    /// the two nodes it already has instead of two more sketch blocks (two
+    /// cache misses). The sketch changes an entry's estimate only when that
+    /// entry is recorded here, when it halves (mirrored below), or when
+    /// other keys' increments collide on all four of its counters, which
+    /// conservative update makes rare: the copy tracks the sketch closely.
+    fn record<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64, by: u64) {
+        let counted = self.sketch.increment(hash, by);
+        if counted.halved {
             nodes.for_each_node(&mut |n| {
                 let m = n.get();
-                n.set(meta::with_hits(m, meta::hits(m) / 2));
+                let m = meta::with_hits(m, meta::hits(m) / 2);
+                n.set(meta::with_freq(m, meta::freq(m) / 2));
             });
         }
+        let node = nodes.node(idx);
+        node.set(meta::with_freq(node.get(), counted.estimate));
     }
 
     /// Clears `idx`'s hit counter into the sketch; returns whether it was hit.
@@ -98,7 +110,7 @@ impl TinyLfu {
         let hits = nodes.node(idx).take_hits();
         if hits > 0 {
             let hash = nodes.hash_of(idx);
-            self.record(nodes, hash, hits);
+            self.record(nodes, idx, hash, hits);
         }
         hits > 0
     }
@@ -163,7 +175,8 @@ impl TinyLfu {
             let Some(victim) = self.main_victim(nodes, window) else {
                 return Some(candidate);
             };
-            if self.admit(nodes.hash_of(candidate), nodes.hash_of(victim)) {
+            let freq = |t: u32| meta::freq(nodes.node(t).get());
+            if self.admit(freq(candidate), freq(victim)) {
                 self.window.move_to(&mut self.probation, nodes, candidate);
                 return Some(victim);
             }
@@ -175,9 +188,9 @@ impl TinyLfu {
         (!self.window.is_empty()).then_some(self.window.tail)
     }
 
-    fn admit(&mut self, candidate: u64, victim: u64) -> bool {
-        let c = self.sketch.frequency(candidate);
-        let v = self.sketch.frequency(victim);
+    /// Whether a candidate of estimated frequency `c` displaces a victim of
+    /// frequency `v`.
+    fn admit(&mut self, c: u64, v: u64) -> bool {
         if c > v {
             return true;
         }
