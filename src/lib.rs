@@ -59,9 +59,9 @@
 //! rounded up to a multiple of 32 (so that an entry of up to 32 bytes sits in
 //! one cache line), 4 bytes per slot of the token table (1.14 to 2.3 slots per
 //! entry, as the table grows by doubling), and 4 bytes of frequency sketch per
-//! entry of capacity. For `u64 → u64` at one million entries that is about 46
-//! bytes per entry; values on the heap (`String`, `Arc<T>`) add their own
-//! allocation.
+//! entry of capacity, at least 32 KiB per shard. For `u64 → u64` at one
+//! million entries that is about 46 bytes per entry; values on the heap
+//! (`String`, `Arc<T>`) add their own allocation.
 //!
 //! ## Expiry
 //!

@@ -4,15 +4,25 @@
 //! Four rows, each counter 4 bits, sixteen counters to a `u64`. An item's four
 //! counters sit in one 64-byte block picked by its hash, one counter per row.
 //! Increments are conservative (only counters at the current minimum rise),
-//! which keeps estimates tight. After `20 × capacity` additions every counter is
+//! which keeps estimates tight. After `40 × capacity` additions every counter is
 //! halved, so the sketch forgets old popularity and follows a shifting workload.
 
 const SEEDS: [u64; 2] = [0x9E37_79B9_7F4A_7C15, 0xC2B2_AE3D_27D4_EB4F];
 const MAX: u64 = 15;
 /// Additions between halvings, per entry of capacity. Caffeine uses 10; our
 /// additions are misses plus folded hits (fewer than Caffeine's every-access
-/// count), and 20 measured better on the OLTP, P12 and Zipf traces.
-const SAMPLE_FACTOR: u64 = 20;
+/// count), and 20 measured better than 10 on the OLTP, P12 and Zipf traces.
+/// 40 (with the other changes of the same commit): +0.2 to +0.3 on Zipf 0.8
+/// and 1.0 at 1k entries, +0.3 to +0.7 on OLTP at 250-500; each halving
+/// briefly favours whatever was asked for since, which churns a loop, so
+/// fewer halvings help there too (fixed 1 % window, loop at 1k: 79.6 at 20,
+/// 81.0 at 40, 78.8 at 10).
+const SAMPLE_FACTOR: u64 = 40;
+/// The smallest table, in words (32 KiB). Measured at 1k entries (one shard):
+/// 1024 words gave 19.06 on Zipf 0.8 and 50.66 on Zipf 1.0, 2048 words
+/// 19.38 / 51.05, 4096 words 19.63 / 51.16, 8192 words 19.67 / 51.19. Shards
+/// of 8192 entries or more are unaffected.
+const MIN_WORDS: usize = 4096;
 
 /// What [`Sketch::increment`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +56,10 @@ impl Sketch {
     pub(crate) fn new(capacity: usize) -> Self {
         // Eight counters per entry of capacity (4 bytes), in blocks of eight
         // words. Sixteen, as Caffeine uses, measured no better on our traces.
-        // At least 8 KiB: smaller sketches collide so much that admission
-        // gets noisy (measured at 1k entries: +0.3 to +1 point on Zipf 0.8,
-        // OLTP@250 and the loop; shards of 2048 entries or more are unaffected).
-        let words = (capacity.max(16).next_power_of_two() / 2).max(1024);
+        // At least MIN_WORDS: smaller sketches collide so much that admission
+        // gets noisy (the halving period holds 40 × capacity additions, on a
+        // long-tailed trace mostly distinct keys).
+        let words = (capacity.max(16).next_power_of_two() / 2).max(MIN_WORDS);
         let table = vec![0; words + 7];
         let misalign = (table.as_ptr() as usize / 8) % 8;
         Self {
