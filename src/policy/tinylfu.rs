@@ -95,12 +95,13 @@ impl TinyLfu {
     /// sketch and keeps the new estimate in its node; ages every node's hit
     /// counter and estimate when the sketch halves its counters.
     ///
-    /// The copy in the node is what admission compares, so an eviction reads
-    /// the two nodes it already has instead of two more sketch blocks (two
-    /// cache misses). The sketch changes an entry's estimate only when that
-    /// entry is recorded here, when it halves (mirrored below), or when
-    /// other keys' increments collide on all four of its counters, which
-    /// conservative update makes rare: the copy tracks the sketch closely.
+    /// Admission takes the candidate's estimate from this copy, saving a
+    /// sketch block (a cache miss) per eviction: the candidate was recorded
+    /// when it entered the small window, so its copy is fresh. The victim's
+    /// estimate is read from the sketch: it has sat in probation longest, and
+    /// other keys' increments colliding on its counters since then matter.
+    /// Comparing two copies (no sketch read at all) cost 0.5 points on Zipf
+    /// at 1k entries and 1.3-1.8 on the loop at 100k.
     fn record<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64, by: u64) {
         let counted = self.sketch.increment(hash, by);
         if counted.halved {
@@ -191,8 +192,9 @@ impl TinyLfu {
             let Some(victim) = self.main_victim(nodes, window) else {
                 return Some(candidate);
             };
-            let freq = |t: u32| meta::freq(nodes.node(t).get());
-            if self.admit(freq(candidate), freq(victim)) {
+            let c = meta::freq(nodes.node(candidate).get());
+            let v = self.sketch.frequency(nodes.hash_of(victim));
+            if self.admit(c, v) {
                 self.window.move_to(&mut self.probation, nodes, candidate);
                 return Some(victim);
             }
