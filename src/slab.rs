@@ -70,10 +70,10 @@ impl Nodes for Vec<Node> {
 /// |--------|-------------------------------------------------------------|
 /// | 0..4   | hits since the policy last looked (saturates at 15)         |
 /// | 4..6   | which policy list the entry is on                           |
-/// | 8..16  | Redis-style logarithmic LFU counter (sampled policies)      |
-/// | 16..24 | LFU decay time (minutes, wrapping; sampled policies)        |
-/// | 8..12  | TinyLFU: the sketch's estimate at the last update (same bits |
-/// |        | as the LFU counter: a cache runs one policy)                |
+/// | 8..16  | sampled policies: Redis-style logarithmic LFU counter       |
+/// | 8..12  | TinyLFU: its sketch estimate at the last update (one policy |
+/// |        | per cache, so the two uses of these bits never meet)        |
+/// | 16..24 | sampled policies: LFU decay time (minutes, wrapping)        |
 /// | 24..64 | deadline, monotonic milliseconds; 0 = never expires         |
 ///
 /// Readers (under a shared lock) only touch it with compare-and-swap; writers
