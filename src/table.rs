@@ -91,6 +91,10 @@ impl Table {
     }
 
     /// The token whose hash is `hash` and for which `eq` holds.
+    ///
+    /// `remove` has the same probe loop written out: sharing one generic
+    /// probe function cost about 35 instructions per cache operation
+    /// (cachegrind, 373-377 vs 410-411 on the Zipf throughput workload).
     #[inline]
     pub(crate) fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         let mask = self.token_mask();
