@@ -507,6 +507,7 @@ where
         })
     }
 
+    /// Lets the hill climber retune the window if a sample is complete.
     fn climb(&self) {
         let Some(climber) = &self.inner.climber else {
             return;

@@ -343,6 +343,15 @@ impl<S: Storage> LogInner<S> {
         )
     }
 
+    /// Records that the storage now holds a complete log of `size` bytes
+    /// (opened, or just rewritten): the size growth is measured from, and
+    /// the length a failed write is cut back to.
+    fn starts_at(&self, writer: &mut Writer, size: u64) {
+        writer.good_len = size;
+        self.bytes.store(size, Ordering::Relaxed);
+        self.base.store(size, Ordering::Relaxed);
+    }
+
     fn write_delay(&self) -> Option<Duration> {
         match self.write_delay_us.load(Ordering::Relaxed) {
             0 => None,
@@ -439,9 +448,7 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
                 .append(&frame::header(fingerprint))
                 .map_err(|e| log.io("writing the header of", e))?;
             log.storage.sync().map_err(|e| log.io("syncing", e))?;
-            log.bytes.store(frame::HEADER_LEN as u64, Ordering::Relaxed);
-            log.base.store(frame::HEADER_LEN as u64, Ordering::Relaxed);
-            log.writer.lock().good_len = frame::HEADER_LEN as u64;
+            log.starts_at(&mut log.writer.lock(), frame::HEADER_LEN as u64);
             return Ok(report);
         }
         let path = log.name.clone();
@@ -492,9 +499,7 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
                 .truncate(size)
                 .map_err(|e| log.io("truncating", e))?;
         }
-        log.bytes.store(size, Ordering::Relaxed);
-        log.base.store(size, Ordering::Relaxed);
-        log.writer.lock().good_len = size;
+        log.starts_at(&mut log.writer.lock(), size);
         Ok(report)
     }
 
@@ -604,9 +609,7 @@ impl<S: Storage> LogInner<S> {
         appended.buf.clear();
         appended.failing = false;
         appended.broken = false;
-        writer.good_len = size;
-        self.bytes.store(size, Ordering::Relaxed);
-        self.base.store(size, Ordering::Relaxed);
+        self.starts_at(&mut writer, size);
         self.synced.fetch_max(appended.lsn, Ordering::AcqRel);
         Ok(())
     }

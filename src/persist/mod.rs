@@ -256,10 +256,6 @@ pub(crate) enum RecordRef<'a, K, V> {
 }
 
 impl<K: Serialize, V: Serialize> RecordRef<'_, K, V> {
-    pub(crate) fn encode(&self) -> Result<Vec<u8>, PersistError> {
-        postcard::to_stdvec(self).map_err(|e| PersistError::Encode(e.to_string()))
-    }
-
     /// Appends the encoding to `out` (no allocation once `out` has room).
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), PersistError> {
         *out = postcard::to_extend(self, std::mem::take(out))
@@ -296,7 +292,11 @@ pub fn header_for<K, V>() -> Vec<u8> {
 /// The cache's handle on its log: encodes records for its own types, and
 /// starts background rewrites when the log asks for one.
 pub(crate) trait Journal<K, V>: Send + Sync {
-    fn encode(&self, record: RecordRef<'_, K, V>) -> Result<Vec<u8>, PersistError>;
+    fn encode(&self, record: RecordRef<'_, K, V>) -> Result<Vec<u8>, PersistError> {
+        let mut out = Vec::new();
+        self.encode_into(record, &mut out)?;
+        Ok(out)
+    }
     /// Appends `record`'s encoding to `out`.
     fn encode_into(
         &self,
@@ -316,10 +316,6 @@ pub(crate) struct Journaled<L> {
 }
 
 impl<K: Serialize, V: Serialize, L: WriteAheadLog> Journal<K, V> for Journaled<L> {
-    fn encode(&self, record: RecordRef<'_, K, V>) -> Result<Vec<u8>, PersistError> {
-        record.encode()
-    }
-
     fn encode_into(
         &self,
         record: RecordRef<'_, K, V>,
@@ -467,12 +463,13 @@ mod tests {
 
     #[test]
     fn borrowed_and_owned_records_share_an_encoding() {
-        let bytes = RecordRef::Insert {
+        let mut bytes = Vec::new();
+        RecordRef::Insert {
             key: &"k".to_string(),
             value: &7u32,
             expires_at: Some(9),
         }
-        .encode()
+        .encode_into(&mut bytes)
         .expect("encode");
         match Record::<String, u32>::decode(&bytes).expect("decode") {
             Record::Insert {
