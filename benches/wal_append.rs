@@ -78,9 +78,7 @@ fn inserts(c: &mut Criterion) {
                         let file = &file;
                         s.spawn(move || {
                             for k in 0..iters {
-                                let mut f = file.lock().expect("file");
-                                f.write_all(&[k as u8; 44]).expect("write");
-                                f.sync_data().expect("fsync");
+                                naive_write(file, k);
                             }
                         });
                     }
@@ -90,6 +88,14 @@ fn inserts(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// The naive baseline: one record's worth of bytes, written and fsynced
+/// per operation.
+fn naive_write(file: &std::sync::Mutex<std::fs::File>, k: u64) {
+    let mut f = file.lock().expect("file");
+    f.write_all(&[k as u8; 44]).expect("write");
+    f.sync_data().expect("fsync");
 }
 
 fn reload(c: &mut Criterion) {
@@ -175,11 +181,7 @@ fn ratios(_: &mut Criterion) {
     let always = cache_with(Some(Fsync::Always), dir.path(), 102);
     let file =
         std::sync::Mutex::new(std::fs::File::create(dir.path().join("naive.log")).expect("create"));
-    let naive = |k: u64| {
-        let mut f = file.lock().expect("file");
-        f.write_all(&[k as u8; 44]).expect("write");
-        f.sync_data().expect("fsync");
-    };
+    let naive = |k: u64| naive_write(&file, k);
     let put = |c: &Cache<u64, [u8; 32]>, k: u64| c.insert(k, [k as u8; 32]);
     let (plain_insert, every_insert, always_insert) =
         (|k| put(&plain, k), |k| put(&every, k), |k| put(&always, k));

@@ -657,16 +657,9 @@ where
         &self,
         now: &LazyNow<F>,
         tti: Option<u64>,
-        mut f: impl FnMut(&K, &V, Option<u64>),
+        f: impl FnMut(&K, &V, Option<u64>),
     ) {
-        for (idx, e) in self.entries.iter().enumerate() {
-            if let Some(e) = e {
-                let m = e.node.get();
-                if !self.expired_at(idx as u32, m, now, tti) {
-                    f(&e.key, &e.value, meta::deadline(m));
-                }
-            }
-        }
+        self.for_each_live_from(0, usize::MAX, now, tti, f);
     }
 
     /// Calls `f` on the live entries among at most `limit` slots from slot

@@ -52,11 +52,11 @@ fn crash_child() {
     let Ok(path) = std::env::var("SHARDCACHE_CRASH_CHILD") else {
         return;
     };
-    let mode = match std::env::var("SHARDCACHE_CRASH_MODE").as_deref() {
-        Ok("every-second") => Mode::EverySecond,
-        Ok("every-second-unbuffered") => Mode::EverySecondUnbuffered,
-        _ => Mode::Always,
-    };
+    let named = std::env::var("SHARDCACHE_CRASH_MODE").unwrap_or_default();
+    let mode = [Mode::EverySecond, Mode::EverySecondUnbuffered]
+        .into_iter()
+        .find(|m| m.name() == named)
+        .unwrap_or(Mode::Always);
     // Small rewrite thresholds, so kills also land in the middle of rewrites.
     let log = mode.open(&path).rewrite_policy(50, 8 << 10);
     let (cache, _) = Cache::<u64, u64>::builder()
