@@ -9,7 +9,7 @@ use crate::hash::{hash_of, shard_index, DefaultHashBuilder};
 use crate::listener::{Listener, RemovalCause, Removed};
 use crate::loader::Flights;
 use crate::persist::{Journal, PersistError, RecordRef};
-use crate::policy::HillClimber;
+use crate::policy::{HillClimber, Share};
 use crate::shard::{Env, Inserted, LazyNow, Lookup, Shard};
 use crate::stats::{CacheStats, Counter, StatsCounters};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering, RwLock};
@@ -48,7 +48,7 @@ pub(crate) struct Inner<K, V, S> {
     listener: Option<Listener<K, V>>,
     stats: StatsCounters,
     climber: Option<Mutex<HillClimber>>,
-    /// The window share (f64 bits) the climber last chose.
+    /// The window share (`Share` bits) the climber last chose.
     window: AtomicU64,
     max_capacity: u64,
     pub(crate) flights: Flights<K, V>,
@@ -157,7 +157,7 @@ where
                 listener: b.listener,
                 stats: StatsCounters::new(),
                 climber,
-                window: AtomicU64::new(HillClimber::initial_window().to_bits()),
+                window: AtomicU64::new(Share::from_f64(HillClimber::initial_window()).to_bits()),
                 max_capacity,
                 flights: Flights::new(shards),
                 journal: std::sync::OnceLock::new(),
@@ -209,7 +209,7 @@ where
             clock: &self.inner.clock,
             now_ms: std::cell::Cell::new(None),
             tti: self.inner.tti,
-            window: f64::from_bits(self.inner.window.load(Ordering::Relaxed)),
+            window: Share::from_bits(self.inner.window.load(Ordering::Relaxed)),
         }
     }
 
@@ -520,7 +520,9 @@ where
             self.inner.stats.sum(Counter::Miss),
         );
         if let Some(window) = climber.climb(hits, misses) {
-            self.inner.window.store(window.to_bits(), Ordering::Relaxed);
+            self.inner
+                .window
+                .store(Share::from_f64(window).to_bits(), Ordering::Relaxed);
         }
     }
 

@@ -55,13 +55,23 @@ impl ExpiryIndex {
         }
     }
 
+    /// Whether no token has a deadline.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
     /// Records whether `idx` has a deadline; `nodes` is the node count.
+    #[inline]
     pub(crate) fn set(&mut self, idx: u32, has_deadline: bool, nodes: usize) {
-        if has_deadline && !self.active() {
-            self.pos = vec![NIL; nodes];
+        if has_deadline || self.active() {
+            self.update(idx, has_deadline, nodes);
         }
+    }
+
+    fn update(&mut self, idx: u32, has_deadline: bool, nodes: usize) {
         if !self.active() {
-            return;
+            self.pos = vec![NIL; nodes];
         }
         let p = self.pos[idx as usize];
         match (has_deadline, p == NIL) {

@@ -93,7 +93,7 @@
 //! | `redis` | `tier::TieredCache`: shardcache as a near cache in front of Redis, with pub/sub invalidation and a degraded mode (needs Tokio) |
 //!
 //! The minimum supported Rust version is 1.89 (for `File::try_lock`).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod adapters;
@@ -111,6 +111,7 @@ mod listener;
 mod loader;
 pub mod persist;
 mod policy;
+mod prefetch;
 mod shard;
 mod slab;
 mod stats;

@@ -30,7 +30,7 @@ pub(crate) struct Env<'a, K, V, S> {
     /// Time-to-idle in ms, if configured.
     pub(crate) tti: Option<u64>,
     /// The window share the hill climber chose.
-    pub(crate) window: f64,
+    pub(crate) window: crate::policy::Share,
 }
 
 impl<K, V, S> Env<'_, K, V, S> {
@@ -141,14 +141,27 @@ impl<K: Hash, V, S: BuildHasher> Nodes for SlabView<'_, K, V, S> {
             None => unreachable!("policy token {idx} is not occupied"),
         }
     }
+
+    #[inline]
+    fn prefetch(&self, idx: u32) {
+        // Address arithmetic only: reading the slot to check it is occupied
+        // would be the very miss the prefetch is meant to hide.
+        crate::prefetch::prefetch(self.entries.as_ptr().wrapping_add(idx as usize));
+    }
 }
 
+/// The fields a lookup reads (`entries`, `idle`, the table's slots) come
+/// first and change only when the slab or the table grows; the table keeps
+/// its counts on a line of their own, and everything a write updates follows.
+/// Readers on other cores then keep these lines cached while writers work,
+/// instead of missing on a line that a write on another core just dirtied.
+#[repr(C)]
 pub(crate) struct Shard<K, V> {
-    table: Table,
     entries: Slab<K, V>,
-    free: Vec<u32>,
     /// Last access (monotonic ms) per token; only under time-to-idle.
     idle: Vec<AtomicU64>,
+    table: Table,
+    free: Vec<u32>,
     expiring: ExpiryIndex,
     policy: PolicyState,
     weight: u64,
@@ -256,6 +269,9 @@ where
         F: Fn() -> u64,
     {
         let Some(idx) = self.find(hash, key) else {
+            // A miss is usually followed by an insert of the key, which
+            // will count it in the policy's sketch.
+            self.policy.prefetch_key(hash);
             return Lookup::Miss;
         };
         let entry = self.entry(idx);
@@ -405,6 +421,13 @@ where
         self.expire_some(env, removed);
         if self.weight > self.capacity {
             self.evict_to_capacity(env, removed);
+            let nodes = SlabView {
+                entries: &mut self.entries,
+                hasher: env.hasher,
+            };
+            if let Some(hash) = self.policy.prefetch_next(&nodes) {
+                self.table.prefetch(hash);
+            }
         } else {
             self.policy.maintain(
                 &mut SlabView {
@@ -499,7 +522,18 @@ where
     /// Samples entries that can expire and removes the expired ones (Redis's
     /// active expiry): rounds of 8 samples, another round only while more than a
     /// quarter of the last one was expired, at most 4 rounds.
+    #[inline]
     pub(crate) fn expire_some<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) {
+        if env.tti.is_some() || !self.expiring.is_empty() {
+            self.sample_expired(env, removed);
+        }
+    }
+
+    fn sample_expired<S: BuildHasher>(
         &mut self,
         env: &Env<'_, K, V, S>,
         removed: &mut Removed<K, V>,

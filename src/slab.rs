@@ -40,6 +40,11 @@ pub(crate) trait Nodes {
     fn for_each_node(&self, f: &mut dyn FnMut(&Node));
     /// The hash of an occupied token's key (recomputed: hashes are not stored).
     fn hash_of(&self, idx: u32) -> u64;
+    /// Starts loading the node of `idx` into the CPU cache, without reading
+    /// it (see [`prefetch`](crate::prefetch::prefetch)); `idx` may be anything.
+    fn prefetch(&self, idx: u32) {
+        let _ = idx;
+    }
 }
 
 /// The hash tests give token `i` when nodes stand alone.

@@ -5,5 +5,5 @@
 //! the cache's logic.
 
 pub(crate) use parking_lot::{Condvar, Mutex, RwLock};
-pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) use std::sync::Arc;

@@ -33,10 +33,22 @@ const MIN_BITS: u32 = 4;
 const TAG_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The token index of one shard (see the module docs).
+///
+/// Laid out for readers on other cores: the slots' address and the size,
+/// which every lookup reads and only a rebuild writes, share no cache line
+/// with the counts, which every insert and removal writes.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Table {
     slots: Vec<u32>,
     bits: u32,
+    counts: Counts,
+}
+
+/// Live slots and tombstones, on a cache line of their own.
+#[derive(Debug)]
+#[repr(align(64))]
+struct Counts {
     len: usize,
     tombs: usize,
 }
@@ -48,8 +60,7 @@ impl Table {
         Self {
             slots: vec![EMPTY; 1 << bits],
             bits,
-            len: 0,
-            tombs: 0,
+            counts: Counts { len: 0, tombs: 0 },
         }
     }
 
@@ -61,11 +72,11 @@ impl Table {
 
     /// Live tokens.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.counts.len
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.counts.len == 0
     }
 
     /// Bytes held by the slots.
@@ -88,6 +99,12 @@ impl Table {
     #[inline]
     fn home(&self, hash: u64) -> usize {
         hash as usize & (self.slots.len() - 1)
+    }
+
+    /// Starts loading the slot line where a probe for `hash` begins.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        crate::prefetch::prefetch(self.slots.as_ptr().wrapping_add(self.home(hash)));
     }
 
     /// The token whose hash is `hash` and for which `eq` holds.
@@ -116,8 +133,8 @@ impl Table {
     /// Adds `token` under `hash`; the caller knows no equal key is present.
     /// `hash_of` gives any stored token's hash, for a rebuild.
     pub(crate) fn insert_unique(&mut self, hash: u64, token: u32, hash_of: impl Fn(u32) -> u64) {
-        if (self.len + self.tombs + 1) * 8 > self.slots.len() * 7 {
-            let bits = if (self.len + 1) * 8 > self.slots.len() * 5 {
+        if (self.counts.len + self.counts.tombs + 1) * 8 > self.slots.len() * 7 {
+            let bits = if (self.counts.len + 1) * 8 > self.slots.len() * 5 {
                 self.bits + 1
             } else {
                 self.bits
@@ -127,10 +144,10 @@ impl Table {
         debug_assert!(token < self.token_mask() - 1, "token {token} too large");
         let at = self.vacant(hash);
         if self.slots[at] == TOMB {
-            self.tombs -= 1;
+            self.counts.tombs -= 1;
         }
         self.slots[at] = self.tag(hash) | token;
-        self.len += 1;
+        self.counts.len += 1;
     }
 
     /// The first empty or deleted slot on `hash`'s probe sequence.
@@ -158,10 +175,10 @@ impl Table {
             }
             i = (i + 1) & wrap;
         }
-        self.len -= 1;
+        self.counts.len -= 1;
         if self.slots[(i + 1) & wrap] != EMPTY {
             self.slots[i] = TOMB;
-            self.tombs += 1;
+            self.counts.tombs += 1;
             return true;
         }
         // Nothing probes past an empty slot, so this one and the
@@ -170,7 +187,7 @@ impl Table {
         let mut j = i.wrapping_sub(1) & wrap;
         while self.slots[j] == TOMB {
             self.slots[j] = EMPTY;
-            self.tombs -= 1;
+            self.counts.tombs -= 1;
             j = j.wrapping_sub(1) & wrap;
         }
         true
@@ -181,7 +198,7 @@ impl Table {
         let old_mask = self.token_mask();
         let old = std::mem::replace(&mut self.slots, vec![EMPTY; 1 << bits]);
         self.bits = bits;
-        self.tombs = 0;
+        self.counts.tombs = 0;
         for s in old {
             if s < TOMB {
                 let token = s & old_mask;
@@ -195,8 +212,8 @@ impl Table {
     /// Forgets every token; keeps the size.
     pub(crate) fn clear(&mut self) {
         self.slots.fill(EMPTY);
-        self.len = 0;
-        self.tombs = 0;
+        self.counts.len = 0;
+        self.counts.tombs = 0;
     }
 }
 
@@ -350,7 +367,7 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(t.len(), model.len());
-                prop_assert!((t.len() + t.tombs) * 8 <= t.slots.len() * 7);
+                prop_assert!((t.len() + t.counts.tombs) * 8 <= t.slots.len() * 7);
             }
         }
     }

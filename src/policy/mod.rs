@@ -23,7 +23,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use sampled::RedisPolicy;
-pub(crate) use tinylfu::HillClimber;
+pub(crate) use tinylfu::{HillClimber, Share};
 
 /// Redis's default `maxmemory-samples`.
 pub const DEFAULT_SAMPLES: u8 = 5;
@@ -222,18 +222,40 @@ impl PolicyState {
     }
 
     /// Work to do after an insert that needed no eviction.
-    pub(crate) fn maintain<N: Nodes + ?Sized>(&mut self, nodes: &mut N, window: f64) {
+    pub(crate) fn maintain<N: Nodes + ?Sized>(&mut self, nodes: &mut N, window: Share) {
         match self {
             Self::TinyLfu(p) => p.maintain(nodes, window),
             Self::Clock(_) | Self::Sampled(_) => {}
         }
     }
 
-    pub(crate) fn victim<N: Nodes + ?Sized>(&mut self, nodes: &mut N, window: f64) -> Option<u32> {
+    pub(crate) fn victim<N: Nodes + ?Sized>(
+        &mut self,
+        nodes: &mut N,
+        window: Share,
+    ) -> Option<u32> {
         match self {
             Self::TinyLfu(p) => p.victim(nodes, window),
             Self::Clock(p) => p.victim(nodes),
             Self::Sampled(p) => p.victim(nodes),
+        }
+    }
+
+    /// Starts loading what an insert of the key hashed `hash` will read.
+    #[inline]
+    pub(crate) fn prefetch_key(&self, hash: u64) {
+        if let Self::TinyLfu(p) = self {
+            p.prefetch_key(hash);
+        }
+    }
+
+    /// Starts loading what the next eviction will look at first; returns
+    /// the hash of its likely victim, if the policy knows it.
+    #[inline]
+    pub(crate) fn prefetch_next<N: Nodes + ?Sized>(&self, nodes: &N) -> Option<u64> {
+        match self {
+            Self::TinyLfu(p) => p.prefetch_next(nodes),
+            Self::Clock(_) | Self::Sampled(_) => None,
         }
     }
 

@@ -77,72 +77,110 @@ impl Sketch {
         (self.table.len() - 7) * 8
     }
 
-    /// The eight words holding all four of `hash`'s counters, so an update
-    /// touches one cache line instead of four.
+    /// The index of the first of the eight words (one 64-byte block) that
+    /// hold all four of `hash`'s counters, so an update touches one cache
+    /// line instead of four.
     #[inline]
-    fn block(&self, hash: u64) -> std::ops::Range<usize> {
-        let start = self.offset + ((hash.wrapping_mul(SEEDS[0]) >> 32) & self.mask) as usize * 8;
-        start..start + 8
+    fn block(&self, hash: u64) -> usize {
+        self.offset + ((hash.wrapping_mul(SEEDS[0]) >> 32) & self.mask) as usize * 8
     }
 
-    /// The (word in the block, bit shift) of `hash`'s counter in `row`: row
-    /// `i` uses words `2i` and `2i + 1` of the block.
+    /// The (word in the block, bit shift) of `hash`'s counter in each row:
+    /// row `i` uses words `2i` and `2i + 1` of the block.
     #[inline]
-    fn slot(hash: u64, row: usize) -> (usize, u32) {
-        let counter = (hash.wrapping_mul(SEEDS[1]) >> (row * 8)) as u32;
-        let word = row * 2 + (counter & 1) as usize;
-        (word, ((counter >> 1) & 15) * 4)
+    fn slots(hash: u64) -> [(usize, u32); 4] {
+        let h = hash.wrapping_mul(SEEDS[1]);
+        let slot = |row: usize| {
+            let counter = (h >> (row * 8)) as u32;
+            (row * 2 + (counter & 1) as usize, ((counter >> 1) & 15) * 4)
+        };
+        [slot(0), slot(1), slot(2), slot(3)]
+    }
+
+    /// The block of `hash`: one bounds check, and the word indices below 8
+    /// need none.
+    #[inline]
+    fn block_of(&self, hash: u64) -> &[u64; 8] {
+        let b = self.block(hash);
+        match self.table[b..b + 8].try_into() {
+            Ok(block) => block,
+            Err(_) => unreachable!("a block is eight words"),
+        }
+    }
+
+    /// Starts loading `hash`'s block into the CPU cache.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        crate::prefetch::prefetch(self.table.as_ptr().wrapping_add(self.block(hash)));
     }
 
     /// The estimated frequency of `hash`, 0..=15.
+    #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u64 {
-        let block = &self.table[self.block(hash)];
-        (0..4)
-            .map(|row| {
-                let (w, shift) = Self::slot(hash, row);
-                (block[w] >> shift) & MAX
-            })
-            .min()
-            .unwrap_or(0)
+        let block = self.block_of(hash);
+        Self::slots(hash)
+            .iter()
+            .map(|&(w, shift)| (block[w] >> shift) & MAX)
+            .fold(MAX, u64::min)
     }
 
     /// Adds `by` occurrences of `hash`; returns its new estimate and whether
     /// this addition halved every counter (the caller ages its own state too).
+    ///
+    /// Written out as straight-line code on one `[u64; 8]` block: with
+    /// `[T; N]::map` the four counters went through an out-of-line call and
+    /// memory, and each word index was bounds-checked (cachegrind, Zipf
+    /// throughput workload: 7 instructions fewer per cache operation).
+    #[inline]
     pub(crate) fn increment(&mut self, hash: u64, by: u64) -> Counted {
+        let b = self.block(hash);
+        let block: &mut [u64; 8] = match (&mut self.table[b..b + 8]).try_into() {
+            Ok(block) => block,
+            Err(_) => unreachable!("a block is eight words"),
+        };
+        let slots = Self::slots(hash);
+        let min = slots
+            .iter()
+            .map(|&(w, shift)| (block[w] >> shift) & MAX)
+            .fold(MAX, u64::min);
         if by == 0 {
             return Counted {
-                estimate: self.frequency(hash),
+                estimate: min,
                 halved: false,
             };
         }
-        let b = self.block(hash);
-        let block = &mut self.table[b];
-        let slots = [
-            Self::slot(hash, 0),
-            Self::slot(hash, 1),
-            Self::slot(hash, 2),
-            Self::slot(hash, 3),
-        ];
-        let current = slots.map(|(w, s)| (block[w] >> s) & MAX);
-        let min = current.iter().copied().min().unwrap_or(0);
         let target = (min + by).min(MAX);
-        for ((w, s), c) in slots.into_iter().zip(current) {
-            if c < target {
-                block[w] = (block[w] & !(MAX << s)) | (target << s);
+        for (w, shift) in slots {
+            if (block[w] >> shift) & MAX < target {
+                block[w] = (block[w] & !(MAX << shift)) | (target << shift);
             }
         }
         // Conservative update: every counter is now at least `target` and
         // the smallest is exactly that, so `target` is the new estimate.
+        self.count(by, target)
+    }
+
+    /// Adds `by` occurrences of an item whose estimate is known to be 15
+    /// already: its counters cannot change, so only the additions that pace
+    /// the halving are counted, without touching (and missing the cache on)
+    /// its block. Returns what [`increment`](Self::increment) would.
+    #[inline]
+    pub(crate) fn increment_saturated(&mut self, by: u64) -> Counted {
+        self.count(by, MAX)
+    }
+
+    #[inline]
+    fn count(&mut self, by: u64, estimate: u64) -> Counted {
         self.additions += by;
         if self.additions >= self.sample {
             self.halve();
             return Counted {
-                estimate: target >> 1,
+                estimate: estimate >> 1,
                 halved: true,
             };
         }
         Counted {
-            estimate: target,
+            estimate,
             halved: false,
         }
     }
@@ -179,8 +217,12 @@ mod tests {
         assert_eq!(s.increment(h(1), 100).estimate, 15);
         assert_eq!(s.frequency(h(1)), 15);
         for i in 0..64 {
-            let words = &s.table[s.block(h(i))];
-            assert_eq!(words.as_ptr() as usize % 64, 0, "block not line-aligned");
+            let word = &s.table[s.block(h(i))];
+            assert_eq!(
+                word as *const u64 as usize % 64,
+                0,
+                "block not line-aligned"
+            );
         }
         assert_eq!(s.frequency(h(2)), 0);
     }
@@ -197,6 +239,32 @@ mod tests {
         assert!(s.frequency(h(7)) >= 10);
         let over: u64 = (10_000..11_000).map(|i| s.frequency(h(i))).sum();
         assert!(over < 300, "too many collisions: {over}");
+    }
+
+    #[test]
+    fn saturated_increment_matches_increment() {
+        let mut a = Sketch::new(64);
+        let mut b = Sketch::new(64);
+        for s in [&mut a, &mut b] {
+            s.increment(h(9), 20);
+        }
+        for i in 0..5_000u64 {
+            let x = a.increment(h(9), 1 + i % 3);
+            let y = b.increment_saturated(1 + i % 3);
+            assert_eq!(x, y, "at {i}");
+            if x.halved {
+                // Both halved: bring the item back to 15 in both.
+                for s in [&mut a, &mut b] {
+                    s.increment(h(9), 20);
+                }
+            }
+        }
+        // The blocks start at each allocation's own offset.
+        let words = a.table.len() - 7;
+        assert_eq!(
+            a.table[a.offset..a.offset + words],
+            b.table[b.offset..b.offset + words]
+        );
     }
 
     #[test]
