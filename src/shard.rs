@@ -416,7 +416,6 @@ where
                 hasher: env.hasher,
             },
             idx,
-            hash,
         );
         self.expire_some(env, removed);
         if self.weight > self.capacity {
@@ -425,7 +424,7 @@ where
                 entries: &mut self.entries,
                 hasher: env.hasher,
             };
-            if let Some(hash) = self.policy.prefetch_next(&nodes) {
+            for hash in self.policy.prefetch_next(&nodes).into_iter().flatten() {
                 self.table.prefetch(hash);
             }
         } else {
@@ -435,6 +434,17 @@ where
                     hasher: env.hasher,
                 },
                 env.window,
+            );
+        }
+        // A tiny cache may have evicted the new entry itself.
+        if self.entries[idx as usize].is_some() {
+            self.policy.count_insert(
+                &mut SlabView {
+                    entries: &mut self.entries,
+                    hasher: env.hasher,
+                },
+                idx,
+                hash,
             );
         }
         Ok(Inserted::New)

@@ -205,11 +205,19 @@ pub(crate) enum PolicyState {
 }
 
 impl PolicyState {
-    pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
+    pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         match self {
-            Self::TinyLfu(p) => p.on_insert(nodes, idx, hash),
+            Self::TinyLfu(p) => p.on_insert(nodes, idx),
             Self::Clock(p) => p.on_insert(nodes, idx),
             Self::Sampled(p) => p.on_insert(nodes, idx),
+        }
+    }
+
+    /// Counts the first access of a new entry (whose key hashes to `hash`),
+    /// once the insert's evictions are done and only if it survived them.
+    pub(crate) fn count_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
+        if let Self::TinyLfu(p) = self {
+            p.count_insert(nodes, idx, hash);
         }
     }
 
@@ -250,12 +258,12 @@ impl PolicyState {
     }
 
     /// Starts loading what the next eviction will look at first; returns
-    /// the hash of its likely victim, if the policy knows it.
+    /// the hashes of the entries it will likely remove, if the policy knows.
     #[inline]
-    pub(crate) fn prefetch_next<N: Nodes + ?Sized>(&self, nodes: &N) -> Option<u64> {
+    pub(crate) fn prefetch_next<N: Nodes + ?Sized>(&self, nodes: &N) -> [Option<u64>; 2] {
         match self {
             Self::TinyLfu(p) => p.prefetch_next(nodes),
-            Self::Clock(_) | Self::Sampled(_) => None,
+            Self::Clock(_) | Self::Sampled(_) => [None, None],
         }
     }
 

@@ -118,9 +118,19 @@ impl TinyLfu {
         main * PROTECTED_FIFTHS / 5
     }
 
-    pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
-        self.record(nodes, idx, |_| hash, 1);
+    /// Links a new entry at the head of the window. Its first access is
+    /// counted separately, by [`count_insert`](Self::count_insert).
+    pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         self.window.push_front(nodes, idx);
+    }
+
+    /// Counts a new entry's first access in the sketch. The shard calls this
+    /// after the eviction the insert caused, not before: the entry's sketch
+    /// block was prefetched when its lookup missed, and the eviction's work
+    /// gives that load time to land. The order does not change a decision:
+    /// eviction compares the window's *oldest* entry, never the new one.
+    pub(crate) fn count_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
+        self.record(nodes, idx, |_| hash, 1);
     }
 
     pub(crate) fn on_remove<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
@@ -291,22 +301,26 @@ impl TinyLfu {
     /// are in the CPU cache (this eviction just relinked or read them):
     /// the nodes behind those tails (the next eviction unlinks the tails,
     /// which writes them), the protected tail, and the sketch block of the
-    /// likely next victim, probation's tail. Returns that victim's hash,
-    /// for the caller to prefetch its table slot.
+    /// likely next victim, probation's tail. Returns the hashes of that
+    /// victim and of the next candidate, for the caller to prefetch their
+    /// table slots.
     #[inline]
-    pub(crate) fn prefetch_next<N: Nodes + ?Sized>(&self, nodes: &N) -> Option<u64> {
+    pub(crate) fn prefetch_next<N: Nodes + ?Sized>(&self, nodes: &N) -> [Option<u64>; 2] {
         for list in [&self.window, &self.probation] {
             if list.tail != NIL {
                 nodes.prefetch(nodes.node(list.tail).prev());
             }
         }
         nodes.prefetch(self.protected.tail);
-        if self.probation.tail == NIL {
-            return None;
-        }
-        let hash = nodes.hash_of(self.probation.tail);
-        self.sketch.prefetch(hash);
-        Some(hash)
+        let victim = (self.probation.tail != NIL).then(|| {
+            let hash = nodes.hash_of(self.probation.tail);
+            self.sketch.prefetch(hash);
+            hash
+        });
+        // The next candidate: it is usually rejected and removed, which
+        // probes the table for it.
+        let candidate = (self.window.tail != NIL).then(|| nodes.hash_of(self.window.tail));
+        [victim, candidate]
     }
 
     pub(crate) fn clear(&mut self) {
@@ -448,7 +462,8 @@ mod tests {
         let hash = |i: u32| u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         // 0..5 are hot: inserted and hit many times.
         for i in 0..5 {
-            p.on_insert(&mut nodes, i, hash(i));
+            p.on_insert(&mut nodes, i);
+            p.count_insert(&mut nodes, i, hash(i));
             for _ in 0..5 {
                 nodes[i as usize].record_hit(nodes[i as usize].get());
             }
@@ -460,7 +475,8 @@ mod tests {
             for n in &nodes[..5] {
                 n.record_hit(n.get());
             }
-            p.on_insert(&mut nodes, i, hash(i));
+            p.on_insert(&mut nodes, i);
+            p.count_insert(&mut nodes, i, hash(i));
             if p.len() > 10 {
                 let v = p.victim(&mut nodes, Share::from_f64(0.01)).expect("victim");
                 assert!(v >= 5, "evicted hot entry {v}");
