@@ -12,7 +12,7 @@ use crate::persist::{Journal, PersistError, RecordRef};
 use crate::policy::{HillClimber, Share};
 use crate::shard::{Env, Inserted, LazyNow, Lookup, Shard};
 use crate::stats::{CacheStats, Counter, StatsCounters};
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering, RwLock};
+use crate::sync::{Arc, AtomicU64, CacheAligned, Mutex, Ordering, RwLock};
 use crate::weigher::Weights;
 use std::borrow::Borrow;
 use std::fmt;
@@ -37,8 +37,14 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
     pub(crate) inner: Arc<Inner<K, V, S>>,
 }
 
+/// One shard behind its lock, on cache lines of its own.
+type ShardLock<K, V> = CacheAligned<RwLock<Shard<K, V>>>;
+
 pub(crate) struct Inner<K, V, S> {
-    shards: Box<[RwLock<Shard<K, V>>]>,
+    /// Each shard's lock word is followed, in the same cache line, by the
+    /// shard fields every operation reads; see [`Shard`]. Shards never share
+    /// a line.
+    shards: Box<[ShardLock<K, V>]>,
     mask: usize,
     hasher: S,
     weights: Weights<K, V>,
@@ -132,13 +138,13 @@ where
             .map(|i| {
                 let state = b.policy.state(sketch_entries);
                 let capacity = per_shard + u64::from((i as u64) < remainder);
-                RwLock::new(Shard::new(
+                CacheAligned(RwLock::new(Shard::new(
                     capacity,
                     state,
                     b.policy.can_evict(),
                     presize,
                     seed.wrapping_add(i as u64),
-                ))
+                )))
             })
             .collect();
         let climber = b
@@ -806,6 +812,26 @@ impl<K, V> fmt::Debug for Iter<K, V> {
 mod tests {
     use super::*;
     use crate::{MockClock, Policy};
+
+    #[test]
+    fn lock_word_shares_a_line_with_the_hot_shard_fields() {
+        // A layout check, not a behaviour one: if a dependency update moves
+        // the lock word away from the data, every operation touches one
+        // more cache line. Table (32 bytes) and slab header (24) must follow
+        // the word within its 64-byte line.
+        assert_eq!(std::mem::size_of::<crate::table::Table>(), 32);
+        let cache: Cache<u64, u64> = Cache::new(100_000);
+        for shard in cache.inner.shards.iter() {
+            let lock = &**shard as *const RwLock<Shard<u64, u64>> as usize;
+            let data = shard.data_ptr() as usize;
+            assert_eq!(lock % 64, 0, "shard not line-aligned");
+            assert!(
+                data - lock + 56 <= 64,
+                "hot fields at {} past the lock word",
+                data - lock
+            );
+        }
+    }
 
     /// Random operations on small caches, checking every internal invariant
     /// (table, lists, expiry index, weights) after each step.

@@ -150,17 +150,17 @@ impl<K: Hash, V, S: BuildHasher> Nodes for SlabView<'_, K, V, S> {
     }
 }
 
-/// The fields a lookup reads (`entries`, `idle`, the table's slots) come
-/// first and change only when the slab or the table grows; the table keeps
-/// its counts on a line of their own, and everything a write updates follows.
-/// Readers on other cores then keep these lines cached while writers work,
-/// instead of missing on a line that a write on another core just dirtied.
+/// The fields every operation touches, the table and the slab, come first:
+/// the cache keeps each shard's lock word right before it (see `Cache`), so
+/// they share the lock's cache line. Taking the lock, shared or exclusive,
+/// makes that line this core's own, so reading them (and a writer updating
+/// the table's counts) costs no further miss.
 #[repr(C)]
 pub(crate) struct Shard<K, V> {
+    table: Table,
     entries: Slab<K, V>,
     /// Last access (monotonic ms) per token; only under time-to-idle.
     idle: Vec<AtomicU64>,
-    table: Table,
     free: Vec<u32>,
     expiring: ExpiryIndex,
     policy: PolicyState,

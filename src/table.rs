@@ -34,23 +34,18 @@ const TAG_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The token index of one shard (see the module docs).
 ///
-/// Laid out for readers on other cores: the slots' address and the size,
-/// which every lookup reads and only a rebuild writes, share no cache line
-/// with the counts, which every insert and removal writes.
+/// 32 bytes, so that it fits beside the shard lock's word in one cache line
+/// (see `Shard`): counts as `u32` (tokens are `u32` anyway), slots as a
+/// boxed slice.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Table {
-    slots: Vec<u32>,
+    slots: Box<[u32]>,
     bits: u32,
-    counts: Counts,
-}
-
-/// Live slots and tombstones, on a cache line of their own.
-#[derive(Debug)]
-#[repr(align(64))]
-struct Counts {
-    len: usize,
-    tombs: usize,
+    /// Live slots.
+    len: u32,
+    /// Deleted slots.
+    tombs: u32,
 }
 
 impl Table {
@@ -58,9 +53,10 @@ impl Table {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         let bits = Self::bits_for(capacity);
         Self {
-            slots: vec![EMPTY; 1 << bits],
+            slots: vec![EMPTY; 1 << bits].into_boxed_slice(),
             bits,
-            counts: Counts { len: 0, tombs: 0 },
+            len: 0,
+            tombs: 0,
         }
     }
 
@@ -72,11 +68,11 @@ impl Table {
 
     /// Live tokens.
     pub(crate) fn len(&self) -> usize {
-        self.counts.len
+        self.len as usize
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.counts.len == 0
+        self.len == 0
     }
 
     /// Bytes held by the slots.
@@ -133,8 +129,9 @@ impl Table {
     /// Adds `token` under `hash`; the caller knows no equal key is present.
     /// `hash_of` gives any stored token's hash, for a rebuild.
     pub(crate) fn insert_unique(&mut self, hash: u64, token: u32, hash_of: impl Fn(u32) -> u64) {
-        if (self.counts.len + self.counts.tombs + 1) * 8 > self.slots.len() * 7 {
-            let bits = if (self.counts.len + 1) * 8 > self.slots.len() * 5 {
+        let (len, tombs) = (self.len as usize, self.tombs as usize);
+        if (len + tombs + 1) * 8 > self.slots.len() * 7 {
+            let bits = if (len + 1) * 8 > self.slots.len() * 5 {
                 self.bits + 1
             } else {
                 self.bits
@@ -144,10 +141,10 @@ impl Table {
         debug_assert!(token < self.token_mask() - 1, "token {token} too large");
         let at = self.vacant(hash);
         if self.slots[at] == TOMB {
-            self.counts.tombs -= 1;
+            self.tombs -= 1;
         }
         self.slots[at] = self.tag(hash) | token;
-        self.counts.len += 1;
+        self.len += 1;
     }
 
     /// The first empty or deleted slot on `hash`'s probe sequence.
@@ -175,10 +172,10 @@ impl Table {
             }
             i = (i + 1) & wrap;
         }
-        self.counts.len -= 1;
+        self.len -= 1;
         if self.slots[(i + 1) & wrap] != EMPTY {
             self.slots[i] = TOMB;
-            self.counts.tombs += 1;
+            self.tombs += 1;
             return true;
         }
         // Nothing probes past an empty slot, so this one and the
@@ -187,7 +184,7 @@ impl Table {
         let mut j = i.wrapping_sub(1) & wrap;
         while self.slots[j] == TOMB {
             self.slots[j] = EMPTY;
-            self.counts.tombs -= 1;
+            self.tombs -= 1;
             j = j.wrapping_sub(1) & wrap;
         }
         true
@@ -196,10 +193,10 @@ impl Table {
     /// Re-inserts every live token into a fresh table of `2^bits` slots.
     fn rebuild(&mut self, bits: u32, hash_of: &impl Fn(u32) -> u64) {
         let old_mask = self.token_mask();
-        let old = std::mem::replace(&mut self.slots, vec![EMPTY; 1 << bits]);
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; 1 << bits].into_boxed_slice());
         self.bits = bits;
-        self.counts.tombs = 0;
-        for s in old {
+        self.tombs = 0;
+        for s in old.into_vec() {
             if s < TOMB {
                 let token = s & old_mask;
                 let hash = hash_of(token);
@@ -212,8 +209,8 @@ impl Table {
     /// Forgets every token; keeps the size.
     pub(crate) fn clear(&mut self) {
         self.slots.fill(EMPTY);
-        self.counts.len = 0;
-        self.counts.tombs = 0;
+        self.len = 0;
+        self.tombs = 0;
     }
 }
 
@@ -367,7 +364,7 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(t.len(), model.len());
-                prop_assert!((t.len() + t.counts.tombs) * 8 <= t.slots.len() * 7);
+                prop_assert!((t.len() + t.tombs as usize) * 8 <= t.slots.len() * 7);
             }
         }
     }
