@@ -81,8 +81,9 @@ impl Nodes for Vec<Node> {
 /// | 16..24 | sampled policies: LFU decay time (minutes, wrapping)        |
 /// | 24..64 | deadline, monotonic milliseconds; 0 = never expires         |
 ///
-/// Readers (under a shared lock) only touch it with compare-and-swap; writers
-/// hold the shard exclusively and may load and store.
+/// Readers (under a shared lock) only add to the hit count, with a load and
+/// a store (see [`Node::record_hit`]); writers hold the shard exclusively and
+/// may load and store anything.
 pub(crate) mod meta {
     pub(crate) const HITS_MASK: u64 = 0xF;
     pub(crate) const HITS_MAX: u64 = 15;
@@ -193,14 +194,21 @@ impl Node {
         self.meta.store(m, Ordering::Relaxed);
     }
 
-    /// Records a hit from a reader: one CAS, skipped when the counter is
-    /// already saturated, so a hot entry stops dirtying its cache line.
+    /// Records a hit from a reader: a plain store of `m` (the meta word the
+    /// reader loaded) plus one, skipped when the counter is already
+    /// saturated, so a hot entry stops dirtying its cache line.
+    ///
+    /// Not a compare-and-swap: readers hold the shard's shared lock, so no
+    /// writer can change the word between the load and this store, and the
+    /// only race is between readers, where two hits at once may count as
+    /// one. The counter is a frequency hint; a locked instruction on every
+    /// hit (tens of cycles, and a full barrier that keeps the core from
+    /// overlapping this lookup's misses with the next one's) is not worth
+    /// that count.
     #[inline]
     pub(crate) fn record_hit(&self, m: u64) {
         if meta::hits(m) < meta::HITS_MAX {
-            let _ = self
-                .meta
-                .compare_exchange(m, m + 1, Ordering::Relaxed, Ordering::Relaxed);
+            self.meta.store(m + 1, Ordering::Relaxed);
         }
     }
 

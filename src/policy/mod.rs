@@ -151,7 +151,7 @@ impl Policy {
 
     pub(crate) fn state(&self, capacity: usize) -> PolicyState {
         match self.kind {
-            PolicyKind::TinyLfu => PolicyState::TinyLfu(Box::new(tinylfu::TinyLfu::new(capacity))),
+            PolicyKind::TinyLfu => PolicyState::TinyLfu(tinylfu::TinyLfu::new(capacity)),
             PolicyKind::Lru => PolicyState::Clock(clock::Clock::new()),
             PolicyKind::Redis { policy, samples } => {
                 PolicyState::Sampled(sampled::Sampled::new(policy, usize::from(samples)))
@@ -197,9 +197,14 @@ impl FromStr for Policy {
 }
 
 /// A strategy's state inside one shard.
+///
+/// Held inline, not boxed: a cache has one policy, so the size of the
+/// largest variant costs nothing, and every write reads the policy's lists,
+/// which would otherwise sit behind one more pointer and cache line.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum PolicyState {
-    TinyLfu(Box<tinylfu::TinyLfu>),
+    TinyLfu(tinylfu::TinyLfu),
     Clock(clock::Clock),
     Sampled(sampled::Sampled),
 }
