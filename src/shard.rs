@@ -416,6 +416,7 @@ where
                 hasher: env.hasher,
             },
             idx,
+            hash,
         );
         self.expire_some(env, removed);
         if self.weight > self.capacity {
@@ -436,17 +437,10 @@ where
                 env.window,
             );
         }
-        // A tiny cache may have evicted the new entry itself.
-        if self.entries[idx as usize].is_some() {
-            self.policy.count_insert(
-                &mut SlabView {
-                    entries: &mut self.entries,
-                    hasher: env.hasher,
-                },
-                idx,
-                hash,
-            );
-        }
+        self.policy.count_insert(&mut SlabView {
+            entries: &mut self.entries,
+            hasher: env.hasher,
+        });
         Ok(Inserted::New)
     }
 

@@ -210,19 +210,19 @@ pub(crate) enum PolicyState {
 }
 
 impl PolicyState {
-    pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
+    pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
         match self {
-            Self::TinyLfu(p) => p.on_insert(nodes, idx),
+            Self::TinyLfu(p) => p.on_insert(nodes, idx, hash),
             Self::Clock(p) => p.on_insert(nodes, idx),
             Self::Sampled(p) => p.on_insert(nodes, idx),
         }
     }
 
-    /// Counts the first access of a new entry (whose key hashes to `hash`),
-    /// once the insert's evictions are done and only if it survived them.
-    pub(crate) fn count_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
+    /// Ends an insert: counts the new entry's first access if the policy
+    /// deferred it (after the insert's evictions, for cache locality).
+    pub(crate) fn count_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N) {
         if let Self::TinyLfu(p) = self {
-            p.count_insert(nodes, idx, hash);
+            p.count_insert(nodes);
         }
     }
 
