@@ -205,7 +205,12 @@ impl TinyLfu {
     }
 
     /// Clears `idx`'s hit counter into the sketch; returns whether it was hit.
+    ///
+    /// The policy folds list tails; the node behind one is the next tail
+    /// and is written when this one is unlinked, so its load starts here,
+    /// to overlap the sketch update.
     fn fold<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) -> bool {
+        nodes.prefetch(nodes.node(idx).prev());
         let hits = nodes.node(idx).take_hits();
         if hits > 0 {
             self.record(nodes, idx, |n| n.hash_of(idx), hits);
