@@ -1,7 +1,7 @@
 //! Per-entry policy metadata and the intrusive lists that order it.
 //!
 //! Entries live in a slab addressed by `u32` tokens; policy lists link those
-//! tokens, never pointers, so the crate needs no `unsafe`. Policies see the
+//! tokens, never pointers, so the slab needs no `unsafe`. Policies see the
 //! slab only through [`Nodes`], which hands out an entry's [`Node`].
 
 use crate::sync::{AtomicU64, Ordering};
