@@ -119,8 +119,8 @@ impl StatsCounters {
         self.add(counter, 1);
     }
 
-    fn total(&self, counter: Counter) -> u64 {
-        let c = counter as usize;
+    /// The stripes' sum for counter index `c`.
+    fn total(&self, c: usize) -> u64 {
         self.owned
             .iter()
             .chain(self.shared.iter())
@@ -129,8 +129,9 @@ impl StatsCounters {
     }
 
     pub(crate) fn sum(&self, counter: Counter) -> u64 {
-        let base = self.base[counter as usize].load(Ordering::Relaxed);
-        self.total(counter).wrapping_sub(base)
+        let c = counter as usize;
+        self.total(c)
+            .wrapping_sub(self.base[c].load(Ordering::Relaxed))
     }
 
     pub(crate) fn snapshot(&self) -> CacheStats {
@@ -147,17 +148,8 @@ impl StatsCounters {
     }
 
     pub(crate) fn reset(&self) {
-        for counter in [
-            Counter::Hit,
-            Counter::Miss,
-            Counter::Insert,
-            Counter::Update,
-            Counter::Eviction,
-            Counter::Expiration,
-            Counter::Removal,
-            Counter::Rejection,
-        ] {
-            self.base[counter as usize].store(self.total(counter), Ordering::Relaxed);
+        for (c, base) in self.base.iter().enumerate() {
+            base.store(self.total(c), Ordering::Relaxed);
         }
     }
 }

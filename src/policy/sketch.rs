@@ -108,6 +108,25 @@ impl Sketch {
         }
     }
 
+    /// The block of `hash`, mutably.
+    #[inline]
+    fn block_mut(&mut self, hash: u64) -> &mut [u64; 8] {
+        let b = self.block(hash);
+        match (&mut self.table[b..b + 8]).try_into() {
+            Ok(block) => block,
+            Err(_) => unreachable!("a block is eight words"),
+        }
+    }
+
+    /// The smallest of the counters at `slots` in `block`: the estimate.
+    #[inline]
+    fn estimate(block: &[u64; 8], slots: &[(usize, u32); 4]) -> u64 {
+        slots
+            .iter()
+            .map(|&(w, shift)| (block[w] >> shift) & MAX)
+            .fold(MAX, u64::min)
+    }
+
     /// Starts loading `hash`'s block into the CPU cache.
     #[inline]
     pub(crate) fn prefetch(&self, hash: u64) {
@@ -117,11 +136,7 @@ impl Sketch {
     /// The estimated frequency of `hash`, 0..=15.
     #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u64 {
-        let block = self.block_of(hash);
-        Self::slots(hash)
-            .iter()
-            .map(|&(w, shift)| (block[w] >> shift) & MAX)
-            .fold(MAX, u64::min)
+        Self::estimate(self.block_of(hash), &Self::slots(hash))
     }
 
     /// Adds `by` occurrences of `hash`; returns its new estimate and whether
@@ -133,16 +148,9 @@ impl Sketch {
     /// throughput workload: 7 instructions fewer per cache operation).
     #[inline]
     pub(crate) fn increment(&mut self, hash: u64, by: u64) -> Counted {
-        let b = self.block(hash);
-        let block: &mut [u64; 8] = match (&mut self.table[b..b + 8]).try_into() {
-            Ok(block) => block,
-            Err(_) => unreachable!("a block is eight words"),
-        };
+        let block = self.block_mut(hash);
         let slots = Self::slots(hash);
-        let min = slots
-            .iter()
-            .map(|&(w, shift)| (block[w] >> shift) & MAX)
-            .fold(MAX, u64::min);
+        let min = Self::estimate(block, &slots);
         if by == 0 {
             return Counted {
                 estimate: min,

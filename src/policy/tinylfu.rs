@@ -147,10 +147,16 @@ impl TinyLfu {
         }
     }
 
-    pub(crate) fn on_remove<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
+    /// Counts `idx`'s first access now if it is the entry whose count is
+    /// still deferred: the policy is about to compare it or let it go.
+    fn count_if_pending<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         if matches!(self.pending, Some((p, _)) if p == idx) {
             self.count_insert(nodes);
         }
+    }
+
+    pub(crate) fn on_remove<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
+        self.count_if_pending(nodes, idx);
         let id = meta::list(nodes.node(idx).get());
         self.list(id).unlink(nodes, idx);
     }
@@ -231,9 +237,7 @@ impl TinyLfu {
         loop {
             let t = self.window.tail;
             if !self.fold(nodes, t) {
-                if matches!(self.pending, Some((p, _)) if p == t) {
-                    self.count_insert(nodes);
-                }
+                self.count_if_pending(nodes, t);
                 return t;
             }
             self.window.move_to_front(nodes, t);
