@@ -47,8 +47,10 @@ enum Command {
 /// Options shared by every subcommand.
 #[derive(Args, Debug, Clone)]
 struct Common {
-    /// Comma-separated subjects to run (default: all).
-    /// Known: shardcache, shardcache-lru, moka, quick_cache, lru.
+    /// Comma-separated subjects to run (default: all but the reference).
+    /// Known: shardcache, shardcache-lru, moka, quick_cache, lru, and the
+    /// reference fifo-map (a lock-striped FIFO hash map, no policy: a
+    /// yardstick, not a cache to use).
     #[arg(long, value_delimiter = ',')]
     subjects: Vec<String>,
     /// Also write the table as CSV to this file.

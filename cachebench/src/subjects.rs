@@ -1,12 +1,24 @@
 //! The caches under test, behind one small trait.
 
+use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 
-use parking_lot::Mutex;
+use hashbrown::HashMap;
+use parking_lot::{Mutex, RwLock};
 use shardcache::{Cache, Policy};
 
-/// Names of every subject, in report order.
+/// Names of every subject run by default, in report order.
 pub(crate) const ALL: [&str; 5] = ["shardcache", "shardcache-lru", "moka", "quick_cache", "lru"];
+
+/// Reference subjects, run only when named: not caches anyone should use,
+/// but yardsticks for what the others cost.
+///
+/// `fifo-map` is the least a lock-striped cache can do: 64 shards, each a
+/// `parking_lot::RwLock` around a `hashbrown` map with the key and value
+/// inline and a FIFO queue of keys for eviction, so no policy work and no
+/// per-entry metadata. Its throughput bounds what any design with a lock per
+/// shard reaches on this machine; its hit ratio is plain FIFO's.
+pub(crate) const REFERENCE: [&str; 1] = ["fifo-map"];
 
 /// A cache of `u64 -> u64` as seen by the benchmarks.
 pub(crate) trait Subject: Send + Sync {
@@ -20,21 +32,23 @@ pub(crate) trait Subject: Send + Sync {
     fn len(&self) -> usize;
 }
 
-/// Checks a `--subjects` list (empty means all) and returns it in report order.
+/// Checks a `--subjects` list (empty means all of [`ALL`]) and returns it in
+/// report order, [`REFERENCE`] subjects last.
 pub(crate) fn select(names: &[String]) -> Result<Vec<&'static str>, String> {
     if names.is_empty() {
         return Ok(ALL.to_vec());
     }
+    let known = || ALL.iter().chain(REFERENCE.iter()).copied();
     for n in names {
-        if !ALL.contains(&n.as_str()) {
-            return Err(format!("unknown subject `{n}` (known: {})", ALL.join(", ")));
+        if !known().any(|k| k == n) {
+            let list: Vec<_> = known().collect();
+            return Err(format!(
+                "unknown subject `{n}` (known: {})",
+                list.join(", ")
+            ));
         }
     }
-    Ok(ALL
-        .iter()
-        .copied()
-        .filter(|a| names.iter().any(|n| n == a))
-        .collect())
+    Ok(known().filter(|a| names.iter().any(|n| n == a)).collect())
 }
 
 /// Builds subject `name` (one of [`ALL`]) with room for `capacity` entries.
@@ -60,6 +74,7 @@ pub(crate) fn build(name: &str, capacity: u64) -> Result<Box<dyn Subject>, Strin
         "lru" => Box::new(Lru(Mutex::new(lru::LruCache::new(
             NonZeroUsize::new(to_usize(cap)).unwrap_or(NonZeroUsize::MIN),
         )))),
+        "fifo-map" => Box::new(FifoMap::new(cap)),
         other => return Err(format!("unknown subject `{other}`")),
     })
 }
@@ -127,13 +142,72 @@ impl Subject for Lru {
     }
 }
 
+/// One shard of [`FifoMap`]: the map and its keys in insertion order.
+type FifoShard = RwLock<(HashMap<u64, u64, ahash::RandomState>, VecDeque<u64>)>;
+
+/// The `fifo-map` reference subject (see [`REFERENCE`]).
+struct FifoMap {
+    shards: Vec<FifoShard>,
+    per_shard: usize,
+    hasher: ahash::RandomState,
+}
+
+impl FifoMap {
+    const SHARDS: usize = 64;
+
+    fn new(capacity: u64) -> Self {
+        let per_shard = to_usize(capacity.div_ceil(Self::SHARDS as u64)).max(1);
+        let hasher = ahash::RandomState::new();
+        Self {
+            shards: (0..Self::SHARDS)
+                .map(|_| {
+                    RwLock::new((
+                        HashMap::with_capacity_and_hasher(per_shard, hasher.clone()),
+                        VecDeque::with_capacity(per_shard),
+                    ))
+                })
+                .collect(),
+            per_shard,
+            hasher,
+        }
+    }
+
+    fn shard(&self, key: u64) -> &FifoShard {
+        // The top bits: hashbrown uses the low ones for buckets and the top
+        // seven for tags, so these are only correlated with its tags.
+        let h = self.hasher.hash_one(key);
+        &self.shards[(h >> 58) as usize % Self::SHARDS]
+    }
+}
+
+impl Subject for FifoMap {
+    fn get(&self, key: u64) -> bool {
+        self.shard(key).read().0.contains_key(&key)
+    }
+    fn insert(&self, key: u64) {
+        let mut guard = self.shard(key).write();
+        let (map, order) = &mut *guard;
+        if map.insert(key, key).is_none() {
+            order.push_back(key);
+            if order.len() > self.per_shard {
+                if let Some(oldest) = order.pop_front() {
+                    map.remove(&oldest);
+                }
+            }
+        }
+    }
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().0.len()).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_subject_caches() {
-        for name in ALL {
+        for name in ALL.into_iter().chain(REFERENCE) {
             let s = build(name, 100).expect("build");
             assert!(!s.get(7));
             s.insert(7);
@@ -142,6 +216,10 @@ mod tests {
             assert_eq!(s.len(), 1, "{name}");
         }
         assert!(select(&["nope".into()]).is_err());
+        assert_eq!(
+            select(&["fifo-map".into(), "shardcache".into()]).expect("valid"),
+            vec!["shardcache", "fifo-map"]
+        );
         assert_eq!(
             select(&["lru".into(), "moka".into()]).expect("valid"),
             vec!["moka", "lru"]
