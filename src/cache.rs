@@ -9,7 +9,7 @@ use crate::hash::{hash_of, shard_index, DefaultHashBuilder};
 use crate::listener::{Listener, RemovalCause, Removed};
 use crate::loader::Flights;
 use crate::persist::{Journal, PersistError, RecordRef};
-use crate::policy::{HillClimber, Share};
+use crate::policy::{HillClimber, Share, DUEL_MIN_SHARDS, DUEL_OFFSET};
 use crate::shard::{Env, Inserted, LazyNow, Lookup, Shard};
 use crate::stats::{CacheStats, Counter, StatsCounters};
 use crate::sync::{Arc, AtomicU64, CacheAligned, Mutex, Ordering, RwLock};
@@ -56,6 +56,11 @@ pub(crate) struct Inner<K, V, S> {
     climber: Option<Mutex<HillClimber>>,
     /// The window share (`Share` bits) the climber last chose.
     window: AtomicU64,
+    /// Whether the climber duels (see `HillClimber::duel`): odd shards then
+    /// run the window `duel_offset` larger, even ones that much smaller, and
+    /// lookups in odd shards are counted apart.
+    dueling: bool,
+    duel_offset: Share,
     max_capacity: u64,
     pub(crate) flights: Flights<K, V>,
     /// The write-ahead log, once attached by `build_persistent`.
@@ -151,6 +156,7 @@ where
             .policy
             .is_adaptive()
             .then(|| Mutex::new(HillClimber::new(max_capacity.min(1 << 40))));
+        let dueling = climber.is_some() && shards >= DUEL_MIN_SHARDS;
         Self {
             inner: Arc::new(Inner {
                 shards: built,
@@ -164,6 +170,8 @@ where
                 stats: StatsCounters::new(),
                 climber,
                 window: AtomicU64::new(Share::from_f64(HillClimber::initial_window()).to_bits()),
+                dueling,
+                duel_offset: Share::from_f64(DUEL_OFFSET),
                 max_capacity,
                 flights: Flights::new(shards),
                 journal: std::sync::OnceLock::new(),
@@ -186,8 +194,9 @@ where
         &self.inner.shards[s]
     }
 
-    pub(crate) fn write_env(&self) -> Env<'_, K, V, S> {
-        self.env()
+    /// What a write to shard `s` needs from the cache.
+    pub(crate) fn write_env(&self, s: usize) -> Env<'_, K, V, S> {
+        self.env(s)
     }
 
     /// Bookkeeping after a write: counters, listener, hill climbing.
@@ -208,14 +217,18 @@ where
         self.notify(removed);
     }
 
-    fn env(&self) -> Env<'_, K, V, S> {
+    fn env(&self, s: usize) -> Env<'_, K, V, S> {
+        let mut window = Share::from_bits(self.inner.window.load(Ordering::Relaxed));
+        if self.inner.dueling {
+            window = window.shifted(self.inner.duel_offset, s & 1 == 1);
+        }
         Env {
             hasher: &self.inner.hasher,
             weights: &self.inner.weights,
             clock: &self.inner.clock,
             now_ms: std::cell::Cell::new(None),
             tti: self.inner.tti,
-            window: Share::from_bits(self.inner.window.load(Ordering::Relaxed)),
+            window,
         }
     }
 
@@ -239,11 +252,7 @@ where
             Lookup::Hit(v) => Some(v.clone()),
             Lookup::Miss | Lookup::Expired => None,
         };
-        self.inner.stats.bump(if found.is_some() {
-            Counter::Hit
-        } else {
-            Counter::Miss
-        });
+        self.inner.stats.bump_lookup(found.is_some(), s);
         found
     }
 
@@ -353,7 +362,7 @@ where
         expire: Expire,
     ) -> Result<(), CapacityError<K, V>> {
         let (hash, s) = self.locate(&key);
-        let env = self.env();
+        let env = self.env(s);
         let deadline = match expire {
             Expire::Default => self.inner.ttl.map(|t| deadline_after(env.now(), t)),
             Expire::After(t) => Some(deadline_after(env.now(), t)),
@@ -521,11 +530,17 @@ where
         let Some(mut climber) = climber.try_lock() else {
             return;
         };
-        let (hits, misses) = (
-            self.inner.stats.sum(Counter::Hit),
-            self.inner.stats.sum(Counter::Miss),
-        );
-        if let Some(window) = climber.climb(hits, misses) {
+        let (hits, misses) = (self.inner.stats.hits(), self.inner.stats.misses());
+        let window = if self.inner.dueling {
+            let odd = (
+                self.inner.stats.sum(Counter::HitOdd),
+                self.inner.stats.sum(Counter::MissOdd),
+            );
+            climber.duel(hits, misses, odd)
+        } else {
+            climber.climb(hits, misses)
+        };
+        if let Some(window) = window {
             self.inner
                 .window
                 .store(Share::from_f64(window).to_bits(), Ordering::Relaxed);
@@ -554,7 +569,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let (hash, s) = self.locate(key);
-        let env = self.env();
+        let env = self.env(s);
         let (taken, lsn) = {
             let mut shard = self.inner.shards[s].write();
             let taken = shard.remove(&env, hash, key);
@@ -586,7 +601,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let (hash, s) = self.locate(key);
-        let env = self.env();
+        let env = self.env(s);
         let deadline = ttl.map(|t| deadline_after(env.now(), t));
         let (applied, lsn) = {
             let mut shard = self.inner.shards[s].write();
@@ -650,8 +665,8 @@ where
     /// Keeps only the live entries for which `keep` returns true; expired
     /// entries go too. Locks one shard at a time.
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
-        for shard in self.inner.shards.iter() {
-            let env = self.env();
+        for (s, shard) in self.inner.shards.iter().enumerate() {
+            let env = self.env(s);
             let mut removed = Removed::new();
             let mut lsn = None;
             {
@@ -681,8 +696,8 @@ where
     /// Removes expired entries now rather than as writes come. Visits only
     /// the entries that can expire.
     pub fn purge_expired(&self) {
-        for shard in self.inner.shards.iter() {
-            let env = self.env();
+        for (s, shard) in self.inner.shards.iter().enumerate() {
+            let env = self.env(s);
             let mut removed = Removed::new();
             shard.write().purge_expired(&env, &mut removed);
             self.notify(removed);
@@ -833,19 +848,63 @@ mod tests {
         }
     }
 
+    #[test]
+    fn dueling_halves_run_windows_apart_and_count_apart() {
+        let build = |shards, policy| {
+            Cache::<u64, u64>::builder()
+                .max_capacity(10_000)
+                .shards(shards)
+                .policy(policy)
+                .build()
+                .expect("valid")
+        };
+        let duel = build(DUEL_MIN_SHARDS, Policy::tiny_lfu());
+        assert!(duel.inner.dueling);
+        let w = Share::from_f64(HillClimber::initial_window());
+        let offset = Share::from_f64(DUEL_OFFSET);
+        assert_eq!(duel.env(1).window, w.shifted(offset, true));
+        assert_eq!(duel.env(0).window, w.shifted(offset, false));
+        assert!(duel.env(1).window.to_bits() > duel.env(2).window.to_bits());
+        for few in [
+            build(DUEL_MIN_SHARDS / 2, Policy::tiny_lfu()),
+            build(DUEL_MIN_SHARDS, Policy::lru()),
+        ] {
+            assert!(!few.inner.dueling);
+            assert_eq!(few.env(0).window, few.env(1).window);
+        }
+        // Lookups count in their half's counters, and the stats add both.
+        for k in 0..1_000 {
+            duel.insert(k, k);
+        }
+        for k in 0..2_000 {
+            duel.get(&k);
+        }
+        let s = duel.stats();
+        assert_eq!((s.hits, s.misses), (1_000, 1_000));
+        let odd_hits = duel.inner.stats.sum(Counter::HitOdd);
+        assert!(
+            (300..700).contains(&odd_hits),
+            "odd shards' hits: {odd_hits}"
+        );
+        duel.reset_stats();
+        assert_eq!(duel.stats().lookups(), 0);
+    }
+
     /// Random operations on small caches, checking every internal invariant
     /// (table, lists, expiry index, weights) after each step.
     #[test]
     fn invariants_hold_under_random_operations() {
-        for (policy, weighted) in [
-            (Policy::tiny_lfu(), false),
-            (Policy::lru(), false),
-            (Policy::tiny_lfu(), true),
+        for (policy, weighted, shards) in [
+            (Policy::tiny_lfu(), false, 2),
+            (Policy::lru(), false, 2),
+            (Policy::tiny_lfu(), true, 2),
+            // Dueling halves, with windows apart.
+            (Policy::tiny_lfu(), false, 16),
         ] {
             let clock = MockClock::new();
             let mut b = Cache::<u32, u32>::builder()
                 .max_capacity(40)
-                .shards(2)
+                .shards(shards)
                 .policy(policy)
                 .clock(clock.clone());
             if weighted {

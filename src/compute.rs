@@ -79,7 +79,7 @@ where
         f: impl FnOnce(Option<Current<'_, V>>) -> (Decision<V>, R),
     ) -> Result<R, CapacityError<K, V>> {
         let (hash, s) = self.locate_key(&key);
-        let env = self.write_env();
+        let env = self.write_env(s);
         let mut removed = Removed::new();
         let mut lsn = None;
         let result = {

@@ -12,7 +12,7 @@
 use crate::sync::{AtomicU64, Mutex, Ordering};
 
 /// The counters one stripe holds, in [`Counter`] order.
-const COUNTERS: usize = 8;
+const COUNTERS: usize = 10;
 
 /// Which counter to bump.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +25,13 @@ pub(crate) enum Counter {
     Expiration = 5,
     Removal = 6,
     Rejection = 7,
+    /// The hits of odd-numbered shards, counted apart for the hill climber's
+    /// duel between the two halves of the shards (see `HillClimber::duel`);
+    /// [`Hit`](Self::Hit) then holds the even shards' and
+    /// [`StatsCounters::hits`] adds both.
+    HitOdd = 8,
+    /// The misses of odd-numbered shards (see [`HitOdd`](Self::HitOdd)).
+    MissOdd = 9,
 }
 
 #[repr(align(128))]
@@ -98,10 +105,24 @@ impl StatsCounters {
 
     #[inline]
     pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.add_at(counter as usize, n);
+    }
+
+    /// Counts a lookup in shard `shard`: a hit or a miss, in the odd
+    /// shards' own counters if `shard` is odd. One counter either way, so
+    /// a lookup costs no more than before the split.
+    #[inline]
+    pub(crate) fn bump_lookup(&self, hit: bool, shard: usize) {
+        const TO_ODD: usize = Counter::HitOdd as usize - Counter::Hit as usize;
+        let c = if hit { Counter::Hit } else { Counter::Miss } as usize;
+        self.add_at(c + (shard & 1) * TO_ODD, 1);
+    }
+
+    #[inline]
+    fn add_at(&self, c: usize, n: u64) {
         // A thread whose slot is gone (counting from a thread-local's
         // destructor) counts in a shared stripe.
         let slot = SLOT.try_with(|s| s.0).unwrap_or(usize::MAX);
-        let c = counter as usize;
         match self.owned.get(slot) {
             Some(stripe) => {
                 let cell = &stripe.0[c];
@@ -134,10 +155,22 @@ impl StatsCounters {
             .wrapping_sub(self.base[c].load(Ordering::Relaxed))
     }
 
+    /// Hits in every shard.
+    pub(crate) fn hits(&self) -> u64 {
+        self.sum(Counter::Hit)
+            .wrapping_add(self.sum(Counter::HitOdd))
+    }
+
+    /// Misses in every shard.
+    pub(crate) fn misses(&self) -> u64 {
+        self.sum(Counter::Miss)
+            .wrapping_add(self.sum(Counter::MissOdd))
+    }
+
     pub(crate) fn snapshot(&self) -> CacheStats {
         CacheStats {
-            hits: self.sum(Counter::Hit),
-            misses: self.sum(Counter::Miss),
+            hits: self.hits(),
+            misses: self.misses(),
             inserts: self.sum(Counter::Insert),
             updates: self.sum(Counter::Update),
             evictions: self.sum(Counter::Eviction),

@@ -2,7 +2,6 @@
 //! as `INFO`-style text and as Prometheus text with redis_exporter's names.
 
 use super::KvStore;
-use crate::stats::Counter;
 use std::fmt::Write as _;
 
 /// A snapshot of a [`KvStore`]'s counters, named as in Redis's `INFO`.
@@ -109,8 +108,8 @@ impl KvStore {
             .filter(|k| matches!(self.cache.ttl(&self.full_key(k)), Some(Some(_))))
             .count();
         KvStats {
-            keyspace_hits: self.shared.lookups.sum(Counter::Hit),
-            keyspace_misses: self.shared.lookups.sum(Counter::Miss),
+            keyspace_hits: self.shared.lookups.hits(),
+            keyspace_misses: self.shared.lookups.misses(),
             expired_keys: cache.expirations,
             evicted_keys: cache.evictions,
             used_memory: self.cache.weighted_size(),

@@ -23,7 +23,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use sampled::RedisPolicy;
-pub(crate) use tinylfu::{HillClimber, Share};
+pub(crate) use tinylfu::{HillClimber, Share, DUEL_MIN_SHARDS, DUEL_OFFSET};
 
 /// Redis's default `maxmemory-samples`.
 pub const DEFAULT_SAMPLES: u8 = 5;
@@ -63,7 +63,9 @@ impl Policy {
     /// That keeps one-off scans from flushing the cache. The window's size is
     /// tuned by hill climbing on the observed hit ratio, as Caffeine does, so
     /// recency-heavy workloads get a large window and frequency-heavy ones a
-    /// small one. Hits only bump an atomic counter in the entry.
+    /// small one. With 16 shards or more, half of them run a slightly larger
+    /// window and half a smaller one, and the window moves toward the half
+    /// that hits more. Hits only bump an atomic counter in the entry.
     pub fn tiny_lfu() -> Self {
         Self {
             kind: PolicyKind::TinyLfu,
