@@ -11,7 +11,7 @@ use crate::loader::Flights;
 use crate::persist::{Journal, PersistError, RecordRef};
 use crate::policy::{HillClimber, Share, DUEL_MIN_SHARDS, DUEL_OFFSET};
 use crate::shard::{Env, Inserted, LazyNow, Lookup, Shard};
-use crate::stats::{CacheStats, Counter, StatsCounters};
+use crate::stats::{CacheStats, Counter, DuelRole, StatsCounters};
 use crate::sync::{Arc, AtomicU64, CacheAligned, Mutex, Ordering, RwLock};
 use crate::weigher::Weights;
 use std::borrow::Borrow;
@@ -56,9 +56,9 @@ pub(crate) struct Inner<K, V, S> {
     climber: Option<Mutex<HillClimber>>,
     /// The window share (`Share` bits) the climber last chose.
     window: AtomicU64,
-    /// Whether the climber duels (see `HillClimber::duel`): odd shards then
-    /// run the window `duel_offset` larger, even ones that much smaller, and
-    /// lookups in odd shards are counted apart.
+    /// Whether the climber duels (see `HillClimber::duel`): the leader
+    /// shards (see [`DuelRole`]) then run the window `duel_offset` larger or
+    /// smaller, and their lookups are counted apart.
     dueling: bool,
     duel_offset: Share,
     max_capacity: u64,
@@ -220,7 +220,11 @@ where
     fn env(&self, s: usize) -> Env<'_, K, V, S> {
         let mut window = Share::from_bits(self.inner.window.load(Ordering::Relaxed));
         if self.inner.dueling {
-            window = window.shifted(self.inner.duel_offset, s & 1 == 1);
+            window = match DuelRole::of(s) {
+                DuelRole::Follower => window,
+                DuelRole::Large => window.shifted(self.inner.duel_offset, true),
+                DuelRole::Small => window.shifted(self.inner.duel_offset, false),
+            };
         }
         Env {
             hasher: &self.inner.hasher,
@@ -532,11 +536,11 @@ where
         };
         let (hits, misses) = (self.inner.stats.hits(), self.inner.stats.misses());
         let window = if self.inner.dueling {
-            let odd = (
-                self.inner.stats.sum(Counter::HitOdd),
-                self.inner.stats.sum(Counter::MissOdd),
-            );
-            climber.duel(hits, misses, odd)
+            let leaders = [
+                self.inner.stats.role(DuelRole::Large),
+                self.inner.stats.role(DuelRole::Small),
+            ];
+            climber.duel(hits, misses, leaders)
         } else {
             climber.climb(hits, misses)
         };
@@ -849,7 +853,7 @@ mod tests {
     }
 
     #[test]
-    fn dueling_halves_run_windows_apart_and_count_apart() {
+    fn dueling_leaders_run_windows_apart_and_count_apart() {
         let build = |shards, policy| {
             Cache::<u64, u64>::builder()
                 .max_capacity(10_000)
@@ -863,8 +867,9 @@ mod tests {
         let w = Share::from_f64(HillClimber::initial_window());
         let offset = Share::from_f64(DUEL_OFFSET);
         assert_eq!(duel.env(1).window, w.shifted(offset, true));
-        assert_eq!(duel.env(0).window, w.shifted(offset, false));
-        assert!(duel.env(1).window.to_bits() > duel.env(2).window.to_bits());
+        assert_eq!(duel.env(3).window, w.shifted(offset, false));
+        assert_eq!(duel.env(0).window, w);
+        assert_eq!(duel.env(6).window, w);
         for few in [
             build(DUEL_MIN_SHARDS / 2, Policy::tiny_lfu()),
             build(DUEL_MIN_SHARDS, Policy::lru()),
@@ -881,11 +886,11 @@ mod tests {
         }
         let s = duel.stats();
         assert_eq!((s.hits, s.misses), (1_000, 1_000));
-        let odd_hits = duel.inner.stats.sum(Counter::HitOdd);
-        assert!(
-            (300..700).contains(&odd_hits),
-            "odd shards' hits: {odd_hits}"
-        );
+        for role in [DuelRole::Large, DuelRole::Small] {
+            let (h, m) = duel.inner.stats.role(role);
+            assert!((100..400).contains(&h), "a quarter of the hits: {h}");
+            assert!((100..400).contains(&m), "a quarter of the misses: {m}");
+        }
         duel.reset_stats();
         assert_eq!(duel.stats().lookups(), 0);
     }

@@ -36,10 +36,10 @@
 //! recency window in front of a main area guarded by a frequency sketch, so a
 //! scan or a burst of one-off keys cannot flush the entries that are used
 //! again and again, and a hill climber that tunes the window on the observed
-//! hit ratio. With 16 shards or more the climber lets the two halves of the
-//! shards duel, one with a larger window and one with a smaller, and follows
-//! the half that hits more, so a change in the workload cannot pass for the
-//! effect of its last step. Unlike Caffeine, its lists are CLOCK-ordered: a
+//! hit ratio. With 16 shards or more the climber lets two groups of shards
+//! duel, one with a larger window and one with a smaller, and moves the
+//! others' window toward the group that hits more, so a change in the
+//! workload cannot pass for the effect of its last step. Unlike Caffeine, its lists are CLOCK-ordered: a
 //! hit only bumps a counter in the entry, and the policy reads it when it
 //! next looks.
 //! [`Policy::lru`] is CLOCK, the classic LRU approximation.

@@ -12,7 +12,7 @@
 use crate::sync::{AtomicU64, Mutex, Ordering};
 
 /// The counters one stripe holds, in [`Counter`] order.
-const COUNTERS: usize = 10;
+const COUNTERS: usize = 12;
 
 /// Which counter to bump.
 #[derive(Debug, Clone, Copy)]
@@ -25,13 +25,38 @@ pub(crate) enum Counter {
     Expiration = 5,
     Removal = 6,
     Rejection = 7,
-    /// The hits of odd-numbered shards, counted apart for the hill climber's
-    /// duel between the two halves of the shards (see `HillClimber::duel`);
-    /// [`Hit`](Self::Hit) then holds the even shards' and
-    /// [`StatsCounters::hits`] adds both.
-    HitOdd = 8,
-    /// The misses of odd-numbered shards (see [`HitOdd`](Self::HitOdd)).
-    MissOdd = 9,
+    /// The hits of the shards that lead the hill climber's duel with a
+    /// larger window (see `HillClimber::duel`), counted apart;
+    /// [`Hit`](Self::Hit) then holds the other shards' and
+    /// [`StatsCounters::hits`] adds all.
+    HitLarge = 8,
+    /// The misses of the larger-window leaders.
+    MissLarge = 9,
+    /// The hits of the smaller-window leaders.
+    HitSmall = 10,
+    /// The misses of the smaller-window leaders.
+    MissSmall = 11,
+}
+
+/// A shard's part in the hill climber's duel, by its index: shards `4k + 1`
+/// lead with a larger window, shards `4k + 3` with a smaller one, and the
+/// even ones follow the chosen window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DuelRole {
+    Follower,
+    Large,
+    Small,
+}
+
+impl DuelRole {
+    #[inline]
+    pub(crate) fn of(shard: usize) -> Self {
+        match shard & 3 {
+            1 => Self::Large,
+            3 => Self::Small,
+            _ => Self::Follower,
+        }
+    }
 }
 
 #[repr(align(128))]
@@ -108,14 +133,25 @@ impl StatsCounters {
         self.add_at(counter as usize, n);
     }
 
-    /// Counts a lookup in shard `shard`: a hit or a miss, in the odd
-    /// shards' own counters if `shard` is odd. One counter either way, so
-    /// a lookup costs no more than before the split.
+    /// Counts a lookup in shard `shard`: a hit or a miss, in the counters of
+    /// its [`DuelRole`]. One counter either way, so a lookup costs no more
+    /// than before the split.
     #[inline]
     pub(crate) fn bump_lookup(&self, hit: bool, shard: usize) {
-        const TO_ODD: usize = Counter::HitOdd as usize - Counter::Hit as usize;
+        /// From `Hit`/`Miss` to the counters of shard `i & 3`'s role.
+        const TO_ROLE: [usize; 4] = [0, Counter::HitLarge as usize, 0, Counter::HitSmall as usize];
         let c = if hit { Counter::Hit } else { Counter::Miss } as usize;
-        self.add_at(c + (shard & 1) * TO_ODD, 1);
+        self.add_at(c + TO_ROLE[shard & 3], 1);
+    }
+
+    /// Hits and misses in the shards of one [`DuelRole`].
+    pub(crate) fn role(&self, role: DuelRole) -> (u64, u64) {
+        let (h, m) = match role {
+            DuelRole::Large => (Counter::HitLarge, Counter::MissLarge),
+            DuelRole::Small => (Counter::HitSmall, Counter::MissSmall),
+            DuelRole::Follower => (Counter::Hit, Counter::Miss),
+        };
+        (self.sum(h), self.sum(m))
     }
 
     #[inline]
@@ -158,13 +194,15 @@ impl StatsCounters {
     /// Hits in every shard.
     pub(crate) fn hits(&self) -> u64 {
         self.sum(Counter::Hit)
-            .wrapping_add(self.sum(Counter::HitOdd))
+            .wrapping_add(self.sum(Counter::HitLarge))
+            .wrapping_add(self.sum(Counter::HitSmall))
     }
 
     /// Misses in every shard.
     pub(crate) fn misses(&self) -> u64 {
         self.sum(Counter::Miss)
-            .wrapping_add(self.sum(Counter::MissOdd))
+            .wrapping_add(self.sum(Counter::MissLarge))
+            .wrapping_add(self.sum(Counter::MissSmall))
     }
 
     pub(crate) fn snapshot(&self) -> CacheStats {

@@ -63,9 +63,10 @@ impl Policy {
     /// That keeps one-off scans from flushing the cache. The window's size is
     /// tuned by hill climbing on the observed hit ratio, as Caffeine does, so
     /// recency-heavy workloads get a large window and frequency-heavy ones a
-    /// small one. With 16 shards or more, half of them run a slightly larger
-    /// window and half a smaller one, and the window moves toward the half
-    /// that hits more. Hits only bump an atomic counter in the entry.
+    /// small one. With 16 shards or more, a quarter of them run a slightly
+    /// larger window and a quarter a smaller one, and the others' window
+    /// moves toward the group that hits more. Hits only bump an atomic
+    /// counter in the entry.
     pub fn tiny_lfu() -> Self {
         Self {
             kind: PolicyKind::TinyLfu,

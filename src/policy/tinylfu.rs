@@ -385,14 +385,14 @@ impl TinyLfu {
 ///   improved the hit ratio, reverse when it got worse; the step decays
 ///   unless the hit ratio moves sharply, which restarts it.
 /// * [`duel`](Self::duel), for caches of [`DUEL_MIN_SHARDS`] shards or more,
-///   compares the two halves of the shards within one sample: odd shards run
-///   the window [`DUEL_OFFSET`] larger, even ones that much smaller, and the
-///   window steps toward the half that hit more (set dueling, as CPU caches
-///   choose between insertion policies). Both halves see the same phase of
-///   the workload, so a phase change, which swamps the comparison of
-///   consecutive samples, cancels out. On P12 the hit rate of consecutive
-///   150k-request samples swings between 0.02 and 0.97, and `climb`'s steps
-///   there are a random walk.
+///   compares two groups of leader shards within one sample: a quarter of
+///   the shards run the window [`DUEL_OFFSET`] larger, another quarter that
+///   much smaller, and the window the rest follow steps toward the group
+///   that hit more (set dueling, as CPU caches choose between insertion
+///   policies). Both groups see the same phase of the workload, so a phase
+///   change, which swamps the comparison of consecutive samples, cancels
+///   out. On P12 the hit rate of consecutive 150k-request samples swings
+///   between 0.02 and 0.97, and `climb`'s steps there are a random walk.
 #[derive(Debug)]
 pub(crate) struct HillClimber {
     window: f64,
@@ -401,16 +401,17 @@ pub(crate) struct HillClimber {
     sample: u64,
     hits_at_start: u64,
     misses_at_start: u64,
-    /// Odd shards' hits and misses at the start of the sample (duel only).
-    odd_at_start: (u64, u64),
+    /// The leaders' hits and misses at the start of the sample (duel only):
+    /// larger window, smaller window.
+    leaders_at_start: [(u64, u64); 2],
     /// Samples still to skip before the first step.
     warmup: u32,
 }
 
-/// The fewest shards for which the climber duels: each half then averages
-/// over 8 shards' key sets. With 2 shards (OLTP at 5000 entries) the
-/// halves' own key sets differed more than their windows did: 53.6-53.9
-/// against 54.2 with `climb`.
+/// The fewest shards for which the climber duels: each group of leaders
+/// then averages over 4 shards' key sets. With 2 shards dueling as halves
+/// (OLTP at 5000 entries) their own key sets differed more than their
+/// windows did: 53.6-53.9 against 54.2 with `climb`.
 pub(crate) const DUEL_MIN_SHARDS: usize = 16;
 /// How far each half's window sits from the chosen one, as a share of the
 /// cache. Over 10 runs each, P12 at 2^19: 2 % mean 62.58 (lowest 62.29),
@@ -473,7 +474,7 @@ impl HillClimber {
             sample: capacity.saturating_mul(10).clamp(1_000, MAX_SAMPLE),
             hits_at_start: 0,
             misses_at_start: 0,
-            odd_at_start: (0, 0),
+            leaders_at_start: [(0, 0); 2],
             warmup: WARMUP_SAMPLES,
         }
     }
@@ -514,33 +515,35 @@ impl HillClimber {
         Some(self.window)
     }
 
-    /// Given the cache's running totals and those of its odd shards, returns
-    /// a new window share when a sample is complete and one half of the
-    /// shards hit clearly more than the other (see the type's docs).
-    pub(crate) fn duel(&mut self, hits: u64, misses: u64, odd: (u64, u64)) -> Option<f64> {
+    /// Given the cache's running totals and the running (hits, misses) of
+    /// its two groups of leaders, larger window first, returns a new window
+    /// share when a sample is complete and one group hit clearly more than
+    /// the other (see the type's docs).
+    pub(crate) fn duel(&mut self, hits: u64, misses: u64, leaders: [(u64, u64); 2]) -> Option<f64> {
         let h = hits.saturating_sub(self.hits_at_start);
         let m = misses.saturating_sub(self.misses_at_start);
         if h + m < self.sample {
             return None;
         }
-        let odd_h = odd.0.saturating_sub(self.odd_at_start.0).min(h);
-        let odd_m = odd.1.saturating_sub(self.odd_at_start.1).min(m);
+        let since = |now: (u64, u64), start: (u64, u64)| {
+            let (h, m) = (now.0.saturating_sub(start.0), now.1.saturating_sub(start.1));
+            (h as f64, (h + m) as f64)
+        };
+        let (large_h, large_n) = since(leaders[0], self.leaders_at_start[0]);
+        let (small_h, small_n) = since(leaders[1], self.leaders_at_start[1]);
         self.hits_at_start = hits;
         self.misses_at_start = misses;
-        self.odd_at_start = odd;
+        self.leaders_at_start = leaders;
         if self.warmup > 0 {
             self.warmup -= 1;
             return None;
         }
-        let (large_n, small_n) = ((odd_h + odd_m) as f64, (h - odd_h + m - odd_m) as f64);
         if large_n == 0.0 || small_n == 0.0 {
             return None;
         }
-        let large = odd_h as f64 / large_n;
-        let small = (h - odd_h) as f64 / small_n;
-        let p = h as f64 / (h + m) as f64;
+        let p = (large_h + small_h) / (large_n + small_n);
         let noise = DUEL_SIGMAS * (p * (1.0 - p) * (1.0 / large_n + 1.0 / small_n)).sqrt();
-        let diff = large - small;
+        let diff = large_h / large_n - small_h / small_n;
         if diff.abs() <= noise {
             return None;
         }
@@ -633,32 +636,36 @@ mod tests {
     }
 
     #[test]
-    fn duel_steps_toward_the_half_that_hits_more() {
+    fn duel_steps_toward_the_group_that_hits_more() {
         let mut c = HillClimber::new(100);
         // Warm-up samples only take the starting counts.
-        assert_eq!(c.duel(500, 500, (250, 250)), None);
-        assert_eq!(c.duel(1000, 1000, (500, 500)), None);
-        // The odd (larger-window) half hit 70 %, the even half 50 %.
-        let w1 = c.duel(2200, 1800, (1200, 800)).expect("sample");
+        assert_eq!(c.duel(500, 500, [(100, 100), (100, 100)]), None);
+        assert_eq!(c.duel(1000, 1000, [(200, 200), (200, 200)]), None);
+        // The larger-window leaders hit 70 %, the smaller-window ones 50 %.
+        let w1 = c
+            .duel(2100, 1900, [(480, 320), (500, 500)])
+            .expect("sample");
         assert!((w1 - (INITIAL_WINDOW + STEP)).abs() < 1e-9);
-        // Now the even (smaller-window) half hits more: step back.
-        let w2 = c.duel(3400, 2600, (1700, 1300)).expect("sample");
+        // Now the smaller-window leaders hit more: step back.
+        let w2 = c
+            .duel(3100, 2900, [(680, 520), (780, 620)])
+            .expect("sample");
         assert!(w2 < w1);
         // An incomplete sample moves nothing.
-        assert_eq!(c.duel(3450, 2650, (1750, 1300)), None);
+        assert_eq!(c.duel(3150, 2950, [(700, 520), (780, 630)]), None);
     }
 
     #[test]
     fn duel_ignores_differences_within_sampling_noise() {
         let mut c = HillClimber::new(100);
-        assert_eq!(c.duel(500, 500, (250, 250)), None);
-        assert_eq!(c.duel(1000, 1000, (500, 500)), None);
-        // 1000 requests per half at about 50 %: 52 % against 48 % is about
+        assert_eq!(c.duel(500, 500, [(100, 100), (100, 100)]), None);
+        assert_eq!(c.duel(1000, 1000, [(200, 200), (200, 200)]), None);
+        // 1000 requests per group at about 50 %: 52 % against 48 % is about
         // 1.8 standard errors of the difference, below DUEL_SIGMAS.
-        assert_eq!(c.duel(2000, 2000, (1020, 980)), None);
-        // A phase change that moves both halves alike (to 95 %) moves
+        assert_eq!(c.duel(2000, 2000, [(720, 680), (680, 720)]), None);
+        // A phase change that moves both groups alike (to 95 %) moves
         // nothing either, where `climb` would have stepped.
-        assert_eq!(c.duel(3900, 2100, (1970, 1030)), None);
+        assert_eq!(c.duel(5800, 2200, [(1670, 730), (1630, 770)]), None);
     }
 
     #[test]
