@@ -877,7 +877,7 @@ mod tests {
             assert!(!few.inner.dueling);
             assert_eq!(few.env(0).window, few.env(1).window);
         }
-        // Lookups count in their half's counters, and the stats add both.
+        // Lookups count in their role's counters, and the stats add them all.
         for k in 0..1_000 {
             duel.insert(k, k);
         }
@@ -903,7 +903,7 @@ mod tests {
             (Policy::tiny_lfu(), false, 2),
             (Policy::lru(), false, 2),
             (Policy::tiny_lfu(), true, 2),
-            // Dueling halves, with windows apart.
+            // Dueling leaders, with windows apart.
             (Policy::tiny_lfu(), false, 16),
         ] {
             let clock = MockClock::new();

@@ -39,9 +39,9 @@
 //! hit ratio. With 16 shards or more the climber lets two groups of shards
 //! duel, one with a larger window and one with a smaller, and moves the
 //! others' window toward the group that hits more, so a change in the
-//! workload cannot pass for the effect of its last step. Unlike Caffeine, its lists are CLOCK-ordered: a
-//! hit only bumps a counter in the entry, and the policy reads it when it
-//! next looks.
+//! workload cannot pass for the effect of its last step. Unlike Caffeine,
+//! its lists are CLOCK-ordered: a hit only bumps a counter in the entry, and
+//! the policy reads it when it next looks.
 //! [`Policy::lru`] is CLOCK, the classic LRU approximation.
 //!
 //! ## Concurrency

@@ -56,8 +56,8 @@ impl Share {
         Self(bits.min(Self::ONE))
     }
 
-    /// This share moved by `by` (up or down), clamped to `0..=1`: a dueling
-    /// half's window (see [`HillClimber::duel`]).
+    /// This share moved by `by` (up or down), clamped to `0..=1`: a duel
+    /// leader's window (see [`HillClimber::duel`]).
     #[inline]
     pub(crate) fn shifted(self, by: Share, up: bool) -> Self {
         if up {
@@ -413,13 +413,18 @@ pub(crate) struct HillClimber {
 /// (OLTP at 5000 entries) their own key sets differed more than their
 /// windows did: 53.6-53.9 against 54.2 with `climb`.
 pub(crate) const DUEL_MIN_SHARDS: usize = 16;
-/// How far each half's window sits from the chosen one, as a share of the
-/// cache. Over 10 runs each, P12 at 2^19: 2 % mean 62.58 (lowest 62.29),
-/// 5 % 62.65 (62.52); at 2^17: 41.69 (41.21) and 41.72 (41.58). quick_cache
-/// gets 62.5 and 41.0. Before dueling: 62.33 (61.48) and 41.4 (40.55).
+/// How far each leader group's window sits from the chosen one, as a share
+/// of the cache. Measured first with every shard dueling (two halves), over
+/// 10 runs each, P12 at 2^19: 2 % mean 62.58 (lowest 62.29), 5 % 62.65
+/// (62.52); at 2^17: 41.69 (41.21) and 41.72 (41.58). With leaders and 5 %:
+/// 62.69 (62.52) and 41.65 (41.17). quick_cache gets 62.5 and 41.0; before
+/// dueling shardcache got 62.33 (61.48) and 41.4 (40.55). Leaders rather
+/// than halves because the loop at 100k entries, which wants no window,
+/// lost 1.6 points with half the cache 5 % off the chosen window and 0.8
+/// with a quarter.
 pub(crate) const DUEL_OFFSET: f64 = 0.05;
 /// A duel's difference must exceed this many standard errors of the
-/// difference of the halves' hit ratios to move the window.
+/// difference of the two groups' hit ratios to move the window.
 const DUEL_SIGMAS: f64 = 2.0;
 
 /// Caffeine starts at 1 %. Half that measured better on a loop at 1k entries
