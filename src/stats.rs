@@ -57,6 +57,16 @@ impl DuelRole {
             _ => Self::Follower,
         }
     }
+
+    /// The (hit, miss) counters of this role's shards.
+    #[inline]
+    fn counters(self) -> (Counter, Counter) {
+        match self {
+            Self::Follower => (Counter::Hit, Counter::Miss),
+            Self::Large => (Counter::HitLarge, Counter::MissLarge),
+            Self::Small => (Counter::HitSmall, Counter::MissSmall),
+        }
+    }
 }
 
 #[repr(align(128))]
@@ -128,37 +138,27 @@ impl StatsCounters {
         }
     }
 
-    #[inline]
-    pub(crate) fn add(&self, counter: Counter, n: u64) {
-        self.add_at(counter as usize, n);
-    }
-
     /// Counts a lookup in shard `shard`: a hit or a miss, in the counters of
     /// its [`DuelRole`]. One counter either way, so a lookup costs no more
     /// than before the split.
     #[inline]
     pub(crate) fn bump_lookup(&self, hit: bool, shard: usize) {
-        /// From `Hit`/`Miss` to the counters of shard `i & 3`'s role.
-        const TO_ROLE: [usize; 4] = [0, Counter::HitLarge as usize, 0, Counter::HitSmall as usize];
-        let c = if hit { Counter::Hit } else { Counter::Miss } as usize;
-        self.add_at(c + TO_ROLE[shard & 3], 1);
+        let (h, m) = DuelRole::of(shard).counters();
+        self.bump(if hit { h } else { m });
     }
 
     /// Hits and misses in the shards of one [`DuelRole`].
     pub(crate) fn role(&self, role: DuelRole) -> (u64, u64) {
-        let (h, m) = match role {
-            DuelRole::Large => (Counter::HitLarge, Counter::MissLarge),
-            DuelRole::Small => (Counter::HitSmall, Counter::MissSmall),
-            DuelRole::Follower => (Counter::Hit, Counter::Miss),
-        };
+        let (h, m) = role.counters();
         (self.sum(h), self.sum(m))
     }
 
     #[inline]
-    fn add_at(&self, c: usize, n: u64) {
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
         // A thread whose slot is gone (counting from a thread-local's
         // destructor) counts in a shared stripe.
         let slot = SLOT.try_with(|s| s.0).unwrap_or(usize::MAX);
+        let c = counter as usize;
         match self.owned.get(slot) {
             Some(stripe) => {
                 let cell = &stripe.0[c];

@@ -491,11 +491,7 @@ impl HillClimber {
     /// Given the cache's running totals, returns a new window share when a
     /// sample is complete.
     pub(crate) fn climb(&mut self, hits: u64, misses: u64) -> Option<f64> {
-        let h = hits.saturating_sub(self.hits_at_start);
-        let m = misses.saturating_sub(self.misses_at_start);
-        if h + m < self.sample {
-            return None;
-        }
+        let (h, m) = self.complete_sample(hits, misses)?;
         let n = (h + m) as f64;
         let rate = h as f64 / n;
         let change = rate - self.previous_hit_rate;
@@ -503,8 +499,6 @@ impl HillClimber {
         if self.warmup > 0 || change.abs() < DEAD_ZONE.max(noise) {
             self.warmup = self.warmup.saturating_sub(1);
             self.previous_hit_rate = rate;
-            self.hits_at_start = hits;
-            self.misses_at_start = misses;
             return None;
         }
         let amount = if change >= 0.0 { self.step } else { -self.step };
@@ -515,9 +509,20 @@ impl HillClimber {
         };
         self.window = (self.window + amount).clamp(0.0, MAX_WINDOW);
         self.previous_hit_rate = rate;
+        Some(self.window)
+    }
+
+    /// The (hits, misses) of the sample in progress if the running totals
+    /// complete it, starting the next; `None` while it is short.
+    fn complete_sample(&mut self, hits: u64, misses: u64) -> Option<(u64, u64)> {
+        let h = hits.saturating_sub(self.hits_at_start);
+        let m = misses.saturating_sub(self.misses_at_start);
+        if h + m < self.sample {
+            return None;
+        }
         self.hits_at_start = hits;
         self.misses_at_start = misses;
-        Some(self.window)
+        Some((h, m))
     }
 
     /// Given the cache's running totals and the running (hits, misses) of
@@ -525,19 +530,13 @@ impl HillClimber {
     /// share when a sample is complete and one group hit clearly more than
     /// the other (see the type's docs).
     pub(crate) fn duel(&mut self, hits: u64, misses: u64, leaders: [(u64, u64); 2]) -> Option<f64> {
-        let h = hits.saturating_sub(self.hits_at_start);
-        let m = misses.saturating_sub(self.misses_at_start);
-        if h + m < self.sample {
-            return None;
-        }
+        self.complete_sample(hits, misses)?;
         let since = |now: (u64, u64), start: (u64, u64)| {
             let (h, m) = (now.0.saturating_sub(start.0), now.1.saturating_sub(start.1));
             (h as f64, (h + m) as f64)
         };
         let (large_h, large_n) = since(leaders[0], self.leaders_at_start[0]);
         let (small_h, small_n) = since(leaders[1], self.leaders_at_start[1]);
-        self.hits_at_start = hits;
-        self.misses_at_start = misses;
         self.leaders_at_start = leaders;
         if self.warmup > 0 {
             self.warmup -= 1;
