@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use shardcache::kv::KvStore;
+use shardcache::kv::{glob_match, KvStore, ScanOptions};
 use shardcache::Cache;
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
@@ -170,5 +170,107 @@ fn ratios(_: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, get_hits, ratios);
+/// Glob matching at its worst: the 40,000 x `*a` pattern against a
+/// 100,000-byte key (matching, and failing on a final `b`), and a middle
+/// segment that almost matches at every place (`*` + 1,000 `a` + `b*`).
+fn glob_worst(c: &mut Criterion) {
+    let key = "a".repeat(100_000);
+    let cases = [
+        ("stars_40k_match", "*a".repeat(40_000)),
+        ("stars_40k_fail", format!("{}b", "*a".repeat(40_000))),
+        ("near_miss_1k", format!("*{}b*", "a".repeat(1_000))),
+    ];
+    let mut g = c.benchmark_group("glob_worst");
+    g.sample_size(10).measurement_time(Duration::from_secs(2));
+    for (name, pattern) in &cases {
+        g.bench_function(*name, |b| {
+            b.iter(|| black_box(glob_match(pattern.as_bytes(), key.as_bytes())))
+        });
+    }
+    g.finish();
+}
+
+/// `SCAN cursor COUNT 10` on a store of 1M keys: from cursor 0, and walking
+/// on from the cursor each call returned (wrapping to 0 at the end).
+fn scan_1m(c: &mut Criterion) {
+    let store = KvStore::new();
+    for i in 0..1_000_000 {
+        store
+            .set(&key(i), "1", Default::default())
+            .expect("unbounded store");
+    }
+    let opts = ScanOptions::new().count(10);
+    let mut g = c.benchmark_group("scan_1m");
+    g.sample_size(20).measurement_time(Duration::from_secs(3));
+    g.bench_function("cursor_0_count_10", |b| {
+        b.iter(|| black_box(store.scan(0, &opts)))
+    });
+    let mut cursor = 0;
+    g.bench_function("walk_count_10", |b| {
+        b.iter(|| {
+            let (next, batch) = store.scan(cursor, &opts);
+            cursor = next;
+            black_box(batch)
+        })
+    });
+    g.finish();
+}
+
+/// What the store-wide `max_memory` budget costs on writes: SETs of
+/// existing keys (same size, so no eviction) and of new keys (each one
+/// evicting), on a store with `max_memory` against the same store without
+/// it, in interleaved rounds; medians and their ratio.
+fn budget_ratios(_: &mut Criterion) {
+    const OPS: u64 = 500_000;
+    const ROUNDS: usize = 7;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let build = |max: Option<u64>| {
+        let mut b = KvStore::builder().policy(
+            "allkeys-lru"
+                .parse::<shardcache::Policy>()
+                .expect("a Redis policy name"),
+        );
+        if let Some(m) = max {
+            b = b.max_memory(m);
+        }
+        let s = b.build().expect("valid config");
+        for i in 0..KEYS {
+            s.set(&key(i), "1", Default::default())
+                .expect("room for the keys");
+        }
+        s
+    };
+    // Room for all KEYS: overwrites never evict.
+    let (bounded, unbounded) = (build(Some(64 << 20)), build(None));
+    println!("\nkv SET with and without max_memory (median of {ROUNDS} interleaved rounds of {OPS} SETs per thread)");
+    println!("| threads | with max_memory Mops/s | without Mops/s | ratio |");
+    println!("|---:|---:|---:|---:|");
+    let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(key).collect());
+    for threads in [1usize, 2] {
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            for (store, out) in [(&bounded, &mut with), (&unbounded, &mut without)] {
+                let (s, k) = (store.clone(), keys.clone());
+                let t = timed(threads, OPS, move |_, i| {
+                    black_box(s.set(&k[i], "2", Default::default()).is_ok());
+                });
+                out.push((threads as u64 * OPS) as f64 / t.as_secs_f64() / 1e6);
+            }
+        }
+        let (w, wo) = (median(with), median(without));
+        println!("| {threads} | {w:.2} | {wo:.2} | {:.2} |", w / wo);
+    }
+}
+
+criterion_group!(
+    benches,
+    get_hits,
+    ratios,
+    glob_worst,
+    scan_1m,
+    budget_ratios
+);
 criterion_main!(benches);

@@ -1,5 +1,8 @@
 //! Permission-check hits: latency percentiles on 1 and 2 threads and 2-thread
-//! throughput, next to a GET of the same key from a local `redis-server`
+//! throughput; the core cache's `get` hit beside quick_cache's and moka's on
+//! the same keys, 1 and 2 threads, with the 2-thread / 1-thread ratio; the core cache's hit with refresh-ahead configured (entries not
+//! due, and due with their reload cooling down after a failure) beside a
+//! plain hit, in interleaved rounds; next to a GET of the same key from a local `redis-server`
 //! through the `redis` crate (started on a free loopback port; skipped with a
 //! note when redis-server is not installed).
 //!
@@ -13,7 +16,7 @@
 //! ```
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shardcache::{PermissionCache, PermissionKey};
+use shardcache::adapters::{PermissionCache, PermissionKey};
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -56,6 +59,61 @@ fn core_latency(n: usize, threads: usize) -> Vec<f64> {
     })
 }
 
+/// How a core cache is set up for [`refresh_latency`].
+#[derive(Clone, Copy)]
+enum RefreshMode {
+    /// No refresh configured.
+    Plain,
+    /// `refresh_after` configured; no entry is due.
+    NotDue,
+    /// Every entry is due and its reload failed, so each read checks the
+    /// cool-down (the costliest steady hit with refresh configured).
+    DueCoolingDown,
+}
+
+/// Per-op nanoseconds of `Cache<String, bool>::get` hits on `n` keys, one
+/// thread, in the given refresh mode.
+fn refresh_latency(n: usize, mode: RefreshMode) -> Vec<f64> {
+    let b = shardcache::Cache::builder()
+        .max_capacity(1 << 20)
+        .time_to_live(Duration::from_secs(300));
+    let cache: shardcache::Cache<String, bool> = match mode {
+        RefreshMode::Plain => b.build(),
+        RefreshMode::NotDue | RefreshMode::DueCoolingDown => b
+            .refresh_after(Duration::from_secs(240))
+            .refresh_loader(|_: &String| Err::<bool, _>("unavailable"))
+            .build(),
+    }
+    .expect("valid settings");
+    let keys: Arc<Vec<String>> = Arc::new((0..n).map(redis_key).collect());
+    for k in keys.iter() {
+        match mode {
+            // 30 s left of a 300 s TTL: older than refresh_after.
+            RefreshMode::DueCoolingDown => {
+                cache.insert_with_ttl(k.clone(), true, Duration::from_secs(30))
+            }
+            _ => cache.insert(k.clone(), true),
+        }
+    }
+    if let RefreshMode::DueCoolingDown = mode {
+        // Start every reload and let them fail (reads re-ask for those the
+        // bounded queue skipped), bounded in time.
+        for _ in 0..10_000 {
+            keys.iter().for_each(|k| {
+                cache.get(k.as_str());
+            });
+            if cache.refresh_stats().failed >= n as u64 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let len = keys.len();
+    sampled(1, len, move |i| {
+        black_box(cache.get(keys[i].as_str()));
+    })
+}
+
 fn warm(n: usize) -> (PermissionCache<bool>, Arc<Vec<PermissionKey>>) {
     let perms = PermissionCache::builder()
         .max_capacity(1 << 20)
@@ -66,6 +124,43 @@ fn warm(n: usize) -> (PermissionCache<bool>, Arc<Vec<PermissionKey>>) {
         perms.check(k, || true);
     }
     (perms, Arc::new(keys))
+}
+
+/// `get` hits on `n` Redis-style String keys in one of the compared caches,
+/// on `threads` threads: per-op nanoseconds in batches, as [`sampled`].
+fn rival_latency(subject: &str, n: usize, threads: usize) -> Vec<f64> {
+    let keys: Arc<Vec<String>> = Arc::new((0..n).map(redis_key).collect());
+    let len = keys.len();
+    match subject {
+        "shardcache" => {
+            let cache: shardcache::Cache<String, bool> = shardcache::Cache::new(2 * n as u64);
+            for k in keys.iter() {
+                cache.insert(k.clone(), true);
+            }
+            sampled(threads, len, move |i| {
+                black_box(cache.get(keys[i].as_str()));
+            })
+        }
+        "quick_cache" => {
+            let cache = Arc::new(quick_cache::sync::Cache::<String, bool>::new(2 * n));
+            for k in keys.iter() {
+                cache.insert(k.clone(), true);
+            }
+            sampled(threads, len, move |i| {
+                black_box(cache.get(keys[i].as_str()));
+            })
+        }
+        _ => {
+            let cache = moka::sync::Cache::<String, bool>::new(2 * n as u64);
+            for k in keys.iter() {
+                cache.insert(k.clone(), true);
+            }
+            cache.run_pending_tasks();
+            sampled(threads, len, move |i| {
+                black_box(cache.get(keys[i].as_str()));
+            })
+        }
+    }
 }
 
 /// Per-op nanoseconds, one sample per batch, on each of `threads` threads
@@ -217,6 +312,29 @@ fn report(c: &mut Criterion) {
         println!("    2 threads: p50 {d50:6.1} ns  p99 {d99:6.1} ns");
         results.push((n, b50, rate));
     }
+    // Read scaling beside the rivals: the same String keys, hits only, p50
+    // on 1 and 2 threads in interleaved rounds, and the 2-thread / 1-thread
+    // ratio (1.0 when a second reading thread costs the first nothing).
+    for n in [HOT_KEYS, KEYS] {
+        let subjects = ["shardcache", "quick_cache", "moka"];
+        let mut pooled = vec![[Vec::new(), Vec::new()]; subjects.len()];
+        for _round in 0..3 {
+            for (s, name) in subjects.iter().enumerate() {
+                for (t, threads) in [1, 2].into_iter().enumerate() {
+                    pooled[s][t].extend(rival_latency(name, n, threads));
+                }
+            }
+        }
+        println!("get hit on {n} String keys, p50 per op, 3 interleaved rounds:");
+        for (name, [one, two]) in subjects.iter().zip(pooled) {
+            let (one50, _) = summary(one);
+            let (two50, _) = summary(two);
+            println!(
+                "  {name:<12}: 1 thread {one50:6.1} ns  2 threads {two50:6.1} ns  (2 thr / 1 thr {:.2}x)",
+                two50 / one50
+            );
+        }
+    }
     // A request usually builds its key from strings it holds: time that too.
     {
         let (perms, _) = warm(HOT_KEYS);
@@ -237,6 +355,30 @@ fn report(c: &mut Criterion) {
         }
         let (k50, k99) = summary(samples);
         println!("PermissionKey::new + check hit, {HOT_KEYS} keys, 1 thread: p50 {k50:6.1} ns  p99 {k99:6.1} ns");
+    }
+    // Refresh-ahead's cost on the hit path, in interleaved rounds.
+    for n in [HOT_KEYS, KEYS] {
+        let modes = [
+            ("plain", RefreshMode::Plain),
+            ("refresh configured, not due", RefreshMode::NotDue),
+            ("refresh due, cooling down", RefreshMode::DueCoolingDown),
+        ];
+        let mut pooled: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+        for _round in 0..3 {
+            for (i, (_, mode)) in modes.iter().enumerate() {
+                pooled[i].extend(refresh_latency(n, *mode));
+            }
+        }
+        println!("core get hit with refresh-ahead, {n} keys, 1 thread, 3 interleaved rounds:");
+        let (base50, base99) = summary(pooled[0].clone());
+        for ((name, _), samples) in modes.iter().zip(pooled) {
+            let (p50, p99) = summary(samples);
+            println!(
+                "  {name:<28}: p50 {p50:6.1} ns  p99 {p99:6.1} ns  ({:.2}x / {:.2}x plain)",
+                p50 / base50,
+                p99 / base99
+            );
+        }
     }
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         println!("(load average during the run: {})", load.trim());

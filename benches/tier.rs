@@ -8,7 +8,7 @@
 //! ```
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shardcache::TieredCache;
+use shardcache::tier::TieredCache;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

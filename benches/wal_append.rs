@@ -7,8 +7,22 @@
 //! ```sh
 //! cargo bench --bench wal_append
 //! ```
+//!
+//! Two measurements run by hand instead of the benchmarks, each chosen by an
+//! environment variable:
+//!
+//! - `SHARDCACHE_LARGE_LOG_MIB=1024`: writes a log of that size (10 rounds
+//!   of overwrites of the same keys, so the live data is a tenth of it),
+//!   then opens it in a fresh child process, three times, and prints the open
+//!   time, the process's peak RSS and its RSS once open (the live data). The
+//!   log is deleted afterwards.
+//! - `SHARDCACHE_LOSS_SECS=10`: 2 threads insert into an `EverySecond` log
+//!   while a sampler, at random instants, reads the file (what a process
+//!   crash would leave) and measures the age of the oldest acknowledged
+//!   insert missing from it: the loss window of a process crash (automatic
+//!   rewrites off, so the sampler follows one file).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use shardcache::persist::{FileLog, Fsync};
 use shardcache::Cache;
 use std::io::Write;
@@ -225,4 +239,208 @@ fn ratios(_: &mut Criterion) {
 }
 
 criterion_group!(benches, inserts, reload, ratios);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(path) = std::env::var_os("SHARDCACHE_OPEN_ONLY") {
+        return open_only(std::path::Path::new(&path));
+    }
+    if let Some(mib) = env_u64("SHARDCACHE_LARGE_LOG_MIB") {
+        return large_log(mib);
+    }
+    if let Some(secs) = env_u64("SHARDCACHE_LOSS_SECS") {
+        return loss_window(secs);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|s| s.parse().ok())
+}
+
+/// Keys per round of the large log: 100-byte values, about 115 bytes a record.
+fn large_keys(mib: u64) -> u64 {
+    (mib << 20) / 115 / 10
+}
+
+type Large = Cache<u64, Vec<u8>>;
+
+fn large_log(mib: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("large.log");
+    let keys = large_keys(mib);
+    let started = Instant::now();
+    {
+        let log = FileLog::open(&path, Fsync::Never)
+            .expect("open")
+            .rewrite_policy(0, 0);
+        let (cache, _) = Large::builder().build_persistent(log).expect("new");
+        for round in 0..10u64 {
+            for k in 0..keys {
+                cache.insert(k, vec![(k ^ round) as u8; 100]);
+            }
+        }
+        cache.sync().expect("sync");
+    }
+    let size = std::fs::metadata(&path).expect("meta").len();
+    println!(
+        "wrote {} MiB ({keys} live keys, 10 records each) in {:.1?}",
+        size >> 20,
+        started.elapsed()
+    );
+    for _ in 0..3 {
+        let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .env("SHARDCACHE_OPEN_ONLY", &path)
+            .output()
+            .expect("child");
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    drop(dir);
+    println!("log deleted");
+}
+
+/// A `/proc/self/status` field in KiB.
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn open_only(path: &std::path::Path) {
+    let before = status_kib("VmRSS:");
+    let started = Instant::now();
+    let log = FileLog::open(path, Fsync::Never).expect("open");
+    let (cache, report) = Large::builder().build_persistent(log).expect("load");
+    let took = started.elapsed();
+    let (rss, peak) = (status_kib("VmRSS:"), status_kib("VmHWM:"));
+    println!(
+        "open: {took:.2?} for {} records, {} live; RSS before {} MiB, once open {} MiB, peak {} MiB: peak - open = {} MiB",
+        report.records,
+        cache.len(),
+        before >> 10,
+        rss >> 10,
+        peak >> 10,
+        peak.saturating_sub(rss) >> 10
+    );
+}
+
+/// The loss window of a process crash under `EverySecond`, measured.
+fn loss_window(secs: u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("loss.log");
+    // No automatic rewrite: the sampler follows one file.
+    let log = FileLog::open(&path, Fsync::EverySecond)
+        .expect("open")
+        .rewrite_policy(0, 0);
+    let (cache, _) = Cache::<u64, u64>::builder()
+        .max_capacity(1 << 26)
+        .build_persistent(log)
+        .expect("new");
+    let origin = Instant::now();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // Per thread, by key order: when each insert returned (µs). Thread t
+    // writes keys t << 40, t << 40 + 1, ... in order, so its records reach
+    // the file in that order.
+    let acked: Vec<std::sync::Mutex<Vec<u32>>> =
+        (0..2).map(|_| std::sync::Mutex::new(Vec::new())).collect();
+    let mut windows = Vec::new();
+    std::thread::scope(|s| {
+        for (t, acked) in acked.iter().enumerate() {
+            let (cache, stop) = (&cache, &stop);
+            s.spawn(move || {
+                let mut k = (t as u64) << 40;
+                while !stop.load(Ordering::Relaxed) {
+                    cache.insert(k, k);
+                    let at = origin.elapsed().as_micros() as u32;
+                    acked.lock().expect("acked").push(at);
+                    k += 1;
+                }
+            });
+        }
+        let mut file = std::fs::File::open(&path).expect("open");
+        let (mut parsed_to, mut bytes) = (20u64, Vec::new());
+        // Per thread: how many of its records the file holds.
+        let mut in_file = [0u64; 2];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        while origin.elapsed() < Duration::from_secs(secs) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            std::thread::sleep(Duration::from_micros(20_000 + x % 30_000));
+            // What a crash now would leave: the file as the OS holds it.
+            let cut = origin.elapsed().as_micros() as u32;
+            bytes.clear();
+            file.seek(SeekFrom::Start(parsed_to)).expect("seek");
+            file.read_to_end(&mut bytes).expect("read");
+            parsed_to += scan_keys(&bytes, &mut in_file);
+            let mut window = 0;
+            for (t, acked) in acked.iter().enumerate() {
+                let acked = acked.lock().expect("acked");
+                if let Some(&at) = acked.get(in_file[t] as usize) {
+                    if at <= cut {
+                        window = window.max(cut - at);
+                    }
+                }
+            }
+            windows.push(window);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    if let Err(e) = cache.sync() {
+        println!("the log failed during the run: {e}");
+    }
+    if std::env::var_os("SHARDCACHE_LOSS_TRACE").is_some() {
+        println!("loss windows in order (µs): {windows:?}");
+    }
+    windows.sort_unstable();
+    let pct = |p: usize| f64::from(windows[(windows.len() - 1) * p / 100]) / 1000.0;
+    println!(
+        "EverySecond, 2 writer threads, {} crash instants over {secs} s: loss window p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        windows.len(),
+        pct(50),
+        pct(99),
+        pct(100)
+    );
+}
+
+/// Counts, per writer thread, the insert records in `bytes` (whole frames
+/// only); returns the bytes consumed.
+fn scan_keys(bytes: &[u8], in_file: &mut [u64; 2]) -> u64 {
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4")) as usize;
+        if len == 0 || at + 8 + len > bytes.len() {
+            break;
+        }
+        let payload = &bytes[at + 8..at + 8 + len];
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4"));
+        if crc32c::crc32c(payload) != crc {
+            // Read while being written: try again next time.
+            break;
+        }
+        // Insert is variant 0; the key follows as a varint.
+        if payload.first() == Some(&0) {
+            let (mut key, mut shift) = (0u64, 0);
+            for &b in &payload[1..] {
+                key |= u64::from(b & 0x7F) << shift;
+                shift += 7;
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+            let t = (key >> 40) as usize & 1;
+            in_file[t] = in_file[t].max((key & ((1 << 40) - 1)) + 1);
+        }
+        at += 8 + len;
+    }
+    at as u64
+}

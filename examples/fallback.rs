@@ -42,8 +42,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 #[cfg(feature = "redis")]
-async fn tiered(url: &str) -> Result<shardcache::TieredCache, shardcache::TierError> {
-    shardcache::TieredCache::builder(url)
+async fn tiered(url: &str) -> Result<shardcache::tier::TieredCache, shardcache::tier::TierError> {
+    shardcache::tier::TieredCache::builder(url)
         .prefix("perm:")
         .local_capacity(100_000)
         .local_ttl(Duration::from_secs(60))
@@ -55,7 +55,7 @@ async fn tiered(url: &str) -> Result<shardcache::TieredCache, shardcache::TierEr
 }
 
 #[cfg(feature = "redis")]
-async fn run_tiered(tier: shardcache::TieredCache) -> Result<(), Box<dyn std::error::Error>> {
+async fn run_tiered(tier: shardcache::tier::TieredCache) -> Result<(), Box<dyn std::error::Error>> {
     for round in 0..2 {
         for key in KEYS {
             let t = Instant::now();

@@ -43,8 +43,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     perms.flushdb();
     assert_eq!(perms.dbsize(), 0);
 
-    // Stats under INFO's names, and as Prometheus text.
-    print!("{}", store.stats().to_info());
+    // INCRBYFLOAT in long double, as Redis: 0.1 + 0.2 is 0.3.
+    store.execute(&["SET", "price", "0.1"]);
+    assert_eq!(
+        store.execute(&["INCRBYFLOAT", "price", "0.2"]),
+        Reply::Bulk("0.3".into())
+    );
+
+    // INFO as Redis sends it, and the same counters as Prometheus text.
+    if let Reply::Bulk(info) = store.execute(&["INFO", "memory", "keyspace"]) {
+        print!("{}", String::from_utf8_lossy(&info));
+    }
     print!("{}", store.stats().to_prometheus());
     Ok(())
 }

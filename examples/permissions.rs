@@ -5,7 +5,7 @@
 //! cargo run --release --example permissions
 //! ```
 
-use shardcache::{PermissionCache, PermissionKey};
+use shardcache::adapters::{PermissionCache, PermissionKey};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;

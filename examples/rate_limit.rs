@@ -5,7 +5,8 @@
 //! cargo run --example rate_limit
 //! ```
 
-use shardcache::{MockClock, RateLimiter};
+use shardcache::adapters::RateLimiter;
+use shardcache::MockClock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;

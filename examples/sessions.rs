@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 cart_items: 3,
             },
         )?;
-        store.touch(ids[2].as_str());
+        store.touch(ids[2].as_str())?;
         println!(
             "{} sessions live; dropping the store (a restart)",
             store.count()
@@ -68,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.count(),
         store.count_for_user("u1")
     );
-    let ended = store.destroy_all_for_user("u1");
+    let ended = store.destroy_all_for_user("u1")?;
     println!(
         "u1 changed their password: {ended} sessions ended, {} left",
         store.count()

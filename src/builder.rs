@@ -3,18 +3,17 @@
 use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
 use crate::error::BuildError;
+use crate::error::MAX_TTL_DAYS;
+use crate::expire_after::ExpireAfter;
 use crate::hash::DefaultHashBuilder;
 use crate::listener::{Listener, RemovalCause};
 use crate::policy::Policy;
 use crate::sync::Arc;
-use crate::weigher::{Weigher, Weights};
+use crate::weigher::Weights;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::time::Duration;
-
-/// The longest `time_to_live` / `time_to_idle` accepted, in days.
-pub const MAX_TTL_DAYS: u64 = 10 * 365;
 
 /// Entries per shard below which the default configuration adds no more shards.
 const MIN_ENTRIES_PER_SHARD: u64 = 2048;
@@ -42,10 +41,14 @@ pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     pub(crate) shards: Option<usize>,
     pub(crate) policy: Policy,
     pub(crate) ttl: Option<Duration>,
+    pub(crate) expire_after: Option<Arc<dyn ExpireAfter<K, V>>>,
     pub(crate) tti: Option<Duration>,
     pub(crate) listener: Option<Listener<K, V>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) hasher: S,
+    /// One capacity for all shards together (see `shard/budget.rs`), not a share each.
+    pub(crate) shared_capacity: bool,
+    pub(crate) refresh: crate::refresh::RefreshConfig<K, V>,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -57,10 +60,13 @@ impl<K, V> Default for CacheBuilder<K, V> {
             shards: None,
             policy: Policy::default(),
             ttl: None,
+            expire_after: None,
             tti: None,
             listener: None,
             clock: Arc::new(SystemClock::new()),
             hasher: DefaultHashBuilder::default(),
+            shared_capacity: false,
+            refresh: Default::default(),
             _types: PhantomData,
         }
     }
@@ -95,9 +101,25 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// Weighs entries, making `max_capacity` a bound on total weight.
-    /// See [`Weigher`] for the contract.
-    pub fn weigher(mut self, weigher: impl Weigher<K, V>) -> Self {
+    /// Weighs entries, making `max_capacity` a bound on total weight rather
+    /// than a number of entries.
+    ///
+    /// The contract: the weight of a key and value must not change while the
+    /// entry is in the cache (the cache recomputes it when the entry leaves,
+    /// instead of storing it). A weight of 0 is allowed; such entries are
+    /// only evicted when the policy reaches them.
+    ///
+    /// ```
+    /// use shardcache::Cache;
+    /// let cache = Cache::<String, String>::builder()
+    ///     .max_capacity(1024) // bytes
+    ///     .weigher(|k, v| (k.len() + v.len()) as u32)
+    ///     .build()?;
+    /// cache.insert("k".into(), "v".repeat(100));
+    /// assert_eq!(cache.weighted_size(), 101);
+    /// # Ok::<(), shardcache::BuildError>(())
+    /// ```
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {
         self.weigher = Weights::Custom(Arc::new(weigher));
         self
     }
@@ -123,6 +145,37 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// with its own TTL).
     pub fn time_to_live(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// Chooses each written entry's time to live from its key and value:
+    /// `Some(ttl)`, or `None` for the cache's [`time_to_live`](Self::time_to_live)
+    /// (or no expiry). It applies to every write that does not name its own
+    /// TTL (`insert`, loaders, new entries of the entry API); `insert_with_ttl`
+    /// and `set_ttl` still set theirs. Reads never change a deadline (see
+    /// [`time_to_idle`](Self::time_to_idle)).
+    ///
+    /// ```
+    /// use shardcache::{Cache, MockClock};
+    /// use std::time::Duration;
+    /// let clock = MockClock::new();
+    /// let cache = Cache::<String, String>::builder()
+    ///     .max_capacity(100)
+    ///     .time_to_live(Duration::from_secs(300))
+    ///     .expire_after(|key, _value| key.starts_with("otp:").then(|| Duration::from_secs(30)))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// cache.insert("otp:42".into(), "123456".into());
+    /// cache.insert("user:42".into(), "Ada".into());
+    /// assert_eq!(cache.ttl("otp:42"), Some(Some(Duration::from_secs(30))));
+    /// assert_eq!(cache.ttl("user:42"), Some(Some(Duration::from_secs(300))));
+    /// # Ok::<(), shardcache::BuildError>(())
+    /// ```
+    pub fn expire_after(
+        mut self,
+        ttl_of: impl Fn(&K, &V) -> Option<Duration> + Send + Sync + 'static,
+    ) -> Self {
+        self.expire_after = Some(Arc::new(ttl_of));
         self
     }
 
@@ -172,12 +225,23 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             shards: self.shards,
             policy: self.policy,
             ttl: self.ttl,
+            expire_after: self.expire_after,
             tti: self.tti,
             listener: self.listener,
             clock: self.clock,
             hasher,
+            shared_capacity: self.shared_capacity,
+            refresh: self.refresh,
             _types: PhantomData,
         }
+    }
+
+    /// Makes `max_capacity` one budget for all shards together: a write
+    /// that does not fit evicts from any shard, and an entry up to the whole
+    /// capacity fits. Used by `KvStore` for Redis's `maxmemory`.
+    pub(crate) fn shared_capacity(mut self) -> Self {
+        self.shared_capacity = true;
+        self
     }
 
     /// Checks the settings and builds the cache.
@@ -203,7 +267,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         }
         check_duration("time_to_live", self.ttl)?;
         check_duration("time_to_idle", self.tti)?;
-        Ok(Cache::from_builder(self))
+        let mut b = self;
+        let refresher = std::mem::take(&mut b.refresh).build(b.ttl)?;
+        Ok(Cache::with_refresher(b, refresher))
     }
 
     /// The shard count to use: the user's, or the default rule.

@@ -25,8 +25,8 @@ pub trait Clock: Send + Sync + 'static {
 /// where the TSC is not usable) for expiry, [`SystemTime`] for persistence.
 ///
 /// Every hit on an entry with a deadline reads this clock. The TSC read costs
-/// about 12 ns here against 37 ns for [`std::time::Instant::now`] (a vDSO
-/// call in this VM), a third of a TTL'd hit.
+/// about a third of what [`std::time::Instant::now`] costs where that is a
+/// vDSO call, and the read is a large part of a TTL'd hit.
 #[derive(Debug, Clone, Copy)]
 pub struct SystemClock {
     origin: quanta::Instant,

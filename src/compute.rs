@@ -7,9 +7,10 @@
 
 use crate::cache::Cache;
 use crate::error::CapacityError;
-use crate::expiry::deadline_after;
 use crate::listener::Removed;
+use crate::persist::journal::Ticket;
 use crate::persist::RecordRef;
+use crate::shard::expiry::deadline_after;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
@@ -81,7 +82,10 @@ where
         let (hash, s) = self.locate_key(&key);
         let env = self.write_env(s);
         let mut removed = Removed::new();
-        let mut lsn = None;
+        let mut ticket = Ticket::None;
+        // While the log is failed the closure still runs (so it can answer),
+        // but a decision that changes the entry is refused.
+        let mut refused = self.admit().err();
         let result = {
             let mut shard = self.shard(s).write();
             let idx = shard.live_index(&env, hash, &key, &mut removed);
@@ -99,9 +103,17 @@ where
             let deadline_for = |ttl: Ttl| match ttl {
                 Ttl::Keep => existing.flatten(),
                 Ttl::Never => None,
-                Ttl::After(d) => Some(deadline_after(env.now(), d)),
+                Ttl::After(d) => self.stored_deadline(Some(deadline_after(env.now(), d))),
             };
             let wall = |deadline: Option<u64>| deadline.map(|d| self.wall_ms(d, env.now()));
+            let decision = match refused {
+                Some(_) => Decision::Nothing,
+                None => decision,
+            };
+            let undo = match decision {
+                Decision::Nothing => None,
+                _ => self.undo_for(&shard, &env, hash, &key, Some(&key)),
+            };
             match decision {
                 Decision::Nothing => Ok((r, None)),
                 Decision::Put(value, ttl) => {
@@ -111,35 +123,61 @@ where
                         value: &value,
                         expires_at: wall(deadline),
                     });
-                    let inserted = shard.insert(&env, hash, key, value, deadline, &mut removed);
-                    if inserted.is_ok() {
-                        lsn = self.append(record);
+                    match record {
+                        Err(e) => {
+                            refused = Some(e);
+                            Ok((r, None))
+                        }
+                        Ok(record) => {
+                            let inserted = self.insert_with_room(
+                                s,
+                                &mut shard,
+                                &env,
+                                hash,
+                                key,
+                                value,
+                                deadline,
+                                &mut removed,
+                            );
+                            if inserted.is_ok() {
+                                ticket = self.append(record, undo);
+                            }
+                            inserted
+                                .map(|kind| (r, Some(kind)))
+                                .map_err(|(key, value)| CapacityError { key, value })
+                        }
                     }
-                    inserted
-                        .map(|kind| (r, Some(kind)))
-                        .map_err(|(key, value)| CapacityError { key, value })
                 }
                 Decision::SetTtl(ttl) => {
                     let deadline = deadline_for(ttl);
                     if shard.set_expiry(&env, hash, &key, deadline) {
                         let expires_at = wall(deadline);
-                        lsn = self.append(self.encode(|| RecordRef::Expire {
+                        ticket = match self.encode(|| RecordRef::Expire {
                             key: &key,
                             expires_at,
-                        }));
+                        }) {
+                            Ok(record) => self.append(record, undo),
+                            Err(e) => Ticket::Failed(e),
+                        };
                     }
                     Ok((r, None))
                 }
                 Decision::Remove => {
                     if let Some(((k, v), _)) = shard.remove(&env, hash, &key) {
-                        lsn = self.append(self.encode(|| RecordRef::Remove { key: &k }));
+                        ticket = match self.encode(|| RecordRef::Remove { key: &k }) {
+                            Ok(record) => self.append(record, undo),
+                            Err(e) => Ticket::Failed(e),
+                        };
                         removed.push((k, v, crate::RemovalCause::Removed));
                     }
                     Ok((r, None))
                 }
             }
         };
-        self.wait_durable(lsn);
+        if let Some(e) = refused {
+            self.report(e);
+        }
+        self.settle_or_report(ticket);
         self.after_write(
             removed,
             result.as_ref().ok().and_then(|(_, kind)| *kind),

@@ -1,9 +1,17 @@
-//! The crate's error types.
+//! The core cache's error types.
 //!
-//! Each operation that can fail has its own error type; all convert into
-//! [`Error`], whose [`source`](std::error::Error::source) leads back to it.
+//! Each operation that can fail has its own error type; those of the cache
+//! itself (building, a write that does not fit, the log) convert into
+//! [`Error`]. The layers built on the cache have their own:
+//! [`KvError`](crate::kv::KvError) in Redis's wording, the adapters'
+//! `SessionError` and `RateLimitError`, and the tier's `TierError`. Every one
+//! implements [`std::error::Error`], so `?` gathers any of them into a
+//! `Box<dyn std::error::Error>`.
 
 use std::fmt;
+
+/// The longest `time_to_live` / `time_to_idle` accepted, in days.
+pub const MAX_TTL_DAYS: u64 = 10 * 365;
 
 /// A [`CacheBuilder`](crate::CacheBuilder) setting that cannot work.
 ///
@@ -21,8 +29,11 @@ pub enum BuildError {
     #[error("{0} must be greater than zero")]
     ZeroDuration(&'static str),
     /// A `time_to_live` or `time_to_idle` beyond what deadlines can hold.
-    #[error("{0} must be at most {max_days} days", max_days = crate::builder::MAX_TTL_DAYS)]
+    #[error("{0} must be at most {max_days} days", max_days = MAX_TTL_DAYS)]
     DurationTooLong(&'static str),
+    /// Refresh-ahead settings that cannot work together (the message says which).
+    #[error("invalid refresh settings: {0}")]
+    InvalidRefresh(&'static str),
 }
 
 /// A write refused because the cache is full and its policy never evicts
@@ -43,7 +54,32 @@ impl<K, V> fmt::Debug for CapacityError<K, V> {
     }
 }
 
-/// Any error this crate returns.
+/// A write to a [`PersistentCache`](crate::PersistentCache) that was not
+/// kept; nothing changed.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError<K, V> {
+    /// The entry does not fit (see [`CapacityError`]); the key and value
+    /// are handed back.
+    #[error(transparent)]
+    Full(CapacityError<K, V>),
+    /// The log could not keep the write (a full disk, an I/O error, or a
+    /// log that failed earlier and is not repaired yet).
+    #[error(transparent)]
+    Log(crate::persist::PersistError),
+}
+
+impl<K, V> fmt::Debug for WriteError<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(e) => f.debug_tuple("Full").field(e).finish(),
+            Self::Log(e) => f.debug_tuple("Log").field(e).finish(),
+        }
+    }
+}
+
+/// An error of the core cache: a bad setting, a write that does not fit, or
+/// a log that could not keep a write.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -53,6 +89,18 @@ pub enum Error {
     /// A write did not fit; see [`CapacityError`].
     #[error("cache is full: the entry does not fit and the policy does not evict")]
     Capacity,
+    /// The log failed; see [`PersistError`](crate::persist::PersistError).
+    #[error(transparent)]
+    Persist(#[from] crate::persist::PersistError),
+}
+
+impl<K, V> From<WriteError<K, V>> for Error {
+    fn from(e: WriteError<K, V>) -> Self {
+        match e {
+            WriteError::Full(_) => Self::Capacity,
+            WriteError::Log(e) => Self::Persist(e),
+        }
+    }
 }
 
 impl<K, V> From<CapacityError<K, V>> for Error {

@@ -99,21 +99,74 @@ pub fn cache_ops(data: &[u8]) {
 
 /// Loads `data` as a log file (after a valid header, and as a whole) into a
 /// cache: whatever the bytes, loading must return a report or an error,
-/// never panic, and what loads must be well-formed.
+/// never panic, and what loads must be well-formed. A refused log is left
+/// untouched; a loaded one is only ever cut (never rewritten), and only where
+/// no valid record follows, unless its whole copy was set aside first.
 pub fn log_bytes(data: &[u8]) {
-    use crate::persist::{FileLog, Fsync, MemStorage, Storage};
-    for with_header in [true, false] {
+    use crate::persist::{FileLog, Fsync, MemStorage, OnCorruption, Storage};
+    for (with_header, corruption) in [
+        (true, OnCorruption::Refuse),
+        (true, OnCorruption::SetAside),
+        (false, OnCorruption::Refuse),
+    ] {
         let storage = MemStorage::new();
         if with_header {
             let _ = storage.append(&crate::persist::header_for::<u32, String>());
         }
         let _ = storage.append(data);
-        let log = FileLog::with_storage(storage, Fsync::Never);
-        if let Ok((cache, report)) = Cache::<u32, String>::builder()
+        let before = storage.read_all().unwrap_or_default();
+        let log = FileLog::with_storage(storage.clone(), Fsync::Never).on_corruption(corruption);
+        let loaded = Cache::<u32, String>::builder()
             .max_capacity(64)
-            .build_persistent(log)
-        {
-            assert!(cache.len() as u64 <= report.records);
+            .build_persistent(log);
+        let after = storage.read_all().unwrap_or_default();
+        match loaded {
+            Ok((cache, report)) => {
+                assert!(cache.len() as u64 <= report.records);
+                if report.set_aside.is_some() {
+                    assert_eq!(storage.preserved().last(), Some(&before));
+                } else if !report.torn_header && before.len() >= 20 {
+                    assert!(before.starts_with(&after[..after.len().min(before.len())]));
+                }
+            }
+            Err(_) => assert_eq!(before, after, "a refused log is left as it was"),
         }
     }
+}
+
+/// Decodes `data` as an admission summary beside a log (see
+/// `persist::summary`): as given, and with a valid checksum appended so the
+/// checks behind it run too. Whatever the bytes, decoding returns a summary
+/// or an error, never panics, and allocates no more than `data` holds; a
+/// decoded summary matched against arbitrary records never panics either.
+pub fn admission_summary(data: &[u8]) {
+    use crate::persist::SummaryReader;
+    let fingerprint = crate::persist::fingerprint::<u32, String>();
+    let mut sealed = data.to_vec();
+    sealed.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    for bytes in [data.to_vec(), sealed] {
+        if let Ok(mut reader) = SummaryReader::decode(bytes, fingerprint) {
+            for record in data.chunks(3).take(1 << 12) {
+                if let Some(packed) = reader.next(record) {
+                    let _ = crate::policy::Saved::unpack(packed);
+                }
+            }
+            let _ = reader.matched();
+        }
+    }
+}
+
+/// A valid admission summary of `records` (for the fuzz corpus seeds).
+pub fn admission_summary_of(records: &[&[u8]], window: Option<f64>) -> Vec<u8> {
+    let mut w = crate::persist::SummaryWriter::default();
+    for (i, r) in records.iter().enumerate() {
+        let saved = crate::policy::Saved {
+            estimate: (i % 16) as u8,
+            segment: (i % 3) as u8,
+            hits: (i % 4) as u8,
+        };
+        w.record(r, saved);
+    }
+    w.window = window;
+    w.finish(crate::persist::fingerprint::<u32, String>())
 }

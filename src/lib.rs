@@ -24,7 +24,7 @@
 //! let name = cache.get_or_insert_with("user:7".into(), || Arc::from("Ada"));
 //! assert_eq!(&*name, "Ada");
 //!
-//! // Drop every entry of one user in one call.
+//! // Drop every session in one call.
 //! cache.invalidate_if(|k, _| k.starts_with("session:"));
 //! assert!(!cache.contains_key("session:abc"));
 //! # Ok::<(), shardcache::BuildError>(())
@@ -35,24 +35,33 @@
 //! [`Policy::tiny_lfu`] (the default) is W-TinyLFU as in Caffeine: a small
 //! recency window in front of a main area guarded by a frequency sketch, so a
 //! scan or a burst of one-off keys cannot flush the entries that are used
-//! again and again, and a hill climber that tunes the window on the observed
-//! hit ratio. With 16 shards or more the climber lets two groups of shards
-//! duel, one with a larger window and one with a smaller, and moves the
-//! others' window toward the group that hits more, so a change in the
-//! workload cannot pass for the effect of its last step. Unlike Caffeine,
+//! again and again. The window's size, from nothing to the whole cache, is
+//! tuned on every miss as ARC tunes its split: each shard remembers the
+//! hashes of keys it recently evicted and from which segment, and a miss on
+//! one of them moves the window toward the segment that would have hit.
+//! Unlike Caffeine,
 //! its lists are CLOCK-ordered: a hit only bumps a counter in the entry, and
 //! the policy reads it when it next looks.
-//! [`Policy::lru`] is CLOCK, the classic LRU approximation.
+//! [`Policy::lru`] is CLOCK, the classic LRU approximation; [`Policy::redis`]
+//! gives Redis's `maxmemory-policy` strategies by their names.
+//!
+//! A policy of your own implements [`EvictionPolicy`] (its documentation is
+//! the full contract) and is chosen with [`Policy::custom`]; with the
+//! `conformance` feature, `shardcache::conformance::check` runs the suite
+//! every built-in passes against it. The built-ins are dispatched statically;
+//! a custom policy costs one virtual call per hook, on writes only.
 //!
 //! ## Concurrency
 //!
 //! The cache is split into shards (a power of two; by default 32 per CPU,
-//! fewer for small caches), each a `parking_lot::RwLock` around a table of
-//! `u32` tokens (tagged with hash bits) into a slab of entries. A key is
+//! fewer for small caches), each behind a reader-writer lock around a table
+//! of `u32` tokens (tagged with hash bits) into a slab of entries. A key is
 //! hashed once; the shard comes from the hash's middle bits. A hit takes the
-//! shard's read lock, checks the entry's deadline, does at most one
-//! compare-and-swap on the entry's own meta word (none once its hit counter has
-//! saturated) and clones the value: no allocation, no shared counter (the
+//! shard's read lock (an add to a counter on a cache line of the calling
+//! thread's own, so readers of one shard do not contend), checks the
+//! entry's deadline, does one relaxed store to
+//! the entry's own meta word (none once its hit counter has saturated) and
+//! clones the value: no allocation, no shared counter (the
 //! statistics are striped per thread). Writes take the shard's write lock; the
 //! eviction they trigger does bounded work, and evicted values are dropped and
 //! handed to the listener after the lock is released.
@@ -82,10 +91,10 @@
 //!   returning RESP-shaped replies with Redis's error texts.
 //! * [`persist`]: an append-only log ([`persist::FileLog`]) so a cache
 //!   survives restarts, via [`CacheBuilder::build_persistent`].
-//! * [`adapters`]: the jobs services bring. [`PermissionCache`] (one load
+//! * [`adapters`]: the jobs services bring. [`PermissionCache`](adapters::PermissionCache) (one load
 //!   per cold key, revocation per subject or resource without a scan),
-//!   [`SessionStore`] (random ids, absolute and idle timeouts, survives
-//!   restarts) and [`RateLimiter`] (token bucket or exact sliding window,
+//!   [`SessionStore`](adapters::SessionStore) (random ids, absolute and idle timeouts, survives
+//!   restarts) and [`RateLimiter`](adapters::RateLimiter) (token bucket or exact sliding window,
 //!   exact under concurrency).
 //! * `tier::TieredCache` (feature `redis`): a local tier in front of a
 //!   shared Redis, kept coherent by pub/sub, serving locally while Redis is down.
@@ -95,9 +104,11 @@
 //! | feature | what it adds |
 //! |---------|--------------|
 //! | `redis` | `tier::TieredCache`: shardcache as a near cache in front of Redis, with pub/sub invalidation and a degraded mode (needs Tokio) |
+//! | `conformance` | `conformance`: the suite every eviction policy passes, to run against your own [`EvictionPolicy`] |
 //!
 //! The minimum supported Rust version is 1.89 (for `File::try_lock`).
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 pub mod adapters;
@@ -105,42 +116,47 @@ mod builder;
 mod cache;
 mod clock;
 mod compute;
+#[cfg(any(test, feature = "conformance"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
+pub mod entry;
 mod error;
-mod expiry;
+mod expire_after;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod hash;
+mod journaling;
 pub mod kv;
 mod listener;
 mod loader;
 pub mod persist;
+mod persistent;
 mod policy;
 mod prefetch;
+mod refresh;
 mod shard;
-mod slab;
+mod shard_lock;
 mod stats;
 mod sync;
-mod table;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod tier;
 mod weigher;
 
-pub use adapters::{PermissionCache, PermissionKey, RateLimiter, SessionStore};
-pub use builder::{CacheBuilder, MAX_TTL_DAYS};
+pub use builder::CacheBuilder;
 pub use cache::{Cache, Iter};
 pub use clock::{Clock, MockClock, SystemClock};
 pub use compute::{Current, Decision, Ttl};
-pub use error::{BuildError, CapacityError, Error, Result};
+pub use error::{BuildError, CapacityError, Error, Result, WriteError, MAX_TTL_DAYS};
 pub use hash::DefaultHashBuilder;
 pub use listener::{Listener, RemovalCause};
-pub use policy::{Policy, RedisPolicy, UnknownPolicy, DEFAULT_SAMPLES};
+pub use persistent::PersistentCache;
+pub use policy::{Entries, EvictionPolicy, Policy, RedisPolicy, UnknownPolicy, DEFAULT_SAMPLES};
+pub use refresh::{BoxError, BoxFuture, Freshness, RefreshStats};
 pub use stats::CacheStats;
-pub use weigher::Weigher;
-
-#[cfg(feature = "redis")]
-pub use tier::{Health, TierError, TieredCache};
 
 /// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "redis"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -10,7 +10,10 @@
 //! waiters park their task's waker, so no executor thread is blocked and any
 //! runtime works.
 
+mod detached;
+
 use crate::cache::Cache;
+use crate::compute::{Decision, Ttl};
 use crate::sync::{Arc, Condvar, Mutex};
 use std::any::Any;
 use std::future::Future;
@@ -83,6 +86,12 @@ impl<V: Clone> Flight<V> {
 }
 
 impl<V> Flight<V> {
+    /// Whether the flight is still loading (a landed one left in the map by
+    /// a dropped background reload is ignored and replaced).
+    fn is_loading(&self) -> bool {
+        matches!(*self.state.lock(), State::Loading(_))
+    }
+
     /// Ends the flight and wakes every waiter, blocked or async.
     fn land(&self, end: State<V>) {
         let wakers = match std::mem::replace(&mut *self.state.lock(), end) {
@@ -176,6 +185,26 @@ impl<K: Hash + Eq, V, S> Drop for LoadGuard<'_, K, V, S> {
     }
 }
 
+/// A background reload's flight: registered like a foreground load, so
+/// foreground callers wait for it. It owns no handle to the cache, so a
+/// queued reload does not keep the cache alive; dropping it unfinished lands
+/// it as abandoned (waiters load for themselves, and the next `join`
+/// replaces it).
+pub(crate) struct RefreshFlight<K, V> {
+    key: K,
+    flight: Arc<Flight<V>>,
+    shard: usize,
+    landed: bool,
+}
+
+impl<K, V> Drop for RefreshFlight<K, V> {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.flight.land(State::Abandoned);
+        }
+    }
+}
+
 enum Role<'a, K: Hash + Eq, V, S> {
     Ready(V),
     Lead(LoadGuard<'a, K, V, S>),
@@ -188,13 +217,23 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
-    fn join(&self, key: &K) -> Role<'_, K, V, S> {
+    /// Joins or leads the flight for `key`; a cached value counts as ready
+    /// only if `usable` accepts it.
+    fn join(&self, key: &K, usable: &dyn Fn(&V) -> bool) -> Role<'_, K, V, S> {
+        self.join_with(key, || self.peek_value(key).filter(|v| usable(v)))
+    }
+
+    /// [`join`](Self::join), with `ready` saying whether the caller already
+    /// has a value it may serve (asked with the flight map locked).
+    fn join_with(&self, key: &K, ready: impl FnOnce() -> Option<V>) -> Role<'_, K, V, S> {
         let shard = self.shard_of(key);
         let mut map = self.inner.flights.maps[shard].lock();
         if let Some(f) = map.get(key) {
-            return Role::Wait(f.clone());
+            if f.is_loading() {
+                return Role::Wait(f.clone());
+            }
         }
-        if let Some(v) = self.peek_value(key) {
+        if let Some(v) = ready() {
             return Role::Ready(v);
         }
         let flight = Arc::new(Flight::new());
@@ -232,7 +271,9 @@ where
     /// # Errors
     ///
     /// The loader's error, shared by every caller that waited on that load.
-    /// Errors are not cached: the next call loads again.
+    /// Errors are not cached: the next call loads again. Within the
+    /// [`stale_if_error_for`](crate::CacheBuilder::stale_if_error_for)
+    /// window the expired value is returned instead.
     ///
     /// ```
     /// use shardcache::Cache;
@@ -252,20 +293,30 @@ where
         if let Some(v) = self.get(&key) {
             return Ok(v);
         }
-        self.load_with_store(key, init, |k, v| {
-            self.insert(k, v);
-            Some(())
-        })
+        let stale_key = self.fallback_key(&key);
+        let result = self.load_with_store(
+            key,
+            |_| true,
+            init,
+            |k, v| {
+                self.insert(k, v);
+                Some(())
+            },
+        );
+        self.or_stale(result, stale_key)
     }
 
     /// The miss path of [`try_get_or_insert_with`](Self::try_get_or_insert_with)
     /// (the caller has already missed with `get`), with the leader storing its
     /// value through `store`. For adapters that insert with their own TTL or
     /// bookkeeping; `store` returning `None` makes the waiters load again,
-    /// and what it returns otherwise is held until they have the value.
+    /// and what it returns otherwise is held until they have the value. A
+    /// cached value for which `usable` is false counts as absent (an adapter
+    /// keeping entries past their freshness).
     pub(crate) fn load_with_store<E, G>(
         &self,
         key: K,
+        usable: impl Fn(&V) -> bool,
         init: impl FnOnce() -> Result<V, E>,
         store: impl FnOnce(K, V) -> Option<G>,
     ) -> Result<V, Arc<E>>
@@ -274,7 +325,7 @@ where
     {
         let (mut init, mut store) = (Some(init), Some(store));
         loop {
-            match self.join(&key) {
+            match self.join(&key, &usable) {
                 Role::Ready(v) => return Ok(v),
                 Role::Lead(guard) => {
                     if let (Some(init), Some(store)) = (init.take(), store.take()) {
@@ -287,7 +338,7 @@ where
                     }
                 }
             }
-            if let Some(v) = self.get(&key) {
+            if let Some(v) = self.get(&key).filter(|v| usable(v)) {
                 return Ok(v);
             }
         }
@@ -320,17 +371,26 @@ where
         if let Some(v) = self.get(&key) {
             return Ok(v);
         }
-        self.load_with_store_async(key, init, |k, v| {
-            self.insert(k, v);
-            Some(())
-        })
-        .await
+        let stale_key = self.fallback_key(&key);
+        let result = self
+            .load_with_store_async(
+                key,
+                |_| true,
+                init,
+                |k, v| {
+                    self.insert(k, v);
+                    Some(())
+                },
+            )
+            .await;
+        self.or_stale(result, stale_key)
     }
 
     /// The async form of [`load_with_store`](Self::load_with_store).
     pub(crate) async fn load_with_store_async<E, F, G>(
         &self,
         key: K,
+        usable: impl Fn(&V) -> bool,
         init: F,
         store: impl FnOnce(K, V) -> Option<G>,
     ) -> Result<V, Arc<E>>
@@ -340,7 +400,7 @@ where
     {
         let (mut init, mut store) = (Some(init), Some(store));
         loop {
-            match self.join(&key) {
+            match self.join(&key, &usable) {
                 Role::Ready(v) => return Ok(v),
                 Role::Lead(guard) => {
                     if let (Some(init), Some(store)) = (init.take(), store.take()) {
@@ -353,10 +413,118 @@ where
                     }
                 }
             }
-            if let Some(v) = self.get(&key) {
+            if let Some(v) = self.get(&key).filter(|v| usable(v)) {
                 return Ok(v);
             }
         }
+    }
+}
+
+/// Single flight for callers that keep their own "already there" check (the
+/// Redis tier, whose local copies are servable only while its invalidation
+/// channel is live).
+#[cfg(feature = "redis")]
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Runs `init` as the one load of `key` in flight, or waits for the
+    /// load in flight; `ready` (asked before leading, with the flight map
+    /// locked, and again after a load that gave up) returns a value the
+    /// caller may serve without loading. The leader's `init` stores its
+    /// value itself; waiters are handed it. An error reaches the leader only:
+    /// waiters get `None` and decide for themselves.
+    pub(crate) async fn load_once_async<F>(
+        &self,
+        key: K,
+        ready: impl Fn() -> Option<V>,
+        init: F,
+    ) -> Option<V>
+    where
+        F: Future<Output = Option<V>>,
+    {
+        let mut init = Some(init);
+        loop {
+            match self.join_with(&key, &ready) {
+                Role::Ready(v) => return Some(v),
+                Role::Lead(guard) => {
+                    let init = init.take()?;
+                    let result = init.await.ok_or(LoadFailed);
+                    return lead(guard, result, |_, _| Some(())).ok();
+                }
+                Role::Wait(flight) => {
+                    if let Some(r) = settle::<V, LoadFailed>(WaitFlight { flight }.await) {
+                        return r.ok();
+                    }
+                }
+            }
+            if let Some(v) = ready() {
+                return Some(v);
+            }
+        }
+    }
+}
+
+/// The error a [`Cache::load_once_async`] leader lands: its caller keeps
+/// the real one.
+#[cfg(feature = "redis")]
+#[derive(Debug)]
+struct LoadFailed;
+
+/// Background reloads (see `refresh`): keys are cloned through the
+/// refresher's function, so these need no `K: Clone` bound.
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Registers a background reload of `key`, unless a load of it is
+    /// already in flight.
+    pub(crate) fn begin_refresh(&self, key: &K, clone: fn(&K) -> K) -> Option<RefreshFlight<K, V>> {
+        let shard = self.shard_of(key);
+        let mut map = self.inner.flights.maps[shard].lock();
+        if map.get(key).is_some_and(|f| f.is_loading()) {
+            return None;
+        }
+        let flight = Arc::new(Flight::new());
+        map.insert(clone(key), flight.clone());
+        Some(RefreshFlight {
+            key: clone(key),
+            flight,
+            shard,
+            landed: false,
+        })
+    }
+
+    /// Stores a reloaded value if `key` still has an entry, checked and
+    /// replaced atomically under the shard's lock (a reload never brings back
+    /// an entry removed while it ran), then lands the flight.
+    pub(crate) fn complete_refresh(&self, mut flight: RefreshFlight<K, V>, key: K, value: V) {
+        let ttl = self.write_ttl(&key, &value).map_or(Ttl::Never, Ttl::After);
+        let put = value.clone();
+        let stored = self
+            .compute(key, move |current| match current {
+                Some(_) => (Decision::Put(put, ttl), true),
+                None => (Decision::Nothing, false),
+            })
+            .unwrap_or(false);
+        let mut map = self.inner.flights.maps[flight.shard].lock();
+        if map
+            .get(&flight.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &flight.flight))
+        {
+            map.remove(&flight.key);
+        }
+        drop(map);
+        flight.landed = true;
+        flight.flight.land(if stored {
+            State::Done(Ok(value))
+        } else {
+            State::Abandoned
+        });
     }
 }
 

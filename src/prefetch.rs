@@ -1,4 +1,5 @@
-//! Software prefetch: asks the CPU to start loading a cache line that the
+//! Software prefetch (a leaf, like `sync.rs`: both the shard's table and the
+//! policy's sketch use it, and it calls nothing): asks the CPU to start loading a cache line that the
 //! code will read soon, so that the miss overlaps other work instead of
 //! stalling it.
 //!

@@ -9,10 +9,10 @@
 //! the stripes; it is exact once writers are quiet and never more than the
 //! in-flight operations off while they run.
 
-use crate::sync::{AtomicU64, Mutex, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 /// The counters one stripe holds, in [`Counter`] order.
-const COUNTERS: usize = 12;
+const COUNTERS: usize = 8;
 
 /// Which counter to bump.
 #[derive(Debug, Clone, Copy)]
@@ -25,48 +25,6 @@ pub(crate) enum Counter {
     Expiration = 5,
     Removal = 6,
     Rejection = 7,
-    /// The hits of the shards that lead the hill climber's duel with a
-    /// larger window (see `HillClimber::duel`), counted apart;
-    /// [`Hit`](Self::Hit) then holds the other shards' and
-    /// [`StatsCounters::hits`] adds all.
-    HitLarge = 8,
-    /// The misses of the larger-window leaders.
-    MissLarge = 9,
-    /// The hits of the smaller-window leaders.
-    HitSmall = 10,
-    /// The misses of the smaller-window leaders.
-    MissSmall = 11,
-}
-
-/// A shard's part in the hill climber's duel, by its index: shards `4k + 1`
-/// lead with a larger window, shards `4k + 3` with a smaller one, and the
-/// even ones follow the chosen window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DuelRole {
-    Follower,
-    Large,
-    Small,
-}
-
-impl DuelRole {
-    #[inline]
-    pub(crate) fn of(shard: usize) -> Self {
-        match shard & 3 {
-            1 => Self::Large,
-            3 => Self::Small,
-            _ => Self::Follower,
-        }
-    }
-
-    /// The (hit, miss) counters of this role's shards.
-    #[inline]
-    fn counters(self) -> (Counter, Counter) {
-        match self {
-            Self::Follower => (Counter::Hit, Counter::Miss),
-            Self::Large => (Counter::HitLarge, Counter::MissLarge),
-            Self::Small => (Counter::HitSmall, Counter::MissSmall),
-        }
-    }
 }
 
 #[repr(align(128))]
@@ -83,37 +41,6 @@ pub(crate) struct StatsCounters {
     /// reset that zeroed an owned stripe could be undone by its owner's
     /// next store).
     base: [AtomicU64; COUNTERS],
-}
-
-/// Slots (thread numbers) freed by exited threads, for the next new thread.
-static FREE_SLOTS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-/// The next never-used slot.
-static NEXT_SLOT: Mutex<usize> = Mutex::new(0);
-
-/// A thread's slot: a number no other live thread holds, returned for reuse
-/// when the thread exits. The mutex hand-over orders the old owner's last
-/// counts before the new owner's first.
-struct Slot(usize);
-
-impl Slot {
-    fn claim() -> Self {
-        if let Some(i) = FREE_SLOTS.lock().pop() {
-            return Self(i);
-        }
-        let mut next = NEXT_SLOT.lock();
-        *next += 1;
-        Self(*next - 1)
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        FREE_SLOTS.lock().push(self.0);
-    }
-}
-
-thread_local! {
-    static SLOT: Slot = Slot::claim();
 }
 
 impl std::fmt::Debug for StatsCounters {
@@ -138,26 +65,17 @@ impl StatsCounters {
         }
     }
 
-    /// Counts a lookup in shard `shard`: a hit or a miss, in the counters of
-    /// its [`DuelRole`]. One counter either way, so a lookup costs no more
-    /// than before the split.
+    /// Counts a lookup: a hit or a miss.
     #[inline]
-    pub(crate) fn bump_lookup(&self, hit: bool, shard: usize) {
-        let (h, m) = DuelRole::of(shard).counters();
-        self.bump(if hit { h } else { m });
-    }
-
-    /// Hits and misses in the shards of one [`DuelRole`].
-    pub(crate) fn role(&self, role: DuelRole) -> (u64, u64) {
-        let (h, m) = role.counters();
-        (self.sum(h), self.sum(m))
+    pub(crate) fn bump_lookup(&self, hit: bool) {
+        self.bump(if hit { Counter::Hit } else { Counter::Miss });
     }
 
     #[inline]
     pub(crate) fn add(&self, counter: Counter, n: u64) {
         // A thread whose slot is gone (counting from a thread-local's
         // destructor) counts in a shared stripe.
-        let slot = SLOT.try_with(|s| s.0).unwrap_or(usize::MAX);
+        let slot = crate::sync::try_thread_slot().unwrap_or(usize::MAX);
         let c = counter as usize;
         match self.owned.get(slot) {
             Some(stripe) => {
@@ -194,15 +112,11 @@ impl StatsCounters {
     /// Hits in every shard.
     pub(crate) fn hits(&self) -> u64 {
         self.sum(Counter::Hit)
-            .wrapping_add(self.sum(Counter::HitLarge))
-            .wrapping_add(self.sum(Counter::HitSmall))
     }
 
     /// Misses in every shard.
     pub(crate) fn misses(&self) -> u64 {
         self.sum(Counter::Miss)
-            .wrapping_add(self.sum(Counter::MissLarge))
-            .wrapping_add(self.sum(Counter::MissSmall))
     }
 
     pub(crate) fn snapshot(&self) -> CacheStats {

@@ -3,26 +3,9 @@
 use crate::sync::Arc;
 
 /// Gives each entry a weight; the cache keeps the sum of weights within
-/// `max_capacity`.
-///
-/// The contract: the weight of a key and value must not change while the entry
-/// is in the cache (the cache recomputes it when the entry leaves, instead of
-/// storing it). A weight of 0 is allowed; such entries are only evicted when
-/// the policy reaches them.
-///
-/// Any `Fn(&K, &V) -> u32 + Send + Sync` is a `Weigher`.
-///
-/// ```
-/// use shardcache::Cache;
-/// let cache: Cache<String, String> = Cache::builder()
-///     .max_capacity(1024) // bytes
-///     .weigher(|k: &String, v: &String| (k.len() + v.len()) as u32)
-///     .build()?;
-/// cache.insert("k".into(), "v".repeat(100));
-/// assert_eq!(cache.weighted_size(), 101);
-/// # Ok::<(), shardcache::BuildError>(())
-/// ```
-pub trait Weigher<K, V>: Send + Sync + 'static {
+/// `max_capacity`. Any `Fn(&K, &V) -> u32 + Send + Sync` is one; see
+/// `CacheBuilder::weigher` for the contract.
+pub(crate) trait Weigher<K, V>: Send + Sync + 'static {
     /// The weight of `key` with `value`.
     fn weigh(&self, key: &K, value: &V) -> u32;
 }

@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use shardcache::adapters::PermissionCache;
-use shardcache::{MockClock, PermissionKey};
+use shardcache::adapters::PermissionKey;
+use shardcache::MockClock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};

@@ -46,15 +46,15 @@ fn lifecycle_in_memory() {
     assert!(store.update(a1.as_str(), cart(&["tea", "cake"])).unwrap());
     assert_eq!(store.get(a1.as_str()).unwrap().data, cart(&["tea", "cake"]));
     assert!(!store.update("no-such-session", cart(&[])).unwrap());
-    assert!(store.touch(a1.as_str()));
-    assert!(!store.touch("no-such-session"));
+    assert!(store.touch(a1.as_str()).expect("logged"));
+    assert!(!store.touch("no-such-session").expect("logged"));
 
-    assert!(store.destroy(b1.as_str()));
-    assert!(!store.destroy(b1.as_str()));
+    assert!(store.destroy(b1.as_str()).expect("logged"));
+    assert!(!store.destroy(b1.as_str()).expect("logged"));
     assert!(store.get(b1.as_str()).is_none());
     assert_eq!(store.count_for_user("bob"), 0);
 
-    assert_eq!(store.destroy_all_for_user("ann"), 2);
+    assert_eq!(store.destroy_all_for_user("ann").expect("logged"), 2);
     assert_eq!(store.count(), 0);
     assert!(store.get(a2.as_str()).is_none());
 
@@ -79,15 +79,15 @@ fn idle_timeout_slides_but_never_past_the_absolute_deadline() {
     let idle = store.create("ann", 2).unwrap();
     for _ in 0..9 {
         clock.advance(HOUR - Duration::from_secs(1));
-        assert!(store.touch(id.as_str()));
+        assert!(store.touch(id.as_str()).expect("logged"));
     }
     assert!(store.get(idle.as_str()).is_none()); // went idle
     assert!(store.get(id.as_str()).is_some()); // kept alive by touches
     clock.advance(HOUR - Duration::from_secs(1)); // 9h59m51s since creation
-    assert!(store.touch(id.as_str()));
+    assert!(store.touch(id.as_str()).expect("logged"));
     clock.advance(Duration::from_secs(10)); // past the absolute deadline
     assert!(store.get(id.as_str()).is_none());
-    assert!(!store.touch(id.as_str()));
+    assert!(!store.touch(id.as_str()).expect("logged"));
 }
 
 #[test]
@@ -124,12 +124,12 @@ fn sessions_survive_a_restart_with_fsync_always() {
             .into_iter()
             .flat_map(|h| h.join().unwrap())
             .collect();
-        let destroyed = store.destroy_all_for_user("user3");
+        let destroyed = store.destroy_all_for_user("user3").expect("logged");
         assert_eq!(destroyed, 40);
         store.update(ids[0].0.as_str(), cart(&["updated"])).unwrap();
         clock.advance(HOUR);
         let touched = ids[1].0.clone();
-        assert!(store.touch(touched.as_str()));
+        assert!(store.touch(touched.as_str()).expect("logged"));
         store.sync().unwrap();
         (ids, destroyed, touched)
     }; // dropped: the process "restarts"
@@ -154,7 +154,7 @@ fn sessions_survive_a_restart_with_fsync_always() {
     // The user index is rebuilt from the log.
     assert_eq!(store.count_for_user("user5"), 40);
     assert_eq!(store.count_for_user("user3"), 0);
-    assert_eq!(store.destroy_all_for_user("user5"), 40);
+    assert_eq!(store.destroy_all_for_user("user5").expect("logged"), 40);
 
     // The touched session's idle deadline slid (to 3 h from creation); the
     // others still end 2 h after creation.
@@ -211,11 +211,11 @@ fn destroy_all_racing_with_create_leaves_nothing_indexed_behind() {
         .collect();
     let mut destroyed = 0;
     for _ in 0..200 {
-        destroyed += store.destroy_all_for_user("ann");
+        destroyed += store.destroy_all_for_user("ann").expect("logged");
         thread::yield_now();
     }
     creators.into_iter().for_each(|h| h.join().unwrap());
-    destroyed += store.destroy_all_for_user("ann");
+    destroyed += store.destroy_all_for_user("ann").expect("logged");
     // Every session was either destroyed or ... nothing else: none escaped the index.
     assert_eq!(store.count(), 0);
     assert!(destroyed <= 4_000);
@@ -237,4 +237,50 @@ fn bad_settings_and_foreign_logs_are_errors() {
     std::fs::write(dir.path().join("junk.log"), b"not a log at all").unwrap();
     let junk = SessionStore::<u32>::open(dir.path().join("junk.log"), SessionConfig::default());
     assert!(matches!(junk, Err(SessionError::Persist(_))), "{junk:?}");
+}
+
+/// A session write the log cannot keep returns an error and changes
+/// nothing, across a restart too: a failed destroy leaves the session valid
+/// (and says so), a failed create leaves no session.
+#[test]
+fn session_writes_the_log_cannot_keep_are_errors() {
+    use shardcache::persist::{FaultOn, FileLog, MemStorage};
+    let storage = MemStorage::new();
+    let open = || -> SessionStore<u32> {
+        let log = FileLog::with_storage(storage.clone(), Fsync::Always);
+        SessionStore::with_log(
+            log,
+            SessionConfig::default().idle_timeout(Duration::from_secs(60)),
+        )
+        .expect("open")
+    };
+    let store = open();
+    let victim = store.create("ann", 1).expect("healthy");
+    let kept = store.create("bob", 2).expect("healthy");
+    storage.inject(FaultOn::Sync, 0, std::io::ErrorKind::StorageFull, true);
+    assert!(matches!(
+        store.destroy(victim.as_str()),
+        Err(SessionError::Persist(_))
+    ));
+    assert!(
+        store.get(victim.as_str()).is_some(),
+        "still live, and said so"
+    );
+    assert!(store.create("cat", 3).is_err());
+    assert_eq!(store.count_for_user("cat"), 0);
+    assert!(store.touch(kept.as_str()).is_err());
+    assert!(store.destroy_all_for_user("ann").is_err());
+    assert_eq!(store.count_for_user("ann"), 1, "re-indexed for a retry");
+    drop(store);
+    storage.heal();
+    storage.power_loss(usize::MAX);
+    let store = open();
+    assert!(store.get(victim.as_str()).is_some());
+    assert_eq!(store.count(), 2, "no refused create came back");
+    assert!(store.destroy(victim.as_str()).expect("healthy again"));
+    drop(store);
+    assert!(
+        open().get(victim.as_str()).is_none(),
+        "a destroy that returned stuck"
+    );
 }

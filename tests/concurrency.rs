@@ -204,3 +204,54 @@ fn hundred_async_and_sync_callers_run_one_loader() {
     });
     assert_eq!(loads.load(Ordering::SeqCst), 1);
 }
+
+/// Readers and writers race on the same few keys (so the same shards and
+/// slots), with evictions reusing slots for other keys: every value a reader
+/// sees for a key was written for that key, and no newer than the newest
+/// write begun for it.
+#[test]
+fn racing_reads_see_only_values_written_for_their_key() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const KEYS: u64 = 64;
+    let cache: Arc<Cache<u64, (u64, u64)>> = Arc::new(
+        Cache::builder()
+            .max_capacity(48)
+            .shards(4)
+            .build()
+            .expect("valid settings"),
+    );
+    // Per key: the highest sequence number a writer has started to write.
+    let started: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (cache, started) = (cache.clone(), started.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0u64;
+                for i in 0..60_000u64 {
+                    let key = (i * 7 + t * 13) % KEYS;
+                    if t < 2 && i % 3 == 0 {
+                        let seq = started[key as usize].fetch_add(1, Ordering::SeqCst) + 1;
+                        cache.insert(key, (key, seq));
+                        if i % 11 == 0 {
+                            cache.remove(&key);
+                        }
+                    } else if let Some((k, seq)) = cache.get(&key) {
+                        assert_eq!(k, key, "a read returned another key's value");
+                        assert!(
+                            seq <= started[key as usize].load(Ordering::SeqCst),
+                            "a read returned a value never written"
+                        );
+                        seen += 1;
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    let hits: u64 = threads
+        .into_iter()
+        .map(|t| t.join().expect("no panic"))
+        .sum();
+    assert!(hits > 0, "the readers never hit: the test checked nothing");
+    assert!(cache.len() <= 48);
+}

@@ -1,5 +1,6 @@
 //! Replays every file of the fuzz corpora as a regular test, so inputs the
 //! fuzzer found (and the seeds) keep passing without cargo-fuzz installed.
+#![cfg(feature = "fuzzing")]
 
 use std::path::Path;
 
@@ -25,4 +26,9 @@ fn cache_ops_corpus() {
 #[test]
 fn log_bytes_corpus() {
     replay("log_bytes", shardcache::fuzzing::log_bytes);
+}
+
+#[test]
+fn admission_summary_corpus() {
+    replay("admission_summary", shardcache::fuzzing::admission_summary);
 }

@@ -1,6 +1,7 @@
 //! Replays the `kv_commands` fuzz corpus (fuzz/corpus/kv_commands/) through
 //! the fuzz target's driver, plus a few thousand pseudo-random inputs, so the
 //! model checks run on every `cargo test`.
+#![cfg(feature = "fuzzing")]
 
 use shardcache::kv::fuzzing;
 use std::path::Path;
@@ -13,6 +14,7 @@ fn corpus_replays_cleanly() {
         let path = entry.expect("a corpus entry").path();
         let data = std::fs::read(&path).expect("a corpus file");
         fuzzing::run(&data);
+        fuzzing::run_edges(&data);
         replayed += 1;
     }
     assert!(replayed >= 5, "expected seed inputs in {}", dir.display());
@@ -31,5 +33,6 @@ fn pseudo_random_inputs_pass_the_model() {
             })
             .collect();
         fuzzing::run(&data);
+        fuzzing::run_edges(&data);
     }
 }

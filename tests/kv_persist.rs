@@ -96,7 +96,7 @@ fn a_rewritten_kv_log_loads_the_same_keyspace() {
         store.execute(&["SET", &format!("s:{}", i % 50), &i.to_string(), "EX", "600"]);
     }
     let before = storage.len();
-    store.cache().rewrite_log().expect("rewrite");
+    store.rewrite_log().expect("rewrite");
     assert!(storage.len() * 5 < before);
     let want = dump(&store);
     drop(store);
@@ -143,7 +143,7 @@ proptest! {
         for cmd in &cmds {
             match cmd[0].as_str() {
                 "#advance" => clock.advance(Duration::from_millis(cmd[1].parse().expect("ms"))),
-                "#rewrite" => store.cache().rewrite_log().expect("rewrite"),
+                "#rewrite" => store.rewrite_log().expect("rewrite"),
                 "#reopen" => {
                     drop(store);
                     store = open(&storage, &clock);
@@ -159,4 +159,41 @@ proptest! {
         drop(store);
         prop_assert_eq!(dump(&open(&storage, &clock)), dump(&reference));
     }
+}
+
+/// While the log cannot be written, write commands answer `MISCONF` and
+/// change nothing; reads go on; writes resume once the log is repaired.
+#[test]
+fn write_commands_answer_misconf_while_the_log_fails() {
+    use shardcache::persist::FaultOn;
+    let storage = MemStorage::new();
+    let clock = MockClock::new();
+    let store = open(&storage, &clock);
+    assert_eq!(store.execute(&["SET", "key0", "a"]), Reply::ok());
+    assert_eq!(store.execute(&["SET", "key1", "b"]), Reply::ok());
+    storage.inject(FaultOn::Append, 0, std::io::ErrorKind::StorageFull, true);
+    for command in [
+        &["SET", "key2", "c"][..],
+        &["DEL", "key0"],
+        &["INCR", "n"],
+        &["EXPIRE", "key1", "100"],
+    ] {
+        let reply = store.execute(command);
+        let Reply::Error(e) = &reply else {
+            panic!("{command:?} answered {reply:?}");
+        };
+        assert!(e.starts_with("MISCONF "), "{e}");
+    }
+    assert_eq!(store.execute(&["GET", "key0"]), Reply::Bulk("a".into()));
+    assert_eq!(store.execute(&["EXISTS", "key2"]), Reply::Integer(0));
+    assert_eq!(store.execute(&["TTL", "key1"]), Reply::Integer(-1));
+    storage.heal();
+    let _ = store.sync();
+    store.sync().expect("repaired");
+    assert_eq!(store.execute(&["DEL", "key0"]), Reply::Integer(1));
+    drop(store);
+    let store = open(&storage, &clock);
+    assert_eq!(store.execute(&["GET", "key0"]), Reply::Nil, "the DEL stuck");
+    assert_eq!(store.execute(&["GET", "key1"]), Reply::Bulk("b".into()));
+    assert_eq!(store.execute(&["GET", "key2"]), Reply::Nil, "refused SET");
 }

@@ -6,8 +6,7 @@
 //! within a tolerance (`TTL` ±1 s, `PTTL` ±100 ms); `KEYS` replies are
 //! compared as sets, `SCAN` by the union of a full iteration, `RANDOMKEY` by
 //! membership, `EXPIRE ... GT|LT` by the resulting TTL when the old and new
-//! deadlines are within a millisecond (a race in Redis too), `INCRBYFLOAT` to 15 significant digits (Redis computes in
-//! `long double`, KvStore in `f64`), and `DBSIZE` against the length of Redis's `KEYS *` (Redis
+//! deadlines are within a millisecond (a race in Redis too), and `DBSIZE` against the length of Redis's `KEYS *` (Redis
 //! also counts keys that expired but were not yet reclaimed).
 
 use proptest::prelude::*;
@@ -126,19 +125,28 @@ impl Pair {
             ("pttl", R::Int(a), R::Int(b)) if *a >= 0 => (a - b).abs() <= 100,
             ("keys", R::Arr(a), R::Arr(b)) => sorted(a) == sorted(b),
             ("randomkey", a, b) => (*a == R::Nil) == (*b == R::Nil),
-            ("incrbyfloat", R::Bulk(a), R::Bulk(b)) if close(a, b) => {
-                // f64 here, long double in Redis: accept the nearby value and
-                // store Redis's text so the sequences stay in step.
-                let fix = [
-                    b"SET".to_vec(),
-                    args[1].clone(),
-                    a.clone(),
-                    b"KEEPTTL".to_vec(),
-                ];
-                self.kv.execute(&fix);
+            _ if want == got => true,
+            (_, R::Int(1) | R::Status(_), R::Err(e))
+                if e.contains("beyond the supported range") =>
+            {
+                // Documented: an expiry more than MAX_EXPIRE_MS ahead is
+                // refused where Redis takes it. Put Redis back in step (the
+                // key keeps its old expiry on our side).
+                let pttl = [b"PTTL".to_vec(), args[1].clone()];
+                if let (_, R::Int(ms)) = self.both(&pttl) {
+                    let mut fix = redis::cmd(if ms >= 0 { "PEXPIRE" } else { "PERSIST" });
+                    fix.arg(args[1].as_slice());
+                    if ms >= 0 {
+                        fix.arg(ms);
+                    }
+                    let _: redis::Value = fix.query(&mut self.con).expect("resync");
+                }
+                eprintln!(
+                    "documented divergence (expiry beyond MAX_EXPIRE_MS): {}",
+                    show(args)
+                );
                 true
             }
-            _ if want == got => true,
             (cmd, R::Int(_), R::Int(_)) if cmd.contains("expire") && has_gt_or_lt(args) => {
                 // GT/LT against a deadline within a millisecond of the new one
                 // is a race in Redis itself (which ms is "now"); accept it when
@@ -176,19 +184,6 @@ impl Pair {
 fn has_gt_or_lt(args: &[Vec<u8>]) -> bool {
     args.iter()
         .any(|a| a.eq_ignore_ascii_case(b"gt") || a.eq_ignore_ascii_case(b"lt"))
-}
-
-/// Whether two float replies agree to about 15 significant digits.
-fn close(a: &[u8], b: &[u8]) -> bool {
-    let parse = |x: &[u8]| {
-        std::str::from_utf8(x)
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-    };
-    match (parse(a), parse(b)) {
-        (Some(x), Some(y)) => (x - y).abs() <= 1e-15 * x.abs().max(y.abs()).max(1.0),
-        _ => false,
-    }
 }
 
 fn sorted(a: &[R]) -> Vec<R> {
@@ -545,6 +540,22 @@ fn expire_family_and_conditions() {
             "SET k v",
             "PEXPIREAT k 9223372036854775807",
             "EXPIREAT k 9223372036854775807",
+        ],
+        &[
+            "SETEX k 1000000000 v",
+            "TTL k",
+            "EXPIRE k 999999999 GT",
+            "EXPIRE k 1000000100 GT",
+            "TTL k",
+            "EXPIRE k 1000000200 LT",
+            "EXPIRE k 900000000 LT",
+            "TTL k",
+            "PEXPIRE k 1090000000000",
+            "PTTL k",
+            "SET k v PX 1090000000000",
+            "PTTL k",
+            "EXPIREAT k 0",
+            "EXISTS k",
         ],
         &[
             "SET k v",
@@ -928,5 +939,143 @@ fn random_sequences_match_redis() {
     });
     if let Err(e) = result {
         panic!("{e}");
+    }
+}
+
+/// A random float argument in one of the forms `strtold` reads: plain and
+/// exponent decimals of many magnitudes, integers near 2^53 and 2^64,
+/// hexadecimal with and without a binary exponent, and a few invalid ones.
+fn random_float(rng: &mut impl rand::Rng) -> String {
+    let sign = if rng.gen_bool(0.3) { "-" } else { "" };
+    match rng.gen_range(0..10) {
+        0 => format!("{sign}{}", rng.gen_range(0..1_000_000u64)),
+        1 => format!(
+            "{sign}{}.{}",
+            rng.gen_range(0..1000u32),
+            rng.gen_range(0..100_000u32)
+        ),
+        2 => format!("{sign}0.{:0>6}", rng.gen_range(0..1_000_000u32)),
+        3 => format!(
+            "{sign}{}e{}",
+            rng.gen_range(1..100u32),
+            rng.gen_range(-30..30i32)
+        ),
+        4 => format!(
+            "{sign}{}e{}",
+            rng.gen_range(1..10u32),
+            rng.gen_range(250..320i32)
+        ),
+        5 => format!("{sign}{}", (1u64 << 53) + rng.gen_range(0..8u64)),
+        6 => format!("{sign}0x{:x}", rng.gen_range(0..1_000_000u32)),
+        7 => format!(
+            "{sign}0x1.{:x}p{}",
+            rng.gen_range(0..4096u32),
+            rng.gen_range(-40..40i32)
+        ),
+        8 => format!(
+            "{sign}{}.{:0>17}",
+            rng.gen_range(0..10u32),
+            rng.gen_range(0..u64::MAX) % 100_000_000_000_000_000
+        ),
+        _ => ["1e", "0x", "abc", " 1", "inf", "1e5000", "0.1", ".5", "5."][rng.gen_range(0..9)]
+            .to_owned(),
+    }
+}
+
+#[test]
+fn incrbyfloat_matches_redis_byte_for_byte() {
+    use rand::{Rng, SeedableRng};
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x01DF_10A7);
+    p.flush();
+    for i in 0..3000 {
+        let key = format!("f{}", i % 7);
+        if rng.gen_bool(0.1) {
+            let v = random_float(&mut rng);
+            p.check_args(&[b"SET".to_vec(), key.clone().into_bytes(), v.into_bytes()])
+                .unwrap_or_else(|e| panic!("replies differ for {e}"));
+        }
+        let inc = random_float(&mut rng);
+        let args = [b"INCRBYFLOAT".to_vec(), key.into_bytes(), inc.into_bytes()];
+        p.check_args(&args)
+            .unwrap_or_else(|e| panic!("step {i}: replies differ for {e}"));
+    }
+    for line in [
+        "SET a 0.1",
+        "INCRBYFLOAT a 0.2",
+        "SET a 9007199254740993",
+        "INCRBYFLOAT a 1",
+        "SET a 0x10",
+        "INCRBYFLOAT a 0x1p3",
+        "SET a 1e308",
+        "INCRBYFLOAT a 1e308",
+        "INCRBYFLOAT a 1.18e4932",
+        "SET a 0",
+        "INCRBYFLOAT a 0.000003814697265625",
+        "INCRBYFLOAT a 1e-4940",
+        "INCRBYFLOAT a 0x1p-16446",
+        "INCRBYFLOAT a Infinity",
+        "INCRBYFLOAT a -inf",
+        "INCRBYFLOAT a nan",
+    ] {
+        p.check(line);
+    }
+}
+
+/// `name:value` pairs of an `INFO` text, by name.
+fn info_fields(text: &[u8]) -> std::collections::BTreeMap<String, String> {
+    String::from_utf8_lossy(text)
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn info_fields_are_redis_fields() {
+    let Some(mut p) = Pair::new() else { return };
+    p.flush();
+    for line in [
+        "SET a 1",
+        "SET b 2 EX 100",
+        "GET a",
+        "GET missing",
+        "GET b",
+        "SET c 3 PX 1",
+    ] {
+        p.check(line);
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    p.check("GET c");
+    // Unknown sections are empty on both sides.
+    p.check("INFO nosuchsection");
+    for section in ["server", "memory", "stats", "keyspace"] {
+        let args = [b"INFO".to_vec(), section.as_bytes().to_vec()];
+        let (R::Bulk(want), R::Bulk(got)) = p.both(&args) else {
+            panic!("INFO {section} is not a bulk string on both sides");
+        };
+        let (want, got) = (info_fields(&want), info_fields(&got));
+        assert!(!got.is_empty(), "INFO {section} is empty");
+        for (name, value) in &got {
+            let theirs = want
+                .get(name)
+                .unwrap_or_else(|| panic!("INFO {section}: Redis has no field {name}"));
+            match name.as_str() {
+                // Counted when reclaimed: a read sees an expired key gone
+                // but leaves reclaiming it to the next write.
+                "expired_keys" => assert!(value <= theirs, "expired_keys {value} vs {theirs}"),
+                "keyspace_hits" | "keyspace_misses" | "evicted_keys" | "maxmemory"
+                | "maxmemory_human" | "redis_version" | "arch_bits" | "redis_mode" => {
+                    assert_eq!(value, theirs, "INFO {section}: {name}")
+                }
+                // Redis adds avg_ttl (an estimate) after keys and expires.
+                "db0" => assert!(
+                    theirs.starts_with(value.as_str()),
+                    "db0: {theirs} vs {value}"
+                ),
+                _ => {}
+            }
+        }
     }
 }

@@ -6,10 +6,19 @@
 
 mod hitratio;
 mod memory;
+mod opt;
 mod report;
+mod scaling;
+// The SIEVE policy of the `sieve` example, written against the public
+// `EvictionPolicy` trait: the same file, so it is run as users would write it.
+#[path = "../../examples/sieve/policy.rs"]
+mod sieve;
 mod subjects;
+mod suite;
 mod throughput;
 mod trace;
+mod warm;
+mod workloads;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +51,68 @@ enum Command {
     Throughput(ThroughputArgs),
     /// Bytes per entry of a full u64 -> u64 cache, via a counting allocator.
     Memory(MemoryArgs),
+    /// Hits only on hot key sets, 1 thread against 2 in interleaved rounds:
+    /// median Mops/s and the 2-thread / 1-thread ratio per subject.
+    Scaling(ScalingArgs),
+    /// Hit ratio % beside LRU and Belady's optimum (OPT) on seeded synthetic
+    /// workloads at three sizes and, with --traces, on real traces at every
+    /// size from 0.1 % to 50 % of their distinct keys.
+    Suite(SuiteArgs),
+    /// Hit ratio % over the first 2 x size requests after a persistent
+    /// cache restarts: with its admission summary restored (warm), without
+    /// (cold), from an empty cache, and without a restart (steady).
+    WarmRestart(WarmArgs),
+}
+
+#[derive(Args, Debug)]
+struct WarmArgs {
+    /// Trace file (ARC or plain, `.zst` for zstd) or a synthetic generator
+    /// (`zipf:S:N`, `scan`, `loop`, `shift`).
+    #[arg(long)]
+    trace: String,
+    /// Trace file format (default: arc if the file name contains ".lis", else plain).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Comma-separated cache sizes, in entries.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
+    sizes: Vec<u64>,
+    /// Read at most N requests (synthetic traces default to 1000000).
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// Restart points per size, evenly spaced from 30 % to 90 % of the
+    /// requests; the table gives means and the worst difference.
+    #[arg(long, default_value_t = 5)]
+    restarts: usize,
+    /// Also write the table as CSV to this file.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct SuiteArgs {
+    /// A directory of ARC traces (`*.lis`, `*.lis.zst`) or one trace file;
+    /// without it only the synthetic workloads run.
+    #[arg(long, value_name = "PATH")]
+    traces: Option<PathBuf>,
+    /// Seed of the synthetic generators (change it for a held-out run).
+    #[arg(long, default_value_t = trace::SEED)]
+    seed: u64,
+    /// Comma-separated cache sizes of the synthetic workloads.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    sizes: Vec<u64>,
+    /// Comma-separated synthetic families (default: all; `none` for none).
+    /// Known: stack, zipf:S, loop:F, scan, phases.
+    #[arg(long, value_delimiter = ',')]
+    families: Vec<String>,
+    /// Ratio between consecutive cache sizes of a trace.
+    #[arg(long, default_value_t = 2.0)]
+    ladder: f64,
+    /// Replay only one half of each trace (held-out checks).
+    #[arg(long, value_enum)]
+    half: Option<suite::Half>,
+    /// Comma-separated subjects; the first is the one compared with the rest.
+    #[arg(long, value_delimiter = ',')]
+    subjects: Vec<String>,
 }
 
 /// Options shared by every subcommand.
@@ -103,6 +174,21 @@ struct ThroughputArgs {
     /// Zipf exponent of key popularity.
     #[arg(long, default_value_t = 1.0)]
     zipf: f64,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct ScalingArgs {
+    /// Hot key-set sizes (every key cached: hits only).
+    #[arg(long, value_delimiter = ',', default_values_t = [64u64, 10_000])]
+    keys: Vec<u64>,
+    /// Length of each timed round, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    duration_ms: u64,
+    /// Rounds per subject and thread count, interleaved; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     #[command(flatten)]
     common: Common,
 }
@@ -180,7 +266,70 @@ fn run(cli: Cli) -> Result<(), String> {
             let table = memory::run(&names, a.entries)?;
             emit(&table, a.common.csv.as_ref())
         }
+        Some(Command::Scaling(a)) => {
+            let names = subjects::select(&a.common.subjects)?;
+            println!(
+                "Read scaling: hits only, Zipf(1.0) over each hot set (all cached), 1 and 2 threads, median of {} x {} ms rounds.\n",
+                a.rounds, a.duration_ms
+            );
+            let table = scaling::run(
+                &names,
+                &a.keys,
+                a.rounds,
+                Duration::from_millis(a.duration_ms),
+            )?;
+            emit(&table, a.common.csv.as_ref())
+        }
+        Some(Command::Suite(a)) => suite_run(a),
+        Some(Command::WarmRestart(a)) => {
+            let spec = TraceSpec::parse(&a.trace, a.format)?;
+            println!(
+                "Hit ratio % over the 2 x size requests after a restart of a persistent \
+                 shardcache, trace {}, mean of {} restart points; rows = cache size in entries.\n",
+                spec.label(),
+                a.restarts
+            );
+            let table = warm::run(&spec, &a.sizes, a.limit, a.restarts)?;
+            emit(&table, a.csv.as_ref())
+        }
     }
+}
+
+fn suite_run(a: SuiteArgs) -> Result<(), String> {
+    let mut names = subjects::select(&a.subjects)?;
+    if a.subjects.is_empty() {
+        // shardcache first: the table compares it with the others.
+        names.retain(|n| *n != "shardcache-lru");
+    }
+    if a.sizes.contains(&0) {
+        return Err("cache sizes must be at least 1".into());
+    }
+    let traces = match &a.traces {
+        None => vec![],
+        Some(p) if p.is_dir() => suite::traces_in(p)?,
+        Some(p) => vec![p.clone()],
+    };
+    let families = match a.families.as_slice() {
+        [] => workloads::FAMILIES.iter().map(|s| s.to_string()).collect(),
+        [none] if none == "none" => vec![],
+        f => f.to_vec(),
+    };
+    println!(
+        "Hit ratio % (get, insert on miss); OPT is Belady's optimum with bypass. Synthetic seed {:#x}.\n",
+        a.seed
+    );
+    suite::run(&suite::Params {
+        names,
+        seed: a.seed,
+        synthetic_sizes: a.sizes,
+        len_factor: 20,
+        min_len: 500_000,
+        max_len: 2_000_000,
+        families,
+        traces,
+        ladder: a.ladder,
+        half: a.half,
+    })
 }
 
 /// The no-argument overview; stays well under a minute on two cores.

@@ -10,6 +10,11 @@ use shardcache::{Cache, Policy};
 /// Names of every subject run by default, in report order.
 pub(crate) const ALL: [&str; 5] = ["shardcache", "shardcache-lru", "moka", "quick_cache", "lru"];
 
+/// Subjects run only when named: a policy plugged in from outside the crate
+/// (the `sieve` example's SIEVE, through `Policy::custom`), to compare with
+/// the built-ins.
+pub(crate) const EXTRA: [&str; 1] = ["shardcache-sieve"];
+
 /// Reference subjects, run only when named: not caches anyone should use,
 /// but yardsticks for what the others cost.
 ///
@@ -33,12 +38,17 @@ pub(crate) trait Subject: Send + Sync {
 }
 
 /// Checks a `--subjects` list (empty means all of [`ALL`]) and returns it in
-/// report order, [`REFERENCE`] subjects last.
+/// report order, [`EXTRA`] and then [`REFERENCE`] subjects last.
 pub(crate) fn select(names: &[String]) -> Result<Vec<&'static str>, String> {
     if names.is_empty() {
         return Ok(ALL.to_vec());
     }
-    let known = || ALL.iter().chain(REFERENCE.iter()).copied();
+    let known = || {
+        ALL.iter()
+            .chain(EXTRA.iter())
+            .chain(REFERENCE.iter())
+            .copied()
+    };
     for n in names {
         if !known().any(|k| k == n) {
             let list: Vec<_> = known().collect();
@@ -68,6 +78,13 @@ pub(crate) fn build(name: &str, capacity: u64) -> Result<Box<dyn Subject>, Strin
                 .policy(Policy::lru())
                 .build()
                 .map_err(|e| format!("shardcache-lru: {e}"))?,
+        )),
+        "shardcache-sieve" => Box::new(Shard(
+            Cache::builder()
+                .max_capacity(cap)
+                .policy(Policy::custom("sieve", |_| crate::sieve::Sieve::default()))
+                .build()
+                .map_err(|e| format!("shardcache-sieve: {e}"))?,
         )),
         "moka" => Box::new(Moka(moka::sync::Cache::new(cap))),
         "quick_cache" => Box::new(Quick(quick_cache::sync::Cache::new(to_usize(cap)))),

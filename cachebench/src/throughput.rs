@@ -37,7 +37,7 @@ pub(crate) struct Params {
 /// Marks a write (plain insert) in a pre-generated operation.
 const WRITE: u64 = 1 << 63;
 
-fn gen_stream(p: &Params, thread: usize) -> Vec<u64> {
+pub(crate) fn gen_stream(p: &Params, thread: usize) -> Vec<u64> {
     let zipf = Zipf::new(p.zipf, p.keys);
     let mut rng = StdRng::seed_from_u64(SEED ^ (thread as u64 + 1).wrapping_mul(0x9e37_79b9));
     (0..p.stream_len)
@@ -53,7 +53,7 @@ fn gen_stream(p: &Params, thread: usize) -> Vec<u64> {
 }
 
 /// One timed round: returns million operations per second.
-fn round(cache: &dyn Subject, streams: &[Vec<u64>], duration: Duration) -> f64 {
+pub(crate) fn round(cache: &dyn Subject, streams: &[Vec<u64>], duration: Duration) -> f64 {
     let barrier = Barrier::new(streams.len());
     let rates: Vec<f64> = std::thread::scope(|s| {
         let handles: Vec<_> = streams
@@ -95,7 +95,7 @@ fn round(cache: &dyn Subject, streams: &[Vec<u64>], duration: Duration) -> f64 {
     rates.iter().sum()
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n == 0 {
@@ -105,6 +105,25 @@ fn median(v: &mut [f64]) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// Each subject built with `p.capacity` and holding keys `1..=` as many of
+/// `p.keys` as fit, settled: the state every timed round starts from.
+pub(crate) fn prefilled(
+    names: &[&'static str],
+    p: &Params,
+) -> Result<Vec<Box<dyn Subject>>, String> {
+    names
+        .iter()
+        .map(|n| {
+            let c = subjects::build(n, p.capacity)?;
+            for k in 1..=p.capacity.min(p.keys) {
+                c.insert(k);
+            }
+            c.settle();
+            Ok(c)
+        })
+        .collect()
 }
 
 /// Runs the benchmark. Rows are subjects; columns are the median, min and
@@ -121,17 +140,7 @@ pub(crate) fn run(names: &[&'static str], p: &Params) -> Result<Table, String> {
     }
     // Key generation is not timed.
     let streams: Vec<Vec<u64>> = (0..p.threads).map(|t| gen_stream(p, t)).collect();
-    let caches = names
-        .iter()
-        .map(|n| {
-            let c = subjects::build(n, p.capacity)?;
-            for k in 1..=p.capacity.min(p.keys) {
-                c.insert(k);
-            }
-            c.settle();
-            Ok(c)
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+    let caches = prefilled(names, p)?;
     let pb = progress_bar(
         Some((p.rounds * caches.len()) as u64),
         "throughput rounds".into(),

@@ -12,12 +12,12 @@
 //!   per key, atomic per key through [`Cache::compute`](crate::Cache::compute),
 //!   so concurrent callers never get more than the limit.
 
-pub mod permission;
-pub mod rate_limit;
-pub mod session;
+mod permission;
+mod rate_limit;
+mod session;
 
 pub use permission::{PermissionCache, PermissionCacheBuilder, PermissionKey, PermissionStats};
-pub use rate_limit::{Decision, RateLimitError, RateLimiter, RateLimiterBuilder};
+pub use rate_limit::{RateDecision, RateLimitError, RateLimiter, RateLimiterBuilder};
 pub use session::{Session, SessionConfig, SessionError, SessionId, SessionStore};
 
 use crate::clock::Clock;

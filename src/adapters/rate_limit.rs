@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The default number of keys tracked: one million.
-pub const DEFAULT_MAX_KEYS: u64 = 1_000_000;
+pub(crate) const DEFAULT_MAX_KEYS: u64 = 1_000_000;
 
 /// The longest refill time or window, in nanoseconds: far from overflowing
 /// any deadline arithmetic.
@@ -45,7 +45,7 @@ const MAX_NANOS: u64 = crate::MAX_TTL_DAYS * 86_400 * 1_000_000_000;
 /// The answer to a rate-limit check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Decision {
+pub struct RateDecision {
     /// Whether the request is admitted (and counted).
     pub allowed: bool,
     /// How many more single requests would be admitted right now.
@@ -124,7 +124,7 @@ impl<K> fmt::Debug for RateLimiterBuilder<K> {
 }
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiterBuilder<K> {
-    /// The most keys tracked at once (default [`DEFAULT_MAX_KEYS`]).
+    /// The most keys tracked at once (default 1,000,000).
     pub fn max_keys(mut self, max: u64) -> Self {
         self.max_keys = max;
         self
@@ -208,7 +208,8 @@ fn nonzero(name: &'static str, n: u32) -> Result<(), RateLimitError> {
 /// Admits or refuses requests per key. Cheap to clone: clones share state.
 ///
 /// ```
-/// use shardcache::{MockClock, RateLimiter};
+/// use shardcache::{MockClock};
+/// use shardcache::adapters::{RateLimiter};
 /// use std::time::Duration;
 ///
 /// let clock = MockClock::new();
@@ -261,9 +262,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> {
     }
 
     /// Checks (and on success counts) one request for `key`.
-    pub fn check(&self, key: impl Into<K>) -> Decision {
+    pub fn check(&self, key: impl Into<K>) -> RateDecision {
         // n = 1 never exceeds a limit (limits are at least 1).
-        self.check_n(key, 1).unwrap_or(Decision {
+        self.check_n(key, 1).unwrap_or(RateDecision {
             allowed: false,
             remaining: 0,
             retry_after: Duration::MAX,
@@ -282,7 +283,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> {
     /// limit, so that it could never be admitted.
     ///
     /// ```
-    /// use shardcache::{MockClock, RateLimiter};
+    /// use shardcache::{MockClock};
+    /// use shardcache::adapters::{RateLimiter};
     /// use std::time::Duration;
     /// let limiter: RateLimiter<u64> = RateLimiter::builder()
     ///     .clock(MockClock::new())
@@ -292,7 +294,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> {
     /// assert!(limiter.check_n(7u64, 101).is_err());
     /// # Ok::<(), shardcache::adapters::RateLimitError>(())
     /// ```
-    pub fn check_n(&self, key: impl Into<K>, n: u32) -> Result<Decision, RateLimitError> {
+    pub fn check_n(&self, key: impl Into<K>, n: u32) -> Result<RateDecision, RateLimitError> {
         let limit = match self.algorithm {
             Algorithm::Gcra { burst, .. } => burst,
             Algorithm::Window { limit, .. } => limit,
@@ -312,7 +314,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> {
                 Algorithm::Window { limit, window } => sliding(state, now, n, limit, window),
             }
         });
-        Ok(outcome.unwrap_or(Decision {
+        Ok(outcome.unwrap_or(RateDecision {
             allowed: false,
             remaining: 0,
             retry_after: Duration::from_secs(1),
@@ -345,7 +347,13 @@ fn ttl_for(nanos: u64) -> Ttl {
 
 /// GCRA: admit if the theoretical arrival time after `n` more cells stays
 /// within `burst` emission intervals of now.
-fn gcra(state: Option<&State>, now: u64, n: u32, t: u64, burst: u32) -> (Compute<State>, Decision) {
+fn gcra(
+    state: Option<&State>,
+    now: u64,
+    n: u32,
+    t: u64,
+    burst: u32,
+) -> (Compute<State>, RateDecision) {
     let tat = match state {
         Some(State::Tat(tat)) => (*tat).max(now),
         _ => now,
@@ -357,7 +365,7 @@ fn gcra(state: Option<&State>, now: u64, n: u32, t: u64, burst: u32) -> (Compute
         u32::try_from(tolerance.saturating_sub(used) / t).unwrap_or(u32::MAX)
     };
     if new_tat - now <= tolerance {
-        let decision = Decision {
+        let decision = RateDecision {
             allowed: true,
             remaining: remaining_of(new_tat),
             retry_after: Duration::ZERO,
@@ -365,7 +373,7 @@ fn gcra(state: Option<&State>, now: u64, n: u32, t: u64, burst: u32) -> (Compute
         let ttl = ttl_for(new_tat - now);
         (Compute::Put(State::Tat(new_tat), ttl), decision)
     } else {
-        let decision = Decision {
+        let decision = RateDecision {
             allowed: false,
             remaining: remaining_of(tat),
             retry_after: Duration::from_nanos(new_tat - now - tolerance),
@@ -382,7 +390,7 @@ fn sliding(
     n: u32,
     limit: u32,
     window: u64,
-) -> (Compute<State>, Decision) {
+) -> (Compute<State>, RateDecision) {
     let (log, fresh) = match state {
         Some(State::Log(log)) => (log.clone(), false),
         _ => (Arc::new(Mutex::new(Log::default())), true),
@@ -402,7 +410,7 @@ fn sliding(
                 log.admitted.push_back((now, n));
                 log.total += u64::from(n);
             }
-            Decision {
+            RateDecision {
                 allowed: true,
                 remaining: u32::try_from(limit64 - log.total).unwrap_or(0),
                 retry_after: Duration::ZERO,
@@ -418,7 +426,7 @@ fn sliding(
                     break;
                 }
             }
-            Decision {
+            RateDecision {
                 allowed: false,
                 remaining: u32::try_from(limit64.saturating_sub(log.total)).unwrap_or(0),
                 retry_after: Duration::from_nanos(frees_at.saturating_sub(now)),

@@ -14,12 +14,16 @@
 //! [`SessionStore::count_for_user`]; it follows the cache through its
 //! eviction listener and is rebuilt from the replayed entries on open.
 
+mod id;
+
+pub use id::SessionId;
+
 use super::SharedClock;
 use crate::clock::Clock;
 use crate::compute::{Decision, Ttl};
 use crate::error::BuildError;
 use crate::listener::RemovalCause;
-use crate::persist::{FileLog, Fsync, PersistError, RecoveryReport};
+use crate::persist::{FileLog, Fsync, PersistError, RecoveryReport, WriteAheadLog};
 use crate::{Cache, CacheBuilder, Policy};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
@@ -31,10 +35,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The default absolute session lifetime: 24 hours.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
+pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
 
 /// The default most sessions kept: one million.
-pub const DEFAULT_MAX_SESSIONS: u64 = 1_000_000;
+pub(crate) const DEFAULT_MAX_SESSIONS: u64 = 1_000_000;
 
 /// A session store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,69 +56,6 @@ pub enum SessionError {
     /// The store is full and the new session was not kept.
     #[error("the session store is full")]
     Full,
-}
-
-/// A session id: 128 bits from the OS random number generator, as 22
-/// characters of URL-safe base64 without padding.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct SessionId(String);
-
-impl SessionId {
-    /// A fresh random id.
-    ///
-    /// # Errors
-    ///
-    /// [`SessionError::Random`] if the OS random number generator fails.
-    pub fn random() -> Result<Self, SessionError> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).map_err(|e| SessionError::Random(e.to_string()))?;
-        Ok(Self(base64_url(&bytes)))
-    }
-
-    /// The id as text (what goes in a cookie).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for SessionId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for SessionId {
-    /// Shows only a prefix: ids are secrets.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = self.0.get(..4).unwrap_or("");
-        write!(f, "SessionId({shown}…)")
-    }
-}
-
-/// URL-safe base64 (RFC 4648 §5) without padding.
-fn base64_url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            let sextet = (n >> (18 - 6 * i)) & 0x3F;
-            out.push(char::from(ALPHABET[sextet as usize]));
-        }
-    }
-    out
 }
 
 /// One session: its owner, its data and its deadlines.
@@ -179,7 +120,7 @@ impl fmt::Debug for SessionConfig {
 
 impl SessionConfig {
     /// A session ends this long after creation, however active (default
-    /// [`DEFAULT_TTL`], 24 h).
+    /// 24 h).
     pub fn absolute_timeout(mut self, ttl: Duration) -> Self {
         self.absolute = ttl;
         self
@@ -192,7 +133,7 @@ impl SessionConfig {
         self
     }
 
-    /// The most sessions kept (default [`DEFAULT_MAX_SESSIONS`]); past it the
+    /// The most sessions kept (default 1,000,000); past it the
     /// least recently used are evicted.
     pub fn max_sessions(mut self, max: u64) -> Self {
         self.max_sessions = max;
@@ -238,7 +179,7 @@ type UserIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 /// let store: SessionStore<String> = SessionStore::open(&path, SessionConfig::default())?;
 /// let session = store.get(id.as_str()).expect("survived the restart");
 /// assert_eq!((session.user.as_str(), session.data.as_str()), ("ada", "cart=3"));
-/// assert_eq!(store.destroy_all_for_user("ada"), 1);
+/// assert_eq!(store.destroy_all_for_user("ada")?, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SessionStore<T> {
@@ -299,6 +240,17 @@ where
     pub fn open(path: impl AsRef<Path>, config: SessionConfig) -> Result<Self, SessionError> {
         config.validate()?;
         let log = FileLog::open(path, config.fsync)?;
+        Self::with_log(log, config)
+    }
+
+    /// A store whose sessions are logged to `log` (any [`WriteAheadLog`];
+    /// its own fsync setting applies, not the config's) and reloaded from it.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn with_log(log: impl WriteAheadLog, config: SessionConfig) -> Result<Self, SessionError> {
+        config.validate()?;
         let (builder, users) = Self::builder(&config);
         let (cache, report) = builder.build_persistent(log)?;
         {
@@ -351,7 +303,10 @@ where
     ///
     /// [`SessionError::Random`] if no id could be drawn;
     /// [`SessionError::Full`] if the store cannot take it (not with the
-    /// default settings, which evict the least recently used session).
+    /// default settings, which evict the least recently used session);
+    /// [`SessionError::Persist`] if the log could not keep it (under
+    /// [`Fsync::Always`]: it is not on disk), in which case the session does
+    /// not exist.
     pub fn create(&self, user: &str, data: T) -> Result<SessionId, SessionError> {
         let id = SessionId::random()?;
         let now = self.now_ms();
@@ -369,9 +324,17 @@ where
             .or_default()
             .insert(id.0.clone());
         let ttl = self.ttl_until(session.expires_at_ms);
-        let stored = self
-            .cache
-            .try_insert_with_expiry(id.0.clone(), session, Some(ttl));
+        let stored = self.cache.durably(|| {
+            self.cache
+                .try_insert_with_expiry(id.0.clone(), session, Some(ttl))
+        });
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(e) => {
+                unindex(&self.users, user, &id.0);
+                return Err(e.into());
+            }
+        };
         let still_indexed = self
             .users
             .lock()
@@ -382,7 +345,7 @@ where
             return Err(SessionError::Full);
         }
         if !still_indexed {
-            self.cache.remove(&id.0);
+            self.cache.durably(|| self.cache.remove(&id.0))?;
         }
         Ok(id)
     }
@@ -391,7 +354,9 @@ where
     pub fn get(&self, id: &str) -> Option<Session<T>> {
         let session = self.cache.get(id)?;
         if session.expires_at_ms <= self.now_ms() {
-            self.cache.remove(id);
+            // Dead either way: if the log cannot record the removal now, the
+            // session still expires when reloaded.
+            let _ = self.cache.durably(|| self.cache.remove(id));
             return None;
         }
         Some(session)
@@ -402,53 +367,92 @@ where
     ///
     /// # Errors
     ///
-    /// [`SessionError::Full`] if the new data could not be stored.
+    /// [`SessionError::Full`] if the new data could not be stored;
+    /// [`SessionError::Persist`] if the log could not keep it (the session
+    /// keeps its old data).
     pub fn update(&self, id: &str, data: T) -> Result<bool, SessionError> {
         let now = self.now_ms();
-        let updated = self.cache.compute(id.to_string(), |current| match current {
-            Some(c) if c.value.expires_at_ms > now => {
-                let session = Session {
-                    data,
-                    ..c.value.clone()
-                };
-                (Decision::Put(session, Ttl::Keep), true)
-            }
-            _ => (Decision::Nothing, false),
-        });
+        let updated = self.cache.durably(|| {
+            self.cache.compute(id.to_string(), |current| match current {
+                Some(c) if c.value.expires_at_ms > now => {
+                    let session = Session {
+                        data,
+                        ..c.value.clone()
+                    };
+                    (Decision::Put(session, Ttl::Keep), true)
+                }
+                _ => (Decision::Nothing, false),
+            })
+        })?;
         updated.map_err(|_| SessionError::Full)
     }
 
     /// Records activity on session `id`: its idle deadline starts over (never
     /// past its absolute deadline). Returns false if there is no such session.
-    pub fn touch(&self, id: &str) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Persist`] if the log could not keep the new idle
+    /// deadline (the session keeps its old one).
+    pub fn touch(&self, id: &str) -> Result<bool, SessionError> {
         let now = self.now_ms();
         let idle = self.config.idle;
-        let touched = self.cache.compute(id.to_string(), |current| match current {
-            Some(c) if c.value.expires_at_ms > now => {
-                let absolute = Duration::from_millis(c.value.expires_at_ms - now);
-                let decision = match idle {
-                    Some(idle) => Decision::SetTtl(Ttl::After(idle.min(absolute))),
-                    None => Decision::Nothing,
-                };
-                (decision, true)
-            }
-            _ => (Decision::Nothing, false),
-        });
-        touched.unwrap_or(false)
+        let touched = self.cache.durably(|| {
+            self.cache.compute(id.to_string(), |current| match current {
+                Some(c) if c.value.expires_at_ms > now => {
+                    let absolute = Duration::from_millis(c.value.expires_at_ms - now);
+                    let decision = match idle {
+                        Some(idle) => Decision::SetTtl(Ttl::After(idle.min(absolute))),
+                        None => Decision::Nothing,
+                    };
+                    (decision, true)
+                }
+                _ => (Decision::Nothing, false),
+            })
+        })?;
+        Ok(touched.unwrap_or(false))
     }
 
     /// Ends session `id`. Returns whether it was live.
-    pub fn destroy(&self, id: &str) -> bool {
-        self.cache.remove(id).is_some()
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Persist`] if the log could not keep the removal: the
+    /// session is still live (and still valid after a restart).
+    pub fn destroy(&self, id: &str) -> Result<bool, SessionError> {
+        Ok(self.cache.durably(|| self.cache.remove(id))?.is_some())
     }
 
     /// Ends every session of `user` (e.g. on a password change); returns how
     /// many were live. Visits only that user's sessions.
-    pub fn destroy_all_for_user(&self, user: &str) -> usize {
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Persist`] if the log could not keep a removal: the
+    /// sessions it could not remove are still live; call again once the log
+    /// is repaired.
+    pub fn destroy_all_for_user(&self, user: &str) -> Result<usize, SessionError> {
         let ids = self.users.lock().remove(user).unwrap_or_default();
-        ids.iter()
-            .filter(|id| self.cache.remove(*id).is_some())
-            .count()
+        let mut destroyed = 0;
+        let mut failure = None;
+        for id in ids {
+            match self.cache.durably(|| self.cache.remove(&id)) {
+                Ok(removed) => destroyed += usize::from(removed.is_some()),
+                Err(e) => {
+                    // Still live: back in the index, so a retry finds it.
+                    self.users
+                        .lock()
+                        .entry(user.to_string())
+                        .or_default()
+                        .insert(id);
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(destroyed),
+        }
     }
 
     /// The number of live sessions. Reclaims expired ones first, so it visits
@@ -480,9 +484,9 @@ where
         ids.into_iter().filter(|id| self.cache.contains_key(id))
     }
 
-    /// Makes every logged write durable and reports the first log failure
-    /// since the last call (writes are applied in memory even when logging
-    /// them fails).
+    /// Makes every logged write durable, repairs a failed log, and reports
+    /// the first log failure since the last call that no method returned
+    /// (see [`Cache::sync`]).
     ///
     /// # Errors
     ///
@@ -499,40 +503,5 @@ fn unindex(users: &Mutex<HashMap<String, HashSet<String>>>, user: &str, id: &str
         if ids.is_empty() {
             users.remove(user);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_url_matches_rfc4648_vectors() {
-        // RFC 4648 §10, URL-safe alphabet, no padding.
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg"),
-            ("fo", "Zm8"),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg"),
-            ("fooba", "Zm9vYmE"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_url(input.as_bytes()), expected);
-        }
-        assert_eq!(base64_url(&[0xFB, 0xFF]), "-_8");
-    }
-
-    #[test]
-    fn ids_are_22_url_safe_chars_and_distinct() -> Result<(), SessionError> {
-        let a = SessionId::random()?;
-        let b = SessionId::random()?;
-        assert_eq!(a.as_str().len(), 22);
-        assert!(a
-            .as_str()
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
-        assert_ne!(a, b);
-        Ok(())
     }
 }

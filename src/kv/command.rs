@@ -4,7 +4,8 @@
 
 use super::expire::{ExpireOptions, Expiry};
 use super::keys::ScanOptions;
-use super::parse::{parse_f64, parse_i64};
+use super::longdouble;
+use super::parse::parse_i64;
 use super::strings::{GetExOption, SetCondition, SetOptions};
 use super::{KvError, KvStore, Reply};
 use bytes::Bytes;
@@ -116,7 +117,12 @@ const COMMANDS: &[Spec] = &[
     Spec {
         name: "incrbyfloat",
         arity: 3,
-        run: |s, a| Ok(Reply::Bulk(s.incr_by_float(key(a[1])?, parse_f64(a[2])?)?)),
+        run: |s, a| {
+            let k = key(a[1])?;
+            Ok(Reply::Bulk(
+                s.incr_by_long_double(k, longdouble::parse(a[2])?)?,
+            ))
+        },
     },
     Spec {
         name: "del",
@@ -189,6 +195,18 @@ const COMMANDS: &[Spec] = &[
         run: |s, _| Ok(Reply::from_option(s.random_key().map(Bytes::from))),
     },
     Spec {
+        name: "info",
+        arity: -1,
+        run: |s, a| {
+            let sections: Vec<String> = a[1..]
+                .iter()
+                .map(|x| String::from_utf8_lossy(x).into_owned())
+                .collect();
+            let sections: Vec<&str> = sections.iter().map(String::as_str).collect();
+            Ok(Reply::Bulk(Bytes::from(s.info(&sections))))
+        },
+    },
+    Spec {
         name: "type",
         arity: 2,
         run: |s, a| Ok(Reply::Status(Cow::Borrowed(s.key_type(key(a[1])?)))),
@@ -209,7 +227,12 @@ impl KvStore {
     /// ```
     pub fn execute<A: AsRef<[u8]>>(&self, args: &[A]) -> Reply {
         let args: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
-        self.dispatch(&args).unwrap_or_else(Reply::from)
+        // A write the append-only log could not keep was not applied: say so
+        // as Redis does while it cannot write its AOF (reads go on).
+        match self.cache.durably(|| self.dispatch(&args)) {
+            Ok(reply) => reply.unwrap_or_else(Reply::from),
+            Err(e) => Reply::Error(format!("MISCONF Errors writing to the AOF file: {e}")),
+        }
     }
 
     fn dispatch(&self, args: &Args<'_>) -> Result<Reply, KvError> {

@@ -23,8 +23,9 @@ pub enum KvError {
     /// `INCRBYFLOAT` would produce NaN or an infinity.
     #[error("ERR increment would produce NaN or Infinity")]
     NanOrInfinity,
-    /// The write does not fit under `max_memory` and the policy cannot make
-    /// room (`noeviction`, or an entry bigger than a shard's share of memory).
+    /// The write does not fit under `max_memory` even after evicting by the
+    /// policy (`noeviction`, a `volatile-*` policy with nothing to evict, or
+    /// an entry bigger than `max_memory`); the key keeps its old value.
     #[error("OOM command not allowed when used memory > 'maxmemory'.")]
     OutOfMemory,
     /// Options that do not go together, an unknown option, or a missing argument.
@@ -33,6 +34,11 @@ pub enum KvError {
     /// A zero, negative or overflowing expire time; names the command.
     #[error("ERR invalid expire time in '{0}' command")]
     InvalidExpireTime(&'static str),
+    /// An expiry further ahead than a key can hold (see
+    /// [`MAX_EXPIRE_MS`](super::MAX_EXPIRE_MS)), which Redis would accept;
+    /// refused rather than shortened. Names the command.
+    #[error("ERR expire time in '{0}' command is beyond the supported range (2^40 ms, about 34 years, from the store's start)")]
+    ExpireTooFar(&'static str),
     /// `EXPIRE ... NX` with `XX`, `GT` or `LT`.
     #[error("ERR NX and XX, GT or LT options at the same time are not compatible")]
     NxWithOtherConditions,

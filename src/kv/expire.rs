@@ -55,11 +55,37 @@ pub(crate) fn remaining(deadline_ms: i64, now_ms: i64) -> Option<Duration> {
     (left > 0).then(|| Duration::from_millis(left.unsigned_abs()))
 }
 
-/// The [`Ttl`] for a deadline, or `None` when it has already passed (the key
-/// must then be deleted).
-pub(crate) fn ttl_for(deadline_ms: i64, now_ms: i64) -> Option<Ttl> {
-    remaining(deadline_ms, now_ms).map(Ttl::After)
+impl KvStore {
+    /// The [`Ttl`] for a deadline, or `None` when it has already passed (the
+    /// key must then be deleted).
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::ExpireTooFar`] for a deadline further ahead than entries
+    /// can hold (see [`MAX_EXPIRE_MS`]): refused rather than shortened.
+    pub(crate) fn ttl_for(
+        &self,
+        deadline_ms: i64,
+        now_ms: i64,
+        command: &'static str,
+    ) -> Result<Option<Ttl>, KvError> {
+        let Some(left) = remaining(deadline_ms, now_ms) else {
+            return Ok(None);
+        };
+        let mono_now = self.cache.read_env().2.now();
+        let room = crate::policy::node::meta::DEADLINE_MAX.saturating_sub(mono_now);
+        if u64::try_from(left.as_millis()).unwrap_or(u64::MAX) >= room {
+            return Err(KvError::ExpireTooFar(command));
+        }
+        Ok(Some(Ttl::After(left)))
+    }
 }
+
+/// The longest expiry a key can have, from the store's creation: 2^40 - 1
+/// ms, about 34.8 years. Redis accepts any deadline that fits in an `i64`;
+/// a `KvStore` refuses one further ahead with [`KvError::ExpireTooFar`]
+/// rather than shortening it.
+pub const MAX_EXPIRE_MS: u64 = crate::policy::node::meta::DEADLINE_MAX;
 
 /// The `NX`/`XX`/`GT`/`LT` conditions of the `EXPIRE` family.
 ///
@@ -202,22 +228,22 @@ impl KvStore {
         } else {
             when
         };
-        let applied = self.cache.compute(self.full_key(key), |cur| {
+        self.cache.compute(self.full_key(key), |cur| {
             let Some(cur) = cur else {
-                return (Decision::Nothing, false);
+                return (Decision::Nothing, Ok(false));
             };
             let current = cur
                 .ttl
                 .map(|t| now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
             if !opts.allows(current, when) {
-                return (Decision::Nothing, false);
+                return (Decision::Nothing, Ok(false));
             }
-            match ttl_for(when, now) {
-                Some(ttl) => (Decision::SetTtl(ttl), true),
-                None => (Decision::Remove, true),
+            match self.ttl_for(when, now, command) {
+                Ok(Some(ttl)) => (Decision::SetTtl(ttl), Ok(true)),
+                Ok(None) => (Decision::Remove, Ok(true)),
+                Err(e) => (Decision::Nothing, Err(e)),
             }
-        })?;
-        Ok(applied)
+        })?
     }
 
     /// `PTTL key`: the remaining time in milliseconds, -1 for a key without

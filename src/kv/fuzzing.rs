@@ -226,3 +226,108 @@ fn step(
     };
     assert_eq!(got, want, "execute and typed methods disagree");
 }
+
+/// Command names [`run_edges`] draws from.
+const EDGE_COMMANDS: [&str; 16] = [
+    "SET",
+    "APPEND",
+    "GET",
+    "INCRBYFLOAT",
+    "KEYS",
+    "SCAN",
+    "SETRANGE",
+    "MSET",
+    "GETEX",
+    "EXPIRE",
+    "PEXPIREAT",
+    "INFO",
+    "DEL",
+    "STRLEN",
+    "INCRBY",
+    "GETSET",
+];
+
+/// Runs `execute` on arbitrary argument lists that reach the size limits:
+/// long keys, values up to 256 KiB, long glob patterns, float and expiry
+/// arguments of any shape, on a store with a small `max_memory` and a policy
+/// chosen by the input.
+///
+/// # Panics
+///
+/// When a reply breaks a promise: `used_memory` above `max_memory`, or a
+/// `SET` answered `OK` whose value is not there right after.
+pub fn run_edges(data: &[u8]) {
+    use crate::RedisPolicy;
+    let mut input = Input(data);
+    let policies = [
+        RedisPolicy::NoEviction,
+        RedisPolicy::AllKeysLru,
+        RedisPolicy::AllKeysLfu,
+        RedisPolicy::AllKeysRandom,
+        RedisPolicy::VolatileLru,
+        RedisPolicy::VolatileTtl,
+    ];
+    let max_memory = 64 * 1024;
+    let Ok(store) = KvStore::builder()
+        .max_memory(max_memory)
+        .policy(crate::Policy::redis(input.pick(&policies)))
+        .shards(1 << (input.byte() % 7))
+        .clock(MockClock::new())
+        .build()
+    else {
+        panic!("a valid configuration was refused");
+    };
+    for _ in 0..input.byte() % 24 {
+        let name = input.pick(&EDGE_COMMANDS);
+        let mut args: Vec<Vec<u8>> = vec![name.as_bytes().to_vec()];
+        for _ in 0..input.byte() % 5 {
+            args.push(edge_argument(&mut input));
+        }
+        let reply = store.execute(&args);
+        assert!(
+            store.stats().used_memory <= max_memory,
+            "used_memory over max_memory after {name}"
+        );
+        if name == "SET" && args.len() == 3 && reply == Reply::ok() {
+            let key = String::from_utf8_lossy(&args[1]);
+            assert_eq!(
+                store.get(&key).as_deref(),
+                Some(&args[2][..]),
+                "SET answered OK but the value is gone"
+            );
+        }
+    }
+}
+
+/// One argument: a short token, or a long run of one byte or of a short
+/// pattern (up to 256 KiB).
+fn edge_argument(input: &mut Input<'_>) -> Vec<u8> {
+    const TOKENS: [&str; 14] = [
+        "k",
+        "0",
+        "-1",
+        "0x1p3",
+        "1e308",
+        "nan",
+        "inf",
+        "*",
+        "9223372036854775807",
+        "EX",
+        "PX",
+        "COUNT",
+        "MATCH",
+        "GT",
+    ];
+    match input.byte() % 4 {
+        0 | 1 => input.pick(&TOKENS).as_bytes().to_vec(),
+        2 => {
+            let unit = input.pick(&[&b"a"[..], b"*a", b"[", b"\\", b"9", b"?*"]);
+            let len = usize::from(input.byte()) << (input.byte() % 11);
+            unit.repeat(len.min(256 * 1024) / unit.len())
+        }
+        _ => {
+            let n = usize::from(input.byte() % 8);
+            (0..n).map(|_| input.byte()).collect()
+        }
+    }
+}

@@ -41,24 +41,15 @@ impl ScanOptions {
     }
 }
 
-/// The stable 64-bit position of a key in `SCAN` order (FNV-1a, never 0,
-/// since cursor 0 means "start" and "done").
-fn scan_position(key: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h.max(1)
-}
-
 impl KvStore {
-    /// The live keys of this view (prefix stripped), in no particular order.
-    pub(super) fn live_keys(&self) -> Vec<String> {
-        self.cache
-            .iter()
-            .filter_map(|(k, _)| k.strip_prefix(&*self.prefix).map(str::to_owned))
-            .collect()
+    /// Calls `f` on each live key of this view (prefix stripped) and
+    /// whether it has an expiry, copying no key.
+    pub(super) fn for_each_key(&self, mut f: impl FnMut(&str, bool)) {
+        self.cache.for_each_entry(|k, _, expires| {
+            if let Some(k) = k.strip_prefix(&*self.prefix) {
+                f(k, expires);
+            }
+        });
     }
 
     /// `DEL key...`: how many of the keys existed and were removed.
@@ -91,8 +82,12 @@ impl KvStore {
     /// # Ok::<(), shardcache::kv::KvError>(())
     /// ```
     pub fn keys(&self, pattern: &str) -> Vec<String> {
-        let mut keys = self.live_keys();
-        keys.retain(|k| glob_match(pattern.as_bytes(), k.as_bytes()));
+        let mut keys = Vec::new();
+        self.for_each_key(|k, _| {
+            if glob_match(pattern.as_bytes(), k.as_bytes()) {
+                keys.push(k.to_owned());
+            }
+        });
         keys
     }
 
@@ -100,15 +95,19 @@ impl KvStore {
     /// iteration is complete) and a batch of keys.
     ///
     /// As in Redis, a full iteration returns every key that exists from its
-    /// start to its end at least once; keys added or removed meanwhile may or
-    /// may not appear. Cursors are positions in a fixed hash order; each call
-    /// takes a snapshot of the keyspace (O(n log n)).
+    /// start to its end at least once, even while the store grows or shrinks;
+    /// keys added or removed meanwhile may or may not appear, and a key may
+    /// appear more than once. The cursor walks the shards' hash tables in
+    /// Redis's reverse-binary order; a call visits about `count` keys (at
+    /// most `10 × count` table slots) whatever the store's size, and holds
+    /// one shard's read lock at a time. `MATCH` filters the visited keys, so
+    /// a call may return fewer than `count` of them, or none, before the end.
     ///
     /// ```
     /// use shardcache::kv::{KvStore, ScanOptions};
     /// let store = KvStore::new();
     /// for i in 0..25 { store.set(&format!("k{i}"), "v", Default::default())?; }
-    /// let (mut cursor, mut seen) = (0, Vec::new());
+    /// let (mut cursor, mut seen) = (0, std::collections::HashSet::new());
     /// loop {
     ///     let (next, batch) = store.scan(cursor, &ScanOptions::new().count(10));
     ///     seen.extend(batch);
@@ -119,42 +118,27 @@ impl KvStore {
     /// # Ok::<(), shardcache::kv::KvError>(())
     /// ```
     pub fn scan(&self, cursor: u64, opts: &ScanOptions) -> (u64, Vec<String>) {
-        let mut keys: Vec<(u64, String)> = self
-            .live_keys()
-            .into_iter()
-            .map(|k| (scan_position(&k), k))
-            .filter(|(h, _)| *h >= cursor)
-            .collect();
-        keys.sort_unstable();
-        let mut end = opts.count.max(1).min(keys.len());
-        // Never split keys that share a position across two calls.
-        while end < keys.len() && end > 0 && keys[end].0 == keys[end - 1].0 {
-            end += 1;
-        }
-        let next = keys.get(end).map_or(0, |(h, _)| *h);
-        keys.truncate(end);
-        let batch = keys
-            .into_iter()
-            .map(|(_, k)| k)
-            .filter(|k| {
-                opts.pattern
-                    .as_ref()
-                    .is_none_or(|p| glob_match(p.as_bytes(), k.as_bytes()))
-            })
-            .collect();
+        let mut batch = Vec::new();
+        let next = self.cache.scan_step(cursor, opts.count, |k, _, _| {
+            let Some(k) = k.strip_prefix(&*self.prefix) else {
+                return;
+            };
+            if opts
+                .pattern
+                .as_ref()
+                .is_none_or(|p| glob_match(p.as_bytes(), k.as_bytes()))
+            {
+                batch.push(k.to_owned());
+            }
+        });
         (next, batch)
     }
 
     /// `DBSIZE`: the number of live keys in this view.
     pub fn dbsize(&self) -> usize {
-        if self.prefix.is_empty() {
-            let mut n = 0;
-            for _ in self.cache.iter() {
-                n += 1;
-            }
-            return n;
-        }
-        self.live_keys().len()
+        let mut n = 0;
+        self.for_each_key(|_, _| n += 1);
+        n
     }
 
     /// `FLUSHDB`: removes every key of this view.
@@ -169,12 +153,15 @@ impl KvStore {
 
     /// `RANDOMKEY`: a random live key of this view, if any.
     pub fn random_key(&self) -> Option<String> {
-        let keys = self.live_keys();
-        if keys.is_empty() {
-            return None;
-        }
-        let i = self.random() % keys.len() as u64;
-        keys.into_iter().nth(usize::try_from(i).unwrap_or(0))
+        // One pass, reservoir sampling: each key is kept with probability 1/n.
+        let (mut seen, mut pick) = (0u64, None);
+        self.for_each_key(|k, _| {
+            seen += 1;
+            if self.random().is_multiple_of(seen) {
+                pick = Some(k.to_owned());
+            }
+        });
+        pick
     }
 
     /// `TYPE key`: `"string"` for a live key, `"none"` otherwise.

@@ -102,11 +102,11 @@ impl KvStore {
     /// visits this view's keys.
     pub fn stats(&self) -> KvStats {
         let cache = self.cache.stats();
-        let keys = self.live_keys();
-        let expires = keys
-            .iter()
-            .filter(|k| matches!(self.cache.ttl(&self.full_key(k)), Some(Some(_))))
-            .count();
+        let (mut keys, mut expires) = (0u64, 0u64);
+        self.for_each_key(|_, has_expiry| {
+            keys += 1;
+            expires += u64::from(has_expiry);
+        });
         KvStats {
             keyspace_hits: self.shared.lookups.hits(),
             keyspace_misses: self.shared.lookups.misses(),
@@ -114,8 +114,8 @@ impl KvStore {
             evicted_keys: cache.evictions,
             used_memory: self.cache.weighted_size(),
             maxmemory: self.shared.max_memory,
-            keys: keys.len() as u64,
-            expires: expires as u64,
+            keys,
+            expires,
         }
     }
 }

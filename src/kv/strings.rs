@@ -2,8 +2,9 @@
 //! `GETDEL`, `GETEX`, `MGET`, `MSET`, `MSETNX`, `APPEND`, `STRLEN`, and the
 //! counters `INCR`, `INCRBY`, `DECR`, `DECRBY`, `INCRBYFLOAT`.
 
-use super::expire::{ttl_for, Expiry};
-use super::parse::{format_f64, parse_f64, parse_i64};
+use super::expire::Expiry;
+use super::longdouble;
+use super::parse::parse_i64;
 use super::{KvError, KvStore};
 use crate::{Decision, Ttl};
 use bytes::{Bytes, BytesMut};
@@ -150,7 +151,7 @@ impl KvStore {
         }
         let now = self.now_ms();
         let ttl = match opts.expiry {
-            Some(e) => ttl_for(e.deadline_ms(now, command)?, now),
+            Some(e) => self.ttl_for(e.deadline_ms(now, command)?, now, command)?,
             None if opts.keep_ttl => Some(Ttl::Keep),
             None => Some(Ttl::Never),
         };
@@ -232,7 +233,9 @@ impl KvStore {
         let change = match option {
             GetExOption::Keep => return Ok(self.get(key)),
             GetExOption::Persist => Ok(Some(Ttl::Never)),
-            GetExOption::Expire(e) => e.deadline_ms(now, "getex").map(|d| ttl_for(d, now)),
+            GetExOption::Expire(e) => e
+                .deadline_ms(now, "getex")
+                .and_then(|d| self.ttl_for(d, now, "getex")),
         };
         let v = self.cache.compute(self.full_key(key), |cur| {
             let Some(cur) = cur else {
@@ -375,24 +378,56 @@ impl KvStore {
         })?
     }
 
-    /// `INCRBYFLOAT key increment`: returns the new value as Redis formats it.
+    /// `INCRBYFLOAT key increment`: adds in 80-bit `long double` as Redis
+    /// does on x86-64 and returns the new value as Redis prints it (`%.17Lf`
+    /// without trailing zeros), byte for byte.
+    ///
+    /// ```
+    /// use shardcache::kv::{KvStore, Reply};
+    /// let store = KvStore::new();
+    /// store.set("k", "0.1", Default::default())?;
+    /// // As Redis: 0.1 + 0.2 in long double prints as 0.3.
+    /// assert_eq!(store.execute(&["INCRBYFLOAT", "k", "0.2"]), Reply::Bulk("0.3".into()));
+    /// // The f64 0.2 is 0.2000000000000000111..., which shows at 17 decimals.
+    /// store.set("k", "0.1", Default::default())?;
+    /// assert_eq!(&store.incr_by_float("k", 0.2)?[..], b"0.30000000000000001");
+    /// # Ok::<(), shardcache::kv::KvError>(())
+    /// ```
+    ///
+    /// The `f64` increment is taken exactly; through
+    /// [`execute`](Self::execute) the increment is parsed as `strtold` does,
+    /// so `INCRBYFLOAT k 0.1` adds the `long double` nearest 0.1.
     ///
     /// # Errors
     ///
     /// [`KvError::NotFloat`] if the value is not a number,
     /// [`KvError::NanOrInfinity`] if the result is not finite.
     pub fn incr_by_float(&self, key: &str, increment: f64) -> Result<Bytes, KvError> {
+        use rustc_apfloat::{Float, FloatConvert};
+        if increment.is_nan() {
+            return Err(KvError::NanOrInfinity);
+        }
+        let double = rustc_apfloat::ieee::Double::from_bits(u128::from(increment.to_bits()));
+        self.incr_by_long_double(key, double.convert(&mut false).value)
+    }
+
+    pub(super) fn incr_by_long_double(
+        &self,
+        key: &str,
+        increment: longdouble::LongDouble,
+    ) -> Result<Bytes, KvError> {
+        use rustc_apfloat::Float;
         self.cache.compute(self.full_key(key), |cur| {
-            let old = match cur.map(|c| parse_f64(c.value)) {
-                None => 0.0,
+            let old = match cur.map(|c| longdouble::parse(c.value)) {
+                None => longdouble::LongDouble::ZERO,
                 Some(Ok(n)) => n,
                 Some(Err(e)) => return (Decision::Nothing, Err(e)),
             };
-            let sum = old + increment;
+            let sum = longdouble::add(old, increment);
             if !sum.is_finite() {
                 return (Decision::Nothing, Err(KvError::NanOrInfinity));
             }
-            let text = Bytes::from(format_f64(sum));
+            let text = Bytes::from(longdouble::format_human(sum));
             (Decision::Put(text.clone(), Ttl::Keep), Ok(text))
         })?
     }

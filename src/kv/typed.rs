@@ -1,6 +1,8 @@
 //! Typed values: [`KvStore::set_as`] / [`KvStore::get_as`] store any serde
 //! type with postcard, behind an 8-byte tag naming the type, so that reading
-//! a value as another type is a clear error rather than garbage.
+//! a value as another type is a clear error rather than garbage. The
+//! encoding ([`encode`], [`decode`]) is shared with the Redis tier, so a
+//! value written by one is read by the other.
 
 use super::{KvError, KvStore};
 use bytes::Bytes;
@@ -16,6 +18,38 @@ pub(crate) fn type_tag<T>() -> [u8; 8] {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h.to_le_bytes()
+}
+
+/// Why stored bytes are not a `T`.
+pub(crate) enum Undecodable {
+    /// Stored as another type (or not by a typed write at all).
+    WrongType { expected: &'static str },
+    /// The tag matches, the payload does not decode.
+    Codec(String),
+}
+
+/// `value` as a typed payload: its type's tag, then postcard.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    postcard::to_extend(value, type_tag::<T>().to_vec()).map_err(|e| e.to_string())
+}
+
+/// The `T` in a payload written by [`encode`].
+pub(crate) fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Undecodable> {
+    let payload = raw
+        .strip_prefix(&type_tag::<T>()[..])
+        .ok_or(Undecodable::WrongType {
+            expected: std::any::type_name::<T>(),
+        })?;
+    postcard::from_bytes(payload).map_err(|e| Undecodable::Codec(e.to_string()))
+}
+
+impl From<Undecodable> for KvError {
+    fn from(e: Undecodable) -> Self {
+        match e {
+            Undecodable::WrongType { expected } => Self::WrongType { expected },
+            Undecodable::Codec(msg) => Self::Codec(msg),
+        }
+    }
 }
 
 impl KvStore {
@@ -40,9 +74,7 @@ impl KvStore {
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<(), KvError> {
-        let mut buf = type_tag::<T>().to_vec();
-        let buf = postcard::to_extend(value, std::mem::take(&mut buf))
-            .map_err(|e| KvError::Codec(e.to_string()))?;
+        let buf = encode(value).map_err(KvError::Codec)?;
         self.cache
             .try_insert_with_expiry(self.full_key(key), Bytes::from(buf), ttl)?;
         Ok(())
@@ -58,13 +90,6 @@ impl KvStore {
         let Some(raw) = self.get(key) else {
             return Ok(None);
         };
-        let payload = raw
-            .strip_prefix(&type_tag::<T>()[..])
-            .ok_or(KvError::WrongType {
-                expected: std::any::type_name::<T>(),
-            })?;
-        postcard::from_bytes(payload)
-            .map(Some)
-            .map_err(|e| KvError::Codec(e.to_string()))
+        Ok(Some(decode(&raw)?))
     }
 }

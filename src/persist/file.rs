@@ -1,9 +1,18 @@
 //! [`FileLog`]: the append-only log, with group commit.
 
-use super::frame::{self, HeaderError, StopReason};
-use super::storage::{FileStorage, RewriteTarget, Storage};
-use super::{Fsync, OnCorruptTail, PersistError, RecoveryReport, Snapshot, WriteAheadLog};
+use super::frame::{self, StopReason};
+use super::recovery;
+
+#[path = "file_commit.rs"]
+mod commit;
+#[path = "file_rewrite.rs"]
+mod rewrite;
+use super::storage::{FileStorage, Storage};
+use super::{
+    Fsync, OnCorruptTail, OnCorruption, PersistError, RecoveryReport, Snapshot, WriteAheadLog,
+};
 use crate::sync::{Arc, AtomicU64, Condvar, Mutex, Ordering};
+use commit::spawn_flusher;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -24,18 +33,26 @@ use std::time::Duration;
 ///   or lead the next round, and appending never waits behind an fsync.
 /// - `EverySecond` and `Never`: a background thread hands the buffer to the
 ///   OS every [`write_delay`](Self::write_delay) (10 ms by default) and, for
-///   `EverySecond`, fsyncs once a second. A process crash loses at most the
-///   records of the last `write_delay` (none with a zero delay, which writes
-///   each record before `append` returns); a power failure at most about the
-///   last second (`EverySecond`). [`sync`](WriteAheadLog::sync) and dropping
+///   `EverySecond`, fsyncs once a second; under load, appends hand the
+///   buffer over themselves once its oldest record has waited the delay. A
+///   process crash loses about the records of the last `write_delay` plus
+///   one write's time (measured: at most 16.5 ms with the default delay and
+///   2 threads of load; nothing with a zero delay, which writes each record
+///   before `append` returns); a power failure at most about the last second
+///   (`EverySecond`). [`sync`](WriteAheadLog::sync) and dropping
 ///   the log write everything out.
 ///
-/// A failed write is undone (the storage is cut back to its last good
-/// length) and retried by the next write, so the log stays a clean sequence
-/// of records; the error reaches the caller through the cache's `sync`. If
-/// the undo itself fails, or the buffer outgrows 64 MiB while the storage
-/// keeps failing, the log stops taking records (each append is an error)
-/// until a rewrite replaces it with a complete snapshot.
+/// A failed write or fsync stops the log: it takes no records (each append
+/// is an error, and [`health`](WriteAheadLog::health) says why) until a
+/// rewrite replaces it with a complete snapshot, in a new file. A failed
+/// fsync is never retried: the OS may have dropped the pages it could not
+/// write, so a second fsync could succeed without them. Under
+/// `Fsync::Always` the records since the last good fsync were refused to
+/// their writers, so they are cut from the file (back to the length the
+/// last good fsync covered); if even that fails, whether they are on disk is
+/// unknown, and the error says so. Under `EverySecond` and `Never` the
+/// buffered records are dropped from the log: the cache still holds them,
+/// and its repair (the rewrite) logs them again.
 ///
 /// ```
 /// use shardcache::persist::{FileLog, Fsync};
@@ -54,7 +71,22 @@ use std::time::Duration;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct FileLog<S: Storage = FileStorage> {
+    /// The background writer (`EverySecond`, `Never`); stopped on drop,
+    /// before `inner` drops.
+    flusher: Option<commit::Flusher>,
     inner: Arc<LogInner<S>>,
+}
+
+impl<S: Storage> Drop for FileLog<S> {
+    fn drop(&mut self) {
+        // The flusher upgrades its weak reference while it works: stopped
+        // first, it cannot be the one left holding the log, so the log is
+        // written out and its file lock released here, before `drop`
+        // returns (a reopen right after sees no lock).
+        if let Some(flusher) = self.flusher.take() {
+            flusher.stop();
+        }
+    }
 }
 
 struct LogInner<S: Storage> {
@@ -64,6 +96,8 @@ struct LogInner<S: Storage> {
     /// Settings, atomics so the builder methods work after the EverySecond
     /// flusher (which holds a weak reference) has started.
     refuse_corrupt: AtomicBool,
+    /// [`OnCorruption::SetAside`].
+    set_aside: AtomicBool,
     /// The last LSN, the records not yet handed to the storage, and the
     /// appends a running rewrite must carry over; the mutex orders appends.
     appended: Mutex<Appended>,
@@ -71,6 +105,8 @@ struct LogInner<S: Storage> {
     /// LSN order. Lock order: `rewrite_lock`, then `writer`, then `appended`.
     writer: Mutex<Writer>,
     synced: AtomicU64,
+    /// `appended.failed` is set (read without the lock by `health`).
+    stopped: AtomicBool,
     /// The group commit: whether a leader is writing and syncing, and what
     /// the last round saw. Followers wait on `synced_cv` instead of queueing
     /// for a lock, so each wakes as soon as its record is covered.
@@ -94,17 +130,18 @@ struct Appended {
     buf: Vec<u8>,
     /// While a rewrite runs: every record appended since it started.
     tail: Option<Vec<u8>>,
-    /// The last hand-over failed; the buffer then grows only up to
-    /// [`MAX_PENDING`].
-    failing: bool,
-    /// Records were lost or a torn write could not be undone: appends fail
-    /// until a rewrite replaces the log.
-    broken: bool,
+    /// Why the log stopped (a write or fsync failed): appends fail until a
+    /// rewrite replaces the log.
+    failed: Option<String>,
+    /// When the oldest record in `buf` was appended.
+    since: Option<std::time::Instant>,
 }
 
 struct Writer {
     /// The storage's length after the last good write, to undo a partial one.
     good_len: u64,
+    /// The storage's length the last good fsync covered.
+    synced_len: u64,
     /// The buffer being written (swapped with `Appended::buf`, so both keep
     /// their allocations).
     spare: Vec<u8>,
@@ -126,8 +163,8 @@ const MAX_GATHER: u64 = 64;
 /// The buffer size at which an append hands the buffer over itself instead
 /// of leaving it to the background thread.
 const WRITE_AT: usize = 1 << 20;
-/// How much a failing storage may leave buffered before records are dropped.
-const MAX_PENDING: usize = 64 << 20;
+/// How often (in appends) an append checks the age of the buffer.
+const AGE_CHECK_EVERY: u64 = 16;
 /// The default [`FileLog::write_delay`].
 pub const DEFAULT_WRITE_DELAY: Duration = Duration::from_millis(10);
 
@@ -164,18 +201,21 @@ impl<S: Storage> FileLog<S> {
             name,
             fsync,
             refuse_corrupt: AtomicBool::new(false),
+            set_aside: AtomicBool::new(false),
             appended: Mutex::new(Appended {
                 lsn: 0,
                 buf: Vec::new(),
                 tail: None,
-                failing: false,
-                broken: false,
+                failed: None,
+                since: None,
             }),
             writer: Mutex::new(Writer {
                 good_len: 0,
+                synced_len: 0,
                 spare: Vec::new(),
             }),
             synced: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
             rounds: Mutex::new(Rounds {
                 leading: false,
                 batch: 0,
@@ -190,10 +230,12 @@ impl<S: Storage> FileLog<S> {
             growth_percent: AtomicU64::new(DEFAULT_REWRITE_PERCENTAGE),
             min_rewrite_size: AtomicU64::new(DEFAULT_REWRITE_MIN_SIZE),
         });
-        if fsync != Fsync::Always {
-            spawn_flusher(Arc::downgrade(&inner));
-        }
-        Self { inner }
+        let flusher = if fsync == Fsync::Always {
+            None
+        } else {
+            spawn_flusher(Arc::downgrade(&inner))
+        };
+        Self { flusher, inner }
     }
 
     /// How long an appended record may wait in memory before an
@@ -226,6 +268,25 @@ impl<S: Storage> FileLog<S> {
         self
     }
 
+    /// What to do with a log damaged inside (a bad record followed by valid
+    /// ones) at load: refuse (the default) or set the file aside and load
+    /// what precedes the damage. A torn tail is governed by
+    /// [`on_corrupt_tail`](Self::on_corrupt_tail).
+    ///
+    /// ```
+    /// use shardcache::persist::{FileLog, Fsync, OnCorruption};
+    /// let dir = tempfile::tempdir()?;
+    /// let log = FileLog::open(dir.path().join("c.log"), Fsync::Always)?
+    ///     .on_corruption(OnCorruption::SetAside);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_corruption(self, policy: OnCorruption) -> Self {
+        self.inner
+            .set_aside
+            .store(policy == OnCorruption::SetAside, Ordering::Relaxed);
+        self
+    }
+
     /// When a cache on this log rewrites it by itself, as Redis's
     /// `auto-aof-rewrite-percentage` and `auto-aof-rewrite-min-size`: once
     /// the log has grown by `percentage` % over its size after the last
@@ -244,103 +305,80 @@ impl<S: Storage> LogInner<S> {
         PersistError::io(op, self.name.clone(), e)
     }
 
-    /// Syncs everything appended so far unless `lsn` is already durable.
-    fn sync_to(&self, lsn: u64) -> Result<(), PersistError> {
-        if self.synced.load(Ordering::Acquire) >= lsn {
-            return Ok(());
-        }
-        let mut rounds = self.rounds.lock();
-        loop {
-            if self.synced.load(Ordering::Acquire) >= lsn {
-                return Ok(());
-            }
-            if !rounds.leading {
-                break;
-            }
-            self.synced_cv.wait(&mut rounds);
-        }
-        rounds.leading = true;
-        let (batch, last_fsync) = (rounds.batch, rounds.fsync);
-        drop(rounds);
-        // Whatever happens below (an error, a panicking storage), the next
-        // waiter must be able to lead.
-        let mut round = RoundGuard {
-            log: self,
-            covered: None,
-        };
-        let synced = self.synced.load(Ordering::Acquire);
-        self.gather(synced, batch, last_fsync);
-        let target = self.write_out()?;
-        let started = std::time::Instant::now();
-        self.storage.sync().map_err(|e| self.io("syncing", e))?;
-        round.covered = Some((target, target.saturating_sub(synced), started.elapsed()));
-        Ok(())
-    }
-
-    /// Group commit under `Always`: the last fsync covered `batch` records,
-    /// about one per writer. Those writers are now appending their next
-    /// record; give them up to half an fsync's time to do so, so that one
-    /// fsync covers them all rather than the leader's record alone (a
-    /// writer woken from the last round needs tens of microseconds to get
-    /// here, and the leader, already running, would otherwise always win).
-    /// A single writer never waits.
-    fn gather(&self, synced: u64, batch: u64, last_fsync: Duration) {
-        if self.fsync != Fsync::Always || batch <= 1 {
-            return;
-        }
-        let want = synced + batch.min(MAX_GATHER);
-        let deadline = std::time::Instant::now() + last_fsync / 2;
-        while self.appended.lock().lsn < want && std::time::Instant::now() < deadline {
-            std::thread::yield_now();
-        }
-    }
-
     /// Hands every buffered record to the storage; returns the last LSN
-    /// now written. A failed write is cut away and its records stay
-    /// buffered, ahead of later ones, for the next attempt.
-    fn write_out(&self) -> Result<u64, PersistError> {
+    /// now written and the storage's length after it. A failure stops the
+    /// log (see [`stop`](Self::stop)).
+    fn write_out(&self) -> Result<(u64, u64), PersistError> {
         let mut writer = self.writer.lock();
         let writer = &mut *writer;
         let lsn = {
             let mut appended = self.appended.lock();
-            if appended.broken {
-                return Err(self.broken());
+            if let Some(cause) = &appended.failed {
+                return Err(self.stopped_error(cause));
             }
             std::mem::swap(&mut appended.buf, &mut writer.spare);
+            appended.since = None;
             appended.lsn
         };
         if writer.spare.is_empty() {
-            return Ok(lsn);
+            return Ok((lsn, writer.good_len));
         }
-        match self.storage.append(&writer.spare) {
+        let result = self.storage.append(&writer.spare);
+        let written = writer.spare.len() as u64;
+        writer.spare.clear();
+        match result {
             Ok(()) => {
-                writer.good_len += writer.spare.len() as u64;
-                writer.spare.clear();
-                self.appended.lock().failing = false;
-                Ok(lsn)
+                writer.good_len += written;
+                Ok((lsn, writer.good_len))
             }
-            Err(e) => {
-                let undone = self.storage.truncate(writer.good_len).is_ok();
-                let mut appended = self.appended.lock();
-                // Put the batch back in front of what was appended meanwhile.
-                writer.spare.extend_from_slice(&appended.buf);
-                std::mem::swap(&mut appended.buf, &mut writer.spare);
-                writer.spare.clear();
-                appended.failing = true;
-                appended.broken |= !undone;
-                Err(self.io("appending to", e))
-            }
+            Err(e) => Err(self.stop(writer, "appending to", e)),
         }
     }
 
-    fn broken(&self) -> PersistError {
-        self.io(
-            "appending to",
-            io::Error::other(
-                "an earlier write failed and could not be undone; \
-                 the log takes no records until it is rewritten",
-            ),
-        )
+    /// Stops the log after a failed write or fsync: drops the buffered
+    /// records, abandons a running rewrite's carry-over, and cuts the
+    /// storage back to what can be trusted (under `Always`, to the last good
+    /// fsync: those records were refused to their writers). Returns the
+    /// error for the caller, saying whether the cut worked.
+    fn stop(&self, writer: &mut Writer, op: &'static str, e: io::Error) -> PersistError {
+        let keep = match self.fsync {
+            Fsync::Always => writer.synced_len,
+            // Written records were acknowledged; only a partial write goes.
+            Fsync::EverySecond | Fsync::Never => writer.good_len,
+        };
+        let cut = self.storage.truncate(keep);
+        if cut.is_ok() {
+            writer.good_len = keep;
+        }
+        let outcome = match (&cut, self.fsync) {
+            (Ok(()), Fsync::Always) => {
+                "the records since the last good sync were cut from the log; \
+                 their writes are refused"
+            }
+            (Ok(()), _) => "buffered records stay in memory until the log is rewritten",
+            (Err(_), _) => {
+                "cutting the records since the last good sync failed too: whether \
+                 they are on disk is unknown"
+            }
+        };
+        let mut appended = self.appended.lock();
+        appended.buf.clear();
+        appended.tail = None;
+        let error = PersistError::io(
+            op,
+            self.name.clone(),
+            io::Error::new(e.kind(), format!("{e}; {outcome}")),
+        );
+        appended.failed.get_or_insert_with(|| error.to_string());
+        self.stopped.store(true, Ordering::Release);
+        error
+    }
+
+    fn stopped_error(&self, cause: &str) -> PersistError {
+        PersistError::Refused {
+            path: self.name.clone(),
+            cause: cause.to_owned(),
+        }
     }
 
     /// Records that the storage now holds a complete log of `size` bytes
@@ -348,6 +386,7 @@ impl<S: Storage> LogInner<S> {
     /// the length a failed write is cut back to.
     fn starts_at(&self, writer: &mut Writer, size: u64) {
         writer.good_len = size;
+        writer.synced_len = size;
         self.bytes.store(size, Ordering::Relaxed);
         self.base.store(size, Ordering::Relaxed);
     }
@@ -360,29 +399,6 @@ impl<S: Storage> LogInner<S> {
     }
 }
 
-/// Ends a group commit round: publishes what it made durable (if it
-/// succeeded), hands leadership on and wakes the followers.
-struct RoundGuard<'a, S: Storage> {
-    log: &'a LogInner<S>,
-    /// The last LSN synced, the records covered, the fsync's duration.
-    covered: Option<(u64, u64, Duration)>,
-}
-
-impl<S: Storage> Drop for RoundGuard<'_, S> {
-    fn drop(&mut self) {
-        let log = self.log;
-        let mut rounds = log.rounds.lock();
-        rounds.leading = false;
-        if let Some((target, batch, fsync)) = self.covered {
-            log.synced.fetch_max(target, Ordering::AcqRel);
-            rounds.batch = batch;
-            rounds.fsync = fsync;
-        }
-        drop(rounds);
-        log.synced_cv.notify_all();
-    }
-}
-
 impl<S: Storage> Drop for LogInner<S> {
     fn drop(&mut self) {
         // Best effort, as a clean shutdown: an error has no one left to reach.
@@ -392,40 +408,6 @@ impl<S: Storage> Drop for LogInner<S> {
     }
 }
 
-/// The background thread of `EverySecond` and `Never` logs: hands the
-/// buffer to the OS every `write_delay` and, for `EverySecond`, fsyncs once
-/// a second. It holds a weak reference and ends with the log.
-fn spawn_flusher<S: Storage>(log: std::sync::Weak<LogInner<S>>) {
-    let spawned = std::thread::Builder::new()
-        .name("shardcache-log".into())
-        .spawn(move || {
-            let mut last_sync = std::time::Instant::now();
-            loop {
-                let nap = match log.upgrade() {
-                    Some(log) => log.write_delay().unwrap_or(SYNC_EVERY).min(SYNC_EVERY),
-                    None => return,
-                };
-                std::thread::sleep(nap);
-                let Some(log) = log.upgrade() else { return };
-                // An error here resurfaces on the next explicit sync.
-                if log.fsync == Fsync::EverySecond && last_sync.elapsed() >= SYNC_EVERY {
-                    last_sync = std::time::Instant::now();
-                    let lsn = log.appended.lock().lsn;
-                    let _ = log.sync_to(lsn);
-                } else {
-                    let _ = log.write_out();
-                }
-            }
-        });
-    // Without the thread, records wait for the next sync; say so rather than fail.
-    if let Err(e) = spawned {
-        eprintln!("shardcache: could not start the log's writer thread ({e}); records are written on sync");
-    }
-}
-
-/// How often an `EverySecond` log fsyncs.
-const SYNC_EVERY: Duration = Duration::from_secs(1);
-
 impl<S: Storage> WriteAheadLog for FileLog<S> {
     fn replay(
         &self,
@@ -434,71 +416,19 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
     ) -> Result<RecoveryReport, PersistError> {
         let log = &self.inner;
         log.fingerprint.store(fingerprint, Ordering::Relaxed);
-        let bytes = log.storage.read_all().map_err(|e| log.io("reading", e))?;
-        let mut report = RecoveryReport::default();
-        // All zeros: a new log whose header never made it past the space
-        // the storage grew the file by.
-        if bytes.iter().all(|&b| b == 0) {
-            if !bytes.is_empty() {
-                log.storage
-                    .truncate(0)
-                    .map_err(|e| log.io("truncating", e))?;
-            }
-            log.storage
-                .append(&frame::header(fingerprint))
-                .map_err(|e| log.io("writing the header of", e))?;
-            log.storage.sync().map_err(|e| log.io("syncing", e))?;
-            log.starts_at(&mut log.writer.lock(), frame::HEADER_LEN as u64);
-            return Ok(report);
-        }
-        let path = log.name.clone();
-        frame::check_header(&bytes, fingerprint).map_err(|e| match e {
-            HeaderError::NotALog => PersistError::NotALog { path: path.clone() },
-            HeaderError::Version(found) => PersistError::Version {
-                path: path.clone(),
-                found,
+        let policy = recovery::Policy {
+            tail: if log.refuse_corrupt.load(Ordering::Relaxed) {
+                OnCorruptTail::Refuse
+            } else {
+                OnCorruptTail::Truncate
             },
-            HeaderError::Fingerprint { found } => PersistError::Fingerprint {
-                path: path.clone(),
-                found,
-                expected: fingerprint,
+            inside: if log.set_aside.load(Ordering::Relaxed) {
+                OnCorruption::SetAside
+            } else {
+                OnCorruption::Refuse
             },
-        })?;
-        let body = &bytes[frame::HEADER_LEN..];
-        let mut failed = None;
-        let (valid, stop) = frame::decode(body, |payload| {
-            if failed.is_none() {
-                match apply(payload) {
-                    Ok(()) => report.records += 1,
-                    Err(e) => failed = Some(e),
-                }
-            }
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        if let Some(reason) = stop {
-            let offset = (frame::HEADER_LEN + valid) as u64;
-            if log.refuse_corrupt.load(Ordering::Relaxed) {
-                return Err(PersistError::CorruptTail {
-                    path,
-                    offset,
-                    reason,
-                });
-            }
-            log.storage
-                .truncate(offset)
-                .map_err(|e| log.io("truncating", e))?;
-            report.bytes_discarded = (body.len() - valid) as u64;
-            report.stopped_at = Some((offset, reason));
-        }
-        let size = (frame::HEADER_LEN + valid) as u64;
-        if stop.is_none() && valid < body.len() {
-            // Zeros the storage grew the file by: cut, not reported.
-            log.storage
-                .truncate(size)
-                .map_err(|e| log.io("truncating", e))?;
-        }
+        };
+        let (report, size) = recovery::open(&log.storage, &log.name, fingerprint, &policy, apply)?;
         log.starts_at(&mut log.writer.lock(), size);
         Ok(report)
     }
@@ -506,17 +436,20 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
     fn append(&self, payload: &[u8]) -> Result<u64, PersistError> {
         let log = &self.inner;
         let mut appended = log.appended.lock();
-        if appended.broken {
-            return Err(log.broken());
+        if let Some(cause) = &appended.failed {
+            return Err(log.stopped_error(cause));
         }
-        if appended.failing && appended.buf.len() >= MAX_PENDING {
-            // The storage has been failing for a while: drop the record, and
-            // with it the log's claim to hold a complete history.
-            appended.broken = true;
-            return Err(log.broken());
-        }
-        let Appended { buf, tail, lsn, .. } = &mut *appended;
+        let Appended {
+            buf,
+            tail,
+            lsn,
+            since,
+            ..
+        } = &mut *appended;
         let start = buf.len();
+        if start == 0 && log.fsync != Fsync::Always {
+            *since = Some(std::time::Instant::now());
+        }
         frame::encode(payload, buf);
         let framed = &buf[start..];
         log.bytes.fetch_add(framed.len() as u64, Ordering::Relaxed);
@@ -528,9 +461,18 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
         let write_now = match log.fsync {
             // `wait` writes and syncs.
             Fsync::Always => false,
-            Fsync::EverySecond | Fsync::Never => {
-                buf.len() >= WRITE_AT || log.write_delay().is_none()
-            }
+            // Under load the writers hand the buffer over themselves once
+            // its oldest record has waited the write delay (checked every
+            // few appends), so the bound does not depend on when the
+            // background thread gets a core.
+            Fsync::EverySecond | Fsync::Never => match log.write_delay() {
+                None => true,
+                Some(delay) => {
+                    buf.len() >= WRITE_AT
+                        || (lsn % AGE_CHECK_EVERY == 0
+                            && since.is_some_and(|t| t.elapsed() >= delay))
+                }
+            },
         };
         drop(appended);
         if write_now {
@@ -567,6 +509,43 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
         result
     }
 
+    fn durable_lsn(&self) -> u64 {
+        self.inner.synced.load(Ordering::Acquire)
+    }
+
+    fn waits_for_disk(&self) -> bool {
+        self.inner.fsync == Fsync::Always
+    }
+
+    fn health(&self) -> Result<(), PersistError> {
+        let log = &self.inner;
+        if !log.stopped.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match &log.appended.lock().failed {
+            Some(cause) => Err(log.stopped_error(cause)),
+            None => Ok(()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.inner.name.clone()
+    }
+
+    fn save_summary(&self, summary: &[u8]) -> Result<(), PersistError> {
+        let log = &self.inner;
+        log.storage
+            .write_summary(summary)
+            .map_err(|e| PersistError::io("writing the admission summary of", log.name.clone(), e))
+    }
+
+    fn load_summary(&self, limit: u64) -> Result<Option<Vec<u8>>, PersistError> {
+        let log = &self.inner;
+        log.storage
+            .read_summary(limit)
+            .map_err(|e| PersistError::io("reading the admission summary of", log.name.clone(), e))
+    }
+
     fn wants_rewrite(&self) -> bool {
         let log = &self.inner;
         let growth = log.growth_percent.load(Ordering::Relaxed);
@@ -580,54 +559,6 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
     }
 }
 
-impl<S: Storage> LogInner<S> {
-    /// Writes the snapshot, then the records appended meanwhile, to a
-    /// replacement and swaps it in (with appends paused only for the swap).
-    fn rewrite(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
-        let mut next = self
-            .storage
-            .begin_rewrite()
-            .map_err(|e| self.io("starting a rewrite of", e))?;
-        let fingerprint = self.fingerprint.load(Ordering::Relaxed);
-        next.append(&frame::header(fingerprint))
-            .map_err(|e| self.io("rewriting", e))?;
-        // From here every append is also kept for the replacement, so a
-        // write the snapshot misses is carried over.
-        self.appended.lock().tail = Some(Vec::new());
-        let written = self.write_snapshot(&mut next, snapshot);
-        let mut writer = self.writer.lock();
-        let mut appended = self.appended.lock();
-        let tail = appended.tail.take().unwrap_or_default();
-        written?;
-        next.append(&tail).map_err(|e| self.io("rewriting", e))?;
-        let size = next.len();
-        self.storage
-            .commit_rewrite(next)
-            .map_err(|e| self.io("replacing", e))?;
-        // The replacement holds every record appended so far, synced: the
-        // buffer's records included (they are in the tail or the snapshot).
-        appended.buf.clear();
-        appended.failing = false;
-        appended.broken = false;
-        self.starts_at(&mut writer, size);
-        self.synced.fetch_max(appended.lsn, Ordering::AcqRel);
-        Ok(())
-    }
-
-    fn write_snapshot(
-        &self,
-        next: &mut S::Rewrite,
-        snapshot: &mut Snapshot<'_>,
-    ) -> Result<(), PersistError> {
-        let mut framed = Vec::new();
-        snapshot(&mut |payload| {
-            framed.clear();
-            frame::encode(payload, &mut framed);
-            next.append(&framed).map_err(|e| self.io("rewriting", e))
-        })
-    }
-}
-
 /// Why a torn or corrupt tail was cut, for reports.
 impl std::fmt::Display for StopReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -635,6 +566,7 @@ impl std::fmt::Display for StopReason {
             Self::Torn => "torn record (cut short)",
             Self::Checksum => "checksum mismatch",
             Self::BadLength => "impossible record length",
+            Self::StrayBits => "stray non-zero bytes in the zero fill after the last record",
         })
     }
 }

@@ -13,27 +13,80 @@
 //! Evictions are not logged: after a restart the cache reloads what was
 //! written and not removed, and evicts again if that exceeds its capacity.
 //!
-//! Log write failures never make the cache unusable: the write is applied in
-//! memory, and the error is returned by the next [`Cache::sync`](crate::Cache::sync).
+//! # What a write that returned guarantees
+//!
+//! A persistent cache never acknowledges a write its log did not keep:
+//!
+//! - `Fsync::Always`: a write that returned without an error is on disk. If
+//!   the log fails (a full disk, an I/O error, a failed fsync), the write is
+//!   not applied, or is undone before its method returns, together with
+//!   every other write the log had not made durable; its caller gets the
+//!   error through [`Cache::durably`](crate::Cache::durably) (or
+//!   [`Cache::sync`](crate::Cache::sync) if it used a method that cannot
+//!   return one). The cache then holds exactly what the log can reproduce.
+//! - `Fsync::EverySecond` and `Fsync::Never`: writes are acknowledged once
+//!   buffered (see [`Fsync`] for what a crash can lose). A failure of the
+//!   background write or fsync makes every later write fail the same way
+//!   ([`PersistError::Refused`], Redis's `MISCONF`) until the log is repaired.
+//!
+//! In every mode, while the log is failed reads go on and writes are
+//! refused. A failed fsync is never retried (the OS may have dropped the
+//! pages it could not write, and a second fsync would then succeed without
+//! them): the log is repaired by rewriting it, into a new file, from the
+//! cache's own state. [`Cache::sync`](crate::Cache::sync) repairs at once; a
+//! refused write starts a repair at most once a second; writes resume when
+//! one succeeds.
+//!
+//! # Loading
+//!
+//! The log is read in 1 MiB chunks, so opening it takes the memory of the
+//! live data plus a chunk (or one record, if larger), not of the file. A
+//! torn tail (damage in the last record, or zeros after it) is cut and
+//! reported; damage followed by valid records is refused
+//! ([`PersistError::Corrupt`]) rather than repaired by deleting them, unless
+//! [`OnCorruption::SetAside`] asks to copy the file aside and load the part
+//! before the damage. See `docs/persistence.md` for the measured figures.
 //!
 //! The log is compacted by a rewrite ([`Cache::rewrite_log`](crate::Cache::rewrite_log),
 //! and automatically as it grows): a snapshot of the live entries replaces it
 //! atomically, and writes made meanwhile are carried over.
+//!
+//! # Warm restart
+//!
+//! Each rewrite also saves, beside a [`FileLog`] (`<path>.admission`), a
+//! summary of the TinyLFU policy's state for the snapshot's entries: the
+//! segment each entry was in, its key's frequency estimate (which orders
+//! the segment on restore), its hits not yet counted, and the adaptive
+//! window's share. Opening the log restores it when it matches the log, so
+//! a restarted cache evicts and admits as it did before the restart rather
+//! than from a cold policy. A missing, damaged or mismatched summary is reported in
+//! [`RecoveryReport::admission`] and the cache starts cold; it never stops
+//! the log from loading. See `docs/persistence.md` for the format and the
+//! measured hit ratios.
 
 mod file;
 mod frame;
+pub(crate) mod journal;
+mod recovery;
 mod storage;
+mod summary;
+mod summary_file;
+mod warm;
 
 pub use file::{
     FileLog, DEFAULT_REWRITE_MIN_SIZE, DEFAULT_REWRITE_PERCENTAGE, DEFAULT_WRITE_DELAY,
 };
 pub use frame::StopReason;
-pub use storage::{FileRewrite, FileStorage, MemRewrite, MemStorage, RewriteTarget, Storage};
+pub use storage::{
+    FaultOn, FileRewrite, FileStorage, MemRewrite, MemStorage, RewriteTarget, Storage,
+};
+#[cfg(feature = "fuzzing")]
+pub(crate) use summary::SummaryReader;
+pub(crate) use summary::SummaryWriter;
+pub use summary::{AdmissionRestore, SummaryError, SUMMARY_MAX_BYTES, SUMMARY_VERSION};
 
-use crate::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// When the log is flushed to disk, as Redis's `appendfsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,9 +94,14 @@ pub enum Fsync {
     /// A write that returned is on disk. Concurrent writers share fsyncs.
     Always,
     /// Synced by a background thread once a second: a power failure loses at
-    /// most about a second of writes; a process crash loses only what had not
-    /// been handed to the OS yet, at most the log's write delay (10 ms by
-    /// default, none with [`FileLog::write_delay`]`(Duration::ZERO)`).
+    /// most about a second of writes (more if the disk cannot keep up with
+    /// the writes); a process crash loses only what had not been handed to
+    /// the OS yet: records wait at most the log's write delay (10 ms by
+    /// default) before a write hands them over, so a crash loses about that
+    /// plus the time the OS takes to accept one write (measured under 2
+    /// threads of load: at most 16.5 ms of writes with the default delay).
+    /// [`FileLog::write_delay`]`(Duration::ZERO)` writes every record before
+    /// the insert returns: a process crash then loses nothing.
     EverySecond,
     /// Left to the OS: a process crash loses what had not been handed to the
     /// OS yet (as for `EverySecond`), a power failure may lose whatever the
@@ -58,6 +116,20 @@ pub enum OnCorruptTail {
     Truncate,
     /// Refuse to load ([`PersistError::CorruptTail`]).
     Refuse,
+}
+
+/// What to do when a log is damaged inside, not just at its end: a bad
+/// record followed by valid ones (see [`FileLog::on_corruption`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCorruption {
+    /// Refuse to load ([`PersistError::Corrupt`], naming the offset and what
+    /// follows): loading would drop the records after the damage. The
+    /// default, as Redis refuses an AOF damaged in the middle.
+    Refuse,
+    /// Copy the whole file aside, untouched (`<path>.damaged-<unix ms>`,
+    /// named in [`RecoveryReport::set_aside`]), then load the records before
+    /// the damage and cut the rest from the log.
+    SetAside,
 }
 
 /// A persistence failure; each names the file involved.
@@ -75,8 +147,8 @@ pub enum PersistError {
         #[source]
         source: std::io::Error,
     },
-    /// Another process holds the log open.
-    #[error("{path} is locked: another process has this log open")]
+    /// The log is already open (by another `FileLog`, in this process or another).
+    #[error("{path} is locked: it is already open, in this process or another (one FileLog per file at a time)")]
     Locked {
         /// The log.
         path: String,
@@ -98,8 +170,9 @@ pub enum PersistError {
         /// Its version.
         found: u32,
     },
-    /// The log was written for other key/value types.
-    #[error("{path} was written for other key/value types (fingerprint {found:#x}, expected {expected:#x})")]
+    /// The header's type fingerprint is not this cache's: the log was
+    /// written for other key/value types, or its header is damaged.
+    #[error("{path} has type fingerprint {found:#018x} where this cache expects {expected:#018x}: it was written for other key/value types, or its header is damaged")]
     Fingerprint {
         /// The log.
         path: String,
@@ -118,12 +191,49 @@ pub enum PersistError {
         /// What is wrong there.
         reason: StopReason,
     },
+    /// The log is damaged inside: a bad record at `offset` is followed by
+    /// valid records (or by more than could be checked), so it is not a
+    /// torn tail, and loading it would drop those records. Nothing was
+    /// changed. Restore the file from a backup, or open it with
+    /// [`OnCorruption::SetAside`] to keep a copy and load what precedes the
+    /// damage.
+    #[error(
+        "{path} is damaged inside the log: {reason} at byte {offset}, followed by {bytes_after} bytes{}; \
+         refusing to load (it is not a torn tail). Open with OnCorruption::SetAside to copy \
+         the file aside and load the {offset} bytes before the damage",
+        resumes_at.map_or(" that could not be checked".to_owned(), |at| format!(" with valid records again from byte {at}"))
+    )]
+    Corrupt {
+        /// The log.
+        path: String,
+        /// Where the valid prefix ends.
+        offset: u64,
+        /// What is wrong there.
+        reason: StopReason,
+        /// The first valid record found after the damage (`None`: more
+        /// bytes follow than the search could check).
+        resumes_at: Option<u64>,
+        /// Bytes from the damage to the end of the file.
+        bytes_after: u64,
+    },
     /// A record with a valid checksum did not decode as this cache's types.
     #[error("a log record did not decode: {0}")]
     Decode(String),
-    /// A key or value could not be encoded.
+    /// A key or value could not be encoded; the write was not applied.
     #[error("a key or value could not be encoded: {0}")]
     Encode(String),
+    /// The log failed earlier and has not been repaired yet: the write was
+    /// refused and not applied (Redis's `MISCONF`). Reads go on. The log is
+    /// repaired by rewriting it from the cache's state, which a refused write
+    /// tries at most once a second and `sync` tries at once; writes resume
+    /// when that succeeds.
+    #[error("{path}: writes are refused until the log can be written again ({cause})")]
+    Refused {
+        /// The log.
+        path: String,
+        /// The failure that stopped the log.
+        cause: String,
+    },
     /// The cache's settings are invalid.
     #[error(transparent)]
     Build(#[from] crate::BuildError),
@@ -147,6 +257,18 @@ pub struct RecoveryReport {
     pub bytes_discarded: u64,
     /// Where the valid prefix ended early, and why.
     pub stopped_at: Option<(u64, StopReason)>,
+    /// Bytes of zero fill (space the file was grown by ahead of the log)
+    /// cut after the last record: not damage, and nothing was lost.
+    pub zero_fill: u64,
+    /// The file was shorter than a header and held the start of one (a
+    /// crash while the log was being created): it was started afresh, empty.
+    pub torn_header: bool,
+    /// Where a log damaged inside was copied before its good part was
+    /// loaded (under [`OnCorruption::SetAside`]).
+    pub set_aside: Option<String>,
+    /// Whether the TinyLFU admission state was restored from the summary
+    /// saved with the last rewrite, or why the cache started cold.
+    pub admission: AdmissionRestore,
 }
 
 /// A log of opaque records. Implement it to keep a cache's writes somewhere
@@ -211,6 +333,62 @@ pub trait WriteAheadLog: Send + Sync + 'static {
     /// background thread). The default never asks.
     fn wants_rewrite(&self) -> bool {
         false
+    }
+
+    /// The highest LSN known durable under the log's policy (records up to
+    /// it survive a crash). A cache undoes in memory the writes after it
+    /// when the log fails.
+    fn durable_lsn(&self) -> u64;
+
+    /// Whether [`wait`](Self::wait) returns only once a record is durable
+    /// (as `Fsync::Always`). A cache then applies a write only for as long
+    /// as the log may still keep it: if the log fails, the write is undone
+    /// and its caller gets the error. Logs that buffer (`false`) report
+    /// failures to later writes instead, which are refused until the log is
+    /// repaired. The default is `true`.
+    fn waits_for_disk(&self) -> bool {
+        true
+    }
+
+    /// `Err` while the log has failed and takes no records (until a
+    /// successful [`rewrite`](Self::rewrite)). The default is always `Ok`.
+    ///
+    /// # Errors
+    ///
+    /// The failure that stopped the log.
+    fn health(&self) -> Result<(), PersistError> {
+        Ok(())
+    }
+
+    /// A name for error messages (a path). The default is `"log"`.
+    fn describe(&self) -> String {
+        "log".to_owned()
+    }
+
+    /// Replaces the admission summary kept beside the log (the cache calls
+    /// it after each successful [`rewrite`](Self::rewrite), with the TinyLFU
+    /// estimates of the snapshot's keys). It must replace the previous one
+    /// atomically. The default keeps none.
+    ///
+    /// # Errors
+    ///
+    /// The summary could not be stored (the log itself is unaffected; the
+    /// previous summary, if kept, no longer matches the log and is ignored
+    /// at the next open).
+    fn save_summary(&self, summary: &[u8]) -> Result<(), PersistError> {
+        let _ = summary;
+        Ok(())
+    }
+
+    /// The admission summary kept beside the log, if any, refusing one longer
+    /// than `limit` bytes. The default keeps none.
+    ///
+    /// # Errors
+    ///
+    /// It could not be read, or is longer than `limit`.
+    fn load_summary(&self, limit: u64) -> Result<Option<Vec<u8>>, PersistError> {
+        let _ = limit;
+        Ok(None)
     }
 }
 
@@ -284,93 +462,22 @@ pub(crate) fn fingerprint<K, V>() -> u64 {
 }
 
 /// The header a log for `K → V` starts with (for fuzzing and tests).
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub fn header_for<K, V>() -> Vec<u8> {
     frame::header(fingerprint::<K, V>()).to_vec()
-}
-
-/// The cache's handle on its log: encodes records for its own types, and
-/// starts background rewrites when the log asks for one.
-pub(crate) trait Journal<K, V>: Send + Sync {
-    fn encode(&self, record: RecordRef<'_, K, V>) -> Result<Vec<u8>, PersistError> {
-        let mut out = Vec::new();
-        self.encode_into(record, &mut out)?;
-        Ok(out)
-    }
-    /// Appends `record`'s encoding to `out`.
-    fn encode_into(
-        &self,
-        record: RecordRef<'_, K, V>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), PersistError>;
-    fn log(&self) -> &dyn WriteAheadLog;
-    /// Called after each logged write.
-    fn after_write(&self);
-}
-
-pub(crate) struct Journaled<L> {
-    log: L,
-    /// A background rewrite is running.
-    rewriting: Arc<AtomicBool>,
-    start_rewrite: Box<dyn Fn() + Send + Sync>,
-}
-
-impl<K: Serialize, V: Serialize, L: WriteAheadLog> Journal<K, V> for Journaled<L> {
-    fn encode_into(
-        &self,
-        record: RecordRef<'_, K, V>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), PersistError> {
-        record.encode_into(out)
-    }
-
-    fn log(&self) -> &dyn WriteAheadLog {
-        &self.log
-    }
-
-    fn after_write(&self) {
-        if self.log.wants_rewrite() && !self.rewriting.swap(true, Ordering::AcqRel) {
-            (self.start_rewrite)();
-        }
-    }
-}
-
-/// A closure that rewrites the cache's log on a background thread, holding
-/// the cache only weakly until it runs.
-fn background_rewriter<K, V, S>(
-    cache: &crate::Cache<K, V, S>,
-    rewriting: Arc<AtomicBool>,
-) -> Box<dyn Fn() + Send + Sync>
-where
-    K: std::hash::Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-    S: std::hash::BuildHasher + Clone + Send + Sync + 'static,
-{
-    let weak = Arc::downgrade(&cache.inner);
-    Box::new(move || {
-        let (weak, done) = (weak.clone(), rewriting.clone());
-        let spawned = std::thread::Builder::new()
-            .name("shardcache-rewrite".into())
-            .spawn(move || {
-                if let Some(inner) = weak.upgrade() {
-                    let cache = crate::Cache { inner };
-                    let result = cache.rewrite_log();
-                    // A failure surfaces on the next `Cache::sync`.
-                    cache.keep_error(result);
-                }
-                done.store(false, Ordering::Release);
-            });
-        if spawned.is_err() {
-            // No thread now; the next write asks again.
-            rewriting.store(false, Ordering::Release);
-        }
-    })
 }
 
 impl<K, V, S> crate::CacheBuilder<K, V, S> {
     /// Builds the cache, replays `log` into it, and logs every write from
     /// then on. Inserts whose expiry passed while the process was down are
     /// not loaded.
+    ///
+    /// A write the log cannot keep is not applied (or is undone), and its
+    /// error goes to the [`Cache::durably`](crate::Cache::durably) scope
+    /// around it, or to the next [`Cache::sync`](crate::Cache::sync).
+    /// [`open_persistent`](Self::open_persistent) returns a handle whose
+    /// every write method returns the error itself.
     ///
     /// # Errors
     ///
@@ -394,7 +501,11 @@ impl<K, V, S> crate::CacheBuilder<K, V, S> {
         // TTL extended or removed, e.g. a sliding session or PERSIST) may
         // bring them back.
         let mut lapsed: std::collections::HashMap<K, V> = std::collections::HashMap::new();
+        let has_sketch = cache.shard(0).read().admission_estimate(0).is_some();
+        let mut warm =
+            warm::WarmStart::begin(&log, fingerprint::<K, V>(), cache.shard_count(), has_sketch);
         let mut report = log.replay(fingerprint::<K, V>(), &mut |bytes| {
+            let estimate = warm.next(bytes);
             match Record::<K, V>::decode(bytes)? {
                 Record::Insert {
                     key,
@@ -410,6 +521,9 @@ impl<K, V, S> crate::CacheBuilder<K, V, S> {
                     expires_at,
                 } => {
                     lapsed.remove(&key);
+                    if let Some(e) = estimate {
+                        warm.keep(cache.locate_key(&key), e);
+                    }
                     // A full noeviction cache keeps what it has; the rest is not loaded.
                     let _ = cache.try_insert_with_expiry(key, value, expires_at.map(ttl_from));
                 }
@@ -444,15 +558,10 @@ impl<K, V, S> crate::CacheBuilder<K, V, S> {
             Ok(())
         })?;
         report.expired = lapsed.len() as u64;
+        report.admission = warm.finish(&cache);
         cache.reset_stats();
-        let rewriting = Arc::new(AtomicBool::new(false));
-        let journal: Arc<dyn Journal<K, V>> = Arc::new(Journaled {
-            log,
-            start_rewrite: background_rewriter(&cache, rewriting.clone()),
-            rewriting,
-        });
-        // The cache was built just above, so the slot is empty.
-        let _ = cache.inner.journal.set(journal);
+        let journal = journal::Journal::new(Box::new(log), |record, out| record.encode_into(out));
+        cache.attach_journal(journal);
         Ok((cache, report))
     }
 }

@@ -1,6 +1,6 @@
 //! CLOCK (second chance), the LRU approximation behind [`Policy::lru`](super::Policy::lru).
 
-use crate::slab::{List, Nodes};
+use crate::policy::node::{List, Nodes};
 
 #[derive(Debug)]
 pub(crate) struct Clock {
@@ -49,7 +49,8 @@ mod tests {
 
     #[test]
     fn second_chance() {
-        let mut nodes: Vec<crate::slab::Node> = (0..3).map(|_| crate::slab::Node::new(0)).collect();
+        let mut nodes: Vec<crate::policy::node::Node> =
+            (0..3).map(|_| crate::policy::node::Node::new(0)).collect();
         let mut c = Clock::new();
         for i in 0..3 {
             c.on_insert(&mut nodes, i);

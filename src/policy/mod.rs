@@ -1,29 +1,42 @@
 //! Eviction strategies, chosen by value.
 //!
-//! [`Policy`] is what users pick; inside, a private enum holds each strategy's
-//! state and the shard calls its hooks, one `match` per hook. Policies see
-//! tokens and hashes, never keys or values, so their code is compiled once
-//! whatever the cache's types.
+//! [`Policy`] is what users pick: a built-in by name, or their own
+//! [`EvictionPolicy`] with [`Policy::custom`]. Inside, a private enum holds
+//! each shard's policy state and the shard calls its hooks, one `match` per
+//! hook: the built-ins statically, a user's policy through a box. Policies
+//! see tokens and hashes, never keys or values, so their code is compiled
+//! once whatever the cache's types.
 //!
-//! The hook contract, which every strategy keeps:
+//! The hook contract every strategy keeps is written on [`EvictionPolicy`]
+//! (`custom.rs`); `builtin.rs` implements it for the built-ins. Hits never
+//! call the policy: readers bump the hit counter in the node's meta word
+//! (`node.rs`), and the policy reads and clears it when it next looks.
 //!
-//! * `on_insert` links a new token; `on_remove` unlinks one that is leaving.
-//! * `victim` names the next entry to evict (still linked; the shard removes it
-//!   through `on_remove`) or `None` when nothing may be evicted.
-//! * Hits never call the policy: readers bump the hit counter in the node's
-//!   meta word, and the policy reads and clears it when it next looks.
+//! Owns the strategies, their tuning (`climber.rs`), the frequency sketch,
+//! and the per-entry node and list links the shard embeds in each entry.
+//! Calls only `sync`, `prefetch` and the striped counters' duel roles
+//! (`stats`); nothing here names the shard or the cache.
 
+mod builtin;
 mod clock;
+mod custom;
+mod ghost;
+pub(crate) mod node;
 mod sampled;
+mod saved;
 pub(crate) mod sketch;
 mod tinylfu;
 
-use crate::slab::Nodes;
+use node::Nodes;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
+#[cfg(test)]
+pub(crate) use builtin::{built_in_states, built_ins_that_evict_any};
+pub use custom::{Entries, EvictionPolicy};
 pub use sampled::RedisPolicy;
-pub(crate) use tinylfu::{HillClimber, Share, DUEL_MIN_SHARDS, DUEL_OFFSET};
+pub(crate) use saved::Saved;
 
 /// Redis's default `maxmemory-samples`.
 pub const DEFAULT_SAMPLES: u8 = 5;
@@ -43,7 +56,7 @@ pub struct Policy {
     kind: PolicyKind,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 enum PolicyKind {
     #[default]
     TinyLfu,
@@ -52,6 +65,32 @@ enum PolicyKind {
         policy: RedisPolicy,
         samples: u8,
     },
+    Custom(Custom),
+}
+
+/// Builds one shard's state of a user's policy, for a shard of about the
+/// given number of entries.
+type MakePolicy = dyn Fn(usize) -> Box<dyn EvictionPolicy> + Send + Sync;
+
+/// A user's policy: its name and how to build it per shard.
+#[derive(Clone)]
+struct Custom {
+    name: &'static str,
+    make: Arc<MakePolicy>,
+}
+
+impl PartialEq for Custom {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.make, &other.make)
+    }
+}
+
+impl Eq for Custom {}
+
+impl fmt::Debug for Custom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Custom").field("name", &self.name).finish()
+    }
 }
 
 impl Policy {
@@ -60,13 +99,14 @@ impl Policy {
     /// New entries enter a small recency window; when it overflows, its oldest
     /// entry competes for a place in the main area against main's coldest entry,
     /// and wins only if a frequency sketch says it has been asked for more often.
-    /// That keeps one-off scans from flushing the cache. The window's size is
-    /// tuned by hill climbing on the observed hit ratio, as Caffeine does, so
-    /// recency-heavy workloads get a large window and frequency-heavy ones a
-    /// small one. With 16 shards or more, a quarter of them run a slightly
-    /// larger window and a quarter a smaller one, and the others' window
-    /// moves toward the group that hits more. Hits only bump an atomic
-    /// counter in the entry.
+    /// That keeps one-off scans from flushing the cache. The window's size,
+    /// from nothing to the whole cache, is tuned per shard on every miss, as
+    /// ARC tunes its split: each shard remembers the hashes of keys it
+    /// recently evicted and from where; a miss on a key that left the window
+    /// grows the window, one that left the main area shrinks it. So
+    /// recency-heavy workloads get a large window (up to LRU's behaviour) and
+    /// frequency-heavy ones a small one. Hits only bump an atomic counter in
+    /// the entry.
     pub fn tiny_lfu() -> Self {
         Self {
             kind: PolicyKind::TinyLfu,
@@ -113,6 +153,57 @@ impl Policy {
         Self::redis(RedisPolicy::NoEviction)
     }
 
+    /// A policy of your own: `make` builds one [`EvictionPolicy`] per
+    /// shard, given the shard's capacity in entries (or weight). `name` is
+    /// what [`name`](Self::name) returns.
+    ///
+    /// ```
+    /// use shardcache::{Cache, Entries, EvictionPolicy, Policy};
+    /// use std::collections::VecDeque;
+    ///
+    /// /// First in, first out.
+    /// #[derive(Default)]
+    /// struct Fifo(VecDeque<u32>);
+    ///
+    /// impl EvictionPolicy for Fifo {
+    ///     fn on_insert(&mut self, _: &mut Entries<'_>, token: u32, _hash: u64) {
+    ///         self.0.push_back(token);
+    ///     }
+    ///     fn on_remove(&mut self, _: &mut Entries<'_>, token: u32) {
+    ///         self.0.retain(|&t| t != token); // O(n): fine for a doc example
+    ///     }
+    ///     fn victim(&mut self, _: &mut Entries<'_>) -> Option<u32> {
+    ///         self.0.front().copied()
+    ///     }
+    ///     fn clear(&mut self) {
+    ///         self.0.clear();
+    ///     }
+    /// }
+    ///
+    /// let cache: Cache<u32, u32> = Cache::builder()
+    ///     .max_capacity(2)
+    ///     .shards(1)
+    ///     .policy(Policy::custom("fifo", |_| Fifo::default()))
+    ///     .build()?;
+    /// cache.insert(1, 1);
+    /// cache.insert(2, 2);
+    /// cache.insert(3, 3);
+    /// assert!(!cache.contains_key(&1));
+    /// # Ok::<(), shardcache::BuildError>(())
+    /// ```
+    pub fn custom<P, F>(name: &'static str, make: F) -> Self
+    where
+        P: EvictionPolicy,
+        F: Fn(usize) -> P + Send + Sync + 'static,
+    {
+        Self {
+            kind: PolicyKind::Custom(Custom {
+                name,
+                make: Arc::new(move |capacity| Box::new(make(capacity))),
+            }),
+        }
+    }
+
     /// Redis's `maxmemory-samples` (at least 1): how many entries a sampled
     /// policy looks at per eviction. No effect on other policies.
     pub fn samples(self, samples: u8) -> Self {
@@ -133,6 +224,7 @@ impl Policy {
             PolicyKind::TinyLfu => "tinylfu",
             PolicyKind::Lru => "lru",
             PolicyKind::Redis { policy, .. } => policy.name(),
+            PolicyKind::Custom(ref c) => c.name,
         }
     }
 
@@ -147,11 +239,7 @@ impl Policy {
         )
     }
 
-    /// Whether the cache's window should be tuned by the hill climber.
-    pub(crate) fn is_adaptive(&self) -> bool {
-        self.kind == PolicyKind::TinyLfu
-    }
-
+    /// One shard's state, for a shard of about `capacity` entries.
     pub(crate) fn state(&self, capacity: usize) -> PolicyState {
         match self.kind {
             PolicyKind::TinyLfu => PolicyState::TinyLfu(tinylfu::TinyLfu::new(capacity)),
@@ -159,6 +247,7 @@ impl Policy {
             PolicyKind::Redis { policy, samples } => {
                 PolicyState::Sampled(sampled::Sampled::new(policy, usize::from(samples)))
             }
+            PolicyKind::Custom(ref c) => PolicyState::Custom((c.make)(capacity)),
         }
     }
 }
@@ -210,50 +299,64 @@ pub(crate) enum PolicyState {
     TinyLfu(tinylfu::TinyLfu),
     Clock(clock::Clock),
     Sampled(sampled::Sampled),
+    /// A user's policy, behind the public trait.
+    Custom(Box<dyn EvictionPolicy>),
+}
+
+impl fmt::Debug for dyn EvictionPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("dyn EvictionPolicy")
+    }
 }
 
 impl PolicyState {
-    pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
+    #[inline]
+    pub(crate) fn on_insert<N: Nodes>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
         match self {
             Self::TinyLfu(p) => p.on_insert(nodes, idx, hash),
             Self::Clock(p) => p.on_insert(nodes, idx),
             Self::Sampled(p) => p.on_insert(nodes, idx),
+            Self::Custom(p) => custom::on_insert(p.as_mut(), nodes, idx, hash),
         }
     }
 
     /// Ends an insert: counts the new entry's first access if the policy
     /// deferred it (after the insert's evictions, for cache locality).
+    #[inline]
     pub(crate) fn count_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N) {
         if let Self::TinyLfu(p) = self {
             p.count_insert(nodes);
         }
     }
 
-    pub(crate) fn on_remove<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
+    #[inline]
+    pub(crate) fn on_remove<N: Nodes>(&mut self, nodes: &mut N, idx: u32) {
         match self {
             Self::TinyLfu(p) => p.on_remove(nodes, idx),
             Self::Clock(p) => p.on_remove(nodes, idx),
             Self::Sampled(p) => p.on_remove(nodes, idx),
+            Self::Custom(p) => custom::on_remove(p.as_mut(), nodes, idx),
         }
     }
 
     /// Work to do after an insert that needed no eviction.
-    pub(crate) fn maintain<N: Nodes + ?Sized>(&mut self, nodes: &mut N, window: Share) {
+    #[inline]
+    pub(crate) fn maintain<N: Nodes>(&mut self, nodes: &mut N) {
         match self {
-            Self::TinyLfu(p) => p.maintain(nodes, window),
+            Self::TinyLfu(p) => p.maintain(nodes),
             Self::Clock(_) | Self::Sampled(_) => {}
+            Self::Custom(p) => custom::maintain(p.as_mut(), nodes),
         }
     }
 
-    pub(crate) fn victim<N: Nodes + ?Sized>(
-        &mut self,
-        nodes: &mut N,
-        window: Share,
-    ) -> Option<u32> {
+    #[inline]
+    pub(crate) fn victim<N: Nodes>(&mut self, nodes: &mut N) -> Option<u32> {
         match self {
-            Self::TinyLfu(p) => p.victim(nodes, window),
+            Self::TinyLfu(p) => p.victim(nodes),
             Self::Clock(p) => p.victim(nodes),
             Self::Sampled(p) => p.victim(nodes),
+            // A token that is not live is no victim (see the trait's contract).
+            Self::Custom(p) => custom::victim(p.as_mut(), nodes),
         }
     }
 
@@ -271,7 +374,7 @@ impl PolicyState {
     pub(crate) fn prefetch_next<N: Nodes + ?Sized>(&self, nodes: &N) -> [Option<u64>; 2] {
         match self {
             Self::TinyLfu(p) => p.prefetch_next(nodes),
-            Self::Clock(_) | Self::Sampled(_) => [None, None],
+            Self::Clock(_) | Self::Sampled(_) | Self::Custom(_) => [None, None],
         }
     }
 
@@ -280,6 +383,41 @@ impl PolicyState {
             Self::TinyLfu(p) => p.clear(),
             Self::Clock(p) => p.clear(),
             Self::Sampled(p) => p.clear(),
+            Self::Custom(p) => p.clear(),
+        }
+    }
+
+    /// The admission sketch's estimate for the key hashed `hash`; `None`
+    /// for policies without a sketch.
+    pub(crate) fn frequency(&self, hash: u64) -> Option<u64> {
+        match self {
+            Self::TinyLfu(p) => Some(p.frequency(hash)),
+            Self::Clock(_) | Self::Sampled(_) | Self::Custom(_) => None,
+        }
+    }
+
+    /// The adaptive window's share of the shard; `None` for policies
+    /// without one.
+    pub(crate) fn window_share(&self) -> Option<f64> {
+        match self {
+            Self::TinyLfu(p) => Some(p.window_share()),
+            Self::Clock(_) | Self::Sampled(_) | Self::Custom(_) => None,
+        }
+    }
+
+    /// Starts the adaptive window at share `w` (saved before a restart);
+    /// other policies ignore it.
+    pub(crate) fn set_window_share(&mut self, w: f64) {
+        if let Self::TinyLfu(p) = self {
+            p.set_window_share(w);
+        }
+    }
+
+    /// Restores the state a log rewrite saved (see `TinyLfu::restore`);
+    /// other policies keep none and ignore it.
+    pub(crate) fn restore_saved<N: Nodes + ?Sized>(&mut self, nodes: &mut N, counts: &[(u64, u8)]) {
+        if let Self::TinyLfu(p) = self {
+            p.restore(nodes, counts);
         }
     }
 
@@ -290,6 +428,7 @@ impl PolicyState {
             Self::TinyLfu(p) => p.linked(),
             Self::Clock(p) => p.linked(),
             Self::Sampled(p) => p.linked(),
+            Self::Custom(_) => 0,
         }
     }
 }

@@ -22,7 +22,7 @@
 //! inserts, not wall time: LRU stamps advance every [`LRU_TICK`] inserts and
 //! LFU counters decay by one every [`DECAY_PERIOD`] inserts to the shard.
 
-use crate::slab::{meta, Node, Nodes, NIL};
+use crate::policy::node::{meta, Node, Nodes, NIL};
 use std::fmt;
 
 /// Inserts per step of the 16-bit LRU stamp.

@@ -9,19 +9,14 @@
 
 const SEEDS: [u64; 2] = [0x9E37_79B9_7F4A_7C15, 0xC2B2_AE3D_27D4_EB4F];
 const MAX: u64 = 15;
-/// Additions between halvings, per entry of capacity. Caffeine uses 10; our
-/// additions are misses plus folded hits (fewer than Caffeine's every-access
-/// count), and 20 measured better than 10 on the OLTP, P12 and Zipf traces.
-/// 40 (with the other changes of the same commit): +0.2 to +0.3 on Zipf 0.8
-/// and 1.0 at 1k entries, +0.3 to +0.7 on OLTP at 250-500; each halving
-/// briefly favours whatever was asked for since, which churns a loop, so
-/// fewer halvings help there too (fixed 1 % window, loop at 1k: 79.6 at 20,
-/// 81.0 at 40, 78.8 at 10).
+/// Additions between halvings, per entry of capacity. Caffeine uses 10 on
+/// every access; ours are misses plus folded hits, fewer per request, so the
+/// period is longer for the same memory of the past (and each halving, which
+/// briefly favours what was asked for since, churns a loop less often).
 const SAMPLE_FACTOR: u64 = 40;
-/// The smallest table, in words (32 KiB). Measured at 1k entries (one shard):
-/// 1024 words gave 19.06 on Zipf 0.8 and 50.66 on Zipf 1.0, 2048 words
-/// 19.38 / 51.05, 4096 words 19.63 / 51.16, 8192 words 19.67 / 51.19. Shards
-/// of 8192 entries or more are unaffected.
+/// The smallest table, in words (32 KiB): below it a small shard's counters
+/// collide enough to blur the frequencies admission compares. Shards of 8192
+/// entries or more are unaffected.
 const MIN_WORDS: usize = 4096;
 
 /// What [`Sketch::increment`] did.

@@ -1,65 +1,24 @@
 //! [`TieredCache`]: the operations, local tier first.
+//!
+//! Owns the state the handles and the background task share; calls the
+//! local [`Cache`] (its single flight included), the link to Redis and the
+//! invalidation channel.
 
 use super::config::{Config, TieredCacheBuilder};
 use super::error::TierError;
-use super::health::Health;
+use super::health::{DownReason, Health, Verdict};
 use super::invalidation::{self, Generations, Push};
-use super::link::{self, Link};
-use crate::kv::typed::type_tag;
+use super::link::{self, Link, TaskGuard};
+use super::stats::{bump, Counters, TierStats};
 use crate::Cache;
 use bytes::Bytes;
 use redis::FromRedisValue;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::timeout;
-
-/// Counters of the Redis tier (local hits are in
-/// [`TieredCache::local`]`().stats()`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TierStats {
-    /// Local misses answered by Redis.
-    pub remote_hits: u64,
-    /// Local misses that Redis did not have either.
-    pub remote_misses: u64,
-    /// Operations that found Redis down, or failed or timed out on it.
-    pub remote_errors: u64,
-    /// Other instances' invalidations applied to the local tier.
-    pub invalidations_received: u64,
-    /// Deletes and invalidations queued while Redis was down.
-    pub invalidations_queued: u64,
-    /// Queued ones sent to Redis after it came back.
-    pub invalidations_replayed: u64,
-    /// Ones lost because the queue was full.
-    pub invalidations_dropped: u64,
-    /// Times the background task reconnected after an outage.
-    pub reconnects: u64,
-    /// Keys waiting in the queue now.
-    pub queue_len: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    remote_hits: AtomicU64,
-    remote_misses: AtomicU64,
-    remote_errors: AtomicU64,
-    received: AtomicU64,
-    queued: AtomicU64,
-    pub(crate) replayed: AtomicU64,
-    dropped: AtomicU64,
-    pub(crate) reconnects: AtomicU64,
-}
-
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
 
 /// Everything the handles and the background task share.
 pub(crate) struct Shared {
@@ -69,27 +28,6 @@ pub(crate) struct Shared {
     pub(crate) instance_id: u64,
     pub(crate) stats: Counters,
     gens: Generations,
-    /// One lock per key whose loader is running (single flight).
-    loading: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-/// Removes a key's loader lock from [`Shared::loading`] when the last
-/// waiter is done (or its future is dropped).
-struct LoadSlot<'a> {
-    shared: &'a Shared,
-    key: &'a str,
-    lock: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl Drop for LoadSlot<'_> {
-    fn drop(&mut self) {
-        let mut loading = self.shared.loading.lock();
-        // Clones are made under this lock: two (the map's and ours) means
-        // nobody else waits, so the entry can go.
-        if Arc::strong_count(&self.lock) == 2 {
-            loading.remove(self.key);
-        }
-    }
 }
 
 impl Shared {
@@ -100,34 +38,66 @@ impl Shared {
         k
     }
 
-    /// Another instance deleted or overwrote a key: drop our copy.
-    pub(crate) fn apply_invalidation(&self, payload: &[u8]) {
+    /// A message on the channel: our own heartbeat proves the subscription
+    /// live; another instance's invalidation drops our copy of its key.
+    pub(crate) fn apply_message(&self, payload: &[u8]) {
+        if let Some((sender, sent)) = invalidation::decode_heartbeat(payload) {
+            if sender == self.instance_id {
+                self.link.heard(sent);
+            }
+            return;
+        }
         let Some((sender, key)) = invalidation::decode(payload) else {
             return;
         };
         if sender == self.instance_id {
             return;
         }
-        self.gens.bump(key);
-        self.local.remove(key);
+        self.drop_local(key);
         bump(&self.stats.received);
     }
-}
 
-/// Stops the background task when the last [`TieredCache`] handle goes.
-struct TaskGuard(Arc<Shared>);
+    /// Drops the local copy of `key`, and any fill of it in flight.
+    pub(crate) fn drop_local(&self, key: &str) {
+        self.gens.bump(key);
+        self.local.remove(key);
+    }
 
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        self.0.link.shutdown();
+    /// Drops every local copy, and every fill in flight.
+    pub(crate) fn clear_local(&self) {
+        self.gens.bump_all();
+        self.local.clear();
+    }
+
+    /// Whether a local entry may be served: while up, only if the
+    /// invalidation channel was proven live within the bound; while down,
+    /// always (degraded mode).
+    fn local_servable(&self) -> bool {
+        if !self.link.health.is_up() {
+            return true;
+        }
+        if self.link.unproven_for() <= self.cfg.liveness_bound {
+            return true;
+        }
+        bump(&self.stats.skipped);
+        false
+    }
+
+    /// The local copy of `key`, if it may be served.
+    fn local_get(&self, key: &str) -> Option<Bytes> {
+        let v = self.local.get(key)?;
+        self.local_servable().then_some(v)
     }
 }
 
 /// What one Redis round trip gave.
 enum Remote<T> {
     Ok(T),
-    /// Redis is down, failed or timed out (now marked down).
+    /// The tier is down: nothing was sent.
     Down,
+    /// Sent, but the connection failed or the call timed out: its outcome
+    /// in Redis is unknown.
+    Failed,
     /// Redis answered with an error.
     Reply(String),
 }
@@ -154,15 +124,6 @@ impl fmt::Debug for TieredCache {
     }
 }
 
-fn random_id() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(t.as_nanos());
-    }
-    h.finish()
-}
-
 impl TieredCache {
     /// A builder for the Redis at `url`; see [`TieredCacheBuilder`].
     pub fn builder(url: impl Into<String>) -> TieredCacheBuilder {
@@ -184,10 +145,9 @@ impl TieredCache {
         let shared = Arc::new(Shared {
             link: Link::new(cfg.queue_capacity),
             local,
-            instance_id: random_id(),
+            instance_id: invalidation::random_id(),
             stats: Counters::default(),
             gens: Generations::new(),
-            loading: parking_lot::Mutex::new(HashMap::new()),
             cfg,
         });
         let first = match link::connect(&shared).await {
@@ -196,7 +156,7 @@ impl TieredCache {
                 match link::activate(&shared, conn, true).await {
                     Ok(epoch) => Some((epoch, stream)),
                     Err(e) => {
-                        shared.link.health.set_down(&e);
+                        shared.link.health.set_down(DownReason::NotConnected, &e);
                         None
                     }
                 }
@@ -210,7 +170,10 @@ impl TieredCache {
                 })
             }
             Err(e) => {
-                shared.link.health.set_down(&e.message);
+                shared
+                    .link
+                    .health
+                    .set_down(DownReason::NotConnected, &e.message);
                 None
             }
         };
@@ -227,21 +190,17 @@ impl TieredCache {
         self.shared.link.health.snapshot()
     }
 
+    /// Why the tier last went from `Up` to `Down`, and the error at that
+    /// moment; `None` if it never has (a cache built while Redis was
+    /// unreachable starts down without a transition).
+    pub fn last_down(&self) -> Option<(DownReason, String)> {
+        self.shared.link.health.last_down()
+    }
+
     /// The tier's counters.
     pub fn stats(&self) -> TierStats {
-        let c = &self.shared.stats;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        TierStats {
-            remote_hits: get(&c.remote_hits),
-            remote_misses: get(&c.remote_misses),
-            remote_errors: get(&c.remote_errors),
-            invalidations_received: get(&c.received),
-            invalidations_queued: get(&c.queued),
-            invalidations_replayed: get(&c.replayed),
-            invalidations_dropped: get(&c.dropped),
-            reconnects: get(&c.reconnects),
-            queue_len: self.shared.link.pending.lock().len() as u64,
-        }
+        let (downs, reason, queued) = self.shared.link.figures();
+        self.shared.stats.snapshot(downs, reason, queued)
     }
 
     /// The prefix of this cache's keys in Redis.
@@ -262,12 +221,12 @@ impl TieredCache {
 
     /// Drops every local copy (Redis is untouched).
     pub fn clear_local(&self) {
-        self.shared.local.clear();
+        self.shared.clear_local();
     }
 
     /// Runs `pipe` on Redis within the op timeout; marks the tier down on
-    /// a connection error or timeout. Never connects: while down it
-    /// returns `Down` at once.
+    /// a connection error, counts a timeout towards going down. Never
+    /// connects: while down it returns `Down` at once.
     async fn remote<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Remote<T> {
         let link = &self.shared.link;
         let Some((epoch, mut conn)) = link.conn() else {
@@ -276,44 +235,75 @@ impl TieredCache {
         };
         let op_timeout = self.shared.cfg.op_timeout;
         match timeout(op_timeout, pipe.query_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => Remote::Ok(v),
-            Ok(Err(e)) if !link::is_connection_error(&e) => Remote::Reply(e.to_string()),
-            Ok(Err(e)) => {
-                bump(&self.shared.stats.remote_errors);
-                link.fail(epoch, &e.to_string());
-                Remote::Down
+            Ok(Ok(v)) => {
+                link.health.record_success();
+                Remote::Ok(v)
             }
-            Err(_) => {
+            Ok(Err(e)) if !link::is_connection_error(&e) => Remote::Reply(e.to_string()),
+            Ok(Err(e)) if !e.is_timeout() => {
                 bump(&self.shared.stats.remote_errors);
-                link.fail(epoch, &link::timeout_message(op_timeout));
-                Remote::Down
+                link.fail(epoch, DownReason::ConnectionLost, &e.to_string());
+                Remote::Failed
+            }
+            // Ours, or the client's own response timeout (seen first when
+            // this task was not scheduled for longer than it).
+            Ok(Err(_)) | Err(_) => {
+                bump(&self.shared.stats.remote_errors);
+                bump(&self.shared.stats.timeouts);
+                let _: Verdict = link.timed_out(&self.shared, epoch);
+                Remote::Failed
             }
         }
     }
 
-    /// Runs `pipe` (a write that also publishes `key`'s invalidation); if
-    /// Redis is down, queues `key` for deletion on reconnect instead.
+    /// Runs `pipe` (a write that also publishes `key`'s invalidation). If
+    /// Redis is down, or the call failed and its outcome is unknown, queues
+    /// `key` for a delete and invalidation in Redis (replayed on reconnect,
+    /// or at once by the background task if the tier is still up) and
+    /// returns `Ok(None)` (degraded mode).
+    ///
+    /// # Errors
+    ///
+    /// [`TierError::Unavailable`] if the queue is full, or if the call
+    /// timed out while the tier stays up: the local copy is dropped and the
+    /// caller must not keep the write locally.
     async fn write_or_queue<T: FromRedisValue>(
         &self,
         key: &str,
         pipe: &redis::Pipeline,
     ) -> Result<Option<T>, TierError> {
         for _ in 0..2 {
-            match self.remote::<T>(pipe).await {
+            let (push, sent) = match self.remote::<T>(pipe).await {
                 Remote::Ok(v) => return Ok(Some(v)),
                 Remote::Reply(e) => return Err(TierError::Redis(e)),
-                Remote::Down => match self.shared.link.enqueue(key) {
-                    Some(Push::Added) => {
-                        bump(&self.shared.stats.queued);
-                        return Ok(None);
-                    }
-                    Some(Push::Duplicate) => return Ok(None),
-                    Some(Push::Full) => {
-                        bump(&self.shared.stats.dropped);
-                        return Ok(None);
-                    }
-                    None => continue, // Redis came back meanwhile: send it
-                },
+                Remote::Failed => (self.shared.link.enqueue(key, true), true),
+                Remote::Down => (self.shared.link.enqueue(key, false), false),
+            };
+            if matches!(push, Some(Push::Added)) {
+                bump(&self.shared.stats.queued);
+            }
+            match push {
+                Some(Push::Added | Push::Duplicate) if sent && self.shared.link.health.is_up() => {
+                    // The call timed out but the tier is still up: other
+                    // instances may not hear of this write until its delete
+                    // is replayed, so it is not acknowledged.
+                    self.shared.drop_local(key);
+                    return Err(TierError::Unavailable(format!(
+                        "Redis did not answer within {:?}: the write's outcome is unknown; \
+                         the key is being deleted in Redis and on every instance",
+                        self.shared.cfg.op_timeout
+                    )));
+                }
+                Some(Push::Added | Push::Duplicate) => return Ok(None),
+                Some(Push::Full) => {
+                    bump(&self.shared.stats.dropped);
+                    self.shared.drop_local(key);
+                    return Err(TierError::Unavailable(format!(
+                        "Redis is unreachable and the replay queue is full ({} keys): the write was not applied",
+                        self.shared.cfg.queue_capacity
+                    )));
+                }
+                None => continue, // Redis came back meanwhile: send it
             }
         }
         Ok(None)
@@ -340,8 +330,13 @@ impl TieredCache {
     ///
     /// [`TierError::Redis`] if Redis answers with an error (`WRONGTYPE`).
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, TierError> {
-        if let Some(v) = self.shared.local.get(key) {
+        if let Some(v) = self.shared.local_get(key) {
             return Ok(Some(v));
+        }
+        if self.shared.link.pending.lock().contains(key) {
+            // A write of ours is queued as a delete: what Redis holds may be
+            // older than it.
+            return Ok(None);
         }
         let generation = self.shared.gens.current(key);
         let rkey = self.shared.remote_key(key);
@@ -368,7 +363,7 @@ impl TieredCache {
                 bump(&self.shared.stats.remote_misses);
                 Ok(None)
             }
-            Remote::Down => Ok(None),
+            Remote::Down | Remote::Failed => Ok(None),
             Remote::Reply(e) => Err(TierError::Redis(e)),
         }
     }
@@ -396,26 +391,44 @@ impl TieredCache {
         if let Some(v) = self.get(key).await? {
             return Ok(v);
         }
-        let lock = self
-            .shared
-            .loading
-            .lock()
-            .entry(key.to_string())
-            .or_default()
-            .clone();
-        let slot = LoadSlot {
-            shared: &self.shared,
-            key,
-            lock,
-        };
-        let _turn = slot.lock.lock().await;
-        // A loader that ran while we waited has filled the local tier.
-        if let Some(v) = self.shared.local.get(key) {
-            return Ok(v);
+        let mut loader = Some(loader);
+        let mut failed = None;
+        loop {
+            let load = async {
+                let v = match loader.take()?().await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failed = Some(e);
+                        return None;
+                    }
+                };
+                match self.set(key, v.clone(), ttl).await {
+                    // The loaded value is the truth; it just could not be cached.
+                    Ok(()) | Err(TierError::Unavailable(_)) => Some(v),
+                    Err(e) => {
+                        failed = Some(e.into());
+                        None
+                    }
+                }
+            };
+            // A loader that ran while we waited has filled the local tier.
+            let ready = || self.shared.local_get(key);
+            if let Some(v) = self
+                .shared
+                .local
+                .load_once_async(key.to_string(), ready, load)
+                .await
+            {
+                return Ok(v);
+            }
+            if let Some(e) = failed.take() {
+                return Err(e);
+            }
+            if loader.is_none() {
+                // Unreachable: a caller whose loader ran has a value or an error.
+                return Err(TierError::Unavailable("loader did not finish".into()).into());
+            }
         }
-        let v = loader().await?;
-        self.set(key, v.clone(), ttl).await?;
-        Ok(v)
     }
 
     /// Sets `key` in Redis (with `ttl`, else the remote TTL) and in the local
@@ -426,7 +439,12 @@ impl TieredCache {
     ///
     /// # Errors
     ///
-    /// [`TierError::Redis`] for a TTL under a millisecond or a Redis error reply.
+    /// [`TierError::Redis`] for a TTL under a millisecond or a Redis error
+    /// reply; [`TierError::Unavailable`] if Redis is unreachable and the
+    /// replay queue is full (the write is not applied anywhere), or if the
+    /// call timed out while the tier stays up (its outcome is unknown: the
+    /// key is deleted in Redis and on every instance as soon as Redis
+    /// answers, and not kept locally).
     pub async fn set(
         &self,
         key: &str,
@@ -469,7 +487,11 @@ impl TieredCache {
     ///
     /// # Errors
     ///
-    /// [`TierError::Redis`] for a Redis error reply.
+    /// [`TierError::Redis`] for a Redis error reply;
+    /// [`TierError::Unavailable`] if Redis is unreachable and the replay
+    /// queue is full (the local copy is dropped, Redis and the other
+    /// instances are not told), or if the call timed out while the tier
+    /// stays up (the delete is replayed as soon as Redis answers).
     pub async fn del(&self, key: &str) -> Result<bool, TierError> {
         self.shared.gens.bump(key);
         let local = self.shared.local.remove(key).is_some();
@@ -489,7 +511,8 @@ impl TieredCache {
     ///
     /// # Errors
     ///
-    /// [`TierError::Redis`] for a Redis error reply.
+    /// [`TierError::Redis`] for a Redis error reply;
+    /// [`TierError::Unavailable`] as for [`del`](Self::del).
     pub async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, TierError> {
         self.shared.gens.bump(key);
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
@@ -528,7 +551,7 @@ impl TieredCache {
         match self.remote::<(i64,)>(&pipe).await {
             Remote::Ok((-2,)) => Ok(None),
             Remote::Ok((n,)) => Ok(Some(u64::try_from(n).ok().map(Duration::from_millis))),
-            Remote::Down => Ok(self.shared.local.ttl(key)),
+            Remote::Down | Remote::Failed => Ok(self.shared.local.ttl(key)),
             Remote::Reply(e) => Err(TierError::Redis(e)),
         }
     }
@@ -551,7 +574,7 @@ impl TieredCache {
         match self.remote::<(i64,)>(&pipe).await {
             Remote::Ok((n,)) => Ok(n),
             Remote::Reply(e) => Err(TierError::Redis(e)),
-            Remote::Down => Err(TierError::Unavailable(match self.health() {
+            Remote::Down | Remote::Failed => Err(TierError::Unavailable(match self.health() {
                 Health::Down { last_error, .. } => last_error,
                 Health::Up => "Redis failed during the operation".into(),
             })),
@@ -565,43 +588,5 @@ impl TieredCache {
     /// As [`incr_by`](Self::incr_by).
     pub async fn incr(&self, key: &str) -> Result<i64, TierError> {
         self.incr_by(key, 1).await
-    }
-
-    /// Stores `value` (postcard-encoded behind an 8-byte type tag, the same
-    /// encoding as [`KvStore::set_as`](crate::kv::KvStore::set_as)) as [`set`](Self::set) does.
-    ///
-    /// # Errors
-    ///
-    /// [`TierError::Codec`] if serde fails; otherwise as [`set`](Self::set).
-    pub async fn set_as<T: Serialize>(
-        &self,
-        key: &str,
-        value: &T,
-        ttl: Option<Duration>,
-    ) -> Result<(), TierError> {
-        let buf = postcard::to_extend(value, type_tag::<T>().to_vec())
-            .map_err(|e| TierError::Codec(e.to_string()))?;
-        self.set(key, buf, ttl).await
-    }
-
-    /// Reads a value stored by [`set_as`](Self::set_as) (here or by a
-    /// `KvStore`); `None` if missing.
-    ///
-    /// # Errors
-    ///
-    /// [`TierError::WrongType`] if it was stored as another type,
-    /// [`TierError::Codec`] if it does not decode; otherwise as [`get`](Self::get).
-    pub async fn get_as<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, TierError> {
-        let Some(raw) = self.get(key).await? else {
-            return Ok(None);
-        };
-        let payload = raw
-            .strip_prefix(&type_tag::<T>()[..])
-            .ok_or(TierError::WrongType {
-                expected: std::any::type_name::<T>(),
-            })?;
-        postcard::from_bytes(payload)
-            .map(Some)
-            .map_err(|e| TierError::Codec(e.to_string()))
     }
 }

@@ -8,6 +8,18 @@ use std::time::Duration;
 /// Default bound on one Redis operation.
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// Default liveness bound of the invalidation channel: an instance whose
+/// own heartbeat has not come back on its subscription for this long stops
+/// serving local entries, and then reconnects.
+pub const DEFAULT_LIVENESS_BOUND: Duration = Duration::from_secs(1);
+
+/// Default time Redis must go unanswering (with calls timing out) before
+/// the tier goes down.
+pub const DEFAULT_OUTAGE_WINDOW: Duration = Duration::from_millis(500);
+
+/// `TCP_USER_TIMEOUT` on the tier's sockets.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Builds a [`TieredCache`]; every setting has a default but the URL.
 ///
 /// ```no_run
@@ -36,6 +48,9 @@ pub struct TieredCacheBuilder {
     backoff_min: Duration,
     backoff_max: Duration,
     heartbeat: Duration,
+    liveness_bound: Duration,
+    timeouts_to_down: u32,
+    outage_window: Duration,
     queue_capacity: usize,
     require_redis: bool,
     tls_root_cert: Option<Vec<u8>>,
@@ -55,6 +70,9 @@ pub(crate) struct Config {
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) heartbeat: Duration,
+    pub(crate) liveness_bound: Duration,
+    pub(crate) timeouts_to_down: u32,
+    pub(crate) outage_window: Duration,
     pub(crate) queue_capacity: usize,
     pub(crate) require_redis: bool,
     pub(crate) tls: bool,
@@ -75,7 +93,10 @@ impl TieredCacheBuilder {
             connect_timeout: Duration::from_millis(500),
             backoff_min: Duration::from_millis(25),
             backoff_max: Duration::from_secs(1),
-            heartbeat: Duration::from_millis(500),
+            heartbeat: Duration::from_millis(250),
+            liveness_bound: DEFAULT_LIVENESS_BOUND,
+            timeouts_to_down: 3,
+            outage_window: DEFAULT_OUTAGE_WINDOW,
             queue_capacity: 10_000,
             require_redis: false,
             tls_root_cert: None,
@@ -112,7 +133,10 @@ impl TieredCacheBuilder {
     }
 
     /// Bound on each Redis operation (default 50 ms). An operation that
-    /// takes longer counts as an outage: the tier goes `Down`.
+    /// takes longer fails (a write is queued for a delete in Redis); the tier
+    /// goes `Down` only after [`timeouts_to_down`](Self::timeouts_to_down)
+    /// consecutive timeouts spanning at least the
+    /// [`outage_window`](Self::outage_window).
     pub fn op_timeout(mut self, timeout: Duration) -> Self {
         self.op_timeout = timeout;
         self
@@ -133,15 +157,52 @@ impl TieredCacheBuilder {
         self
     }
 
-    /// How often an idle tier pings Redis to notice an outage (default 500 ms).
+    /// How often the tier publishes a heartbeat on its own invalidation
+    /// channel (default 250 ms); it must come back on the subscription
+    /// within the [`liveness_bound`](Self::liveness_bound). Must be shorter
+    /// than that bound.
     pub fn heartbeat(mut self, every: Duration) -> Self {
         self.heartbeat = every;
         self
     }
 
+    /// The longest the invalidation channel may go unproven (default 1 s).
+    /// A local entry is served only if a heartbeat sent at most this long
+    /// ago has come back on the subscription, so every invalidation of a
+    /// write acknowledged before it has been applied; past it, reads go to
+    /// Redis. Past twice the bound the subscription is given up for dead:
+    /// the tier clears its local entries and reconnects
+    /// ([`DownReason::ChannelSilent`](super::DownReason::ChannelSilent)).
+    pub fn liveness_bound(mut self, bound: Duration) -> Self {
+        self.liveness_bound = bound;
+        self
+    }
+
+    /// Consecutive timed-out calls (operations or heartbeats, no success in
+    /// between, spanning at least the [`outage_window`](Self::outage_window))
+    /// that take the tier `Down` (default 3). A broken connection takes it
+    /// down at once.
+    pub fn timeouts_to_down(mut self, n: u32) -> Self {
+        self.timeouts_to_down = n;
+        self
+    }
+
+    /// How long Redis must go without answering anything, while calls time
+    /// out, before the tier goes `Down` (default 500 ms). After a timeout
+    /// the tier probes Redis at once, and any answer ends the streak, so a
+    /// scheduling stall on a loaded machine shorter than this never takes
+    /// the tier down; a hung Redis does, after about this long. Calls keep
+    /// their `op_timeout` bound meanwhile.
+    pub fn outage_window(mut self, window: Duration) -> Self {
+        self.outage_window = window;
+        self
+    }
+
     /// Deletes and invalidations kept while Redis is down, to replay on
-    /// reconnect (default 10 000 distinct keys; beyond that they are counted
-    /// in [`TierStats::invalidations_dropped`](super::TierStats)).
+    /// reconnect (default 10 000 distinct keys). A write that finds the queue
+    /// full is refused with [`TierError::Unavailable`] (nothing is kept
+    /// locally) and counted in
+    /// [`TierStats::invalidations_dropped`](super::TierStats).
     pub fn queue_capacity(mut self, keys: usize) -> Self {
         self.queue_capacity = keys;
         self
@@ -190,15 +251,23 @@ impl TieredCacheBuilder {
             url: redact(&self.url),
             reason: e.to_string(),
         };
+        // TCP_NODELAY for latency; TCP_USER_TIMEOUT as a backstop that
+        // closes a connection whose sent data goes unacknowledged.
+        let tcp = redis::io::tcp::TcpSettings::default()
+            .set_nodelay(true)
+            .set_user_timeout(TCP_USER_TIMEOUT);
+        let info = redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
+            .map_err(invalid)?
+            .set_tcp_settings(tcp);
         let client = match (&self.tls_root_cert, scheme) {
             (Some(pem), "rediss") => redis::Client::build_with_tls(
-                self.url.as_str(),
+                info,
                 redis::TlsCertificates {
                     client_tls: None,
                     root_cert: Some(pem.clone()),
                 },
             ),
-            _ => redis::Client::open(self.url.as_str()),
+            _ => redis::Client::open(info),
         }
         .map_err(invalid)?;
         if self.local_capacity == 0 {
@@ -210,10 +279,17 @@ impl TieredCacheBuilder {
             ("connect_timeout", self.connect_timeout),
             ("reconnect_backoff", self.backoff_min),
             ("heartbeat", self.heartbeat),
+            ("liveness_bound", self.liveness_bound),
         ] {
             if d.is_zero() {
                 return Err(TierConfigError::ZeroDuration(name));
             }
+        }
+        if self.heartbeat >= self.liveness_bound {
+            return Err(TierConfigError::HeartbeatNotBelowLiveness {
+                heartbeat: self.heartbeat,
+                liveness_bound: self.liveness_bound,
+            });
         }
         if let Some(remote) = self.remote_ttl {
             if remote.is_zero() {
@@ -239,6 +315,9 @@ impl TieredCacheBuilder {
             backoff_min: self.backoff_min,
             backoff_max: self.backoff_max.max(self.backoff_min),
             heartbeat: self.heartbeat,
+            liveness_bound: self.liveness_bound,
+            timeouts_to_down: self.timeouts_to_down.max(1),
+            outage_window: self.outage_window,
             queue_capacity: self.queue_capacity,
             require_redis: self.require_redis,
             tls: scheme == "rediss",
@@ -288,6 +367,10 @@ mod tests {
                 .local_ttl(Duration::from_secs(10))
                 .remote_ttl(Duration::from_secs(5))),
             TierConfigError::LocalTtlExceedsRemote { .. }
+        ));
+        assert!(matches!(
+            b().validate_err(|b| b.heartbeat(Duration::from_secs(1))),
+            TierConfigError::HeartbeatNotBelowLiveness { .. }
         ));
         assert!(TieredCacheBuilder::new("rediss://h:1").validate().is_ok());
         assert!(matches!(

@@ -31,6 +31,15 @@ pub enum TierConfigError {
         /// The configured remote TTL.
         remote: Duration,
     },
+    /// The heartbeat interval is not shorter than the liveness bound, so a
+    /// live channel could not prove itself in time.
+    #[error("heartbeat ({heartbeat:?}) must be shorter than liveness_bound ({liveness_bound:?})")]
+    HeartbeatNotBelowLiveness {
+        /// The configured heartbeat interval.
+        heartbeat: Duration,
+        /// The configured liveness bound.
+        liveness_bound: Duration,
+    },
     /// A setting outside what the local cache accepts.
     #[error(transparent)]
     Local(#[from] crate::BuildError),
@@ -56,7 +65,12 @@ pub enum TierError {
     )]
     Tls(String),
     /// Redis is down or timed out and the operation needs it (`incr` and
-    /// friends: a shared counter cannot be served from the local tier).
+    /// friends: a shared counter cannot be served from the local tier), or a
+    /// write found the replay queue full while Redis was unreachable: it was
+    /// not applied in Redis nor kept locally (a `del` still dropped the
+    /// local copy), and no other instance was told; or a write timed out
+    /// while the tier stayed up: its outcome is unknown, and its key is
+    /// deleted in Redis and on every instance as soon as Redis answers.
     /// Retry later; [`TieredCache::health`](super::TieredCache::health) says
     /// when Redis is back.
     #[error("Redis is unavailable: {0}")]

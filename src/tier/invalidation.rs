@@ -3,6 +3,7 @@
 //! and the bounded queue of deletes kept while Redis is down.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `"<instance id, 16 hex digits>:<key>"`: the payload published on the prefix's channel.
@@ -23,22 +24,43 @@ pub(crate) fn decode(payload: &[u8]) -> Option<(u64, &str)> {
     Some((id, key))
 }
 
+/// `"<instance id, 16 hex digits>!<send time, ns>"`: a heartbeat the
+/// instance publishes on its own channel and must receive back on its
+/// subscription (other instances, and older versions, ignore it).
+pub(crate) fn encode_heartbeat(instance: u64, sent_ns: u64) -> Vec<u8> {
+    format!("{instance:016x}!{sent_ns}").into_bytes()
+}
+
+/// The sender and send time of a heartbeat payload.
+pub(crate) fn decode_heartbeat(payload: &[u8]) -> Option<(u64, u64)> {
+    let id = payload.get(..16)?;
+    if payload.get(16) != Some(&b'!') {
+        return None;
+    }
+    let id = u64::from_str_radix(std::str::from_utf8(id).ok()?, 16).ok()?;
+    let sent = std::str::from_utf8(payload.get(17..)?).ok()?.parse().ok()?;
+    Some((id, sent))
+}
+
 const STRIPES: usize = 1024;
 
 /// Striped invalidation counters. A reader notes its key's stripe before
 /// asking Redis, inserts what Redis returned, and removes it again if the
 /// stripe moved meanwhile; writers and the subscriber bump the stripe
 /// before dropping the local copy. So a value read before a delete is never
-/// left in the local tier after it.
+/// left in the local tier after it. A whole-tier clear bumps `all`, which
+/// every key's generation includes.
 #[derive(Debug)]
 pub(crate) struct Generations {
     stripes: Box<[AtomicU64]>,
+    all: AtomicU64,
 }
 
 impl Generations {
     pub(crate) fn new() -> Self {
         Self {
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            all: AtomicU64::new(0),
         }
     }
 
@@ -52,7 +74,13 @@ impl Generations {
     }
 
     pub(crate) fn current(&self, key: &str) -> u64 {
-        self.stripe(key).load(Ordering::Acquire)
+        let all = self.all.load(Ordering::Acquire);
+        self.stripe(key).load(Ordering::Acquire).wrapping_add(all)
+    }
+
+    /// Every key's generation moves (call before clearing the local tier).
+    pub(crate) fn bump_all(&self) {
+        self.all.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(crate) fn bump(&self, key: &str) {
@@ -102,6 +130,10 @@ impl PendingQueue {
         Push::Added
     }
 
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.set.contains(key)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
@@ -125,6 +157,16 @@ impl PendingQueue {
     }
 }
 
+/// A random id for this instance, named in its messages.
+pub(crate) fn random_id() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +177,10 @@ mod tests {
         assert_eq!(decode(&m), Some((0xabc, "perm:a:b")));
         assert_eq!(decode(b"junk"), None);
         assert_eq!(decode(b"0000000000000001:"), Some((1, "")));
+        let hb = encode_heartbeat(0xabc, 12_345);
+        assert_eq!(decode(&hb), None);
+        assert_eq!(decode_heartbeat(&hb), Some((0xabc, 12_345)));
+        assert_eq!(decode_heartbeat(&m), None);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The link to Redis: the current connection, connecting, and the one
 //! background task that reconnects with capped backoff, replays the queued
-//! invalidations, listens for other instances' invalidations and pings an
-//! idle Redis to notice an outage.
+//! invalidations, listens for other instances' invalidations, and proves the
+//! subscription live by publishing a heartbeat on its own channel that must
+//! come back within the liveness bound.
 
 use super::cache::Shared;
-use super::health::HealthState;
+use super::health::{DownReason, HealthState, Verdict};
 use super::invalidation::{self, PendingQueue, Push};
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
@@ -54,9 +55,35 @@ pub(crate) struct Link {
     wake: Notify,
     pub(crate) pending: Mutex<PendingQueue>,
     task: Mutex<Option<AbortHandle>>,
+    /// The origin of the nanosecond times below.
+    base: std::time::Instant,
+    /// The send time of the latest own heartbeat received back on the
+    /// subscription (or the time the local tier was last cleared on
+    /// activation): every invalidation of a write acknowledged before it has
+    /// been applied.
+    fresh_as_of: AtomicU64,
+}
+
+/// Stops the background task when the last `TieredCache` handle goes.
+pub(crate) struct TaskGuard(pub(crate) Arc<Shared>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.link.shutdown();
+    }
 }
 
 impl Link {
+    /// For the tier's stats: `Up` to `Down` transitions, why it last went
+    /// down, and how many keys wait in the queue.
+    pub(crate) fn figures(&self) -> (u64, Option<DownReason>, u64) {
+        (
+            self.health.downs.load(Ordering::Relaxed),
+            self.health.last_down().map(|(r, _)| r),
+            self.pending.lock().len() as u64,
+        )
+    }
+
     pub(crate) fn new(queue_capacity: usize) -> Self {
         Self {
             conn: RwLock::new(None),
@@ -65,7 +92,25 @@ impl Link {
             wake: Notify::new(),
             pending: Mutex::new(PendingQueue::new(queue_capacity)),
             task: Mutex::new(None),
+            base: std::time::Instant::now(),
+            fresh_as_of: AtomicU64::new(0),
         }
+    }
+
+    /// Nanoseconds since `base`.
+    pub(crate) fn now_ns(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// An own heartbeat sent at `sent_ns` came back.
+    pub(crate) fn heard(&self, sent_ns: u64) {
+        self.fresh_as_of.fetch_max(sent_ns, Ordering::AcqRel);
+    }
+
+    /// How long the invalidation channel has gone unproven.
+    pub(crate) fn unproven_for(&self) -> Duration {
+        let fresh = self.fresh_as_of.load(Ordering::Acquire);
+        Duration::from_nanos(self.now_ns().saturating_sub(fresh))
     }
 
     /// The connection to use, or `None` while down (no connect attempt:
@@ -77,24 +122,46 @@ impl Link {
         self.conn.read().clone()
     }
 
-    /// An operation on the connection of `epoch` failed: go down (once) and
-    /// wake the background task to reconnect.
-    pub(crate) fn fail(&self, epoch: u64, error: &str) {
+    /// The connection of `epoch` is unusable: go down (once) and wake the
+    /// background task to reconnect.
+    pub(crate) fn fail(&self, epoch: u64, reason: DownReason, error: &str) {
         let mut conn = self.conn.write();
         if conn.as_ref().map(|(e, _)| *e) != Some(epoch) {
             return; // a stale connection; the current one is fine or already down
         }
         *conn = None;
-        if self.health.set_down(error) {
+        if self.health.set_down(reason, error) {
             self.wake.notify_one();
         }
     }
 
-    /// Queues `key` for deletion on reconnect; `None` if Redis came back up
-    /// meanwhile (the caller should send it now).
-    pub(crate) fn enqueue(&self, key: &str) -> Option<Push> {
+    /// A call on the connection of `epoch` timed out: one more in the
+    /// streak; down if the streak is long enough, otherwise the background
+    /// task probes Redis at once (and replays what the call queued).
+    pub(crate) fn timed_out(&self, shared: &Shared, epoch: u64) -> Verdict {
+        let cfg = &shared.cfg;
+        let verdict = self
+            .health
+            .record_timeout(cfg.timeouts_to_down, cfg.outage_window);
+        if verdict == Verdict::GoDown {
+            let error = format!(
+                "calls timed out (each bound {:?}) with no answer from Redis for {:?}",
+                cfg.op_timeout, cfg.outage_window
+            );
+            self.fail(epoch, DownReason::Timeouts, &error);
+        } else {
+            self.wake.notify_one();
+        }
+        verdict
+    }
+
+    /// Queues `key` for a delete and invalidation in Redis. `attempted`:
+    /// the write was sent and its outcome is unknown, so it is queued even
+    /// while up (the background task replays it). Otherwise `None` if Redis
+    /// came back up meanwhile (the caller should send it now).
+    pub(crate) fn enqueue(&self, key: &str, attempted: bool) -> Option<Push> {
         let mut q = self.pending.lock();
-        if self.health.is_up() {
+        if !attempted && self.health.is_up() {
             return None;
         }
         Some(q.push(key))
@@ -197,52 +264,85 @@ async fn tcp_but_not_tls(shared: &Shared) -> bool {
     matches!(timeout(shared.cfg.connect_timeout, probe).await, Ok(Ok(_)))
 }
 
-/// Replays the queued invalidations on `conn`, then puts it in use and
-/// marks the tier up. `fresh_start`: nothing can have been missed, keep the
-/// local tier; otherwise it is cleared, as it may have missed invalidations.
+/// Sends one batch of queued keys (a `DEL` and an invalidation each) on
+/// `conn` within `bound`; on success removes them from the queue and drops
+/// their local copies (the write that queued them is superseded by the
+/// delete). `Ok(false)` when the queue was empty.
+async fn replay_batch(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    bound: Duration,
+) -> Result<bool, RedisFailure> {
+    let batch = shared.link.pending.lock().peek(REPLAY_BATCH);
+    if batch.is_empty() {
+        return Ok(false);
+    }
+    let mut pipe = redis::pipe();
+    for key in &batch {
+        pipe.cmd("DEL").arg(shared.remote_key(key)).ignore();
+        pipe.cmd("PUBLISH")
+            .arg(&shared.cfg.channel)
+            .arg(invalidation::encode(shared.instance_id, key))
+            .ignore();
+    }
+    match timeout(bound, pipe.query_async::<()>(conn)).await {
+        Ok(Err(e)) if e.is_timeout() => Err(RedisFailure::TimedOut),
+        Ok(Ok(())) => {
+            shared.link.pending.lock().ack(batch.len());
+            for key in &batch {
+                shared.drop_local(key);
+            }
+            shared
+                .stats
+                .replayed
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            Ok(true)
+        }
+        Ok(Err(e)) => Err(RedisFailure::Error(format!(
+            "replaying queued deletes: {e}"
+        ))),
+        Err(_) => Err(RedisFailure::TimedOut),
+    }
+}
+
+/// A round trip that did not work.
+pub(crate) enum RedisFailure {
+    /// An error (connection or reply).
+    Error(String),
+    /// No answer within the bound.
+    TimedOut,
+}
+
+/// Replays the queued invalidations on `conn`, then (under the queue's
+/// lock, so no write can slip in between) clears the local tier unless
+/// `fresh_start`, puts `conn` in use and marks the tier up. A write queued
+/// during the replay is replayed too; one that raced the clear is dropped
+/// from the local tier by its generation check. So no value deleted in
+/// Redis by the replay stays in the local tier.
 pub(crate) async fn activate(
     shared: &Shared,
     mut conn: MultiplexedConnection,
     fresh_start: bool,
 ) -> Result<u64, String> {
     let link = &shared.link;
-    if !fresh_start {
-        shared.local.clear();
-    }
     loop {
-        let batch = {
+        {
             let q = link.pending.lock();
             if q.is_empty() {
+                link.fresh_as_of.store(link.now_ns(), Ordering::Release);
+                if !fresh_start {
+                    shared.clear_local();
+                }
                 let epoch = link.epoch.fetch_add(1, Ordering::AcqRel) + 1;
                 *link.conn.write() = Some((epoch, conn));
                 link.health.set_up();
                 return Ok(epoch);
             }
-            q.peek(REPLAY_BATCH)
-        };
-        let mut pipe = redis::pipe();
-        for key in &batch {
-            pipe.cmd("DEL").arg(shared.remote_key(key)).ignore();
-            pipe.cmd("PUBLISH")
-                .arg(&shared.cfg.channel)
-                .arg(invalidation::encode(shared.instance_id, key))
-                .ignore();
         }
-        match timeout(
-            shared.cfg.connect_timeout,
-            pipe.query_async::<()>(&mut conn),
-        )
-        .await
-        {
-            Ok(Ok(())) => {
-                link.pending.lock().ack(batch.len());
-                shared
-                    .stats
-                    .replayed
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            }
-            Ok(Err(e)) => return Err(format!("replaying queued deletes: {e}")),
-            Err(_) => return Err("replaying queued deletes timed out".to_string()),
+        match replay_batch(shared, &mut conn, shared.cfg.connect_timeout).await {
+            Ok(_) => {}
+            Err(RedisFailure::Error(e)) => return Err(e),
+            Err(RedisFailure::TimedOut) => return Err("replaying queued deletes timed out".into()),
         }
     }
 }
@@ -274,59 +374,124 @@ async fn reconnect(shared: &Shared) -> (u64, PubSubStream) {
             },
             Err(e) => e.message,
         };
-        shared.link.health.set_down(&error);
+        shared
+            .link
+            .health
+            .set_down(DownReason::ReconnectFailed, &error);
         sleep(backoff).await;
         backoff = (backoff * 2).min(cfg.backoff_max);
     }
 }
 
-/// While up: applies other instances' invalidations, pings Redis when idle,
-/// and returns when the subscription ends, a ping fails or an operation
-/// reported a failure.
+/// While up: applies invalidations, publishes a heartbeat every
+/// `heartbeat` (at once after a timed-out call), replays writes whose
+/// outcome was unknown, and returns when the subscription ends or goes
+/// silent past the liveness bound, or the tier went down.
 async fn watch(shared: &Shared, epoch: u64, mut stream: PubSubStream) {
     let link = &shared.link;
-    let heartbeat = shared.cfg.heartbeat;
-    let mut next_ping = Instant::now() + heartbeat;
+    let cfg = &shared.cfg;
+    let mut next_beat = Instant::now();
     loop {
+        let give_up = cfg.liveness_bound * 2;
+        let lapse_in = give_up.saturating_sub(link.unproven_for());
+        let wake_at = next_beat.min(Instant::now() + lapse_in);
         let message = stream.next();
         let woken = pin!(link.wake.notified());
-        let tick = pin!(sleep_until(next_ping));
+        let tick = pin!(sleep_until(wake_at));
         match select(message, select(woken, tick)).await {
-            Either::Left((Some(msg), _)) => shared.apply_invalidation(msg.get_payload_bytes()),
+            Either::Left((Some(msg), _)) => shared.apply_message(msg.get_payload_bytes()),
             Either::Left((None, _)) => {
-                link.fail(epoch, "subscription connection closed");
+                subscription_closed(shared, epoch).await;
                 return;
             }
-            Either::Right((Either::Left(_), _)) => {
-                if !link.health.is_up() {
-                    return;
-                }
-            }
-            Either::Right((Either::Right(_), _)) => {
-                next_ping = Instant::now() + heartbeat;
-                let Some((e, mut conn)) = link.conn() else {
-                    return;
-                };
-                let ping = redis::cmd("PING");
-                match timeout(shared.cfg.op_timeout, ping.query_async::<()>(&mut conn)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => {
-                        link.fail(e, &err.to_string());
-                        return;
-                    }
-                    Err(_) => {
-                        link.fail(e, &timeout_message(shared.cfg.op_timeout));
-                        return;
-                    }
-                }
-            }
+            Either::Right((Either::Left(_), _)) => next_beat = Instant::now(),
+            Either::Right((Either::Right(_), _)) => {}
         }
         if !link.health.is_up() {
             return;
         }
+        // Past the bound, local hits are already refused (reads go to
+        // Redis); a heartbeat that still comes back proves every earlier
+        // invalidation applied, so serving resumes. Past twice the bound
+        // the subscription is given up for dead.
+        let unproven = link.unproven_for();
+        if unproven > give_up {
+            // Invalidations may have been missed: drop what they could
+            // have reached before anything else can read it.
+            shared.clear_local();
+            let error = format!(
+                "own heartbeat not received back on the invalidation channel for {unproven:?} (liveness bound {:?})",
+                cfg.liveness_bound
+            );
+            link.fail(epoch, DownReason::ChannelSilent, &error);
+            return;
+        }
+        if Instant::now() >= next_beat {
+            next_beat = Instant::now() + cfg.heartbeat;
+            if !beat(shared, epoch, &mut next_beat).await {
+                return;
+            }
+        }
     }
 }
 
-pub(crate) fn timeout_message(d: Duration) -> String {
-    format!("Redis did not answer within {d:?}")
+/// The subscription ended. If Redis still answers on the data connection,
+/// only the subscription was lost and invalidations may be flowing past us:
+/// drop the local tier before going down. If Redis does not answer, it is
+/// an outage: keep the local tier for degraded mode.
+async fn subscription_closed(shared: &Shared, epoch: u64) {
+    let link = &shared.link;
+    let mut redis_answers = false;
+    if let Some((_, mut conn)) = link.conn() {
+        let ping = redis::cmd("PING");
+        redis_answers = matches!(
+            timeout(shared.cfg.op_timeout, ping.query_async::<()>(&mut conn)).await,
+            Ok(Ok(()))
+        );
+    }
+    if redis_answers {
+        shared.clear_local();
+    }
+    link.fail(
+        epoch,
+        DownReason::ConnectionLost,
+        "subscription connection closed",
+    );
+}
+
+/// Publishes a heartbeat on the data connection, then replays queued
+/// writes. False if the tier went down.
+async fn beat(shared: &Shared, epoch: u64, next_beat: &mut Instant) -> bool {
+    let link = &shared.link;
+    let Some((e, mut conn)) = link.conn() else {
+        return false;
+    };
+    let mut pipe = redis::pipe();
+    pipe.cmd("PUBLISH")
+        .arg(&shared.cfg.channel)
+        .arg(invalidation::encode_heartbeat(
+            shared.instance_id,
+            link.now_ns(),
+        ))
+        .ignore();
+    let mut result = match timeout(shared.cfg.op_timeout, pipe.query_async::<()>(&mut conn)).await {
+        Ok(Ok(())) => Ok(true),
+        Ok(Err(err)) if !err.is_timeout() => Err(RedisFailure::Error(err.to_string())),
+        Ok(Err(_)) | Err(_) => Err(RedisFailure::TimedOut),
+    };
+    while let Ok(true) = result {
+        link.health.record_success();
+        result = replay_batch(shared, &mut conn, shared.cfg.op_timeout).await;
+    }
+    match result {
+        Ok(_) => true,
+        Err(RedisFailure::Error(err)) => {
+            link.fail(e, DownReason::ConnectionLost, &err);
+            false
+        }
+        Err(RedisFailure::TimedOut) => {
+            *next_beat = Instant::now(); // probe again at once
+            link.timed_out(shared, epoch) == Verdict::StayUp
+        }
+    }
 }

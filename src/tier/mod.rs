@@ -25,7 +25,11 @@
 //! no I/O), then in Redis (filling the local tier for at most
 //! `local_ttl`, never longer than the key's TTL in Redis), then, with
 //! [`TieredCache::get_or_load`], calls the loader and stores its value in
-//! both tiers. A write goes to Redis, then to the local tier, and publishes
+//! both tiers. Concurrent misses of one key run one loader: the local
+//! cache's own single flight (the one behind
+//! [`Cache::get_or_insert_with`](crate::Cache::get_or_insert_with)), and
+//! waiters are handed the leader's value; a failed load is the leader's
+//! error alone, and the next caller loads for itself. A write goes to Redis, then to the local tier, and publishes
 //! the key on `shardcache:inv:<prefix>`; every other instance with that
 //! prefix drops its local copy when the message arrives (its own messages
 //! carry its instance id and are ignored). A read racing a delete cannot
@@ -42,20 +46,54 @@
 //! tier needs a Tokio runtime (`build()` spawns its background task; every
 //! remote call is bounded with `tokio::time::timeout`).
 //!
+//! ## The invariant, and how it is kept
+//!
+//! An instance that says [`Health::Up`] never serves a local entry older
+//! than a write acknowledged more than the liveness bound (default 1 s,
+//! [`TieredCacheBuilder::liveness_bound`]) earlier, on any instance:
+//!
+//! * **A silent subscriber is a dead one.** Every `heartbeat` (250 ms) the
+//!   instance publishes a heartbeat carrying its send time on its own
+//!   invalidation channel. Redis delivers a channel's messages in order, so
+//!   when the heartbeat comes back every invalidation of a write
+//!   acknowledged before it was sent has been applied. A local entry is
+//!   served only if such a heartbeat was sent within the bound; otherwise
+//!   the read goes to Redis ([`TierStats::local_hits_skipped`]). Once twice
+//!   the bound has passed with no heartbeat back, the instance clears its
+//!   local tier and reconnects ([`DownReason::ChannelSilent`]).
+//! * **Replay, then clear, then Up.** On reconnect the queued writes are
+//!   replayed as deletes (with their invalidations); then, under the
+//!   queue's lock, the local tier is cleared and the tier marked Up. A
+//!   write made during recovery is queued and replayed, or (if it raced the
+//!   clear) not kept locally.
+//! * **A full queue refuses.** A write that cannot be queued is refused
+//!   with [`TierError::Unavailable`]: nothing is kept locally, so no
+//!   invalidation is ever silently lost.
+//!
 //! ## When Redis is down (degraded mode)
 //!
-//! * Every remote call is bounded by `op_timeout` (default 50 ms). A timeout
-//!   or a connection error marks the tier [`Health::Down`]; from then on no
-//!   operation touches Redis (none pays a connect timeout) until the
-//!   background task has reconnected, with backoff from 25 ms doubling to
-//!   1 s. An idle tier notices an outage by a `PING` every 500 ms.
-//! * Reads are served by the local tier; a local miss is `Ok(None)` (the
-//!   caller falls back to its database, or `get_or_load` calls the loader).
+//! * Every remote call is bounded by `op_timeout` (default 50 ms). A broken
+//!   connection marks the tier [`Health::Down`] at once; timeouts do so only
+//!   after `timeouts_to_down` (3) in a row, with no success between them,
+//!   spanning at least the `outage_window` (500 ms; a timed-out call wakes
+//!   the background task, which probes Redis at once). A write that times
+//!   out while the tier stays up fails with [`TierError::Unavailable`] (its
+//!   outcome is unknown): it is not kept locally, and its key is queued as
+//!   a delete and replayed as soon as Redis answers, so it leaves no stale
+//!   value behind. While down no operation touches Redis (none pays a
+//!   connect timeout) until the background task has reconnected, with
+//!   backoff from 25 ms doubling to 1 s. [`Health::Down`] says why
+//!   ([`DownReason`]).
+//! * Reads are served by the local tier (its entries may have missed
+//!   invalidations: staleness is bounded by `local_ttl`); a local miss is
+//!   `Ok(None)` (the caller falls back to its database, or `get_or_load`
+//!   calls the loader).
 //! * `set` writes the local tier only; `del` and `expire` apply locally. All
 //!   three queue the key (a bounded, de-duplicated queue, 10 000 keys by
 //!   default) for a `DEL` plus invalidation in Redis on reconnect, so a
 //!   revoke made during the outage is not lost and no instance keeps serving
-//!   the value it replaced. Keys beyond the bound are counted in
+//!   the value it replaced. When the queue is full the write is refused
+//!   ([`TierError::Unavailable`]) and counted in
 //!   [`TierStats::invalidations_dropped`].
 //! * `incr` and `incr_by` fail with [`TierError::Unavailable`]: a shared
 //!   counter cannot be served locally. `ttl` answers from the local copy.
@@ -80,8 +118,13 @@ mod error;
 mod health;
 mod invalidation;
 mod link;
+mod stats;
+mod typed;
 
-pub use cache::{TierStats, TieredCache};
-pub use config::{TieredCacheBuilder, DEFAULT_OP_TIMEOUT};
+pub use cache::TieredCache;
+pub use config::{
+    TieredCacheBuilder, DEFAULT_LIVENESS_BOUND, DEFAULT_OP_TIMEOUT, DEFAULT_OUTAGE_WINDOW,
+};
 pub use error::{TierConfigError, TierError};
-pub use health::Health;
+pub use health::{DownReason, Health};
+pub use stats::TierStats;

@@ -7,148 +7,38 @@
 //! entry's slot goes on a free list and the next insert reuses it; nothing
 //! moves, so eviction never has to fix up other entries' links.
 //!
+//! Owns the table (`table.rs`), the slab (`slab.rs`), the expiry index
+//! (`expiry.rs`), its side of the shared budget (`budget.rs`), bulk removal
+//! (`sweep.rs`) and cursor steps (`scan.rs`). Calls down only: the policy
+//! (through its hooks, handing it a view of the slab's nodes), the weigher
+//! and the clock; it hands removed entries back to its caller and never
+//! calls the listener or the log.
+//!
 //! [`Cache`]: crate::Cache
 
-use crate::expiry::{is_expired, ExpiryIndex};
+mod admission;
+mod budget;
+mod env;
+pub(crate) mod expiry;
+mod scan;
+mod slab;
+mod sweep;
+pub(crate) mod table;
+pub(crate) use budget::Budget;
+pub(crate) use env::{Env, Found, Inserted, LazyNow, Lookup};
+pub(crate) use scan::ScanBudget;
+use slab::{Entry, Slab, SlabView};
+
 use crate::listener::{RemovalCause, Removed};
+use crate::policy::node::{meta, Node};
 use crate::policy::PolicyState;
-use crate::slab::{meta, Node, Nodes};
 use crate::sync::{AtomicU64, Ordering};
-use crate::table::Table;
+#[cfg(test)]
 use crate::weigher::Weights;
+use expiry::{is_expired, ExpiryIndex};
 use std::borrow::Borrow;
-use std::cell::Cell;
 use std::hash::{BuildHasher, Hash};
-
-/// What a write needs from the cache around the shard.
-pub(crate) struct Env<'a, K, V, S> {
-    pub(crate) hasher: &'a S,
-    pub(crate) weights: &'a Weights<K, V>,
-    /// The clock, read at most once per write and only if needed.
-    pub(crate) clock: &'a crate::clock::Millis,
-    pub(crate) now_ms: Cell<Option<u64>>,
-    /// Time-to-idle in ms, if configured.
-    pub(crate) tti: Option<u64>,
-    /// The window share the hill climber chose.
-    pub(crate) window: crate::policy::Share,
-}
-
-impl<K, V, S> Env<'_, K, V, S> {
-    /// Monotonic milliseconds now (read on first use, then fixed for this write).
-    #[inline]
-    pub(crate) fn now(&self) -> u64 {
-        if let Some(v) = self.now_ms.get() {
-            return v;
-        }
-        let v = self.clock.now();
-        self.now_ms.set(Some(v));
-        v
-    }
-}
-
-/// The clock, read at most once per lookup and only if an entry needs it.
-pub(crate) struct LazyNow<F: Fn() -> u64> {
-    read: F,
-    value: Cell<Option<u64>>,
-}
-
-impl<F: Fn() -> u64> LazyNow<F> {
-    pub(crate) fn new(read: F) -> Self {
-        Self {
-            read,
-            value: Cell::new(None),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn get(&self) -> u64 {
-        if let Some(v) = self.value.get() {
-            return v;
-        }
-        let v = (self.read)();
-        self.value.set(Some(v));
-        v
-    }
-}
-
-/// The result of a lookup.
-pub(crate) enum Lookup<T> {
-    Hit(T),
-    Miss,
-    /// Present but past its deadline (a miss to the caller).
-    Expired,
-}
-
-/// A live entry's view for read-modify-write operations.
-pub(crate) struct Found<'a, V> {
-    pub(crate) value: &'a V,
-    pub(crate) deadline: Option<u64>,
-}
-
-/// What an insert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Inserted {
-    New,
-    Replaced,
-}
-
-/// One cached entry: its policy node, key and value, together.
-///
-/// 32-byte aligned so that an entry of up to 32 bytes (`u64 -> u64` is
-/// exactly that) never straddles two cache lines: in a 16-byte-aligned slab
-/// half of them did, and a hit then missed twice on the entry alone. Larger
-/// entries pay up to 31 bytes of padding.
-#[repr(align(32))]
-pub(crate) struct Entry<K, V> {
-    node: Node,
-    key: K,
-    value: V,
-}
-
-/// The slab: a free slot is `None` (free for the niche in [`Node`]'s links).
-type Slab<K, V> = Vec<Option<Entry<K, V>>>;
-
-/// The slab as the policy sees it: nodes, and key hashes on request.
-struct SlabView<'a, K, V, S> {
-    entries: &'a mut Slab<K, V>,
-    hasher: &'a S,
-}
-
-impl<K: Hash, V, S: BuildHasher> Nodes for SlabView<'_, K, V, S> {
-    #[inline]
-    fn node(&self, idx: u32) -> &Node {
-        match &self.entries[idx as usize] {
-            Some(e) => &e.node,
-            None => unreachable!("policy token {idx} is not occupied"),
-        }
-    }
-
-    #[inline]
-    fn node_mut(&mut self, idx: u32) -> &mut Node {
-        match &mut self.entries[idx as usize] {
-            Some(e) => &mut e.node,
-            None => unreachable!("policy token {idx} is not occupied"),
-        }
-    }
-
-    fn for_each_node(&self, f: &mut dyn FnMut(&Node)) {
-        self.entries.iter().flatten().for_each(|e| f(&e.node));
-    }
-
-    fn hash_of(&self, idx: u32) -> u64 {
-        match &self.entries[idx as usize] {
-            Some(e) => self.hasher.hash_one(&e.key),
-            None => unreachable!("policy token {idx} is not occupied"),
-        }
-    }
-
-    #[inline]
-    fn prefetch(&self, idx: u32) {
-        // Address arithmetic only: reading the slot to check it is occupied
-        // would be the very miss the prefetch is meant to hide.
-        crate::prefetch::prefetch(self.entries.as_ptr().wrapping_add(idx as usize));
-    }
-}
+use table::Table;
 
 /// The fields every operation touches, the table and the slab, come first:
 /// the cache keeps each shard's lock word right before it (see `Cache`), so
@@ -168,7 +58,8 @@ pub(crate) struct Shard<K, V> {
     capacity: u64,
     can_evict: bool,
     rng: u64,
-    writes: u64,
+    /// The capacity shared with the other shards, when there is one.
+    budget: Option<std::sync::Arc<crate::shard::Budget>>,
 }
 
 impl<K, V> Shard<K, V>
@@ -193,8 +84,14 @@ where
             capacity,
             can_evict,
             rng: seed | 1,
-            writes: 0,
+            budget: None,
         }
+    }
+
+    /// Shares `budget` with other shards: every weight this shard takes is
+    /// reserved in it first, and every weight it drops is given back.
+    pub(crate) fn share_budget(&mut self, budget: std::sync::Arc<crate::shard::Budget>) {
+        self.budget = Some(budget);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -212,13 +109,6 @@ where
 
     pub(crate) fn weight(&self) -> u64 {
         self.weight
-    }
-
-    /// Counts a write; true once every `every` writes (for periodic work
-    /// that the cache does outside the lock).
-    pub(crate) fn tick(&mut self, every: u64) -> bool {
-        self.writes += 1;
-        self.writes.is_multiple_of(every)
     }
 
     #[inline]
@@ -365,6 +255,12 @@ where
             if grows > 0 && !self.can_evict && self.weight + grows > self.capacity {
                 return Err((key, value));
             }
+            if grows > 0 && !self.admit(env, grows, Some(idx), removed) {
+                return Err((key, value));
+            }
+            if let Some(b) = &self.budget {
+                b.release(old_weight.saturating_sub(weight));
+            }
             let old = std::mem::replace(&mut self.entry_mut(idx).value, value);
             self.weight = self.weight - old_weight + weight;
             self.set_deadline(idx, deadline);
@@ -378,6 +274,9 @@ where
             if weight > self.capacity || self.weight + weight > self.capacity {
                 return Err((key, value));
             }
+        }
+        if !self.admit(env, weight, None, removed) {
+            return Err((key, value));
         }
         let entry = Entry {
             node: Node::new(meta::with_deadline(0, deadline)),
@@ -429,13 +328,10 @@ where
                 self.table.prefetch(hash);
             }
         } else {
-            self.policy.maintain(
-                &mut SlabView {
-                    entries: &mut self.entries,
-                    hasher: env.hasher,
-                },
-                env.window,
-            );
+            self.policy.maintain(&mut SlabView {
+                entries: &mut self.entries,
+                hasher: env.hasher,
+            });
         }
         self.policy.count_insert(&mut SlabView {
             entries: &mut self.entries,
@@ -461,19 +357,17 @@ where
             .set(idx, deadline.is_some(), self.entries.len());
     }
 
+    #[inline]
     fn evict_to_capacity<S: BuildHasher>(
         &mut self,
         env: &Env<'_, K, V, S>,
         removed: &mut Removed<K, V>,
     ) {
         while self.weight > self.capacity {
-            let victim = self.policy.victim(
-                &mut SlabView {
-                    entries: &mut self.entries,
-                    hasher: env.hasher,
-                },
-                env.window,
-            );
+            let victim = self.policy.victim(&mut SlabView {
+                entries: &mut self.entries,
+                hasher: env.hasher,
+            });
             let Some(v) = victim else { break };
             let (k, val) = self.remove_at(env, v);
             removed.push((k, val, RemovalCause::Evicted));
@@ -495,7 +389,11 @@ where
         };
         let found = self.table.remove(env.hasher.hash_one(&key), idx);
         debug_assert!(found, "token {idx} was not in the table");
-        self.weight -= env.weights.weigh(&key, &value);
+        let weight = env.weights.weigh(&key, &value);
+        self.weight -= weight;
+        if let Some(b) = &self.budget {
+            b.release(weight);
+        }
         self.free.push(idx);
         (key, value)
     }
@@ -521,115 +419,6 @@ where
     fn is_expired_now<S>(&self, idx: u32, env: &Env<'_, K, V, S>) -> bool {
         let now = LazyNow::new(|| env.now());
         self.expired_at(idx, self.entry(idx).node.get(), &now, env.tti)
-    }
-
-    /// Samples entries that can expire and removes the expired ones (Redis's
-    /// active expiry): rounds of 8 samples, another round only while more than a
-    /// quarter of the last one was expired, at most 4 rounds.
-    #[inline]
-    pub(crate) fn expire_some<S: BuildHasher>(
-        &mut self,
-        env: &Env<'_, K, V, S>,
-        removed: &mut Removed<K, V>,
-    ) {
-        if env.tti.is_some() || !self.expiring.is_empty() {
-            self.sample_expired(env, removed);
-        }
-    }
-
-    fn sample_expired<S: BuildHasher>(
-        &mut self,
-        env: &Env<'_, K, V, S>,
-        removed: &mut Removed<K, V>,
-    ) {
-        for _ in 0..4 {
-            let mut expired = 0;
-            for _ in 0..8 {
-                let r = self.next_random();
-                let idx = if env.tti.is_some() {
-                    if self.table.is_empty() {
-                        return;
-                    }
-                    let idx = (r % self.entries.len() as u64) as u32;
-                    if self.entries[idx as usize].is_none() {
-                        continue;
-                    }
-                    idx
-                } else {
-                    match self.expiring.sample(r) {
-                        Some(idx) => idx,
-                        None => return,
-                    }
-                };
-                if self.is_expired_now(idx, env) {
-                    let (k, v) = self.remove_at(env, idx);
-                    removed.push((k, v, RemovalCause::Expired));
-                    expired += 1;
-                }
-            }
-            if expired <= 2 {
-                return;
-            }
-        }
-    }
-
-    /// Removes every expired entry among those that can expire.
-    pub(crate) fn purge_expired<S: BuildHasher>(
-        &mut self,
-        env: &Env<'_, K, V, S>,
-        removed: &mut Removed<K, V>,
-    ) {
-        let candidates: Vec<u32> = if env.tti.is_some() {
-            self.occupied().collect()
-        } else {
-            self.expiring.tokens().to_vec()
-        };
-        for idx in candidates {
-            if self.is_expired_now(idx, env) {
-                let (k, v) = self.remove_at(env, idx);
-                removed.push((k, v, RemovalCause::Expired));
-            }
-        }
-    }
-
-    /// Keeps the live entries for which `keep` returns true; the rest, and
-    /// every expired entry, go to `removed`.
-    pub(crate) fn retain<S: BuildHasher>(
-        &mut self,
-        env: &Env<'_, K, V, S>,
-        mut keep: impl FnMut(&K, &V) -> bool,
-        removed: &mut Removed<K, V>,
-    ) {
-        let tokens: Vec<u32> = self.occupied().collect();
-        for idx in tokens {
-            let cause = if self.is_expired_now(idx, env) {
-                RemovalCause::Expired
-            } else {
-                let e = self.entry(idx);
-                if keep(&e.key, &e.value) {
-                    continue;
-                }
-                RemovalCause::Removed
-            };
-            let (k, v) = self.remove_at(env, idx);
-            removed.push((k, v, cause));
-        }
-    }
-
-    /// Empties the shard into `removed`.
-    pub(crate) fn clear(&mut self, removed: &mut Removed<K, V>) {
-        self.table.clear();
-        self.free.clear();
-        self.idle.clear();
-        self.expiring.clear();
-        self.policy.clear();
-        self.weight = 0;
-        removed.extend(
-            self.entries
-                .drain(..)
-                .flatten()
-                .map(|e| (e.key, e.value, RemovalCause::Removed)),
-        );
     }
 
     /// The token of the live entry for `key`; an expired one is removed (to

@@ -6,8 +6,11 @@
 //! every write samples a few entries that can expire (those with a deadline, or
 //! all of them under time-to-idle) and removes the expired ones, repeating while
 //! more than a quarter of a sample was expired.
+//!
+//! Owns the index of entries that can expire and the conversions from a
+//! `Duration` to deadline milliseconds; calls nothing above the shard.
 
-use crate::slab::NIL;
+use crate::policy::node::NIL;
 use std::time::Duration;
 
 /// Converts a TTL to whole milliseconds, rounding up so an entry never expires early.

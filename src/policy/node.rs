@@ -3,6 +3,12 @@
 //! Entries live in a slab addressed by `u32` tokens; policy lists link those
 //! tokens, never pointers, so the slab needs no `unsafe`. Policies see the
 //! slab only through [`Nodes`], which hands out an entry's [`Node`].
+//!
+//! This module belongs to the policy layer: the shard embeds a [`Node`] in
+//! each entry and implements [`Nodes`] over its slab, so the shard calls down
+//! into these types and nothing here names the shard. Owns the node, the
+//! list links and the layout of the meta word (including the deadline bits the
+//! shard keeps there); calls only `sync` and `prefetch`.
 
 use crate::sync::{AtomicU64, Ordering};
 use std::num::NonZeroU32;
@@ -36,6 +42,8 @@ pub(crate) trait Nodes {
     fn node(&self, idx: u32) -> &Node;
     /// The node of an occupied token, mutably.
     fn node_mut(&mut self, idx: u32) -> &mut Node;
+    /// Whether `idx` is an occupied token.
+    fn contains(&self, idx: u32) -> bool;
     /// Calls `f` on every occupied token's node.
     fn for_each_node(&self, f: &mut dyn FnMut(&Node));
     /// The hash of an occupied token's key (recomputed: hashes are not stored).
@@ -60,6 +68,9 @@ impl Nodes for Vec<Node> {
     }
     fn node_mut(&mut self, idx: u32) -> &mut Node {
         &mut self[idx as usize]
+    }
+    fn contains(&self, idx: u32) -> bool {
+        (idx as usize) < self.len()
     }
     fn for_each_node(&self, f: &mut dyn FnMut(&Node)) {
         self.iter().for_each(f);

@@ -20,6 +20,10 @@
 //!   table holds tokens, not keys).
 //!
 //! Safe code only; the table knows nothing about keys, entries or locks.
+//! Owns the slots; calls nothing but [`prefetch`](crate::prefetch).
+
+mod scan;
+pub(crate) use scan::next_home;
 
 /// An empty slot: the token field all ones.
 const EMPTY: u32 = u32::MAX;
@@ -128,6 +132,7 @@ impl Table {
 
     /// Adds `token` under `hash`; the caller knows no equal key is present.
     /// `hash_of` gives any stored token's hash, for a rebuild.
+    #[inline]
     pub(crate) fn insert_unique(&mut self, hash: u64, token: u32, hash_of: impl Fn(u32) -> u64) {
         let (len, tombs) = (self.len as usize, self.tombs as usize);
         if (len + tombs + 1) * 8 > self.slots.len() * 7 {

@@ -1,0 +1,592 @@
+//! [`Cache`]: the handle users hold. Hashes a key once, picks its shard from
+//! the hash's middle bits, locks that shard and delegates.
+//!
+//! Owns the shards' locks, the shared capacity budget, the journal handle
+//! and the statistics. Calls down only: a shard (under its lock), the
+//! journal (encoding before the lock, waiting after it), the loader's
+//! flights, the listener (after the lock). `room.rs` makes room across shards
+//! for a shared budget; `scan.rs` is cursor iteration.
+
+mod build;
+mod bulk;
+mod room;
+mod scan;
+
+pub use bulk::Iter;
+
+use crate::clock::Millis;
+use crate::error::CapacityError;
+use crate::expire_after::WriteTtl;
+use crate::hash::{hash_of, shard_index, DefaultHashBuilder};
+use crate::listener::{Listener, RemovalCause, Removed};
+use crate::loader::Flights;
+use crate::persist::journal::{Journal, Ticket};
+use crate::persist::RecordRef;
+use crate::refresh::Refresher;
+use crate::shard::expiry::deadline_after;
+use crate::shard::{Env, Inserted, LazyNow, Lookup, Shard};
+use crate::shard_lock::ShardLock as Lock;
+use crate::stats::{Counter, StatsCounters};
+use crate::sync::{Arc, CacheAligned};
+use crate::weigher::Weights;
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
+
+/// A concurrent, sharded, bounded cache. Cloning it is cheap and gives another
+/// handle to the same cache.
+///
+/// ```
+/// use shardcache::Cache;
+/// use std::sync::Arc;
+///
+/// let cache: Cache<String, Arc<str>> = Cache::new(1_000);
+/// cache.insert("user:1".to_string(), Arc::from("Ada"));
+/// assert_eq!(cache.get("user:1").as_deref(), Some("Ada"));
+/// assert!(cache.contains_key("user:1"));
+/// assert_eq!(cache.remove("user:1").as_deref(), Some("Ada"));
+/// assert!(cache.is_empty());
+/// ```
+pub struct Cache<K, V, S = DefaultHashBuilder> {
+    pub(crate) inner: Arc<Inner<K, V, S>>,
+}
+
+/// One shard behind its lock, on cache lines of its own.
+type ShardLock<K, V> = CacheAligned<Lock<Shard<K, V>>>;
+
+pub(crate) struct Inner<K, V, S> {
+    /// Each shard's lock word is followed, in the same cache line, by the
+    /// shard fields every operation reads; see [`Shard`]. Shards never share
+    /// a line.
+    shards: Box<[ShardLock<K, V>]>,
+    mask: usize,
+    hasher: S,
+    weights: Weights<K, V>,
+    clock: Millis,
+    ttl: WriteTtl<K, V>,
+    tti: Option<u64>,
+    listener: Option<Listener<K, V>>,
+    stats: StatsCounters,
+    max_capacity: u64,
+    /// The capacity all shards share, when built with one (see `shard/budget.rs`).
+    budget: Option<Arc<crate::shard::Budget>>,
+    pub(crate) flights: Flights<K, V>,
+    /// The write-ahead log, once attached by `build_persistent`.
+    pub(crate) journal: std::sync::OnceLock<Arc<Journal<K, V>>>,
+    /// Refresh-ahead and the stale window, when configured (see `refresh`).
+    refresh: Option<Box<Refresher<K, V>>>,
+}
+
+impl<K, V, S> Clone for Cache<K, V, S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, V, S> fmt::Debug for Cache<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("shards", &self.inner.shards.len())
+            .field("max_capacity", &self.inner.max_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    #[inline]
+    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, usize) {
+        let hash = hash_of(&self.inner.hasher, key);
+        (hash, shard_index(hash, self.inner.mask))
+    }
+
+    pub(crate) fn locate_key<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, usize) {
+        self.locate(key)
+    }
+
+    /// What a read-only walk of the shards needs: the hasher, the
+    /// time-to-idle in ms, and the monotonic clock.
+    pub(crate) fn read_env(&self) -> (&S, Option<u64>, &Millis) {
+        (&self.inner.hasher, self.inner.tti, &self.inner.clock)
+    }
+
+    /// The capacity all shards share, if any.
+    pub(crate) fn budget(&self) -> Option<&crate::shard::Budget> {
+        self.inner.budget.as_deref()
+    }
+
+    pub(crate) fn shard(&self, s: usize) -> &Lock<Shard<K, V>> {
+        &self.inner.shards[s]
+    }
+
+    /// What a write to shard `s` needs from the cache.
+    pub(crate) fn write_env(&self, s: usize) -> Env<'_, K, V, S> {
+        self.env(s)
+    }
+
+    /// Bookkeeping after a write: counters and listener.
+    pub(crate) fn after_write(
+        &self,
+        removed: Removed<K, V>,
+        inserted: Option<Inserted>,
+        rejected: bool,
+    ) {
+        match inserted {
+            Some(Inserted::New) => self.inner.stats.bump(Counter::Insert),
+            Some(Inserted::Replaced) => self.inner.stats.bump(Counter::Update),
+            None => {}
+        }
+        if rejected {
+            self.inner.stats.bump(Counter::Rejection);
+        }
+        self.notify(removed);
+    }
+
+    fn env(&self, _shard: usize) -> Env<'_, K, V, S> {
+        Env {
+            hasher: &self.inner.hasher,
+            weights: &self.inner.weights,
+            clock: &self.inner.clock,
+            now_ms: std::cell::Cell::new(None),
+            tti: self.inner.tti,
+        }
+    }
+
+    /// The value for `key`, if present and not expired. Counts a hit or a miss.
+    ///
+    /// Takes the shard's read lock, records the access with one relaxed store
+    /// to the entry's own meta word (none once its hit counter has
+    /// saturated), and clones the value: use `Arc<T>` for values that are
+    /// expensive to clone.
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Some(r) = self.refresher() {
+            return self.read_refreshing(r, key).map(|(v, _)| v);
+        }
+        let (hash, s) = self.locate(key);
+        let now = LazyNow::new(|| self.inner.clock.now());
+        let found = match self.inner.shards[s]
+            .read()
+            .get(hash, key, &now, self.inner.tti)
+        {
+            Lookup::Hit(v) => Some(v.clone()),
+            Lookup::Miss | Lookup::Expired => None,
+        };
+        self.inner.stats.bump_lookup(found.is_some());
+        found
+    }
+
+    /// Runs `f` on the live entry for `key` (its value and remaining time to
+    /// live) under the shard's read lock, without counting an access.
+    fn peek_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V, Option<Duration>) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, s) = self.locate(key);
+        let now = LazyNow::new(|| self.inner.clock.now());
+        let shard = self.inner.shards[s].read();
+        let found = shard.peek(hash, key, &now, self.inner.tti)?;
+        let deadline = match self.refresher() {
+            Some(r) => match found.deadline.map(|d| r.visible_deadline(d)) {
+                Some(d) if d <= now.get() => return None,
+                d => d,
+            },
+            None => found.deadline,
+        };
+        let ttl = deadline.map(|d| Duration::from_millis(d.saturating_sub(now.get())));
+        Some(f(found.value, ttl))
+    }
+
+    /// The value and its remaining time to live (`None` inside: no expiry),
+    /// without counting an access.
+    pub fn get_with_ttl<Q>(&self, key: &Q) -> Option<(V, Option<Duration>)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.peek_with(key, |v, ttl| (v.clone(), ttl))
+    }
+
+    /// The remaining time to live of a live `key`: `None` if absent or
+    /// expired, `Some(None)` if it never expires.
+    pub fn ttl<Q>(&self, key: &Q) -> Option<Option<Duration>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.peek_with(key, |_, ttl| ttl)
+    }
+
+    /// Whether a live entry for `key` exists. Does not count as an access.
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.peek_with(key, |_, _| ()).is_some()
+    }
+
+    /// Inserts or replaces `key` with the cache's default time to live.
+    ///
+    /// If the cache's policy never evicts and it is full, the entry is
+    /// dropped (and counted in `rejections`); use [`try_insert`](Self::try_insert)
+    /// to get it back.
+    pub fn insert(&self, key: K, value: V) {
+        let _ = self.try_insert_inner(key, value, Expire::Default);
+    }
+
+    /// Inserts or replaces `key`, expiring `ttl` from now whatever the cache's
+    /// default.
+    ///
+    /// ```
+    /// use shardcache::{Cache, MockClock};
+    /// use std::time::Duration;
+    /// let clock = MockClock::new();
+    /// let cache: Cache<&str, &str> = Cache::builder().max_capacity(10).clock(clock.clone()).build()?;
+    /// cache.insert_with_ttl("otp", "123456", Duration::from_secs(30));
+    /// assert_eq!(cache.ttl("otp"), Some(Some(Duration::from_secs(30))));
+    /// clock.advance(Duration::from_secs(30));
+    /// assert_eq!(cache.get("otp"), None);
+    /// # Ok::<(), shardcache::BuildError>(())
+    /// ```
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        let _ = self.try_insert_inner(key, value, Expire::After(ttl));
+    }
+
+    /// Inserts or replaces `key`, handing it back when it does not fit.
+    ///
+    /// # Errors
+    ///
+    /// [`CapacityError`] (with the key and value) when the cache is full and
+    /// its policy never evicts, or when the entry alone weighs more than a
+    /// shard's share of the capacity.
+    pub fn try_insert(&self, key: K, value: V) -> Result<(), CapacityError<K, V>> {
+        self.try_insert_inner(key, value, Expire::Default)
+    }
+
+    /// Like [`try_insert`](Self::try_insert) with an explicit expiry: `Some(ttl)`
+    /// or `None` for none at all (ignoring the cache's default).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_insert`](Self::try_insert).
+    pub fn try_insert_with_expiry(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> Result<(), CapacityError<K, V>> {
+        self.try_insert_inner(key, value, ttl.map_or(Expire::Never, Expire::After))
+    }
+
+    fn try_insert_inner(
+        &self,
+        key: K,
+        value: V,
+        expire: Expire,
+    ) -> Result<(), CapacityError<K, V>> {
+        let (hash, s) = self.locate(&key);
+        let env = self.env(s);
+        let deadline = match expire {
+            Expire::Default => self
+                .inner
+                .ttl
+                .of(&key, &value)
+                .map(|t| deadline_after(env.now(), t)),
+            Expire::After(t) => Some(deadline_after(env.now(), t)),
+            Expire::Never => None,
+        };
+        let deadline = self.stored_deadline(deadline);
+        let record = self.admit().and_then(|()| {
+            self.encode(|| RecordRef::Insert {
+                key: &key,
+                value: &value,
+                expires_at: deadline.map(|d| self.wall_ms(d, env.now())),
+            })
+        });
+        let record = match record {
+            Ok(record) => record,
+            // Refused: the log could not reproduce it.
+            Err(e) => {
+                self.report(e);
+                return Ok(());
+            }
+        };
+        let mut removed = Removed::new();
+        let (result, ticket) = {
+            let mut shard = self.inner.shards[s].write();
+            let undo = self.undo_for(&shard, &env, hash, &key, Some(&key));
+            let r = self.insert_with_room(
+                s,
+                &mut shard,
+                &env,
+                hash,
+                key,
+                value,
+                deadline,
+                &mut removed,
+            );
+            let ticket = match r {
+                Ok(_) => self.append(record, undo),
+                Err(_) => Ticket::None,
+            };
+            (r, ticket)
+        };
+        self.settle_or_report(ticket);
+        match result {
+            Ok(kind) => {
+                self.after_write(removed, Some(kind), false);
+                Ok(())
+            }
+            Err((key, value)) => {
+                self.after_write(removed, None, true);
+                Err(CapacityError { key, value })
+            }
+        }
+    }
+
+    /// A monotonic deadline as wall-clock Unix milliseconds (what the log stores).
+    pub(crate) fn wall_ms(&self, deadline: u64, now: u64) -> u64 {
+        self.inner
+            .clock
+            .wall_now()
+            .saturating_add(deadline.saturating_sub(now))
+    }
+
+    /// Counts removals and hands them to the listener, with no lock held.
+    fn notify(&self, removed: Removed<K, V>) {
+        for (k, v, cause) in removed {
+            match cause {
+                RemovalCause::Evicted => self.inner.stats.bump(Counter::Eviction),
+                RemovalCause::Expired => self.inner.stats.bump(Counter::Expiration),
+                RemovalCause::Removed => self.inner.stats.bump(Counter::Removal),
+                RemovalCause::Replaced => {}
+            }
+            if let Some(listener) = &self.inner.listener {
+                listener(k, v, cause);
+            }
+        }
+    }
+
+    /// Removes `key`, returning its value if it was live.
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, s) = self.locate(key);
+        let env = self.env(s);
+        if let Err(e) = self.admit() {
+            self.report(e);
+            return None;
+        }
+        let (taken, ticket) = {
+            let mut shard = self.inner.shards[s].write();
+            let undo = self.undo_for(&shard, &env, hash, key, None);
+            let taken = shard.remove(&env, hash, key);
+            let ticket = match &taken {
+                Some(((k, _), _)) => match self.encode(|| RecordRef::Remove { key: k }) {
+                    Ok(record) => self.append(record, undo),
+                    Err(e) => Ticket::Failed(e),
+                },
+                _ => Ticket::None,
+            };
+            (taken, ticket)
+        };
+        let kept = self.settle_or_report(ticket);
+        let ((k, v), expired) = taken?;
+        if !kept {
+            // Undone: the entry is back.
+            return None;
+        }
+        let cause = if expired {
+            RemovalCause::Expired
+        } else {
+            RemovalCause::Removed
+        };
+        let live = (!expired).then(|| v.clone());
+        let mut removed = Removed::new();
+        removed.push((k, v, cause));
+        self.notify(removed);
+        live
+    }
+
+    /// Sets (`Some`) or clears (`None`) the time to live of a live `key`.
+    /// Returns false if there is no live entry.
+    pub fn set_ttl<Q>(&self, key: &Q, ttl: Option<Duration>) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, s) = self.locate(key);
+        let env = self.env(s);
+        let deadline = self.stored_deadline(ttl.map(|t| deadline_after(env.now(), t)));
+        if let Err(e) = self.admit() {
+            self.report(e);
+            return false;
+        }
+        let (applied, ticket) = {
+            let mut shard = self.inner.shards[s].write();
+            let undo = self.undo_for(&shard, &env, hash, key, None);
+            let applied = shard.set_expiry(&env, hash, key, deadline);
+            let ticket = match shard.key_of(hash, key) {
+                Some(k) if applied && self.journal().is_some() => {
+                    let expires_at = deadline.map(|d| self.wall_ms(d, env.now()));
+                    match self.encode(|| RecordRef::Expire { key: k, expires_at }) {
+                        Ok(record) => self.append(record, undo),
+                        Err(e) => Ticket::Failed(e),
+                    }
+                }
+                _ => Ticket::None,
+            };
+            (applied, ticket)
+        };
+        self.settle_or_report(ticket) && applied
+    }
+
+    /// The number of entries, including expired ones not yet reclaimed.
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.read().len()).sum()
+    }
+
+    /// Whether the cache holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sum of entry weights (the entry count without a weigher).
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.shards.iter().map(|s| s.read().weight()).sum()
+    }
+
+    /// The time to live of `key` = `value` written without one of its own.
+    pub(crate) fn write_ttl(&self, key: &K, value: &V) -> Option<Duration> {
+        self.inner.ttl.of(key, value)
+    }
+
+    /// The configured capacity (`u64::MAX` when unbounded).
+    pub fn max_capacity(&self) -> u64 {
+        self.inner.max_capacity
+    }
+
+    /// The number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// The time-to-idle (ms) and the wall-clock now, for records.
+    pub(crate) fn tti_and_wall(&self) -> (Option<u64>, u64) {
+        (self.inner.tti, self.inner.clock.wall_now())
+    }
+
+    /// Wall-clock Unix milliseconds from the cache's clock (what persistence writes).
+    pub fn wall_clock_ms(&self) -> u64 {
+        self.inner.clock.wall_now()
+    }
+
+    pub(crate) fn peek_value<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.peek_with(key, |v, _| v.clone())
+    }
+
+    pub(crate) fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
+        self.locate(key).1
+    }
+
+    /// The adaptive window's share averaged over the shards (saved with a
+    /// log rewrite); `None` when the policy has no adaptive window.
+    pub(crate) fn window_share(&self) -> Option<f64> {
+        let shares: Vec<f64> = (0..self.inner.shards.len())
+            .filter_map(|s| self.shard(s).read().window_share())
+            .collect();
+        (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
+    }
+
+    /// Starts every shard's adaptive window at share `w` (saved before a
+    /// restart); ignored unless `w` is a share (0 to 1).
+    pub(crate) fn restore_window_share(&self, w: f64) {
+        if !(0.0..=1.0).contains(&w) {
+            return;
+        }
+        for s in 0..self.inner.shards.len() {
+            self.shard(s).write().set_window_share(w);
+        }
+    }
+
+    /// The refresh machinery, if configured.
+    #[inline]
+    pub(crate) fn refresher(&self) -> Option<&Refresher<K, V>> {
+        self.inner.refresh.as_deref()
+    }
+
+    /// The deadline to store for an entry due to expire at `deadline`.
+    pub(crate) fn stored_deadline(&self, deadline: Option<u64>) -> Option<u64> {
+        match self.refresher() {
+            Some(r) => r.stored_deadline(deadline),
+            None => deadline,
+        }
+    }
+
+    /// Whether an entry with stored deadline `d` is live to readers at `now`
+    /// (it may be kept past its time to live for the refresh windows).
+    fn visible(&self, d: Option<u64>, now: u64) -> bool {
+        match (self.refresher(), d) {
+            (Some(r), Some(d)) => r.visible_deadline(d) > now,
+            _ => true,
+        }
+    }
+
+    pub(crate) fn clock_now(&self) -> u64 {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn tti_ms(&self) -> Option<u64> {
+        self.inner.tti
+    }
+
+    pub(crate) fn count_lookup(&self, hit: bool) {
+        self.inner.stats.bump_lookup(hit);
+    }
+
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner<K, V, S>> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner<K, V, S>>) -> Option<Self> {
+        weak.upgrade().map(|inner| Self { inner })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn validate(&self) {
+        for shard in self.inner.shards.iter() {
+            shard
+                .read()
+                .validate(&self.inner.hasher, &self.inner.weights);
+        }
+    }
+}
+
+/// How an insert sets the entry's deadline.
+enum Expire {
+    Default,
+    After(Duration),
+    Never,
+}
+
+#[cfg(test)]
+mod tests;

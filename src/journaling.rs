@@ -1,0 +1,346 @@
+//! The cache's side of persistence: how a write reaches the journal, how a
+//! failed log's writes are undone, and the durable-write API
+//! ([`Cache::durably`], [`Cache::sync`], [`Cache::rewrite_log`]).
+//!
+//! Every logged write follows the same steps: encode its record (before the
+//! shard lock), ask the journal to admit it, and under the shard lock build
+//! its undo record, apply it and append the record; then, with the lock
+//! released, settle the append (wait for durability). A failure at any step
+//! leaves the write unapplied (or undone) and is reported to the caller's
+//! [`Cache::durably`] scope, or kept for [`Cache::sync`].
+
+use crate::cache::{Cache, Inner};
+use crate::persist::journal::{self, Hooks, Journal, Ticket};
+use crate::persist::{PersistError, Record, RecordRef, SummaryWriter};
+use crate::shard::{Env, LazyNow, Shard};
+use crate::sync::Arc;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Weak;
+use std::time::Duration;
+
+/// Slab slots a log rewrite reads per hold of a shard's read lock.
+const REWRITE_CHUNK: usize = 1024;
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Connects `journal` to this cache (once, right after replay).
+    pub(crate) fn attach_journal(&self, journal: Journal<K, V>)
+    where
+        K: DeserializeOwned + Serialize,
+        V: DeserializeOwned + Serialize,
+    {
+        journal.set_hooks(Box::new(CacheHooks {
+            cache: Arc::downgrade(&self.inner),
+        }));
+        let _ = self.inner.journal.set(Arc::new(journal));
+    }
+
+    pub(crate) fn journal(&self) -> Option<&Arc<Journal<K, V>>> {
+        self.inner.journal.get()
+    }
+
+    /// Whether a write may proceed: always without a log; while the log is
+    /// failed, refused.
+    pub(crate) fn admit(&self) -> Result<(), PersistError> {
+        self.journal().map_or(Ok(()), |j| j.admit())
+    }
+
+    /// The record for a write (`None` without a log).
+    pub(crate) fn encode<'a>(
+        &self,
+        record: impl FnOnce() -> RecordRef<'a, K, V>,
+    ) -> Result<Option<Vec<u8>>, PersistError>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        self.journal().map(|j| j.encode(record())).transpose()
+    }
+
+    /// The record that restores `key`'s current state in `shard`, when the
+    /// log needs undo records. Call under the shard's write lock, before the
+    /// write. `owned` names the key when it is not in the shard.
+    pub(crate) fn undo_for<Q>(
+        &self,
+        shard: &Shard<K, V>,
+        env: &Env<'_, K, V, S>,
+        hash: u64,
+        key: &Q,
+        owned: Option<&K>,
+    ) -> Option<Vec<u8>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let journal = self.journal().filter(|j| j.undoable())?;
+        let now = LazyNow::new(|| env.now());
+        let (tti, _) = self.tti_and_wall();
+        let record = match (shard.key_of(hash, key), shard.peek(hash, key, &now, tti)) {
+            (Some(k), Some(found)) => RecordRef::Insert {
+                key: k,
+                value: found.value,
+                expires_at: found.deadline.map(|d| self.wall_ms(d, env.now())),
+            },
+            (Some(k), None) => RecordRef::Remove { key: k },
+            (None, _) => RecordRef::Remove { key: owned? },
+        };
+        journal.encode(record).ok()
+    }
+
+    /// Appends a write's record (call under the key's shard lock, after
+    /// applying the write).
+    pub(crate) fn append(&self, record: Option<Vec<u8>>, undo: Option<Vec<u8>>) -> Ticket {
+        match self.journal() {
+            Some(j) => j.append(record, undo),
+            None => Ticket::None,
+        }
+    }
+
+    /// Waits (with no shard locked) until an append is durable as the log
+    /// promises; on failure the write has been undone.
+    pub(crate) fn settle(&self, ticket: Ticket) -> Result<(), PersistError> {
+        match self.journal() {
+            Some(j) => j.wait(ticket),
+            None => Ok(()),
+        }
+    }
+
+    /// Tells the caller's [`durably`](Self::durably) scope (or the next
+    /// [`sync`](Self::sync)) that a write was refused or undone.
+    pub(crate) fn report(&self, e: PersistError) {
+        if let Some(j) = self.journal() {
+            j.report(e);
+        }
+    }
+
+    /// Settles `ticket` and reports a failure; whether the write stands.
+    pub(crate) fn settle_or_report(&self, ticket: Ticket) -> bool {
+        match self.settle(ticket) {
+            Ok(()) => true,
+            Err(e) => {
+                self.report(e);
+                false
+            }
+        }
+    }
+
+    /// Runs `writes` and reports whether the log kept every write they made
+    /// on this thread through this cache (or any clone of it).
+    ///
+    /// On a persistent cache, a write that the log could not keep is not
+    /// applied, or is undone before its method returns: a write method that
+    /// cannot return the error itself (`insert`, `remove`, `compute`...)
+    /// hands it to the innermost `durably` around it, or, outside one, keeps
+    /// it for the next [`sync`](Self::sync). With `Fsync::Always`, `Ok` means
+    /// every write made in `writes` is on disk; with a log that buffers, that
+    /// every write was accepted (see the log's loss bound). Without a log,
+    /// always `Ok`.
+    ///
+    /// ```
+    /// use shardcache::persist::{Fsync, MemStorage, FileLog};
+    /// use shardcache::Cache;
+    /// let storage = MemStorage::new();
+    /// let log = FileLog::with_storage(storage.clone(), Fsync::Always);
+    /// let (cache, _) = Cache::<String, u32>::builder().max_capacity(100).build_persistent(log)?;
+    /// cache.durably(|| cache.insert("kept".into(), 1))?;
+    ///
+    /// storage.fail_after(0); // the disk fails
+    /// assert!(cache.durably(|| cache.insert("lost".into(), 2)).is_err());
+    /// assert_eq!(cache.get("lost"), None); // not applied
+    /// assert_eq!(cache.get("kept"), Some(1)); // reads go on
+    ///
+    /// storage.heal(); // the disk works again
+    /// let _ = cache.sync(); // repairs the log (and reports the failure once)
+    /// cache.durably(|| cache.insert("again".into(), 3))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The first failure of a write in `writes`: a
+    /// [`PersistError::Refused`] while the log is failed, or the I/O error
+    /// that made it fail.
+    #[must_use = "an Err means a write was not kept"]
+    pub fn durably<R>(&self, writes: impl FnOnce() -> R) -> Result<R, PersistError> {
+        match self.journal() {
+            None => Ok(writes()),
+            Some(j) => match journal::scope(j, writes) {
+                (r, None) => Ok(r),
+                (_, Some(e)) => Err(e),
+            },
+        }
+    }
+
+    /// Makes every logged write durable, repairs a failed log (by rewriting
+    /// it from the cache), and reports the first log failure since the last
+    /// call that no caller was told of (a write outside
+    /// [`durably`](Self::durably), or a background write, fsync or rewrite).
+    /// Without a log, does nothing.
+    ///
+    /// # Errors
+    ///
+    /// That failure (the log has then been repaired if it could be), a
+    /// failed repair, or a failed sync.
+    pub fn sync(&self) -> Result<(), PersistError> {
+        self.journal().map_or(Ok(()), |j| j.sync())
+    }
+
+    /// Rewrites (compacts) the cache's log now, as Redis's `BGREWRITEAOF`:
+    /// the log is replaced by one insert per live entry, written from a
+    /// snapshot taken one shard at a time while writes go on (writes made
+    /// during the rewrite are carried over, none is lost). A log built with
+    /// [`FileLog`](crate::persist::FileLog) is also rewritten automatically,
+    /// on a background thread, once it has grown enough (see
+    /// [`FileLog::rewrite_policy`](crate::persist::FileLog::rewrite_policy)).
+    /// Without a log, does nothing.
+    ///
+    /// # Errors
+    ///
+    /// The rewrite failed; the old log stays in use, complete.
+    pub fn rewrite_log(&self) -> Result<(), PersistError> {
+        let Some(journal) = self.journal() else {
+            return Ok(());
+        };
+        // One chunk's records, encoded back to back, where each ends, and
+        // its key's admission estimate (none without a sketch).
+        let (mut bytes, mut ends, mut estimates) = (Vec::new(), Vec::new(), Vec::new());
+        let mut summary = None;
+        journal.rewrite(&mut |emit| {
+            let keeps_sketch = self.shard(0).read().admission_estimate(0).is_some();
+            summary = keeps_sketch.then(SummaryWriter::default);
+            for s in 0..self.shard_count() {
+                // A shard is read in chunks of slots, each encoded under the
+                // read lock (no clones) and written after it, so writers to
+                // the shard wait for one chunk at most, not the whole shard.
+                // Entries changed between chunks are in the log's tail, which
+                // the rewrite appends after the snapshot.
+                let mut next = Some(0);
+                while let Some(start) = next {
+                    bytes.clear();
+                    ends.clear();
+                    estimates.clear();
+                    let env = self.write_env(s);
+                    let (tti, wall) = self.tti_and_wall();
+                    let now_ms = env.now();
+                    let now = LazyNow::new(|| now_ms);
+                    let mut failed = None;
+                    let shard = self.shard(s).read();
+                    next = shard.for_each_live_from(
+                        start,
+                        REWRITE_CHUNK,
+                        &now,
+                        tti,
+                        |key, value, deadline| {
+                            let record = RecordRef::Insert {
+                                key,
+                                value,
+                                expires_at: deadline
+                                    .map(|d| wall.saturating_add(d.saturating_sub(now_ms))),
+                            };
+                            match journal.encode_into(record, &mut bytes) {
+                                Ok(()) => {
+                                    ends.push(bytes.len());
+                                    if keeps_sketch {
+                                        let hash = self.locate_key(key).0;
+                                        estimates.push(shard.admission_entry_of(hash, key));
+                                    }
+                                }
+                                Err(e) => failed = failed.take().or(Some(e)),
+                            }
+                        },
+                    );
+                    drop(shard);
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                    let mut from = 0;
+                    for (i, &end) in ends.iter().enumerate() {
+                        emit(&bytes[from..end])?;
+                        if let Some(w) = summary.as_mut() {
+                            let saved = estimates.get(i).copied().flatten();
+                            w.record(&bytes[from..end], saved.unwrap_or_default());
+                        }
+                        from = end;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(mut w) = summary {
+            w.window = self.window_share();
+            // The log is rewritten whatever becomes of its summary: one that
+            // cannot be saved leaves the previous one, which no longer
+            // matches the log and is ignored (and reported) at the next open.
+            let _ = journal.save_summary(&w.finish(crate::persist::fingerprint::<K, V>()));
+        }
+        Ok(())
+    }
+
+    /// Applies an undo record without logging it.
+    fn apply_undo(&self, record: Record<K, V>) {
+        let wall = self.wall_clock_ms();
+        let (key, value, expires_at) = match record {
+            Record::Insert {
+                key,
+                value,
+                expires_at,
+            } => (key, Some(value), expires_at),
+            Record::Remove { key } | Record::Expire { key, .. } => (key, None, None),
+            Record::Clear => return,
+        };
+        let (hash, s) = self.locate_key(&key);
+        let env = self.write_env(s);
+        let mut removed = crate::listener::Removed::new();
+        let mut shard = self.shard(s).write();
+        match value {
+            Some(value) if expires_at.is_none_or(|at| at > wall) => {
+                let deadline = expires_at.map(|at| {
+                    crate::shard::expiry::deadline_after(
+                        env.now(),
+                        Duration::from_millis(at - wall),
+                    )
+                });
+                let _ = shard.insert(&env, hash, key, value, deadline, &mut removed);
+            }
+            _ => {
+                if let Some(((k, v), _)) = shard.remove(&env, hash, &key) {
+                    removed.push((k, v, crate::RemovalCause::Removed));
+                }
+            }
+        }
+        drop(shard);
+        self.after_write(removed, None, false);
+    }
+}
+
+/// The journal's way back to its cache, held weakly.
+struct CacheHooks<K, V, S> {
+    cache: Weak<Inner<K, V, S>>,
+}
+
+impl<K, V, S> Hooks for CacheHooks<K, V, S>
+where
+    K: DeserializeOwned + Hash + Eq + Send + Sync + 'static,
+    V: DeserializeOwned + Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    fn rewrite(&self) -> Result<(), PersistError> {
+        match self.cache.upgrade() {
+            Some(inner) => Cache { inner }.rewrite_log(),
+            None => Ok(()),
+        }
+    }
+
+    fn undo(&self, record: &[u8]) {
+        if let (Some(inner), Ok(record)) = (self.cache.upgrade(), Record::decode(record)) {
+            Cache { inner }.apply_undo(record);
+        }
+    }
+}

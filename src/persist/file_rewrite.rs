@@ -1,0 +1,65 @@
+//! [`FileLog`](super::FileLog)'s rewrite: a snapshot and the records
+//! appended meanwhile, written to a replacement that is swapped in.
+
+use super::{LogInner, Storage};
+use crate::persist::frame;
+use crate::persist::storage::RewriteTarget;
+use crate::persist::{PersistError, Snapshot};
+use crate::sync::Ordering;
+use std::io;
+
+impl<S: Storage> LogInner<S> {
+    /// Writes the snapshot, then the records appended meanwhile, to a
+    /// replacement and swaps it in (with appends paused only for the swap).
+    pub(super) fn rewrite(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
+        let mut next = self
+            .storage
+            .begin_rewrite()
+            .map_err(|e| self.io("starting a rewrite of", e))?;
+        let fingerprint = self.fingerprint.load(Ordering::Relaxed);
+        next.append(&frame::header(fingerprint))
+            .map_err(|e| self.io("rewriting", e))?;
+        // From here every append is also kept for the replacement, so a
+        // write the snapshot misses is carried over.
+        self.appended.lock().tail = Some(Vec::new());
+        let written = self.write_snapshot(&mut next, snapshot);
+        let mut writer = self.writer.lock();
+        let mut appended = self.appended.lock();
+        // No carry-over: the log stopped meanwhile, and what it dropped may
+        // be records refused to their writers.
+        let tail = appended.tail.take();
+        written?;
+        let tail = tail.ok_or_else(|| {
+            self.io(
+                "rewriting",
+                io::Error::other("the log failed during the rewrite"),
+            )
+        })?;
+        next.append(&tail).map_err(|e| self.io("rewriting", e))?;
+        let size = next.len();
+        self.storage
+            .commit_rewrite(next)
+            .map_err(|e| self.io("replacing", e))?;
+        // The replacement holds every record appended so far, synced: the
+        // buffer's records included (they are in the tail or the snapshot).
+        appended.buf.clear();
+        appended.failed = None;
+        self.stopped.store(false, Ordering::Release);
+        self.starts_at(&mut writer, size);
+        self.synced.fetch_max(appended.lsn, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn write_snapshot(
+        &self,
+        next: &mut S::Rewrite,
+        snapshot: &mut Snapshot<'_>,
+    ) -> Result<(), PersistError> {
+        let mut framed = Vec::new();
+        snapshot(&mut |payload| {
+            framed.clear();
+            frame::encode(payload, &mut framed);
+            next.append(&framed).map_err(|e| self.io("rewriting", e))
+        })
+    }
+}

@@ -1,0 +1,434 @@
+//! The journal: what a persistent cache calls for every write.
+//!
+//! It owns the log and the rules that keep the cache and its log in step:
+//!
+//! - A write asks [`Journal::admit`] before it changes anything: while the
+//!   log is failed, writes are refused (Redis's `MISCONF`), reads go on.
+//! - Under a log whose `wait` means "on disk" (`Fsync::Always`), each append
+//!   carries an undo record (the key's state before the write). If the log
+//!   then fails, every write it had not made durable is undone in memory,
+//!   newest first, and its caller gets the error: the cache holds what the
+//!   log can reproduce.
+//! - A failed log is repaired by a rewrite from the cache's own state (a new
+//!   file), tried on [`Journal::sync`] and at most once a second by a
+//!   refused write; writes resume once it succeeds.
+//!
+//! The journal reaches the cache only through [`Hooks`], which the cache
+//! hands it.
+
+use super::{PersistError, RecordRef, WriteAheadLog};
+use crate::sync::{Arc, Condvar, Mutex};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// What the journal needs from the cache it serves.
+pub(crate) trait Hooks: Send + Sync {
+    /// Rewrites the log from the cache's live entries.
+    fn rewrite(&self) -> Result<(), PersistError>;
+    /// Applies an undo record (an insert or a removal) without logging it.
+    fn undo(&self, record: &[u8]);
+}
+
+/// Encodes a record for the cache's key and value types.
+pub(crate) type Encoder<K, V> =
+    for<'a> fn(&RecordRef<'a, K, V>, &mut Vec<u8>) -> Result<(), PersistError>;
+
+/// The outcome of an append, settled by [`Journal::wait`] once the shard is
+/// unlocked.
+#[must_use]
+pub(crate) enum Ticket {
+    /// Nothing was logged.
+    None,
+    /// Logged as this LSN.
+    Lsn(u64),
+    /// The log failed; the write is undone by `wait`, which returns this.
+    Failed(PersistError),
+}
+
+/// How often a refused write may start a repair of a failed log.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+pub(crate) struct Journal<K, V> {
+    log: Box<dyn WriteAheadLog>,
+    encode: Encoder<K, V>,
+    /// Writes keep undo records (the log's `wait` means durable).
+    undoable: bool,
+    /// Fast check for `admit`; the truth is `state.failed`.
+    failed: AtomicBool,
+    state: Mutex<State>,
+    /// Signalled when a rollback ends.
+    settled: Condvar,
+    hooks: std::sync::OnceLock<Box<dyn Hooks>>,
+    /// A rewrite (growth or repair) is running on a background thread.
+    rewriting: Arc<AtomicBool>,
+    last_repair: Mutex<Option<Instant>>,
+    /// The first failure no caller has been told of, for `sync`.
+    untold: Mutex<Option<PersistError>>,
+}
+
+struct State {
+    /// Why the log failed, while it has not been repaired.
+    failed: Option<String>,
+    /// Undo records of writes not yet known durable, in LSN order.
+    pending: Vec<(u64, Vec<u8>)>,
+    /// A thread is applying undo records.
+    rolling_back: bool,
+}
+
+impl<K: 'static, V: 'static> Journal<K, V> {
+    pub(crate) fn new(log: Box<dyn WriteAheadLog>, encode: Encoder<K, V>) -> Self {
+        let undoable = log.waits_for_disk();
+        Self {
+            log,
+            encode,
+            undoable,
+            failed: AtomicBool::new(false),
+            state: Mutex::new(State {
+                failed: None,
+                pending: Vec::new(),
+                rolling_back: false,
+            }),
+            settled: Condvar::new(),
+            hooks: std::sync::OnceLock::new(),
+            rewriting: Arc::new(AtomicBool::new(false)),
+            last_repair: Mutex::new(None),
+            untold: Mutex::new(None),
+        }
+    }
+
+    /// Connects the journal to its cache (once).
+    pub(crate) fn set_hooks(&self, hooks: Box<dyn Hooks>) {
+        let _ = self.hooks.set(hooks);
+    }
+
+    /// Whether writes must carry undo records.
+    pub(crate) fn undoable(&self) -> bool {
+        self.undoable
+    }
+
+    pub(crate) fn encode(&self, record: RecordRef<'_, K, V>) -> Result<Vec<u8>, PersistError> {
+        let mut out = Vec::new();
+        (self.encode)(&record, &mut out)?;
+        Ok(out)
+    }
+
+    pub(crate) fn encode_into(
+        &self,
+        record: RecordRef<'_, K, V>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PersistError> {
+        (self.encode)(&record, out)
+    }
+
+    /// Whether a write may proceed (call before changing anything).
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::Refused`] while the log is failed.
+    pub(crate) fn admit(self: &Arc<Self>) -> Result<(), PersistError> {
+        if !self.failed.load(Ordering::Acquire) {
+            if let Err(e) = self.log.health() {
+                self.fail(&e);
+            } else {
+                return Ok(());
+            }
+        }
+        let cause = self.state.lock().failed.clone();
+        match cause {
+            None => Ok(()),
+            Some(cause) => {
+                self.repair_in_background();
+                Err(self.refused(cause))
+            }
+        }
+    }
+
+    fn refused(&self, cause: String) -> PersistError {
+        PersistError::Refused {
+            path: self.log.describe(),
+            cause,
+        }
+    }
+
+    /// Marks the log failed (writes are refused until it is repaired).
+    fn fail(&self, e: &PersistError) {
+        let mut state = self.state.lock();
+        if state.failed.is_none() {
+            state.failed = Some(e.to_string());
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// Appends `record` (call with the key's shard locked, after applying
+    /// the write); `undo` restores the key's previous state.
+    pub(crate) fn append(&self, record: Option<Vec<u8>>, undo: Option<Vec<u8>>) -> Ticket {
+        let Some(record) = record else {
+            return Ticket::None;
+        };
+        if !self.undoable {
+            // No undo records to keep in LSN order, so no lock: an append
+            // to a buffering log may write the buffer out.
+            return match self.log.append(&record) {
+                Ok(lsn) => Ticket::Lsn(lsn),
+                Err(e) => {
+                    // Admitted and applied before the log failed: the write
+                    // stays, and the repair (a rewrite from the cache) logs
+                    // it. Later writes are refused.
+                    self.fail(&e);
+                    self.keep(e);
+                    Ticket::None
+                }
+            };
+        }
+        let mut state = self.state.lock();
+        let result = match &state.failed {
+            Some(cause) => Err(self.refused(cause.clone())),
+            None => self.log.append(&record),
+        };
+        match (result, undo) {
+            (Ok(lsn), undo) => {
+                if let Some(undo) = undo {
+                    state.pending.push((lsn, undo));
+                }
+                Ticket::Lsn(lsn)
+            }
+            (Err(e), Some(undo)) => {
+                state.failed.get_or_insert_with(|| e.to_string());
+                self.failed.store(true, Ordering::Release);
+                state.pending.push((u64::MAX, undo));
+                Ticket::Failed(e)
+            }
+            (Err(e), None) => {
+                // No undo (a retain's removal): the write stays, and the
+                // repair logs it.
+                state.failed.get_or_insert_with(|| e.to_string());
+                self.failed.store(true, Ordering::Release);
+                drop(state);
+                self.keep(e);
+                Ticket::None
+            }
+        }
+    }
+
+    /// Settles a ticket (call with no shard locked): waits until the record
+    /// is as durable as the log promises. On failure every write not known
+    /// durable is undone before this returns.
+    ///
+    /// # Errors
+    ///
+    /// The log's failure.
+    pub(crate) fn wait(self: &Arc<Self>, ticket: Ticket) -> Result<(), PersistError> {
+        let result = self.wait_only(ticket);
+        if result.is_err() {
+            self.roll_back();
+        }
+        result
+    }
+
+    /// [`wait`](Self::wait) without the rollback, for a caller that holds
+    /// shard locks; it calls [`roll_back`](Self::roll_back) after releasing
+    /// them.
+    pub(crate) fn wait_only(self: &Arc<Self>, ticket: Ticket) -> Result<(), PersistError> {
+        let lsn = match ticket {
+            Ticket::None => return Ok(()),
+            Ticket::Failed(e) => return Err(e),
+            Ticket::Lsn(lsn) => lsn,
+        };
+        match self.log.wait(lsn) {
+            Ok(()) => {
+                if self.undoable {
+                    let durable = self.log.durable_lsn();
+                    let mut state = self.state.lock();
+                    let done = state.pending.partition_point(|(l, _)| *l <= durable);
+                    state.pending.drain(..done);
+                }
+                self.after_write();
+                Ok(())
+            }
+            Err(e) => {
+                self.fail(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Undoes, newest first, every write the log has not made durable.
+    pub(crate) fn roll_back(&self) {
+        let mut state = self.state.lock();
+        while state.rolling_back {
+            self.settled.wait(&mut state);
+        }
+        if state.failed.is_none() {
+            return;
+        }
+        let durable = self.log.durable_lsn();
+        let first = state.pending.partition_point(|(l, _)| *l <= durable);
+        let undo: Vec<_> = state.pending.drain(..).skip(first).collect();
+        if undo.is_empty() {
+            return;
+        }
+        state.rolling_back = true;
+        drop(state);
+        if let Some(hooks) = self.hooks.get() {
+            for (_, record) in undo.iter().rev() {
+                hooks.undo(record);
+            }
+        }
+        self.state.lock().rolling_back = false;
+        self.settled.notify_all();
+    }
+
+    /// Repairs a failed log now: rolls back what it did not keep, then
+    /// rewrites it from the cache. Writes resume if that succeeds.
+    fn repair(&self) -> Result<(), PersistError> {
+        self.roll_back();
+        let hooks = self
+            .hooks
+            .get()
+            .ok_or_else(|| self.refused("no cache".into()))?;
+        hooks.rewrite()?;
+        let mut state = self.state.lock();
+        state.failed = None;
+        state.pending.clear();
+        self.failed.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Starts a repair on a background thread, at most once a second.
+    fn repair_in_background(self: &Arc<Self>) {
+        {
+            let mut last = self.last_repair.lock();
+            if last.is_some_and(|t| t.elapsed() < RETRY_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        self.spawn_rewrite(true);
+    }
+
+    fn spawn_rewrite(self: &Arc<Self>, repair: bool) {
+        if self.rewriting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let journal = Arc::downgrade(self);
+        let rewriting = self.rewriting.clone();
+        let spawned = std::thread::Builder::new()
+            .name("shardcache-rewrite".into())
+            .spawn(move || {
+                if let Some(journal) = journal.upgrade() {
+                    let result = if repair {
+                        journal.repair()
+                    } else {
+                        journal.rewrite_now()
+                    };
+                    if let Err(e) = result {
+                        journal.keep(e);
+                    }
+                }
+                rewriting.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            // No thread now; a later write asks again.
+            self.rewriting.store(false, Ordering::Release);
+        }
+    }
+
+    fn rewrite_now(&self) -> Result<(), PersistError> {
+        match self.hooks.get() {
+            Some(hooks) => hooks.rewrite(),
+            None => Ok(()),
+        }
+    }
+
+    /// Called after each logged write: starts a rewrite if the log asks.
+    fn after_write(self: &Arc<Self>) {
+        if self.log.wants_rewrite() {
+            self.spawn_rewrite(false);
+        }
+    }
+
+    /// Keeps a failure no caller saw, for the next [`sync`](Self::sync).
+    fn keep(&self, e: PersistError) {
+        self.untold.lock().get_or_insert(e);
+    }
+
+    /// Hands the failure of a write that was refused or undone to the
+    /// [`scope`] running on this thread for this journal, if any, or keeps
+    /// it for `sync`.
+    pub(crate) fn report(&self, e: PersistError) {
+        if let Some(e) = report_to_scope(self as *const Self as *const () as usize, e) {
+            self.keep(e);
+        }
+    }
+
+    /// Reports the first untold failure, repairs a failed log, and makes
+    /// every logged write durable.
+    ///
+    /// # Errors
+    ///
+    /// That failure, a failed repair, or a failed sync.
+    pub(crate) fn sync(&self) -> Result<(), PersistError> {
+        let untold = self.untold.lock().take();
+        if let Err(e) = self.log.health() {
+            self.fail(&e);
+        }
+        if self.failed.load(Ordering::Acquire) {
+            self.repair()?;
+        }
+        self.log.sync()?;
+        untold.map_or(Ok(()), Err)
+    }
+
+    /// The rewrite the cache runs (compaction, or a repair).
+    pub(crate) fn rewrite(&self, snapshot: &mut super::Snapshot<'_>) -> Result<(), PersistError> {
+        self.log.rewrite(snapshot)
+    }
+
+    /// Stores the admission summary of the rewrite that just succeeded.
+    pub(crate) fn save_summary(&self, summary: &[u8]) -> Result<(), PersistError> {
+        self.log.save_summary(summary)
+    }
+}
+
+thread_local! {
+    /// The `Cache::durably` calls running on this thread: the journal each
+    /// watches, and the first failure it saw.
+    static SCOPES: RefCell<Vec<(usize, Option<PersistError>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Gives `e` to the innermost scope watching `journal`; hands it back if
+/// there is none.
+fn report_to_scope(journal: usize, e: PersistError) -> Option<PersistError> {
+    SCOPES.with(|scopes| {
+        let mut scopes = scopes.borrow_mut();
+        match scopes.iter_mut().rev().find(|(j, _)| *j == journal) {
+            Some((_, slot)) => {
+                slot.get_or_insert(e);
+                None
+            }
+            None => Some(e),
+        }
+    })
+}
+
+/// Runs `f`, collecting the first failure of a write it makes through
+/// `journal` on this thread.
+pub(crate) fn scope<K, V, R>(
+    journal: &Journal<K, V>,
+    f: impl FnOnce() -> R,
+) -> (R, Option<PersistError>) {
+    let id = journal as *const Journal<K, V> as *const () as usize;
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            SCOPES.with(|s| s.borrow_mut().pop());
+        }
+    }
+    SCOPES.with(|s| s.borrow_mut().push((id, None)));
+    let guard = Pop;
+    let r = f();
+    let error = SCOPES.with(|s| s.borrow_mut().last_mut().and_then(|(_, e)| e.take()));
+    drop(guard);
+    (r, error)
+}

@@ -1,0 +1,356 @@
+//! The window share of the default policy, tuned per miss by ghosts of the
+//! keys each segment evicted (as ARC tunes its split between recency and
+//! frequency).
+//!
+//! Each shard remembers, by hash fingerprint only, keys that recently left
+//! the cache and where they left from: the *window* (a candidate that lost
+//! admission, or the window's own eviction when it is the whole cache) or
+//! *main* (a victim of probation). A miss on a key still remembered says
+//! which segment, had it been larger, would have hit:
+//!
+//! * a window ghost: the window grows by one entry, or by the ratio of the
+//!   two ghosts' populations when the main ghosts outnumber the window ones;
+//! * a main ghost: the window shrinks likewise.
+//!
+//! Scaling by the population ratio (ARC's rule) makes the window settle
+//! where both ghosts hit equally often per remembered key, i.e. where one
+//! more entry is worth as much to either segment. A window ghost counts only
+//! while a window of the whole cache would still have held the key (its age
+//! in window evictions is below the room outside the window): a loop longer
+//! than the cache, whose keys come back after more than that, never grows
+//! the window.
+//!
+//! Every decision uses the miss in hand; nothing compares hit ratios of
+//! different periods, so a workload's phase changes do not steer it.
+
+/// Where the window starts, as a share of the cache: small, since a loop or
+/// a scan never hits window entries; recency-heavy workloads grow it within
+/// a few turnovers of the cache.
+const INITIAL_WINDOW: f64 = 0.005;
+/// Ghost slots per entry of capacity (rounded up to a power of two). A new
+/// ghost overwrites whatever its slot held, so a ghost lasts about as many
+/// evictions as there are slots. The window moves on the two ghosts' hits
+/// per remembered key, which a sample of the recent evictions estimates as
+/// well as all of them would: half the capacity is that sample.
+const GHOST_SLOTS_PER_ENTRY: f64 = 0.5;
+/// Entries the window moves per ghost hit (before ARC's ratio): one, as in
+/// ARC, so that crossing the whole range takes about a cache's worth of
+/// ghost hits, and single hits do not swing it.
+const STEP_ENTRIES: f64 = 1.0;
+/// How far back a window ghost counts, as a share of the room outside the
+/// window: 1 is exactly "a window of the whole cache would have held it".
+const WINDOW_GHOST_REACH: f64 = 1.0;
+/// Bits of a ghost's fingerprint: a miss on a key never evicted matches an
+/// occupied slot with probability 2^-15.
+const FINGERPRINT_BITS: u32 = 15;
+const FINGERPRINT_MASK: u32 = (1 << FINGERPRINT_BITS) - 1;
+/// Bits of a ghost's eviction stamp; with the stamp's unit it spans
+/// [`STAMP_SPAN`] times the capacity, so ages up to the reach are exact.
+const STAMP_BITS: u32 = 16;
+const STAMP_MASK: u32 = (1 << STAMP_BITS) - 1;
+/// See [`STAMP_BITS`].
+const STAMP_SPAN: u64 = 4;
+/// One in fixed point: shares are in 1/2^32 of the cache.
+const ONE: u64 = 1 << 32;
+
+/// The segment a key left the cache from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Left {
+    /// The window: a candidate that lost admission, or the window's own
+    /// eviction when main is empty.
+    Window = 0,
+    /// Main: a probation victim.
+    Main = 1,
+}
+
+/// Hash fingerprints of recently evicted keys, one direct-mapped table for
+/// both segments: a slot holds the segment (1 bit), a fingerprint
+/// ([`FINGERPRINT_BITS`]) and the segment's eviction count when the key left
+/// ([`STAMP_BITS`], in units of `1 << shift`). A new ghost overwrites
+/// whatever its slot held, so a ghost lasts about as many evictions as there
+/// are slots. Memory: 4 bytes a slot, fixed at construction.
+#[derive(Debug)]
+pub(crate) struct Ghosts {
+    slots: Vec<u32>,
+    mask: u64,
+    /// Occupied slots per segment.
+    population: [u64; 2],
+    /// Evictions recorded per segment.
+    evictions: [u64; 2],
+    shift: u32,
+}
+
+impl Ghosts {
+    /// Ghosts for a shard of `capacity` entries.
+    pub(crate) fn new(capacity: usize) -> Self {
+        let n = ((capacity as f64 * GHOST_SLOTS_PER_ENTRY) as usize)
+            .max(16)
+            .next_power_of_two();
+        let span = (capacity.max(1) as u64 * STAMP_SPAN)
+            .next_power_of_two()
+            .trailing_zeros();
+        Self {
+            slots: vec![0; n],
+            mask: n as u64 - 1,
+            population: [0; 2],
+            evictions: [0; 2],
+            shift: span.saturating_sub(STAMP_BITS),
+        }
+    }
+
+    /// The slot of `hash` and its fingerprint (never 0, which marks a free
+    /// slot). Bits apart from those the table and sketch index by.
+    #[inline]
+    fn locate(&self, hash: u64) -> (usize, u32) {
+        let h = hash.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        let slot = ((h >> 32) & self.mask) as usize;
+        let fp = ((h >> 16) as u32 & FINGERPRINT_MASK).max(1);
+        (slot, fp)
+    }
+
+    fn stamp(&self, from: Left) -> u32 {
+        (self.evictions[from as usize] >> self.shift) as u32 & STAMP_MASK
+    }
+
+    /// Remembers that the key hashed `hash` left from `from`.
+    pub(crate) fn record(&mut self, hash: u64, from: Left) {
+        let (i, fp) = self.locate(hash);
+        if let Some(old) = self.slots.get(i).copied() {
+            if old != 0 {
+                self.population[(old >> 31) as usize] -= 1;
+            }
+            let stamp = self.stamp(from);
+            self.slots[i] = (from as u32) << 31 | fp << STAMP_BITS | stamp;
+            self.population[from as usize] += 1;
+            self.evictions[from as usize] += 1;
+        }
+    }
+
+    /// Forgets the key hashed `hash` and says where it left from and how
+    /// many evictions of that segment there were since, if it is
+    /// remembered.
+    pub(crate) fn take(&mut self, hash: u64) -> Option<(Left, u64)> {
+        let (i, fp) = self.locate(hash);
+        let old = self.slots.get(i).copied()?;
+        if old == 0 || (old >> STAMP_BITS) & FINGERPRINT_MASK != fp {
+            return None;
+        }
+        self.slots[i] = 0;
+        let from = if old >> 31 == 0 {
+            Left::Window
+        } else {
+            Left::Main
+        };
+        self.population[from as usize] -= 1;
+        let age = self.stamp(from).wrapping_sub(old & STAMP_MASK) & STAMP_MASK;
+        Some((from, u64::from(age) << self.shift))
+    }
+
+    /// Remembered keys per segment: window, main.
+    pub(crate) fn population(&self) -> [u64; 2] {
+        self.population
+    }
+
+    /// Forgets everything.
+    pub(crate) fn clear(&mut self) {
+        self.slots.fill(0);
+        self.population = [0; 2];
+        self.evictions = [0; 2];
+    }
+}
+
+/// One shard's window share and the ghosts that tune it.
+#[derive(Debug)]
+pub(crate) struct Window {
+    ghosts: Ghosts,
+    /// The window's share of the shard, in 1/2^32.
+    share: u64,
+    /// [`STEP_ENTRIES`] entries as a share.
+    step: u64,
+    capacity: usize,
+}
+
+impl Window {
+    /// The window of a shard of `capacity` entries.
+    pub(crate) fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            ghosts: Ghosts::new(capacity),
+            share: (ONE as f64 * INITIAL_WINDOW) as u64,
+            step: ((ONE as f64 * STEP_ENTRIES / capacity as f64) as u64).max(1),
+            capacity,
+        }
+    }
+
+    /// The window's size when the shard holds `len` entries (at least 1).
+    #[inline]
+    pub(crate) fn max(&self, len: usize) -> usize {
+        ((len as u64).saturating_mul(self.share) >> 32).max(1) as usize
+    }
+
+    /// The window's share of the shard.
+    pub(crate) fn share(&self) -> f64 {
+        self.share as f64 / ONE as f64
+    }
+
+    /// Sets the share (a share saved before a restart; tests of the lists
+    /// under a fixed window). Clamped to 0..=1.
+    pub(crate) fn set(&mut self, share: f64) {
+        self.share = (share.clamp(0.0, 1.0) * ONE as f64) as u64;
+    }
+
+    /// Remembers that the key hashed `hash` was evicted from `from`.
+    #[inline]
+    pub(crate) fn evicted(&mut self, hash: u64, from: Left) {
+        self.ghosts.record(hash, from);
+    }
+
+    /// A miss on the key hashed `hash`, with the window holding
+    /// `window_len` entries: moves the window if the key is a ghost.
+    pub(crate) fn on_miss(&mut self, hash: u64, window_len: usize) {
+        let Some((from, age)) = self.ghosts.take(hash) else {
+            return;
+        };
+        let [w, m] = self.ghosts.population();
+        match from {
+            Left::Window => {
+                let room = self.capacity.saturating_sub(window_len) as f64;
+                if age as f64 >= room * WINDOW_GHOST_REACH {
+                    return;
+                }
+                let step = self.step.saturating_mul((m / w.max(1)).max(1));
+                self.share = self.share.saturating_add(step).min(ONE);
+            }
+            Left::Main => {
+                let step = self.step.saturating_mul((w / m.max(1)).max(1));
+                self.share = self.share.saturating_sub(step);
+            }
+        }
+    }
+
+    /// Forgets the ghosts and restarts from the initial share.
+    pub(crate) fn clear(&mut self) {
+        self.ghosts.clear();
+        self.share = (ONE as f64 * INITIAL_WINDOW) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(i: u64) -> u64 {
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    #[test]
+    fn a_ghost_is_found_once_with_its_segment_and_age() {
+        let mut g = Ghosts::new(1000);
+        g.record(hash(1), Left::Window);
+        g.record(hash(2), Left::Main);
+        g.record(hash(3), Left::Window);
+        assert_eq!(g.population(), [2, 1]);
+        assert_eq!(g.take(hash(1)), Some((Left::Window, 2)));
+        assert_eq!(g.take(hash(1)), None, "taken ghosts are forgotten");
+        assert_eq!(g.take(hash(2)), Some((Left::Main, 1)));
+        assert_eq!(g.take(hash(99)), None);
+        assert_eq!(g.population(), [1, 0]);
+        g.clear();
+        assert_eq!(g.take(hash(3)), None);
+        assert_eq!(g.population(), [0, 0]);
+    }
+
+    #[test]
+    fn ghosts_are_bounded_and_overwritten() {
+        let mut g = Ghosts::new(1000);
+        let slots = g.slots.len();
+        assert_eq!(slots, 512);
+        for i in 0..100_000 {
+            g.record(hash(i), if i % 3 == 0 { Left::Main } else { Left::Window });
+        }
+        assert_eq!(g.slots.len(), slots);
+        let [w, m] = g.population();
+        assert!(w + m <= slots as u64);
+        // The most recent ghosts are still there; most old ones are gone.
+        let recent = (99_990..100_000).filter(|&i| g.take(hash(i)).is_some());
+        assert!(recent.count() >= 9);
+        let old = (0..1000).filter(|&i| g.take(hash(i)).is_some()).count();
+        assert!(old < 20, "{old}");
+    }
+
+    #[test]
+    fn window_ghosts_grow_the_window_and_main_ghosts_shrink_it() {
+        let mut w = Window::new(1000);
+        let start = w.share();
+        w.evicted(hash(1), Left::Window);
+        w.on_miss(hash(1), 5);
+        let grown = w.share();
+        assert!((grown - start - 0.001).abs() < 1e-6, "one entry: {grown}");
+        w.evicted(hash(2), Left::Main);
+        w.evicted(hash(3), Left::Window);
+        // One ghost each: the step is one entry either way.
+        w.on_miss(hash(2), 6);
+        assert!((w.share() - start).abs() < 1e-6);
+        // A miss on a key that is no ghost moves nothing.
+        w.on_miss(hash(4), 5);
+        assert!((w.share() - start).abs() < 1e-6);
+    }
+
+    #[test]
+    fn steps_scale_with_the_ratio_of_the_ghosts() {
+        let mut w = Window::new(1000);
+        for i in 0..40 {
+            w.evicted(hash(i), Left::Main);
+        }
+        for i in 100..110 {
+            w.evicted(hash(i), Left::Window);
+        }
+        let start = w.share();
+        // 40 main ghosts against 10 window ghosts: a window ghost is worth 4.
+        w.on_miss(hash(100), 5);
+        assert!((w.share() - start - 0.004).abs() < 1e-6, "{}", w.share());
+        // And a main ghost 9 / 40, rounded up to one entry.
+        w.on_miss(hash(0), 5);
+        assert!((w.share() - start - 0.003).abs() < 1e-6, "{}", w.share());
+    }
+
+    #[test]
+    fn a_window_ghost_older_than_the_room_outside_the_window_counts_nothing() {
+        let mut w = Window::new(1000);
+        let start = w.share();
+        w.evicted(hash(0), Left::Window);
+        for i in 1..=300 {
+            w.evicted(hash(1_000_000 + i), Left::Window);
+        }
+        // 300 window evictions since: a window of the whole cache would
+        // have held the key only if fewer than 1000 - 800 = 200 entries
+        // were outside it.
+        w.on_miss(hash(0), 800);
+        assert_eq!(w.share(), start);
+        w.evicted(hash(1), Left::Window);
+        w.on_miss(hash(1), 800);
+        assert!(w.share() > start);
+    }
+
+    #[test]
+    fn the_share_stays_within_nothing_and_the_whole_cache() {
+        let mut w = Window::new(16);
+        for i in 0..1000 {
+            w.evicted(hash(i), Left::Window);
+            w.on_miss(hash(i), 0);
+        }
+        assert_eq!(w.share(), 1.0);
+        assert_eq!(w.max(16), 16);
+        for i in 0..1000 {
+            w.evicted(hash(i), Left::Main);
+            w.on_miss(hash(i), 0);
+        }
+        assert_eq!(w.share(), 0.0);
+        assert_eq!(w.max(16), 1, "at least one entry");
+        w.clear();
+        assert_eq!(
+            w.share(),
+            (ONE as f64 * INITIAL_WINDOW) as u64 as f64 / ONE as f64
+        );
+    }
+}

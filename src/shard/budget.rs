@@ -1,0 +1,121 @@
+//! The capacity shared by all shards, and a shard's side of it: reserving
+//! before growing, and evicting to make room.
+//!
+//! Each shard keeps its own weight; a [`Budget`] holds their sum. A shard
+//! adds to it only through [`Budget::try_reserve`], which never lets the sum
+//! pass the limit, so two writers racing for the last bytes cannot both get
+//! them; every weight a shard drops is given back with [`Budget::release`].
+//! Calls the policy (for victims) and nothing above the shard.
+
+use super::{Env, RemovalCause, Removed, Shard, SlabView};
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The shared capacity: a limit and the weight every shard holds together.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    max: u64,
+    used: AtomicU64,
+}
+
+impl Budget {
+    pub(crate) fn new(max: u64) -> Self {
+        Self {
+            max,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes `n` more units if the sum stays within the limit.
+    pub(crate) fn try_reserve(&self, n: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.max)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` units a shard no longer holds.
+    pub(crate) fn release(&self, n: u64) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Units not yet taken.
+    pub(crate) fn available(&self) -> u64 {
+        self.max.saturating_sub(self.used.load(Ordering::Acquire))
+    }
+}
+
+impl<K, V> Shard<K, V>
+where
+    K: Hash + Eq + 'static,
+    V: 'static,
+{
+    /// Reserves `need` in the shared budget (if any), evicting by the policy
+    /// from this shard (never the entry at `keep`) while it does not fit.
+    /// False if it still does not fit: nothing was reserved.
+    pub(super) fn admit<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        need: u64,
+        keep: Option<u32>,
+        removed: &mut Removed<K, V>,
+    ) -> bool {
+        let Some(budget) = self.budget.clone() else {
+            return true;
+        };
+        if budget.try_reserve(need) {
+            return true;
+        }
+        self.expire_some(env, removed);
+        // How often the policy may name the entry being written before the
+        // write gives up (a sampling policy names another on the next try).
+        let mut named_keep = 0;
+        loop {
+            if budget.try_reserve(need) {
+                return true;
+            }
+            if !self.can_evict {
+                return false;
+            }
+            let victim = self.policy.victim(&mut SlabView {
+                entries: &mut self.entries,
+                hasher: env.hasher,
+            });
+            match victim {
+                Some(v) if Some(v) != keep => {
+                    let (k, val) = self.remove_at(env, v);
+                    removed.push((k, val, RemovalCause::Evicted));
+                }
+                Some(_) if named_keep < 16 && self.table.len() > 1 => named_keep += 1,
+                _ => return false,
+            }
+        }
+    }
+
+    /// Evicts one entry by the policy; false if the policy names none.
+    pub(crate) fn evict_one<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) -> bool {
+        if !self.can_evict || self.table.is_empty() {
+            return false;
+        }
+        let victim = self.policy.victim(&mut SlabView {
+            entries: &mut self.entries,
+            hasher: env.hasher,
+        });
+        let Some(v) = victim else { return false };
+        let (k, val) = self.remove_at(env, v);
+        removed.push((k, val, RemovalCause::Evicted));
+        true
+    }
+
+    /// The weight of the live entry for `key` (0 if absent), for sizing a write.
+    pub(crate) fn weight_of<S>(&self, env: &Env<'_, K, V, S>, hash: u64, key: &K) -> u64 {
+        self.find(hash, key).map_or(0, |i| {
+            env.weights.weigh(&self.entry(i).key, &self.entry(i).value)
+        })
+    }
+}

@@ -1,0 +1,126 @@
+//! Removing many entries at once from one shard: Redis-style sampling of
+//! expired entries on writes, a full purge, `retain`, and `clear`.
+//!
+//! Owns no state of its own; calls the shard's removal path, which tells the
+//! policy.
+
+use super::{Env, RemovalCause, Removed, Shard};
+use std::hash::{BuildHasher, Hash};
+
+impl<K, V> Shard<K, V>
+where
+    K: Hash + Eq + 'static,
+    V: 'static,
+{
+    /// Samples entries that can expire and removes the expired ones (Redis's
+    /// active expiry): rounds of 8 samples, another round only while more than a
+    /// quarter of the last one was expired, at most 4 rounds.
+    #[inline]
+    pub(crate) fn expire_some<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) {
+        if env.tti.is_some() || !self.expiring.is_empty() {
+            self.sample_expired(env, removed);
+        }
+    }
+
+    fn sample_expired<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) {
+        for _ in 0..4 {
+            let mut expired = 0;
+            for _ in 0..8 {
+                let r = self.next_random();
+                let idx = if env.tti.is_some() {
+                    if self.table.is_empty() {
+                        return;
+                    }
+                    let idx = (r % self.entries.len() as u64) as u32;
+                    if self.entries[idx as usize].is_none() {
+                        continue;
+                    }
+                    idx
+                } else {
+                    match self.expiring.sample(r) {
+                        Some(idx) => idx,
+                        None => return,
+                    }
+                };
+                if self.is_expired_now(idx, env) {
+                    let (k, v) = self.remove_at(env, idx);
+                    removed.push((k, v, RemovalCause::Expired));
+                    expired += 1;
+                }
+            }
+            if expired <= 2 {
+                return;
+            }
+        }
+    }
+
+    /// Removes every expired entry among those that can expire.
+    pub(crate) fn purge_expired<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) {
+        let candidates: Vec<u32> = if env.tti.is_some() {
+            self.occupied().collect()
+        } else {
+            self.expiring.tokens().to_vec()
+        };
+        for idx in candidates {
+            if self.is_expired_now(idx, env) {
+                let (k, v) = self.remove_at(env, idx);
+                removed.push((k, v, RemovalCause::Expired));
+            }
+        }
+    }
+
+    /// Keeps the live entries for which `keep` returns true; the rest, and
+    /// every expired entry, go to `removed`.
+    pub(crate) fn retain<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        mut keep: impl FnMut(&K, &V) -> bool,
+        removed: &mut Removed<K, V>,
+    ) {
+        let tokens: Vec<u32> = self.occupied().collect();
+        for idx in tokens {
+            let cause = if self.is_expired_now(idx, env) {
+                RemovalCause::Expired
+            } else {
+                let e = self.entry(idx);
+                if keep(&e.key, &e.value) {
+                    continue;
+                }
+                RemovalCause::Removed
+            };
+            let (k, v) = self.remove_at(env, idx);
+            removed.push((k, v, cause));
+        }
+    }
+
+    /// Empties the shard into `removed`.
+    pub(crate) fn clear(&mut self, removed: &mut Removed<K, V>) {
+        self.table.clear();
+        self.free.clear();
+        self.idle.clear();
+        self.expiring.clear();
+        self.policy.clear();
+        if let Some(b) = &self.budget {
+            b.release(self.weight);
+        }
+        self.weight = 0;
+        removed.extend(
+            self.entries
+                .drain(..)
+                .flatten()
+                .map(|e| (e.key, e.value, RemovalCause::Removed)),
+        );
+    }
+}

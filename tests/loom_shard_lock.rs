@@ -1,0 +1,165 @@
+//! Model checks of the shard lock with `loom`: every interleaving of a few
+//! readers and a writer on small configurations. A data race on the
+//! protected value (a read overlapping a write) fails the model.
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg loom" cargo test --release --test loom_shard_lock
+//! ```
+//!
+//! Without `--cfg loom` this file compiles to nothing.
+#![cfg(loom)]
+// Reading and writing loom's `UnsafeCell` through its raw pointer is how
+// the model sees each access: that is the check.
+#![allow(unsafe_code)]
+
+/// The `crate::sync` the lock module imports, on loom's primitives.
+mod sync {
+    pub(crate) use loom::sync::atomic::{AtomicU32, Ordering};
+    pub(crate) use loom::sync::{Arc, MutexGuard};
+
+    #[repr(align(64))]
+    pub(crate) struct CacheAligned<T>(pub(crate) T);
+
+    impl<T> std::ops::Deref for CacheAligned<T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.0
+        }
+    }
+
+    /// `parking_lot`'s mutex API over loom's mutex.
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(v: T) -> Self {
+            Self(loom::sync::Mutex::new(v))
+        }
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().expect("not poisoned")
+        }
+        pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+            self.0.try_lock().ok()
+        }
+    }
+
+    /// Loom's thread number (0 for the model's main thread): a slot that is
+    /// the same on every replay of an execution, as loom requires.
+    pub(crate) fn thread_slot() -> usize {
+        let id = format!("{:?}", loom::thread::current().id());
+        id.trim_start_matches("ThreadId(")
+            .trim_end_matches(')')
+            .parse()
+            .expect("loom thread ids are numbers")
+    }
+
+    pub(crate) fn backoff(_spins: &mut u32) {
+        loom::thread::yield_now();
+    }
+}
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../src/shard_lock.rs"]
+mod shard_lock;
+
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use shard_lock::{ReaderCounts, ShardLock};
+
+fn lock(slots: usize) -> Arc<ShardLock<UnsafeCell<u32>>> {
+    Arc::new(ShardLock::new(
+        UnsafeCell::new(0),
+        1,
+        Arc::new(ReaderCounts::with_slots(2, slots)),
+    ))
+}
+
+/// Every interleaving with up to three preemptions (the bound that keeps a
+/// waiting writer's spin loop finite to explore).
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(f);
+}
+
+fn write(l: &ShardLock<UnsafeCell<u32>>) {
+    let g = l.write();
+    // SAFETY: the write guard is held: no other access to the cell.
+    g.with_mut(|v| unsafe { *v += 1 });
+}
+
+fn read(l: &ShardLock<UnsafeCell<u32>>) -> u32 {
+    let g = l.read();
+    // SAFETY: the read guard is held: no write to the cell.
+    g.with(|v| unsafe { *v })
+}
+
+#[test]
+fn a_reader_and_a_writer_never_overlap() {
+    model(|| {
+        let l = lock(2);
+        let w = {
+            let l = l.clone();
+            loom::thread::spawn(move || write(&l))
+        };
+        let seen = read(&l);
+        w.join().unwrap();
+        assert!(seen <= 1);
+        assert_eq!(read(&l), 1);
+    });
+}
+
+#[test]
+fn two_readers_and_a_writer_never_overlap() {
+    model(|| {
+        let l = lock(2);
+        let r = {
+            let l = l.clone();
+            loom::thread::spawn(move || read(&l))
+        };
+        let w = {
+            let l = l.clone();
+            loom::thread::spawn(move || write(&l))
+        };
+        let seen = read(&l);
+        assert!(seen <= 1 && r.join().unwrap() <= 1);
+        w.join().unwrap();
+    });
+}
+
+#[test]
+fn readers_sharing_a_slot_and_two_writers() {
+    model(|| {
+        let l = lock(1);
+        let ws: Vec<_> = (0..2)
+            .map(|_| {
+                let l = l.clone();
+                loom::thread::spawn(move || write(&l))
+            })
+            .collect();
+        let seen = read(&l);
+        for w in ws {
+            w.join().unwrap();
+        }
+        assert!(seen <= 2);
+        assert_eq!(read(&l), 2);
+    });
+}
+
+#[test]
+fn try_write_never_overlaps_a_reader() {
+    model(|| {
+        let l = lock(2);
+        let w = {
+            let l = l.clone();
+            loom::thread::spawn(move || {
+                if let Some(g) = l.try_write() {
+                    // SAFETY: the write guard is held.
+                    g.with_mut(|v| unsafe { *v += 1 });
+                }
+            })
+        };
+        let seen = read(&l);
+        w.join().unwrap();
+        assert!(seen <= 1);
+    });
+}
