@@ -6,13 +6,33 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// Where a log's bytes live. Appends are serialized by the log; `sync` may
 /// run concurrently with an append and must make durable at least every byte
 /// appended before it was called.
 pub trait Storage: Send + Sync + 'static {
-    /// Every byte, from the start.
-    fn read_all(&self) -> io::Result<Vec<u8>>;
+    /// The number of bytes held.
+    fn size(&self) -> io::Result<u64>;
+    /// Reads bytes from `offset` into `buf`; returns how many (0 at the end).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+    /// Keeps a copy of the current bytes, untouched, beside the storage (a
+    /// damaged log set aside before its good part is loaded); returns where.
+    fn preserve(&self) -> io::Result<String>;
+    /// Every byte, from the start (in memory at once: for tests and tools;
+    /// recovery reads in chunks with [`read_at`](Self::read_at)).
+    fn read_all(&self) -> io::Result<Vec<u8>> {
+        let mut out = vec![0; usize::try_from(self.size()?).map_err(io::Error::other)?];
+        let mut filled = 0;
+        while filled < out.len() {
+            match self.read_at(filled as u64, &mut out[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        out.truncate(filled);
+        Ok(out)
+    }
     /// Adds `bytes` at the end (handed to the OS before returning). On an
     /// error, part of `bytes` may have been written; the log cuts it away
     /// with [`truncate`](Self::truncate).
@@ -36,6 +56,16 @@ pub trait Storage: Send + Sync + 'static {
     /// (the directory sync failed), this returns `Ok` and the next
     /// [`sync`](Self::sync) must retry it before it reports success.
     fn commit_rewrite(&self, next: Self::Rewrite) -> io::Result<()>;
+    /// Replaces the admission summary kept beside the bytes, atomically
+    /// (a crash leaves the old one or the new one). The default keeps none.
+    fn write_summary(&self, _bytes: &[u8]) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// The admission summary kept beside the bytes, `None` if there is none;
+    /// one longer than `limit` bytes is an error. The default keeps none.
+    fn read_summary(&self, _limit: u64) -> io::Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
 /// The replacement a rewrite writes into.
@@ -57,9 +87,10 @@ pub trait RewriteTarget: Send {
 /// as done. A crash at any point leaves either the old log or the new one at
 /// `path`, each complete; a stale `.rewrite` file is removed on open.
 ///
-/// The lock is an `flock`: a child process forked at the moment the log is
-/// closed holds it until the child execs, so a reopen racing a fork can see
-/// [`PersistError::Locked`](super::PersistError::Locked) for that instant.
+/// The lock is an `flock`: a child process forked while the log was open
+/// holds it until the child execs, so an open that finds the lock taken
+/// retries for half a second before it reports
+/// [`PersistError::Locked`](super::PersistError::Locked).
 ///
 /// The file is grown ahead of the log in zero-filled chunks, so an append
 /// overwrites blocks that already exist and an fsync has only data to flush,
@@ -94,6 +125,33 @@ impl Ends {
     }
 }
 
+/// How long an open waits for a lock held elsewhere before it reports
+/// `WouldBlock`. A child process forked while the log was open holds the
+/// lock until it execs (at most a few milliseconds, even on a loaded
+/// machine); a reopen right after a close must not fail on that. A lock held
+/// by a live owner is still reported, this much later.
+const LOCK_GRACE: Duration = Duration::from_millis(500);
+
+/// Takes `file`'s exclusive lock, retrying for up to [`LOCK_GRACE`].
+fn lock_within_grace(file: &File) -> io::Result<()> {
+    let start = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_GRACE => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "locked: already open in this process or another",
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
 /// How far ahead of the log the file is zero-filled: an eighth of the log,
 /// between 64 KiB and 8 MiB.
 fn preallocation(len: u64) -> u64 {
@@ -113,16 +171,7 @@ impl FileStorage {
             .create(true)
             .truncate(false)
             .open(path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    "locked by another process",
-                ))
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
+        lock_within_grace(&file)?;
         // We hold the log's lock, so no one else is rewriting it: a leftover
         // replacement is from a rewrite that crashed before its rename.
         match std::fs::remove_file(rewrite_path(path)) {
@@ -189,14 +238,33 @@ impl Drop for FileRewrite {
 impl Storage for FileStorage {
     type Rewrite = FileRewrite;
 
-    fn read_all(&self) -> io::Result<Vec<u8>> {
+    fn size(&self) -> io::Result<u64> {
+        let file = self.file.read();
+        let _ends = self.ends.lock();
+        Ok(file.metadata()?.len())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         let file = self.file.read();
         let _offset = self.ends.lock();
         let mut f = &*file;
-        f.seek(SeekFrom::Start(0))?;
-        let mut out = Vec::new();
-        f.read_to_end(&mut out)?;
-        Ok(out)
+        f.seek(SeekFrom::Start(offset))?;
+        f.read(buf)
+    }
+
+    fn preserve(&self) -> io::Result<String> {
+        let _file = self.file.read();
+        let _ends = self.ends.lock();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(format!(".damaged-{stamp}"));
+        let aside = PathBuf::from(name);
+        std::fs::copy(&self.path, &aside)?;
+        File::open(&aside)?.sync_all()?;
+        self.sync_dir()?;
+        Ok(aside.display().to_string())
     }
 
     fn append(&self, bytes: &[u8]) -> io::Result<()> {
@@ -240,6 +308,13 @@ impl Storage for FileStorage {
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn write_summary(&self, bytes: &[u8]) -> io::Result<()> {
+        super::summary_file::write(&self.path, bytes)
+    }
+    fn read_summary(&self, limit: u64) -> io::Result<Option<Vec<u8>>> {
+        super::summary_file::read(&self.path, limit)
     }
 
     fn begin_rewrite(&self) -> io::Result<FileRewrite> {
@@ -310,6 +385,45 @@ struct Mem {
     /// The bytes (and their synced length) a rename replaced, until the
     /// directory is synced: a power loss before then brings them back.
     before_rename: Option<(Vec<u8>, usize)>,
+    /// Errors injected into appends or syncs.
+    faults: Vec<Fault>,
+    /// Copies kept by [`Storage::preserve`].
+    preserved: Vec<Vec<u8>>,
+}
+
+/// The storage call an injected fault hits (see [`MemStorage::inject`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultOn {
+    /// [`Storage::append`]: nothing of the call's bytes is written.
+    Append,
+    /// [`Storage::sync`]: nothing becomes durable.
+    Sync,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fault {
+    on: FaultOn,
+    /// Calls of that kind still let through.
+    skip: u64,
+    kind: io::ErrorKind,
+    sticky: bool,
+}
+
+impl Mem {
+    /// Whether an injected fault fails this call.
+    fn fault(&mut self, on: FaultOn) -> Option<io::Error> {
+        let i = self.faults.iter().position(|f| f.on == on)?;
+        let fault = &mut self.faults[i];
+        if fault.skip > 0 {
+            fault.skip -= 1;
+            return None;
+        }
+        let kind = fault.kind;
+        if !fault.sticky {
+            self.faults.remove(i);
+        }
+        Some(io::Error::new(kind, format!("injected {kind} on {on:?}")))
+    }
 }
 
 impl MemStorage {
@@ -330,11 +444,30 @@ impl MemStorage {
         self.inner.lock().tear_next = Some(keep);
     }
 
-    /// Clears injected faults (`fail_after`, `tear_next_append`).
+    /// The call of kind `on` after the next `n` such calls fails with an
+    /// error of `kind` (`StorageFull` for a full disk, `Other` for EIO);
+    /// with `sticky`, every later one too, until [`heal`](Self::heal).
+    pub fn inject(&self, on: FaultOn, n: u64, kind: io::ErrorKind, sticky: bool) {
+        self.inner.lock().faults.push(Fault {
+            on,
+            skip: n,
+            kind,
+            sticky,
+        });
+    }
+
+    /// Clears injected faults (`fail_after`, `tear_next_append`, `inject`).
     pub fn heal(&self) {
         let mut m = self.inner.lock();
         m.fail_after = None;
         m.tear_next = None;
+        m.faults.clear();
+    }
+
+    /// The copies of damaged logs set aside on open (see
+    /// [`OnCorruption::SetAside`](super::OnCorruption::SetAside)).
+    pub fn preserved(&self) -> Vec<Vec<u8>> {
+        self.inner.lock().preserved.clone()
     }
 
     /// Simulates a power loss: keeps the synced bytes and `keep` of the
@@ -347,7 +480,7 @@ impl MemStorage {
             m.data = data;
             m.synced = synced;
         }
-        let end = (m.synced + keep).min(m.data.len());
+        let end = m.synced.saturating_add(keep).min(m.data.len());
         m.data.truncate(end);
         m.synced = end;
         m.fail_after = None;
@@ -390,7 +523,8 @@ pub struct MemRewrite {
 
 impl RewriteTarget for MemRewrite {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.owner.with(|_| ())?;
+        self.owner
+            .with(|m| m.fault(FaultOn::Append).map_or(Ok(()), Err))??;
         self.data.extend_from_slice(bytes);
         Ok(())
     }
@@ -414,7 +548,7 @@ impl Storage for MemStorage {
     fn commit_rewrite(&self, next: MemRewrite) -> io::Result<()> {
         // Three steps, each of which an injected fault can stop: the
         // replacement's fsync, the rename, the directory's fsync.
-        self.with(|_| ())?;
+        self.with(|m| m.fault(FaultOn::Sync).map_or(Ok(()), Err))??;
         let len = next.data.len();
         self.with(|m| {
             let old = std::mem::replace(&mut m.data, next.data);
@@ -426,26 +560,52 @@ impl Storage for MemStorage {
         Ok(())
     }
 
-    fn read_all(&self) -> io::Result<Vec<u8>> {
-        self.with(|m| m.data.clone())
+    fn size(&self) -> io::Result<u64> {
+        self.with(|m| m.data.len() as u64)
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.with(|m| {
+            let from = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(m.data.len());
+            let n = buf.len().min(m.data.len() - from);
+            buf[..n].copy_from_slice(&m.data[from..from + n]);
+            n
+        })
+    }
+    fn preserve(&self) -> io::Result<String> {
+        self.with(|m| {
+            let copy = m.data.clone();
+            m.preserved.push(copy);
+            format!("<memory>#{}", m.preserved.len())
+        })
     }
     fn append(&self, bytes: &[u8]) -> io::Result<()> {
-        self.with(|m| match m.tear_next.take() {
-            Some(keep) => {
-                m.data.extend_from_slice(&bytes[..keep.min(bytes.len())]);
-                Err(io::Error::other("injected short write"))
+        self.with(|m| {
+            if let Some(e) = m.fault(FaultOn::Append) {
+                return Err(e);
             }
-            None => {
-                m.data.extend_from_slice(bytes);
-                Ok(())
+            match m.tear_next.take() {
+                Some(keep) => {
+                    m.data.extend_from_slice(&bytes[..keep.min(bytes.len())]);
+                    Err(io::Error::other("injected short write"))
+                }
+                None => {
+                    m.data.extend_from_slice(bytes);
+                    Ok(())
+                }
             }
         })?
     }
     fn sync(&self) -> io::Result<()> {
         self.with(|m| {
+            if let Some(e) = m.fault(FaultOn::Sync) {
+                return Err(e);
+            }
             m.synced = m.data.len();
             m.before_rename = None;
-        })
+            Ok(())
+        })?
     }
     fn truncate(&self, len: u64) -> io::Result<()> {
         self.with(|m| {
