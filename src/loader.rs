@@ -11,119 +11,15 @@
 //! runtime works.
 
 mod detached;
+pub(crate) mod flight;
 
+pub(crate) use self::flight::RefreshFlight;
+use self::flight::{ErrBox, Flight, Outcome, State, WaitFlight};
 use crate::cache::Cache;
 use crate::compute::{Decision, Ttl};
-use crate::sync::{Arc, Condvar, Mutex};
-use std::any::Any;
+use crate::sync::Arc;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
-
-type ErrBox = Arc<dyn Any + Send + Sync>;
-type FlightMap<K, V> = hashbrown::HashMap<K, Arc<Flight<V>>, ahash::RandomState>;
-
-/// In-flight loads, one map per shard.
-pub(crate) struct Flights<K, V> {
-    maps: Box<[Mutex<FlightMap<K, V>>]>,
-}
-
-impl<K, V> Flights<K, V> {
-    pub(crate) fn new(shards: usize) -> Self {
-        Self {
-            maps: (0..shards)
-                .map(|_| Mutex::new(FlightMap::default()))
-                .collect(),
-        }
-    }
-}
-
-pub(crate) struct Flight<V> {
-    state: Mutex<State<V>>,
-    done: Condvar,
-}
-
-enum State<V> {
-    Loading(Vec<Waker>),
-    Done(Result<V, ErrBox>),
-    Abandoned,
-}
-
-/// What a waiter learns when the flight lands.
-enum Outcome<V> {
-    Value(V),
-    Error(ErrBox),
-    Retry,
-}
-
-impl<V: Clone> Flight<V> {
-    fn new() -> Self {
-        Self {
-            state: Mutex::new(State::Loading(Vec::new())),
-            done: Condvar::new(),
-        }
-    }
-
-    fn outcome(state: &State<V>) -> Option<Outcome<V>> {
-        match state {
-            State::Loading(_) => None,
-            State::Done(Ok(v)) => Some(Outcome::Value(v.clone())),
-            State::Done(Err(e)) => Some(Outcome::Error(e.clone())),
-            State::Abandoned => Some(Outcome::Retry),
-        }
-    }
-
-    fn wait(&self) -> Outcome<V> {
-        let mut state = self.state.lock();
-        loop {
-            if let Some(o) = Self::outcome(&state) {
-                return o;
-            }
-            self.done.wait(&mut state);
-        }
-    }
-}
-
-impl<V> Flight<V> {
-    /// Whether the flight is still loading (a landed one left in the map by
-    /// a dropped background reload is ignored and replaced).
-    fn is_loading(&self) -> bool {
-        matches!(*self.state.lock(), State::Loading(_))
-    }
-
-    /// Ends the flight and wakes every waiter, blocked or async.
-    fn land(&self, end: State<V>) {
-        let wakers = match std::mem::replace(&mut *self.state.lock(), end) {
-            State::Loading(w) => w,
-            _ => Vec::new(),
-        };
-        self.done.notify_all();
-        wakers.into_iter().for_each(Waker::wake);
-    }
-}
-
-/// A future that resolves when a flight lands.
-struct WaitFlight<V> {
-    flight: Arc<Flight<V>>,
-}
-
-impl<V: Clone> Future for WaitFlight<V> {
-    type Output = Outcome<V>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<V>> {
-        let mut state = self.flight.state.lock();
-        if let Some(o) = Flight::outcome(&state) {
-            return Poll::Ready(o);
-        }
-        if let State::Loading(wakers) = &mut *state {
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
-            }
-        }
-        Poll::Pending
-    }
-}
 
 /// The leader's obligation to land its flight; dropping it unfinished lets a
 /// waiter take over.
@@ -180,26 +76,6 @@ impl<K: Hash + Eq, V, S> Drop for LoadGuard<'_, K, V, S> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             self.unregister(&key);
-            self.flight.land(State::Abandoned);
-        }
-    }
-}
-
-/// A background reload's flight: registered like a foreground load, so
-/// foreground callers wait for it. It owns no handle to the cache, so a
-/// queued reload does not keep the cache alive; dropping it unfinished lands
-/// it as abandoned (waiters load for themselves, and the next `join`
-/// replaces it).
-pub(crate) struct RefreshFlight<K, V> {
-    key: K,
-    flight: Arc<Flight<V>>,
-    shard: usize,
-    landed: bool,
-}
-
-impl<K, V> Drop for RefreshFlight<K, V> {
-    fn drop(&mut self) {
-        if !self.landed {
             self.flight.land(State::Abandoned);
         }
     }

@@ -8,7 +8,7 @@ use super::{Cache, Inner};
 use crate::builder::CacheBuilder;
 use crate::clock::Millis;
 use crate::expire_after::WriteTtl;
-use crate::loader::Flights;
+use crate::loader::flight::Flights;
 use crate::refresh::Refresher;
 use crate::shard::Shard;
 use crate::shard_lock::{ReaderCounts, ShardLock};

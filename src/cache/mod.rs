@@ -9,8 +9,10 @@
 
 mod build;
 mod bulk;
+mod replay;
 mod room;
 mod scan;
+mod warm;
 
 pub use bulk::Iter;
 
@@ -19,7 +21,7 @@ use crate::error::CapacityError;
 use crate::expire_after::WriteTtl;
 use crate::hash::{hash_of, shard_index, DefaultHashBuilder};
 use crate::listener::{Listener, RemovalCause, Removed};
-use crate::loader::Flights;
+use crate::loader::flight::Flights;
 use crate::persist::journal::{Journal, Ticket};
 use crate::persist::RecordRef;
 use crate::refresh::Refresher;

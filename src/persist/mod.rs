@@ -71,7 +71,6 @@ mod recovery;
 mod storage;
 mod summary;
 mod summary_file;
-mod warm;
 
 pub use file::{
     FileLog, DEFAULT_REWRITE_MIN_SIZE, DEFAULT_REWRITE_PERCENTAGE, DEFAULT_WRITE_DELAY,
@@ -466,104 +465,6 @@ pub(crate) fn fingerprint<K, V>() -> u64 {
 #[doc(hidden)]
 pub fn header_for<K, V>() -> Vec<u8> {
     frame::header(fingerprint::<K, V>()).to_vec()
-}
-
-impl<K, V, S> crate::CacheBuilder<K, V, S> {
-    /// Builds the cache, replays `log` into it, and logs every write from
-    /// then on. Inserts whose expiry passed while the process was down are
-    /// not loaded.
-    ///
-    /// A write the log cannot keep is not applied (or is undone), and its
-    /// error goes to the [`Cache::durably`](crate::Cache::durably) scope
-    /// around it, or to the next [`Cache::sync`](crate::Cache::sync).
-    /// [`open_persistent`](Self::open_persistent) returns a handle whose
-    /// every write method returns the error itself.
-    ///
-    /// # Errors
-    ///
-    /// Invalid settings ([`PersistError::Build`]), or a log that cannot be
-    /// read, belongs to other types, has another format version, or (under
-    /// [`OnCorruptTail::Refuse`]) ends in a bad record.
-    pub fn build_persistent<L: WriteAheadLog>(
-        self,
-        log: L,
-    ) -> Result<(crate::Cache<K, V, S>, RecoveryReport), PersistError>
-    where
-        K: Serialize + DeserializeOwned + std::hash::Hash + Eq + Send + Sync + 'static,
-        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        S: std::hash::BuildHasher + Clone + Send + Sync + 'static,
-    {
-        let cache = self.build()?;
-        let now = cache.wall_clock_ms();
-        let ttl_from = |at: u64| std::time::Duration::from_millis(at - now);
-        // Entries whose expiry (from their insert or a later `Expire`) has
-        // passed, kept until the end of the log: a later `Expire` record (a
-        // TTL extended or removed, e.g. a sliding session or PERSIST) may
-        // bring them back.
-        let mut lapsed: std::collections::HashMap<K, V> = std::collections::HashMap::new();
-        let has_sketch = cache.shard(0).read().admission_estimate(0).is_some();
-        let mut warm =
-            warm::WarmStart::begin(&log, fingerprint::<K, V>(), cache.shard_count(), has_sketch);
-        let mut report = log.replay(fingerprint::<K, V>(), &mut |bytes| {
-            let estimate = warm.next(bytes);
-            match Record::<K, V>::decode(bytes)? {
-                Record::Insert {
-                    key,
-                    value,
-                    expires_at: Some(at),
-                } if at <= now => {
-                    cache.remove(&key);
-                    lapsed.insert(key, value);
-                }
-                Record::Insert {
-                    key,
-                    value,
-                    expires_at,
-                } => {
-                    lapsed.remove(&key);
-                    if let Some(e) = estimate {
-                        warm.keep(cache.locate_key(&key), e);
-                    }
-                    // A full noeviction cache keeps what it has; the rest is not loaded.
-                    let _ = cache.try_insert_with_expiry(key, value, expires_at.map(ttl_from));
-                }
-                Record::Remove { key } => {
-                    lapsed.remove(&key);
-                    cache.remove(&key);
-                }
-                Record::Expire {
-                    key,
-                    expires_at: Some(at),
-                } if at <= now => {
-                    // Lapsed too, unless a later record (PERSIST, a longer
-                    // EXPIRE) lifts the deadline again.
-                    if let Some(value) = cache.remove(&key) {
-                        lapsed.insert(key, value);
-                    }
-                }
-                Record::Expire { key, expires_at } => match lapsed.remove(&key) {
-                    Some(value) => {
-                        let ttl = expires_at.map(ttl_from);
-                        let _ = cache.try_insert_with_expiry(key, value, ttl);
-                    }
-                    None => {
-                        cache.set_ttl(&key, expires_at.map(ttl_from));
-                    }
-                },
-                Record::Clear => {
-                    lapsed.clear();
-                    cache.clear();
-                }
-            }
-            Ok(())
-        })?;
-        report.expired = lapsed.len() as u64;
-        report.admission = warm.finish(&cache);
-        cache.reset_stats();
-        let journal = journal::Journal::new(Box::new(log), |record, out| record.encode_into(out));
-        cache.attach_journal(journal);
-        Ok((cache, report))
-    }
 }
 
 #[cfg(test)]

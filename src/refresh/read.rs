@@ -1,7 +1,7 @@
 //! The read path with refresh configured: classifies an entry as fresh,
 //! due for a reload or stale, starts the reload, and serves stale-if-error.
 
-use super::stats::Counters;
+use super::stats::{Counters, RefreshStats};
 use super::{Freshness, Refresher};
 use crate::cache::Cache;
 use crate::shard::LazyNow;
@@ -144,5 +144,27 @@ where
             Counters::bump(&r.counters.stale_served);
         }
         value
+    }
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Counters of background reloads (all zero without refresh).
+    pub fn refresh_stats(&self) -> RefreshStats {
+        let Some(r) = self.refresher() else {
+            return RefreshStats::default();
+        };
+        let c = &r.counters;
+        RefreshStats {
+            started: c.started.load(std::sync::atomic::Ordering::Relaxed),
+            succeeded: c.succeeded.load(std::sync::atomic::Ordering::Relaxed),
+            failed: c.failed.load(std::sync::atomic::Ordering::Relaxed),
+            stale_served: c.stale_served.load(std::sync::atomic::Ordering::Relaxed),
+            skipped: c.skipped.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 }

@@ -1,10 +1,9 @@
 //! Counters of background reloads and the [`RefreshStats`] read from them.
 
-use crate::cache::Cache;
-use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters of background reloads, from [`Cache::refresh_stats`].
+/// Counters of background reloads, from
+/// [`Cache::refresh_stats`](crate::Cache::refresh_stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RefreshStats {
@@ -33,27 +32,5 @@ pub(super) struct Counters {
 impl Counters {
     pub(super) fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl<K, V, S> Cache<K, V, S>
-where
-    K: Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-    S: BuildHasher + Clone + Send + Sync + 'static,
-{
-    /// Counters of background reloads (all zero without refresh).
-    pub fn refresh_stats(&self) -> RefreshStats {
-        let Some(r) = self.refresher() else {
-            return RefreshStats::default();
-        };
-        let c = &r.counters;
-        RefreshStats {
-            started: c.started.load(Ordering::Relaxed),
-            succeeded: c.succeeded.load(Ordering::Relaxed),
-            failed: c.failed.load(Ordering::Relaxed),
-            stale_served: c.stale_served.load(Ordering::Relaxed),
-            skipped: c.skipped.load(Ordering::Relaxed),
-        }
     }
 }

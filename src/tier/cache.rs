@@ -1,15 +1,17 @@
 //! [`TieredCache`]: the operations, local tier first.
 //!
-//! Owns the state the handles and the background task share; calls the
-//! local [`Cache`] (its single flight included), the link to Redis and the
-//! invalidation channel.
+//! Calls the local [`Cache`] (its single flight included), the link to
+//! Redis and the invalidation channel, through the state in `shared.rs`;
+//! starts the background task (`task.rs`).
 
 use super::config::{Config, TieredCacheBuilder};
 use super::error::TierError;
 use super::health::{DownReason, Health, Verdict};
 use super::invalidation::{self, Generations, Push};
-use super::link::{self, Link, TaskGuard};
+use super::link::{self, Link};
+use super::shared::Shared;
 use super::stats::{bump, Counters, TierStats};
+use super::task::{self, TaskGuard};
 use crate::Cache;
 use bytes::Bytes;
 use redis::FromRedisValue;
@@ -19,76 +21,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::timeout;
-
-/// Everything the handles and the background task share.
-pub(crate) struct Shared {
-    pub(crate) cfg: Config,
-    pub(crate) local: Cache<String, Bytes>,
-    pub(crate) link: Link,
-    pub(crate) instance_id: u64,
-    pub(crate) stats: Counters,
-    gens: Generations,
-}
-
-impl Shared {
-    pub(crate) fn remote_key(&self, key: &str) -> String {
-        let mut k = String::with_capacity(self.cfg.prefix.len() + key.len());
-        k.push_str(&self.cfg.prefix);
-        k.push_str(key);
-        k
-    }
-
-    /// A message on the channel: our own heartbeat proves the subscription
-    /// live; another instance's invalidation drops our copy of its key.
-    pub(crate) fn apply_message(&self, payload: &[u8]) {
-        if let Some((sender, sent)) = invalidation::decode_heartbeat(payload) {
-            if sender == self.instance_id {
-                self.link.heard(sent);
-            }
-            return;
-        }
-        let Some((sender, key)) = invalidation::decode(payload) else {
-            return;
-        };
-        if sender == self.instance_id {
-            return;
-        }
-        self.drop_local(key);
-        bump(&self.stats.received);
-    }
-
-    /// Drops the local copy of `key`, and any fill of it in flight.
-    pub(crate) fn drop_local(&self, key: &str) {
-        self.gens.bump(key);
-        self.local.remove(key);
-    }
-
-    /// Drops every local copy, and every fill in flight.
-    pub(crate) fn clear_local(&self) {
-        self.gens.bump_all();
-        self.local.clear();
-    }
-
-    /// Whether a local entry may be served: while up, only if the
-    /// invalidation channel was proven live within the bound; while down,
-    /// always (degraded mode).
-    fn local_servable(&self) -> bool {
-        if !self.link.health.is_up() {
-            return true;
-        }
-        if self.link.unproven_for() <= self.cfg.liveness_bound {
-            return true;
-        }
-        bump(&self.stats.skipped);
-        false
-    }
-
-    /// The local copy of `key`, if it may be served.
-    fn local_get(&self, key: &str) -> Option<Bytes> {
-        let v = self.local.get(key)?;
-        self.local_servable().then_some(v)
-    }
-}
 
 /// What one Redis round trip gave.
 enum Remote<T> {
@@ -150,10 +82,10 @@ impl TieredCache {
             gens: Generations::new(),
             cfg,
         });
-        let first = match link::connect(&shared).await {
+        let first = match task::connect(&shared).await {
             Ok(connected) => {
                 let (conn, stream) = connected.into_parts();
-                match link::activate(&shared, conn, true).await {
+                match task::activate(&shared, conn, true).await {
                     Ok(epoch) => Some((epoch, stream)),
                     Err(e) => {
                         shared.link.health.set_down(DownReason::NotConnected, &e);
@@ -177,7 +109,7 @@ impl TieredCache {
                 None
             }
         };
-        let task = tokio::spawn(link::run(shared.clone(), first));
+        let task = tokio::spawn(task::run(shared.clone(), first));
         shared.link.set_task(task.abort_handle());
         Ok(Self {
             _guard: Arc::new(TaskGuard(shared.clone())),
@@ -250,7 +182,7 @@ impl TieredCache {
             Ok(Err(_)) | Err(_) => {
                 bump(&self.shared.stats.remote_errors);
                 bump(&self.shared.stats.timeouts);
-                let _: Verdict = link.timed_out(&self.shared, epoch);
+                let _: Verdict = link.timed_out(&self.shared.cfg, epoch);
                 Remote::Failed
             }
         }

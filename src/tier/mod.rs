@@ -118,7 +118,9 @@ mod error;
 mod health;
 mod invalidation;
 mod link;
+mod shared;
 mod stats;
+mod task;
 mod typed;
 
 pub use cache::TieredCache;

@@ -3,9 +3,10 @@
 //! is done and the match confirmed, the saved policy state is restored into
 //! the new cache's shards (see `summary` for the format and its checks).
 
-use super::summary::{AdmissionRestore, SummaryError, SummaryReader, SUMMARY_MAX_BYTES};
-use super::WriteAheadLog;
-use crate::cache::Cache;
+use super::Cache;
+use crate::persist::{
+    AdmissionRestore, SummaryError, SummaryReader, WriteAheadLog, SUMMARY_MAX_BYTES,
+};
 use std::hash::{BuildHasher, Hash};
 
 /// The summary being matched during a replay, and what it saved for the
