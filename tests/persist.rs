@@ -83,6 +83,25 @@ fn a_second_opener_gets_a_locked_error() {
     }
 }
 
+/// A lock held by a process forked while the log was open (until it execs)
+/// lasts a moment; a reopen right after the close waits it out instead of
+/// failing. Here a second handle on the file plays the child: it holds the
+/// lock for a moment after the log is dropped.
+#[test]
+fn a_reopen_waits_out_a_lock_released_a_moment_later() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.log");
+    drop(FileLog::open(&path, Fsync::Never).expect("create"));
+    let held = std::fs::File::open(&path).expect("open");
+    held.try_lock().expect("the stand-in child takes the lock");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        drop(held);
+    });
+    FileLog::open(&path, Fsync::Never).expect("the reopen waits for the release");
+    release.join().expect("release");
+}
+
 #[test]
 fn foreign_files_are_clear_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
