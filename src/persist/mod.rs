@@ -79,7 +79,6 @@ pub use frame::StopReason;
 pub use storage::{
     FaultOn, FileRewrite, FileStorage, MemRewrite, MemStorage, RewriteTarget, Storage,
 };
-#[cfg(feature = "fuzzing")]
 pub(crate) use summary::SummaryReader;
 pub(crate) use summary::SummaryWriter;
 pub use summary::{AdmissionRestore, SummaryError, SUMMARY_MAX_BYTES, SUMMARY_VERSION};
