@@ -311,7 +311,7 @@ where
             }
             _ => {
                 if let Some(((k, v), _)) = shard.remove(&env, hash, &key) {
-                    removed.push((k, v, crate::RemovalCause::Removed));
+                    removed.push((k, v, crate::listener::RemovalCause::Removed));
                 }
             }
         }

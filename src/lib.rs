@@ -122,6 +122,7 @@ pub mod conformance;
 pub mod entry;
 mod error;
 mod expire_after;
+mod flight;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -129,7 +130,6 @@ mod hash;
 mod journaling;
 pub mod kv;
 mod listener;
-mod loader;
 pub mod persist;
 mod persistent;
 mod policy;
@@ -144,11 +144,11 @@ mod sync;
 pub mod tier;
 mod weigher;
 
-pub use builder::CacheBuilder;
+pub use builder::{BuildError, CacheBuilder, MAX_TTL_DAYS};
 pub use cache::{Cache, Iter};
 pub use clock::{Clock, MockClock, SystemClock};
 pub use compute::{Current, Decision, Ttl};
-pub use error::{BuildError, CapacityError, Error, Result, WriteError, MAX_TTL_DAYS};
+pub use error::{CapacityError, Error, Result, WriteError};
 pub use hash::DefaultHashBuilder;
 pub use listener::{Listener, RemovalCause};
 pub use persistent::PersistentCache;

@@ -1,9 +1,13 @@
 //! [`PersistentCache`]: a handle on a persistent cache whose every write
 //! returns whether the log kept it.
 
+use crate::builder::CacheBuilder;
+use crate::cache::{Cache, Iter};
+use crate::compute::{Current, Decision};
 use crate::error::{CapacityError, WriteError};
+use crate::hash::DefaultHashBuilder;
 use crate::persist::{PersistError, RecoveryReport, WriteAheadLog};
-use crate::{Cache, CacheBuilder, CacheStats, Current, Decision, DefaultHashBuilder};
+use crate::stats::CacheStats;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Borrow;
@@ -125,7 +129,7 @@ where
     }
 
     /// The live entries, cloned; see [`Cache::iter`].
-    pub fn iter(&self) -> crate::Iter<K, V>
+    pub fn iter(&self) -> Iter<K, V>
     where
         K: Clone,
     {

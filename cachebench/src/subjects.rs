@@ -61,31 +61,27 @@ pub(crate) fn select(names: &[String]) -> Result<Vec<&'static str>, String> {
     Ok(known().filter(|a| names.iter().any(|n| n == a)).collect())
 }
 
+/// A shardcache subject with `policy`.
+fn shard_subject(name: &str, cap: u64, policy: Policy) -> Result<Box<dyn Subject>, String> {
+    let cache = Cache::builder()
+        .max_capacity(cap)
+        .policy(policy)
+        .build()
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(Box::new(Shard(cache)))
+}
+
 /// Builds subject `name` (one of [`ALL`]) with room for `capacity` entries.
 pub(crate) fn build(name: &str, capacity: u64) -> Result<Box<dyn Subject>, String> {
     let cap = capacity.max(1);
     Ok(match name {
-        "shardcache" => Box::new(Shard(
-            Cache::builder()
-                .max_capacity(cap)
-                .policy(Policy::tiny_lfu())
-                .build()
-                .map_err(|e| format!("shardcache: {e}"))?,
-        )),
-        "shardcache-lru" => Box::new(Shard(
-            Cache::builder()
-                .max_capacity(cap)
-                .policy(Policy::lru())
-                .build()
-                .map_err(|e| format!("shardcache-lru: {e}"))?,
-        )),
-        "shardcache-sieve" => Box::new(Shard(
-            Cache::builder()
-                .max_capacity(cap)
-                .policy(Policy::custom("sieve", |_| crate::sieve::Sieve::default()))
-                .build()
-                .map_err(|e| format!("shardcache-sieve: {e}"))?,
-        )),
+        "shardcache" => shard_subject(name, cap, Policy::tiny_lfu())?,
+        "shardcache-lru" => shard_subject(name, cap, Policy::lru())?,
+        "shardcache-sieve" => shard_subject(
+            name,
+            cap,
+            Policy::custom("sieve", |_| crate::sieve::Sieve::default()),
+        )?,
         "moka" => Box::new(Moka(moka::sync::Cache::new(cap))),
         "quick_cache" => Box::new(Quick(quick_cache::sync::Cache::new(to_usize(cap)))),
         "lru" => Box::new(Lru(Mutex::new(lru::LruCache::new(

@@ -19,9 +19,9 @@ mod id;
 pub use id::SessionId;
 
 use super::SharedClock;
+use crate::builder::BuildError;
 use crate::clock::Clock;
 use crate::compute::{Decision, Ttl};
-use crate::error::BuildError;
 use crate::listener::RemovalCause;
 use crate::persist::{FileLog, Fsync, PersistError, RecoveryReport, WriteAheadLog};
 use crate::{Cache, CacheBuilder, Policy};

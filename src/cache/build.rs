@@ -5,10 +5,10 @@
 //! tuner) and the shard's constructor.
 
 use super::{Cache, Inner};
-use crate::builder::CacheBuilder;
+use crate::builder::{BuildError, CacheBuilder};
 use crate::clock::Millis;
 use crate::expire_after::WriteTtl;
-use crate::loader::flight::Flights;
+use crate::flight::Flights;
 use crate::refresh::Refresher;
 use crate::shard::Shard;
 use crate::shard_lock::{ReaderCounts, ShardLock};
@@ -31,6 +31,25 @@ where
     /// A builder for every other setting.
     pub fn builder() -> CacheBuilder<K, V> {
         CacheBuilder::new()
+    }
+}
+
+impl<K, V, S> CacheBuilder<K, V, S> {
+    /// Checks the settings and builds the cache.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the first setting that cannot work: a zero
+    /// capacity, a shard count that is not a power of two, a zero or overlong
+    /// TTL or TTI, refresh settings that do not fit together.
+    pub fn build(self) -> Result<Cache<K, V, S>, BuildError>
+    where
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        S: BuildHasher + Clone + Send + Sync + 'static,
+    {
+        let (b, refresher) = self.checked()?;
+        Ok(Cache::with_refresher(b, refresher))
     }
 }
 

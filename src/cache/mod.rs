@@ -3,12 +3,34 @@
 //!
 //! Owns the shards' locks, the shared capacity budget, the journal handle
 //! and the statistics. Calls down only: a shard (under its lock), the
-//! journal (encoding before the lock, waiting after it), the loader's
-//! flights, the listener (after the lock). `room.rs` makes room across shards
-//! for a shared budget; `scan.rs` is cursor iteration.
+//! journal (encoding before the lock, waiting after it), the single-flight
+//! table, the refresher, the listener (after the lock).
+//!
+//! The handle's methods, one job a file:
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `mod.rs` | reads, writes, statistics |
+//! | `remove.rs` | `remove` and `set_ttl` |
+//! | `build.rs` | construction from a [`CacheBuilder`](crate::CacheBuilder) |
+//! | `compute.rs` | [`Cache::compute`], the atomic read-modify-write |
+//! | `load.rs` | single-flight read-through loads (`get_or_insert_with` and kin) |
+//! | `load_spawned.rs` | loads handed to the caller's spawner |
+//! | `freshness.rs` | the read path with refresh-ahead and stale windows |
+//! | `reload.rs` | starting and landing background reloads |
+//! | `bulk.rs` | iteration, `retain`, `clear` |
+//! | `scan.rs` | cursor iteration |
+//! | `room.rs` | making room across shards for a shared budget |
+//! | `replay.rs`, `warm.rs` | filling a cache from its log and its saved admission summary |
 
 mod build;
 mod bulk;
+mod compute;
+mod freshness;
+mod load;
+mod load_spawned;
+mod reload;
+mod remove;
 mod replay;
 mod room;
 mod scan;
@@ -19,9 +41,9 @@ pub use bulk::Iter;
 use crate::clock::Millis;
 use crate::error::CapacityError;
 use crate::expire_after::WriteTtl;
+use crate::flight::Flights;
 use crate::hash::{hash_of, shard_index, DefaultHashBuilder};
 use crate::listener::{Listener, RemovalCause, Removed};
-use crate::loader::flight::Flights;
 use crate::persist::journal::{Journal, Ticket};
 use crate::persist::RecordRef;
 use crate::refresh::Refresher;
@@ -104,7 +126,7 @@ where
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
     #[inline]
-    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, usize) {
+    pub(super) fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, usize) {
         let hash = hash_of(&self.inner.hasher, key);
         (hash, shard_index(hash, self.inner.mask))
     }
@@ -151,7 +173,7 @@ where
         self.notify(removed);
     }
 
-    fn env(&self, _shard: usize) -> Env<'_, K, V, S> {
+    pub(super) fn env(&self, _shard: usize) -> Env<'_, K, V, S> {
         Env {
             hasher: &self.inner.hasher,
             weights: &self.inner.weights,
@@ -368,7 +390,7 @@ where
     }
 
     /// Counts removals and hands them to the listener, with no lock held.
-    fn notify(&self, removed: Removed<K, V>) {
+    pub(super) fn notify(&self, removed: Removed<K, V>) {
         for (k, v, cause) in removed {
             match cause {
                 RemovalCause::Evicted => self.inner.stats.bump(Counter::Eviction),
@@ -380,82 +402,6 @@ where
                 listener(k, v, cause);
             }
         }
-    }
-
-    /// Removes `key`, returning its value if it was live.
-    pub fn remove<Q>(&self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let (hash, s) = self.locate(key);
-        let env = self.env(s);
-        if let Err(e) = self.admit() {
-            self.report(e);
-            return None;
-        }
-        let (taken, ticket) = {
-            let mut shard = self.inner.shards[s].write();
-            let undo = self.undo_for(&shard, &env, hash, key, None);
-            let taken = shard.remove(&env, hash, key);
-            let ticket = match &taken {
-                Some(((k, _), _)) => match self.encode(|| RecordRef::Remove { key: k }) {
-                    Ok(record) => self.append(record, undo),
-                    Err(e) => Ticket::Failed(e),
-                },
-                _ => Ticket::None,
-            };
-            (taken, ticket)
-        };
-        let kept = self.settle_or_report(ticket);
-        let ((k, v), expired) = taken?;
-        if !kept {
-            // Undone: the entry is back.
-            return None;
-        }
-        let cause = if expired {
-            RemovalCause::Expired
-        } else {
-            RemovalCause::Removed
-        };
-        let live = (!expired).then(|| v.clone());
-        let mut removed = Removed::new();
-        removed.push((k, v, cause));
-        self.notify(removed);
-        live
-    }
-
-    /// Sets (`Some`) or clears (`None`) the time to live of a live `key`.
-    /// Returns false if there is no live entry.
-    pub fn set_ttl<Q>(&self, key: &Q, ttl: Option<Duration>) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let (hash, s) = self.locate(key);
-        let env = self.env(s);
-        let deadline = self.stored_deadline(ttl.map(|t| deadline_after(env.now(), t)));
-        if let Err(e) = self.admit() {
-            self.report(e);
-            return false;
-        }
-        let (applied, ticket) = {
-            let mut shard = self.inner.shards[s].write();
-            let undo = self.undo_for(&shard, &env, hash, key, None);
-            let applied = shard.set_expiry(&env, hash, key, deadline);
-            let ticket = match shard.key_of(hash, key) {
-                Some(k) if applied && self.journal().is_some() => {
-                    let expires_at = deadline.map(|d| self.wall_ms(d, env.now()));
-                    match self.encode(|| RecordRef::Expire { key: k, expires_at }) {
-                        Ok(record) => self.append(record, undo),
-                        Err(e) => Ticket::Failed(e),
-                    }
-                }
-                _ => Ticket::None,
-            };
-            (applied, ticket)
-        };
-        self.settle_or_report(ticket) && applied
     }
 
     /// The number of entries, including expired ones not yet reclaimed.

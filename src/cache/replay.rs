@@ -27,7 +27,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     pub fn build_persistent<L: WriteAheadLog>(
         self,
         log: L,
-    ) -> Result<(crate::Cache<K, V, S>, RecoveryReport), PersistError>
+    ) -> Result<(crate::cache::Cache<K, V, S>, RecoveryReport), PersistError>
     where
         K: Serialize + DeserializeOwned + std::hash::Hash + Eq + Send + Sync + 'static,
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,

@@ -7,7 +7,8 @@ use super::recovery;
 mod commit;
 #[path = "file_rewrite.rs"]
 mod rewrite;
-use super::storage::{FileStorage, Storage};
+use super::storage::Storage;
+use super::storage_file::FileStorage;
 use super::{
     Fsync, OnCorruptTail, OnCorruption, PersistError, RecoveryReport, Snapshot, WriteAheadLog,
 };

@@ -69,6 +69,8 @@ mod frame;
 pub(crate) mod journal;
 mod recovery;
 mod storage;
+mod storage_file;
+mod storage_mem;
 mod summary;
 mod summary_file;
 
@@ -76,9 +78,9 @@ pub use file::{
     FileLog, DEFAULT_REWRITE_MIN_SIZE, DEFAULT_REWRITE_PERCENTAGE, DEFAULT_WRITE_DELAY,
 };
 pub use frame::StopReason;
-pub use storage::{
-    FaultOn, FileRewrite, FileStorage, MemRewrite, MemStorage, RewriteTarget, Storage,
-};
+pub use storage::{RewriteTarget, Storage};
+pub use storage_file::{FileRewrite, FileStorage};
+pub use storage_mem::{FaultOn, MemRewrite, MemStorage};
 pub(crate) use summary::SummaryReader;
 pub(crate) use summary::SummaryWriter;
 pub use summary::{AdmissionRestore, SummaryError, SUMMARY_MAX_BYTES, SUMMARY_VERSION};
@@ -234,7 +236,7 @@ pub enum PersistError {
     },
     /// The cache's settings are invalid.
     #[error(transparent)]
-    Build(#[from] crate::BuildError),
+    Build(#[from] crate::builder::BuildError),
 }
 
 impl PersistError {

@@ -41,14 +41,15 @@
 //! fails.
 //!
 //! The parts: `config` checks the builder's settings and builds the
-//! `Refresher`; `read` is the read path that notices an entry is due or
-//! stale; `reload` starts and lands background reloads; `stats` counts
-//! them; `pool` runs sync reloads.
+//! `Refresher`; `refresher` is what the cache asks of it (is this entry
+//! fresh, due or stale; run a reload; note its outcome); `stats` counts
+//! reloads; `pool` runs sync reloads. The cache's read path and the landing
+//! of a reload's value are the cache's own (`cache/freshness.rs`,
+//! `cache/reload.rs`); this module knows nothing of the cache.
 
 mod config;
 mod pool;
-mod read;
-mod reload;
+mod refresher;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -119,23 +120,6 @@ pub(crate) struct Refresher<K, V> {
     /// not tried again.
     failed: Mutex<hashbrown::HashMap<K, u64, ahash::RandomState>>,
     counters: Counters,
-}
-
-impl<K, V> Refresher<K, V> {
-    /// The deadline to store for an entry that should expire at `deadline`:
-    /// later by the larger stale window.
-    pub(crate) fn stored_deadline(&self, deadline: Option<u64>) -> Option<u64> {
-        deadline.map(|d| d.saturating_add(self.stale_ms))
-    }
-
-    /// The deadline callers see for a stored one.
-    pub(crate) fn visible_deadline(&self, stored: u64) -> u64 {
-        stored.saturating_sub(self.stale_ms)
-    }
-
-    fn clone_key_of(&self, key: &K) -> K {
-        (self.clone_key)(key)
-    }
 }
 
 impl<K, V> fmt::Debug for Refresher<K, V> {

@@ -1,9 +1,8 @@
 //! The read path with refresh configured: classifies an entry as fresh,
 //! due for a reload or stale, starts the reload, and serves stale-if-error.
 
-use super::stats::{Counters, RefreshStats};
-use super::{Freshness, Refresher};
-use crate::cache::Cache;
+use super::Cache;
+use crate::refresh::{Freshness, RefreshStats, Refresher};
 use crate::shard::LazyNow;
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
@@ -63,18 +62,11 @@ where
         let found = {
             let shard = self.shard(s).read();
             shard.peek(hash, key, &now, self.tti_ms()).and_then(|f| {
-                let freshness = match f.deadline.map(|d| r.visible_deadline(d)) {
-                    None => Freshness::Fresh,
-                    // Kept only for stale-if-error: a miss to a read.
-                    Some(d) if clock_now >= d.saturating_add(r.serve_ms) => return None,
-                    Some(d) if clock_now >= d => Freshness::Stale,
-                    Some(d) if d - clock_now <= r.due_within_ms => Freshness::Refreshing,
-                    Some(_) => Freshness::Fresh,
-                };
+                let freshness = r.freshness(f.deadline, clock_now)?;
                 // Counts the access with the policy, as `get` does.
                 let _ = shard.get(hash, key, &now, self.tti_ms());
                 let owned = (freshness != Freshness::Fresh)
-                    .then(|| shard.key_of(hash, key).map(r.clone_key))
+                    .then(|| shard.key_of(hash, key).map(|k| r.clone_key(k)))
                     .flatten();
                 Some((f.value.clone(), freshness, owned))
             })
@@ -82,7 +74,7 @@ where
         self.count_lookup(found.is_some());
         let (value, freshness, owned) = found?;
         if freshness == Freshness::Stale {
-            Counters::bump(&r.counters.stale_served);
+            r.count_stale_served();
         }
         if let Some(k) = owned {
             self.start_refresh(r, k, clock_now);
@@ -97,11 +89,10 @@ where
         let clock_now = self.clock_now();
         let now = LazyNow::new(|| clock_now);
         let shard = self.shard(s).read();
-        shard
+        let stored = shard
             .peek(hash, key, &now, self.tti_ms())
-            .and_then(|f| f.deadline)
-            .map(|d| r.visible_deadline(d))
-            .is_some_and(|d| clock_now >= d || d - clock_now <= r.due_within_ms)
+            .and_then(|f| f.deadline);
+        r.is_due(stored, clock_now)
     }
 
     /// The key a read-through load may fall back on if it fails: `Some`
@@ -130,18 +121,17 @@ where
     /// An expired value for `key` within the stale-if-error window, for a
     /// read-through load whose loader failed. Counted as stale served.
     pub(crate) fn stale_if_error(&self, key: &K) -> Option<V> {
-        let r = self.refresher().filter(|r| r.if_error_ms > 0)?;
+        let r = self.refresher().filter(|r| r.has_stale_if_error())?;
         let (hash, s) = self.locate_key(key);
         let clock_now = self.clock_now();
         let now = LazyNow::new(|| clock_now);
         let shard = self.shard(s).read();
         let found = shard.peek(hash, key, &now, self.tti_ms())?;
-        let visible = r.visible_deadline(found.deadline?);
-        let within = clock_now >= visible && clock_now < visible.saturating_add(r.if_error_ms);
+        let within = r.serves_if_error(found.deadline?, clock_now);
         let value = within.then(|| found.value.clone());
         drop(shard);
         if value.is_some() {
-            Counters::bump(&r.counters.stale_served);
+            r.count_stale_served();
         }
         value
     }
@@ -155,16 +145,7 @@ where
 {
     /// Counters of background reloads (all zero without refresh).
     pub fn refresh_stats(&self) -> RefreshStats {
-        let Some(r) = self.refresher() else {
-            return RefreshStats::default();
-        };
-        let c = &r.counters;
-        RefreshStats {
-            started: c.started.load(std::sync::atomic::Ordering::Relaxed),
-            succeeded: c.succeeded.load(std::sync::atomic::Ordering::Relaxed),
-            failed: c.failed.load(std::sync::atomic::Ordering::Relaxed),
-            stale_served: c.stale_served.load(std::sync::atomic::Ordering::Relaxed),
-            skipped: c.skipped.load(std::sync::atomic::Ordering::Relaxed),
-        }
+        self.refresher()
+            .map_or_else(RefreshStats::default, Refresher::stats)
     }
 }

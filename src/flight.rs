@@ -1,6 +1,11 @@
-//! The flights themselves: one per key being loaded, in a map per shard,
-//! landed with the loader's value or error (or abandoned) and waited on by
-//! blocked threads and async tasks alike.
+//! Single flight: when many callers miss the same key at once, one runs the
+//! loader and the rest wait for its result.
+//!
+//! Holds the flights themselves: one per key being loaded, in a map per
+//! shard, landed with the loader's value or error (or abandoned) and waited
+//! on by blocked threads and async tasks alike. The cache's load methods
+//! (`cache/load.rs`) lead and join them; this module knows nothing of the
+//! cache.
 
 use crate::sync::{Arc, Condvar, Mutex};
 use std::any::Any;
@@ -9,11 +14,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 pub(crate) type ErrBox = Arc<dyn Any + Send + Sync>;
-pub(super) type FlightMap<K, V> = hashbrown::HashMap<K, Arc<Flight<V>>, ahash::RandomState>;
+pub(crate) type FlightMap<K, V> = hashbrown::HashMap<K, Arc<Flight<V>>, ahash::RandomState>;
 
 /// In-flight loads, one map per shard.
 pub(crate) struct Flights<K, V> {
-    pub(super) maps: Box<[Mutex<FlightMap<K, V>>]>,
+    pub(crate) maps: Box<[Mutex<FlightMap<K, V>>]>,
 }
 
 impl<K, V> Flights<K, V> {
@@ -27,7 +32,7 @@ impl<K, V> Flights<K, V> {
 }
 
 pub(crate) struct Flight<V> {
-    pub(super) state: Mutex<State<V>>,
+    pub(crate) state: Mutex<State<V>>,
     done: Condvar,
 }
 
@@ -45,14 +50,14 @@ pub(crate) enum Outcome<V> {
 }
 
 impl<V: Clone> Flight<V> {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             state: Mutex::new(State::Loading(Vec::new())),
             done: Condvar::new(),
         }
     }
 
-    pub(super) fn outcome(state: &State<V>) -> Option<Outcome<V>> {
+    pub(crate) fn outcome(state: &State<V>) -> Option<Outcome<V>> {
         match state {
             State::Loading(_) => None,
             State::Done(Ok(v)) => Some(Outcome::Value(v.clone())),
@@ -61,7 +66,7 @@ impl<V: Clone> Flight<V> {
         }
     }
 
-    pub(super) fn wait(&self) -> Outcome<V> {
+    pub(crate) fn wait(&self) -> Outcome<V> {
         let mut state = self.state.lock();
         loop {
             if let Some(o) = Self::outcome(&state) {
@@ -75,12 +80,12 @@ impl<V: Clone> Flight<V> {
 impl<V> Flight<V> {
     /// Whether the flight is still loading (a landed one left in the map by
     /// a dropped background reload is ignored and replaced).
-    pub(super) fn is_loading(&self) -> bool {
+    pub(crate) fn is_loading(&self) -> bool {
         matches!(*self.state.lock(), State::Loading(_))
     }
 
     /// Ends the flight and wakes every waiter, blocked or async.
-    pub(super) fn land(&self, end: State<V>) {
+    pub(crate) fn land(&self, end: State<V>) {
         let wakers = match std::mem::replace(&mut *self.state.lock(), end) {
             State::Loading(w) => w,
             _ => Vec::new(),
@@ -92,7 +97,7 @@ impl<V> Flight<V> {
 
 /// A future that resolves when a flight lands.
 pub(crate) struct WaitFlight<V> {
-    pub(super) flight: Arc<Flight<V>>,
+    pub(crate) flight: Arc<Flight<V>>,
 }
 
 impl<V: Clone> Future for WaitFlight<V> {
@@ -118,10 +123,10 @@ impl<V: Clone> Future for WaitFlight<V> {
 /// it as abandoned (waiters load for themselves, and the next `join`
 /// replaces it).
 pub(crate) struct RefreshFlight<K, V> {
-    pub(super) key: K,
-    pub(super) flight: Arc<Flight<V>>,
-    pub(super) shard: usize,
-    pub(super) landed: bool,
+    pub(crate) key: K,
+    pub(crate) flight: Arc<Flight<V>>,
+    pub(crate) shard: usize,
+    pub(crate) landed: bool,
 }
 
 impl<K, V> Drop for RefreshFlight<K, V> {

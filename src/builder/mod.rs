@@ -1,24 +1,26 @@
 //! [`CacheBuilder`]: every knob of a [`Cache`], validated once.
 
-use crate::cache::Cache;
+mod error;
+mod refresh;
+
+pub use error::{BuildError, MAX_TTL_DAYS};
+
 use crate::clock::{Clock, SystemClock};
-use crate::error::BuildError;
-use crate::error::MAX_TTL_DAYS;
 use crate::expire_after::ExpireAfter;
 use crate::hash::DefaultHashBuilder;
 use crate::listener::{Listener, RemovalCause};
 use crate::policy::Policy;
+use crate::refresh::{RefreshConfig, Refresher};
 use crate::sync::Arc;
 use crate::weigher::Weights;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::time::Duration;
 
 /// Entries per shard below which the default configuration adds no more shards.
 const MIN_ENTRIES_PER_SHARD: u64 = 2048;
 
-/// Configures and builds a [`Cache`]. Setters consume the builder; nothing is
+/// Configures and builds a [`Cache`](crate::Cache). Setters consume the builder; nothing is
 /// checked until [`build`](Self::build), which never panics.
 ///
 /// ```
@@ -48,7 +50,7 @@ pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     pub(crate) hasher: S,
     /// One capacity for all shards together (see `shard/budget.rs`), not a share each.
     pub(crate) shared_capacity: bool,
-    pub(crate) refresh: crate::refresh::RefreshConfig<K, V>,
+    pub(crate) refresh: RefreshConfig<K, V>,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -244,19 +246,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// Checks the settings and builds the cache.
-    ///
-    /// # Errors
-    ///
-    /// A [`BuildError`] naming the first setting that cannot work: a zero
-    /// capacity, a shard count that is not a power of two, a zero or overlong
-    /// TTL or TTI.
-    pub fn build(self) -> Result<Cache<K, V, S>, BuildError>
-    where
-        K: Hash + Eq + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-        S: BuildHasher + Clone + Send + Sync + 'static,
-    {
+    /// Checks every setting; on success hands back the builder without its
+    /// refresh settings, and the refresher they build (`None` without
+    /// refresh). [`build`](Self::build) calls this.
+    pub(crate) fn checked(mut self) -> Result<(Self, Option<Refresher<K, V>>), BuildError> {
         if self.max_capacity == Some(0) {
             return Err(BuildError::ZeroCapacity);
         }
@@ -267,9 +260,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         }
         check_duration("time_to_live", self.ttl)?;
         check_duration("time_to_idle", self.tti)?;
-        let mut b = self;
-        let refresher = std::mem::take(&mut b.refresh).build(b.ttl)?;
-        Ok(Cache::with_refresher(b, refresher))
+        let refresher = std::mem::take(&mut self.refresh)
+            .build(self.ttl)
+            .map_err(BuildError::InvalidRefresh)?;
+        Ok((self, refresher))
     }
 
     /// The shard count to use: the user's, or the default rule.

@@ -1,5 +1,5 @@
-//! Single-flight loading: when many callers miss the same key at once, one
-//! runs the loader and the rest wait for its result.
+//! Read-through loads with single flight: when many callers miss the same
+//! key at once, one runs the loader and the rest wait for its result.
 //!
 //! The caller that finds no load in flight becomes the *leader* and holds a
 //! [`LoadGuard`]. Finishing stores the value, then wakes every waiter with it
@@ -10,27 +10,23 @@
 //! waiters park their task's waker, so no executor thread is blocked and any
 //! runtime works.
 
-mod detached;
-pub(crate) mod flight;
-
-pub(crate) use self::flight::RefreshFlight;
-use self::flight::{ErrBox, Flight, Outcome, State, WaitFlight};
-use crate::cache::Cache;
+use super::Cache;
 use crate::compute::{Decision, Ttl};
+use crate::flight::{ErrBox, Flight, Outcome, RefreshFlight, State, WaitFlight};
 use crate::sync::Arc;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 
 /// The leader's obligation to land its flight; dropping it unfinished lets a
 /// waiter take over.
-struct LoadGuard<'a, K, V, S>
+pub(super) struct LoadGuard<'a, K, V, S>
 where
     K: Hash + Eq,
 {
-    cache: &'a Cache<K, V, S>,
-    key: Option<K>,
-    flight: Arc<Flight<V>>,
-    shard: usize,
+    pub(super) cache: &'a Cache<K, V, S>,
+    pub(super) key: Option<K>,
+    pub(super) flight: Arc<Flight<V>>,
+    pub(super) shard: usize,
 }
 
 impl<K: Hash + Eq, V, S> LoadGuard<'_, K, V, S> {
@@ -81,7 +77,7 @@ impl<K: Hash + Eq, V, S> Drop for LoadGuard<'_, K, V, S> {
     }
 }
 
-enum Role<'a, K: Hash + Eq, V, S> {
+pub(super) enum Role<'a, K: Hash + Eq, V, S> {
     Ready(V),
     Lead(LoadGuard<'a, K, V, S>),
     Wait(Arc<Flight<V>>),
@@ -95,7 +91,7 @@ where
 {
     /// Joins or leads the flight for `key`; a cached value counts as ready
     /// only if `usable` accepts it.
-    fn join(&self, key: &K, usable: &dyn Fn(&V) -> bool) -> Role<'_, K, V, S> {
+    pub(super) fn join(&self, key: &K, usable: &dyn Fn(&V) -> bool) -> Role<'_, K, V, S> {
         self.join_with(key, || self.peek_value(key).filter(|v| usable(v)))
     }
 
@@ -405,7 +401,7 @@ where
 }
 
 /// Lands the leader's flight with the loader's result and returns it.
-fn lead<K, V, S, E, G>(
+pub(super) fn lead<K, V, S, E, G>(
     guard: LoadGuard<'_, K, V, S>,
     result: Result<V, E>,
     store: impl FnOnce(K, V) -> Option<G>,
@@ -431,7 +427,9 @@ where
 
 /// A waiter's result, or `None` to try again (the leader gave up, or failed
 /// with an error of another type).
-fn settle<V, E: Send + Sync + 'static>(outcome: Outcome<V>) -> Option<Result<V, Arc<E>>> {
+pub(super) fn settle<V, E: Send + Sync + 'static>(
+    outcome: Outcome<V>,
+) -> Option<Result<V, Arc<E>>> {
     match outcome {
         Outcome::Value(v) => Some(Ok(v)),
         Outcome::Error(e) => e.downcast::<E>().ok().map(Err),

@@ -3,8 +3,9 @@
 //! dropped (a request timeout); every caller, the leader included, awaits
 //! the flight like a waiter.
 
-use super::{settle, ErrBox, Flight, Role, State, WaitFlight};
-use crate::cache::Cache;
+use super::load::{settle, Role};
+use super::Cache;
+use crate::flight::{ErrBox, Flight, State, WaitFlight};
 use crate::refresh::BoxFuture;
 use crate::sync::Arc;
 use std::future::Future;
@@ -171,7 +172,7 @@ where
                         // The detached load was dropped unfinished: load here.
                         guard.key = k;
                         drop(spawn_left);
-                        return super::lead(guard, load().await, |k, v| {
+                        return super::load::lead(guard, load().await, |k, v| {
                             self.insert(k, v);
                             Some(())
                         });

@@ -1,0 +1,156 @@
+//! Atomic read-modify-write of one entry: [`Cache::compute`].
+//!
+//! The closure runs under the key's shard write lock, so no other write to
+//! that shard interleaves between reading the current value and applying the
+//! decision. That is what Redis-style `INCR`, `SET NX`, `GETSET` or
+//! `EXPIRE ... GT` need. Keep the closure short: it blocks the shard.
+
+use super::Cache;
+use crate::compute::{Current, Decision, Ttl};
+use crate::error::CapacityError;
+use crate::listener::{RemovalCause, Removed};
+use crate::persist::journal::Ticket;
+use crate::persist::RecordRef;
+use crate::shard::expiry::deadline_after;
+use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Reads the live entry for `key` (if any), decides, and applies the
+    /// decision, atomically with respect to other writes.
+    ///
+    /// ```
+    /// use shardcache::{Cache, Decision, Ttl};
+    /// fn incr(c: &Cache<String, i64>, key: &str) -> Result<i64, shardcache::Error> {
+    ///     Ok(c.compute(key.to_string(), |cur| {
+    ///         let n = cur.map_or(0, |c| *c.value) + 1;
+    ///         (Decision::Put(n, Ttl::Keep), n)
+    ///     })?)
+    /// }
+    /// let cache = Cache::new(100);
+    /// assert_eq!(incr(&cache, "hits")?, 1);
+    /// assert_eq!(incr(&cache, "hits")?, 2);
+    /// # Ok::<(), shardcache::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CapacityError`] when the decision was `Put` and the value does not fit
+    /// (the policy never evicts and the cache is full); nothing changed.
+    pub fn compute<R>(
+        &self,
+        key: K,
+        f: impl FnOnce(Option<Current<'_, V>>) -> (Decision<V>, R),
+    ) -> Result<R, CapacityError<K, V>> {
+        let (hash, s) = self.locate_key(&key);
+        let env = self.write_env(s);
+        let mut removed = Removed::new();
+        let mut ticket = Ticket::None;
+        // While the log is failed the closure still runs (so it can answer),
+        // but a decision that changes the entry is refused.
+        let mut refused = self.admit().err();
+        let result = {
+            let mut shard = self.shard(s).write();
+            let idx = shard.live_index(&env, hash, &key, &mut removed);
+            let existing = idx.map(|i| shard.at(i).deadline);
+            let current = idx.map(|i| {
+                let found = shard.at(i);
+                Current {
+                    value: found.value,
+                    ttl: found
+                        .deadline
+                        .map(|d| Duration::from_millis(d.saturating_sub(env.now()))),
+                }
+            });
+            let (decision, r) = f(current);
+            let deadline_for = |ttl: Ttl| match ttl {
+                Ttl::Keep => existing.flatten(),
+                Ttl::Never => None,
+                Ttl::After(d) => self.stored_deadline(Some(deadline_after(env.now(), d))),
+            };
+            let wall = |deadline: Option<u64>| deadline.map(|d| self.wall_ms(d, env.now()));
+            let decision = match refused {
+                Some(_) => Decision::Nothing,
+                None => decision,
+            };
+            let undo = match decision {
+                Decision::Nothing => None,
+                _ => self.undo_for(&shard, &env, hash, &key, Some(&key)),
+            };
+            match decision {
+                Decision::Nothing => Ok((r, None)),
+                Decision::Put(value, ttl) => {
+                    let deadline = deadline_for(ttl);
+                    let record = self.encode(|| RecordRef::Insert {
+                        key: &key,
+                        value: &value,
+                        expires_at: wall(deadline),
+                    });
+                    match record {
+                        Err(e) => {
+                            refused = Some(e);
+                            Ok((r, None))
+                        }
+                        Ok(record) => {
+                            let inserted = self.insert_with_room(
+                                s,
+                                &mut shard,
+                                &env,
+                                hash,
+                                key,
+                                value,
+                                deadline,
+                                &mut removed,
+                            );
+                            if inserted.is_ok() {
+                                ticket = self.append(record, undo);
+                            }
+                            inserted
+                                .map(|kind| (r, Some(kind)))
+                                .map_err(|(key, value)| CapacityError { key, value })
+                        }
+                    }
+                }
+                Decision::SetTtl(ttl) => {
+                    let deadline = deadline_for(ttl);
+                    if shard.set_expiry(&env, hash, &key, deadline) {
+                        let expires_at = wall(deadline);
+                        ticket = match self.encode(|| RecordRef::Expire {
+                            key: &key,
+                            expires_at,
+                        }) {
+                            Ok(record) => self.append(record, undo),
+                            Err(e) => Ticket::Failed(e),
+                        };
+                    }
+                    Ok((r, None))
+                }
+                Decision::Remove => {
+                    if let Some(((k, v), _)) = shard.remove(&env, hash, &key) {
+                        ticket = match self.encode(|| RecordRef::Remove { key: &k }) {
+                            Ok(record) => self.append(record, undo),
+                            Err(e) => Ticket::Failed(e),
+                        };
+                        removed.push((k, v, RemovalCause::Removed));
+                    }
+                    Ok((r, None))
+                }
+            }
+        };
+        if let Some(e) = refused {
+            self.report(e);
+        }
+        self.settle_or_report(ticket);
+        self.after_write(
+            removed,
+            result.as_ref().ok().and_then(|(_, kind)| *kind),
+            result.is_err(),
+        );
+        result.map(|(r, _)| r)
+    }
+}

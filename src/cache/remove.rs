@@ -1,0 +1,94 @@
+//! Removing an entry and changing its time to live: each logged, and
+//! undone if the log does not keep it.
+
+use super::Cache;
+use crate::listener::{RemovalCause, Removed};
+use crate::persist::journal::Ticket;
+use crate::persist::RecordRef;
+use crate::shard::expiry::deadline_after;
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Removes `key`, returning its value if it was live.
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, s) = self.locate(key);
+        let env = self.env(s);
+        if let Err(e) = self.admit() {
+            self.report(e);
+            return None;
+        }
+        let (taken, ticket) = {
+            let mut shard = self.inner.shards[s].write();
+            let undo = self.undo_for(&shard, &env, hash, key, None);
+            let taken = shard.remove(&env, hash, key);
+            let ticket = match &taken {
+                Some(((k, _), _)) => match self.encode(|| RecordRef::Remove { key: k }) {
+                    Ok(record) => self.append(record, undo),
+                    Err(e) => Ticket::Failed(e),
+                },
+                _ => Ticket::None,
+            };
+            (taken, ticket)
+        };
+        let kept = self.settle_or_report(ticket);
+        let ((k, v), expired) = taken?;
+        if !kept {
+            // Undone: the entry is back.
+            return None;
+        }
+        let cause = if expired {
+            RemovalCause::Expired
+        } else {
+            RemovalCause::Removed
+        };
+        let live = (!expired).then(|| v.clone());
+        let mut removed = Removed::new();
+        removed.push((k, v, cause));
+        self.notify(removed);
+        live
+    }
+
+    /// Sets (`Some`) or clears (`None`) the time to live of a live `key`.
+    /// Returns false if there is no live entry.
+    pub fn set_ttl<Q>(&self, key: &Q, ttl: Option<Duration>) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, s) = self.locate(key);
+        let env = self.env(s);
+        let deadline = self.stored_deadline(ttl.map(|t| deadline_after(env.now(), t)));
+        if let Err(e) = self.admit() {
+            self.report(e);
+            return false;
+        }
+        let (applied, ticket) = {
+            let mut shard = self.inner.shards[s].write();
+            let undo = self.undo_for(&shard, &env, hash, key, None);
+            let applied = shard.set_expiry(&env, hash, key, deadline);
+            let ticket = match shard.key_of(hash, key) {
+                Some(k) if applied && self.journal().is_some() => {
+                    let expires_at = deadline.map(|d| self.wall_ms(d, env.now()));
+                    match self.encode(|| RecordRef::Expire { key: k, expires_at }) {
+                        Ok(record) => self.append(record, undo),
+                        Err(e) => Ticket::Failed(e),
+                    }
+                }
+                _ => Ticket::None,
+            };
+            (applied, ticket)
+        };
+        self.settle_or_report(ticket) && applied
+    }
+}

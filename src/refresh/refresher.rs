@@ -1,0 +1,165 @@
+//! What the cache asks of its [`Refresher`]: how fresh an entry with a given
+//! stored deadline is, whether a key may be reloaded now, running a reload
+//! on the pool or the user's spawner, and noting how it ended.
+
+use super::pool::Job;
+use super::stats::{Counters, RefreshStats};
+use super::{BoxError, Freshness, RefreshLoader, Refresher, FAILED_BOUND};
+use std::sync::atomic::Ordering;
+
+impl<K, V> Refresher<K, V> {
+    /// The deadline to store for an entry that should expire at `deadline`:
+    /// later by the larger stale window.
+    pub(crate) fn stored_deadline(&self, deadline: Option<u64>) -> Option<u64> {
+        deadline.map(|d| d.saturating_add(self.stale_ms))
+    }
+
+    /// The deadline callers see for a stored one.
+    pub(crate) fn visible_deadline(&self, stored: u64) -> u64 {
+        stored.saturating_sub(self.stale_ms)
+    }
+
+    /// A copy of `key` (reloads outlive the reader that started them).
+    pub(crate) fn clone_key(&self, key: &K) -> K {
+        (self.clone_key)(key)
+    }
+
+    /// The function that copies a key.
+    pub(crate) fn key_cloner(&self) -> fn(&K) -> K {
+        self.clone_key
+    }
+
+    /// How fresh a read at `now` finds an entry with this stored deadline;
+    /// `None` when it is past every window a read serves (kept only for
+    /// stale-if-error, so a miss to a read).
+    pub(crate) fn freshness(&self, stored: Option<u64>, now: u64) -> Option<Freshness> {
+        Some(match stored.map(|d| self.visible_deadline(d)) {
+            None => Freshness::Fresh,
+            Some(d) if now >= d.saturating_add(self.serve_ms) => return None,
+            Some(d) if now >= d => Freshness::Stale,
+            Some(d) if d - now <= self.due_within_ms => Freshness::Refreshing,
+            Some(_) => Freshness::Fresh,
+        })
+    }
+
+    /// Whether an entry with this stored deadline is due for a reload (or
+    /// stale) at `now`.
+    pub(crate) fn is_due(&self, stored: Option<u64>, now: u64) -> bool {
+        stored
+            .map(|d| self.visible_deadline(d))
+            .is_some_and(|d| now >= d || d - now <= self.due_within_ms)
+    }
+
+    /// Whether an entry with this stored deadline may be served at `now` in
+    /// place of a failed load's error (the stale-if-error window).
+    pub(crate) fn serves_if_error(&self, stored: u64, now: u64) -> bool {
+        let visible = self.visible_deadline(stored);
+        self.if_error_ms > 0 && now >= visible && now < visible.saturating_add(self.if_error_ms)
+    }
+
+    /// Whether stale-if-error is configured.
+    pub(crate) fn has_stale_if_error(&self) -> bool {
+        self.if_error_ms > 0
+    }
+
+    /// Counts a value served past its time to live.
+    pub(crate) fn count_stale_served(&self) {
+        Counters::bump(&self.counters.stale_served);
+    }
+
+    /// Whether `key` may be reloaded at `now`: not if its last reload failed
+    /// within the refresh period.
+    pub(crate) fn may_reload(&self, key: &K, now: u64) -> bool
+    where
+        K: std::hash::Hash + Eq,
+    {
+        let mut failed = self.failed.lock();
+        match failed.get(key) {
+            Some(&until) if now < until => false,
+            Some(_) => {
+                failed.remove(key);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Whether reloads run on the refresher's own pool (a sync loader)
+    /// rather than the user's spawner.
+    pub(crate) fn runs_on_pool(&self) -> bool {
+        matches!(self.loader, RefreshLoader::Sync(_))
+    }
+
+    /// Runs the loader for `key` in the background and hands the result to
+    /// `land`: on the pool for a sync loader (a panic becomes an error), on
+    /// the user's spawner for an async one. A reload the full pool queue
+    /// refuses is dropped unrun, `land` with it, and counted as skipped.
+    pub(crate) fn run(&self, key: K, land: impl FnOnce(K, Result<V, BoxError>) + Send + 'static)
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        match &self.loader {
+            RefreshLoader::Sync(load) => {
+                let load = load.clone();
+                let job: Job = Box::new(move || {
+                    let result =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&key)))
+                            .unwrap_or_else(|_| Err("refresh loader panicked".into()));
+                    land(key, result);
+                });
+                Counters::bump(&self.counters.started);
+                if let Some(pool) = &self.pool {
+                    if let Err(job) = pool.submit(job) {
+                        drop(job);
+                        self.counters.started.fetch_sub(1, Ordering::Relaxed);
+                        Counters::bump(&self.counters.skipped);
+                    }
+                }
+            }
+            RefreshLoader::Async(load, spawn) => {
+                let fut = load(self.clone_key(&key));
+                Counters::bump(&self.counters.started);
+                spawn(Box::pin(async move {
+                    let result = fut.await;
+                    land(key, result);
+                }));
+            }
+        }
+    }
+
+    /// Counts a reload whose value was stored.
+    pub(crate) fn note_success(&self) {
+        Counters::bump(&self.counters.succeeded);
+    }
+
+    /// Counts and reports a failed reload, and remembers `key` so it is not
+    /// reloaded again before `now` plus the refresh period.
+    pub(crate) fn note_failure(&self, key: K, error: &BoxError, now: u64)
+    where
+        K: std::hash::Hash + Eq,
+    {
+        Counters::bump(&self.counters.failed);
+        if let Some(listener) = &self.on_error {
+            listener(&key, error);
+        }
+        let until = now.saturating_add(self.after_ms);
+        let mut failed = self.failed.lock();
+        if failed.len() >= FAILED_BOUND {
+            failed.clear();
+        }
+        failed.insert(key, until);
+    }
+
+    /// The counters as [`RefreshStats`].
+    pub(crate) fn stats(&self) -> RefreshStats {
+        let c = &self.counters;
+        RefreshStats {
+            started: c.started.load(Ordering::Relaxed),
+            succeeded: c.succeeded.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            stale_served: c.stale_served.load(Ordering::Relaxed),
+            skipped: c.skipped.load(Ordering::Relaxed),
+        }
+    }
+}
