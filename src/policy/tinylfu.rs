@@ -56,6 +56,12 @@ pub(crate) struct TinyLfu {
     pending: Option<(u32, u64)>,
     /// The window's share, tuned by ghosts of evicted keys.
     share: Window,
+    /// The key hashes of up to two linked tokens (or [`NIL`]): the list
+    /// tails [`prefetch_next`](Self::prefetch_next) hashed, which the next
+    /// eviction looks at first, so that it need not hash them again. A
+    /// token is forgotten when it is removed ([`on_remove`](Self::on_remove)):
+    /// its slot may then hold another key.
+    known: [(u32, u64); 2],
 }
 
 impl TinyLfu {
@@ -68,6 +74,7 @@ impl TinyLfu {
             rng: 0x2545_F491_4F6C_DD1D,
             pending: None,
             share: Window::new(capacity),
+            known: [(NIL, 0); 2],
         }
     }
 
@@ -91,6 +98,15 @@ impl TinyLfu {
 
     fn len(&self) -> usize {
         self.window.len + self.probation.len + self.protected.len
+    }
+
+    /// The hash of linked token `idx`'s key: remembered, or computed.
+    #[inline]
+    fn hash_of<N: Nodes + ?Sized>(&self, nodes: &N, idx: u32) -> u64 {
+        match self.known {
+            [(t, h), _] | [_, (t, h)] if t == idx => h,
+            _ => nodes.hash_of(idx),
+        }
     }
 
     #[inline]
@@ -126,7 +142,7 @@ impl TinyLfu {
     /// order of its increment among the others of the same insert changes.
     pub(crate) fn count_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N) {
         if let Some((idx, hash)) = self.pending.take() {
-            self.record(nodes, idx, |_| hash, 1);
+            self.record(nodes, idx, Some(hash), 1);
         }
     }
 
@@ -140,11 +156,16 @@ impl TinyLfu {
 
     pub(crate) fn on_remove<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         self.count_if_pending(nodes, idx);
+        for known in &mut self.known {
+            if known.0 == idx {
+                known.0 = NIL;
+            }
+        }
         let id = meta::list(nodes.node(idx).get());
         self.list(id).unlink(nodes, idx);
     }
 
-    /// Adds `by` accesses of `idx` (whose key hashes to `hash`) to the
+    /// Adds `by` accesses of `idx` (whose key hashes to `hash`, if known) to the
     /// sketch and keeps the new estimate in its node; ages every node's hit
     /// counter and estimate when the sketch halves its counters.
     ///
@@ -162,17 +183,11 @@ impl TinyLfu {
     /// the increment could not change them. Hot entries are folded over and
     /// over as the policy sweeps protected: on the Zipf throughput workload
     /// about a quarter of the folds that carry hits skip their block.
-    fn record<N: Nodes + ?Sized>(
-        &mut self,
-        nodes: &mut N,
-        idx: u32,
-        hash: impl FnOnce(&N) -> u64,
-        by: u64,
-    ) {
+    fn record<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: Option<u64>, by: u64) {
         let counted = if meta::freq(nodes.node(idx).get()) == FREQ_MAX {
             self.sketch.increment_saturated(by)
         } else {
-            let hash = hash(nodes);
+            let hash = hash.unwrap_or_else(|| self.hash_of(nodes, idx));
             self.sketch.increment(hash, by)
         };
         if counted.halved {
@@ -199,7 +214,7 @@ impl TinyLfu {
         nodes.prefetch(nodes.node(idx).prev());
         let hits = nodes.node(idx).take_hits();
         if hits > 0 {
-            self.record(nodes, idx, |n| n.hash_of(idx), hits);
+            self.record(nodes, idx, None, hits);
         }
         hits > 0
     }
@@ -267,6 +282,11 @@ impl TinyLfu {
     /// where admission rejects every candidate (a loop) it would never
     /// shrink.
     pub(crate) fn victim<N: Nodes + ?Sized>(&mut self, nodes: &mut N) -> Option<u32> {
+        self.victim_hashed(nodes).map(|(v, _)| v)
+    }
+
+    /// [`victim`](Self::victim) and its key's hash.
+    pub(crate) fn victim_hashed<N: Nodes + ?Sized>(&mut self, nodes: &mut N) -> Option<(u32, u64)> {
         while self.window.len > self.window_max() + 1 {
             let t = self.window_candidate(nodes);
             self.window.move_to(&mut self.probation, nodes, t);
@@ -274,30 +294,35 @@ impl TinyLfu {
         if self.window.len > self.window_max() {
             let candidate = self.window_candidate(nodes);
             let Some(victim) = self.main_victim(nodes) else {
-                self.share.evicted(nodes.hash_of(candidate), Left::Window);
-                return Some(candidate);
+                return Some(self.evict(nodes, candidate, Left::Window));
             };
             let c = meta::freq(nodes.node(candidate).get());
-            let victim_hash = nodes.hash_of(victim);
+            let victim_hash = self.hash_of(nodes, victim);
             let v = self.sketch.frequency(victim_hash);
             if self.admit(c, v) {
                 self.window.move_to(&mut self.probation, nodes, candidate);
                 self.share.evicted(victim_hash, Left::Main);
-                return Some(victim);
+                return Some((victim, victim_hash));
             }
-            self.share.evicted(nodes.hash_of(candidate), Left::Window);
-            return Some(candidate);
+            return Some(self.evict(nodes, candidate, Left::Window));
         }
         if let Some(v) = self.main_victim(nodes) {
-            self.share.evicted(nodes.hash_of(v), Left::Main);
-            return Some(v);
+            return Some(self.evict(nodes, v, Left::Main));
         }
         // Everything is window (a share of 1, or main emptied): CLOCK over
         // the window, second chances included, which is what makes a
         // window of the whole cache behave like LRU.
         let c = (!self.window.is_empty()).then(|| self.window_candidate(nodes))?;
-        self.share.evicted(nodes.hash_of(c), Left::Window);
-        Some(c)
+        Some(self.evict(nodes, c, Left::Window))
+    }
+
+    /// Names `idx` the victim: remembers its key's hash as a ghost of the
+    /// segment it leaves from, and returns both.
+    #[inline]
+    fn evict<N: Nodes + ?Sized>(&mut self, nodes: &N, idx: u32, from: Left) -> (u32, u64) {
+        let hash = self.hash_of(nodes, idx);
+        self.share.evicted(hash, from);
+        (idx, hash)
     }
 
     /// Whether a candidate of estimated frequency `c` displaces a victim of
@@ -331,22 +356,27 @@ impl TinyLfu {
     /// victim and of the next candidate, for the caller to prefetch their
     /// table slots.
     #[inline]
-    pub(crate) fn prefetch_next<N: Nodes + ?Sized>(&self, nodes: &N) -> [Option<u64>; 2] {
+    pub(crate) fn prefetch_next<N: Nodes + ?Sized>(&mut self, nodes: &N) -> [Option<u64>; 2] {
         for list in [&self.window, &self.probation] {
             if list.tail != NIL {
                 nodes.prefetch(nodes.node(list.tail).prev());
             }
         }
         nodes.prefetch(self.protected.tail);
-        let victim = (self.probation.tail != NIL).then(|| {
-            let hash = nodes.hash_of(self.probation.tail);
+        let (victim, candidate) = (self.probation.tail, self.window.tail);
+        let victim_hash = (victim != NIL).then(|| {
+            let hash = self.hash_of(nodes, victim);
             self.sketch.prefetch(hash);
             hash
         });
         // The next candidate: it is usually rejected and removed, which
         // probes the table for it.
-        let candidate = (self.window.tail != NIL).then(|| nodes.hash_of(self.window.tail));
-        [victim, candidate]
+        let candidate_hash = (candidate != NIL).then(|| self.hash_of(nodes, candidate));
+        self.known = [
+            (victim, victim_hash.unwrap_or(0)),
+            (candidate, candidate_hash.unwrap_or(0)),
+        ];
+        [victim_hash, candidate_hash]
     }
 
     /// The sketch's estimate for the key hashed `hash`, 0..=15.
@@ -404,6 +434,7 @@ impl TinyLfu {
 
     pub(crate) fn clear(&mut self) {
         self.pending = None;
+        self.known = [(NIL, 0); 2];
         self.window.clear();
         self.probation.clear();
         self.protected.clear();

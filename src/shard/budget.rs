@@ -83,8 +83,8 @@ where
                 hasher: env.hasher,
             });
             match victim {
-                Some(v) if Some(v) != keep => {
-                    let (k, val) = self.remove_at(env, v);
+                Some((v, hash)) if Some(v) != keep => {
+                    let (k, val) = self.remove_hashed(env, v, hash);
                     removed.push((k, val, RemovalCause::Evicted));
                 }
                 Some(_) if named_keep < 16 && self.table.len() > 1 => named_keep += 1,
@@ -106,8 +106,10 @@ where
             entries: &mut self.entries,
             hasher: env.hasher,
         });
-        let Some(v) = victim else { return false };
-        let (k, val) = self.remove_at(env, v);
+        let Some((v, hash)) = victim else {
+            return false;
+        };
+        let (k, val) = self.remove_hashed(env, v, hash);
         removed.push((k, val, RemovalCause::Evicted));
         true
     }
