@@ -51,6 +51,12 @@ impl<K, V> Removed<K, V> {
         }
     }
 
+    /// Whether nothing was removed.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
     /// The removed entries, by reference.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &(K, V, RemovalCause)> {
         self.first.iter().chain(self.rest.iter())

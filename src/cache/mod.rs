@@ -148,7 +148,9 @@ where
         if rejected {
             self.inner.stats.bump(Counter::Rejection);
         }
-        self.notify(removed);
+        if !removed.is_empty() {
+            self.notify(removed);
+        }
     }
 
     fn env(&self, _shard: usize) -> Env<'_, K, V, S> {
@@ -329,7 +331,10 @@ where
         let mut removed = Removed::new();
         let (result, ticket) = {
             let mut shard = self.inner.shards[s].write();
-            let undo = self.undo_for(&shard, &env, hash, &key, Some(&key));
+            let undo = match self.journal() {
+                Some(_) => self.undo_for(&shard, &env, hash, &key, Some(&key)),
+                None => None,
+            };
             let r = self.insert_with_room(
                 s,
                 &mut shard,

@@ -54,7 +54,19 @@ where
     /// Reserves `need` in the shared budget (if any), evicting by the policy
     /// from this shard (never the entry at `keep`) while it does not fit.
     /// False if it still does not fit: nothing was reserved.
+    #[inline]
     pub(super) fn admit<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        need: u64,
+        keep: Option<u32>,
+        removed: &mut Removed<K, V>,
+    ) -> bool {
+        self.budget.is_none() || self.admit_shared(env, need, keep, removed)
+    }
+
+    /// [`admit`](Self::admit) with a shared budget.
+    fn admit_shared<S: BuildHasher>(
         &mut self,
         env: &Env<'_, K, V, S>,
         need: u64,
