@@ -183,25 +183,28 @@ impl TinyLfu {
     /// the increment could not change them. Hot entries are folded over and
     /// over as the policy sweeps protected: on the Zipf throughput workload
     /// about a quarter of the folds that carry hits skip their block.
-    fn record<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: Option<u64>, by: u64) {
-        let counted = if meta::freq(nodes.node(idx).get()) == FREQ_MAX {
+    fn record<N: Nodes + ?Sized>(&mut self, nodes: &N, idx: u32, hash: Option<u64>, by: u64) {
+        let node = nodes.node(idx);
+        let m = node.get();
+        let counted = if meta::freq(m) == FREQ_MAX {
             self.sketch.increment_saturated(by)
         } else {
             let hash = hash.unwrap_or_else(|| self.hash_of(nodes, idx));
             self.sketch.increment(hash, by)
         };
-        if counted.halved {
-            nodes.for_each_node(&mut |n| {
-                let m = n.get();
-                // Hit counters are rounded up: a node hit once keeps its
-                // second chance (and the hit still reaches the sketch when
-                // folded). The estimate copy halves exactly as the sketch does.
-                let h = meta::hits(m);
-                let m = meta::with_hits(m, h - h / 2);
-                n.set(meta::with_freq(m, meta::freq(m) / 2));
-            });
+        if !counted.halved {
+            node.set(meta::with_freq(m, counted.estimate));
+            return;
         }
-        let node = nodes.node(idx);
+        nodes.for_each_node(&mut |n| {
+            let m = n.get();
+            // Hit counters are rounded up: a node hit once keeps its
+            // second chance (and the hit still reaches the sketch when
+            // folded). The estimate copy halves exactly as the sketch does.
+            let h = meta::hits(m);
+            let m = meta::with_hits(m, h - h / 2);
+            n.set(meta::with_freq(m, meta::freq(m) / 2));
+        });
         node.set(meta::with_freq(node.get(), counted.estimate));
     }
 
@@ -211,12 +214,16 @@ impl TinyLfu {
     /// and is written when this one is unlinked, so its load starts here,
     /// to overlap the sketch update.
     fn fold<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) -> bool {
-        nodes.prefetch(nodes.node(idx).prev());
-        let hits = nodes.node(idx).take_hits();
-        if hits > 0 {
-            self.record(nodes, idx, None, hits);
+        let node = nodes.node(idx);
+        nodes.prefetch(node.prev());
+        let m = node.get();
+        let hits = meta::hits(m);
+        if hits == 0 {
+            return false;
         }
-        hits > 0
+        node.set(meta::with_hits(m, 0));
+        self.record(nodes, idx, None, hits);
+        true
     }
 
     /// Moves window overflow into probation without evicting (the cache has room).
