@@ -183,6 +183,7 @@ impl TinyLfu {
     /// the increment could not change them. Hot entries are folded over and
     /// over as the policy sweeps protected: on the Zipf throughput workload
     /// about a quarter of the folds that carry hits skip their block.
+    #[inline]
     fn record<N: Nodes + ?Sized>(&mut self, nodes: &N, idx: u32, hash: Option<u64>, by: u64) {
         let node = nodes.node(idx);
         let m = node.get();
