@@ -313,6 +313,24 @@ where
             Expire::Never => None,
         };
         let deadline = self.stored_deadline(deadline);
+        if self.journal().is_none() {
+            // No log: nothing to encode, undo or wait for.
+            let mut removed = Removed::new();
+            let result = {
+                let mut shard = self.inner.shards[s].write();
+                self.insert_with_room(
+                    s,
+                    &mut shard,
+                    &env,
+                    hash,
+                    key,
+                    value,
+                    deadline,
+                    &mut removed,
+                )
+            };
+            return self.inserted(result, removed);
+        }
         let record = self.admit().and_then(|()| {
             self.encode(|| RecordRef::Insert {
                 key: &key,
@@ -331,10 +349,7 @@ where
         let mut removed = Removed::new();
         let (result, ticket) = {
             let mut shard = self.inner.shards[s].write();
-            let undo = match self.journal() {
-                Some(_) => self.undo_for(&shard, &env, hash, &key, Some(&key)),
-                None => None,
-            };
+            let undo = self.undo_for(&shard, &env, hash, &key, Some(&key));
             let r = self.insert_with_room(
                 s,
                 &mut shard,
@@ -352,6 +367,16 @@ where
             (r, ticket)
         };
         self.settle_or_report(ticket);
+        self.inserted(result, removed)
+    }
+
+    /// Counts an insert's outcome and hands its removals to the listener.
+    #[inline]
+    fn inserted(
+        &self,
+        result: Result<Inserted, (K, V)>,
+        removed: Removed<K, V>,
+    ) -> Result<(), CapacityError<K, V>> {
         match result {
             Ok(kind) => {
                 self.after_write(removed, Some(kind), false);
