@@ -399,7 +399,7 @@ where
 
     /// Counts removals and hands them to the listener, with no lock held.
     fn notify(&self, removed: Removed<K, V>) {
-        for (k, v, cause) in removed {
+        removed.for_each(|(k, v, cause)| {
             match cause {
                 RemovalCause::Evicted => self.inner.stats.bump(Counter::Eviction),
                 RemovalCause::Expired => self.inner.stats.bump(Counter::Expiration),
@@ -409,7 +409,7 @@ where
             if let Some(listener) = &self.inner.listener {
                 listener(k, v, cause);
             }
-        }
+        });
     }
 
     /// Removes `key`, returning its value if it was live.
