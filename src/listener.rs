@@ -51,6 +51,24 @@ impl<K, V> Removed<K, V> {
         }
     }
 
+    /// Whether nothing was removed.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// Calls `f` on each removed entry, in removal order.
+    #[inline]
+    pub(crate) fn for_each(self, mut f: impl FnMut((K, V, RemovalCause))) {
+        let Some(first) = self.first else {
+            return;
+        };
+        f(first);
+        if !self.rest.is_empty() {
+            self.rest.into_iter().for_each(f);
+        }
+    }
+
     /// The removed entries, by reference.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &(K, V, RemovalCause)> {
         self.first.iter().chain(self.rest.iter())

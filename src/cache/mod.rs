@@ -170,7 +170,9 @@ where
         if rejected {
             self.inner.stats.bump(Counter::Rejection);
         }
-        self.notify(removed);
+        if !removed.is_empty() {
+            self.notify(removed);
+        }
     }
 
     pub(super) fn env(&self, _shard: usize) -> Env<'_, K, V, S> {
@@ -333,6 +335,24 @@ where
             Expire::Never => None,
         };
         let deadline = self.stored_deadline(deadline);
+        if self.journal().is_none() {
+            // No log: nothing to encode, undo or wait for.
+            let mut removed = Removed::new();
+            let result = {
+                let mut shard = self.inner.shards[s].write();
+                self.insert_with_room(
+                    s,
+                    &mut shard,
+                    &env,
+                    hash,
+                    key,
+                    value,
+                    deadline,
+                    &mut removed,
+                )
+            };
+            return self.inserted(result, removed);
+        }
         let record = self.admit().and_then(|()| {
             self.encode(|| RecordRef::Insert {
                 key: &key,
@@ -369,6 +389,16 @@ where
             (r, ticket)
         };
         self.settle_or_report(ticket);
+        self.inserted(result, removed)
+    }
+
+    /// Counts an insert's outcome and hands its removals to the listener.
+    #[inline]
+    fn inserted(
+        &self,
+        result: Result<Inserted, (K, V)>,
+        removed: Removed<K, V>,
+    ) -> Result<(), CapacityError<K, V>> {
         match result {
             Ok(kind) => {
                 self.after_write(removed, Some(kind), false);
@@ -391,7 +421,7 @@ where
 
     /// Counts removals and hands them to the listener, with no lock held.
     pub(super) fn notify(&self, removed: Removed<K, V>) {
-        for (k, v, cause) in removed {
+        removed.for_each(|(k, v, cause)| {
             match cause {
                 RemovalCause::Evicted => self.inner.stats.bump(Counter::Eviction),
                 RemovalCause::Expired => self.inner.stats.bump(Counter::Expiration),
@@ -401,7 +431,7 @@ where
             if let Some(listener) = &self.inner.listener {
                 listener(k, v, cause);
             }
-        }
+        });
     }
 
     /// The number of entries, including expired ones not yet reclaimed.

@@ -113,6 +113,7 @@ impl Ghosts {
     }
 
     /// Remembers that the key hashed `hash` left from `from`.
+    #[inline]
     pub(crate) fn record(&mut self, hash: u64, from: Left) {
         let (i, fp) = self.locate(hash);
         if let Some(old) = self.slots.get(i).copied() {

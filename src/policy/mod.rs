@@ -349,14 +349,15 @@ impl PolicyState {
         }
     }
 
+    /// The next entry to evict, and its key's hash when the policy knows it.
     #[inline]
-    pub(crate) fn victim<N: Nodes>(&mut self, nodes: &mut N) -> Option<u32> {
+    pub(crate) fn victim<N: Nodes>(&mut self, nodes: &mut N) -> Option<(u32, Option<u64>)> {
         match self {
-            Self::TinyLfu(p) => p.victim(nodes),
-            Self::Clock(p) => p.victim(nodes),
-            Self::Sampled(p) => p.victim(nodes),
+            Self::TinyLfu(p) => p.victim_hashed(nodes).map(|(v, h)| (v, Some(h))),
+            Self::Clock(p) => p.victim(nodes).map(|v| (v, None)),
+            Self::Sampled(p) => p.victim(nodes).map(|v| (v, None)),
             // A token that is not live is no victim (see the trait's contract).
-            Self::Custom(p) => custom::victim(p.as_mut(), nodes),
+            Self::Custom(p) => custom::victim(p.as_mut(), nodes).map(|v| (v, None)),
         }
     }
 
@@ -371,7 +372,7 @@ impl PolicyState {
     /// Starts loading what the next eviction will look at first; returns
     /// the hashes of the entries it will likely remove, if the policy knows.
     #[inline]
-    pub(crate) fn prefetch_next<N: Nodes + ?Sized>(&self, nodes: &N) -> [Option<u64>; 2] {
+    pub(crate) fn prefetch_next<N: Nodes + ?Sized>(&mut self, nodes: &N) -> [Option<u64>; 2] {
         match self {
             Self::TinyLfu(p) => p.prefetch_next(nodes),
             Self::Clock(_) | Self::Sampled(_) | Self::Custom(_) => [None, None],

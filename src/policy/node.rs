@@ -265,21 +265,24 @@ impl List {
             n.set_links(NIL, old);
             n.set(meta::with_list(n.get(), self.id));
         }
-        if old == NIL {
-            self.tail = idx;
-        } else {
-            nodes.node_mut(old).prev = Link::new(idx);
-        }
-        self.head = idx;
-        self.len += 1;
+        self.link_head(nodes, idx, old);
     }
 
     /// Unlinks `idx`, which must be on this list.
     pub(crate) fn unlink<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         let (prev, next) = {
-            let n = nodes.node(idx);
-            (n.prev(), n.next())
+            let n = nodes.node_mut(idx);
+            let links = (n.prev(), n.next());
+            n.set_links(NIL, NIL);
+            links
         };
+        self.bypass(nodes, prev, next);
+    }
+
+    /// Joins `prev` and `next`, the neighbours of an entry leaving this
+    /// list (whose own links the caller rewrites).
+    #[inline]
+    fn bypass<N: Nodes + ?Sized>(&mut self, nodes: &mut N, prev: u32, next: u32) {
         if prev == NIL {
             self.head = next;
         } else {
@@ -290,22 +293,53 @@ impl List {
         } else {
             nodes.node_mut(next).prev = Link::new(prev);
         }
-        nodes.node_mut(idx).set_links(NIL, NIL);
         self.len -= 1;
     }
 
-    /// Moves `idx` from this list to the head of `to`.
+    /// Makes `idx`, whose links already point at `old` (this list's head
+    /// before it), the head.
+    #[inline]
+    fn link_head<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, old: u32) {
+        if old == NIL {
+            self.tail = idx;
+        } else {
+            nodes.node_mut(old).prev = Link::new(idx);
+        }
+        self.head = idx;
+        self.len += 1;
+    }
+
+    /// Moves `idx` from this list to the head of `to`, reading and writing
+    /// its node once.
     pub(crate) fn move_to<N: Nodes + ?Sized>(&mut self, to: &mut List, nodes: &mut N, idx: u32) {
-        self.unlink(nodes, idx);
-        to.push_front(nodes, idx);
+        let old = to.head;
+        let (prev, next) = {
+            let n = nodes.node_mut(idx);
+            let links = (n.prev(), n.next());
+            n.set_links(NIL, old);
+            n.set(meta::with_list(n.get(), to.id));
+            links
+        };
+        // Two lists: `prev` and `next` are not `old`.
+        self.bypass(nodes, prev, next);
+        to.link_head(nodes, idx, old);
     }
 
     /// Moves `idx` (on this list) to this list's head.
     pub(crate) fn move_to_front<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
-        if self.head != idx {
-            self.unlink(nodes, idx);
-            self.push_front(nodes, idx);
+        let old = self.head;
+        if old == idx {
+            return;
         }
+        let (prev, next) = {
+            let n = nodes.node_mut(idx);
+            let links = (n.prev(), n.next());
+            n.set_links(NIL, old);
+            links
+        };
+        // Not the head, so `prev` is an entry and the head stays `old`.
+        self.bypass(nodes, prev, next);
+        self.link_head(nodes, idx, old);
     }
 
     pub(crate) fn clear(&mut self) {

@@ -80,16 +80,16 @@ impl Sketch {
         self.offset + ((hash.wrapping_mul(SEEDS[0]) >> 32) & self.mask) as usize * 8
     }
 
-    /// The (word in the block, bit shift) of `hash`'s counter in each row:
-    /// row `i` uses words `2i` and `2i + 1` of the block.
+    /// The bit position (`64 × word + shift`), within `hash`'s block, of
+    /// its counter in each row: row `i` uses words `2i` and `2i + 1`.
     #[inline]
-    fn slots(hash: u64) -> [(usize, u32); 4] {
+    fn positions(hash: u64) -> [u32; 4] {
         let h = hash.wrapping_mul(SEEDS[1]);
-        let slot = |row: usize| {
+        let pos = |row: u32| {
             let counter = (h >> (row * 8)) as u32;
-            (row * 2 + (counter & 1) as usize, ((counter >> 1) & 15) * 4)
+            (row * 2 + (counter & 1)) * 64 + ((counter >> 1) & 15) * 4
         };
-        [slot(0), slot(1), slot(2), slot(3)]
+        [pos(0), pos(1), pos(2), pos(3)]
     }
 
     /// The block of `hash`: one bounds check, and the word indices below 8
@@ -113,13 +113,18 @@ impl Sketch {
         }
     }
 
-    /// The smallest of the counters at `slots` in `block`: the estimate.
+    /// The counter at bit position `p` of `block`.
     #[inline]
-    fn estimate(block: &[u64; 8], slots: &[(usize, u32); 4]) -> u64 {
-        slots
-            .iter()
-            .map(|&(w, shift)| (block[w] >> shift) & MAX)
-            .fold(MAX, u64::min)
+    fn counter(block: &[u64; 8], p: u32) -> u64 {
+        (block[(p / 64 % 8) as usize] >> (p % 64)) & MAX
+    }
+
+    /// The smallest of the counters at `positions` in `block`: the estimate.
+    #[inline]
+    fn estimate(block: &[u64; 8], positions: [u32; 4]) -> u64 {
+        let [p0, p1, p2, p3] = positions;
+        let c0 = Self::counter(block, p0).min(Self::counter(block, p1));
+        c0.min(Self::counter(block, p2).min(Self::counter(block, p3)))
     }
 
     /// Starts loading `hash`'s block into the CPU cache.
@@ -131,21 +136,22 @@ impl Sketch {
     /// The estimated frequency of `hash`, 0..=15.
     #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u64 {
-        Self::estimate(self.block_of(hash), &Self::slots(hash))
+        Self::estimate(self.block_of(hash), Self::positions(hash))
     }
 
     /// Adds `by` occurrences of `hash`; returns its new estimate and whether
     /// this addition halved every counter (the caller ages its own state too).
     ///
-    /// Written out as straight-line code on one `[u64; 8]` block: with
-    /// `[T; N]::map` the four counters went through an out-of-line call and
-    /// memory, and each word index was bounds-checked (cachegrind, Zipf
-    /// throughput workload: 7 instructions fewer per cache operation).
+    /// Straight-line code on one `[u64; 8]` block. Each counter below the
+    /// target gets the difference added in place (the sum is the target, at
+    /// most 15, so nothing carries into the next counter) and the others get
+    /// 0 added: no branch and no mask per counter. The halving, once per
+    /// sample period, is out of line.
     #[inline]
     pub(crate) fn increment(&mut self, hash: u64, by: u64) -> Counted {
+        let positions = Self::positions(hash);
         let block = self.block_mut(hash);
-        let slots = Self::slots(hash);
-        let min = Self::estimate(block, &slots);
+        let min = Self::estimate(block, positions);
         if by == 0 {
             return Counted {
                 estimate: min,
@@ -153,10 +159,10 @@ impl Sketch {
             };
         }
         let target = (min + by).min(MAX);
-        for (w, shift) in slots {
-            if (block[w] >> shift) & MAX < target {
-                block[w] = (block[w] & !(MAX << shift)) | (target << shift);
-            }
+        for p in positions {
+            let word = &mut block[(p / 64 % 8) as usize];
+            let c = (*word >> (p % 64)) & MAX;
+            *word += target.saturating_sub(c) << (p % 64);
         }
         // Conservative update: every counter is now at least `target` and
         // the smallest is exactly that, so `target` is the new estimate.
@@ -188,6 +194,8 @@ impl Sketch {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn halve(&mut self) {
         for w in &mut self.table {
             *w = (*w >> 1) & 0x7777_7777_7777_7777;

@@ -54,7 +54,19 @@ where
     /// Reserves `need` in the shared budget (if any), evicting by the policy
     /// from this shard (never the entry at `keep`) while it does not fit.
     /// False if it still does not fit: nothing was reserved.
+    #[inline]
     pub(super) fn admit<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        need: u64,
+        keep: Option<u32>,
+        removed: &mut Removed<K, V>,
+    ) -> bool {
+        self.budget.is_none() || self.admit_shared(env, need, keep, removed)
+    }
+
+    /// [`admit`](Self::admit) with a shared budget.
+    fn admit_shared<S: BuildHasher>(
         &mut self,
         env: &Env<'_, K, V, S>,
         need: u64,
@@ -83,8 +95,8 @@ where
                 hasher: env.hasher,
             });
             match victim {
-                Some(v) if Some(v) != keep => {
-                    let (k, val) = self.remove_at(env, v);
+                Some((v, hash)) if Some(v) != keep => {
+                    let (k, val) = self.remove_hashed(env, v, hash);
                     removed.push((k, val, RemovalCause::Evicted));
                 }
                 Some(_) if named_keep < 16 && self.table.len() > 1 => named_keep += 1,
@@ -106,8 +118,10 @@ where
             entries: &mut self.entries,
             hasher: env.hasher,
         });
-        let Some(v) = victim else { return false };
-        let (k, val) = self.remove_at(env, v);
+        let Some((v, hash)) = victim else {
+            return false;
+        };
+        let (k, val) = self.remove_hashed(env, v, hash);
         removed.push((k, val, RemovalCause::Evicted));
         true
     }

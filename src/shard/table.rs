@@ -40,12 +40,15 @@ const TAG_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 ///
 /// 32 bytes, so that it fits beside the shard lock's word in one cache line
 /// (see `Shard`): counts as `u32` (tokens are `u32` anyway), slots as a
-/// boxed slice.
+/// boxed slice; the token mask, which every probe uses, is kept in what
+/// would otherwise be padding.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Table {
     slots: Box<[u32]>,
     bits: u32,
+    /// `2^bits - 1`: a slot's token bits.
+    mask: u32,
     /// Live slots.
     len: u32,
     /// Deleted slots.
@@ -59,6 +62,7 @@ impl Table {
         Self {
             slots: vec![EMPTY; 1 << bits].into_boxed_slice(),
             bits,
+            mask: (1 << bits) - 1,
             len: 0,
             tombs: 0,
         }
@@ -87,7 +91,7 @@ impl Table {
 
     #[inline]
     fn token_mask(&self) -> u32 {
-        (1 << self.bits) - 1
+        self.mask
     }
 
     /// The tag bits of `hash` at this size (token bits zero).
@@ -200,6 +204,7 @@ impl Table {
         let old_mask = self.token_mask();
         let old = std::mem::replace(&mut self.slots, vec![EMPTY; 1 << bits].into_boxed_slice());
         self.bits = bits;
+        self.mask = (1 << bits) - 1;
         self.tombs = 0;
         for s in old.into_vec() {
             if s < TOMB {
@@ -248,6 +253,11 @@ mod tests {
         fn hash_of(&self, t: u32) -> u64 {
             self.hashes[t as usize].expect("live token")
         }
+    }
+
+    #[test]
+    fn fits_beside_the_lock_word() {
+        assert_eq!(std::mem::size_of::<Table>(), 32);
     }
 
     #[test]

@@ -1,0 +1,170 @@
+//! Tests of the W-TinyLFU policy: admission, the window's tuning on
+//! recency and on loops.
+
+use super::*;
+
+fn setup(n: usize) -> (Vec<crate::policy::node::Node>, TinyLfu) {
+    (
+        (0..n).map(|_| crate::policy::node::Node::new(0)).collect(),
+        TinyLfu::new(n),
+    )
+}
+
+#[test]
+fn scan_does_not_displace_frequent_entries() {
+    let (mut nodes, mut p) = setup(200);
+    p.share.set(0.01);
+    let hash = |i: u32| u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // 0..5 are hot: inserted and hit many times.
+    for i in 0..5 {
+        p.on_insert(&mut nodes, i, hash(i));
+        p.count_insert(&mut nodes);
+        for _ in 0..5 {
+            nodes[i as usize].record_hit(nodes[i as usize].get());
+        }
+        p.maintain(&mut nodes);
+    }
+    // A scan of one-off keys while the hot ones stay in use, evicting
+    // whenever more than 10 are resident.
+    for i in 10..200 {
+        for n in &nodes[..5] {
+            n.record_hit(n.get());
+        }
+        p.on_insert(&mut nodes, i, hash(i));
+        p.count_insert(&mut nodes);
+        if p.len() > 10 {
+            let v = p.victim(&mut nodes).expect("victim");
+            assert!(v >= 5, "evicted hot entry {v}");
+            p.on_remove(&mut nodes, v);
+        }
+    }
+}
+
+#[test]
+fn a_new_entry_is_counted_even_when_it_leaves_in_its_own_insert() {
+    let (mut nodes, mut p) = setup(8);
+    p.share.set(0.34);
+    let hash = crate::policy::node::test_hash;
+    // Fill main with 0..4, then put 4..6 in the window and hit them all.
+    for i in 0..6 {
+        p.on_insert(&mut nodes, i, hash(i));
+        p.count_insert(&mut nodes);
+        p.maintain(&mut nodes);
+    }
+    for i in 4..6 {
+        nodes[i as usize].record_hit(nodes[i as usize].get());
+    }
+    // The new entry comes up as the window's candidate (the others were
+    // hit) and loses to main's victim: it is counted before it goes.
+    p.on_insert(&mut nodes, 6, hash(6));
+    let v = p.victim(&mut nodes).expect("victim");
+    assert_eq!(v, 6, "the unhit new entry is the candidate and loses");
+    p.on_remove(&mut nodes, v);
+    p.count_insert(&mut nodes);
+    assert_eq!(p.sketch.frequency(hash(6)), 1);
+    // An entry that stays is counted once, at the end of its insert.
+    p.on_insert(&mut nodes, 7, hash(7));
+    assert_eq!(p.sketch.frequency(hash(7)), 0);
+    p.count_insert(&mut nodes);
+    assert_eq!(p.sketch.frequency(hash(7)), 1);
+    p.count_insert(&mut nodes);
+    assert_eq!(p.sketch.frequency(hash(7)), 1);
+}
+
+/// Replays `keys` (tokens are the keys themselves) through a policy of
+/// `capacity` entries as a cache would: a hit bumps the node, a miss
+/// inserts and evicts down to the capacity. Returns the hit count.
+fn replay(
+    p: &mut TinyLfu,
+    nodes: &mut Vec<crate::policy::node::Node>,
+    capacity: usize,
+    keys: &[u32],
+) -> usize {
+    let mut resident = vec![false; nodes.len()];
+    replay_from(p, nodes, &mut resident, capacity, keys)
+}
+
+fn replay_from(
+    p: &mut TinyLfu,
+    nodes: &mut Vec<crate::policy::node::Node>,
+    resident: &mut [bool],
+    capacity: usize,
+    keys: &[u32],
+) -> usize {
+    let mut hits = 0;
+    for &k in keys {
+        if resident[k as usize] {
+            let n = &nodes[k as usize];
+            n.record_hit(n.get());
+            hits += 1;
+            continue;
+        }
+        nodes[k as usize] = crate::policy::node::Node::new(0);
+        p.on_insert(nodes, k, crate::policy::node::test_hash(k));
+        resident[k as usize] = true;
+        if p.len() > capacity {
+            let v = p.victim(nodes).expect("victim");
+            p.on_remove(nodes, v);
+            resident[v as usize] = false;
+        } else {
+            p.maintain(nodes);
+        }
+        p.count_insert(nodes);
+    }
+    hits
+}
+
+/// A small deterministic generator (xorshift).
+fn rng(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn recency_grows_the_window() {
+    // Each request repeats one of the last 150 distinct keys (an LRU
+    // stack at distance < 150) or, one time in three, a new key: a
+    // cache of 200 under LRU hits every repeat; the frequency sketch
+    // knows nothing about which repeat comes next.
+    let (mut nodes, mut p) = setup(40_000);
+    let mut seed = 7;
+    let mut recent: Vec<u32> = Vec::new();
+    let mut next = 0u32;
+    let mut keys = Vec::new();
+    while keys.len() < 60_000 && (next as usize) < nodes.len() {
+        let k = if recent.len() < 150 || rng(&mut seed).is_multiple_of(3) {
+            next += 1;
+            next - 1
+        } else {
+            let i = recent.len() - 1 - (rng(&mut seed) % 150) as usize;
+            recent.remove(i)
+        };
+        recent.push(k);
+        if recent.len() > 150 {
+            recent.remove(0);
+        }
+        keys.push(k);
+    }
+    let mut resident = vec![false; nodes.len()];
+    let hits: Vec<usize> = keys
+        .chunks(6_000)
+        .map(|c| replay_from(&mut p, &mut nodes, &mut resident, 200, c))
+        .collect();
+    assert!(p.share.share() > 0.5, "window {}", p.share.share());
+    // The window grows, and the hits with it.
+    let (first, last) = (hits[0], hits[hits.len() - 1]);
+    assert!(last > 2 * first, "{first} -> {last}");
+}
+
+#[test]
+fn a_loop_longer_than_the_cache_keeps_the_window_small() {
+    // A loop over 3 × the cache: no window size hits it; the entries
+    // admission keeps in main are the only hits.
+    let (mut nodes, mut p) = setup(600);
+    let keys: Vec<u32> = (0..100).flat_map(|_| 0..600).collect();
+    let hits = replay(&mut p, &mut nodes, 200, &keys);
+    assert!(p.share.share() < 0.05, "window {}", p.share.share());
+    assert!(hits * 100 / keys.len() >= 25, "{hits} of {}", keys.len());
+}
