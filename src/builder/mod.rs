@@ -1,4 +1,4 @@
-//! [`CacheBuilder`]: every knob of a [`Cache`], validated once.
+//! [`CacheBuilder`]: every knob of a [`Cache`](crate::Cache), validated once.
 
 mod error;
 mod refresh;

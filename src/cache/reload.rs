@@ -29,18 +29,25 @@ where
         }
         if r.runs_on_pool() {
             // The pool holds a weak handle, so queued reloads do not keep a
-            // dropped cache alive; one that outlives it lands nothing.
+            // dropped cache alive; one whose cache is gone runs no loader.
             let weak = self.downgrade();
-            r.run(key, move |key, result| {
-                if let Some(cache) = Cache::upgrade(&weak) {
-                    cache.finish_refresh(flight, key, result);
-                }
-            });
+            let alive = weak.clone();
+            r.run(
+                key,
+                move || alive.strong_count() > 0,
+                move |key, result| {
+                    if let Some(cache) = Cache::upgrade(&weak) {
+                        cache.finish_refresh(flight, key, result);
+                    }
+                },
+            );
         } else {
             let cache = self.clone();
-            r.run(key, move |key, result| {
-                cache.finish_refresh(flight, key, result)
-            });
+            r.run(
+                key,
+                || true,
+                move |key, result| cache.finish_refresh(flight, key, result),
+            );
         }
     }
 

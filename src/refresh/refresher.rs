@@ -92,10 +92,16 @@ impl<K, V> Refresher<K, V> {
 
     /// Runs the loader for `key` in the background and hands the result to
     /// `land`: on the pool for a sync loader (a panic becomes an error), on
-    /// the user's spawner for an async one. A reload the full pool queue
-    /// refuses is dropped unrun, `land` with it, and counted as skipped.
-    pub(crate) fn run(&self, key: K, land: impl FnOnce(K, Result<V, BoxError>) + Send + 'static)
-    where
+    /// the user's spawner for an async one. A queued sync reload whose
+    /// `wanted` says no by the time it runs is dropped unrun (its cache is
+    /// gone). A reload the full pool queue refuses is dropped unrun, `land`
+    /// with it, and counted as skipped.
+    pub(crate) fn run(
+        &self,
+        key: K,
+        wanted: impl Fn() -> bool + Send + 'static,
+        land: impl FnOnce(K, Result<V, BoxError>) + Send + 'static,
+    ) where
         K: Send + 'static,
         V: Send + 'static,
     {
@@ -103,6 +109,9 @@ impl<K, V> Refresher<K, V> {
             RefreshLoader::Sync(load) => {
                 let load = load.clone();
                 let job: Job = Box::new(move || {
+                    if !wanted() {
+                        return;
+                    }
                     let result =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&key)))
                             .unwrap_or_else(|_| Err("refresh loader panicked".into()));
