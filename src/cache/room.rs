@@ -10,7 +10,7 @@
 
 use crate::cache::Cache;
 use crate::listener::Removed;
-use crate::shard::{Env, Inserted, Shard};
+use crate::shard::{Budget, Env, Inserted, Shard};
 use std::hash::{BuildHasher, Hash};
 
 /// How many passes over the other shards a write makes to find room.
@@ -84,7 +84,9 @@ where
     ) -> Result<Inserted, (K, V)> {
         match self.budget() {
             None => shard.insert(env, hash, key, value, deadline, removed),
-            Some(_) => self.insert_in_budget(s, shard, env, hash, key, value, deadline, removed),
+            Some(budget) => {
+                self.insert_in_budget(budget, s, shard, env, hash, key, value, deadline, removed)
+            }
         }
     }
 
@@ -92,6 +94,7 @@ where
     #[allow(clippy::too_many_arguments)]
     fn insert_in_budget(
         &self,
+        budget: &Budget,
         s: usize,
         shard: &mut Shard<K, V>,
         env: &Env<'_, K, V, S>,
@@ -101,9 +104,6 @@ where
         deadline: Option<u64>,
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
-        let Some(budget) = self.budget() else {
-            return shard.insert(env, hash, key, value, deadline, removed);
-        };
         let weight = env.weights.weigh(&key, &value);
         // Room for the whole entry: no need to look up what it replaces.
         if budget.available() < weight {
