@@ -319,6 +319,60 @@ fn dropping_the_last_handle_stops_the_pool() {
 }
 
 #[test]
+fn reloads_queued_when_the_cache_is_dropped_never_run() {
+    let clock = MockClock::new();
+    let called = Arc::new(Mutex::new(Vec::new()));
+    let (release, blocked) = std::sync::mpsc::channel::<()>();
+    let blocked = Arc::new(Mutex::new(blocked));
+    let loader_alive = Arc::new(());
+    let (held, seen) = (loader_alive.clone(), called.clone());
+    let cache: Cache<u64, u64> = Cache::builder()
+        .clock(clock.clone())
+        .time_to_live(TTL)
+        .refresh_after(AFTER)
+        .refresh_threads(1)
+        .refresh_loader(move |k: &u64| {
+            let _ = &held;
+            seen.lock().expect("not poisoned").push(*k);
+            if *k == 1 {
+                // The first reload holds the pool's one thread.
+                let _ = blocked.lock().expect("not poisoned").recv();
+            }
+            Ok::<_, std::io::Error>(*k)
+        })
+        .build()
+        .expect("valid settings");
+    for k in 1..=3 {
+        cache.insert(k, 0);
+    }
+    clock.advance(AFTER + Duration::from_secs(1));
+    assert_eq!(cache.get(&1), Some(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while called.lock().expect("not poisoned").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first reload never started"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Two more reloads queue behind the blocked one.
+    assert_eq!(cache.get(&2), Some(0));
+    assert_eq!(cache.get(&3), Some(0));
+    assert_eq!(cache.refresh_stats().started, 3);
+    drop(cache);
+    release.send(()).expect("the loader waits");
+    // Every copy of the loader is gone once the pool's thread has ended.
+    while Arc::strong_count(&loader_alive) > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool kept its loader"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(*called.lock().expect("not poisoned"), vec![1]);
+}
+
+#[test]
 fn settings_that_cannot_work_fail_the_build() {
     let ok = |k: &u64| Ok::<_, std::io::Error>(*k);
     let invalid =
