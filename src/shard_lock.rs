@@ -147,12 +147,32 @@ impl<T> ShardLock<T> {
         }
     }
 
+    /// This shard's counter in every slot: the counts' fields are read once,
+    /// not again after each atomic update, and need no bounds check each.
+    #[inline]
+    fn counters(&self) -> impl Iterator<Item = &AtomicU32> {
+        let counts = &*self.counts;
+        let (line, lane) = (
+            self.index as usize / PER_LINE,
+            self.index as usize % PER_LINE,
+        );
+        counts.lines[line..]
+            .iter()
+            .step_by(counts.stride)
+            .map(move |l| &l.0[lane])
+    }
+
     /// Sets the writer bit in every slot (from here on no reader enters);
     /// returns whether some reader was in.
+    ///
+    /// Only the holder of the writer mutex sets the bit, and it clears it
+    /// before it lets go, so the bit is clear here and adding it sets it: an
+    /// add is one locked instruction where an `or` that returns the old
+    /// value is a compare-and-swap loop.
     fn close(&self) -> bool {
         let mut busy = false;
-        for slot in 0..self.counts.slots {
-            busy |= self.counter(slot).fetch_or(WRITER, Ordering::Acquire) != 0;
+        for c in self.counters() {
+            busy |= c.fetch_add(WRITER, Ordering::Acquire) != 0;
         }
         busy
     }
@@ -160,16 +180,16 @@ impl<T> ShardLock<T> {
     /// Clears the writer bit in every slot, publishing the writer's work to
     /// the readers that enter after it.
     fn open(&self) {
-        for slot in 0..self.counts.slots {
-            self.counter(slot).fetch_and(!WRITER, Ordering::Release);
+        for c in self.counters() {
+            c.fetch_sub(WRITER, Ordering::Release);
         }
     }
 
     /// Whether no reader is in (each count is the writer bit alone). Reads
     /// with a read-modify-write, which sees the newest count.
     fn drained(&self) -> bool {
-        (0..self.counts.slots)
-            .all(|slot| self.counter(slot).fetch_or(0, Ordering::Acquire) == WRITER)
+        self.counters()
+            .all(|c| c.fetch_add(0, Ordering::Acquire) == WRITER)
     }
 
     /// Exclusive access; waits for the current readers to leave, and holds
@@ -304,6 +324,22 @@ mod tests {
         }
         // Slots past the count wrap around.
         assert_eq!(line(5, 2), line(1, 2));
+    }
+
+    #[test]
+    fn a_writer_visits_its_shard_in_every_slot_once() {
+        let counts = Arc::new(ReaderCounts::with_slots(40, 4));
+        for index in [0, 15, 16, 39] {
+            let l = ShardLock::new(0u8, index, counts.clone());
+            let got: Vec<*const AtomicU32> = l.counters().map(|c| c as *const _).collect();
+            let want: Vec<*const AtomicU32> = (0..4).map(|s| l.counter(s) as *const _).collect();
+            assert_eq!(got, want, "shard {index}");
+            // A write leaves every count as it found it.
+            let r = l.read();
+            drop(r);
+            *l.write() += 1;
+            assert!(l.counters().all(|c| c.load(Ordering::Relaxed) == 0));
+        }
     }
 
     #[test]
