@@ -14,11 +14,20 @@
 //!
 //! Scaling by the population ratio (ARC's rule) makes the window settle
 //! where both ghosts hit equally often per remembered key, i.e. where one
-//! more entry is worth as much to either segment. A window ghost counts only
-//! while a window of the whole cache would still have held the key (its age
-//! in window evictions is below the room outside the window): a loop longer
-//! than the cache, whose keys come back after more than that, never grows
-//! the window.
+//! more entry is worth as much to either segment.
+//!
+//! A window ghost counts only while a window of the whole cache, an LRU,
+//! would still have held the key: while fewer keys than the room outside
+//! the window have gone ahead of it in recency since it left. Every window
+//! key is already ahead of it (the window evicts its oldest), so what moves
+//! it back is each new key (an eviction) and each main key hit since (main's
+//! keys are older than the window's until hit). The *hand* counts both:
+//! every eviction, and every main entry the policy finds hit when it folds
+//! that entry's hits into the sketch. A fold sees a key at most once per
+//! hit, so the hand runs at most as fast as the keys that moved ahead. A
+//! loop longer than the cache, whose keys come back after all the others
+//! were hit once, never grows the window, whichever segment its misses
+//! leave from.
 //!
 //! Every decision uses the miss in hand; nothing compares hit ratios of
 //! different periods, so a workload's phase changes do not steer it.
@@ -37,19 +46,28 @@ const GHOST_SLOTS_PER_ENTRY: f64 = 0.5;
 /// ARC, so that crossing the whole range takes about a cache's worth of
 /// ghost hits, and single hits do not swing it.
 const STEP_ENTRIES: f64 = 1.0;
-/// How far back a window ghost counts, as a share of the room outside the
-/// window: 1 is exactly "a window of the whole cache would have held it".
+/// How far back a window ghost counts, in steps of the hand, as a share of
+/// the room outside the window: 1 is exactly "a window of the whole cache
+/// would have held it".
 const WINDOW_GHOST_REACH: f64 = 1.0;
 /// Bits of a ghost's fingerprint: a miss on a key never evicted matches an
 /// occupied slot with probability 2^-15.
 const FINGERPRINT_BITS: u32 = 15;
 const FINGERPRINT_MASK: u32 = (1 << FINGERPRINT_BITS) - 1;
-/// Bits of a ghost's eviction stamp; with the stamp's unit it spans
-/// [`STAMP_SPAN`] times the capacity, so ages up to the reach are exact.
+/// Bits of a ghost's stamp (the hand when it was made); with the stamp's
+/// unit it spans [`STAMP_SPAN`] times the capacity.
 const STAMP_BITS: u32 = 16;
 const STAMP_MASK: u32 = (1 << STAMP_BITS) - 1;
-/// See [`STAMP_BITS`].
-const STAMP_SPAN: u64 = 4;
+/// The stamps' span, in capacities of hand steps. An age past the span wraps
+/// and reads young, so the span must outlast the ghosts: a ghost survives
+/// `k` later ghosts with probability `(1 - 1 / slots)^k`, about `e^(-2k /
+/// capacity)`, and the hand steps at most `1 + hits / misses` times per
+/// ghost (a ghost per eviction, a step per fold of a hit entry). At 64
+/// capacities a ghost outlives the span with probability `e^-10` at 92 %
+/// hits and `e^-3` at 98 %, where the few such ghosts that read young would
+/// barely move a window that the scarce misses hardly use. The unit is then
+/// 1/1024 of the capacity.
+const STAMP_SPAN: u64 = 64;
 /// One in fixed point: shares are in 1/2^32 of the cache.
 const ONE: u64 = 1 << 32;
 
@@ -65,8 +83,8 @@ pub(crate) enum Left {
 
 /// Hash fingerprints of recently evicted keys, one direct-mapped table for
 /// both segments: a slot holds the segment (1 bit), a fingerprint
-/// ([`FINGERPRINT_BITS`]) and the segment's eviction count when the key left
-/// ([`STAMP_BITS`], in units of `1 << shift`). A new ghost overwrites
+/// ([`FINGERPRINT_BITS`]) and the hand when the key left ([`STAMP_BITS`], in
+/// units of `1 << shift`). A new ghost overwrites
 /// whatever its slot held, so a ghost lasts about as many evictions as there
 /// are slots. Memory: 4 bytes a slot, fixed at construction.
 #[derive(Debug)]
@@ -75,8 +93,8 @@ pub(crate) struct Ghosts {
     mask: u64,
     /// Occupied slots per segment.
     population: [u64; 2],
-    /// Evictions recorded per segment.
-    evictions: [u64; 2],
+    /// Evictions plus main entries found hit (see the module docs).
+    hand: u64,
     shift: u32,
 }
 
@@ -93,7 +111,7 @@ impl Ghosts {
             slots: vec![0; n],
             mask: n as u64 - 1,
             population: [0; 2],
-            evictions: [0; 2],
+            hand: 0,
             shift: span.saturating_sub(STAMP_BITS),
         }
     }
@@ -108,8 +126,14 @@ impl Ghosts {
         (slot, fp)
     }
 
-    fn stamp(&self, from: Left) -> u32 {
-        (self.evictions[from as usize] >> self.shift) as u32 & STAMP_MASK
+    fn stamp(&self) -> u32 {
+        (self.hand >> self.shift) as u32 & STAMP_MASK
+    }
+
+    /// Steps the hand for a main key found hit.
+    #[inline]
+    pub(crate) fn pass(&mut self) {
+        self.hand += 1;
     }
 
     /// Remembers that the key hashed `hash` left from `from`.
@@ -120,16 +144,15 @@ impl Ghosts {
             if old != 0 {
                 self.population[(old >> 31) as usize] -= 1;
             }
-            let stamp = self.stamp(from);
+            let stamp = self.stamp();
             self.slots[i] = (from as u32) << 31 | fp << STAMP_BITS | stamp;
             self.population[from as usize] += 1;
-            self.evictions[from as usize] += 1;
+            self.hand += 1;
         }
     }
 
     /// Forgets the key hashed `hash` and says where it left from and how
-    /// many evictions of that segment there were since, if it is
-    /// remembered.
+    /// far the hand moved since, if it is remembered.
     pub(crate) fn take(&mut self, hash: u64) -> Option<(Left, u64)> {
         let (i, fp) = self.locate(hash);
         let old = self.slots.get(i).copied()?;
@@ -143,7 +166,7 @@ impl Ghosts {
             Left::Main
         };
         self.population[from as usize] -= 1;
-        let age = self.stamp(from).wrapping_sub(old & STAMP_MASK) & STAMP_MASK;
+        let age = self.stamp().wrapping_sub(old & STAMP_MASK) & STAMP_MASK;
         Some((from, u64::from(age) << self.shift))
     }
 
@@ -156,7 +179,7 @@ impl Ghosts {
     pub(crate) fn clear(&mut self) {
         self.slots.fill(0);
         self.population = [0; 2];
-        self.evictions = [0; 2];
+        self.hand = 0;
     }
 }
 
@@ -206,6 +229,13 @@ impl Window {
         self.ghosts.record(hash, from);
     }
 
+    /// A main entry was found hit (its hits folded into the sketch): a key
+    /// gone ahead of every window ghost in recency.
+    #[inline]
+    pub(crate) fn main_hit_seen(&mut self) {
+        self.ghosts.pass();
+    }
+
     /// A miss on the key hashed `hash`, with the window holding
     /// `window_len` entries: moves the window if the key is a ghost.
     pub(crate) fn on_miss(&mut self, hash: u64, window_len: usize) {
@@ -251,9 +281,10 @@ mod tests {
         g.record(hash(2), Left::Main);
         g.record(hash(3), Left::Window);
         assert_eq!(g.population(), [2, 1]);
-        assert_eq!(g.take(hash(1)), Some((Left::Window, 2)));
+        // Every eviction since, its own included, moved the key back.
+        assert_eq!(g.take(hash(1)), Some((Left::Window, 3)));
         assert_eq!(g.take(hash(1)), None, "taken ghosts are forgotten");
-        assert_eq!(g.take(hash(2)), Some((Left::Main, 1)));
+        assert_eq!(g.take(hash(2)), Some((Left::Main, 2)));
         assert_eq!(g.take(hash(99)), None);
         assert_eq!(g.population(), [1, 0]);
         g.clear();
@@ -331,6 +362,45 @@ mod tests {
         w.evicted(hash(1), Left::Window);
         w.on_miss(hash(1), 800);
         assert!(w.share() > start);
+    }
+
+    #[test]
+    fn main_hits_age_window_ghosts_as_evictions_do() {
+        let mut w = Window::new(1000);
+        let start = w.share();
+        w.evicted(hash(0), Left::Window);
+        // 300 main keys hit since: all went ahead of the key in recency.
+        for _ in 0..300 {
+            w.main_hit_seen();
+        }
+        w.on_miss(hash(0), 800);
+        assert_eq!(w.share(), start, "300 ahead, 200 of room");
+        w.evicted(hash(1), Left::Window);
+        for _ in 0..150 {
+            w.main_hit_seen();
+        }
+        w.on_miss(hash(1), 800);
+        assert!(w.share() > start, "150 ahead, 200 of room");
+    }
+
+    #[test]
+    fn ages_are_exact_across_the_span() {
+        let mut g = Ghosts::new(1000);
+        g.record(hash(0), Left::Window);
+        for _ in 0..50_000 {
+            g.pass();
+        }
+        // Its own eviction and the 50 000 steps since.
+        assert_eq!(g.take(hash(0)), Some((Left::Window, 50_001)));
+        // A large shard counts in coarser units, still well inside the
+        // room a window ghost is judged against.
+        let mut g = Ghosts::new(1 << 20);
+        g.record(hash(0), Left::Window);
+        for _ in 0..5_000_000 {
+            g.pass();
+        }
+        let (_, age) = g.take(hash(0)).expect("remembered");
+        assert!(age.abs_diff(5_000_000) <= 1024, "{age}");
     }
 
     #[test]
