@@ -16,18 +16,27 @@
 //! where both ghosts hit equally often per remembered key, i.e. where one
 //! more entry is worth as much to either segment.
 //!
-//! A window ghost counts only while a window of the whole cache, an LRU,
-//! would still have held the key: while fewer keys than the room outside
-//! the window have gone ahead of it in recency since it left. Every window
-//! key is already ahead of it (the window evicts its oldest), so what moves
-//! it back is each new key (an eviction) and each main key hit since (main's
-//! keys are older than the window's until hit). The *hand* counts both:
-//! every eviction, and every main entry the policy finds hit when it folds
-//! that entry's hits into the sketch. A fold sees a key at most once per
-//! hit, so the hand runs at most as fast as the keys that moved ahead. A
-//! loop longer than the cache, whose keys come back after all the others
-//! were hit once, never grows the window, whichever segment its misses
-//! leave from.
+//! A ghost counts only while its segment, grown to the whole cache, would
+//! still have held the key: otherwise a larger segment would have missed it
+//! too, and the hit says nothing about the split. Each segment measures
+//! that with a *hand*, which steps once per key that moved ahead of its
+//! ghosts in the segment's order:
+//!
+//! * window ghosts: the window evicts its oldest, so every window key is
+//!   already ahead; what moves a ghost back is each new key (any eviction)
+//!   and each main key hit since (main's keys are older than the window's
+//!   until hit). A window ghost counts while the hand moved less than the
+//!   room outside the window.
+//! * main ghosts: what moves one back is each main eviction and each main
+//!   key hit since. A main ghost counts while that hand moved less than the
+//!   room outside main, the window's length.
+//!
+//! Main keys found hit are counted when the policy folds their hits into
+//! the sketch, which sees a key at most once per hit, so a hand runs at
+//! most as fast as the keys that moved ahead. A loop longer than the cache,
+//! whose keys come back only after every other key was hit once, moves the
+//! window neither way; a workload whose keys return after less than a
+//! cache of others (an LRU stack) grows whichever segment keeps them.
 //!
 //! Every decision uses the miss in hand; nothing compares hit ratios of
 //! different periods, so a workload's phase changes do not steer it.
@@ -46,10 +55,10 @@ const GHOST_SLOTS_PER_ENTRY: f64 = 0.5;
 /// ARC, so that crossing the whole range takes about a cache's worth of
 /// ghost hits, and single hits do not swing it.
 const STEP_ENTRIES: f64 = 1.0;
-/// How far back a window ghost counts, in steps of the hand, as a share of
-/// the room outside the window: 1 is exactly "a window of the whole cache
-/// would have held it".
-const WINDOW_GHOST_REACH: f64 = 1.0;
+/// How far back a ghost counts, in steps of its segment's hand, as a share
+/// of the room outside its segment: 1 is exactly "the segment grown to the
+/// whole cache would have held it".
+const GHOST_REACH: f64 = 1.0;
 /// Bits of a ghost's fingerprint: a miss on a key never evicted matches an
 /// occupied slot with probability 2^-15.
 const FINGERPRINT_BITS: u32 = 15;
@@ -93,8 +102,10 @@ pub(crate) struct Ghosts {
     mask: u64,
     /// Occupied slots per segment.
     population: [u64; 2],
-    /// Evictions plus main entries found hit (see the module docs).
-    hand: u64,
+    /// Per segment, the keys that moved ahead of its ghosts (see the module
+    /// docs): window, every eviction and main key found hit; main, main's
+    /// evictions and main keys found hit.
+    hands: [u64; 2],
     shift: u32,
 }
 
@@ -111,7 +122,7 @@ impl Ghosts {
             slots: vec![0; n],
             mask: n as u64 - 1,
             population: [0; 2],
-            hand: 0,
+            hands: [0; 2],
             shift: span.saturating_sub(STAMP_BITS),
         }
     }
@@ -126,14 +137,15 @@ impl Ghosts {
         (slot, fp)
     }
 
-    fn stamp(&self) -> u32 {
-        (self.hand >> self.shift) as u32 & STAMP_MASK
+    fn stamp(&self, from: Left) -> u32 {
+        (self.hands[from as usize] >> self.shift) as u32 & STAMP_MASK
     }
 
-    /// Steps the hand for a main key found hit.
+    /// Steps both hands for a main key found hit.
     #[inline]
     pub(crate) fn pass(&mut self) {
-        self.hand += 1;
+        self.hands[0] += 1;
+        self.hands[1] += 1;
     }
 
     /// Remembers that the key hashed `hash` left from `from`.
@@ -144,15 +156,18 @@ impl Ghosts {
             if old != 0 {
                 self.population[(old >> 31) as usize] -= 1;
             }
-            let stamp = self.stamp();
+            let stamp = self.stamp(from);
             self.slots[i] = (from as u32) << 31 | fp << STAMP_BITS | stamp;
             self.population[from as usize] += 1;
-            self.hand += 1;
+            self.hands[Left::Window as usize] += 1;
+            if from == Left::Main {
+                self.hands[Left::Main as usize] += 1;
+            }
         }
     }
 
     /// Forgets the key hashed `hash` and says where it left from and how
-    /// far the hand moved since, if it is remembered.
+    /// far that segment's hand moved since, if it is remembered.
     pub(crate) fn take(&mut self, hash: u64) -> Option<(Left, u64)> {
         let (i, fp) = self.locate(hash);
         let old = self.slots.get(i).copied()?;
@@ -166,7 +181,7 @@ impl Ghosts {
             Left::Main
         };
         self.population[from as usize] -= 1;
-        let age = self.stamp().wrapping_sub(old & STAMP_MASK) & STAMP_MASK;
+        let age = self.stamp(from).wrapping_sub(old & STAMP_MASK) & STAMP_MASK;
         Some((from, u64::from(age) << self.shift))
     }
 
@@ -179,7 +194,7 @@ impl Ghosts {
     pub(crate) fn clear(&mut self) {
         self.slots.fill(0);
         self.population = [0; 2];
-        self.hand = 0;
+        self.hands = [0; 2];
     }
 }
 
@@ -230,7 +245,7 @@ impl Window {
     }
 
     /// A main entry was found hit (its hits folded into the sketch): a key
-    /// gone ahead of every window ghost in recency.
+    /// gone ahead of every ghost in recency.
     #[inline]
     pub(crate) fn main_hit_seen(&mut self) {
         self.ghosts.pass();
@@ -246,13 +261,16 @@ impl Window {
         match from {
             Left::Window => {
                 let room = self.capacity.saturating_sub(window_len) as f64;
-                if age as f64 >= room * WINDOW_GHOST_REACH {
+                if age as f64 >= room * GHOST_REACH {
                     return;
                 }
                 let step = self.step.saturating_mul((m / w.max(1)).max(1));
                 self.share = self.share.saturating_add(step).min(ONE);
             }
             Left::Main => {
+                if age as f64 >= window_len as f64 * GHOST_REACH {
+                    return;
+                }
                 let step = self.step.saturating_mul((w / m.max(1)).max(1));
                 self.share = self.share.saturating_sub(step);
             }
@@ -284,7 +302,8 @@ mod tests {
         // Every eviction since, its own included, moved the key back.
         assert_eq!(g.take(hash(1)), Some((Left::Window, 3)));
         assert_eq!(g.take(hash(1)), None, "taken ghosts are forgotten");
-        assert_eq!(g.take(hash(2)), Some((Left::Main, 2)));
+        // Main's hand steps only for main's evictions.
+        assert_eq!(g.take(hash(2)), Some((Left::Main, 1)));
         assert_eq!(g.take(hash(99)), None);
         assert_eq!(g.population(), [1, 0]);
         g.clear();
@@ -341,8 +360,9 @@ mod tests {
         // 40 main ghosts against 10 window ghosts: a window ghost is worth 4.
         w.on_miss(hash(100), 5);
         assert!((w.share() - start - 0.004).abs() < 1e-6, "{}", w.share());
-        // And a main ghost 9 / 40, rounded up to one entry.
-        w.on_miss(hash(0), 5);
+        // And a main ghost 9 / 40, rounded up to one entry (40 main
+        // evictions old: it counts with a window longer than that).
+        w.on_miss(hash(0), 50);
         assert!((w.share() - start - 0.003).abs() < 1e-6, "{}", w.share());
     }
 
@@ -384,6 +404,33 @@ mod tests {
     }
 
     #[test]
+    fn a_main_ghost_older_than_the_window_counts_nothing() {
+        // Slots enough that the window's ghosts below overwrite no other.
+        let mut w = Window::new(100_000);
+        w.set(0.3);
+        let start = w.share();
+        w.evicted(hash(0), Left::Main);
+        // Window evictions do not move main's order; main keys hit do.
+        for i in 1..=400 {
+            w.evicted(hash(1_000_000 + i), Left::Window);
+        }
+        for _ in 0..250 {
+            w.main_hit_seen();
+        }
+        // 251 steps of main's hand: a main of the whole cache (300 more
+        // entries) would still hold it.
+        w.on_miss(hash(0), 300);
+        assert!(w.share() < start);
+        let shrunk = w.share();
+        w.evicted(hash(1), Left::Main);
+        for _ in 0..300 {
+            w.main_hit_seen();
+        }
+        w.on_miss(hash(1), 300);
+        assert_eq!(w.share(), shrunk, "301 steps, 300 of room");
+    }
+
+    #[test]
     fn ages_are_exact_across_the_span() {
         let mut g = Ghosts::new(1000);
         g.record(hash(0), Left::Window);
@@ -414,7 +461,7 @@ mod tests {
         assert_eq!(w.max(16), 16);
         for i in 0..1000 {
             w.evicted(hash(i), Left::Main);
-            w.on_miss(hash(i), 0);
+            w.on_miss(hash(i), 16);
         }
         assert_eq!(w.share(), 0.0);
         assert_eq!(w.max(16), 1, "at least one entry");
