@@ -14,11 +14,29 @@
 //!
 //! Scaling by the population ratio (ARC's rule) makes the window settle
 //! where both ghosts hit equally often per remembered key, i.e. where one
-//! more entry is worth as much to either segment. A window ghost counts only
-//! while a window of the whole cache would still have held the key (its age
-//! in window evictions is below the room outside the window): a loop longer
-//! than the cache, whose keys come back after more than that, never grows
-//! the window.
+//! more entry is worth as much to either segment.
+//!
+//! A ghost counts only while its segment, grown to the whole cache, would
+//! still have held the key: otherwise a larger segment would have missed it
+//! too, and the hit says nothing about the split. Each segment measures
+//! that with a *hand*, which steps once per key that moved ahead of its
+//! ghosts in the segment's order:
+//!
+//! * window ghosts: the window evicts its oldest, so every window key is
+//!   already ahead; what moves a ghost back is each new key (any eviction)
+//!   and each main key hit since (main's keys are older than the window's
+//!   until hit). A window ghost counts while the hand moved less than the
+//!   room outside the window.
+//! * main ghosts: what moves one back is each main eviction and each main
+//!   key hit since. A main ghost counts while that hand moved less than the
+//!   room outside main, the window's length.
+//!
+//! Main keys found hit are counted when the policy folds their hits into
+//! the sketch, which sees a key at most once per hit, so a hand runs at
+//! most as fast as the keys that moved ahead. A loop longer than the cache,
+//! whose keys come back only after every other key was hit once, moves the
+//! window neither way; a workload whose keys return after less than a
+//! cache of others (an LRU stack) grows whichever segment keeps them.
 //!
 //! Every decision uses the miss in hand; nothing compares hit ratios of
 //! different periods, so a workload's phase changes do not steer it.
@@ -37,19 +55,28 @@ const GHOST_SLOTS_PER_ENTRY: f64 = 0.5;
 /// ARC, so that crossing the whole range takes about a cache's worth of
 /// ghost hits, and single hits do not swing it.
 const STEP_ENTRIES: f64 = 1.0;
-/// How far back a window ghost counts, as a share of the room outside the
-/// window: 1 is exactly "a window of the whole cache would have held it".
-const WINDOW_GHOST_REACH: f64 = 1.0;
+/// How far back a ghost counts, in steps of its segment's hand, as a share
+/// of the room outside its segment: 1 is exactly "the segment grown to the
+/// whole cache would have held it".
+const GHOST_REACH: f64 = 1.0;
 /// Bits of a ghost's fingerprint: a miss on a key never evicted matches an
 /// occupied slot with probability 2^-15.
 const FINGERPRINT_BITS: u32 = 15;
 const FINGERPRINT_MASK: u32 = (1 << FINGERPRINT_BITS) - 1;
-/// Bits of a ghost's eviction stamp; with the stamp's unit it spans
-/// [`STAMP_SPAN`] times the capacity, so ages up to the reach are exact.
+/// Bits of a ghost's stamp (the hand when it was made); with the stamp's
+/// unit it spans [`STAMP_SPAN`] times the capacity.
 const STAMP_BITS: u32 = 16;
 const STAMP_MASK: u32 = (1 << STAMP_BITS) - 1;
-/// See [`STAMP_BITS`].
-const STAMP_SPAN: u64 = 4;
+/// The stamps' span, in capacities of hand steps. An age past the span wraps
+/// and reads young, so the span must outlast the ghosts: a ghost survives
+/// `k` later ghosts with probability `(1 - 1 / slots)^k`, about `e^(-2k /
+/// capacity)`, and the hand steps at most `1 + hits / misses` times per
+/// ghost (a ghost per eviction, a step per fold of a hit entry). At 64
+/// capacities a ghost outlives the span with probability `e^-10` at 92 %
+/// hits and `e^-3` at 98 %, where the few such ghosts that read young would
+/// barely move a window that the scarce misses hardly use. The unit is then
+/// 1/1024 of the capacity.
+const STAMP_SPAN: u64 = 64;
 /// One in fixed point: shares are in 1/2^32 of the cache.
 const ONE: u64 = 1 << 32;
 
@@ -65,8 +92,8 @@ pub(crate) enum Left {
 
 /// Hash fingerprints of recently evicted keys, one direct-mapped table for
 /// both segments: a slot holds the segment (1 bit), a fingerprint
-/// ([`FINGERPRINT_BITS`]) and the segment's eviction count when the key left
-/// ([`STAMP_BITS`], in units of `1 << shift`). A new ghost overwrites
+/// ([`FINGERPRINT_BITS`]) and the hand when the key left ([`STAMP_BITS`], in
+/// units of `1 << shift`). A new ghost overwrites
 /// whatever its slot held, so a ghost lasts about as many evictions as there
 /// are slots. Memory: 4 bytes a slot, fixed at construction.
 #[derive(Debug)]
@@ -75,8 +102,10 @@ pub(crate) struct Ghosts {
     mask: u64,
     /// Occupied slots per segment.
     population: [u64; 2],
-    /// Evictions recorded per segment.
-    evictions: [u64; 2],
+    /// Per segment, the keys that moved ahead of its ghosts (see the module
+    /// docs): window, every eviction and main key found hit; main, main's
+    /// evictions and main keys found hit.
+    hands: [u64; 2],
     shift: u32,
 }
 
@@ -93,7 +122,7 @@ impl Ghosts {
             slots: vec![0; n],
             mask: n as u64 - 1,
             population: [0; 2],
-            evictions: [0; 2],
+            hands: [0; 2],
             shift: span.saturating_sub(STAMP_BITS),
         }
     }
@@ -109,7 +138,14 @@ impl Ghosts {
     }
 
     fn stamp(&self, from: Left) -> u32 {
-        (self.evictions[from as usize] >> self.shift) as u32 & STAMP_MASK
+        (self.hands[from as usize] >> self.shift) as u32 & STAMP_MASK
+    }
+
+    /// Steps both hands for a main key found hit.
+    #[inline]
+    pub(crate) fn pass(&mut self) {
+        self.hands[0] += 1;
+        self.hands[1] += 1;
     }
 
     /// Remembers that the key hashed `hash` left from `from`.
@@ -123,13 +159,15 @@ impl Ghosts {
             let stamp = self.stamp(from);
             self.slots[i] = (from as u32) << 31 | fp << STAMP_BITS | stamp;
             self.population[from as usize] += 1;
-            self.evictions[from as usize] += 1;
+            self.hands[Left::Window as usize] += 1;
+            if from == Left::Main {
+                self.hands[Left::Main as usize] += 1;
+            }
         }
     }
 
     /// Forgets the key hashed `hash` and says where it left from and how
-    /// many evictions of that segment there were since, if it is
-    /// remembered.
+    /// far that segment's hand moved since, if it is remembered.
     pub(crate) fn take(&mut self, hash: u64) -> Option<(Left, u64)> {
         let (i, fp) = self.locate(hash);
         let old = self.slots.get(i).copied()?;
@@ -156,7 +194,7 @@ impl Ghosts {
     pub(crate) fn clear(&mut self) {
         self.slots.fill(0);
         self.population = [0; 2];
-        self.evictions = [0; 2];
+        self.hands = [0; 2];
     }
 }
 
@@ -206,6 +244,13 @@ impl Window {
         self.ghosts.record(hash, from);
     }
 
+    /// A main entry was found hit (its hits folded into the sketch): a key
+    /// gone ahead of every ghost in recency.
+    #[inline]
+    pub(crate) fn main_hit_seen(&mut self) {
+        self.ghosts.pass();
+    }
+
     /// A miss on the key hashed `hash`, with the window holding
     /// `window_len` entries: moves the window if the key is a ghost.
     pub(crate) fn on_miss(&mut self, hash: u64, window_len: usize) {
@@ -216,13 +261,16 @@ impl Window {
         match from {
             Left::Window => {
                 let room = self.capacity.saturating_sub(window_len) as f64;
-                if age as f64 >= room * WINDOW_GHOST_REACH {
+                if age as f64 >= room * GHOST_REACH {
                     return;
                 }
                 let step = self.step.saturating_mul((m / w.max(1)).max(1));
                 self.share = self.share.saturating_add(step).min(ONE);
             }
             Left::Main => {
+                if age as f64 >= window_len as f64 * GHOST_REACH {
+                    return;
+                }
                 let step = self.step.saturating_mul((w / m.max(1)).max(1));
                 self.share = self.share.saturating_sub(step);
             }
@@ -251,8 +299,10 @@ mod tests {
         g.record(hash(2), Left::Main);
         g.record(hash(3), Left::Window);
         assert_eq!(g.population(), [2, 1]);
-        assert_eq!(g.take(hash(1)), Some((Left::Window, 2)));
+        // Every eviction since, its own included, moved the key back.
+        assert_eq!(g.take(hash(1)), Some((Left::Window, 3)));
         assert_eq!(g.take(hash(1)), None, "taken ghosts are forgotten");
+        // Main's hand steps only for main's evictions.
         assert_eq!(g.take(hash(2)), Some((Left::Main, 1)));
         assert_eq!(g.take(hash(99)), None);
         assert_eq!(g.population(), [1, 0]);
@@ -310,8 +360,9 @@ mod tests {
         // 40 main ghosts against 10 window ghosts: a window ghost is worth 4.
         w.on_miss(hash(100), 5);
         assert!((w.share() - start - 0.004).abs() < 1e-6, "{}", w.share());
-        // And a main ghost 9 / 40, rounded up to one entry.
-        w.on_miss(hash(0), 5);
+        // And a main ghost 9 / 40, rounded up to one entry (40 main
+        // evictions old: it counts with a window longer than that).
+        w.on_miss(hash(0), 50);
         assert!((w.share() - start - 0.003).abs() < 1e-6, "{}", w.share());
     }
 
@@ -334,6 +385,72 @@ mod tests {
     }
 
     #[test]
+    fn main_hits_age_window_ghosts_as_evictions_do() {
+        let mut w = Window::new(1000);
+        let start = w.share();
+        w.evicted(hash(0), Left::Window);
+        // 300 main keys hit since: all went ahead of the key in recency.
+        for _ in 0..300 {
+            w.main_hit_seen();
+        }
+        w.on_miss(hash(0), 800);
+        assert_eq!(w.share(), start, "300 ahead, 200 of room");
+        w.evicted(hash(1), Left::Window);
+        for _ in 0..150 {
+            w.main_hit_seen();
+        }
+        w.on_miss(hash(1), 800);
+        assert!(w.share() > start, "150 ahead, 200 of room");
+    }
+
+    #[test]
+    fn a_main_ghost_older_than_the_window_counts_nothing() {
+        // Slots enough that the window's ghosts below overwrite no other.
+        let mut w = Window::new(100_000);
+        w.set(0.3);
+        let start = w.share();
+        w.evicted(hash(0), Left::Main);
+        // Window evictions do not move main's order; main keys hit do.
+        for i in 1..=400 {
+            w.evicted(hash(1_000_000 + i), Left::Window);
+        }
+        for _ in 0..250 {
+            w.main_hit_seen();
+        }
+        // 251 steps of main's hand: a main of the whole cache (300 more
+        // entries) would still hold it.
+        w.on_miss(hash(0), 300);
+        assert!(w.share() < start);
+        let shrunk = w.share();
+        w.evicted(hash(1), Left::Main);
+        for _ in 0..300 {
+            w.main_hit_seen();
+        }
+        w.on_miss(hash(1), 300);
+        assert_eq!(w.share(), shrunk, "301 steps, 300 of room");
+    }
+
+    #[test]
+    fn ages_are_exact_across_the_span() {
+        let mut g = Ghosts::new(1000);
+        g.record(hash(0), Left::Window);
+        for _ in 0..50_000 {
+            g.pass();
+        }
+        // Its own eviction and the 50 000 steps since.
+        assert_eq!(g.take(hash(0)), Some((Left::Window, 50_001)));
+        // A large shard counts in coarser units, still well inside the
+        // room a window ghost is judged against.
+        let mut g = Ghosts::new(1 << 20);
+        g.record(hash(0), Left::Window);
+        for _ in 0..5_000_000 {
+            g.pass();
+        }
+        let (_, age) = g.take(hash(0)).expect("remembered");
+        assert!(age.abs_diff(5_000_000) <= 1024, "{age}");
+    }
+
+    #[test]
     fn the_share_stays_within_nothing_and_the_whole_cache() {
         let mut w = Window::new(16);
         for i in 0..1000 {
@@ -344,7 +461,7 @@ mod tests {
         assert_eq!(w.max(16), 16);
         for i in 0..1000 {
             w.evicted(hash(i), Left::Main);
-            w.on_miss(hash(i), 0);
+            w.on_miss(hash(i), 16);
         }
         assert_eq!(w.share(), 0.0);
         assert_eq!(w.max(16), 1, "at least one entry");

@@ -223,6 +223,9 @@ impl TinyLfu {
             return false;
         }
         node.set(meta::with_hits(m, 0));
+        if meta::list(m) != WINDOW {
+            self.share.main_hit_seen();
+        }
         self.record(nodes, idx, None, hits);
         true
     }
