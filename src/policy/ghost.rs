@@ -38,7 +38,7 @@
 //! window neither way; a workload whose keys return after less than a
 //! cache of others (an LRU stack) grows whichever segment keeps them.
 //!
-//! Every decision uses the miss in hand; nothing compares hit ratios of
+//! Every decision uses the current miss; nothing compares hit ratios of
 //! different periods, so a workload's phase changes do not steer it.
 
 /// Where the window starts, as a share of the cache: small, since a loop or
@@ -72,8 +72,8 @@ const STAMP_MASK: u32 = (1 << STAMP_BITS) - 1;
 /// `k` later ghosts with probability `(1 - 1 / slots)^k`, about `e^(-2k /
 /// capacity)`, and the hand steps at most `1 + hits / misses` times per
 /// ghost (a ghost per eviction, a step per fold of a hit entry). At 64
-/// capacities a ghost outlives the span with probability `e^-10` at 92 %
-/// hits and `e^-3` at 98 %, where the few such ghosts that read young would
+/// capacities a ghost outlives the span with probability about `e^-10` at
+/// 92 % hits and `e^-2.6` at 98 %, where the few such ghosts that read young would
 /// barely move a window that the scarce misses hardly use. The unit is then
 /// 1/1024 of the capacity.
 const STAMP_SPAN: u64 = 64;
