@@ -260,7 +260,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Some(Command::Memory(a)) => {
             let names = subjects::select(&a.common.subjects)?;
             println!(
-                "Memory of a full u64 -> u64 cache with capacity {} (allocated-bytes growth after filling and settling).\n",
+                "Memory of a full u64 -> u64 cache with capacity {} (allocated-bytes growth after filling and settling, and again after inserting twice as many further keys).\n",
                 a.entries
             );
             let table = memory::run(&names, a.entries)?;

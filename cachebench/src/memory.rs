@@ -57,15 +57,23 @@ pub(crate) fn allocated() -> isize {
 
 /// For each subject: build a cache of capacity `entries`, fill it with
 /// `entries` distinct `u64 -> u64` pairs, settle it, and report the growth
-/// in allocated bytes. Rows are subjects; columns are entries held, total
-/// MiB and bytes per held entry.
+/// in allocated bytes; then insert `2 × entries` further distinct pairs (a
+/// steady state of evictions, where deleted slots and grown tables show),
+/// settle again and report the growth once more. Rows are subjects; columns
+/// are entries held, total MiB and bytes per held entry after the fill, and
+/// bytes per held entry after the churn.
 pub(crate) fn run(names: &[&'static str], entries: u64) -> Result<Table, String> {
     if entries == 0 {
         return Err("--entries must be at least 1".into());
     }
     let mut table = Table::new(
         "subject",
-        vec!["entries held".into(), "MiB".into(), "bytes/entry".into()],
+        vec![
+            "entries held".into(),
+            "MiB".into(),
+            "bytes/entry".into(),
+            "bytes/entry after churn".into(),
+        ],
         1,
     );
     table.precision[0] = 0;
@@ -78,16 +86,30 @@ pub(crate) fn run(names: &[&'static str], entries: u64) -> Result<Table, String>
         cache.settle();
         let held = cache.len();
         let bytes = (allocated() - before).max(0) as f64;
+        for k in entries..entries.saturating_mul(3) {
+            cache.insert(k);
+        }
+        cache.settle();
+        let churned = per_entry((allocated() - before).max(0) as f64, cache.len());
         drop(cache);
-        let per = if held > 0 {
-            bytes / held as f64
-        } else {
-            f64::NAN
-        };
         table.rows.push((
             name.to_string(),
-            vec![held as f64, bytes / (1024.0 * 1024.0), per],
+            vec![
+                held as f64,
+                bytes / (1024.0 * 1024.0),
+                per_entry(bytes, held),
+                churned,
+            ],
         ));
     }
     Ok(table)
+}
+
+/// Bytes per held entry (NaN when nothing is held).
+fn per_entry(bytes: f64, held: usize) -> f64 {
+    if held > 0 {
+        bytes / held as f64
+    } else {
+        f64::NAN
+    }
 }

@@ -105,11 +105,17 @@ where
                     Some(_) => max_capacity,
                     None => per_shard + u64::from((i as u64) < remainder),
                 };
+                let slab_bound = if unit {
+                    usize::try_from(capacity).map_or(usize::MAX, |c| c.saturating_add(1))
+                } else {
+                    usize::MAX
+                };
                 let mut shard = Shard::new(
                     capacity,
                     state,
                     b.policy.can_evict(),
                     presize,
+                    slab_bound,
                     seed.wrapping_add(i as u64),
                 );
                 if let Some(budget) = &budget {

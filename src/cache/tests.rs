@@ -68,3 +68,21 @@ fn invariants_hold_under_random_operations() {
         }
     }
 }
+
+/// A full shard's slab ends at its capacity plus the one slot an insert
+/// takes before its eviction frees one, also in the shards that take the
+/// remainder of an uneven capacity (`validate` checks the bound).
+#[test]
+fn slabs_stop_at_the_shard_capacity() {
+    for capacity in [1_000u64, 100_003, 40_000] {
+        let cache = Cache::<u64, u64>::builder()
+            .max_capacity(capacity)
+            .build()
+            .unwrap();
+        for k in 0..capacity * 3 {
+            cache.insert(k, k);
+        }
+        cache.validate();
+        assert!(cache.len() as u64 <= capacity);
+    }
+}
