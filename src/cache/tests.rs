@@ -78,7 +78,7 @@ fn slabs_stop_at_the_shard_capacity() {
         let cache = Cache::<u64, u64>::builder()
             .max_capacity(capacity)
             .build()
-            .unwrap();
+            .expect("valid");
         for k in 0..capacity * 3 {
             cache.insert(k, k);
         }
