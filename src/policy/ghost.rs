@@ -233,9 +233,19 @@ impl Window {
     }
 
     /// Sets the share (a share saved before a restart; tests of the lists
-    /// under a fixed window). Clamped to 0..=1.
+    /// under a fixed window). Clamped to 0 ..= [`top`](Self::top).
     pub(crate) fn set(&mut self, share: f64) {
-        self.share = (share.clamp(0.0, 1.0) * ONE as f64) as u64;
+        self.share = ((share.clamp(0.0, 1.0) * ONE as f64) as u64).min(self.top());
+    }
+
+    /// The largest share: the whole shard but one entry. A window of the
+    /// whole shard would leave main empty; an empty main evicts nothing, so
+    /// it leaves no main ghosts, and nothing would ever shrink the window
+    /// again, whatever the workload turned into. One entry of main keeps
+    /// main ghosts coming once frequent keys return.
+    #[inline]
+    fn top(&self) -> u64 {
+        ONE.saturating_sub(self.step)
     }
 
     /// Remembers that the key hashed `hash` was evicted from `from`.
@@ -265,7 +275,7 @@ impl Window {
                     return;
                 }
                 let step = self.step.saturating_mul((m / w.max(1)).max(1));
-                self.share = self.share.saturating_add(step).min(ONE);
+                self.share = self.share.saturating_add(step).min(self.top());
             }
             Left::Main => {
                 if age as f64 >= window_len as f64 * GHOST_REACH {

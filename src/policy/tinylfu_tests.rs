@@ -199,3 +199,18 @@ fn a_loop_a_little_longer_than_the_cache_keeps_most_of_it() {
     assert!(p.share.share() < 0.05, "window {}", p.share.share());
     assert!(hits * 100 / rest.len() >= 80, "{hits} of {}", rest.len());
 }
+
+#[test]
+fn a_window_of_the_whole_cache_shrinks_again() {
+    // A recency-heavy past (or a restart from a saved share) left the
+    // window at the whole cache. The workload turns into a loop over
+    // 3 × the cache, where only entries kept in main can hit: main must
+    // still exist to leave the ghosts that shrink the window.
+    let (mut nodes, mut p) = setup_for(600, 200);
+    p.share.set(1.0);
+    assert!(p.share.share() < 1.0, "main keeps an entry");
+    let keys: Vec<u32> = (0..100).flat_map(|_| 0..600).collect();
+    let hits = replay(&mut p, &mut nodes, 200, &keys);
+    assert!(p.share.share() < 0.05, "window {}", p.share.share());
+    assert!(hits * 100 / keys.len() >= 25, "{hits} of {}", keys.len());
+}
