@@ -461,14 +461,16 @@ mod tests {
     }
 
     #[test]
-    fn the_share_stays_within_nothing_and_the_whole_cache() {
+    fn the_share_stays_within_nothing_and_all_but_one_entry() {
         let mut w = Window::new(16);
         for i in 0..1000 {
             w.evicted(hash(i), Left::Window);
             w.on_miss(hash(i), 0);
         }
-        assert_eq!(w.share(), 1.0);
-        assert_eq!(w.max(16), 16);
+        assert_eq!(w.share(), 15.0 / 16.0);
+        assert_eq!(w.max(16), 15, "main keeps an entry");
+        w.set(1.0);
+        assert_eq!(w.max(16), 15, "also when a saved share is restored");
         for i in 0..1000 {
             w.evicted(hash(i), Left::Main);
             w.on_miss(hash(i), 16);
