@@ -23,6 +23,7 @@ CONSTANTS = [
     ("src/policy/ghost.rs", "GHOST_SLOTS_PER_ENTRY"),
     ("src/policy/ghost.rs", "STEP_ENTRIES"),
     ("src/policy/ghost.rs", "GHOST_REACH"),
+    ("src/policy/ghost.rs", "RETURNS_SPAN"),
     ("src/policy/tinylfu.rs", "PROTECTED_FIFTHS"),
     ("src/policy/tinylfu.rs", "ADMIT_HASHDOS_THRESHOLD"),
     ("src/policy/tinylfu.rs", "ADMIT_MARGIN_FROM"),

@@ -40,6 +40,19 @@
 //!
 //! Every decision uses the current miss; nothing compares hit ratios of
 //! different periods, so a workload's phase changes do not steer it.
+//!
+//! The same ghosts also judge admission. Every eviction is a decision, and
+//! a ghost's return is its cost: a window ghost is a candidate admission
+//! rejected, a main ghost a key main let go (a victim a candidate displaced,
+//! or main's own eviction). While a key main let go has lately been more
+//! likely to come back than a rejected one (per ghost of each kind, over
+//! about as many returns as the table has slots), admission asks a
+//! candidate for one count more than its victim
+//! ([`Window::strict_admission`]). A candidate's count includes the request
+//! that made it a candidate, so among keys of equal frequency (a loop) it
+//! leads by one every victim not yet asked for again in the same round,
+//! and each such admission swaps a key about to hit for one that will not
+//! hit for a whole round; the displaced keys then come back first.
 
 /// Where the window starts, as a share of the cache: small, since a loop or
 /// a scan never hits window entries; recency-heavy workloads grow it within
@@ -59,6 +72,12 @@ const STEP_ENTRIES: f64 = 1.0;
 /// of the room outside its segment: 1 is exactly "the segment grown to the
 /// whole cache would have held it".
 const GHOST_REACH: f64 = 1.0;
+/// How many ghost returns the admission test remembers, in slots of the
+/// ghost table: when the two counts together reach this many, both halve.
+/// A ghost lives about as many evictions as there are slots, so at 1 the
+/// test weighs about the returns of one generation of ghosts: long enough
+/// that a few returns do not flip it, short enough to follow a phase.
+const RETURNS_SPAN: f64 = 1.0;
 /// Bits of a ghost's fingerprint: a miss on a key never evicted matches an
 /// occupied slot with probability 2^-15.
 const FINGERPRINT_BITS: u32 = 15;
@@ -207,18 +226,37 @@ pub(crate) struct Window {
     /// [`STEP_ENTRIES`] entries as a share.
     step: u64,
     capacity: usize,
+    /// Ghosts found per segment (window, main), both halved whenever their
+    /// sum reaches `returns_limit`: the recent costs of rejecting and of
+    /// letting go.
+    returns: [u64; 2],
+    /// [`RETURNS_SPAN`] in returns.
+    returns_limit: u64,
 }
 
 impl Window {
     /// The window of a shard of `capacity` entries.
     pub(crate) fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
+        let ghosts = Ghosts::new(capacity);
+        let returns_limit = ((ghosts.slots.len() as f64 * RETURNS_SPAN) as u64).max(2);
         Self {
-            ghosts: Ghosts::new(capacity),
+            ghosts,
             share: (ONE as f64 * INITIAL_WINDOW) as u64,
             step: ((ONE as f64 * STEP_ENTRIES / capacity as f64) as u64).max(1),
             capacity,
+            returns: [0; 2],
+            returns_limit,
         }
+    }
+
+    /// Whether admission should ask a candidate for a count more than its
+    /// victim: a displaced key (main ghost) has lately been more likely to
+    /// come back than a rejected one (window ghost), per ghost of each kind.
+    #[inline]
+    pub(crate) fn strict_admission(&self) -> bool {
+        let [w, m] = self.ghosts.population();
+        self.returns[1] * w.max(1) > self.returns[0] * m.max(1)
     }
 
     /// The window's size when the shard holds `len` entries (at least 1).
@@ -267,6 +305,10 @@ impl Window {
         let Some((from, age)) = self.ghosts.take(hash) else {
             return;
         };
+        self.returns[from as usize] += 1;
+        if self.returns[0] + self.returns[1] >= self.returns_limit {
+            self.returns = self.returns.map(|r| r / 2);
+        }
         let [w, m] = self.ghosts.population();
         match from {
             Left::Window => {
@@ -290,6 +332,7 @@ impl Window {
     /// Forgets the ghosts and restarts from the initial share.
     pub(crate) fn clear(&mut self) {
         self.ghosts.clear();
+        self.returns = [0; 2];
         self.share = (ONE as f64 * INITIAL_WINDOW) as u64;
     }
 }
@@ -438,6 +481,52 @@ mod tests {
         }
         w.on_miss(hash(1), 300);
         assert_eq!(w.share(), shrunk, "301 steps, 300 of room");
+    }
+
+    #[test]
+    fn admission_turns_strict_while_main_ghosts_return_more_often() {
+        let mut w = Window::new(1000);
+        assert!(!w.strict_admission(), "no evidence: the plain comparison");
+        // 30 window ghosts and 10 main ghosts; 3 of each come back: a main
+        // ghost is the likelier to return.
+        for i in 0..30 {
+            w.evicted(hash(i), Left::Window);
+        }
+        for i in 100..110 {
+            w.evicted(hash(i), Left::Main);
+        }
+        for i in [0, 1, 2, 100, 101, 102] {
+            w.on_miss(hash(i), 5);
+        }
+        assert!(w.strict_admission());
+        // Returns per ghost still remembered: 3 main returns against 7 main
+        // ghosts left, k + 3 window returns against 27 - k. Five more window
+        // returns (3 × 22 = 66 against 8 × 7 = 56) leave it strict; the
+        // sixth evens it (63 against 63), and the plain comparison is back.
+        for i in 3..8 {
+            w.on_miss(hash(i), 5);
+        }
+        assert!(w.strict_admission());
+        w.on_miss(hash(8), 5);
+        assert!(!w.strict_admission());
+        w.clear();
+        assert!(!w.strict_admission());
+    }
+
+    #[test]
+    fn ghost_returns_are_halved_at_the_table_size() {
+        // 512 slots: old returns fade so that the recent ones decide.
+        let mut w = Window::new(1000);
+        for round in 0..4u64 {
+            for i in 0..200 {
+                let k = round * 1000 + i;
+                w.evicted(hash(k), Left::Main);
+                w.on_miss(hash(k), 500);
+            }
+        }
+        let [rw, rm] = w.returns;
+        assert_eq!(rw, 0);
+        assert!(rm < 512, "{rm}");
     }
 
     #[test]

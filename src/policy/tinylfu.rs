@@ -13,7 +13,10 @@
 //!   demoted back to probation (again with a second chance);
 //! * candidate vs. victim: the frequency sketch decides; the candidate enters
 //!   main only if it was asked for more often (ties keep the incumbent, which is
-//!   what makes scans harmless).
+//!   what makes scans harmless). While the keys main let go come back more
+//!   often than the candidates it rejected (the ghosts count both), a lead of
+//!   one count is a tie too: that is what a loop's candidates have over
+//!   every key of the same round still to come.
 //!
 //! The sketch counts every miss (an insert) and, when the policy clears an
 //! entry's hit counter, the hits it saw; so it sees (nearly) all accesses with
@@ -40,8 +43,10 @@ const ADMIT_HASHDOS_THRESHOLD: u64 = 6;
 /// two counts more frequent. Frequent keys' counts saturate at 15, and right
 /// after a halving a candidate counted once since (8) beats a victim whose
 /// last hit was folded before it (7): on a loop every admission is then a
-/// wasted swap. Below 6 the margin would also hold back Zipf workloads'
-/// rising keys.
+/// wasted swap. Below 6 the margin holds only while the ghosts say
+/// displacing costs more than rejecting
+/// ([`Window::strict_admission`](super::ghost::Window::strict_admission)):
+/// always, it would hold back Zipf workloads' rising keys.
 const ADMIT_MARGIN_FROM: u64 = 6;
 
 #[derive(Debug)]
@@ -344,7 +349,7 @@ impl TinyLfu {
     /// Whether a candidate of estimated frequency `c` displaces a victim of
     /// frequency `v`.
     fn admit(&mut self, c: u64, v: u64) -> bool {
-        let margin = u64::from(v >= ADMIT_MARGIN_FROM);
+        let margin = u64::from(v >= ADMIT_MARGIN_FROM || self.share.strict_admission());
         if c > v + margin {
             return true;
         }
