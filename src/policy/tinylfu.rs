@@ -349,8 +349,10 @@ impl TinyLfu {
     /// Whether a candidate of estimated frequency `c` displaces a victim of
     /// frequency `v`.
     fn admit(&mut self, c: u64, v: u64) -> bool {
-        let margin = u64::from(v >= ADMIT_MARGIN_FROM || self.share.strict_admission());
-        if c > v + margin {
+        // A lead of two admits; a lead of one only below the margin's
+        // threshold and while admission is not strict (asked last: most
+        // comparisons are decided before it).
+        if c > v + 1 || (c == v + 1 && v < ADMIT_MARGIN_FROM && !self.share.strict_admission()) {
             return true;
         }
         if c >= ADMIT_HASHDOS_THRESHOLD {
