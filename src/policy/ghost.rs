@@ -217,6 +217,12 @@ impl Ghosts {
     }
 }
 
+/// [`INITIAL_WINDOW`] as a share, within the largest share a shard whose
+/// step is `step` allows (none, in a shard of one entry).
+fn initial_share(step: u64) -> u64 {
+    ((ONE as f64 * INITIAL_WINDOW) as u64).min(ONE.saturating_sub(step))
+}
+
 /// One shard's window share and the ghosts that tune it.
 #[derive(Debug)]
 pub(crate) struct Window {
@@ -240,10 +246,11 @@ impl Window {
         let capacity = capacity.max(1);
         let ghosts = Ghosts::new(capacity);
         let returns_limit = ((ghosts.slots.len() as f64 * RETURNS_SPAN) as u64).max(2);
+        let step = ((ONE as f64 * STEP_ENTRIES / capacity as f64) as u64).max(1);
         Self {
             ghosts,
-            share: (ONE as f64 * INITIAL_WINDOW) as u64,
-            step: ((ONE as f64 * STEP_ENTRIES / capacity as f64) as u64).max(1),
+            share: initial_share(step),
+            step,
             capacity,
             returns: [0; 2],
             returns_limit,
@@ -333,13 +340,14 @@ impl Window {
     pub(crate) fn clear(&mut self) {
         self.ghosts.clear();
         self.returns = [0; 2];
-        self.share = (ONE as f64 * INITIAL_WINDOW) as u64;
+        self.share = initial_share(self.step);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn hash(i: u64) -> u64 {
         i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -527,6 +535,56 @@ mod tests {
         let [rw, rm] = w.returns;
         assert_eq!(rw, 0);
         assert!(rm < 512, "{rm}");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Evict(u8, bool),
+        Miss(u8, u16),
+        MainHit,
+        Clear,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (any::<u8>(), any::<bool>()).prop_map(|(k, m)| Op::Evict(k, m)),
+            4 => (any::<u8>(), any::<u16>()).prop_map(|(k, l)| Op::Miss(k, l)),
+            2 => Just(Op::MainHit),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the sequence of evictions, misses and main hits: the
+        /// share stays within nothing and all but one entry, the ghosts fit
+        /// their table, and the admission test's counts stay below their
+        /// limit (so its products cannot overflow).
+        #[test]
+        fn the_window_keeps_its_bounds(
+            capacity in 1usize..3000,
+            ops in proptest::collection::vec(op(), 1..600),
+        ) {
+            let mut w = Window::new(capacity);
+            for op in ops {
+                match op {
+                    Op::Evict(k, main) => {
+                        let from = if main { Left::Main } else { Left::Window };
+                        w.evicted(hash(u64::from(k)), from);
+                    }
+                    Op::Miss(k, len) => {
+                        w.on_miss(hash(u64::from(k)), usize::from(len) % (capacity + 1));
+                    }
+                    Op::MainHit => w.main_hit_seen(),
+                    Op::Clear => w.clear(),
+                }
+                let [pw, pm] = w.ghosts.population();
+                prop_assert!(pw + pm <= w.ghosts.slots.len() as u64);
+                prop_assert!(w.returns[0] + w.returns[1] < w.returns_limit);
+                prop_assert!(w.share <= w.top());
+                prop_assert!(w.max(capacity) >= 1);
+                let _ = w.strict_admission();
+            }
+        }
     }
 
     #[test]
