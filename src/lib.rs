@@ -38,8 +38,11 @@
 //! again and again. The window's size, from nothing to the whole cache, is
 //! tuned on every miss as ARC tunes its split: each shard remembers the
 //! hashes of keys it recently evicted and from which segment, and a miss on
-//! one of them moves the window toward the segment that would have hit.
-//! Unlike Caffeine,
+//! one of them moves the window toward the segment that would have hit. The
+//! same memory judges admission: while the keys main let go come back more
+//! often than the ones it turned away, a candidate needs a clearer lead in
+//! the sketch, which keeps a loop longer than the cache from swapping out
+//! the part it holds. Unlike Caffeine,
 //! its lists are CLOCK-ordered: a hit only bumps a counter in the entry, and
 //! the policy reads it when it next looks.
 //! [`Policy::lru`] is CLOCK, the classic LRU approximation; [`Policy::redis`]

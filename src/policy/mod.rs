@@ -105,8 +105,11 @@ impl Policy {
     /// recently evicted and from where; a miss on a key that left the window
     /// grows the window, one that left the main area shrinks it. So
     /// recency-heavy workloads get a large window (up to LRU's behaviour) and
-    /// frequency-heavy ones a small one. Hits only bump an atomic counter in
-    /// the entry.
+    /// frequency-heavy ones a small one. The same memory says whether the keys
+    /// main let go come back more often than the candidates it turned away;
+    /// while they do, a candidate must lead by two counts, not one, so a loop
+    /// longer than the cache keeps the part it holds. Hits only bump an atomic
+    /// counter in the entry.
     pub fn tiny_lfu() -> Self {
         Self {
             kind: PolicyKind::TinyLfu,
