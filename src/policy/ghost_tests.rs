@@ -1,0 +1,286 @@
+//! Tests of the ghosts and the window share they tune.
+
+use super::*;
+use proptest::prelude::*;
+
+fn hash(i: u64) -> u64 {
+    i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[test]
+fn a_ghost_is_found_once_with_its_segment_and_age() {
+    let mut g = Ghosts::new(1000);
+    g.record(hash(1), Left::Window);
+    g.record(hash(2), Left::Main);
+    g.record(hash(3), Left::Window);
+    assert_eq!(g.population(), [2, 1]);
+    // Every eviction since, its own included, moved the key back.
+    assert_eq!(g.take(hash(1)), Some((Left::Window, 3)));
+    assert_eq!(g.take(hash(1)), None, "taken ghosts are forgotten");
+    // Main's hand steps only for main's evictions.
+    assert_eq!(g.take(hash(2)), Some((Left::Main, 1)));
+    assert_eq!(g.take(hash(99)), None);
+    assert_eq!(g.population(), [1, 0]);
+    g.clear();
+    assert_eq!(g.take(hash(3)), None);
+    assert_eq!(g.population(), [0, 0]);
+}
+
+#[test]
+fn ghosts_are_bounded_and_overwritten() {
+    let mut g = Ghosts::new(1000);
+    let slots = g.slots.len();
+    assert_eq!(slots, 512);
+    for i in 0..100_000 {
+        g.record(hash(i), if i % 3 == 0 { Left::Main } else { Left::Window });
+    }
+    assert_eq!(g.slots.len(), slots);
+    let [w, m] = g.population();
+    assert!(w + m <= slots as u64);
+    // The most recent ghosts are still there; most old ones are gone.
+    let recent = (99_990..100_000).filter(|&i| g.take(hash(i)).is_some());
+    assert!(recent.count() >= 9);
+    let old = (0..1000).filter(|&i| g.take(hash(i)).is_some()).count();
+    assert!(old < 20, "{old}");
+}
+
+#[test]
+fn window_ghosts_grow_the_window_and_main_ghosts_shrink_it() {
+    let mut w = Window::new(1000);
+    let start = w.share();
+    w.evicted(hash(1), Left::Window);
+    w.on_miss(hash(1), 5);
+    let grown = w.share();
+    assert!((grown - start - 0.001).abs() < 1e-6, "one entry: {grown}");
+    w.evicted(hash(2), Left::Main);
+    w.evicted(hash(3), Left::Window);
+    // One ghost each: the step is one entry either way.
+    w.on_miss(hash(2), 6);
+    assert!((w.share() - start).abs() < 1e-6);
+    // A miss on a key that is no ghost moves nothing.
+    w.on_miss(hash(4), 5);
+    assert!((w.share() - start).abs() < 1e-6);
+}
+
+#[test]
+fn steps_scale_with_the_ratio_of_the_ghosts() {
+    let mut w = Window::new(1000);
+    for i in 0..40 {
+        w.evicted(hash(i), Left::Main);
+    }
+    for i in 100..110 {
+        w.evicted(hash(i), Left::Window);
+    }
+    let start = w.share();
+    // 40 main ghosts against 10 window ghosts: a window ghost is worth 4.
+    w.on_miss(hash(100), 5);
+    assert!((w.share() - start - 0.004).abs() < 1e-6, "{}", w.share());
+    // And a main ghost 9 / 40, rounded up to one entry (40 main
+    // evictions old: it counts with a window longer than that).
+    w.on_miss(hash(0), 50);
+    assert!((w.share() - start - 0.003).abs() < 1e-6, "{}", w.share());
+}
+
+#[test]
+fn a_window_ghost_older_than_the_room_outside_the_window_counts_nothing() {
+    let mut w = Window::new(1000);
+    let start = w.share();
+    w.evicted(hash(0), Left::Window);
+    for i in 1..=300 {
+        w.evicted(hash(1_000_000 + i), Left::Window);
+    }
+    // 300 window evictions since: a window of the whole cache would
+    // have held the key only if fewer than 1000 - 800 = 200 entries
+    // were outside it.
+    w.on_miss(hash(0), 800);
+    assert_eq!(w.share(), start);
+    w.evicted(hash(1), Left::Window);
+    w.on_miss(hash(1), 800);
+    assert!(w.share() > start);
+}
+
+#[test]
+fn main_hits_age_window_ghosts_as_evictions_do() {
+    let mut w = Window::new(1000);
+    let start = w.share();
+    w.evicted(hash(0), Left::Window);
+    // 300 main keys hit since: all went ahead of the key in recency.
+    for _ in 0..300 {
+        w.main_hit_seen();
+    }
+    w.on_miss(hash(0), 800);
+    assert_eq!(w.share(), start, "300 ahead, 200 of room");
+    w.evicted(hash(1), Left::Window);
+    for _ in 0..150 {
+        w.main_hit_seen();
+    }
+    w.on_miss(hash(1), 800);
+    assert!(w.share() > start, "150 ahead, 200 of room");
+}
+
+#[test]
+fn a_main_ghost_older_than_the_window_counts_nothing() {
+    // Slots enough that the window's ghosts below overwrite no other.
+    let mut w = Window::new(100_000);
+    w.set(0.3);
+    let start = w.share();
+    w.evicted(hash(0), Left::Main);
+    // Window evictions do not move main's order; main keys hit do.
+    for i in 1..=400 {
+        w.evicted(hash(1_000_000 + i), Left::Window);
+    }
+    for _ in 0..250 {
+        w.main_hit_seen();
+    }
+    // 251 steps of main's hand: a main of the whole cache (300 more
+    // entries) would still hold it.
+    w.on_miss(hash(0), 300);
+    assert!(w.share() < start);
+    let shrunk = w.share();
+    w.evicted(hash(1), Left::Main);
+    for _ in 0..300 {
+        w.main_hit_seen();
+    }
+    w.on_miss(hash(1), 300);
+    assert_eq!(w.share(), shrunk, "301 steps, 300 of room");
+}
+
+#[test]
+fn admission_turns_strict_while_main_ghosts_return_more_often() {
+    let mut w = Window::new(1000);
+    assert!(!w.strict_admission(), "no evidence: the plain comparison");
+    // 30 window ghosts and 10 main ghosts; 3 of each come back: a main
+    // ghost is the likelier to return.
+    for i in 0..30 {
+        w.evicted(hash(i), Left::Window);
+    }
+    for i in 100..110 {
+        w.evicted(hash(i), Left::Main);
+    }
+    for i in [0, 1, 2, 100, 101, 102] {
+        w.on_miss(hash(i), 5);
+    }
+    assert!(w.strict_admission());
+    // Returns per ghost still remembered: 3 main returns against 7 main
+    // ghosts left, k + 3 window returns against 27 - k. Five more window
+    // returns (3 × 22 = 66 against 8 × 7 = 56) leave it strict; the
+    // sixth evens it (63 against 63), and the plain comparison is back.
+    for i in 3..8 {
+        w.on_miss(hash(i), 5);
+    }
+    assert!(w.strict_admission());
+    w.on_miss(hash(8), 5);
+    assert!(!w.strict_admission());
+    w.clear();
+    assert!(!w.strict_admission());
+}
+
+#[test]
+fn ghost_returns_are_halved_at_the_table_size() {
+    // 512 slots: old returns fade so that the recent ones decide.
+    let mut w = Window::new(1000);
+    for round in 0..4u64 {
+        for i in 0..200 {
+            let k = round * 1000 + i;
+            w.evicted(hash(k), Left::Main);
+            w.on_miss(hash(k), 500);
+        }
+    }
+    let [rw, rm] = w.returns;
+    assert_eq!(rw, 0);
+    assert!(rm < 512, "{rm}");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Evict(u8, bool),
+    Miss(u8, u16),
+    MainHit,
+    Clear,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (any::<u8>(), any::<bool>()).prop_map(|(k, m)| Op::Evict(k, m)),
+        4 => (any::<u8>(), any::<u16>()).prop_map(|(k, l)| Op::Miss(k, l)),
+        2 => Just(Op::MainHit),
+        1 => Just(Op::Clear),
+    ]
+}
+
+proptest! {
+    /// Whatever the sequence of evictions, misses and main hits: the
+    /// share stays within nothing and all but one entry, the ghosts fit
+    /// their table, and the admission test's counts stay below their
+    /// limit (so its products cannot overflow).
+    #[test]
+    fn the_window_keeps_its_bounds(
+        capacity in 1usize..3000,
+        ops in proptest::collection::vec(op(), 1..600),
+    ) {
+        let mut w = Window::new(capacity);
+        for op in ops {
+            match op {
+                Op::Evict(k, main) => {
+                    let from = if main { Left::Main } else { Left::Window };
+                    w.evicted(hash(u64::from(k)), from);
+                }
+                Op::Miss(k, len) => {
+                    w.on_miss(hash(u64::from(k)), usize::from(len) % (capacity + 1));
+                }
+                Op::MainHit => w.main_hit_seen(),
+                Op::Clear => w.clear(),
+            }
+            let [pw, pm] = w.ghosts.population();
+            prop_assert!(pw + pm <= w.ghosts.slots.len() as u64);
+            prop_assert!(w.returns[0] + w.returns[1] < w.returns_limit);
+            prop_assert!(w.share <= w.top());
+            prop_assert!(w.max(capacity) >= 1);
+            let _ = w.strict_admission();
+        }
+    }
+}
+
+#[test]
+fn ages_are_exact_across_the_span() {
+    let mut g = Ghosts::new(1000);
+    g.record(hash(0), Left::Window);
+    for _ in 0..50_000 {
+        g.pass();
+    }
+    // Its own eviction and the 50 000 steps since.
+    assert_eq!(g.take(hash(0)), Some((Left::Window, 50_001)));
+    // A large shard counts in coarser units, still well inside the
+    // room a window ghost is judged against.
+    let mut g = Ghosts::new(1 << 20);
+    g.record(hash(0), Left::Window);
+    for _ in 0..5_000_000 {
+        g.pass();
+    }
+    let (_, age) = g.take(hash(0)).expect("remembered");
+    assert!(age.abs_diff(5_000_000) <= 1024, "{age}");
+}
+
+#[test]
+fn the_share_stays_within_nothing_and_all_but_one_entry() {
+    let mut w = Window::new(16);
+    for i in 0..1000 {
+        w.evicted(hash(i), Left::Window);
+        w.on_miss(hash(i), 0);
+    }
+    assert_eq!(w.share(), 15.0 / 16.0);
+    assert_eq!(w.max(16), 15, "main keeps an entry");
+    w.set(1.0);
+    assert_eq!(w.max(16), 15, "also when a saved share is restored");
+    for i in 0..1000 {
+        w.evicted(hash(i), Left::Main);
+        w.on_miss(hash(i), 16);
+    }
+    assert_eq!(w.share(), 0.0);
+    assert_eq!(w.max(16), 1, "at least one entry");
+    w.clear();
+    assert_eq!(
+        w.share(),
+        (ONE as f64 * INITIAL_WINDOW) as u64 as f64 / ONE as f64
+    );
+}
