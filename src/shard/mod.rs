@@ -110,17 +110,14 @@ where
     /// Makes room for one more slab slot. The slab doubles, as a `Vec`
     /// does, but stops at `slab_bound`: a shard of 6,250 entries that
     /// started at 4,096 slots would otherwise double to 8,192 and leave
-    /// 31 % of its slab unused for good.
+    /// 31 % of its slab unused for good. Past the bound (never, under unit
+    /// weights) the push grows it as a `Vec` does.
     #[inline]
     fn reserve_slot(&mut self) {
         let len = self.entries.len();
-        if len == self.entries.capacity() {
-            if len < self.slab_bound {
-                self.entries
-                    .reserve_exact((self.slab_bound - len).min(len.max(4)));
-            } else {
-                self.entries.reserve(1);
-            }
+        if len == self.entries.capacity() && len < self.slab_bound {
+            self.entries
+                .reserve_exact((self.slab_bound - len).min(len.max(4)));
         }
     }
 
