@@ -16,27 +16,31 @@
 //! where both ghosts hit equally often per remembered key, i.e. where one
 //! more entry is worth as much to either segment.
 //!
-//! A ghost counts only while its segment, grown to the whole cache, would
-//! still have held the key: otherwise a larger segment would have missed it
-//! too, and the hit says nothing about the split. Each segment measures
-//! that with a *hand*, which steps once per key that moved ahead of its
-//! ghosts in the segment's order:
+//! A ghost counts only while fewer keys moved ahead of it, in its segment's
+//! order, than the shard holds: a cache of this size given wholly to that
+//! segment could have kept the key that long, and one that comes back later
+//! would have been missed whatever the split. Both kinds of ghost are
+//! weighed over this same reach, so that their counts compare like with
+//! like: what the keys each segment let go were worth over one capacity of
+//! its own turnover. (A reach that shrinks as the segment grows, such as
+//! the room left outside it, biases the split toward the middle: the larger
+//! segment's ghosts are judged over the shorter span.) Each segment
+//! measures ages with a *hand*, which steps once per key that moved ahead
+//! of its ghosts in the segment's order:
 //!
 //! * window ghosts: the window evicts its oldest, so every window key is
 //!   already ahead; what moves a ghost back is each new key (any eviction)
 //!   and each main key hit since (main's keys are older than the window's
-//!   until hit). A window ghost counts while the hand moved less than the
-//!   room outside the window.
+//!   until hit).
 //! * main ghosts: what moves one back is each main eviction and each main
-//!   key hit since. A main ghost counts while that hand moved less than the
-//!   room outside main, the window's length.
+//!   key hit since.
 //!
 //! Main keys found hit are counted when the policy folds their hits into
 //! the sketch, which sees a key at most once per hit, so a hand runs at
 //! most as fast as the keys that moved ahead. A loop longer than the cache,
-//! whose keys come back only after every other key was hit once, moves the
-//! window neither way; a workload whose keys return after less than a
-//! cache of others (an LRU stack) grows whichever segment keeps them.
+//! whose keys come back only after every other key went ahead of them once,
+//! moves the window neither way; a workload whose keys return after less
+//! than a cache of others (an LRU stack) grows whichever segment keeps them.
 //!
 //! Every decision uses the current miss; nothing compares hit ratios of
 //! different periods, so a workload's phase changes do not steer it.
@@ -69,8 +73,11 @@ const GHOST_SLOTS_PER_ENTRY: f64 = 0.5;
 /// ghost hits, and single hits do not swing it.
 const STEP_ENTRIES: f64 = 1.0;
 /// How far back a ghost counts, in steps of its segment's hand, as a share
-/// of the room outside its segment: 1 is exactly "the segment grown to the
-/// whole cache would have held it".
+/// of the shard's capacity: 1 is exactly "a cache of this size, all of it
+/// given to the segment, could have kept the key". Longer, and a loop
+/// somewhat longer than the cache would move the window; shorter, and the
+/// ghosts of a segment that holds most of the cache stop counting keys
+/// that it would still have held.
 const GHOST_REACH: f64 = 1.0;
 /// How many ghost returns the admission test remembers, in slots of the
 /// ghost table: when the two counts together reach this many, both halve.
@@ -225,7 +232,8 @@ pub(crate) struct Window {
     share: u64,
     /// [`STEP_ENTRIES`] entries as a share.
     step: u64,
-    capacity: usize,
+    /// [`GHOST_REACH`] in steps of a hand.
+    reach: u64,
     /// Ghosts found per segment (window, main), both halved whenever their
     /// sum reaches `returns_limit`: the recent costs of rejecting and of
     /// letting go.
@@ -244,7 +252,7 @@ impl Window {
             ghosts,
             share: 0,
             step: ((ONE as f64 * STEP_ENTRIES / capacity as f64) as u64).max(1),
-            capacity,
+            reach: (capacity as f64 * GHOST_REACH) as u64,
             returns: [0; 2],
             returns_limit,
         };
@@ -307,9 +315,9 @@ impl Window {
         self.ghosts.pass();
     }
 
-    /// A miss on the key hashed `hash`, with the window holding
-    /// `window_len` entries: moves the window if the key is a ghost.
-    pub(crate) fn on_miss(&mut self, hash: u64, window_len: usize) {
+    /// A miss on the key hashed `hash`: moves the window if the key is a
+    /// ghost young enough to count.
+    pub(crate) fn on_miss(&mut self, hash: u64) {
         let Some((from, age)) = self.ghosts.take(hash) else {
             return;
         };
@@ -317,20 +325,16 @@ impl Window {
         if self.returns[0] + self.returns[1] >= self.returns_limit {
             self.returns = self.returns.map(|r| r / 2);
         }
+        if age >= self.reach {
+            return;
+        }
         let [w, m] = self.ghosts.population();
         match from {
             Left::Window => {
-                let room = self.capacity.saturating_sub(window_len) as f64;
-                if age as f64 >= room * GHOST_REACH {
-                    return;
-                }
                 let step = self.step.saturating_mul((m / w.max(1)).max(1));
                 self.share = self.share.saturating_add(step).min(self.top());
             }
             Left::Main => {
-                if age as f64 >= window_len as f64 * GHOST_REACH {
-                    return;
-                }
                 let step = self.step.saturating_mul((w / m.max(1)).max(1));
                 self.share = self.share.saturating_sub(step);
             }

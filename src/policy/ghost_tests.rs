@@ -49,16 +49,16 @@ fn window_ghosts_grow_the_window_and_main_ghosts_shrink_it() {
     let mut w = Window::new(1000);
     let start = w.share();
     w.evicted(hash(1), Left::Window);
-    w.on_miss(hash(1), 5);
+    w.on_miss(hash(1));
     let grown = w.share();
     assert!((grown - start - 0.001).abs() < 1e-6, "one entry: {grown}");
     w.evicted(hash(2), Left::Main);
     w.evicted(hash(3), Left::Window);
     // One ghost each: the step is one entry either way.
-    w.on_miss(hash(2), 6);
+    w.on_miss(hash(2));
     assert!((w.share() - start).abs() < 1e-6);
     // A miss on a key that is no ghost moves nothing.
-    w.on_miss(hash(4), 5);
+    w.on_miss(hash(4));
     assert!((w.share() - start).abs() < 1e-6);
 }
 
@@ -73,76 +73,57 @@ fn steps_scale_with_the_ratio_of_the_ghosts() {
     }
     let start = w.share();
     // 40 main ghosts against 10 window ghosts: a window ghost is worth 4.
-    w.on_miss(hash(100), 5);
+    w.on_miss(hash(100));
     assert!((w.share() - start - 0.004).abs() < 1e-6, "{}", w.share());
-    // And a main ghost 9 / 40, rounded up to one entry (40 main
-    // evictions old: it counts with a window longer than that).
-    w.on_miss(hash(0), 50);
+    // And a main ghost 9 / 40, rounded up to one entry.
+    w.on_miss(hash(0));
     assert!((w.share() - start - 0.003).abs() < 1e-6, "{}", w.share());
 }
 
 #[test]
-fn a_window_ghost_older_than_the_room_outside_the_window_counts_nothing() {
+fn a_window_ghost_counts_while_fewer_keys_than_the_cache_went_ahead() {
     let mut w = Window::new(1000);
     let start = w.share();
+    // Its own eviction and 998 main keys hit since: 999 ahead of it, and a
+    // window of the whole cache would still have held it.
     w.evicted(hash(0), Left::Window);
-    for i in 1..=300 {
-        w.evicted(hash(1_000_000 + i), Left::Window);
+    for _ in 0..998 {
+        w.main_hit_seen();
     }
-    // 300 window evictions since: a window of the whole cache would
-    // have held the key only if fewer than 1000 - 800 = 200 entries
-    // were outside it.
-    w.on_miss(hash(0), 800);
-    assert_eq!(w.share(), start);
+    w.on_miss(hash(0));
+    let grown = w.share();
+    assert!(grown > start);
+    // One more and no cache of 1000 entries could have kept it.
     w.evicted(hash(1), Left::Window);
-    w.on_miss(hash(1), 800);
-    assert!(w.share() > start);
+    for _ in 0..999 {
+        w.main_hit_seen();
+    }
+    w.on_miss(hash(1));
+    assert_eq!(w.share(), grown, "1000 ahead, 1000 entries");
 }
 
 #[test]
-fn main_hits_age_window_ghosts_as_evictions_do() {
+fn a_main_ghost_counts_while_fewer_keys_than_the_cache_went_ahead() {
     let mut w = Window::new(1000);
-    let start = w.share();
-    w.evicted(hash(0), Left::Window);
-    // 300 main keys hit since: all went ahead of the key in recency.
-    for _ in 0..300 {
-        w.main_hit_seen();
-    }
-    w.on_miss(hash(0), 800);
-    assert_eq!(w.share(), start, "300 ahead, 200 of room");
-    w.evicted(hash(1), Left::Window);
-    for _ in 0..150 {
-        w.main_hit_seen();
-    }
-    w.on_miss(hash(1), 800);
-    assert!(w.share() > start, "150 ahead, 200 of room");
-}
-
-#[test]
-fn a_main_ghost_older_than_the_window_counts_nothing() {
-    // Slots enough that the window's ghosts below overwrite no other.
-    let mut w = Window::new(100_000);
     w.set(0.3);
     let start = w.share();
     w.evicted(hash(0), Left::Main);
     // Window evictions do not move main's order; main keys hit do.
-    for i in 1..=400 {
+    for i in 1..=5 {
         w.evicted(hash(1_000_000 + i), Left::Window);
     }
-    for _ in 0..250 {
+    for _ in 0..998 {
         w.main_hit_seen();
     }
-    // 251 steps of main's hand: a main of the whole cache (300 more
-    // entries) would still hold it.
-    w.on_miss(hash(0), 300);
-    assert!(w.share() < start);
+    w.on_miss(hash(0));
+    assert!(w.share() < start, "999 ahead, 1000 entries");
     let shrunk = w.share();
     w.evicted(hash(1), Left::Main);
-    for _ in 0..300 {
+    for _ in 0..999 {
         w.main_hit_seen();
     }
-    w.on_miss(hash(1), 300);
-    assert_eq!(w.share(), shrunk, "301 steps, 300 of room");
+    w.on_miss(hash(1));
+    assert_eq!(w.share(), shrunk, "1000 ahead, 1000 entries");
 }
 
 #[test]
@@ -158,7 +139,7 @@ fn admission_turns_strict_while_main_ghosts_return_more_often() {
         w.evicted(hash(i), Left::Main);
     }
     for i in [0, 1, 2, 100, 101, 102] {
-        w.on_miss(hash(i), 5);
+        w.on_miss(hash(i));
     }
     assert!(w.strict_admission());
     // Returns per ghost still remembered: 3 main returns against 7 main
@@ -166,10 +147,10 @@ fn admission_turns_strict_while_main_ghosts_return_more_often() {
     // returns (3 × 22 = 66 against 8 × 7 = 56) leave it strict; the
     // sixth evens it (63 against 63), and the plain comparison is back.
     for i in 3..8 {
-        w.on_miss(hash(i), 5);
+        w.on_miss(hash(i));
     }
     assert!(w.strict_admission());
-    w.on_miss(hash(8), 5);
+    w.on_miss(hash(8));
     assert!(!w.strict_admission());
     w.clear();
     assert!(!w.strict_admission());
@@ -183,7 +164,7 @@ fn ghost_returns_are_halved_at_the_table_size() {
         for i in 0..200 {
             let k = round * 1000 + i;
             w.evicted(hash(k), Left::Main);
-            w.on_miss(hash(k), 500);
+            w.on_miss(hash(k));
         }
     }
     let [rw, rm] = w.returns;
@@ -194,7 +175,7 @@ fn ghost_returns_are_halved_at_the_table_size() {
 #[derive(Debug, Clone)]
 enum Op {
     Evict(u8, bool),
-    Miss(u8, u16),
+    Miss(u8),
     MainHit,
     Clear,
 }
@@ -202,7 +183,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (any::<u8>(), any::<bool>()).prop_map(|(k, m)| Op::Evict(k, m)),
-        4 => (any::<u8>(), any::<u16>()).prop_map(|(k, l)| Op::Miss(k, l)),
+        4 => any::<u8>().prop_map(Op::Miss),
         2 => Just(Op::MainHit),
         1 => Just(Op::Clear),
     ]
@@ -225,9 +206,7 @@ proptest! {
                     let from = if main { Left::Main } else { Left::Window };
                     w.evicted(hash(u64::from(k)), from);
                 }
-                Op::Miss(k, len) => {
-                    w.on_miss(hash(u64::from(k)), usize::from(len) % (capacity + 1));
-                }
+                Op::Miss(k) => w.on_miss(hash(u64::from(k))),
                 Op::MainHit => w.main_hit_seen(),
                 Op::Clear => w.clear(),
             }
@@ -251,7 +230,7 @@ fn ages_are_exact_across_the_span() {
     // Its own eviction and the 50 000 steps since.
     assert_eq!(g.take(hash(0)), Some((Left::Window, 50_001)));
     // A large shard counts in coarser units, still well inside the
-    // room a window ghost is judged against.
+    // reach a ghost is judged against.
     let mut g = Ghosts::new(1 << 20);
     g.record(hash(0), Left::Window);
     for _ in 0..5_000_000 {
@@ -266,7 +245,7 @@ fn the_share_stays_within_nothing_and_all_but_one_entry() {
     let mut w = Window::new(16);
     for i in 0..1000 {
         w.evicted(hash(i), Left::Window);
-        w.on_miss(hash(i), 0);
+        w.on_miss(hash(i));
     }
     assert_eq!(w.share(), 15.0 / 16.0);
     assert_eq!(w.max(16), 15, "main keeps an entry");
@@ -274,7 +253,7 @@ fn the_share_stays_within_nothing_and_all_but_one_entry() {
     assert_eq!(w.max(16), 15, "also when a saved share is restored");
     for i in 0..1000 {
         w.evicted(hash(i), Left::Main);
-        w.on_miss(hash(i), 16);
+        w.on_miss(hash(i));
     }
     assert_eq!(w.share(), 0.0);
     assert_eq!(w.max(16), 1, "at least one entry");

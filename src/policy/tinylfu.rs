@@ -132,7 +132,7 @@ impl TinyLfu {
     /// it first.
     pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
         self.count_insert(nodes);
-        self.share.on_miss(hash, self.window.len);
+        self.share.on_miss(hash);
         self.window.push_front(nodes, idx);
         self.pending = Some((idx, hash));
     }
