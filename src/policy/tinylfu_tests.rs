@@ -188,7 +188,7 @@ fn an_lru_stack_takes_the_window_to_the_whole_cache() {
     while keys.len() < 60 * cap {
         let u = (rng(&mut seed) >> 11) as f64 / (1u64 << 53) as f64;
         let d = (-(1.0 - u).ln() * cap as f64) as usize;
-        let k = if rng(&mut seed) % 20 == 0 || d >= stack.len() {
+        let k = if rng(&mut seed).is_multiple_of(20) || d >= stack.len() {
             next += 1;
             next - 1
         } else {
