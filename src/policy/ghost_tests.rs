@@ -80,25 +80,31 @@ fn steps_scale_with_the_ratio_of_the_ghosts() {
     assert!((w.share() - start - 0.003).abs() < 1e-6, "{}", w.share());
 }
 
+/// Evicts the key `key` from `from`, lets `window_evictions` other window
+/// evictions and then `main_hits` main hits go ahead of it, and misses on
+/// it.
+fn comes_back(w: &mut Window, key: u64, from: Left, window_evictions: u64, main_hits: usize) {
+    w.evicted(hash(key), from);
+    for i in 1..=window_evictions {
+        w.evicted(hash(1_000_000 + i), Left::Window);
+    }
+    for _ in 0..main_hits {
+        w.main_hit_seen();
+    }
+    w.on_miss(hash(key));
+}
+
 #[test]
 fn a_window_ghost_counts_while_fewer_keys_than_the_cache_went_ahead() {
     let mut w = Window::new(1000);
     let start = w.share();
     // Its own eviction and 998 main keys hit since: 999 ahead of it, and a
     // window of the whole cache would still have held it.
-    w.evicted(hash(0), Left::Window);
-    for _ in 0..998 {
-        w.main_hit_seen();
-    }
-    w.on_miss(hash(0));
+    comes_back(&mut w, 0, Left::Window, 0, 998);
     let grown = w.share();
     assert!(grown > start);
     // One more and no cache of 1000 entries could have kept it.
-    w.evicted(hash(1), Left::Window);
-    for _ in 0..999 {
-        w.main_hit_seen();
-    }
-    w.on_miss(hash(1));
+    comes_back(&mut w, 1, Left::Window, 0, 999);
     assert_eq!(w.share(), grown, "1000 ahead, 1000 entries");
 }
 
@@ -107,22 +113,11 @@ fn a_main_ghost_counts_while_fewer_keys_than_the_cache_went_ahead() {
     let mut w = Window::new(1000);
     w.set(0.3);
     let start = w.share();
-    w.evicted(hash(0), Left::Main);
     // Window evictions do not move main's order; main keys hit do.
-    for i in 1..=5 {
-        w.evicted(hash(1_000_000 + i), Left::Window);
-    }
-    for _ in 0..998 {
-        w.main_hit_seen();
-    }
-    w.on_miss(hash(0));
+    comes_back(&mut w, 0, Left::Main, 5, 998);
     assert!(w.share() < start, "999 ahead, 1000 entries");
     let shrunk = w.share();
-    w.evicted(hash(1), Left::Main);
-    for _ in 0..999 {
-        w.main_hit_seen();
-    }
-    w.on_miss(hash(1));
+    comes_back(&mut w, 1, Left::Main, 0, 999);
     assert_eq!(w.share(), shrunk, "1000 ahead, 1000 entries");
 }
 
