@@ -5,7 +5,7 @@
 //! the cache's logic.
 
 pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 pub(crate) use std::sync::Arc;
 
 /// A value on cache lines of its own: aligned to, and padded to a multiple
@@ -80,13 +80,6 @@ fn claim_slot() -> Option<usize> {
     let slot = SLOT.try_with(|s| s.0).ok()?;
     FAST_SLOT.with(|s| s.set(slot));
     Some(slot)
-}
-
-/// This thread's slot; 0 once it was given back (any slot is correct for
-/// callers that only use it to spread contention).
-#[inline]
-pub(crate) fn thread_slot() -> usize {
-    try_thread_slot().unwrap_or(0)
 }
 
 /// Spins before a waiting thread yields its CPU in [`backoff`].

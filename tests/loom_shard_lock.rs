@@ -14,7 +14,7 @@
 
 /// The `crate::sync` the lock module imports, on loom's primitives.
 mod sync {
-    pub(crate) use loom::sync::atomic::{AtomicU32, Ordering};
+    pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU8, Ordering};
     pub(crate) use loom::sync::{Arc, MutexGuard};
 
     #[repr(align(64))]
@@ -44,12 +44,14 @@ mod sync {
 
     /// Loom's thread number (0 for the model's main thread): a slot that is
     /// the same on every replay of an execution, as loom requires.
-    pub(crate) fn thread_slot() -> usize {
+    pub(crate) fn try_thread_slot() -> Option<usize> {
         let id = format!("{:?}", loom::thread::current().id());
-        id.trim_start_matches("ThreadId(")
+        let n = id
+            .trim_start_matches("ThreadId(")
             .trim_end_matches(')')
             .parse()
-            .expect("loom thread ids are numbers")
+            .expect("loom thread ids are numbers");
+        Some(n)
     }
 
     pub(crate) fn backoff(_spins: &mut u32) {
@@ -161,5 +163,26 @@ fn try_write_never_overlaps_a_reader() {
         let seen = read(&l);
         w.join().unwrap();
         assert!(seen <= 1);
+    });
+}
+
+#[test]
+fn a_reader_of_its_own_row_one_of_the_shared_row_and_a_writer() {
+    model(|| {
+        // One slot of its own (the main thread's); the spawned reader
+        // counts in the shared row.
+        let l = lock(1);
+        let r = {
+            let l = l.clone();
+            loom::thread::spawn(move || read(&l))
+        };
+        let w = {
+            let l = l.clone();
+            loom::thread::spawn(move || write(&l))
+        };
+        let seen = read(&l);
+        assert!(seen <= 1 && r.join().unwrap() <= 1);
+        w.join().unwrap();
+        assert_eq!(read(&l), 1);
     });
 }
