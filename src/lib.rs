@@ -60,8 +60,8 @@
 //! fewer for small caches), each behind a reader-writer lock around a table
 //! of `u32` tokens (tagged with hash bits) into a slab of entries. A key is
 //! hashed once; the shard comes from the hash's middle bits. A hit takes the
-//! shard's read lock (an add to a counter on a cache line of the calling
-//! thread's own, so readers of one shard do not contend), checks the
+//! shard's read lock (a store to a counter on a cache line of the calling
+//! thread's own and a fence, so readers of one shard do not contend), checks the
 //! entry's deadline, does one relaxed store to
 //! the entry's own meta word (none once its hit counter has saturated) and
 //! clones the value: no allocation, no shared counter (the
