@@ -36,8 +36,8 @@
 //! atomic add on the counter line and a subtract at the end took two (hits
 //! on one thread ran about 1.4 times as many per second without them).
 //!
-//! The write side pays a load per thread slot (the CPU count rounded up to
-//! a power of two, 2 to 64, plus the shared row). As with `parking_lot`, a
+//! The write side pays a load per thread slot (twice the CPU count rounded
+//! up to a power of two, 4 to 64, plus the shared row). As with `parking_lot`, a
 //! thread must not take a read lock on a shard it already holds while a
 //! writer may come. A read guard stays on the thread that took it: its
 //! release is a plain store to that thread's counter.
@@ -70,11 +70,14 @@ pub(crate) struct ReaderCounts {
 }
 
 impl ReaderCounts {
-    /// Counters for `shards` shards and a slot per thread up to the CPU
-    /// count (a writer reads every slot: more would tax the writes).
+    /// Counters for `shards` shards and rows of their own for up to twice
+    /// as many threads as CPUs: a service runs more threads than CPUs (a
+    /// runtime's workers, the main thread, a blocking pool), and a thread
+    /// on the shared row pays three locked instructions on a contended line
+    /// per read. A writer loads every row's count, so rows are not free.
     pub(crate) fn new(shards: usize) -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_slots(shards, cpus.clamp(2, MAX_SLOTS))
+        Self::with_slots(shards, (2 * cpus).clamp(4, MAX_SLOTS))
     }
 
     /// Counters for `shards` shards and `slots` thread slots.
