@@ -181,8 +181,8 @@ impl<T> ShardLock<T> {
         }
     }
 
-    /// This shard's counter in every row, the shared one included: the
-    /// counts' fields are read once, and need no bounds check each.
+    /// This shard's counter in every row, the shared one included, indexed
+    /// row by row (a `step_by` over the lines costs more per write).
     #[inline]
     fn counters(&self) -> impl Iterator<Item = &AtomicU32> {
         let counts = &*self.counts;
@@ -190,10 +190,8 @@ impl<T> ShardLock<T> {
             self.index as usize / PER_LINE,
             self.index as usize % PER_LINE,
         );
-        counts.lines[line..]
-            .iter()
-            .step_by(counts.stride)
-            .map(move |l| &l.0[lane])
+        let (lines, stride) = (&*counts.lines, counts.stride);
+        (0..=counts.slots).map(move |row| &lines[row * stride + line].0[lane])
     }
 
     /// Closes the shard to new readers (the caller holds the writer mutex).
@@ -215,16 +213,28 @@ impl<T> ShardLock<T> {
 
     /// Exclusive access; waits for the current readers to leave, and holds
     /// new ones off meanwhile.
+    ///
+    /// Inlined, with the wait out of line.
+    #[inline]
     pub(crate) fn write(&self) -> WriteGuard<'_, T> {
         let writer = self.writer.lock();
         self.close();
-        let mut spins = 0;
-        while !self.drained() {
-            backoff(&mut spins);
+        if !self.drained() {
+            self.wait_for_readers();
         }
         WriteGuard {
             lock: self,
             _writer: writer,
+        }
+    }
+
+    /// Waits until every reader that was in when the shard closed has left.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_readers(&self) {
+        let mut spins = 0;
+        while !self.drained() {
+            backoff(&mut spins);
         }
     }
 
