@@ -498,19 +498,31 @@ mod tests {
 
     #[test]
     fn racing_readers_and_writers_see_whole_writes() {
+        race(2);
+    }
+
+    /// With one row of its own, every other thread reads on the shared row.
+    #[test]
+    fn racing_readers_on_the_shared_row_see_whole_writes() {
+        race(1);
+    }
+
+    /// Four threads on a lock with `slots` rows of their own, one of them
+    /// also writing.
+    fn race(slots: usize) {
         // The writer keeps both halves equal; a reader that saw a torn pair
         // would have read during a write.
         let l = Arc::new(ShardLock::new(
             (0u64, 0u64),
             0,
-            Arc::new(ReaderCounts::with_slots(1, 2)),
+            Arc::new(ReaderCounts::with_slots(1, slots)),
         ));
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let l = l.clone();
                 std::thread::spawn(move || {
                     // Fewer rounds under Miri, which runs each access checked.
-                    let rounds: u64 = if cfg!(miri) { 200 } else { 20_000 };
+                    let (rounds, spins) = if cfg!(miri) { (200, 1) } else { (20_000, 20) };
                     for i in 0..rounds {
                         if t == 0 && i % 4 == 0 {
                             let mut g = l.write();
@@ -518,8 +530,13 @@ mod tests {
                             std::hint::spin_loop();
                             g.1 += 1;
                         } else {
+                            // Reads that last, for a writer to run into.
                             let g = l.read();
-                            assert_eq!(g.0, g.1, "a read overlapped a write");
+                            let first = g.0;
+                            for _ in 0..spins {
+                                std::hint::spin_loop();
+                            }
+                            assert_eq!(first, g.1, "a read overlapped a write");
                         }
                     }
                 })

@@ -211,6 +211,19 @@ fn hundred_async_and_sync_callers_run_one_loader() {
 /// write begun for it.
 #[test]
 fn racing_reads_see_only_values_written_for_their_key() {
+    race_on_few_keys(4, 60_000);
+}
+
+/// The same with more threads than the shard lock has rows of their own
+/// (twice the CPU count, at least 4): most readers count in the shared row.
+#[test]
+fn racing_reads_past_the_thread_rows_see_only_values_written_for_their_key() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    race_on_few_keys((2 * cpus).clamp(4, 64) as u64 + 6, 20_000);
+}
+
+/// `threads` threads (two of them also writing) on 64 keys of a cache of 48.
+fn race_on_few_keys(threads: u64, rounds: u64) {
     use std::sync::atomic::{AtomicU64, Ordering};
     const KEYS: u64 = 64;
     let cache: Arc<Cache<u64, (u64, u64)>> = Arc::new(
@@ -222,12 +235,12 @@ fn racing_reads_see_only_values_written_for_their_key() {
     );
     // Per key: the highest sequence number a writer has started to write.
     let started: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
-    let threads: Vec<_> = (0..4)
+    let threads: Vec<_> = (0..threads)
         .map(|t| {
             let (cache, started) = (cache.clone(), started.clone());
             std::thread::spawn(move || {
                 let mut seen = 0u64;
-                for i in 0..60_000u64 {
+                for i in 0..rounds {
                     let key = (i * 7 + t * 13) % KEYS;
                     if t < 2 && i % 3 == 0 {
                         let seq = started[key as usize].fetch_add(1, Ordering::SeqCst) + 1;
