@@ -27,6 +27,9 @@ impl RemovalCause {
 /// released, on the thread that caused the removal.
 pub type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync + 'static>;
 
+/// One removed entry and why it left.
+pub(crate) type Removal<K, V> = (K, V, RemovalCause);
+
 /// Entries removed while a shard was locked, handed out (and dropped) after
 /// it is unlocked. The first one is stored inline: a write usually removes at
 /// most one entry, and this keeps the write path free of allocation.
@@ -57,16 +60,17 @@ impl<K, V> Removed<K, V> {
         self.first.is_none()
     }
 
-    /// Calls `f` on each removed entry, in removal order.
+    /// Takes out the first removal (nearly always the only one), for a
+    /// caller that handles it without a call per item.
     #[inline]
-    pub(crate) fn for_each(self, mut f: impl FnMut((K, V, RemovalCause))) {
-        let Some(first) = self.first else {
-            return;
-        };
-        f(first);
-        if !self.rest.is_empty() {
-            self.rest.into_iter().for_each(f);
-        }
+    pub(crate) fn take_first(&mut self) -> Option<Removal<K, V>> {
+        self.first.take()
+    }
+
+    /// The removals after the first, in order.
+    #[inline]
+    pub(crate) fn into_rest(self) -> Vec<Removal<K, V>> {
+        self.rest
     }
 
     /// The removed entries, by reference.

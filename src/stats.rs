@@ -31,6 +31,30 @@ pub(crate) enum Counter {
 #[derive(Default)]
 struct Stripe([AtomicU64; COUNTERS]);
 
+/// One thread's stripe, from [`StatsCounters::local`].
+pub(crate) struct Local<'a> {
+    stripe: &'a Stripe,
+    /// Whether only this thread writes the stripe (else it is shared).
+    owned: bool,
+}
+
+impl Local<'_> {
+    #[inline]
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        let cell = &self.stripe.0[counter as usize];
+        if self.owned {
+            cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        } else {
+            cell.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn bump(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+}
+
 /// Striped counters shared by every shard of a cache.
 pub(crate) struct StatsCounters {
     /// Stripe `i` is written only by the thread holding [`Slot`] `i`.
@@ -73,25 +97,32 @@ impl StatsCounters {
 
     #[inline]
     pub(crate) fn add(&self, counter: Counter, n: u64) {
-        // A thread whose slot is gone (counting from a thread-local's
-        // destructor) counts in a shared stripe.
-        let slot = crate::sync::try_thread_slot().unwrap_or(usize::MAX);
-        let c = counter as usize;
-        match self.owned.get(slot) {
-            Some(stripe) => {
-                let cell = &stripe.0[c];
-                cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-            }
-            None => {
-                let shared = &self.shared[slot & (self.shared.len() - 1)];
-                shared.0[c].fetch_add(n, Ordering::Relaxed);
-            }
-        }
+        self.local().add(counter, n);
     }
 
     #[inline]
     pub(crate) fn bump(&self, counter: Counter) {
         self.add(counter, 1);
+    }
+
+    /// The calling thread's stripe, looked up once for a write that bumps
+    /// several counters (each lookup reads the thread's slot and checks it
+    /// against the stripes: about ten instructions).
+    #[inline]
+    pub(crate) fn local(&self) -> Local<'_> {
+        // A thread whose slot is gone (counting from a thread-local's
+        // destructor) counts in a shared stripe.
+        let slot = crate::sync::try_thread_slot().unwrap_or(usize::MAX);
+        match self.owned.get(slot) {
+            Some(stripe) => Local {
+                stripe,
+                owned: true,
+            },
+            None => Local {
+                stripe: &self.shared[slot & (self.shared.len() - 1)],
+                owned: false,
+            },
+        }
     }
 
     /// The stripes' sum for counter index `c`.
