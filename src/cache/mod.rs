@@ -341,7 +341,7 @@ where
             let mut removed = Removed::new();
             let result = {
                 let mut shard = self.inner.shards[s].write();
-                self.insert_with_room(
+                self.insert_with_room_inline(
                     s,
                     &mut shard,
                     &env,

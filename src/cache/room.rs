@@ -90,6 +90,31 @@ where
         }
     }
 
+    /// [`insert_with_room`](Self::insert_with_room) with the shard's insert
+    /// inlined as well ([`Shard::insert_inline`]), for the plain insert:
+    /// one copy of the shard's insert in the hottest write path, not one
+    /// in every caller.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(crate) fn insert_with_room_inline(
+        &self,
+        s: usize,
+        shard: &mut Shard<K, V>,
+        env: &Env<'_, K, V, S>,
+        hash: u64,
+        key: K,
+        value: V,
+        deadline: Option<u64>,
+        removed: &mut Removed<K, V>,
+    ) -> Result<Inserted, (K, V)> {
+        match self.budget() {
+            None => shard.insert_inline(env, hash, key, value, deadline, removed),
+            Some(budget) => {
+                self.insert_in_budget(budget, s, shard, env, hash, key, value, deadline, removed)
+            }
+        }
+    }
+
     /// [`insert_with_room`](Self::insert_with_room) with a shared budget.
     #[allow(clippy::too_many_arguments)]
     fn insert_in_budget(
