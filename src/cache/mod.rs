@@ -162,6 +162,19 @@ where
         inserted: Option<Inserted>,
         rejected: bool,
     ) {
+        self.after_write_inline(removed, inserted, rejected);
+    }
+
+    /// [`after_write`](Self::after_write), always inlined: the insert path
+    /// takes this one, where the call and its entry and exit cost about
+    /// 6 instructions per insert.
+    #[inline(always)]
+    fn after_write_inline(
+        &self,
+        removed: Removed<K, V>,
+        inserted: Option<Inserted>,
+        rejected: bool,
+    ) {
         let stats = self.inner.stats.local();
         match inserted {
             Some(Inserted::New) => stats.bump(Counter::Insert),
@@ -402,7 +415,7 @@ where
     ) -> Result<(), CapacityError<K, V>> {
         match result {
             Ok(kind) => {
-                self.after_write(removed, Some(kind), false);
+                self.after_write_inline(removed, Some(kind), false);
                 Ok(())
             }
             Err((key, value)) => {
