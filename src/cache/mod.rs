@@ -407,7 +407,10 @@ where
     }
 
     /// Counts an insert's outcome and hands its removals to the listener.
-    #[inline]
+    ///
+    /// Always inlined: as a call (a plain `#[inline]` was not taken), it
+    /// copied the removals out and cost about 20 instructions per insert.
+    #[inline(always)]
     fn inserted(
         &self,
         result: Result<Inserted, (K, V)>,
