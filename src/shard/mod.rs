@@ -126,7 +126,7 @@ where
     fn entry(&self, idx: u32) -> &Entry<K, V> {
         match &self.entries[idx as usize] {
             Some(e) => e,
-            None => unreachable!("token {idx} is not occupied"),
+            None => slab::not_occupied("token", idx),
         }
     }
 
@@ -246,7 +246,7 @@ where
     fn entry_mut(&mut self, idx: u32) -> &mut Entry<K, V> {
         match &mut self.entries[idx as usize] {
             Some(e) => e,
-            None => unreachable!("token {idx} is not occupied"),
+            None => slab::not_occupied("token", idx),
         }
     }
 
@@ -347,7 +347,7 @@ where
         self.table
             .insert_unique(hash, idx, |i| match &entries[i as usize] {
                 Some(e) => env.hasher.hash_one(&e.key),
-                None => unreachable!("table token {i} is not occupied"),
+                None => slab::not_occupied("table token", i),
             });
         self.weight += weight;
         self.policy.on_insert(
@@ -442,7 +442,7 @@ where
         );
         self.expiring.set(idx, false, self.entries.len());
         let Some(Entry { key, value, .. }) = self.entries[idx as usize].take() else {
-            unreachable!("removing free token {idx}");
+            slab::not_occupied("removed token", idx);
         };
         let hash = hash.unwrap_or_else(|| env.hasher.hash_one(&key));
         debug_assert_eq!(hash, env.hasher.hash_one(&key), "token {idx}: wrong hash");

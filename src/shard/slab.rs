@@ -20,6 +20,16 @@ pub(crate) struct Entry<K, V> {
     pub(super) value: V,
 }
 
+/// Panics for a token that should hold an entry but is free: an invariant
+/// broken. Out of line, with the token passed by value: formatting it in
+/// place made every slab accessor keep the token on the stack (and the
+/// small ones set up a stack frame) on the path that never panics.
+#[cold]
+#[inline(never)]
+pub(super) fn not_occupied(what: &str, idx: u32) -> ! {
+    unreachable!("{what} {idx} is not occupied")
+}
+
 /// The slab: a free slot is `None` (free for the niche in [`Node`]'s links).
 pub(super) type Slab<K, V> = Vec<Option<Entry<K, V>>>;
 
@@ -34,7 +44,7 @@ impl<K: Hash, V, S: BuildHasher> Nodes for SlabView<'_, K, V, S> {
     fn node(&self, idx: u32) -> &Node {
         match &self.entries[idx as usize] {
             Some(e) => &e.node,
-            None => unreachable!("policy token {idx} is not occupied"),
+            None => not_occupied("policy token", idx),
         }
     }
 
@@ -42,7 +52,7 @@ impl<K: Hash, V, S: BuildHasher> Nodes for SlabView<'_, K, V, S> {
     fn node_mut(&mut self, idx: u32) -> &mut Node {
         match &mut self.entries[idx as usize] {
             Some(e) => &mut e.node,
-            None => unreachable!("policy token {idx} is not occupied"),
+            None => not_occupied("policy token", idx),
         }
     }
 
@@ -57,7 +67,7 @@ impl<K: Hash, V, S: BuildHasher> Nodes for SlabView<'_, K, V, S> {
     fn hash_of(&self, idx: u32) -> u64 {
         match &self.entries[idx as usize] {
             Some(e) => self.hasher.hash_one(&e.key),
-            None => unreachable!("policy token {idx} is not occupied"),
+            None => not_occupied("policy token", idx),
         }
     }
 
