@@ -159,6 +159,11 @@ impl TinyLfu {
         }
     }
 
+    /// Unlinks a removed entry (and forgets its remembered hash).
+    ///
+    /// Inlined into the insert's eviction: as a call, about 13 instructions
+    /// more per insert.
+    #[inline]
     pub(crate) fn on_remove<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         self.count_if_pending(nodes, idx);
         for known in &mut self.known {
