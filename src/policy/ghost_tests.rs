@@ -46,7 +46,7 @@ fn ghosts_are_bounded_and_overwritten() {
 
 #[test]
 fn window_ghosts_grow_the_window_and_main_ghosts_shrink_it() {
-    let mut w = Window::new(1000);
+    let mut w = Window::settled(1000);
     let start = w.share();
     w.evicted(hash(1), Left::Window);
     w.on_miss(hash(1));
@@ -64,7 +64,7 @@ fn window_ghosts_grow_the_window_and_main_ghosts_shrink_it() {
 
 #[test]
 fn steps_scale_with_the_ratio_of_the_ghosts() {
-    let mut w = Window::new(1000);
+    let mut w = Window::settled(1000);
     for i in 0..40 {
         w.evicted(hash(i), Left::Main);
     }
@@ -78,6 +78,36 @@ fn steps_scale_with_the_ratio_of_the_ghosts() {
     // And a main ghost 9 / 40, rounded up to one entry.
     w.on_miss(hash(0));
     assert!((w.share() - start - 0.003).abs() < 1e-6, "{}", w.share());
+}
+
+#[test]
+fn steps_start_32_times_larger_and_halve_every_turnover() {
+    let mut w = Window::new(1000);
+    // Misses while the cache fills (nothing evicted yet) do not count.
+    for i in 0..5000 {
+        w.on_miss(hash(10_000_000 + i));
+    }
+    let step_after = |w: &mut Window, misses: u64, key: u64| {
+        for i in 0..misses {
+            w.on_miss(hash(20_000_000 + key * 100_000 + i));
+        }
+        w.evicted(hash(key), Left::Window);
+        let before = w.share();
+        w.on_miss(hash(key));
+        ((w.share() - before) * 1000.0).round()
+    };
+    // The first eviction starts the count (one ghost of each kind left
+    // over below keeps the ratio at one).
+    assert_eq!(step_after(&mut w, 0, 1), 32.0);
+    assert_eq!(step_after(&mut w, 998, 2), 16.0);
+    assert_eq!(step_after(&mut w, 999, 3), 8.0);
+    assert_eq!(step_after(&mut w, 2999, 4), 1.0);
+    // A restored share is a measurement: ordinary steps at once.
+    let mut r = Window::new(1000);
+    r.set(0.5);
+    r.evicted(hash(5), Left::Window);
+    r.on_miss(hash(5));
+    assert!((r.share() - 0.501).abs() < 1e-6, "{}", r.share());
 }
 
 /// Evicts the key `key` from `from`, lets `window_evictions` other window
