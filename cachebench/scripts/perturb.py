@@ -24,6 +24,7 @@ CONSTANTS = [
     ("src/policy/ghost.rs", "STEP_ENTRIES"),
     ("src/policy/ghost.rs", "GHOST_REACH"),
     ("src/policy/ghost.rs", "RETURNS_SPAN"),
+    ("src/policy/ghost.rs", "EARLY_SHIFT"),
     ("src/policy/tinylfu.rs", "PROTECTED_FIFTHS"),
     ("src/policy/tinylfu.rs", "ADMIT_HASHDOS_THRESHOLD"),
     ("src/policy/tinylfu.rs", "ADMIT_MARGIN_FROM"),
@@ -32,8 +33,15 @@ CONSTANTS = [
 ]
 
 
-def scaled(value, factor):
+# Constants that are exponents of two: ×0.5 and ×2 of what they stand for
+# are one less and one more.
+EXPONENTS = {"EARLY_SHIFT"}
+
+
+def scaled(value, factor, name=""):
     v = value.replace("_", "")
+    if name in EXPONENTS:
+        return str(int(v) + (1 if factor > 1 else -1))
     if "." in v:
         return repr(min(float(v) * factor, 1.0) if factor > 1 and float(v) < 1 else float(v) * factor)
     return str(max(1, int(int(v) * factor)))
@@ -75,7 +83,7 @@ def main():
             print(f"{name}: not found in {path}", file=sys.stderr)
             continue
         for factor in (0.5, 2.0):
-            new = scaled(m.group(2), factor)
+            new = scaled(m.group(2), factor, name)
             try:
                 open(path, "w").write(pat.sub(rf"\g<1>{new};", src, count=1))
                 build()
