@@ -34,13 +34,13 @@
 //! On x86 the fence is a locked `or` on the thread's own stack: the reader's
 //! one locked instruction touches no line another thread uses, where an
 //! atomic add on the counter line and a subtract at the end took two (hits
-//! on one thread ran about 1.4 times as many per second without them).
+//! on one thread ran about 1.3 times as many per second without them).
 //!
 //! The write side pays a load per thread slot (twice the CPU count rounded
-//! up to a power of two, 4 to 64, plus the shared row). As with `parking_lot`, a
-//! thread must not take a read lock on a shard it already holds while a
-//! writer may come. A read guard stays on the thread that took it: its
-//! release is a plain store to that thread's counter.
+//! up to a power of two, 4 to 64, plus the shared row). As with
+//! `parking_lot`, a thread must not take a read lock on a shard it already
+//! holds while a writer may come. A read guard stays on the thread that
+//! took it: its release is a plain store to that thread's counter.
 //!
 //! Checked by a loom model of every interleaving of readers and writers
 //! (`tests/loom_shard_lock.rs`, run with `RUSTFLAGS="--cfg loom"`) and by the
