@@ -31,11 +31,14 @@ pub(crate) enum Counter {
 #[derive(Default)]
 struct Stripe([AtomicU64; COUNTERS]);
 
-/// One thread's stripe, from [`StatsCounters::local`].
+/// One thread's stripe, from [`StatsCounters::local`]; it stays on that
+/// thread (neither `Send` nor `Sync`), since an owned stripe is updated
+/// with a plain load and store.
 pub(crate) struct Local<'a> {
     stripe: &'a Stripe,
     /// Whether only this thread writes the stripe (else it is shared).
     owned: bool,
+    _on_this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Local<'_> {
@@ -117,10 +120,12 @@ impl StatsCounters {
             Some(stripe) => Local {
                 stripe,
                 owned: true,
+                _on_this_thread: std::marker::PhantomData,
             },
             None => Local {
                 stripe: &self.shared[slot & (self.shared.len() - 1)],
                 owned: false,
+                _on_this_thread: std::marker::PhantomData,
             },
         }
     }
