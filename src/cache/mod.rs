@@ -354,7 +354,7 @@ where
             let mut removed = Removed::new();
             let result = {
                 let mut shard = self.inner.shards[s].write();
-                self.insert_with_room_inline(
+                self.insert_with_room(
                     s,
                     &mut shard,
                     &env,

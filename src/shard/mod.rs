@@ -271,8 +271,8 @@ where
         self.insert_inline(env, hash, key, value, deadline, removed)
     }
 
-    /// [`insert`](Self::insert), always inlined: the cache's plain insert
-    /// (no log, no shared budget) takes this one. As a call, its arguments
+    /// [`insert`](Self::insert), always inlined: the cache's inserts
+    /// without a shared budget take this one. As a call, its arguments
     /// (partly on the stack) and a second entry and exit cost about 15
     /// instructions per insert.
     #[inline(always)]
