@@ -112,20 +112,25 @@ fn a_reader_and_a_writer_never_overlap() {
 
 #[test]
 fn two_readers_and_a_writer_never_overlap() {
-    model(|| {
-        let l = lock(2);
-        let r = {
-            let l = l.clone();
-            loom::thread::spawn(move || read(&l))
-        };
-        let w = {
-            let l = l.clone();
-            loom::thread::spawn(move || write(&l))
-        };
-        let seen = read(&l);
-        assert!(seen <= 1 && r.join().unwrap() <= 1);
-        w.join().unwrap();
-    });
+    model(|| two_readers_and_a_writer(2));
+}
+
+/// A reader spawned, a writer spawned, and the model's main thread
+/// reading, on a lock with `slots` rows of their own.
+fn two_readers_and_a_writer(slots: usize) {
+    let l = lock(slots);
+    let r = {
+        let l = l.clone();
+        loom::thread::spawn(move || read(&l))
+    };
+    let w = {
+        let l = l.clone();
+        loom::thread::spawn(move || write(&l))
+    };
+    let seen = read(&l);
+    assert!(seen <= 1 && r.join().unwrap() <= 1);
+    w.join().unwrap();
+    assert_eq!(read(&l), 1);
 }
 
 #[test]
@@ -168,21 +173,7 @@ fn try_write_never_overlaps_a_reader() {
 
 #[test]
 fn a_reader_of_its_own_row_one_of_the_shared_row_and_a_writer() {
-    model(|| {
-        // One slot of its own (the main thread's); the spawned reader
-        // counts in the shared row.
-        let l = lock(1);
-        let r = {
-            let l = l.clone();
-            loom::thread::spawn(move || read(&l))
-        };
-        let w = {
-            let l = l.clone();
-            loom::thread::spawn(move || write(&l))
-        };
-        let seen = read(&l);
-        assert!(seen <= 1 && r.join().unwrap() <= 1);
-        w.join().unwrap();
-        assert_eq!(read(&l), 1);
-    });
+    // One row of its own (the main thread's); the spawned reader counts in
+    // the shared row.
+    model(|| two_readers_and_a_writer(1));
 }
