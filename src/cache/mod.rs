@@ -29,6 +29,7 @@ mod compute;
 mod freshness;
 mod load;
 mod load_spawned;
+mod notify;
 mod reload;
 mod remove;
 mod replay;
@@ -43,14 +44,14 @@ use crate::error::CapacityError;
 use crate::expire_after::WriteTtl;
 use crate::flight::Flights;
 use crate::hash::{hash_of, shard_index, DefaultHashBuilder};
-use crate::listener::{Listener, Removal, RemovalCause, Removed};
+use crate::listener::{Listener, Removed};
 use crate::persist::journal::{Journal, Ticket};
 use crate::persist::RecordRef;
 use crate::refresh::Refresher;
 use crate::shard::expiry::deadline_after;
 use crate::shard::{Env, Inserted, LazyNow, Lookup, Shard};
 use crate::shard_lock::ShardLock as Lock;
-use crate::stats::{Counter, Local, StatsCounters};
+use crate::stats::StatsCounters;
 use crate::sync::{Arc, CacheAligned};
 use crate::weigher::Weights;
 use std::borrow::Borrow;
@@ -153,40 +154,6 @@ where
     /// What a write to shard `s` needs from the cache.
     pub(crate) fn write_env(&self, s: usize) -> Env<'_, K, V, S> {
         self.env(s)
-    }
-
-    /// Bookkeeping after a write: counters and listener.
-    pub(crate) fn after_write(
-        &self,
-        removed: Removed<K, V>,
-        inserted: Option<Inserted>,
-        rejected: bool,
-    ) {
-        self.after_write_inline(removed, inserted, rejected);
-    }
-
-    /// [`after_write`](Self::after_write), always inlined: the insert path
-    /// takes this one, where the call and its entry and exit cost about
-    /// 6 instructions per insert.
-    #[inline(always)]
-    fn after_write_inline(
-        &self,
-        removed: Removed<K, V>,
-        inserted: Option<Inserted>,
-        rejected: bool,
-    ) {
-        let stats = self.inner.stats.local();
-        match inserted {
-            Some(Inserted::New) => stats.bump(Counter::Insert),
-            Some(Inserted::Replaced) => stats.bump(Counter::Update),
-            None => {}
-        }
-        if rejected {
-            stats.bump(Counter::Rejection);
-        }
-        if !removed.is_empty() {
-            self.notify_counted(&stats, removed);
-        }
     }
 
     pub(super) fn env(&self, _shard: usize) -> Env<'_, K, V, S> {
@@ -418,7 +385,7 @@ where
     ) -> Result<(), CapacityError<K, V>> {
         match result {
             Ok(kind) => {
-                self.after_write_inline(removed, Some(kind), false);
+                self.after_write(removed, Some(kind), false);
                 Ok(())
             }
             Err((key, value)) => {
@@ -434,47 +401,6 @@ where
             .clock
             .wall_now()
             .saturating_add(deadline.saturating_sub(now))
-    }
-
-    /// Counts removals and hands them to the listener, with no lock held.
-    pub(super) fn notify(&self, removed: Removed<K, V>) {
-        self.notify_counted(&self.inner.stats.local(), removed);
-    }
-
-    /// [`notify`](Self::notify), counting in `stats`. The first removal
-    /// (nearly always the only one) is handled inline: through a closure
-    /// called for each, it cost a call per removal.
-    #[inline(always)]
-    fn notify_counted(&self, stats: &Local<'_>, mut removed: Removed<K, V>) {
-        if let Some(item) = removed.take_first() {
-            self.removed_one(stats, item);
-        }
-        let rest = removed.into_rest();
-        if !rest.is_empty() {
-            self.notify_rest(stats, rest);
-        }
-    }
-
-    /// The removals after the first, in order.
-    #[inline(never)]
-    fn notify_rest(&self, stats: &Local<'_>, rest: Vec<Removal<K, V>>) {
-        for item in rest {
-            self.removed_one(stats, item);
-        }
-    }
-
-    /// Counts one removal and hands it to the listener.
-    #[inline(always)]
-    fn removed_one(&self, stats: &Local<'_>, (k, v, cause): Removal<K, V>) {
-        match cause {
-            RemovalCause::Evicted => stats.bump(Counter::Eviction),
-            RemovalCause::Expired => stats.bump(Counter::Expiration),
-            RemovalCause::Removed => stats.bump(Counter::Removal),
-            RemovalCause::Replaced => {}
-        }
-        if let Some(listener) = &self.inner.listener {
-            listener(k, v, cause);
-        }
     }
 
     /// The number of entries, including expired ones not yet reclaimed.

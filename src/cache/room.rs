@@ -67,11 +67,8 @@ where
     /// refused (the policy kept naming entries it may not evict), they are
     /// asked for the whole growth and the insert is tried once more.
     ///
-    /// Always inlined, with the shard's insert ([`Shard::insert_inline`]):
-    /// the call alone, nine arguments partly on the stack, cost about 30
-    /// instructions per insert, and the shard's insert as a call about 15
-    /// more. Its callers are few (the plain insert, the logged insert,
-    /// compute).
+    /// Always inlined: the call alone, nine arguments partly on the stack,
+    /// cost about 30 instructions per insert.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(crate) fn insert_with_room(
@@ -86,7 +83,7 @@ where
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
         match self.budget() {
-            None => shard.insert_inline(env, hash, key, value, deadline, removed),
+            None => shard.insert(env, hash, key, value, deadline, removed),
             Some(budget) => {
                 self.insert_in_budget(budget, s, shard, env, hash, key, value, deadline, removed)
             }

@@ -259,24 +259,11 @@ where
 
     /// Inserts or replaces `key`. `deadline: None` keeps no deadline; replaced
     /// and evicted entries go to `removed`.
-    pub(crate) fn insert<S: BuildHasher>(
-        &mut self,
-        env: &Env<'_, K, V, S>,
-        hash: u64,
-        key: K,
-        value: V,
-        deadline: Option<u64>,
-        removed: &mut Removed<K, V>,
-    ) -> Result<Inserted, (K, V)> {
-        self.insert_inline(env, hash, key, value, deadline, removed)
-    }
-
-    /// [`insert`](Self::insert), always inlined: the cache's inserts
-    /// without a shared budget take this one. As a call, its arguments
-    /// (partly on the stack) and a second entry and exit cost about 15
-    /// instructions per insert.
+    ///
+    /// Always inlined (the cache has few insert paths): as a call, it cost
+    /// about 15 instructions per insert.
     #[inline(always)]
-    pub(crate) fn insert_inline<S: BuildHasher>(
+    pub(crate) fn insert<S: BuildHasher>(
         &mut self,
         env: &Env<'_, K, V, S>,
         hash: u64,

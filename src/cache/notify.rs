@@ -1,0 +1,81 @@
+//! What follows a write once its shard is unlocked: the statistics it
+//! counts and the removal notices the listener gets.
+
+use crate::cache::Cache;
+use crate::listener::{Removal, RemovalCause, Removed};
+use crate::shard::Inserted;
+use crate::stats::{Counter, Local};
+use std::hash::{BuildHasher, Hash};
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Bookkeeping after a write: counters and listener.
+    ///
+    /// Always inlined (four callers): on the insert path the call and its
+    /// entry and exit cost about 6 instructions per insert.
+    #[inline(always)]
+    pub(crate) fn after_write(
+        &self,
+        removed: Removed<K, V>,
+        inserted: Option<Inserted>,
+        rejected: bool,
+    ) {
+        let stats = self.inner.stats.local();
+        match inserted {
+            Some(Inserted::New) => stats.bump(Counter::Insert),
+            Some(Inserted::Replaced) => stats.bump(Counter::Update),
+            None => {}
+        }
+        if rejected {
+            stats.bump(Counter::Rejection);
+        }
+        if !removed.is_empty() {
+            self.notify_counted(&stats, removed);
+        }
+    }
+
+    /// Counts removals and hands them to the listener, with no lock held.
+    pub(super) fn notify(&self, removed: Removed<K, V>) {
+        self.notify_counted(&self.inner.stats.local(), removed);
+    }
+
+    /// [`notify`](Self::notify), counting in `stats`. The first removal
+    /// (nearly always the only one) is handled inline: through a closure
+    /// called for each, it cost a call per removal.
+    #[inline(always)]
+    fn notify_counted(&self, stats: &Local<'_>, mut removed: Removed<K, V>) {
+        if let Some(item) = removed.take_first() {
+            self.removed_one(stats, item);
+        }
+        let rest = removed.into_rest();
+        if !rest.is_empty() {
+            self.notify_rest(stats, rest);
+        }
+    }
+
+    /// The removals after the first, in order.
+    #[inline(never)]
+    fn notify_rest(&self, stats: &Local<'_>, rest: Vec<Removal<K, V>>) {
+        for item in rest {
+            self.removed_one(stats, item);
+        }
+    }
+
+    /// Counts one removal and hands it to the listener.
+    #[inline(always)]
+    fn removed_one(&self, stats: &Local<'_>, (k, v, cause): Removal<K, V>) {
+        match cause {
+            RemovalCause::Evicted => stats.bump(Counter::Eviction),
+            RemovalCause::Expired => stats.bump(Counter::Expiration),
+            RemovalCause::Removed => stats.bump(Counter::Removal),
+            RemovalCause::Replaced => {}
+        }
+        if let Some(listener) = &self.inner.listener {
+            listener(k, v, cause);
+        }
+    }
+}
