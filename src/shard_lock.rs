@@ -9,8 +9,9 @@
 //! lock*, as in Linux's big-reader locks):
 //!
 //! - [`ReaderCounts`] holds one counter per (thread slot, shard), laid out
-//!   thread-major: the counters of one slot for 16 shards fill one 64-byte
-//!   line that only that slot's thread writes. One more row is shared by
+//!   thread-major: the counters of one slot for 32 shards fill one 128-byte
+//!   block (a pair of lines, see [`CacheAligned`]) that only that slot's
+//!   thread writes. One more row is shared by
 //!   the threads that have no slot of their own (past the slot count).
 //! - A reader with a slot of its own raises its counter with a plain store
 //!   (no other thread writes it), then a sequentially consistent fence,
@@ -53,17 +54,17 @@ use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
-/// Counters per 64-byte line.
-const PER_LINE: usize = 16;
+/// Counters per 128-byte block.
+const PER_BLOCK: usize = 32;
 /// The most thread slots with counters of their own; threads past it share
 /// one row.
 const MAX_SLOTS: usize = 64;
 
-/// One cache's reader counters: a line per (slot, 16 shards), slot-major,
+/// One cache's reader counters: a block per (slot, 32 shards), slot-major,
 /// and after the slots' rows the shared row.
 pub(crate) struct ReaderCounts {
-    lines: Box<[CacheAligned<[AtomicU32; PER_LINE]>]>,
-    /// Lines per slot: `ceil(shards / 16)`.
+    blocks: Box<[CacheAligned<[AtomicU32; PER_BLOCK]>]>,
+    /// Blocks per slot: `ceil(shards / 32)`.
     stride: usize,
     /// Slots with a row of their own, a power of two; row `slots` is shared.
     slots: usize,
@@ -83,12 +84,12 @@ impl ReaderCounts {
     /// Counters for `shards` shards and `slots` thread slots.
     pub(crate) fn with_slots(shards: usize, slots: usize) -> Self {
         let slots = slots.max(1).next_power_of_two();
-        let stride = shards.max(1).div_ceil(PER_LINE);
-        let lines = (0..(slots + 1) * stride)
+        let stride = shards.max(1).div_ceil(PER_BLOCK);
+        let blocks = (0..(slots + 1) * stride)
             .map(|_| CacheAligned(std::array::from_fn(|_| AtomicU32::new(0))))
             .collect();
         Self {
-            lines,
+            blocks,
             stride,
             slots,
         }
@@ -108,7 +109,7 @@ impl ReaderCounts {
     /// The counter of `row` for `shard`.
     #[inline]
     fn counter(&self, row: usize, shard: usize) -> &AtomicU32 {
-        &self.lines[row * self.stride + shard / PER_LINE][shard % PER_LINE]
+        &self.blocks[row * self.stride + shard / PER_BLOCK][shard % PER_BLOCK]
     }
 }
 
@@ -143,7 +144,7 @@ impl<T> ShardLock<T> {
     /// Wraps shard `index`'s data; `counts` must have a column for `index`.
     pub(crate) fn new(data: T, index: u32, counts: crate::sync::Arc<ReaderCounts>) -> Self {
         assert!(
-            (index as usize) < counts.stride * PER_LINE,
+            (index as usize) < counts.stride * PER_BLOCK,
             "shard index past the reader counts"
         );
         Self {
@@ -182,16 +183,16 @@ impl<T> ShardLock<T> {
     }
 
     /// This shard's counter in every row, the shared one included, indexed
-    /// row by row (a `step_by` over the lines costs more per write).
+    /// row by row (a `step_by` over the blocks costs more per write).
     #[inline]
     fn counters(&self) -> impl Iterator<Item = &AtomicU32> {
         let counts = &*self.counts;
-        let (line, lane) = (
-            self.index as usize / PER_LINE,
-            self.index as usize % PER_LINE,
+        let (block, lane) = (
+            self.index as usize / PER_BLOCK,
+            self.index as usize % PER_BLOCK,
         );
-        let (lines, stride) = (&*counts.lines, counts.stride);
-        (0..=counts.slots).map(move |row| &lines[row * stride + line].0[lane])
+        let (blocks, stride) = (&*counts.blocks, counts.stride);
+        (0..=counts.slots).map(move |row| &blocks[row * stride + block].0[lane])
     }
 
     /// Closes the shard to new readers (the caller holds the writer mutex).
@@ -379,15 +380,20 @@ mod tests {
     }
 
     #[test]
-    fn counters_of_one_slot_share_lines_and_slots_do_not() {
-        let c = ReaderCounts::with_slots(20, 3);
+    fn counters_of_one_slot_share_blocks_and_slots_do_not() {
+        let c = ReaderCounts::with_slots(40, 3);
         assert_eq!((c.slots, c.stride), (4, 2));
-        let line = |r, i| (c.counter(r, i) as *const AtomicU32 as usize) / 64;
-        assert_eq!(line(0, 0), line(0, 15));
-        assert_ne!(line(0, 15), line(0, 16));
-        // Four rows of their own and the shared one, on lines apart.
-        for r in 1..=4 {
-            assert_ne!(line(0, 0), line(r, 0));
+        let block = |r, i| (c.counter(r, i) as *const AtomicU32 as usize) / 128;
+        assert_eq!(block(0, 0), block(0, 31));
+        assert_ne!(block(0, 31), block(0, 32));
+        // Four rows of their own and the shared one: no 128-byte block
+        // (a pair of lines) holds counters of two rows.
+        for (r, q) in (0..=4).flat_map(|r| (0..=4).map(move |q| (r, q))) {
+            if r != q {
+                for (i, j) in (0..40).flat_map(|i| (0..40).map(move |j| (i, j))) {
+                    assert_ne!(block(r, i), block(q, j));
+                }
+            }
         }
         assert_eq!(c.row(Some(3)), 3);
         // Slots past the count, and threads without one, share the last row.

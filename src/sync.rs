@@ -9,8 +9,13 @@ pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Orderi
 pub(crate) use std::sync::Arc;
 
 /// A value on cache lines of its own: aligned to, and padded to a multiple
-/// of, 64 bytes, so that neighbours in an array never share a line.
-#[repr(align(64))]
+/// of, 128 bytes, so that neighbours in an array never share a line, nor a
+/// pair of lines. Intel's L2 spatial prefetcher fetches a 64-byte line's
+/// partner in its aligned 128-byte pair, so one thread's writes to a line
+/// slow another thread that uses its neighbour; and some CPUs (Apple's)
+/// have 128-byte lines. `crossbeam_utils::CachePadded` pads to 128 on
+/// x86-64 and aarch64 for the same reasons.
+#[repr(align(128))]
 pub(crate) struct CacheAligned<T>(pub(crate) T);
 
 impl<T> std::ops::Deref for CacheAligned<T> {

@@ -17,7 +17,7 @@ mod sync {
     pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU8, Ordering};
     pub(crate) use loom::sync::{Arc, MutexGuard};
 
-    #[repr(align(64))]
+    #[repr(align(128))]
     pub(crate) struct CacheAligned<T>(pub(crate) T);
 
     impl<T> std::ops::Deref for CacheAligned<T> {
