@@ -25,6 +25,7 @@ CONSTANTS = [
     ("src/policy/ghost.rs", "GHOST_REACH"),
     ("src/policy/ghost.rs", "RETURNS_SPAN"),
     ("src/policy/ghost.rs", "EARLY_SHIFT"),
+    ("src/policy/recency.rs", "GROUPS"),
     ("src/policy/tinylfu.rs", "PROTECTED_FIFTHS"),
     ("src/policy/tinylfu.rs", "ADMIT_HASHDOS_THRESHOLD"),
     ("src/policy/tinylfu.rs", "ADMIT_MARGIN_FROM"),

@@ -22,6 +22,7 @@ mod clock;
 mod custom;
 mod ghost;
 pub(crate) mod node;
+mod recency;
 mod sampled;
 mod saved;
 pub(crate) mod sketch;
@@ -313,6 +314,16 @@ impl fmt::Debug for dyn EvictionPolicy {
 }
 
 impl PolicyState {
+    /// The recency stamp readers write into a hit entry of list 0, if the
+    /// policy keeps one.
+    #[inline]
+    pub(crate) fn read_tick(&self) -> Option<u8> {
+        match self {
+            Self::TinyLfu(p) => Some(p.tick()),
+            _ => None,
+        }
+    }
+
     #[inline]
     pub(crate) fn on_insert<N: Nodes>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
         match self {

@@ -89,12 +89,15 @@ impl Nodes for Vec<Node> {
 /// | 8..16  | sampled policies: Redis-style logarithmic LFU counter       |
 /// | 8..12  | TinyLFU: its sketch estimate at the last update (one policy |
 /// |        | per cache, so the two uses of these bits never meet)        |
+/// | 12..18 | TinyLFU: recency stamp of the last hit in the window        |
+/// | 18..24 | TinyLFU: recency stamp of the entry's birth in the window   |
 /// | 16..24 | sampled policies: LFU decay time (minutes, wrapping)        |
 /// | 24..64 | deadline, monotonic milliseconds; 0 = never expires         |
 ///
-/// Readers (under a shared lock) only add to the hit count, with a load and
-/// a store (see [`Node::record_hit`]); writers hold the shard exclusively and
-/// may load and store anything.
+/// Readers (under a shared lock) only add to the hit count and, in TinyLFU's
+/// window, set the last hit's stamp, with a load and a store (see
+/// [`Node::record_hit_at`]); writers hold the shard exclusively and may
+/// load and store anything.
 pub(crate) mod meta {
     pub(crate) const HITS_MASK: u64 = 0xF;
     pub(crate) const HITS_MAX: u64 = 15;
@@ -144,6 +147,28 @@ pub(crate) mod meta {
     #[inline]
     pub(crate) fn with_freq(m: u64, freq: u64) -> u64 {
         (m & !FREQ_MASK) | (freq.min(0xF) << FREQ_SHIFT)
+    }
+    const ACCESS_SHIFT: u32 = 12;
+    const BORN_SHIFT: u32 = 18;
+    /// A recency stamp's bits (see `policy::recency`).
+    pub(crate) const STAMP_MASK: u64 = 0x3F;
+    /// The stamp of the entry's last hit.
+    #[inline]
+    pub(crate) fn access(m: u64) -> u8 {
+        ((m >> ACCESS_SHIFT) & STAMP_MASK) as u8
+    }
+    #[inline]
+    pub(crate) fn with_access(m: u64, t: u8) -> u64 {
+        (m & !(STAMP_MASK << ACCESS_SHIFT)) | ((u64::from(t) & STAMP_MASK) << ACCESS_SHIFT)
+    }
+    /// The stamp of the entry's birth: when it was linked in its list.
+    #[inline]
+    pub(crate) fn born(m: u64) -> u8 {
+        ((m >> BORN_SHIFT) & STAMP_MASK) as u8
+    }
+    #[inline]
+    pub(crate) fn with_born(m: u64, t: u8) -> u64 {
+        (m & !(STAMP_MASK << BORN_SHIFT)) | ((u64::from(t) & STAMP_MASK) << BORN_SHIFT)
     }
     /// The deadline in monotonic ms, or `None` for an entry that never expires.
     #[inline]
@@ -207,7 +232,11 @@ impl Node {
 
     /// Records a hit from a reader: a plain store of `m` (the meta word the
     /// reader loaded) plus one, skipped when the counter is already
-    /// saturated, so a hot entry stops dirtying its cache line.
+    /// saturated, so a hot entry stops dirtying its cache line. An entry
+    /// in list 0 also gets the stamp `tick` gives, if the policy keeps one
+    /// (TinyLFU's window; see `policy::recency`): the stamp moves once per
+    /// period, so a hot entry stores at most once per period for it, and
+    /// `tick` is not read for entries in other lists.
     ///
     /// Not a compare-and-swap: readers hold the shard's shared lock, so no
     /// writer can change the word between the load and this store, and the
@@ -217,10 +246,25 @@ impl Node {
     /// overlapping this lookup's misses with the next one's) is not worth
     /// that count.
     #[inline]
-    pub(crate) fn record_hit(&self, m: u64) {
+    pub(crate) fn record_hit_at(&self, m: u64, tick: impl FnOnce() -> Option<u8>) {
+        let mut n = m;
         if meta::hits(m) < meta::HITS_MAX {
-            self.meta.store(m + 1, Ordering::Relaxed);
+            n += 1;
         }
+        if meta::list(m) == 0 {
+            if let Some(t) = tick() {
+                n = meta::with_access(n, t);
+            }
+        }
+        if n != m {
+            self.meta.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// [`record_hit_at`](Self::record_hit_at) without a stamp.
+    #[cfg(any(test, feature = "conformance"))]
+    pub(crate) fn record_hit(&self, m: u64) {
+        self.record_hit_at(m, || None);
     }
 
     /// Takes the hit count and clears it (writer only).
@@ -257,6 +301,11 @@ impl List {
         self.len == 0
     }
 
+    /// The id this list tags its entries with.
+    pub(crate) fn id(&self) -> u8 {
+        self.id
+    }
+
     /// Links `idx` at the head and tags it with this list's id.
     pub(crate) fn push_front<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         let old = self.head;
@@ -266,6 +315,28 @@ impl List {
             n.set(meta::with_list(n.get(), self.id));
         }
         self.link_head(nodes, idx, old);
+    }
+
+    /// Links `idx` on the head side of `anchor`, which is on this list.
+    pub(crate) fn insert_before<N: Nodes + ?Sized>(
+        &mut self,
+        nodes: &mut N,
+        anchor: u32,
+        idx: u32,
+    ) {
+        let prev = nodes.node(anchor).prev();
+        {
+            let n = nodes.node_mut(idx);
+            n.set_links(prev, anchor);
+            n.set(meta::with_list(n.get(), self.id));
+        }
+        nodes.node_mut(anchor).prev = Link::new(idx);
+        if prev == NIL {
+            self.head = idx;
+        } else {
+            nodes.node_mut(prev).next = Link::new(idx);
+        }
+        self.len += 1;
     }
 
     /// Unlinks `idx`, which must be on this list.

@@ -1,13 +1,17 @@
-//! Adaptive W-TinyLFU over CLOCK-ordered segments: the default policy.
+//! Adaptive W-TinyLFU over lazily ordered segments: the default policy.
 //!
 //! Three lists, as in Caffeine: a recency *window* where new entries land, and a
 //! *main* area split into *probation* and *protected*. Caffeine keeps them in
 //! exact LRU order by relinking on every hit, which needs a lock per read;
-//! here a hit only bumps the node's hit counter, and the lists are ordered
-//! lazily, CLOCK style, when the policy next looks at an entry:
+//! here a hit only writes the node's meta word (its hit counter and, in the
+//! window, the stamp of the hit), and the lists are ordered lazily when the
+//! policy next looks at an entry:
 //!
-//! * window overflow: the oldest window entry gets a second chance if it was hit
-//!   there, otherwise it becomes the *candidate* for main;
+//! * window overflow: the oldest window entry becomes the *candidate* for main
+//!   unless it was hit there; a hit one goes back among the entries that came
+//!   in when it was last hit, so the window keeps LRU's order to within a
+//!   sixteenth of its length (see [`recency`](super::recency)) instead of
+//!   CLOCK's second chance of a whole lap;
 //! * main's *victim* is probation's oldest entry; if it was hit since it got
 //!   there it is promoted to protected instead, and protected's overflow is
 //!   demoted back to probation (again with a second chance);
@@ -23,6 +27,7 @@
 //! no write to shared state on the read path.
 
 use super::ghost::{Left, Window};
+use super::recency::Recency;
 use super::saved::Saved;
 use super::sketch::Sketch;
 use crate::policy::node::{meta, List, Nodes, NIL};
@@ -67,6 +72,9 @@ pub(crate) struct TinyLfu {
     /// token is forgotten when it is removed ([`on_remove`](Self::on_remove)):
     /// its slot may then hold another key.
     known: [(u32, u64); 2],
+    /// Recency stamp: advances every `window_max / 16` window heads.
+    /// The window's order between hits (see [`recency`](super::recency)).
+    recency: Recency,
 }
 
 impl TinyLfu {
@@ -80,6 +88,7 @@ impl TinyLfu {
             pending: None,
             share: Window::new(capacity),
             known: [(NIL, 0); 2],
+            recency: Recency::new(),
         }
     }
 
@@ -134,6 +143,7 @@ impl TinyLfu {
         self.count_insert(nodes);
         self.share.on_miss(hash);
         self.window.push_front(nodes, idx);
+        self.stamp_head(nodes, idx);
         self.pending = Some((idx, hash));
     }
 
@@ -172,6 +182,9 @@ impl TinyLfu {
             }
         }
         let id = meta::list(nodes.node(idx).get());
+        if id == WINDOW {
+            self.recency.unmark(nodes, idx);
+        }
         self.list(id).unlink(nodes, idx);
     }
 
@@ -244,20 +257,55 @@ impl TinyLfu {
     pub(crate) fn maintain<N: Nodes + ?Sized>(&mut self, nodes: &mut N) {
         while self.window.len > self.window_max() {
             let t = self.window_candidate(nodes);
+            self.recency.unmark(nodes, t);
             self.window.move_to(&mut self.probation, nodes, t);
         }
     }
 
-    /// The window's oldest entry not hit since it was last looked at.
+    /// The stamp readers write into a window entry they hit (see
+    /// [`recency`](super::recency)).
     #[inline]
+    pub(crate) fn tick(&self) -> u8 {
+        self.recency.tick()
+    }
+
+    /// Counts an arrival at the window's head: `idx`, just linked there.
+    #[inline(always)]
+    fn stamp_head<N: Nodes + ?Sized>(&mut self, nodes: &N, idx: u32) {
+        let len = self.len();
+        let share = &self.share;
+        self.recency
+            .stamp_head(nodes, &self.window, || share.max(len), idx);
+    }
+
+    /// The window's oldest entry not hit since it was last looked at, or
+    /// hit longer ago than every other entry came in (see
+    /// [`recency`](super::recency)); hit ones are put back on the way.
+    #[inline(always)]
     fn window_candidate<N: Nodes + ?Sized>(&mut self, nodes: &mut N) -> u32 {
         loop {
             let t = self.window.tail;
+            let m = nodes.node(t).get();
             if !self.fold(nodes, t) {
                 self.count_if_pending(nodes, t);
                 return t;
             }
-            self.window.move_to_front(nodes, t);
+            if !self.recency.stamping() || meta::access(m) == self.recency.tick() {
+                self.recency.unmark(nodes, t);
+                self.window.move_to_front(nodes, t);
+                self.stamp_head(nodes, t);
+                continue;
+            }
+            let len = self.len();
+            let share = &self.share;
+            let access = meta::access(m);
+            if !self
+                .recency
+                .put_back(nodes, &mut self.window, || share.max(len), t, access)
+            {
+                self.count_if_pending(nodes, t);
+                return t;
+            }
         }
     }
 
@@ -315,6 +363,7 @@ impl TinyLfu {
     pub(crate) fn victim_hashed<N: Nodes + ?Sized>(&mut self, nodes: &mut N) -> Option<(u32, u64)> {
         while self.window.len > self.window_max() + 1 {
             let t = self.window_candidate(nodes);
+            self.recency.unmark(nodes, t);
             self.window.move_to(&mut self.probation, nodes, t);
         }
         if self.window.len > self.window_max() {
@@ -326,6 +375,7 @@ impl TinyLfu {
             let victim_hash = self.hash_of(nodes, victim);
             let v = self.sketch.frequency(victim_hash);
             if self.admit(c, v) {
+                self.recency.unmark(nodes, candidate);
                 self.window.move_to(&mut self.probation, nodes, candidate);
                 self.share.evicted(victim_hash, Left::Main);
                 return Some((victim, victim_hash));
@@ -453,17 +503,28 @@ impl TinyLfu {
         // Stable: the unsaved keep their order (tail first).
         linked.sort_by_key(|&(seg, unsaved, estimate, _)| (seg, unsaved, estimate));
         self.window.clear();
+        self.recency.clear();
         self.probation.clear();
         self.protected.clear();
         for (seg, _, _, idx) in linked {
             self.list(seg).push_front(nodes, idx);
+            if seg == WINDOW {
+                self.stamp_head(nodes, idx);
+            }
         }
+    }
+
+    /// Checks the window's links and marks.
+    #[cfg(test)]
+    pub(crate) fn check_marks<N: Nodes + ?Sized>(&self, nodes: &N) {
+        self.recency.check(nodes, &self.window);
     }
 
     pub(crate) fn clear(&mut self) {
         self.pending = None;
         self.known = [(NIL, 0); 2];
         self.window.clear();
+        self.recency.clear();
         self.probation.clear();
         self.protected.clear();
         self.sketch.clear();

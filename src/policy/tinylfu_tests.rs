@@ -100,8 +100,10 @@ fn replay_from(
     for &k in keys {
         if resident[k as usize] {
             let n = &nodes[k as usize];
-            n.record_hit(n.get());
+            let tick = p.tick();
+            n.record_hit_at(n.get(), || Some(tick));
             hits += 1;
+            p.check_marks(nodes);
             continue;
         }
         nodes[k as usize] = crate::policy::node::Node::new(0);
@@ -214,7 +216,9 @@ fn an_lru_stack_takes_the_window_to_the_whole_cache() {
         lru.push_front(k);
         lru.truncate(cap);
     }
-    assert!(hits * 100 >= lru_hits * 98, "{hits} hits, LRU {lru_hits}");
+    // Within half a percent of LRU: with CLOCK's second chances (a hit
+    // tail back at the head, however long ago its hit) it was 0.9 % below.
+    assert!(hits * 1000 >= lru_hits * 995, "{hits} hits, LRU {lru_hits}");
 }
 
 #[test]
@@ -299,4 +303,72 @@ fn a_loop_keeps_what_main_holds_from_its_second_round() {
     replay_from(&mut p, &mut nodes, &mut resident, cap, first);
     let hits = replay_from(&mut p, &mut nodes, &mut resident, cap, rest);
     assert!(hits * 100 / rest.len() >= 31, "{hits} of {}", rest.len());
+}
+
+#[test]
+fn a_hit_long_ago_does_not_buy_a_whole_lap() {
+    // A window of the whole cache (320 entries). Entry 100 is hit once,
+    // right after it is inserted, and never again; then the window shrinks
+    // to 150 entries and hands its oldest to probation. In LRU order entry
+    // 100 is among the first 101 to go. CLOCK would put it back at the
+    // head when it reaches the tail, and keep it in the window. In LRU
+    // order at the grain of a stamp period it goes within a period of
+    // LRU's choice.
+    let cap = 320;
+    let (mut nodes, mut p) = setup_for(cap, cap);
+    p.share.set(1.0);
+    let mut resident = vec![false; nodes.len()];
+    let keys: Vec<u32> = (0..cap as u32).collect();
+    replay_from(&mut p, &mut nodes, &mut resident, cap, &keys[..102]);
+    assert!(
+        p.recency.stamping(),
+        "a window of {} keeps stamps",
+        p.window_max()
+    );
+    let tick = p.tick();
+    nodes[100].record_hit_at(nodes[100].get(), || Some(tick));
+    replay_from(&mut p, &mut nodes, &mut resident, cap, &keys[102..]);
+    p.share.set(150.0 / cap as f64);
+    p.maintain(&mut nodes);
+    p.check_marks(&nodes);
+    let in_window = |i: usize| meta::list(nodes[i].get()) == WINDOW;
+    assert!(!in_window(100), "entry 100 stayed in the window");
+    assert!((0..100).all(|i| !in_window(i)));
+    // The newest 145 are still there.
+    assert!((cap - 145..cap).all(in_window));
+}
+
+#[test]
+fn marks_stay_on_window_entries_through_removals_and_resizes() {
+    // Random hits, inserts, removals from the middle of the window, and
+    // a window share that swings between all and a sliver: every mark
+    // stays on a window entry born in its period.
+    let cap = 400;
+    let (mut nodes, mut p) = setup_for(20_000, cap);
+    let mut resident = vec![false; nodes.len()];
+    let mut seed = 5;
+    let mut next = 0u32;
+    for round in 0..40 {
+        p.share.set(if round % 3 == 0 {
+            1.0
+        } else {
+            0.05 + 0.02 * f64::from(round)
+        });
+        for _ in 0..400 {
+            let r = rng(&mut seed);
+            let k = if r.is_multiple_of(3) || next < 10 {
+                next += 1;
+                next - 1
+            } else {
+                (r >> 8) as u32 % next
+            };
+            if r.is_multiple_of(17) && resident[k as usize] {
+                p.on_remove(&mut nodes, k);
+                resident[k as usize] = false;
+            } else {
+                replay_from(&mut p, &mut nodes, &mut resident, cap, &[k]);
+            }
+            p.check_marks(&nodes);
+        }
+    }
 }

@@ -199,7 +199,7 @@ where
                 cell.store(t, Ordering::Relaxed);
             }
         }
-        entry.node.record_hit(m);
+        entry.node.record_hit_at(m, || self.policy.read_tick());
         Lookup::Hit(&entry.value)
     }
 
@@ -372,7 +372,7 @@ where
     fn touch<S>(&mut self, idx: u32, env: &Env<'_, K, V, S>) {
         let node = &self.entry(idx).node;
         let m = node.get();
-        node.set(meta::with_hits(m, meta::hits(m) + 1));
+        node.record_hit_at(m, || self.policy.read_tick());
         if env.tti.is_some() {
             self.idle[idx as usize].store(env.now(), Ordering::Relaxed);
         }
