@@ -43,9 +43,10 @@
 //! often than the ones it turned away, a candidate needs a clearer lead in
 //! the sketch, which keeps a loop longer than the cache from swapping out
 //! the part it holds. Unlike Caffeine,
-//! its lists are CLOCK-ordered: a hit only bumps a counter in the entry, and
-//! the policy reads it when it next looks.
-//! [`Policy::lru`] is CLOCK, the classic LRU approximation; [`Policy::redis`]
+//! its lists are ordered lazily: a hit only writes a count (and, in the
+//! window, a coarse time) into the entry, and the policy reads them when it
+//! next looks.
+//! [`Policy::lru`] is LRU to within a sixteenth of the cache; [`Policy::redis`]
 //! gives Redis's `maxmemory-policy` strategies by their names.
 //!
 //! A policy of your own implements [`EvictionPolicy`] (its documentation is
