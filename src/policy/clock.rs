@@ -49,7 +49,10 @@ impl Clock {
                 return Some(t);
             }
             let len = self.ring.len;
-            if !self.recency.stamping() || meta::access(m) == self.recency.tick() {
+            if !self.recency.stamping()
+                || !meta::stamped(m)
+                || meta::access(m) == self.recency.tick()
+            {
                 self.recency.unmark(nodes, t);
                 self.ring.move_to_front(nodes, t);
                 self.recency.stamp_head(nodes, &self.ring, || len, t);

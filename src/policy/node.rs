@@ -86,6 +86,7 @@ impl Nodes for Vec<Node> {
 /// |--------|-------------------------------------------------------------|
 /// | 0..4   | hits since the policy last looked (saturates at 15)         |
 /// | 4..6   | which policy list the entry is on                           |
+/// | 6      | TinyLFU and LRU: the entry has a birth stamp (see below)    |
 /// | 8..16  | sampled policies: Redis-style logarithmic LFU counter       |
 /// | 8..12  | TinyLFU: its sketch estimate at the last update (one policy |
 /// |        | per cache, so the two uses of these bits never meet)        |
@@ -168,7 +169,21 @@ pub(crate) mod meta {
     }
     #[inline]
     pub(crate) fn with_born(m: u64, t: u8) -> u64 {
-        (m & !(STAMP_MASK << BORN_SHIFT)) | ((u64::from(t) & STAMP_MASK) << BORN_SHIFT)
+        (m & !(STAMP_MASK << BORN_SHIFT)) | ((u64::from(t) & STAMP_MASK) << BORN_SHIFT) | STAMPED
+    }
+    /// Set with a birth stamp: readers stamp the entry's hits while it is
+    /// in list 0.
+    const STAMPED: u64 = 1 << 6;
+    /// Whether the entry got a birth stamp (and so its hits a stamp each).
+    #[inline]
+    pub(crate) fn stamped(m: u64) -> bool {
+        m & STAMPED != 0
+    }
+    /// Whether a reader's hit on the entry takes a stamp: it got a birth
+    /// stamp and is in list 0.
+    #[inline]
+    pub(crate) fn takes_stamp(m: u64) -> bool {
+        m & (LIST_MASK | STAMPED) == STAMPED
     }
     /// The deadline in monotonic ms, or `None` for an entry that never expires.
     #[inline]
@@ -233,10 +248,11 @@ impl Node {
     /// Records a hit from a reader: a plain store of `m` (the meta word the
     /// reader loaded) plus one, skipped when the counter is already
     /// saturated, so a hot entry stops dirtying its cache line. An entry
-    /// in list 0 also gets the stamp `tick` gives, if the policy keeps one
-    /// (TinyLFU's window; see `policy::recency`): the stamp moves once per
-    /// period, so a hot entry stores at most once per period for it, and
-    /// `tick` is not read for entries in other lists.
+    /// in list 0 that got a birth stamp also takes the stamp `tick` gives
+    /// (TinyLFU's window and LRU's list while they keep stamps; see
+    /// `policy::recency`): the stamp moves once per period, so a hot entry
+    /// stores at most once per period for it, and `tick` is not read for
+    /// other entries.
     ///
     /// Not a compare-and-swap: readers hold the shard's shared lock, so no
     /// writer can change the word between the load and this store, and the
@@ -251,7 +267,7 @@ impl Node {
         if meta::hits(m) < meta::HITS_MAX {
             n += 1;
         }
-        if meta::list(m) == 0 {
+        if meta::takes_stamp(m) {
             if let Some(t) = tick() {
                 n = meta::with_access(n, t);
             }

@@ -25,7 +25,9 @@
 //! would be a single arrival: the window is then plain CLOCK, the stamp
 //! stands still (so readers write no stamp), and the marks are not kept.
 //! When stamping starts, every entry in the window counts as born in the
-//! current period.
+//! current period; an entry not yet stamped (born while the window was
+//! small) gets CLOCK's second chance when it reaches the tail after a hit,
+//! and a stamp with it.
 
 use crate::policy::node::{meta, List, Nodes, NIL};
 
@@ -43,7 +45,7 @@ pub(super) struct Recency {
     /// The current period's stamp.
     tick: u8,
     /// Arrivals left in the current period.
-    until_tick: usize,
+    until_tick: u32,
     /// Per stamp, the window's newest entry born then, or `NIL`.
     marks: Box<[u32; RING]>,
     /// Whether the window is large enough to keep stamps and marks.
@@ -94,7 +96,7 @@ impl Recency {
     fn next_period<N: Nodes + ?Sized>(&mut self, nodes: &N, window: &List, max: usize) {
         if max < 2 * GROUPS {
             self.stamping = false;
-            self.until_tick = GROUPS;
+            self.until_tick = GROUPS as u32;
         } else if !self.stamping {
             // Every entry already in the window counts as born now.
             self.stamping = true;
@@ -104,11 +106,11 @@ impl Recency {
                 n.set(meta::with_born(n.get(), self.tick));
                 self.marks[self.tick as usize] = window.head;
             }
-            self.until_tick = max / GROUPS;
+            self.until_tick = u32::try_from(max / GROUPS).unwrap_or(u32::MAX);
         } else {
             self.tick = (self.tick + 1) & meta::STAMP_MASK as u8;
             self.marks[self.tick as usize] = NIL;
-            self.until_tick = max / GROUPS;
+            self.until_tick = u32::try_from(max / GROUPS).unwrap_or(u32::MAX);
         }
     }
 

@@ -72,7 +72,6 @@ pub(crate) struct TinyLfu {
     /// token is forgotten when it is removed ([`on_remove`](Self::on_remove)):
     /// its slot may then hold another key.
     known: [(u32, u64); 2],
-    /// Recency stamp: advances every `window_max / 16` window heads.
     /// The window's order between hits (see [`recency`](super::recency)).
     recency: Recency,
 }
@@ -290,7 +289,10 @@ impl TinyLfu {
                 self.count_if_pending(nodes, t);
                 return t;
             }
-            if !self.recency.stamping() || meta::access(m) == self.recency.tick() {
+            if !self.recency.stamping()
+                || !meta::stamped(m)
+                || meta::access(m) == self.recency.tick()
+            {
                 self.recency.unmark(nodes, t);
                 self.window.move_to_front(nodes, t);
                 self.stamp_head(nodes, t);
