@@ -263,14 +263,24 @@ impl Node {
     /// that count.
     #[inline]
     pub(crate) fn record_hit_at(&self, m: u64, tick: impl FnOnce() -> Option<u8>) {
+        if !meta::takes_stamp(m) {
+            if meta::hits(m) < meta::HITS_MAX {
+                self.meta.store(m + 1, Ordering::Relaxed);
+            }
+            return;
+        }
+        self.record_stamped_hit(m, tick());
+    }
+
+    /// [`record_hit_at`](Self::record_hit_at) for an entry that takes stamps.
+    #[inline(never)]
+    fn record_stamped_hit(&self, m: u64, tick: Option<u8>) {
         let mut n = m;
         if meta::hits(m) < meta::HITS_MAX {
             n += 1;
         }
-        if meta::takes_stamp(m) {
-            if let Some(t) = tick() {
-                n = meta::with_access(n, t);
-            }
+        if let Some(t) = tick {
+            n = meta::with_access(n, t);
         }
         if n != m {
             self.meta.store(n, Ordering::Relaxed);
