@@ -6,7 +6,7 @@
 //! to keep stamps (CLOCK's second chance).
 
 use super::recency::Recency;
-use crate::policy::node::{meta, List, Nodes};
+use crate::policy::node::{List, Nodes};
 
 #[derive(Debug)]
 pub(crate) struct Clock {
@@ -49,16 +49,9 @@ impl Clock {
                 return Some(t);
             }
             let len = self.ring.len;
-            if !self.recency.stamping()
-                || !meta::stamped(m)
-                || meta::access(m) == self.recency.tick()
-            {
-                self.recency.unmark(nodes, t);
-                self.ring.move_to_front(nodes, t);
-                self.recency.stamp_head(nodes, &self.ring, || len, t);
-            } else if !self
+            if !self
                 .recency
-                .put_back(nodes, &mut self.ring, || len, t, meta::access(m))
+                .put_back_hit(nodes, &mut self.ring, || len, t, m)
             {
                 return Some(t);
             }

@@ -90,13 +90,13 @@ impl Nodes for Vec<Node> {
 /// | 8..16  | sampled policies: Redis-style logarithmic LFU counter       |
 /// | 8..12  | TinyLFU: its sketch estimate at the last update (one policy |
 /// |        | per cache, so the two uses of these bits never meet)        |
-/// | 12..18 | TinyLFU: recency stamp of the last hit in the window        |
-/// | 18..24 | TinyLFU: recency stamp of the entry's birth in the window   |
+/// | 12..18 | TinyLFU and LRU: recency stamp of the last hit in list 0    |
+/// | 18..24 | TinyLFU and LRU: recency stamp of the entry's birth there   |
 /// | 16..24 | sampled policies: LFU decay time (minutes, wrapping)        |
 /// | 24..64 | deadline, monotonic milliseconds; 0 = never expires         |
 ///
-/// Readers (under a shared lock) only add to the hit count and, in TinyLFU's
-/// window, set the last hit's stamp, with a load and a store (see
+/// Readers (under a shared lock) only add to the hit count and, in list 0 of
+/// TinyLFU and LRU, set the last hit's stamp, with a load and a store (see
 /// [`Node::record_hit_at`]); writers hold the shard exclusively and may
 /// load and store anything.
 pub(crate) mod meta {

@@ -1,4 +1,5 @@
-//! The window's recency order, kept at the grain of a *stamp period*.
+//! A list's recency order between hits (TinyLFU's window, `Policy::lru()`'s
+//! list; "the window" below), kept at the grain of a *stamp period*.
 //!
 //! A hit only writes the entry's own meta word, so the window cannot be
 //! relinked on every hit as an LRU list is. Plain CLOCK puts a hit tail back
@@ -69,7 +70,7 @@ impl Recency {
     }
 
     /// Whether the window keeps stamps (else it is plain CLOCK).
-    #[inline]
+    #[cfg(test)]
     pub(super) fn stamping(&self) -> bool {
         self.stamping
     }
@@ -151,12 +152,35 @@ impl Recency {
         }
     }
 
-    /// Relinks the window's hit tail `t`, last hit in period `a`, just
-    /// head-side of the newest entry born in `a` or the latest period
-    /// before it. Returns false, leaving `t` where it is, when there is
-    /// none: every other entry came in after `t`'s last hit.
+    /// Puts back the list's tail `t`, which was hit (`m` is its meta word
+    /// as loaded before its hits were folded): to the head while the list
+    /// keeps no stamp for it (CLOCK's second chance), else among the
+    /// entries of its last hit's period. Returns false, leaving `t` where
+    /// it is, when every other entry came in after `t`'s last hit: `t` is
+    /// the least recently used.
+    #[inline(always)]
+    pub(super) fn put_back_hit<N: Nodes + ?Sized>(
+        &mut self,
+        nodes: &mut N,
+        list: &mut List,
+        list_max: impl Fn() -> usize + Copy,
+        t: u32,
+        m: u64,
+    ) -> bool {
+        if !self.stamping || !meta::stamped(m) || meta::access(m) == self.tick {
+            self.unmark(nodes, t);
+            list.move_to_front(nodes, t);
+            self.stamp_head(nodes, list, list_max, t);
+            return true;
+        }
+        self.put_back(nodes, list, list_max, t, meta::access(m))
+    }
+
+    /// Relinks the hit tail `t`, last hit in period `a`, just head-side of
+    /// the newest entry born in `a` or the latest period before it. Returns
+    /// false, leaving `t` where it is, when there is none.
     #[inline(never)]
-    pub(super) fn put_back<N: Nodes + ?Sized>(
+    fn put_back<N: Nodes + ?Sized>(
         &mut self,
         nodes: &mut N,
         window: &mut List,

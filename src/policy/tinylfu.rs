@@ -289,21 +289,11 @@ impl TinyLfu {
                 self.count_if_pending(nodes, t);
                 return t;
             }
-            if !self.recency.stamping()
-                || !meta::stamped(m)
-                || meta::access(m) == self.recency.tick()
-            {
-                self.recency.unmark(nodes, t);
-                self.window.move_to_front(nodes, t);
-                self.stamp_head(nodes, t);
-                continue;
-            }
             let len = self.len();
             let share = &self.share;
-            let access = meta::access(m);
             if !self
                 .recency
-                .put_back(nodes, &mut self.window, || share.max(len), t, access)
+                .put_back_hit(nodes, &mut self.window, || share.max(len), t, m)
             {
                 self.count_if_pending(nodes, t);
                 return t;
