@@ -42,7 +42,10 @@
 //! same memory judges admission: while the keys main let go come back more
 //! often than the ones it turned away, a candidate needs a clearer lead in
 //! the sketch, which keeps a loop longer than the cache from swapping out
-//! the part it holds. Unlike Caffeine,
+//! the part it holds; and a key it turned away that is asked for again
+//! before a cache's worth of others went by is let in at its next turn, as
+//! 2Q lets in a key found in its ghost queue, so a new working set need not
+//! wait for its counts to catch up with the old one's. Unlike Caffeine,
 //! its lists are ordered lazily: a hit only writes a count (and, in the
 //! window, a coarse time) into the entry, and the policy reads them when it
 //! next looks.

@@ -61,6 +61,12 @@
 //! leads by one every victim not yet asked for again in the same round,
 //! and each such admission swaps a key about to hit for one that will not
 //! hit for a whole round; the displaced keys then come back first.
+//!
+//! A window ghost that counts also names its key: a candidate rejected so
+//! lately that an LRU cache of this size would still hold it.
+//! [`Window::on_miss`] says so, and the policy admits that key at its next
+//! candidacy without asking the sketch (see
+//! [`TinyLfu`](super::tinylfu::TinyLfu)).
 
 /// Where the window starts, as a share of the cache: small, since a loop or
 /// a scan never hits window entries; recency-heavy workloads grow it within
@@ -359,22 +365,25 @@ impl Window {
     }
 
     /// A miss on the key hashed `hash`: moves the window if the key is a
-    /// ghost young enough to count.
-    pub(crate) fn on_miss(&mut self, hash: u64) {
+    /// ghost young enough to count. Returns whether it is such a ghost of
+    /// the window: a candidate rejected so lately that a cache of this
+    /// size, all of it LRU, would still hold it (see
+    /// [`TinyLfu`](super::tinylfu::TinyLfu), which admits it next time).
+    pub(crate) fn on_miss(&mut self, hash: u64) -> bool {
         // Early turnovers count from the first eviction (the window's hand
         // steps at every one): filling the cache teaches the ghosts nothing.
         if self.early < self.early_end() && self.ghosts.hands[0] > 0 {
             self.early += 1;
         }
         let Some((from, age)) = self.ghosts.take(hash) else {
-            return;
+            return false;
         };
         self.returns[from as usize] += 1;
         if self.returns[0] + self.returns[1] >= self.returns_limit {
             self.returns = self.returns.map(|r| r / 2);
         }
         if age >= self.reach {
-            return;
+            return false;
         }
         let [w, m] = self.ghosts.population();
         let base = self.base_step();
@@ -388,6 +397,7 @@ impl Window {
                 self.share = self.share.saturating_sub(step);
             }
         }
+        from == Left::Window
     }
 
     /// Forgets the ghosts and restarts from the initial share.

@@ -112,8 +112,14 @@ fn steps_start_32_times_larger_and_halve_every_turnover() {
 
 /// Evicts the key `key` from `from`, lets `window_evictions` other window
 /// evictions and then `main_hits` main hits go ahead of it, and misses on
-/// it.
-fn comes_back(w: &mut Window, key: u64, from: Left, window_evictions: u64, main_hits: usize) {
+/// it; returns what the miss said (a rejected candidate back in reach).
+fn comes_back(
+    w: &mut Window,
+    key: u64,
+    from: Left,
+    window_evictions: u64,
+    main_hits: usize,
+) -> bool {
     w.evicted(hash(key), from);
     for i in 1..=window_evictions {
         w.evicted(hash(1_000_000 + i), Left::Window);
@@ -121,7 +127,23 @@ fn comes_back(w: &mut Window, key: u64, from: Left, window_evictions: u64, main_
     for _ in 0..main_hits {
         w.main_hit_seen();
     }
-    w.on_miss(hash(key));
+    w.on_miss(hash(key))
+}
+
+#[test]
+fn a_rejected_candidate_back_within_reach_is_named_for_admission() {
+    let mut w = Window::new(1000);
+    assert!(
+        comes_back(&mut w, 0, Left::Window, 0, 998),
+        "999 ahead: an LRU cache of 1000 entries would still hold it"
+    );
+    assert!(!comes_back(&mut w, 1, Left::Window, 0, 999), "1000 ahead");
+    assert!(!comes_back(&mut w, 2, Left::Window, 999, 0), "1000 ahead");
+    assert!(
+        !comes_back(&mut w, 3, Left::Main, 0, 10),
+        "a key main let go was no rejected candidate"
+    );
+    assert!(!w.on_miss(hash(4)), "never evicted");
 }
 
 #[test]
@@ -231,7 +253,9 @@ proptest! {
                     let from = if main { Left::Main } else { Left::Window };
                     w.evicted(hash(u64::from(k)), from);
                 }
-                Op::Miss(k) => w.on_miss(hash(u64::from(k))),
+                Op::Miss(k) => {
+                    w.on_miss(hash(u64::from(k)));
+                }
                 Op::MainHit => w.main_hit_seen(),
                 Op::Clear => w.clear(),
             }

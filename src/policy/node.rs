@@ -87,6 +87,8 @@ impl Nodes for Vec<Node> {
 /// | 0..4   | hits since the policy last looked (saturates at 15)         |
 /// | 4..6   | which policy list the entry is on                           |
 /// | 6      | TinyLFU and LRU: the entry has a birth stamp (see below)    |
+/// | 7      | TinyLFU: the key came back as a rejected candidate's young  |
+/// |        | ghost; admission lets it in at its next candidacy           |
 /// | 8..16  | sampled policies: Redis-style logarithmic LFU counter       |
 /// | 8..12  | TinyLFU: its sketch estimate at the last update (one policy |
 /// |        | per cache, so the two uses of these bits never meet)        |
@@ -174,6 +176,19 @@ pub(crate) mod meta {
     /// Set with a birth stamp: readers stamp the entry's hits while it is
     /// in list 0.
     const STAMPED: u64 = 1 << 6;
+    /// Set on a TinyLFU window entry whose key missed while it was a young
+    /// ghost of a rejected candidate; read only while it is in the window.
+    const RETURNED: u64 = 1 << 7;
+    /// Whether the entry's key came back as a rejected candidate's young
+    /// ghost.
+    #[inline]
+    pub(crate) fn returned(m: u64) -> bool {
+        m & RETURNED != 0
+    }
+    #[inline]
+    pub(crate) fn with_returned(m: u64) -> u64 {
+        m | RETURNED
+    }
     /// Whether the entry got a birth stamp (and so its hits a stamp each).
     #[inline]
     pub(crate) fn stamped(m: u64) -> bool {

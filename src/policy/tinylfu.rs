@@ -20,7 +20,15 @@
 //!   what makes scans harmless). While the keys main let go come back more
 //!   often than the candidates it rejected (the ghosts count both), a lead of
 //!   one count is a tie too: that is what a loop's candidates have over
-//!   every key of the same round still to come.
+//!   every key of the same round still to come;
+//! * a rejected candidate asked for again while its ghost is young (fewer
+//!   keys went ahead of it than the cache holds, the reach over which the
+//!   window's ghosts count) is admitted at its next candidacy without the
+//!   test, as 2Q admits a key found in its ghost queue: an LRU cache of
+//!   this size would still have held it, so rejecting it cost a hit, and a
+//!   sketch that only counts would reject a key of a new working set again
+//!   until its count caught up with the old set's. A loop longer than the
+//!   cache comes back too late to count, and a scan never comes back.
 //!
 //! The sketch counts every miss (an insert) and, when the policy clears an
 //! entry's hit counter, the hits it saw; so it sees (nearly) all accesses with
@@ -135,13 +143,18 @@ impl TinyLfu {
 
     /// Links a new entry, whose key hashes to `hash`, at the head of the
     /// window, and moves the window's share if the key is the ghost of a
-    /// recent eviction. Its first access is counted by
+    /// recent eviction; marks it for admission if it is a rejected
+    /// candidate's young ghost. Its first access is counted by
     /// [`count_insert`](Self::count_insert), or earlier if the policy needs
     /// it first.
     pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
         self.count_insert(nodes);
-        self.share.on_miss(hash);
+        let returned = self.share.on_miss(hash);
         self.window.push_front(nodes, idx);
+        if returned {
+            let n = nodes.node(idx);
+            n.set(meta::with_returned(n.get()));
+        }
         self.stamp_head(nodes, idx);
         self.pending = Some((idx, hash));
     }
@@ -363,10 +376,9 @@ impl TinyLfu {
             let Some(victim) = self.main_victim(nodes) else {
                 return Some(self.evict(nodes, candidate, Left::Window));
             };
-            let c = meta::freq(nodes.node(candidate).get());
+            let m = nodes.node(candidate).get();
             let victim_hash = self.hash_of(nodes, victim);
-            let v = self.sketch.frequency(victim_hash);
-            if self.admit(c, v) {
+            if meta::returned(m) || self.admit(meta::freq(m), self.sketch.frequency(victim_hash)) {
                 self.recency.unmark(nodes, candidate);
                 self.window.move_to(&mut self.probation, nodes, candidate);
                 self.share.evicted(victim_hash, Left::Main);

@@ -76,6 +76,43 @@ fn a_new_entry_is_counted_even_when_it_leaves_in_its_own_insert() {
     assert_eq!(p.sketch.frequency(hash(7)), 1);
 }
 
+#[test]
+fn a_rejected_candidate_asked_for_again_soon_is_admitted() {
+    let (mut nodes, mut p) = setup_for(16, 12);
+    p.share.set(0.1);
+    let hash = crate::policy::node::test_hash;
+    // 0..10 fill the cache; all but 9 were asked for three times.
+    for i in 0..10 {
+        p.on_insert(&mut nodes, i, hash(i));
+        p.count_insert(&mut nodes);
+        p.maintain(&mut nodes);
+    }
+    for i in 0..9 {
+        p.sketch.increment(hash(i), 2);
+    }
+    let insert = |p: &mut TinyLfu, nodes: &mut Vec<_>, i: u32| {
+        p.on_insert(nodes, i, hash(i));
+        p.count_insert(nodes);
+    };
+    // 9 is the candidate, counted once against a victim counted three
+    // times: rejected.
+    insert(&mut p, &mut nodes, 10);
+    assert_eq!(p.victim(&mut nodes), Some(9));
+    p.on_remove(&mut nodes, 9);
+    // 9 is asked for again at once (the window grows by an entry); 10 is
+    // the next candidate and loses.
+    insert(&mut p, &mut nodes, 9);
+    insert(&mut p, &mut nodes, 11);
+    assert_eq!(p.victim(&mut nodes), Some(10));
+    p.on_remove(&mut nodes, 10);
+    // 9 is the candidate again, still counted less than the victim (2
+    // against 3), and is admitted: main's victim goes instead.
+    assert!(p.sketch.frequency(hash(9)) < p.sketch.frequency(hash(0)));
+    insert(&mut p, &mut nodes, 12);
+    assert_eq!(p.victim(&mut nodes), Some(0));
+    assert_eq!(meta::list(nodes[9].get()), PROBATION);
+}
+
 /// Replays `keys` (tokens are the keys themselves) through a policy of
 /// `capacity` entries as a cache would: a hit bumps the node, a miss
 /// inserts and evicts down to the capacity. Returns the hit count.
