@@ -39,16 +39,7 @@ fn scan_does_not_displace_frequent_entries() {
         p.count_insert(&mut nodes);
         if p.len() > 10 {
             let v = p.victim(&mut nodes).expect("victim");
-            let m = nodes[v as usize].get();
-            assert!(
-                v >= 5,
-                "evicted hot entry {v}: list {} hits {} freq {} share {} sketch {}",
-                meta::list(m),
-                meta::hits(m),
-                meta::freq(m),
-                p.share.share(),
-                p.sketch.frequency(hash(v))
-            );
+            assert!(v >= 5, "evicted hot entry {v}");
             p.on_remove(&mut nodes, v);
         }
     }
