@@ -98,7 +98,9 @@ impl Recency {
         if max < 2 * GROUPS {
             self.stamping = false;
             self.until_tick = GROUPS as u32;
-        } else if !self.stamping {
+            return;
+        }
+        if !self.stamping {
             // Every entry already in the window counts as born now.
             self.stamping = true;
             self.marks.fill(NIL);
@@ -107,12 +109,11 @@ impl Recency {
                 n.set(meta::with_born(n.get(), self.tick));
                 self.marks[self.tick as usize] = window.head;
             }
-            self.until_tick = u32::try_from(max / GROUPS).unwrap_or(u32::MAX);
         } else {
             self.tick = (self.tick + 1) & meta::STAMP_MASK as u8;
             self.marks[self.tick as usize] = NIL;
-            self.until_tick = u32::try_from(max / GROUPS).unwrap_or(u32::MAX);
         }
+        self.until_tick = u32::try_from(max / GROUPS).unwrap_or(u32::MAX);
     }
 
     /// Forgets `idx` as its period's newest entry; called before it leaves

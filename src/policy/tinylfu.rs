@@ -269,9 +269,16 @@ impl TinyLfu {
     pub(crate) fn maintain<N: Nodes + ?Sized>(&mut self, nodes: &mut N) {
         while self.window.len > self.window_max() {
             let t = self.window_candidate(nodes);
-            self.recency.unmark(nodes, t);
-            self.window.move_to(&mut self.probation, nodes, t);
+            self.window_to_probation(nodes, t);
         }
+    }
+
+    /// Moves the window entry `t` to probation's head, forgetting it as
+    /// its period's newest window entry first.
+    #[inline(always)]
+    fn window_to_probation<N: Nodes + ?Sized>(&mut self, nodes: &mut N, t: u32) {
+        self.recency.unmark(nodes, t);
+        self.window.move_to(&mut self.probation, nodes, t);
     }
 
     /// The stamp readers write into a window entry they hit (see
@@ -368,8 +375,7 @@ impl TinyLfu {
     pub(crate) fn victim_hashed<N: Nodes + ?Sized>(&mut self, nodes: &mut N) -> Option<(u32, u64)> {
         while self.window.len > self.window_max() + 1 {
             let t = self.window_candidate(nodes);
-            self.recency.unmark(nodes, t);
-            self.window.move_to(&mut self.probation, nodes, t);
+            self.window_to_probation(nodes, t);
         }
         if self.window.len > self.window_max() {
             let candidate = self.window_candidate(nodes);
@@ -379,8 +385,7 @@ impl TinyLfu {
             let m = nodes.node(candidate).get();
             let victim_hash = self.hash_of(nodes, victim);
             if meta::returned(m) || self.admit(meta::freq(m), self.sketch.frequency(victim_hash)) {
-                self.recency.unmark(nodes, candidate);
-                self.window.move_to(&mut self.probation, nodes, candidate);
+                self.window_to_probation(nodes, candidate);
                 self.share.evicted(victim_hash, Left::Main);
                 return Some((victim, victim_hash));
             }
