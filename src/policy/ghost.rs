@@ -186,6 +186,13 @@ impl Ghosts {
         (slot, fp)
     }
 
+    /// Starts loading the slot of `hash`.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        let (i, _) = self.locate(hash);
+        crate::prefetch::prefetch(self.slots.as_ptr().wrapping_add(i));
+    }
+
     fn stamp(&self, from: Left) -> u32 {
         (self.hands[from as usize] >> self.shift) as u32 & STAMP_MASK
     }
@@ -349,6 +356,12 @@ impl Window {
     #[inline]
     fn top(&self) -> u64 {
         ONE.saturating_sub(self.step)
+    }
+
+    /// Starts loading the ghost slot a miss on `hash` will look at.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        self.ghosts.prefetch(hash);
     }
 
     /// Remembers that the key hashed `hash` was evicted from `from`.

