@@ -113,6 +113,13 @@ struct SuiteArgs {
     /// Comma-separated subjects; the first is the one compared with the rest.
     #[arg(long, value_delimiter = ',')]
     subjects: Vec<String>,
+    /// Replays of every cell with fresh caches, each with its own random
+    /// hash seed (hit ratios move by a few tenths of a point between
+    /// seeds). With more than one, the tables give means, a column gives
+    /// the spread of the first subject, and the summary also lists the
+    /// cells it lost in any replay.
+    #[arg(long, default_value_t = 1)]
+    replays: usize,
 }
 
 /// Options shared by every subcommand.
@@ -304,6 +311,9 @@ fn suite_run(a: SuiteArgs) -> Result<(), String> {
     if a.sizes.contains(&0) {
         return Err("cache sizes must be at least 1".into());
     }
+    if a.replays == 0 {
+        return Err("--replays must be at least 1".into());
+    }
     let traces = match &a.traces {
         None => vec![],
         Some(p) if p.is_dir() => suite::traces_in(p)?,
@@ -329,6 +339,7 @@ fn suite_run(a: SuiteArgs) -> Result<(), String> {
         traces,
         ladder: a.ladder,
         half: a.half,
+        replays: a.replays,
     })
 }
 

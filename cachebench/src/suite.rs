@@ -35,6 +35,9 @@ pub(crate) struct Params {
     pub(crate) ladder: f64,
     /// Replay only the first or second half of each trace (held-out checks).
     pub(crate) half: Option<Half>,
+    /// Replays of every cell, each with fresh caches (and so fresh random
+    /// hash seeds): at least 1.
+    pub(crate) replays: usize,
 }
 
 /// A half of a trace.
@@ -46,12 +49,15 @@ pub(crate) enum Half {
     Second,
 }
 
-/// One cell's results: hit ratio % per subject, in `names` order, and OPT's.
+/// One cell's results: hit ratio % per subject, in `names` order (the
+/// mean over the replays), and OPT's.
 struct Cell {
     workload: String,
     size: u64,
     opt: f64,
     ratios: Vec<f64>,
+    /// Per replay, hit ratio % per subject.
+    replays: Vec<Vec<f64>>,
 }
 
 /// The trace files in `dir` the suite knows (`*.lis`, `*.lis.zst`), sorted.
@@ -90,7 +96,8 @@ pub(crate) fn run(p: &Params) -> Result<(), String> {
         for &size in &p.synthetic_sizes {
             let len = (size.saturating_mul(p.len_factor) as usize).clamp(p.min_len, p.max_len);
             let keys = workloads::generate(family, size, len, p.seed)?;
-            cells.push(cell(family, &keys, &opt::next_uses(&keys), size, &p.names));
+            let next = opt::next_uses(&keys);
+            cells.push(cell(family, &keys, &next, size, &p.names, p.replays));
         }
     }
     print_group("Synthetic workloads", &cells, &p.names);
@@ -109,7 +116,7 @@ pub(crate) fn run(p: &Params) -> Result<(), String> {
         let name = trace_name(path);
         let start = cells.len();
         for size in ladder(distinct, p.ladder) {
-            cells.push(cell(&name, &keys, &next, size, &p.names));
+            cells.push(cell(&name, &keys, &next, size, &p.names, p.replays));
         }
         let title = format!(
             "{name}: {} requests, {distinct} distinct keys{}",
@@ -119,6 +126,9 @@ pub(crate) fn run(p: &Params) -> Result<(), String> {
         print_group(&title, &cells[start..], &p.names);
     }
     summary(&cells[..synthetic], &cells[synthetic..], &p.names);
+    if p.replays > 1 {
+        replay_summary(&cells, &p.names, p.replays);
+    }
     Ok(())
 }
 
@@ -139,34 +149,54 @@ fn load(path: &Path) -> Result<Vec<u64>, String> {
         .collect::<Result<Vec<_>, _>>()
 }
 
-fn cell(workload: &str, keys: &[u64], next: &[u64], size: u64, names: &[&'static str]) -> Cell {
+fn cell(
+    workload: &str,
+    keys: &[u64],
+    next: &[u64],
+    size: u64,
+    names: &[&'static str],
+    replays: usize,
+) -> Cell {
     let n = keys.len().max(1) as f64;
     let opt = 100.0 * opt::hits(keys, next, size as usize) as f64 / n;
-    let ratios = names
-        .iter()
-        .map(|name| match subjects::build(name, size) {
-            Ok(c) => {
-                let hits = keys.iter().filter(|&&k| c.get(k) || (c.insert(k), false).1);
-                100.0 * hits.count() as f64 / n
-            }
-            Err(_) => f64::NAN,
+    let replays: Vec<Vec<f64>> = (0..replays.max(1))
+        .map(|_| {
+            names
+                .iter()
+                .map(|name| match subjects::build(name, size) {
+                    Ok(c) => {
+                        let hits = keys.iter().filter(|&&k| c.get(k) || (c.insert(k), false).1);
+                        100.0 * hits.count() as f64 / n
+                    }
+                    Err(_) => f64::NAN,
+                })
+                .collect()
         })
+        .collect();
+    let ratios = (0..names.len())
+        .map(|i| replays.iter().map(|r| r[i]).sum::<f64>() / replays.len() as f64)
         .collect();
     Cell {
         workload: workload.to_string(),
         size,
         opt,
         ratios,
+        replays,
     }
 }
 
 /// The gap of the first subject (shardcache) to the best of the rivals
-/// (every other subject except the `shardcache-*` variants).
+/// (every other subject except the `shardcache-*` variants), in the means.
 fn gap(c: &Cell, names: &[&'static str]) -> Option<f64> {
-    let first = *c.ratios.first()?;
+    gap_in(&c.ratios, names)
+}
+
+/// [`gap`] in one set of hit ratios (`names` order).
+fn gap_in(ratios: &[f64], names: &[&'static str]) -> Option<f64> {
+    let first = *ratios.first()?;
     let best = names
         .iter()
-        .zip(&c.ratios)
+        .zip(ratios)
         .skip(1)
         .filter(|(n, _)| !n.starts_with("shardcache"))
         .map(|(_, &r)| r)
@@ -179,12 +209,21 @@ fn print_group(title: &str, cells: &[Cell], names: &[&'static str]) {
     cols.extend(names.iter().map(|n| n.to_string()));
     cols.extend(names.iter().take(1).map(|n| format!("{n} % of OPT")));
     cols.push("gap to best rival".into());
+    if cells.first().is_some_and(|c| c.replays.len() > 1) {
+        cols.extend(names.iter().take(1).map(|n| format!("{n} spread")));
+    }
     let mut t = Table::new("workload @ size", cols, 2);
     for c in cells {
         let mut row = vec![c.opt];
         row.extend(&c.ratios);
         row.extend(c.ratios.first().map(|r| share(*r, c.opt)));
         row.push(gap(c, names).unwrap_or(f64::NAN));
+        if c.replays.len() > 1 {
+            let first = c.replays.iter().map(|r| r[0]);
+            let lo = first.clone().fold(f64::INFINITY, f64::min);
+            let hi = first.fold(f64::NEG_INFINITY, f64::max);
+            row.push(hi - lo);
+        }
         t.rows.push((format!("{} @ {}", c.workload, c.size), row));
     }
     println!("## {title}\n\n{}", t.markdown());
@@ -237,6 +276,28 @@ fn summary(synthetic: &[Cell], traces: &[Cell], names: &[&'static str]) {
     );
 }
 
+/// With several replays: the cells where the first subject fell more than
+/// 0.3 below the best rival in at least one replay, with the gap of each.
+fn replay_summary(cells: &[Cell], names: &[&'static str], replays: usize) {
+    let flaky: Vec<String> = cells
+        .iter()
+        .filter_map(|c| {
+            let gaps: Vec<f64> = c.replays.iter().filter_map(|r| gap_in(r, names)).collect();
+            gaps.iter().any(|&g| g < -0.3).then(|| {
+                let list: Vec<String> = gaps.iter().map(|g| format!("{g:+.2}")).collect();
+                format!("{} @ {} ({})", c.workload, c.size, list.join(" "))
+            })
+        })
+        .collect();
+    println!(
+        "- cells where {} was more than 0.3 below the best rival in any of the {replays} replays: {}{}{}",
+        names.first().unwrap_or(&"-"),
+        flaky.len(),
+        if flaky.is_empty() { "" } else { ": " },
+        flaky.join(", ")
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +324,7 @@ mod tests {
             traces: vec![],
             ladder: 2.0,
             half: None,
+            replays: 2,
         };
         assert!(run(&p).is_ok());
         // The subjects that never hold more than their capacity (moka and
@@ -270,8 +332,8 @@ mod tests {
         let exact = ["shardcache", "shardcache-lru", "lru"];
         for family in workloads::FAMILIES {
             let keys = workloads::generate(family, 50, 2_000, 3).expect("known");
-            let c = cell(family, &keys, &opt::next_uses(&keys), 50, &exact);
-            for r in &c.ratios {
+            let c = cell(family, &keys, &opt::next_uses(&keys), 50, &exact, 2);
+            for r in c.replays.iter().flatten() {
                 assert!(*r <= c.opt + 1e-9, "{family}: {r} > OPT {}", c.opt);
             }
         }
