@@ -4,6 +4,7 @@
 //! Run without arguments for a quick overview (synthetic hit ratios and a
 //! two-thread throughput comparison); see `--help` for the subcommands.
 
+mod arc;
 mod hitratio;
 mod memory;
 mod opt;

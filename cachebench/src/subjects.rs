@@ -23,7 +23,11 @@ pub(crate) const EXTRA: [&str; 1] = ["shardcache-sieve"];
 /// inline and a FIFO queue of keys for eviction, so no policy work and no
 /// per-entry metadata. Its throughput is roughly the most that a design with
 /// a lock per shard reaches on a machine; its hit ratio is plain FIFO's.
-pub(crate) const REFERENCE: [&str; 1] = ["fifo-map"];
+///
+/// `arc` is ARC (see `arc.rs`), one global cache under a mutex: the
+/// adaptive policy whose ghost rule sizes shardcache's window, for hit
+/// ratios beside the others (its throughput is a mutex's).
+pub(crate) const REFERENCE: [&str; 2] = ["fifo-map", "arc"];
 
 /// A cache of `u64 -> u64` as seen by the benchmarks.
 pub(crate) trait Subject: Send + Sync {
@@ -88,6 +92,7 @@ pub(crate) fn build(name: &str, capacity: u64) -> Result<Box<dyn Subject>, Strin
             NonZeroUsize::new(to_usize(cap)).unwrap_or(NonZeroUsize::MIN),
         )))),
         "fifo-map" => Box::new(FifoMap::new(cap)),
+        "arc" => Box::new(ArcSubject(Mutex::new(crate::arc::Arc::new(to_usize(cap))))),
         other => return Err(format!("unknown subject `{other}`")),
     })
 }
@@ -149,6 +154,20 @@ impl Subject for Lru {
     }
     fn insert(&self, key: u64) {
         self.0.lock().put(key, key);
+    }
+    fn len(&self) -> usize {
+        self.0.lock().len()
+    }
+}
+
+struct ArcSubject(Mutex<crate::arc::Arc>);
+
+impl Subject for ArcSubject {
+    fn get(&self, key: u64) -> bool {
+        self.0.lock().get(key)
+    }
+    fn insert(&self, key: u64) {
+        self.0.lock().insert(key);
     }
     fn len(&self) -> usize {
         self.0.lock().len()
