@@ -115,8 +115,8 @@ struct SuiteArgs {
     #[arg(long, value_delimiter = ',')]
     subjects: Vec<String>,
     /// Replays of every cell with fresh caches, each with its own random
-    /// hash seed (hit ratios move by a few tenths of a point between
-    /// seeds). With more than one, the tables give means, a column gives
+    /// hash seed (most cells move by a few tenths of a point between
+    /// seeds, a phase change by up to about one). With more than one, the tables give means, a column gives
     /// the spread of the first subject, and the summary also lists the
     /// cells it lost in any replay.
     #[arg(long, default_value_t = 1)]
