@@ -116,9 +116,9 @@ struct SuiteArgs {
     subjects: Vec<String>,
     /// Replays of every cell with fresh caches, each with its own random
     /// hash seed (most cells move by a few tenths of a point between
-    /// seeds, a phase change by up to about one). With more than one, the tables give means, a column gives
-    /// the spread of the first subject, and the summary also lists the
-    /// cells it lost in any replay.
+    /// seeds, a phase change by up to about one). With more than one, the
+    /// tables give means, a column gives the spread of the first subject,
+    /// and the summary also lists the cells it lost in any replay.
     #[arg(long, default_value_t = 1)]
     replays: usize,
 }
