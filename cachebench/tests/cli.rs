@@ -178,3 +178,36 @@ fn help_for_every_subcommand() {
     }
     assert!(bench(&["--help"]).status.success());
 }
+
+#[test]
+fn suite_replays_give_means_spread_and_the_cells_lost_in_any_replay() {
+    let o = bench(&[
+        "suite",
+        "--families",
+        "loop:0.5",
+        "--sizes",
+        "50",
+        "--replays",
+        "2",
+        "--subjects",
+        "shardcache,lru,arc",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    assert!(out.contains("| shardcache spread |"), "{out}");
+    assert!(out.contains("in any of the 2 replays: 0"), "{out}");
+    let rows = table_rows(&out);
+    assert_eq!(rows.len(), 1, "{out}");
+    // A loop of half the cache: every subject misses only the first round,
+    // as OPT does, in both replays (spread 0).
+    let row = &rows[0];
+    assert_eq!(row[0], "loop:0.5 @ 50");
+    for c in &row[2..5] {
+        assert_eq!(c, &row[1], "{out}");
+    }
+    assert_eq!(row.last().map(String::as_str), Some("0.00"), "{out}");
+
+    let o = bench(&["suite", "--families", "loop:0.5", "--replays", "0"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--replays must be at least 1"));
+}
