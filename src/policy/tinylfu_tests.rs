@@ -15,15 +15,29 @@ fn setup_for(n: usize, capacity: usize) -> (Vec<crate::policy::node::Node>, Tiny
     )
 }
 
+/// Inserts token `i` (its key's hash `test_hash(i)`) as a shard does
+/// before any eviction: linked at the window's head, its access counted.
+fn insert(p: &mut TinyLfu, nodes: &mut Vec<crate::policy::node::Node>, i: u32) {
+    p.on_insert(nodes, i, crate::policy::node::test_hash(i));
+    p.count_insert(nodes);
+}
+
+/// [`insert`]s each token of `tokens` while the cache has room: the
+/// window hands its overflow to probation after each.
+fn fill(p: &mut TinyLfu, nodes: &mut Vec<crate::policy::node::Node>, tokens: std::ops::Range<u32>) {
+    for i in tokens {
+        insert(p, nodes, i);
+        p.maintain(nodes);
+    }
+}
+
 #[test]
 fn scan_does_not_displace_frequent_entries() {
     let (mut nodes, mut p) = setup(200);
     p.share.set(0.01);
-    let hash = |i: u32| u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     // 0..5 are hot: inserted and hit many times.
     for i in 0..5 {
-        p.on_insert(&mut nodes, i, hash(i));
-        p.count_insert(&mut nodes);
+        insert(&mut p, &mut nodes, i);
         for _ in 0..5 {
             nodes[i as usize].record_hit(nodes[i as usize].get());
         }
@@ -35,8 +49,7 @@ fn scan_does_not_displace_frequent_entries() {
         for n in &nodes[..5] {
             n.record_hit(n.get());
         }
-        p.on_insert(&mut nodes, i, hash(i));
-        p.count_insert(&mut nodes);
+        insert(&mut p, &mut nodes, i);
         if p.len() > 10 {
             let v = p.victim(&mut nodes).expect("victim");
             assert!(v >= 5, "evicted hot entry {v}");
@@ -51,11 +64,7 @@ fn a_new_entry_is_counted_even_when_it_leaves_in_its_own_insert() {
     p.share.set(0.34);
     let hash = crate::policy::node::test_hash;
     // Fill main with 0..4, then put 4..6 in the window and hit them all.
-    for i in 0..6 {
-        p.on_insert(&mut nodes, i, hash(i));
-        p.count_insert(&mut nodes);
-        p.maintain(&mut nodes);
-    }
+    fill(&mut p, &mut nodes, 0..6);
     for i in 4..6 {
         nodes[i as usize].record_hit(nodes[i as usize].get());
     }
@@ -82,18 +91,10 @@ fn a_rejected_candidate_asked_for_again_soon_is_admitted() {
     p.share.set(0.1);
     let hash = crate::policy::node::test_hash;
     // 0..10 fill the cache; all but 9 were asked for three times.
-    for i in 0..10 {
-        p.on_insert(&mut nodes, i, hash(i));
-        p.count_insert(&mut nodes);
-        p.maintain(&mut nodes);
-    }
+    fill(&mut p, &mut nodes, 0..10);
     for i in 0..9 {
         p.sketch.increment(hash(i), 2);
     }
-    let insert = |p: &mut TinyLfu, nodes: &mut Vec<_>, i: u32| {
-        p.on_insert(nodes, i, hash(i));
-        p.count_insert(nodes);
-    };
     // 9 is the candidate, counted once against a victim counted three
     // times: rejected.
     insert(&mut p, &mut nodes, 10);
@@ -123,7 +124,6 @@ fn a_flood_of_keys_asked_twice_costs_frequent_entries_one_miss_each_at_most() {
     // comes back into the window, where its hits keep it.
     let (mut nodes, mut p) = setup_for(2000, 20);
     p.share.set(0.05);
-    let hash = |i: u32| u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut resident = std::collections::BTreeSet::new();
     let mut hot_evictions = 0;
     let mut ask = |p: &mut TinyLfu,
@@ -138,8 +138,7 @@ fn a_flood_of_keys_asked_twice_costs_frequent_entries_one_miss_each_at_most() {
             nodes[k as usize].record_hit(nodes[k as usize].get());
             return true;
         }
-        p.on_insert(nodes, k, hash(k));
-        p.count_insert(nodes);
+        insert(p, nodes, k);
         resident.insert(k);
         if resident.len() > 20 {
             let v = p.victim(nodes).expect("victim");
