@@ -1020,6 +1020,27 @@ fn incrbyfloat_matches_redis_byte_for_byte() {
     ] {
         p.check(line);
     }
+    // Non-ASCII text, stored or given, with a character across byte 2.
+    for (value, increment) in [
+        ("C\u{17c}", "1"),
+        ("1", "C\u{17c}"),
+        ("0\u{17c}", "1"),
+        ("1", "0x\u{17c}"),
+        ("\u{17c}", "-\u{17c}"),
+    ] {
+        for args in [
+            vec![b"SET".to_vec(), b"u".to_vec(), value.as_bytes().to_vec()],
+            vec![
+                b"INCRBYFLOAT".to_vec(),
+                b"u".to_vec(),
+                increment.as_bytes().to_vec(),
+            ],
+            vec![b"GET".to_vec(), b"u".to_vec()],
+        ] {
+            p.check_args(&args)
+                .unwrap_or_else(|e| panic!("replies differ for {e}"));
+        }
+    }
 }
 
 /// `name:value` pairs of an `INFO` text, by name.

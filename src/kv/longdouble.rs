@@ -36,7 +36,9 @@ pub(crate) fn parse(s: &[u8]) -> Result<LongDouble, KvError> {
         let inf = LongDouble::INFINITY;
         return Ok(if neg { -inf } else { inf });
     }
-    let hex = body.len() > 2 && body[..2].eq_ignore_ascii_case("0x");
+    // On bytes: the text may hold any UTF-8, and its second byte may fall
+    // inside a character.
+    let hex = body.len() > 2 && body.as_bytes()[..2].eq_ignore_ascii_case(b"0x");
     if !strtold_syntax(body.as_bytes(), hex) {
         return Err(KvError::NotFloat);
     }
@@ -215,6 +217,21 @@ mod tests {
             return Err(KvError::NanOrInfinity);
         }
         Ok(format_human(sum))
+    }
+
+    #[test]
+    fn non_ascii_input_is_not_a_float() {
+        for s in [
+            "C\u{17c}",
+            "0\u{17c}",
+            "-\u{17c}1",
+            "\u{17c}",
+            "0x\u{17c}",
+            "1e\u{17c}",
+        ] {
+            assert_eq!(parse(s.as_bytes()), Err(KvError::NotFloat), "{s:?}");
+        }
+        assert_eq!(parse(&[0x30, 0xC5]), Err(KvError::NotFloat));
     }
 
     #[test]
