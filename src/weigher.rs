@@ -43,3 +43,11 @@ impl<K: 'static, V: 'static> Weights<K, V> {
         }
     }
 }
+
+impl<K, V> Weights<K, V> {
+    /// Whether every entry weighs 1 (nothing to remember per entry).
+    #[inline]
+    pub(crate) fn is_unit(&self) -> bool {
+        matches!(self, Self::Unit)
+    }
+}

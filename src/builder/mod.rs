@@ -106,10 +106,12 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// Weighs entries, making `max_capacity` a bound on total weight rather
     /// than a number of entries.
     ///
-    /// The contract: the weight of a key and value must not change while the
-    /// entry is in the cache (the cache recomputes it when the entry leaves,
-    /// instead of storing it). A weight of 0 is allowed; such entries are
-    /// only evicted when the policy reaches them.
+    /// An entry's weight is taken when it is written and kept until it
+    /// leaves: a weigher whose answer changes later (a value with interior
+    /// mutability) does not change what the entry counts for. The weigher
+    /// is called under the shard's lock; one that panics fails that write
+    /// and leaves the cache as it was. A weight of 0 is allowed; such
+    /// entries are only evicted when the policy reaches them.
     ///
     /// ```
     /// use shardcache::Cache;

@@ -128,8 +128,6 @@ where
 
     /// The weight of the live entry for `key` (0 if absent), for sizing a write.
     pub(crate) fn weight_of<S>(&self, env: &Env<'_, K, V, S>, hash: u64, key: &K) -> u64 {
-        self.find(hash, key).map_or(0, |i| {
-            env.weights.weigh(&self.entry(i).key, &self.entry(i).value)
-        })
+        self.find(hash, key).map_or(0, |i| self.weight_at(env, i))
     }
 }

@@ -24,6 +24,9 @@ mod scan;
 mod slab;
 mod sweep;
 pub(crate) mod table;
+#[cfg(test)]
+mod validate;
+mod weights;
 pub(crate) use budget::Budget;
 pub(crate) use env::{Env, Found, Inserted, LazyNow, Lookup};
 pub(crate) use scan::ScanBudget;
@@ -33,8 +36,6 @@ use crate::listener::{RemovalCause, Removed};
 use crate::policy::node::{meta, Node};
 use crate::policy::PolicyState;
 use crate::sync::{AtomicU64, Ordering};
-#[cfg(test)]
-use crate::weigher::Weights;
 use expiry::{is_expired, ExpiryIndex};
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
@@ -51,6 +52,9 @@ pub(crate) struct Shard<K, V> {
     entries: Slab<K, V>,
     /// Last access (monotonic ms) per token; only under time-to-idle.
     idle: Vec<AtomicU64>,
+    /// Each token's weight as the weigher gave it at insert; only with a
+    /// custom weigher (see `weights.rs`).
+    weights: Vec<u32>,
     free: Vec<u32>,
     expiring: ExpiryIndex,
     policy: PolicyState,
@@ -86,6 +90,7 @@ where
             entries: Vec::with_capacity(presize.min(slab_bound)),
             free: Vec::new(),
             idle: Vec::new(),
+            weights: Vec::new(),
             expiring: ExpiryIndex::default(),
             policy,
             weight: 0,
@@ -274,10 +279,7 @@ where
     ) -> Result<Inserted, (K, V)> {
         let weight = env.weights.weigh(&key, &value);
         if let Some(idx) = self.find(hash, &key) {
-            let old_weight = {
-                let e = self.entry(idx);
-                env.weights.weigh(&e.key, &e.value)
-            };
+            let old_weight = self.weight_at(env, idx);
             let grows = weight.saturating_sub(old_weight);
             if grows > 0 && !self.can_evict && self.weight + grows > self.capacity {
                 return Err((key, value));
@@ -289,6 +291,7 @@ where
                 b.release(old_weight.saturating_sub(weight));
             }
             let old = std::mem::replace(&mut self.entry_mut(idx).value, value);
+            self.remember_weight(env, idx, weight);
             self.weight = self.weight - old_weight + weight;
             self.set_deadline(idx, deadline);
             self.touch(idx, env);
@@ -325,6 +328,7 @@ where
                 self.entries.len() as u32 - 1
             }
         };
+        self.remember_weight(env, idx, weight);
         self.expiring
             .set(idx, deadline.is_some(), self.entries.len());
         if env.tti.is_some() {
@@ -435,7 +439,7 @@ where
         debug_assert_eq!(hash, env.hasher.hash_one(&key), "token {idx}: wrong hash");
         let found = self.table.remove(hash, idx);
         debug_assert!(found, "token {idx} was not in the table");
-        let weight = env.weights.weigh(&key, &value);
+        let weight = self.weight_at(env, idx);
         self.weight -= weight;
         if let Some(b) = &self.budget {
             b.release(weight);
@@ -556,32 +560,6 @@ where
             }
         }
         (end < self.entries.len()).then_some(end)
-    }
-
-    /// Checks the shard's internal invariants (tests and fuzzing).
-    #[cfg(test)]
-    pub(crate) fn validate<S: BuildHasher>(&self, hasher: &S, weights: &Weights<K, V>) {
-        let live = self.entries.iter().flatten().count();
-        assert_eq!(live + self.free.len(), self.entries.len());
-        assert_eq!(self.table.len(), live);
-        assert_eq!(self.policy.linked(), live);
-        let mut w = 0;
-        for (i, e) in self.entries.iter().enumerate() {
-            if let Some(e) = e {
-                assert_eq!(self.find(hasher.hash_one(&e.key), &e.key), Some(i as u32));
-                w += weights.weigh(&e.key, &e.value);
-            }
-        }
-        assert_eq!(w, self.weight);
-        assert!(
-            self.entries.capacity() <= self.slab_bound.max(4),
-            "slab of {} slots past its bound {}",
-            self.entries.capacity(),
-            self.slab_bound
-        );
-        for &t in self.expiring.tokens() {
-            assert!(meta::deadline(self.entry(t).node.get()).is_some());
-        }
     }
 }
 

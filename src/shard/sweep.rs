@@ -110,6 +110,7 @@ where
         self.table.clear();
         self.free.clear();
         self.idle.clear();
+        self.weights.clear();
         self.expiring.clear();
         self.policy.clear();
         if let Some(b) = &self.budget {

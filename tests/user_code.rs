@@ -1,0 +1,229 @@
+//! User code that misbehaves inside the cache's calls. One that panics (a
+//! `compute` closure, a weigher, an `expire_after` rule, an eviction
+//! listener): the panic reaches the caller, and the cache stays whole: no
+//! shard stays locked, the weighed size still adds up, and every value read
+//! is one written for its key. A weigher whose answer changes while an entry
+//! is cached: the entry counts what it was written with.
+
+use shardcache::{Cache, Decision, Ttl};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The value written for `k`: what every read must return if anything.
+fn value_of(k: u64) -> u64 {
+    k.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
+}
+
+/// Weight of a value: 1 + its low three bits; the weigher panics on a
+/// value of 0 (never written by [`use_after`]).
+fn weight(v: u64) -> u32 {
+    assert_ne!(v, 0, "weigher refuses 0");
+    1 + (v & 7) as u32
+}
+
+/// Runs `f` on another thread and fails if it does not finish within a
+/// few seconds (a shard left locked would hang it).
+fn within_seconds<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the cache hung after a panic in user code")
+}
+
+/// Exercises every shard from two threads after a panic; checks that reads
+/// see only written values, that the capacity holds, and that the weighed
+/// size equals the sum of the entries' weights.
+fn use_after(cache: &Cache<u64, u64>) {
+    let handles: Vec<_> = (0..2u64)
+        .map(|t| {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                let mut x = t + 7;
+                for i in 0..20_000u64 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let k = x % 3_000;
+                    if i % 3 == 0 {
+                        cache.insert(k, value_of(k));
+                    } else if let Some(v) = cache.get(&k) {
+                        assert_eq!(v, value_of(k), "a value never written for key {k}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a worker panicked");
+    }
+    assert!(cache.weighted_size() <= cache.max_capacity());
+    let summed: u64 = cache.iter().map(|(_, v)| u64::from(weight(v))).sum();
+    assert_eq!(cache.weighted_size(), summed, "weighed size drifted");
+    assert_eq!(cache.iter().count(), cache.len());
+}
+
+fn weighted(capacity: u64) -> Cache<u64, u64> {
+    Cache::builder()
+        .max_capacity(capacity)
+        .shards(4)
+        .weigher(|_, v: &u64| weight(*v))
+        .build()
+        .expect("valid")
+}
+
+#[test]
+fn a_panicking_compute_closure_leaves_the_cache_whole() {
+    let cache = weighted(2_000);
+    for k in 0..100 {
+        cache.insert(k, value_of(k));
+    }
+    for k in [5u64, 1_000_000] {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let _ = cache.compute(k, |_| -> (Decision<u64>, ()) { panic!("closure fails") });
+        }));
+        assert!(r.is_err());
+    }
+    assert_eq!(cache.get(&5), Some(value_of(5)));
+    let c = cache.clone();
+    within_seconds(move || use_after(&c));
+}
+
+#[test]
+fn a_panicking_compute_closure_after_an_expired_entry_leaves_the_cache_whole() {
+    let clock = shardcache::MockClock::new();
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(2_000)
+        .shards(4)
+        .weigher(|_, v: &u64| weight(*v))
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    cache.insert_with_ttl(9, value_of(9), Duration::from_secs(1));
+    clock.advance(Duration::from_secs(2));
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        let _ = cache.compute(9, |cur| -> (Decision<u64>, ()) {
+            assert!(cur.is_none(), "an expired entry is not current");
+            panic!("closure fails")
+        });
+    }));
+    assert!(r.is_err());
+    assert_eq!(cache.get(&9), None);
+    let n = cache
+        .compute(9, |_| (Decision::Put(value_of(9), Ttl::Keep), 1))
+        .expect("fits");
+    assert_eq!(n, 1);
+    let c = cache.clone();
+    within_seconds(move || use_after(&c));
+}
+
+#[test]
+fn a_panicking_weigher_leaves_the_cache_whole() {
+    let cache = weighted(2_000);
+    for k in 0..3_000 {
+        cache.insert(k, value_of(k));
+    }
+    // A new key, and a replacement of a present one: both weigh 0 and panic.
+    for k in [1_000_000u64, 2_999] {
+        let r = catch_unwind(AssertUnwindSafe(|| cache.insert(k, 0)));
+        assert!(r.is_err(), "the weigher's panic reaches the caller");
+    }
+    let c = cache.clone();
+    within_seconds(move || use_after(&c));
+}
+
+#[test]
+fn a_panicking_expiry_rule_leaves_the_cache_whole() {
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(2_000)
+        .shards(4)
+        .weigher(|_, v: &u64| weight(*v))
+        .expire_after(|k: &u64, _| {
+            assert_ne!(*k, u64::MAX, "rule refuses the key");
+            Some(Duration::from_secs(3600))
+        })
+        .build()
+        .expect("valid");
+    for k in 0..3_000 {
+        cache.insert(k, value_of(k));
+    }
+    let r = catch_unwind(AssertUnwindSafe(|| cache.insert(u64::MAX, 1)));
+    assert!(r.is_err());
+    let c = cache.clone();
+    within_seconds(move || use_after(&c));
+}
+
+#[test]
+fn a_panicking_eviction_listener_leaves_the_cache_whole() {
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(500)
+        .shards(4)
+        .weigher(|_, v: &u64| weight(*v))
+        .eviction_listener(|k: u64, _, _| assert_ne!(k % 97, 0, "listener fails"))
+        .build()
+        .expect("valid");
+    let mut panics = 0;
+    for k in 0..5_000u64 {
+        if catch_unwind(AssertUnwindSafe(|| cache.insert(k, value_of(k)))).is_err() {
+            panics += 1;
+        }
+    }
+    assert!(panics > 0, "the listener never failed: nothing was tested");
+    let c = cache.clone();
+    within_seconds(move || {
+        // The workers' own evictions may hit the failing listener too.
+        let r = catch_unwind(AssertUnwindSafe(|| use_after(&c)));
+        drop(r);
+        for k in 0..3_000u64 {
+            let _ = catch_unwind(AssertUnwindSafe(|| c.insert(k, value_of(k))));
+        }
+        assert!(c.weighted_size() <= 500);
+        let summed: u64 = c.iter().map(|(_, v)| u64::from(weight(v))).sum();
+        assert_eq!(c.weighted_size(), summed, "weighed size drifted");
+    });
+}
+
+#[test]
+fn an_entry_counts_the_weight_it_was_written_with() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    // A weigher whose answer changes while entries are cached: a value
+    // with interior mutability, or a setting read at each call.
+    let scale = Arc::new(AtomicU32::new(1));
+    let s = scale.clone();
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(1_000)
+        .shards(2)
+        .weigher(move |_, _| s.load(Ordering::Relaxed))
+        .build()
+        .expect("valid");
+    for k in 0..100 {
+        cache.insert(k, k);
+    }
+    assert_eq!(cache.weighted_size(), 100);
+    scale.store(3, Ordering::Relaxed);
+    for k in 0..50 {
+        cache.remove(&k);
+    }
+    assert_eq!(cache.weighted_size(), 50, "each removal gives back 1");
+    cache.insert(50, 50);
+    assert_eq!(
+        cache.weighted_size(),
+        52,
+        "a replacement counts its new weight"
+    );
+    scale.store(0, Ordering::Relaxed);
+    for k in 50..100 {
+        cache.remove(&k);
+    }
+    assert_eq!(cache.weighted_size(), 0);
+    assert!(cache.is_empty());
+    scale.store(1, Ordering::Relaxed);
+    for k in 1_000..3_000 {
+        cache.insert(k, k);
+    }
+    assert_eq!(cache.weighted_size(), 1_000);
+    assert_eq!(cache.len(), 1_000, "the cache still fills to its capacity");
+}
