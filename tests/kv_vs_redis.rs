@@ -1100,3 +1100,82 @@ fn info_fields_are_redis_fields() {
         }
     }
 }
+
+/// Arguments a client may send that no command expects: CR, LF and NUL
+/// inside options, text where numbers go (spaces, signs, hexadecimal,
+/// non-ASCII digits), numbers one past the `i64` range, non-ASCII keys and
+/// values. Each sequence on a flushed database; every reply compared.
+#[test]
+fn hostile_arguments_match_redis() {
+    let Some(mut p) = Pair::new() else { return };
+    let b = |s: &str| s.as_bytes().to_vec();
+    let cases: Vec<Vec<Vec<Vec<u8>>>> = vec![
+        // Error text quoting an argument stays one line, and stops at a NUL.
+        vec![vec![b("PEXPIRE"), b("k"), b("100"), b("\r\n")]],
+        vec![vec![b("EXPIRE"), b("k"), b("100"), b("a\nb")]],
+        vec![vec![b("EXPIRE"), b("k"), b("100"), b("x\r\n")]],
+        vec![vec![b("PEXPIREAT"), b("k"), b("1"), b("\r\nGT")]],
+        vec![vec![b("EXPIRE"), b("k"), b("100"), b("a\0b")]],
+        vec![vec![b("EXPIRE"), b("k"), b("100"), b("\0")]],
+        vec![vec![b("SET"), b("k"), b("v"), b("\r\n")]],
+        vec![vec![b("NO\r\nSUCH"), b("a\r\nb")]],
+        // Numbers as Redis reads them, and what it refuses.
+        vec![
+            vec![b("SET"), b("n"), b("10")],
+            vec![b("INCRBY"), b("n"), b(" 1")],
+            vec![b("INCRBY"), b("n"), b("1 ")],
+            vec![b("INCRBY"), b("n"), b("+1")],
+            vec![b("INCRBY"), b("n"), b("-0")],
+            vec![b("INCRBY"), b("n"), b("01")],
+            vec![b("INCRBY"), b("n"), b("0x10")],
+            vec![b("INCRBY"), b("n"), b("1e3")],
+            vec![b("INCRBY"), b("n"), b("\u{ff11}")],
+            vec![b("INCRBY"), b("n"), b("9223372036854775808")],
+            vec![b("DECRBY"), b("n"), b("-9223372036854775809")],
+            vec![b("INCRBY"), b("n"), b("")],
+            vec![b("GET"), b("n")],
+        ],
+        vec![
+            vec![b("SET"), b("n"), b(" 1")],
+            vec![b("INCR"), b("n")],
+            vec![b("SET"), b("n"), b("\u{ff11}")],
+            vec![b("DECR"), b("n")],
+            vec![b("INCRBYFLOAT"), b("n"), b("1")],
+            vec![b("SET"), b("n"), b("1\r\n")],
+            vec![b("INCR"), b("n")],
+        ],
+        vec![
+            vec![b("SET"), b("t"), b("v")],
+            vec![b("EXPIRE"), b("t"), b(" 100")],
+            vec![b("EXPIRE"), b("t"), b("100 ")],
+            vec![b("EXPIRE"), b("t"), b("\u{ff11}")],
+            vec![b("SET"), b("t"), b("v"), b("EX"), b("+100")],
+            vec![b("SET"), b("t"), b("v"), b("PX"), b("0x10")],
+            vec![b("SETEX"), b("t"), b("1e3"), b("v")],
+            vec![b("GETEX"), b("t"), b("EX"), b("")],
+            vec![b("TTL"), b("t")],
+        ],
+        // Non-ASCII keys, values and patterns.
+        vec![
+            vec![b("SET"), b("\u{17c}"), b("C\u{17c}")],
+            vec![b("SET"), b("C\u{17c}"), b("\u{ff11}")],
+            vec![b("APPEND"), b("\u{17c}"), b("\u{17c}")],
+            vec![b("STRLEN"), b("\u{17c}")],
+            vec![b("GET"), b("\u{17c}")],
+            vec![b("MGET"), b("\u{17c}"), b("C\u{17c}"), b("\u{ff11}")],
+            vec![b("EXISTS"), b("\u{17c}"), b("C\u{17c}")],
+            vec![b("KEYS"), b("?")],
+            vec![b("KEYS"), b("C?")],
+            vec![b("KEYS"), b("[\u{17c}]")],
+            vec![b("TYPE"), b("C\u{17c}")],
+            vec![b("DEL"), b("\u{17c}"), b("C\u{17c}")],
+        ],
+    ];
+    for case in &cases {
+        p.flush();
+        for args in case {
+            p.check_args(args)
+                .unwrap_or_else(|e| panic!("replies differ for {e}"));
+        }
+    }
+}

@@ -417,9 +417,11 @@ fn expire(s: &KvStore, a: &Args<'_>, f: ExpireFn) -> Result<Reply, KvError> {
             b"gt" => opts.gt = true,
             b"lt" => opts.lt = true,
             _ => {
+                // Redis prints the option as a C string: up to its first NUL.
+                let end = opt.iter().position(|&c| c == 0).unwrap_or(opt.len());
                 return Err(KvError::UnsupportedOption(
-                    String::from_utf8_lossy(opt).into_owned(),
-                ))
+                    String::from_utf8_lossy(&opt[..end]).into_owned(),
+                ));
             }
         }
     }

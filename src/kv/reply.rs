@@ -41,8 +41,12 @@ impl Reply {
 }
 
 impl From<KvError> for Reply {
+    /// The error's text as Redis sends it, which must stay one RESP line:
+    /// CR and LF (from an argument it quotes) trimmed from the ends, and
+    /// made spaces within.
     fn from(e: KvError) -> Self {
-        Self::Error(e.to_string())
+        let text = e.to_string();
+        Self::Error(text.trim_matches(['\r', '\n']).replace(['\r', '\n'], " "))
     }
 }
 
