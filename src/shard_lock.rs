@@ -50,7 +50,8 @@
 //! unit tests below under Miri (`cargo +nightly miri test --lib shard_lock`).
 
 use crate::sync::{
-    backoff, fence, try_thread_slot, AtomicU32, AtomicU8, CacheAligned, Mutex, MutexGuard, Ordering,
+    backoff, fence, try_thread_slot, AtomicU16, AtomicU32, AtomicU8, CacheAligned, Mutex,
+    MutexGuard, Ordering,
 };
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
@@ -115,6 +116,18 @@ impl ReaderCounts {
     }
 }
 
+/// What a thread that calls back into a shard it holds is told.
+const REENTRY: &str = "shardcache: a call into the cache from code the cache runs under a \
+shard's lock (a `compute` closure, a weigher, an expiry rule) reached that same shard; \
+it would wait for itself forever";
+
+/// This thread's token for [`ShardLock::owner`]: its slot plus one, or 0
+/// for a thread without one (a thread-local destructor) or past `u16`.
+#[inline]
+fn token() -> u16 {
+    try_thread_slot().map_or(0, |s| u16::try_from(s + 1).unwrap_or(0))
+}
+
 /// A reader-writer lock around one shard; its readers count in a
 /// [`ReaderCounts`] shared by the cache's shards.
 ///
@@ -127,6 +140,11 @@ pub(crate) struct ShardLock<T> {
     /// Set (1) by the holder of `writer` while it waits for readers to
     /// leave and while it writes.
     closed: AtomicU8,
+    /// The writer's thread token ([`token`]) while it holds the lock, 0
+    /// otherwise: a thread that calls back into a shard it holds (from a
+    /// closure the cache runs under the lock) panics instead of waiting for
+    /// itself forever.
+    owner: AtomicU16,
     /// This shard's column in `counts`.
     index: u32,
     data: UnsafeCell<T>,
@@ -152,6 +170,7 @@ impl<T> ShardLock<T> {
         Self {
             writer: Mutex::new(()),
             closed: AtomicU8::new(0),
+            owner: AtomicU16::new(0),
             index,
             data: UnsafeCell::new(data),
             counts,
@@ -178,6 +197,7 @@ impl<T> ShardLock<T> {
                 };
             }
             count.lower();
+            self.refuse_reentry();
             // The writer holds the mutex until it has cleared `closed`:
             // taking it parks this thread until then.
             drop(self.writer.lock());
@@ -220,14 +240,33 @@ impl<T> ShardLock<T> {
     /// Inlined, with the wait out of line.
     #[inline]
     pub(crate) fn write(&self) -> WriteGuard<'_, T> {
-        let writer = self.writer.lock();
+        let writer = match self.writer.try_lock() {
+            Some(w) => w,
+            None => {
+                self.refuse_reentry();
+                self.writer.lock()
+            }
+        };
         self.close();
         if !self.drained() {
             self.wait_for_readers();
         }
+        self.owner.store(token(), Ordering::Relaxed);
         WriteGuard {
             lock: self,
             _writer: writer,
+        }
+    }
+
+    /// Panics if this thread holds the write lock: it is about to wait for
+    /// the lock's holder, itself. Relaxed suffices: a thread reads its own
+    /// token only where it stored it itself (and has not yet cleared it).
+    #[cold]
+    #[inline(never)]
+    fn refuse_reentry(&self) {
+        let me = token();
+        if me != 0 && self.owner.load(Ordering::Relaxed) == me {
+            panic!("{REENTRY}");
         }
     }
 
@@ -250,6 +289,7 @@ impl<T> ShardLock<T> {
             self.open();
             return None;
         }
+        self.owner.store(token(), Ordering::Relaxed);
         Some(WriteGuard {
             lock: self,
             _writer: writer,
@@ -364,6 +404,7 @@ impl<T> Drop for WriteGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         // Before the mutex is released (the field drops after this body).
+        self.lock.owner.store(0, Ordering::Relaxed);
         self.lock.open();
     }
 }

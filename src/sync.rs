@@ -5,7 +5,7 @@
 //! the cache's logic.
 
 pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
-pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 pub(crate) use std::sync::Arc;
 
 /// A value on cache lines of its own: aligned to, and padded to a multiple

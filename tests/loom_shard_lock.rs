@@ -14,7 +14,7 @@
 
 /// The `crate::sync` the lock module imports, on loom's primitives.
 mod sync {
-    pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU8, Ordering};
+    pub(crate) use loom::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU8, Ordering};
     pub(crate) use loom::sync::{Arc, MutexGuard};
 
     #[repr(align(128))]

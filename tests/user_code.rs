@@ -227,3 +227,52 @@ fn an_entry_counts_the_weight_it_was_written_with() {
     assert_eq!(cache.weighted_size(), 1_000);
     assert_eq!(cache.len(), 1_000, "the cache still fills to its capacity");
 }
+
+#[test]
+fn a_call_back_into_the_cache_from_compute_panics_instead_of_hanging() {
+    // One shard: every key is in the shard the closure holds.
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(100)
+        .shards(1)
+        .build()
+        .expect("valid");
+    cache.insert(1, 1);
+    let c = cache.clone();
+    let outcomes = within_seconds(move || {
+        (0..3)
+            .map(|which| {
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    c.compute(1, |cur| {
+                        match which {
+                            0 => assert_eq!(c.get(&2), None),
+                            1 => c.insert(2, 2),
+                            _ => {
+                                let _ = c.compute(3, |_| (Decision::<u64>::Nothing, ()));
+                            }
+                        }
+                        (
+                            Decision::Put(cur.map_or(0, |e| *e.value) + 1, Ttl::Keep),
+                            (),
+                        )
+                    })
+                }));
+                r.err()
+                    .and_then(|e| e.downcast_ref::<String>().cloned())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+    });
+    for message in outcomes {
+        assert!(message.contains("would wait for itself"), "{message:?}");
+    }
+    // Nothing was applied, and the cache works on.
+    assert_eq!(cache.get(&1), Some(1));
+    assert_eq!(cache.get(&2), None);
+    let c = cache.clone();
+    within_seconds(move || {
+        for k in 0..1_000 {
+            c.insert(k, k);
+        }
+        assert_eq!(c.len(), 100);
+    });
+}

@@ -109,8 +109,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// An entry's weight is taken when it is written and kept until it
     /// leaves: a weigher whose answer changes later (a value with interior
     /// mutability) does not change what the entry counts for. The weigher
-    /// is called under the shard's lock; one that panics fails that write
-    /// and leaves the cache as it was. A weight of 0 is allowed; such
+    /// is called under the shard's lock, so it must not call the cache; one
+    /// that panics fails that write and leaves the cache as it was. A weight of 0 is allowed; such
     /// entries are only evicted when the policy reaches them.
     ///
     /// ```
@@ -157,7 +157,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// (or no expiry). It applies to every write that does not name its own
     /// TTL (`insert`, loaders, new entries of the entry API); `insert_with_ttl`
     /// and `set_ttl` still set theirs. Reads never change a deadline (see
-    /// [`time_to_idle`](Self::time_to_idle)).
+    /// [`time_to_idle`](Self::time_to_idle)). The rule may run under the
+    /// shard's lock, so it must not call the cache.
     ///
     /// ```
     /// use shardcache::{Cache, MockClock};

@@ -42,6 +42,14 @@ where
     ///
     /// [`CapacityError`] when the decision was `Put` and the value does not fit
     /// (the policy never evicts and the cache is full); nothing changed.
+    ///
+    /// # Panics
+    ///
+    /// The closure runs under the key's shard write lock and must not call
+    /// this cache: a call that reaches the same shard would wait for the
+    /// lock its own thread holds, so it panics instead (and nothing is
+    /// applied). A call that reaches another shard can deadlock against a
+    /// thread doing the same the other way round.
     pub fn compute<R>(
         &self,
         key: K,
