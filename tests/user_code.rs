@@ -276,3 +276,54 @@ fn a_call_back_into_the_cache_from_compute_panics_instead_of_hanging() {
         assert_eq!(c.len(), 100);
     });
 }
+
+#[test]
+fn panics_in_user_code_leave_the_log_in_step_with_the_cache() {
+    use shardcache::persist::{FileLog, Fsync, MemStorage};
+    use std::collections::BTreeMap;
+    // Room for every key, so that the reload's contents are the log's.
+    let open = |storage: &MemStorage, failing: bool| -> Cache<u64, u64> {
+        let mut b = Cache::builder().max_capacity(10_000).shards(4);
+        if failing {
+            b = b.eviction_listener(|k: u64, _, _| assert_ne!(k % 13, 0, "listener fails"));
+        }
+        b.weigher(|_, v: &u64| weight(*v))
+            .build_persistent(FileLog::with_storage(storage.clone(), Fsync::Always))
+            .expect("load")
+            .0
+    };
+    let storage = MemStorage::new();
+    let before: BTreeMap<u64, u64> = {
+        let c = open(&storage, true);
+        let mut x = 1u64;
+        let mut panics = 0;
+        for i in 0..5_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = x % 600;
+            let r = catch_unwind(AssertUnwindSafe(|| match i % 5 {
+                // The weigher refuses 0.
+                0 => c.insert(k, 0),
+                1 => {
+                    let _ = c.compute(k, |cur| {
+                        assert_ne!(k % 3, 0, "closure fails");
+                        (
+                            Decision::Put(cur.map_or(1, |e| *e.value) + 2, Ttl::Keep),
+                            (),
+                        )
+                    });
+                }
+                // The listener fails on some removals.
+                2 => drop(c.remove(&k)),
+                _ => c.insert(k, value_of(k)),
+            }));
+            panics += usize::from(r.is_err());
+        }
+        assert!(panics > 500, "only {panics} panics: little was tested");
+        c.sync().expect("the log kept every write");
+        c.iter().collect()
+    };
+    let after: BTreeMap<u64, u64> = open(&storage, false).iter().collect();
+    assert_eq!(before, after);
+}
