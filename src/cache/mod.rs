@@ -255,7 +255,10 @@ where
     }
 
     /// Inserts or replaces `key`, expiring `ttl` from now whatever the cache's
-    /// default.
+    /// default. Deadlines are whole milliseconds, rounded up, and end at
+    /// about 34 years (2^40 ms) after the clock's origin (with the default
+    /// clock, when the cache was built): a longer `ttl`, such as
+    /// `Duration::MAX`, keeps the entry until then.
     ///
     /// ```
     /// use shardcache::{Cache, MockClock};
