@@ -110,8 +110,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// leaves: a weigher whose answer changes later (a value with interior
     /// mutability) does not change what the entry counts for. The weigher
     /// is called under the shard's lock, so it must not call the cache; one
-    /// that panics fails that write and leaves the cache as it was. A weight of 0 is allowed; such
-    /// entries are only evicted when the policy reaches them.
+    /// that panics fails that write and leaves the cache as it was. A
+    /// weight of 0 is allowed; such entries are only evicted when the
+    /// policy reaches them.
     ///
     /// ```
     /// use shardcache::Cache;
