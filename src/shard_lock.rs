@@ -50,8 +50,8 @@
 //! unit tests below under Miri (`cargo +nightly miri test --lib shard_lock`).
 
 use crate::sync::{
-    backoff, fence, try_thread_slot, AtomicU16, AtomicU32, AtomicU8, CacheAligned, Mutex,
-    MutexGuard, Ordering,
+    backoff, fence, thread_token, try_thread_slot, AtomicU16, AtomicU32, AtomicU8, CacheAligned,
+    Mutex, MutexGuard, Ordering,
 };
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
@@ -121,13 +121,6 @@ const REENTRY: &str = "shardcache: a call into the cache from code the cache run
 shard's lock (a `compute` closure, a weigher, an expiry rule) reached that same shard; \
 it would wait for itself forever";
 
-/// This thread's token for [`ShardLock::owner`]: its slot plus one, or 0
-/// for a thread without one (a thread-local destructor) or past `u16`.
-#[inline]
-fn token() -> u16 {
-    try_thread_slot().map_or(0, |s| u16::try_from(s + 1).unwrap_or(0))
-}
-
 /// A reader-writer lock around one shard; its readers count in a
 /// [`ReaderCounts`] shared by the cache's shards.
 ///
@@ -140,10 +133,10 @@ pub(crate) struct ShardLock<T> {
     /// Set (1) by the holder of `writer` while it waits for readers to
     /// leave and while it writes.
     closed: AtomicU8,
-    /// The writer's thread token ([`token`]) while it holds the lock, 0
-    /// otherwise: a thread that calls back into a shard it holds (from a
-    /// closure the cache runs under the lock) panics instead of waiting for
-    /// itself forever.
+    /// The writer's thread token (`sync::thread_token`) while it holds the
+    /// lock, 0 otherwise: a thread that calls back into a shard it holds
+    /// (from a closure the cache runs under the lock) panics instead of
+    /// waiting for itself forever.
     owner: AtomicU16,
     /// This shard's column in `counts`.
     index: u32,
@@ -251,7 +244,7 @@ impl<T> ShardLock<T> {
         if !self.drained() {
             self.wait_for_readers();
         }
-        self.owner.store(token(), Ordering::Relaxed);
+        self.owner.store(thread_token(), Ordering::Relaxed);
         WriteGuard {
             lock: self,
             _writer: writer,
@@ -264,7 +257,7 @@ impl<T> ShardLock<T> {
     #[cold]
     #[inline(never)]
     fn refuse_reentry(&self) {
-        let me = token();
+        let me = thread_token();
         if me != 0 && self.owner.load(Ordering::Relaxed) == me {
             panic!("{REENTRY}");
         }
@@ -289,7 +282,7 @@ impl<T> ShardLock<T> {
             self.open();
             return None;
         }
-        self.owner.store(token(), Ordering::Relaxed);
+        self.owner.store(thread_token(), Ordering::Relaxed);
         Some(WriteGuard {
             lock: self,
             _writer: writer,

@@ -87,6 +87,68 @@ fn claim_slot() -> Option<usize> {
     Some(slot)
 }
 
+/// Thread tokens handed out but given back by exited threads.
+static FREE_TOKENS: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+/// The next never-used token.
+static NEXT_TOKEN: Mutex<u32> = Mutex::new(1);
+
+/// A thread's token: a number from 1 that no other live thread holds,
+/// returned for reuse when the thread exits, or 0 past `u16::MAX` live
+/// threads (no token). Unlike a slot it takes no reader row, so a thread
+/// that only writes can hold one without pushing readers off their rows.
+/// The mutex hand-over orders the old owner's last writes before the new
+/// owner's first, as for slots.
+struct Token(u16);
+
+impl Token {
+    fn claim() -> Self {
+        if let Some(t) = FREE_TOKENS.lock().pop() {
+            return Self(t);
+        }
+        let mut next = NEXT_TOKEN.lock();
+        match u16::try_from(*next) {
+            Ok(t) => {
+                *next += 1;
+                Self(t)
+            }
+            Err(_) => Self(0),
+        }
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        FAST_TOKEN.with(|t| t.set(0));
+        if self.0 != 0 {
+            FREE_TOKENS.lock().push(self.0);
+        }
+    }
+}
+
+thread_local! {
+    static TOKEN: Token = Token::claim();
+    /// A copy of the token, read as a plain thread-local load.
+    static FAST_TOKEN: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
+}
+
+/// This thread's token (see [`Token`]); 0 without one, including from a
+/// thread-local destructor after the token was given back.
+#[inline]
+pub(crate) fn thread_token() -> u16 {
+    let fast = FAST_TOKEN.with(|t| t.get());
+    if fast != 0 {
+        return fast;
+    }
+    claim_token()
+}
+
+#[cold]
+fn claim_token() -> u16 {
+    let t = TOKEN.try_with(|t| t.0).unwrap_or(0);
+    FAST_TOKEN.with(|f| f.set(t));
+    t
+}
+
 /// Spins before a waiting thread yields its CPU in [`backoff`].
 const SPINS: u32 = 64;
 
@@ -99,5 +161,37 @@ pub(crate) fn backoff(spins: &mut u32) {
         std::hint::spin_loop();
     } else {
         std::thread::yield_now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_threads_hold_distinct_tokens() {
+        let mine = thread_token();
+        assert_ne!(mine, 0);
+        assert_eq!(thread_token(), mine, "a thread keeps its token");
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let tokens: Vec<u16> = (0..8)
+            .map(|_| {
+                let b = barrier.clone();
+                std::thread::spawn(move || {
+                    let t = thread_token();
+                    // All eight alive at once.
+                    b.wait();
+                    t
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect();
+        let mut seen: Vec<u16> = tokens.iter().copied().chain([mine]).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 9, "tokens of live threads collide: {tokens:?}");
+        assert!(!tokens.contains(&0));
     }
 }

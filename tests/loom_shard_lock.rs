@@ -54,6 +54,11 @@ mod sync {
         Some(n)
     }
 
+    /// Loom's thread number plus one: unique among the model's threads.
+    pub(crate) fn thread_token() -> u16 {
+        try_thread_slot().map_or(0, |s| u16::try_from(s + 1).unwrap_or(0))
+    }
+
     pub(crate) fn backoff(_spins: &mut u32) {
         loom::thread::yield_now();
     }
