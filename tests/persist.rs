@@ -524,3 +524,38 @@ fn a_dropped_cache_can_be_reopened_at_once() {
         }
     }
 }
+
+#[test]
+fn a_record_over_the_log_limit_is_refused_and_the_log_still_loads() {
+    use shardcache::PersistentCache;
+    let storage = MemStorage::new();
+    let open = || -> (PersistentCache<u32, Vec<u8>>, RecoveryReport) {
+        Cache::builder()
+            .max_capacity(10)
+            .open_persistent(FileLog::with_storage(storage.clone(), Fsync::Always))
+            .expect("load")
+    };
+    {
+        let (cache, _) = open();
+        cache.insert(1, vec![1; 10]).expect("small write");
+        // One byte over the largest record a log holds, framing aside.
+        let err = cache
+            .insert(2, vec![7; 256 << 20])
+            .expect_err("a record recovery would read as damage");
+        assert!(
+            matches!(
+                err,
+                shardcache::WriteError::Log(PersistError::TooLarge { limit, .. }) if limit == 256 << 20
+            ),
+            "{err}"
+        );
+        assert_eq!(cache.get(&2), None, "a refused write is not applied");
+        cache.insert(3, vec![3; 10]).expect("writes go on");
+        cache.sync().expect("the log is healthy");
+    }
+    let (cache, report) = open();
+    assert_eq!(report.stopped_at, None);
+    assert_eq!(report.records, 2);
+    assert_eq!(cache.get(&1), Some(vec![1; 10]));
+    assert_eq!(cache.get(&3), Some(vec![3; 10]));
+}

@@ -55,8 +55,10 @@ pub(crate) fn check_header(bytes: &[u8], fingerprint: u64) -> Result<(), HeaderE
     Ok(())
 }
 
-/// Appends one framed record to `out`.
+/// Appends one framed record to `out`. Records are refused above
+/// [`MAX_PAYLOAD`] when they are encoded, so the length fits its field.
 pub(crate) fn encode(payload: &[u8], out: &mut Vec<u8>) {
+    debug_assert!(payload.len() <= MAX_PAYLOAD, "record over MAX_PAYLOAD");
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
     out.extend_from_slice(payload);

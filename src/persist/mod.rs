@@ -29,7 +29,10 @@
 //!   background write or fsync makes every later write fail the same way
 //!   ([`PersistError::Refused`], Redis's `MISCONF`) until the log is repaired.
 //!
-//! In every mode, while the log is failed reads go on and writes are
+//! In every mode, a write whose record (key, value and expiry, encoded)
+//! is over 256 MiB is refused ([`PersistError::TooLarge`]) and not applied:
+//! a log frame holds at most that much, and recovery reads a longer one as
+//! damage. While the log is failed reads go on and writes are
 //! refused. A failed fsync is never retried (the OS may have dropped the
 //! pages it could not write, and a second fsync would then succeed without
 //! them): the log is repaired by rewriting it, into a new file, from the
@@ -222,6 +225,15 @@ pub enum PersistError {
     /// A key or value could not be encoded; the write was not applied.
     #[error("a key or value could not be encoded: {0}")]
     Encode(String),
+    /// A write's record is larger than a log record may be; the write was
+    /// not applied (a log holding it could not be loaded again).
+    #[error("a record of {bytes} bytes is over the log's limit of {limit} bytes: the write was not applied")]
+    TooLarge {
+        /// The record's encoded size.
+        bytes: usize,
+        /// The largest record a log holds.
+        limit: usize,
+    },
     /// The log failed earlier and has not been repaired yet: the write was
     /// refused and not applied (Redis's `MISCONF`). Reads go on. The log is
     /// repaired by rewriting it from the cache's state, which a refused write
@@ -435,9 +447,20 @@ pub(crate) enum RecordRef<'a, K, V> {
 
 impl<K: Serialize, V: Serialize> RecordRef<'_, K, V> {
     /// Appends the encoding to `out` (no allocation once `out` has room).
+    /// A record over [`frame::MAX_PAYLOAD`] is refused (and `out` left as it
+    /// was): recovery reads a longer frame as damage.
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), PersistError> {
+        let start = out.len();
         *out = postcard::to_extend(self, std::mem::take(out))
             .map_err(|e| PersistError::Encode(e.to_string()))?;
+        let bytes = out.len() - start;
+        if bytes > frame::MAX_PAYLOAD {
+            out.truncate(start);
+            return Err(PersistError::TooLarge {
+                bytes,
+                limit: frame::MAX_PAYLOAD,
+            });
+        }
         Ok(())
     }
 }
