@@ -535,3 +535,40 @@ fn a_panicking_sync_loader_counts_as_a_failure_and_keeps_the_pool() {
     wait_for(&|| cache.refresh_stats().succeeded == 1);
     assert_eq!(cache.get(&2), Some(3));
 }
+
+#[test]
+fn more_failing_keys_than_the_default_memory_still_wait_a_period() {
+    // 10,000 cached keys whose source fails at once: each is reloaded once,
+    // then not again within the refresh period, however often it is read.
+    const KEYS: u64 = 10_000;
+    let clock = MockClock::new();
+    let spawned = Spawned::default();
+    let loads = Arc::new(AtomicU64::new(0));
+    let (s, n) = (spawned.clone(), loads.clone());
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(2 * KEYS)
+        .clock(clock.clone())
+        .time_to_live(TTL)
+        .refresh_after(AFTER)
+        .refresh_loader_async(
+            move |_k: u64| {
+                n.fetch_add(1, Ordering::SeqCst);
+                async move { Err::<u64, _>("database unavailable") }
+            },
+            move |job| s.0.lock().expect("not poisoned").push(job),
+        )
+        .build()
+        .expect("valid settings");
+    for k in 0..KEYS {
+        cache.insert(k, k);
+    }
+    clock.advance(AFTER);
+    for _ in 0..3 {
+        for k in 0..KEYS {
+            assert_eq!(cache.get(&k), Some(k), "the value stays");
+        }
+        spawned.run_all();
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), KEYS, "one reload per key");
+    assert_eq!(cache.refresh_stats().failed, KEYS);
+}

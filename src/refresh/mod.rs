@@ -79,7 +79,8 @@ type ErrorListener<K> = Arc<dyn Fn(&K, &BoxError) + Send + Sync>;
 /// Default number of threads a sync refresh loader runs on.
 const DEFAULT_THREADS: usize = 2;
 /// Keys remembered as failed (so not retried within their refresh period)
-/// beyond which the oldest memory is dropped.
+/// that a cache of fewer entries may still hold; see
+/// `Refresher::note_failure`.
 const FAILED_BOUND: usize = 4096;
 
 /// How reloads run.

@@ -144,7 +144,14 @@ impl<K, V> Refresher<K, V> {
 
     /// Counts and reports a failed reload, and remembers `key` so it is not
     /// reloaded again before `now` plus the refresh period.
-    pub(crate) fn note_failure(&self, key: K, error: &BoxError, now: u64)
+    ///
+    /// The memory holds at most [`FAILED_BOUND`] keys or as many as the
+    /// cache holds (`live`), whichever is more: a key is reloaded only while
+    /// it is cached, so that bound is what a source failing for every key at
+    /// once needs, and it costs less than the cached keys themselves. When
+    /// full, the cool-downs that have ended are dropped first; only a memory
+    /// still full after that is cleared.
+    pub(crate) fn note_failure(&self, key: K, error: &BoxError, now: u64, live: usize)
     where
         K: std::hash::Hash + Eq,
     {
@@ -154,8 +161,12 @@ impl<K, V> Refresher<K, V> {
         }
         let until = now.saturating_add(self.after_ms);
         let mut failed = self.failed.lock();
-        if failed.len() >= FAILED_BOUND {
-            failed.clear();
+        let bound = live.max(FAILED_BOUND);
+        if failed.len() >= bound {
+            failed.retain(|_, &mut until| now < until);
+            if failed.len() >= bound {
+                failed.clear();
+            }
         }
         failed.insert(key, until);
     }
