@@ -327,3 +327,26 @@ fn panics_in_user_code_leave_the_log_in_step_with_the_cache() {
     let after: BTreeMap<u64, u64> = open(&storage, false).iter().collect();
     assert_eq!(before, after);
 }
+
+#[test]
+fn a_panicking_retain_predicate_leaves_the_cache_whole() {
+    // Room for all 1,000 (at most 8 each).
+    let cache = weighted(10_000);
+    for k in 0..1_000 {
+        cache.insert(k, value_of(k));
+    }
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        cache.retain(|k, _| {
+            assert_ne!(*k, 500, "predicate fails");
+            k % 2 == 0
+        });
+    }));
+    assert!(r.is_err());
+    // The sweep stops at the panic (odd keys of shards not swept yet stay);
+    // every key it was to keep is there.
+    for k in (0..1_000).step_by(2) {
+        assert_eq!(cache.get(&k), Some(value_of(k)));
+    }
+    let c = cache.clone();
+    within_seconds(move || use_after(&c));
+}
