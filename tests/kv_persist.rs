@@ -197,3 +197,33 @@ fn write_commands_answer_misconf_while_the_log_fails() {
     assert_eq!(store.execute(&["GET", "key1"]), Reply::Bulk("b".into()));
     assert_eq!(store.execute(&["GET", "key2"]), Reply::Nil, "refused SET");
 }
+
+#[test]
+fn a_value_over_the_log_record_limit_is_refused_and_the_store_reopens() {
+    let storage = MemStorage::new();
+    let clock = MockClock::new();
+    {
+        let store = open(&storage, &clock);
+        assert_eq!(store.execute(&["SET", "a", "1"]), Reply::ok());
+        let big = vec![b'x'; 256 << 20];
+        let reply = store.execute(&[&b"SET"[..], b"big", &big]);
+        match &reply {
+            Reply::Error(e) => assert!(
+                e.starts_with("ERR a record of") && e.contains("over the log's limit"),
+                "{e}"
+            ),
+            other => panic!("a record the log could not load again was accepted: {other:?}"),
+        }
+        assert_eq!(store.execute(&["EXISTS", "big"]), Reply::Integer(0));
+        assert_eq!(
+            store.execute(&["SET", "b", "2"]),
+            Reply::ok(),
+            "the log is healthy"
+        );
+    }
+    let store = open(&storage, &clock);
+    assert_eq!(
+        store.execute(&["MGET", "a", "b"]),
+        Reply::Array(vec![Reply::Bulk("1".into()), Reply::Bulk("2".into()),])
+    );
+}

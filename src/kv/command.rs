@@ -231,6 +231,10 @@ impl KvStore {
         // as Redis does while it cannot write its AOF (reads go on).
         match self.cache.durably(|| self.dispatch(&args)) {
             Ok(reply) => reply.unwrap_or_else(Reply::from),
+            // This write alone was refused; the log is healthy.
+            Err(e @ crate::persist::PersistError::TooLarge { .. }) => {
+                Reply::Error(format!("ERR {e}"))
+            }
             Err(e) => Reply::Error(format!("MISCONF Errors writing to the AOF file: {e}")),
         }
     }
