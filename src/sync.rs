@@ -27,25 +27,48 @@ impl<T> std::ops::Deref for CacheAligned<T> {
     }
 }
 
-/// Slots (thread numbers) freed by exited threads, for the next new thread.
-static FREE_SLOTS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-/// The next never-used slot.
-static NEXT_SLOT: Mutex<usize> = Mutex::new(0);
+/// Numbers held by live threads: each is held by one thread at a time and
+/// given back when it exits, so they stay small and dense. The mutex
+/// hand-over orders the old holder's last writes under a number before the
+/// new holder's first.
+struct Numbers {
+    /// Given back by exited threads, for the next new thread.
+    free: Mutex<Vec<usize>>,
+    /// The next never-used number.
+    next: Mutex<usize>,
+}
 
-/// A thread's slot: a number no other live thread holds, returned for reuse
-/// when the thread exits, so slots stay small and dense. The mutex hand-over
-/// orders the old owner's last writes to per-slot data before the new
-/// owner's first.
+impl Numbers {
+    const fn starting_at(first: usize) -> Self {
+        Self {
+            free: Mutex::new(Vec::new()),
+            next: Mutex::new(first),
+        }
+    }
+
+    fn claim(&self) -> usize {
+        if let Some(i) = self.free.lock().pop() {
+            return i;
+        }
+        let mut next = self.next.lock();
+        *next += 1;
+        *next - 1
+    }
+
+    fn give_back(&self, i: usize) {
+        self.free.lock().push(i);
+    }
+}
+
+/// Thread slots: one reader row per slot below a cache's slot count.
+static SLOTS: Numbers = Numbers::starting_at(0);
+
+/// A thread's slot (see [`Numbers`]).
 struct Slot(usize);
 
 impl Slot {
     fn claim() -> Self {
-        if let Some(i) = FREE_SLOTS.lock().pop() {
-            return Self(i);
-        }
-        let mut next = NEXT_SLOT.lock();
-        *next += 1;
-        Self(*next - 1)
+        Self(SLOTS.claim())
     }
 }
 
@@ -54,7 +77,7 @@ impl Drop for Slot {
         // Later thread-local destructors must not use the slot once it can
         // be handed to another thread.
         FAST_SLOT.with(|s| s.set(NO_SLOT));
-        FREE_SLOTS.lock().push(self.0);
+        SLOTS.give_back(self.0);
     }
 }
 
@@ -87,46 +110,30 @@ fn claim_slot() -> Option<usize> {
     Some(slot)
 }
 
-/// Thread tokens handed out but given back by exited threads.
-static FREE_TOKENS: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-/// The next never-used token.
-static NEXT_TOKEN: Mutex<u32> = Mutex::new(1);
+/// Thread tokens, from 1 (0 means none).
+static TOKENS: Numbers = Numbers::starting_at(1);
 
-/// A thread's token: a number from 1 that no other live thread holds,
-/// returned for reuse when the thread exits, or 0 past `u16::MAX` live
-/// threads (no token). Unlike a slot it takes no reader row, so a thread
-/// that only writes can hold one without pushing readers off their rows.
-/// The mutex hand-over orders the old owner's last writes before the new
-/// owner's first, as for slots.
-struct Token(u16);
+/// A thread's token (see [`Numbers`]), used as a `u16`: 0 past
+/// `u16::MAX` live threads (no token). Unlike a slot it takes no reader row,
+/// so a thread that only writes can hold one without pushing readers off
+/// their rows.
+struct Token(usize);
 
 impl Token {
-    fn claim() -> Self {
-        if let Some(t) = FREE_TOKENS.lock().pop() {
-            return Self(t);
-        }
-        let mut next = NEXT_TOKEN.lock();
-        match u16::try_from(*next) {
-            Ok(t) => {
-                *next += 1;
-                Self(t)
-            }
-            Err(_) => Self(0),
-        }
+    fn get(&self) -> u16 {
+        u16::try_from(self.0).unwrap_or(0)
     }
 }
 
 impl Drop for Token {
     fn drop(&mut self) {
         FAST_TOKEN.with(|t| t.set(0));
-        if self.0 != 0 {
-            FREE_TOKENS.lock().push(self.0);
-        }
+        TOKENS.give_back(self.0);
     }
 }
 
 thread_local! {
-    static TOKEN: Token = Token::claim();
+    static TOKEN: Token = Token(TOKENS.claim());
     /// A copy of the token, read as a plain thread-local load.
     static FAST_TOKEN: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
 }
@@ -144,7 +151,7 @@ pub(crate) fn thread_token() -> u16 {
 
 #[cold]
 fn claim_token() -> u16 {
-    let t = TOKEN.try_with(|t| t.0).unwrap_or(0);
+    let t = TOKEN.try_with(Token::get).unwrap_or(0);
     FAST_TOKEN.with(|f| f.set(t));
     t
 }
