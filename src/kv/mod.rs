@@ -72,10 +72,10 @@ use std::time::Duration;
 /// a load of 5/8 to 7/8), its stored weight (4), and the allocator's rounding
 /// and headers on the key and value allocations. Measured with a counting
 /// allocator (`tests/kv_used_memory.rs`, glibc's malloc chunk sizes):
-/// `used_memory` is within 0.82-1.03x of the heap the entries hold for 23-byte entries, and
-/// within 1 % for 10 KB and 1 MB values. Not counted: fixed per-shard
-/// structures (empty tables, policy sketches), the log's buffers, and a
-/// value's spare capacity when it shares a larger buffer.
+/// `used_memory` is within 0.82-1.03x of the heap the entries hold for
+/// 23-byte entries, and within 1 % for 10 KB and 1 MB values. Not counted:
+/// fixed per-shard structures (empty tables, policy sketches), the log's
+/// buffers, and a value's spare capacity when it shares a larger buffer.
 pub const ENTRY_OVERHEAD: u32 = 164;
 
 /// A Redis-semantics key-value store: `String` keys, [`Bytes`] values. Cheap to

@@ -20,11 +20,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
             if let Some(e) = e {
                 assert_eq!(self.find(hasher.hash_one(&e.key), &e.key), Some(i as u32));
                 // The tests' weighers answer the same every time.
-                let stored = if weights.is_unit() {
-                    1
-                } else {
-                    u64::from(self.weights[i])
-                };
+                let stored = self.stored_weight(weights, i as u32);
                 assert_eq!(
                     stored,
                     weights.weigh(&e.key, &e.value),

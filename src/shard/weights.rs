@@ -10,12 +10,19 @@
 //! weights nothing is stored.
 
 use super::{Env, Shard};
+use crate::weigher::Weights;
 
 impl<K, V> Shard<K, V> {
     /// The weight token `idx` was given when it was last written.
     #[inline]
     pub(super) fn weight_at<S>(&self, env: &Env<'_, K, V, S>, idx: u32) -> u64 {
-        if env.weights.is_unit() {
+        self.stored_weight(env.weights, idx)
+    }
+
+    /// [`weight_at`](Self::weight_at), given the cache's weights alone.
+    #[inline]
+    pub(super) fn stored_weight(&self, weights: &Weights<K, V>, idx: u32) -> u64 {
+        if weights.is_unit() {
             1
         } else {
             u64::from(self.weights[idx as usize])
