@@ -63,7 +63,7 @@ where
                 r.note_success();
             }
             Err(e) => {
-                r.note_failure(key, &e, self.clock_now(), self.len());
+                r.note_failure(key, &e, self.clock_now(), || self.len());
                 drop(flight);
             }
         }

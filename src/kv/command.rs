@@ -256,12 +256,20 @@ impl KvStore {
     }
 }
 
+/// An argument as Redis prints it in an error (a C string): up to its
+/// first NUL byte.
+fn c_str(arg: &[u8]) -> &[u8] {
+    arg.iter()
+        .position(|&c| c == 0)
+        .map_or(arg, |end| &arg[..end])
+}
+
 /// Redis's unknown-command error: the name and the first arguments, quoted,
 /// each cut so the list stays near 128 bytes, newlines blanked.
 fn unknown(name: &[u8], args: &Args<'_>) -> KvError {
     let cut = |b: &[u8], max: usize| {
-        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len()).min(max);
-        String::from_utf8_lossy(&b[..end]).replace(['\r', '\n'], " ")
+        let b = c_str(b);
+        String::from_utf8_lossy(&b[..b.len().min(max)]).replace(['\r', '\n'], " ")
     };
     let mut list = Vec::new();
     for a in args {
@@ -269,12 +277,8 @@ fn unknown(name: &[u8], args: &Args<'_>) -> KvError {
             break;
         }
         list.push(b'\'');
-        let end = a
-            .iter()
-            .position(|&c| c == 0)
-            .unwrap_or(a.len())
-            .min(128 - (list.len() - 1));
-        list.extend_from_slice(&a[..end]);
+        let a = c_str(a);
+        list.extend_from_slice(&a[..a.len().min(128 - (list.len() - 1))]);
         list.extend_from_slice(b"' ");
     }
     KvError::UnknownCommand {
@@ -421,10 +425,8 @@ fn expire(s: &KvStore, a: &Args<'_>, f: ExpireFn) -> Result<Reply, KvError> {
             b"gt" => opts.gt = true,
             b"lt" => opts.lt = true,
             _ => {
-                // Redis prints the option as a C string: up to its first NUL.
-                let end = opt.iter().position(|&c| c == 0).unwrap_or(opt.len());
                 return Err(KvError::UnsupportedOption(
-                    String::from_utf8_lossy(&opt[..end]).into_owned(),
+                    String::from_utf8_lossy(c_str(opt)).into_owned(),
                 ));
             }
         }

@@ -146,13 +146,19 @@ impl<K, V> Refresher<K, V> {
     /// reloaded again before `now` plus the refresh period.
     ///
     /// The memory holds at most [`FAILED_BOUND`] keys or as many as the
-    /// cache holds (`live`), whichever is more: a key is reloaded only while
-    /// it is cached, so that bound is what a source failing for every key at
-    /// once needs, and it costs less than the cached keys themselves. When
-    /// full, the cool-downs that have ended are dropped first; only a memory
-    /// still full after that is cleared.
-    pub(crate) fn note_failure(&self, key: K, error: &BoxError, now: u64, live: usize)
-    where
+    /// cache holds (`live`, asked only once the memory has that many),
+    /// whichever is more: a key is reloaded only while it is cached, so
+    /// that bound is what a source failing for every key at once needs, and
+    /// it costs less than the cached keys themselves. When full, the
+    /// cool-downs that have ended are dropped first; only a memory still
+    /// full after that is cleared.
+    pub(crate) fn note_failure(
+        &self,
+        key: K,
+        error: &BoxError,
+        now: u64,
+        live: impl FnOnce() -> usize,
+    ) where
         K: std::hash::Hash + Eq,
     {
         Counters::bump(&self.counters.failed);
@@ -160,8 +166,15 @@ impl<K, V> Refresher<K, V> {
             listener(&key, error);
         }
         let until = now.saturating_add(self.after_ms);
+        // The cache's length takes every shard's read lock: asked with
+        // the memory's mutex released, and only once the memory is large.
+        let large = self.failed.lock().len() >= FAILED_BOUND;
+        let bound = if large {
+            live().max(FAILED_BOUND)
+        } else {
+            FAILED_BOUND
+        };
         let mut failed = self.failed.lock();
-        let bound = live.max(FAILED_BOUND);
         if failed.len() >= bound {
             failed.retain(|_, &mut until| now < until);
             if failed.len() >= bound {
