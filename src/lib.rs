@@ -38,7 +38,8 @@
 //! again and again. The window's size, from nothing to the whole cache, is
 //! tuned on every miss as ARC tunes its split: each shard remembers the
 //! hashes of keys it recently evicted and from which segment, and a miss on
-//! one of them moves the window toward the segment that would have hit. The
+//! one of them moves the window toward the segment that would have hit
+//! (one share for the whole cache, which every shard's misses steer). The
 //! same memory judges admission: while the keys main let go come back more
 //! often than the ones it turned away, a candidate needs a clearer lead in
 //! the sketch, which keeps a loop longer than the cache from swapping out

@@ -98,9 +98,10 @@ where
         let budget = (b.shared_capacity && b.max_capacity.is_some())
             .then(|| Arc::new(crate::shard::Budget::new(max_capacity)));
         let readers = Arc::new(ReaderCounts::new(shards));
+        let common = Arc::new(crate::policy::CommonShare::new(shards));
         let built: Box<[_]> = (0..shards)
             .map(|i| {
-                let state = b.policy.state(sketch_entries);
+                let state = b.policy.state(sketch_entries, &common);
                 let capacity = match &budget {
                     Some(_) => max_capacity,
                     None => per_shard + u64::from((i as u64) < remainder),

@@ -81,6 +81,55 @@ fn steps_scale_with_the_ratio_of_the_ghosts() {
 }
 
 #[test]
+fn shards_steer_one_share_each_by_its_part() {
+    let common = Arc::new(CommonShare::new(4));
+    let mut a = Window::with_common(1000, Some(common.clone()));
+    let mut b = Window::with_common(1000, Some(common.clone()));
+    for w in [&mut a, &mut b] {
+        w.early = w.early_end();
+    }
+    let start = a.share();
+    // A counted ghost in one shard moves the cache's share by a quarter
+    // of that shard's step (one entry in four shards of 1000)...
+    a.evicted(hash(1), Left::Window);
+    a.on_miss(hash(1));
+    assert!((a.share() - start - 0.00025).abs() < 1e-6, "{}", a.share());
+    // ...and the other shard takes it up at its next miss.
+    assert!((b.share() - start).abs() < 1e-9);
+    b.on_miss(hash(2));
+    assert_eq!(b.share(), a.share());
+    b.evicted(hash(3), Left::Main);
+    b.on_miss(hash(3));
+    a.on_miss(hash(4));
+    assert!((a.share() - start).abs() < 1e-6, "{}", a.share());
+    // A restored share and a clear reach every shard.
+    a.set(0.5);
+    b.on_miss(hash(5));
+    assert!((b.share() - 0.5).abs() < 1e-6);
+    b.clear();
+    a.on_miss(hash(6));
+    assert!((a.share() - INITIAL_WINDOW).abs() < 1e-6, "{}", a.share());
+}
+
+#[test]
+fn the_common_share_stays_within_its_bounds() {
+    let common = Arc::new(CommonShare::new(2));
+    let mut w = Window::with_common(10, Some(common));
+    let top = w.top();
+    for i in 0..1000 {
+        w.evicted(hash(i), Left::Window);
+        w.on_miss(hash(i));
+        assert!(w.share <= top);
+    }
+    assert_eq!(w.share, top);
+    for i in 1000..3000 {
+        w.evicted(hash(i), Left::Main);
+        w.on_miss(hash(i));
+    }
+    assert_eq!(w.share, 0);
+}
+
+#[test]
 fn steps_start_32_times_larger_and_halve_every_turnover() {
     let mut w = Window::new(1000);
     // Misses while the cache fills (nothing evicted yet) do not count.

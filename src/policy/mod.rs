@@ -36,6 +36,7 @@ use std::sync::Arc;
 #[cfg(test)]
 pub(crate) use builtin::{built_in_states, built_ins_that_evict_any};
 pub use custom::{Entries, EvictionPolicy};
+pub(crate) use ghost::CommonShare;
 pub use sampled::RedisPolicy;
 pub(crate) use saved::Saved;
 
@@ -101,10 +102,11 @@ impl Policy {
     /// entry competes for a place in the main area against main's coldest entry,
     /// and wins only if a frequency sketch says it has been asked for more often.
     /// That keeps one-off scans from flushing the cache. The window's size,
-    /// from nothing to the whole cache, is tuned per shard on every miss, as
-    /// ARC tunes its split: each shard remembers the hashes of keys it
+    /// from nothing to the whole cache, is tuned on every miss, as ARC
+    /// tunes its split: each shard remembers the hashes of keys it
     /// recently evicted and from where; a miss on a key that left the window
-    /// grows the window, one that left the main area shrinks it. So
+    /// grows the window, one that left the main area shrinks it (one share
+    /// for the whole cache, steered by every shard's misses). So
     /// recency-heavy workloads get a large window (up to LRU's behaviour) and
     /// frequency-heavy ones a small one. The same memory says whether the keys
     /// main let go come back more often than the candidates it turned away;
@@ -249,10 +251,15 @@ impl Policy {
         )
     }
 
-    /// One shard's state, for a shard of about `capacity` entries.
-    pub(crate) fn state(&self, capacity: usize) -> PolicyState {
+    /// One shard's state, for a shard of about `capacity` entries; an
+    /// adaptive window steers `common`, the share of all of the cache's
+    /// shards.
+    pub(crate) fn state(&self, capacity: usize, common: &Arc<CommonShare>) -> PolicyState {
         match self.kind {
-            PolicyKind::TinyLfu => PolicyState::TinyLfu(tinylfu::TinyLfu::new(capacity)),
+            PolicyKind::TinyLfu => PolicyState::TinyLfu(tinylfu::TinyLfu::with_common(
+                capacity,
+                Some(common.clone()),
+            )),
             PolicyKind::Lru => PolicyState::Clock(clock::Clock::new()),
             PolicyKind::Redis { policy, samples } => {
                 PolicyState::Sampled(sampled::Sampled::new(policy, usize::from(samples)))

@@ -34,11 +34,12 @@
 //! entry's hit counter, the hits it saw; so it sees (nearly) all accesses with
 //! no write to shared state on the read path.
 
-use super::ghost::{Left, Window};
+use super::ghost::{CommonShare, Left, Window};
 use super::recency::Recency;
 use super::saved::Saved;
 use super::sketch::Sketch;
 use crate::policy::node::{meta, List, Nodes, NIL};
+use std::sync::Arc;
 
 const WINDOW: u8 = 0;
 const PROBATION: u8 = 1;
@@ -85,7 +86,16 @@ pub(crate) struct TinyLfu {
 }
 
 impl TinyLfu {
+    /// The policy of a shard of `capacity` entries that steers a window
+    /// share of its own.
+    #[cfg(test)]
     pub(crate) fn new(capacity: usize) -> Self {
+        Self::with_common(capacity, None)
+    }
+
+    /// The policy of one shard of a cache whose shards steer one window
+    /// share, `common` (see [`CommonShare`]).
+    pub(crate) fn with_common(capacity: usize, common: Option<Arc<CommonShare>>) -> Self {
         Self {
             window: List::new(WINDOW),
             probation: List::new(PROBATION),
@@ -93,7 +103,7 @@ impl TinyLfu {
             sketch: Sketch::new(capacity),
             rng: 0x2545_F491_4F6C_DD1D,
             pending: None,
-            share: Window::new(capacity),
+            share: Window::with_common(capacity, common),
             known: [(NIL, 0); 2],
             recency: Recency::new(),
         }
