@@ -111,6 +111,11 @@ struct SuiteArgs {
     /// Replay only one half of each trace (held-out checks).
     #[arg(long, value_enum)]
     half: Option<suite::Half>,
+    /// Replay each trace (or the half chosen) backwards: the same requests
+    /// and reuse distances, so LRU's and OPT's hit ratios barely move, in
+    /// an order no policy was tuned on (held-out checks).
+    #[arg(long)]
+    reverse: bool,
     /// Comma-separated subjects; the first is the one compared with the rest.
     #[arg(long, value_delimiter = ',')]
     subjects: Vec<String>,
@@ -340,6 +345,7 @@ fn suite_run(a: SuiteArgs) -> Result<(), String> {
         traces,
         ladder: a.ladder,
         half: a.half,
+        reverse: a.reverse,
         replays: a.replays,
     })
 }

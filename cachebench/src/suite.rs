@@ -35,6 +35,8 @@ pub(crate) struct Params {
     pub(crate) ladder: f64,
     /// Replay only the first or second half of each trace (held-out checks).
     pub(crate) half: Option<Half>,
+    /// Replay each trace backwards (after taking the half).
+    pub(crate) reverse: bool,
     /// Replays of every cell, each with fresh caches (and so fresh random
     /// hash seeds): at least 1.
     pub(crate) replays: usize,
@@ -111,17 +113,24 @@ pub(crate) fn run(p: &Params) -> Result<(), String> {
                 Half::Second => keys[mid..].to_vec(),
             };
         }
+        if p.reverse {
+            keys.reverse();
+        }
         let distinct = keys.iter().collect::<HashSet<_>>().len();
         let next = opt::next_uses(&keys);
-        let name = trace_name(path);
+        let mut name = trace_name(path);
+        if p.reverse {
+            name.push_str(" reversed");
+        }
         let start = cells.len();
         for size in ladder(distinct, p.ladder) {
             cells.push(cell(&name, &keys, &next, size, &p.names, p.replays));
         }
         let title = format!(
-            "{name}: {} requests, {distinct} distinct keys{}",
+            "{name}: {} requests, {distinct} distinct keys{}{}",
             keys.len(),
-            p.half.map_or(String::new(), |h| format!(", {h:?} half"))
+            p.half.map_or(String::new(), |h| format!(", {h:?} half")),
+            if p.reverse { ", reversed" } else { "" }
         );
         print_group(&title, &cells[start..], &p.names);
     }
@@ -324,6 +333,7 @@ mod tests {
             traces: vec![],
             ladder: 2.0,
             half: None,
+            reverse: false,
             replays: 2,
         };
         assert!(run(&p).is_ok());
