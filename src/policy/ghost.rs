@@ -510,8 +510,14 @@ impl Window {
     #[cfg(test)]
     pub(crate) fn settled(capacity: usize) -> Self {
         let mut w = Self::new(capacity);
-        w.early = w.early_end();
+        w.settle();
         w
+    }
+
+    /// Ends the early turnovers: ordinary steps from now on.
+    #[cfg(test)]
+    pub(crate) fn settle(&mut self) {
+        self.early = self.early_end();
     }
 }
 

@@ -85,9 +85,8 @@ fn shards_steer_one_share_each_by_its_part() {
     let common = Arc::new(CommonShare::new(4));
     let mut a = Window::with_common(1000, Some(common.clone()));
     let mut b = Window::with_common(1000, Some(common.clone()));
-    for w in [&mut a, &mut b] {
-        w.early = w.early_end();
-    }
+    a.settle();
+    b.settle();
     let start = a.share();
     // A counted ghost in one shard moves the cache's share by a quarter
     // of that shard's step (one entry in four shards of 1000)...
