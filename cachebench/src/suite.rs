@@ -127,10 +127,9 @@ pub(crate) fn run(p: &Params) -> Result<(), String> {
             cells.push(cell(&name, &keys, &next, size, &p.names, p.replays));
         }
         let title = format!(
-            "{name}: {} requests, {distinct} distinct keys{}{}",
+            "{name}: {} requests, {distinct} distinct keys{}",
             keys.len(),
-            p.half.map_or(String::new(), |h| format!(", {h:?} half")),
-            if p.reverse { ", reversed" } else { "" }
+            p.half.map_or(String::new(), |h| format!(", {h:?} half"))
         );
         print_group(&title, &cells[start..], &p.names);
     }
