@@ -1,0 +1,188 @@
+//! Tests of the shard lock (model checks of it are in `tests/loom_shard_lock.rs`).
+
+use super::*;
+use crate::sync::Arc;
+
+fn lock(v: u64) -> Arc<ShardLock<u64>> {
+    Arc::new(ShardLock::new(
+        v,
+        3,
+        Arc::new(ReaderCounts::with_slots(20, 4)),
+    ))
+}
+
+#[test]
+fn counters_of_one_slot_share_blocks_and_slots_do_not() {
+    let c = ReaderCounts::with_slots(40, 3);
+    assert_eq!((c.slots, c.stride), (4, 3));
+    let block = |r, i| (c.counter(r, i) as *const AtomicU32 as usize) / 128;
+    assert_eq!(block(0, 0), block(0, 15));
+    assert_ne!(block(0, 15), block(0, 16));
+    // Four rows of their own and the shared one: no 128-byte block
+    // (a pair of lines) holds counters of two rows.
+    for (r, q) in (0..=4).flat_map(|r| (0..=4).map(move |q| (r, q))) {
+        if r != q {
+            for (i, j) in (0..40).flat_map(|i| (0..40).map(move |j| (i, j))) {
+                assert_ne!(block(r, i), block(q, j));
+            }
+        }
+    }
+    assert_eq!(c.row(Some(3)), 3);
+    // Slots past the count, and threads without one, share the last row.
+    assert_eq!(c.row(Some(4)), 4);
+    assert_eq!(c.row(Some(63)), 4);
+    assert_eq!(c.row(None), 4);
+}
+
+#[test]
+fn a_writer_visits_its_shard_in_every_row_once() {
+    let counts = Arc::new(ReaderCounts::with_slots(40, 4));
+    for index in [0, 15, 16, 39] {
+        let l = ShardLock::new(0u8, index, counts.clone());
+        let got: Vec<*const AtomicU32> = l.counters().map(|c| c as *const _).collect();
+        let want: Vec<*const AtomicU32> = (0..=4)
+            .map(|r| counts.counter(r, index as usize) as *const _)
+            .collect();
+        assert_eq!(got, want, "shard {index}");
+        // A read and a write leave every count as they found it.
+        let r = l.read();
+        assert_eq!(
+            l.counters().map(|c| c.load(Ordering::Relaxed)).sum::<u32>(),
+            1
+        );
+        drop(r);
+        *l.write() += 1;
+        assert!(l.counters().all(|c| c.load(Ordering::Relaxed) == 0));
+        assert_eq!(l.closed.load(Ordering::Relaxed), 0);
+    }
+}
+
+#[test]
+fn a_writer_waits_for_a_reader_on_the_shared_row() {
+    // One slot of its own: every thread but the first to claim one
+    // counts in the shared row with atomic adds.
+    let l = Arc::new(ShardLock::new(
+        0u64,
+        0,
+        Arc::new(ReaderCounts::with_slots(1, 1)),
+    ));
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let l = l.clone();
+            std::thread::spawn(move || {
+                let rounds: u64 = if cfg!(miri) { 100 } else { 10_000 };
+                for _ in 0..rounds {
+                    let g = l.read();
+                    let seen = *g;
+                    drop(g);
+                    *l.write() += 1;
+                    assert!(*l.read() > seen);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("no lost write");
+    }
+    let rounds: u64 = if cfg!(miri) { 100 } else { 10_000 };
+    assert_eq!(*l.read(), 3 * rounds);
+    assert!(l.counters().all(|c| c.load(Ordering::Relaxed) == 0));
+}
+
+#[test]
+fn nested_reads_on_one_thread_count_up_and_down() {
+    let l = lock(5);
+    let a = l.read();
+    let b = l.read();
+    assert_eq!(
+        l.counters().map(|c| c.load(Ordering::Relaxed)).sum::<u32>(),
+        2
+    );
+    // Dropped out of order.
+    drop(a);
+    drop(b);
+    assert!(l.counters().all(|c| c.load(Ordering::Relaxed) == 0));
+    assert!(l.try_write().is_some());
+}
+
+#[test]
+fn readers_share_and_writers_exclude() {
+    let l = lock(1);
+    let a = l.read();
+    let b = l.read();
+    assert_eq!(*a + *b, 2);
+    drop((a, b));
+    *l.write() += 1;
+    assert_eq!(*l.read(), 2);
+}
+
+#[test]
+fn a_writer_waits_for_readers_and_readers_for_the_writer() {
+    let l = lock(0);
+    let r = l.read();
+    let w = {
+        let l = l.clone();
+        std::thread::spawn(move || {
+            *l.write() = 7;
+        })
+    };
+    // The writer cannot finish while the read is held.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(*r, 0);
+    drop(r);
+    w.join().expect("writer");
+    assert_eq!(*l.read(), 7);
+}
+
+#[test]
+fn racing_readers_and_writers_see_whole_writes() {
+    race(2);
+}
+
+/// With one row of its own, every other thread reads on the shared row.
+#[test]
+fn racing_readers_on_the_shared_row_see_whole_writes() {
+    race(1);
+}
+
+/// Four threads on a lock with `slots` rows of their own, one of them
+/// also writing.
+fn race(slots: usize) {
+    // The writer keeps both halves equal; a reader that saw a torn pair
+    // would have read during a write.
+    let l = Arc::new(ShardLock::new(
+        (0u64, 0u64),
+        0,
+        Arc::new(ReaderCounts::with_slots(1, slots)),
+    ));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let l = l.clone();
+            std::thread::spawn(move || {
+                // Fewer rounds under Miri, which runs each access checked.
+                let (rounds, spins) = if cfg!(miri) { (200, 1) } else { (20_000, 20) };
+                for i in 0..rounds {
+                    if t == 0 && i % 4 == 0 {
+                        let mut g = l.write();
+                        g.0 += 1;
+                        std::hint::spin_loop();
+                        g.1 += 1;
+                    } else {
+                        // Reads that last, for a writer to run into.
+                        let g = l.read();
+                        let first = g.0;
+                        for _ in 0..spins {
+                            std::hint::spin_loop();
+                        }
+                        assert_eq!(first, g.1, "a read overlapped a write");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("no torn read");
+    }
+    let writes = if cfg!(miri) { 50 } else { 5_000 };
+    assert_eq!(*l.read(), (writes, writes));
+}
