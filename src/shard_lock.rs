@@ -197,18 +197,6 @@ impl<T> ShardLock<T> {
         }
     }
 
-    /// This shard's counter in every row, the shared one included.
-    #[cfg(all(test, not(loom)))]
-    fn counters(&self) -> impl Iterator<Item = &AtomicU32> {
-        let counts = &*self.counts;
-        let (block, lane) = (
-            self.index as usize / PER_BLOCK,
-            self.index as usize % PER_BLOCK,
-        );
-        let (blocks, stride) = (&*counts.blocks, counts.stride);
-        (0..=counts.slots).map(move |row| &blocks[row * stride + block].0[lane])
-    }
-
     /// Closes the shard to new readers (the caller holds the writer mutex).
     fn close(&self) {
         self.closed.store(1, Ordering::Relaxed);
