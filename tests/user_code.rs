@@ -33,6 +33,20 @@ fn within_seconds<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> 
         .expect("the cache hung after a panic in user code")
 }
 
+/// [`use_after`] on a clone of `cache`, failing if it hangs.
+fn still_whole(cache: &Cache<u64, u64>) {
+    let c = cache.clone();
+    within_seconds(move || use_after(&c));
+}
+
+/// The next of a xorshift sequence (the tests' keys).
+fn next(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
 /// Exercises every shard from two threads after a panic; checks that reads
 /// see only written values, that the capacity holds, and that the weighed
 /// size equals the sum of the entries' weights.
@@ -43,10 +57,7 @@ fn use_after(cache: &Cache<u64, u64>) {
             std::thread::spawn(move || {
                 let mut x = t + 7;
                 for i in 0..20_000u64 {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let k = x % 3_000;
+                    let k = next(&mut x) % 3_000;
                     if i % 3 == 0 {
                         cache.insert(k, value_of(k));
                     } else if let Some(v) = cache.get(&k) {
@@ -87,8 +98,7 @@ fn a_panicking_compute_closure_leaves_the_cache_whole() {
         assert!(r.is_err());
     }
     assert_eq!(cache.get(&5), Some(value_of(5)));
-    let c = cache.clone();
-    within_seconds(move || use_after(&c));
+    still_whole(&cache);
 }
 
 #[test]
@@ -115,8 +125,7 @@ fn a_panicking_compute_closure_after_an_expired_entry_leaves_the_cache_whole() {
         .compute(9, |_| (Decision::Put(value_of(9), Ttl::Keep), 1))
         .expect("fits");
     assert_eq!(n, 1);
-    let c = cache.clone();
-    within_seconds(move || use_after(&c));
+    still_whole(&cache);
 }
 
 #[test]
@@ -130,8 +139,7 @@ fn a_panicking_weigher_leaves_the_cache_whole() {
         let r = catch_unwind(AssertUnwindSafe(|| cache.insert(k, 0)));
         assert!(r.is_err(), "the weigher's panic reaches the caller");
     }
-    let c = cache.clone();
-    within_seconds(move || use_after(&c));
+    still_whole(&cache);
 }
 
 #[test]
@@ -151,8 +159,7 @@ fn a_panicking_expiry_rule_leaves_the_cache_whole() {
     }
     let r = catch_unwind(AssertUnwindSafe(|| cache.insert(u64::MAX, 1)));
     assert!(r.is_err());
-    let c = cache.clone();
-    within_seconds(move || use_after(&c));
+    still_whole(&cache);
 }
 
 #[test]
@@ -298,10 +305,7 @@ fn panics_in_user_code_leave_the_log_in_step_with_the_cache() {
         let mut x = 1u64;
         let mut panics = 0;
         for i in 0..5_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let k = x % 600;
+            let k = next(&mut x) % 600;
             let r = catch_unwind(AssertUnwindSafe(|| match i % 5 {
                 // The weigher refuses 0.
                 0 => c.insert(k, 0),
@@ -347,6 +351,5 @@ fn a_panicking_retain_predicate_leaves_the_cache_whole() {
     for k in (0..1_000).step_by(2) {
         assert_eq!(cache.get(&k), Some(value_of(k)));
     }
-    let c = cache.clone();
-    within_seconds(move || use_after(&c));
+    still_whole(&cache);
 }
