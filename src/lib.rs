@@ -120,6 +120,7 @@
 #![warn(missing_docs)]
 
 pub mod adapters;
+mod barrier;
 mod builder;
 mod cache;
 mod clock;

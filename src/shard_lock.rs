@@ -18,13 +18,13 @@
 //! - A reader with a slot of its own raises its counter with a plain store
 //!   (no other thread writes it), then a sequentially consistent fence,
 //!   then loads the shard's `closed` flag. If a writer closed the shard, it
-//!   lowers its counter again and waits on the writer mutex. Leaving, it
+//!   lowers its counter again and sleeps until the writer leaves. Leaving, it
 //!   lowers the counter with a release store. A reader on the shared row
 //!   does the same with an atomic add and subtract.
-//! - A writer takes the writer mutex, sets `closed`, a sequentially
-//!   consistent fence, then waits until its shard's counter reads zero in
-//!   every row; leaving, it clears `closed` (release) before it lets the
-//!   mutex go.
+//! - A writer closes the shard with one compare-and-swap of its `closed`
+//!   flag from 0 to 1 (losing it means another writer holds the lock),
+//!   then a sequentially consistent fence, then waits until its shard's
+//!   counter reads zero in every row; leaving, it stores 0 (release).
 //!
 //! Reader and writer each store, fence, then load what the other stored
 //! (the store-buffering pattern). Of the two fences one comes first in the
@@ -34,10 +34,25 @@
 //! `closed` set, or cleared by that writer's release once it is done, which
 //! the reader's acquire load then orders before its reads.
 //!
-//! On x86 the fence is a locked `or` on the thread's own stack: the reader's
-//! one locked instruction touches no line another thread uses, where an
-//! atomic add on the counter line and a subtract at the end took two (hits
-//! on one thread ran about 1.3 times as many per second without them).
+//! A thread that finds the shard closed (a reader, or a writer after a few
+//! spins) sleeps on the lock's address in `parking_lot`'s queues after
+//! raising the lock's `waiting` count, and a writer that leaves wakes the
+//! sleepers if that count is not zero. The leaving writer stores 0 and
+//! then loads `waiting`, the sleeper raises `waiting` and then loads
+//! `closed`: the store-buffering pattern again, which [`crate::barrier`]
+//! makes cheap for the writer (one compiler fence, where a full fence would
+//! wait for all of the write's stores to drain) and expensive for the
+//! sleeper (a `membarrier` call), on Linux; elsewhere both are fences. So
+//! an uncontended write takes the shard with a locked instruction and a
+//! fence and leaves it with a plain store; with `parking_lot`'s mutex it
+//! also left with a locked instruction, the mutex's release, which waited
+//! for every store of the write to drain.
+//!
+//! On x86 the reader's fence is a locked `or` on the thread's own stack:
+//! the reader's one locked instruction touches no line another thread uses,
+//! where an atomic add on the counter line and a subtract at the end took
+//! two (hits on one thread ran about 1.3 times as many per second without
+//! them).
 //!
 //! The write side pays a load per thread slot (twice the CPU count rounded
 //! up to a power of two, 4 to 64, plus the shared row). As with
@@ -50,8 +65,8 @@
 //! unit tests below under Miri (`cargo +nightly miri test --lib shard_lock`).
 
 use crate::sync::{
-    backoff, fence, thread_token, try_thread_slot, AtomicU16, AtomicU32, AtomicU8, CacheAligned,
-    Mutex, MutexGuard, Ordering,
+    backoff, fence, heavy_fence, init_fences, light_fence, spin_wait, thread_token,
+    try_thread_slot, AtomicU16, AtomicU32, AtomicU8, CacheAligned, Ordering, Parking,
 };
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
@@ -84,8 +99,11 @@ impl ReaderCounts {
         Self::with_slots(shards, (2 * cpus).clamp(4, MAX_SLOTS))
     }
 
-    /// Counters for `shards` shards and `slots` thread slots.
+    /// Counters for `shards` shards and `slots` thread slots. Settles the
+    /// process's fences (see [`crate::barrier`]) before the first lock is
+    /// built over them.
     pub(crate) fn with_slots(shards: usize, slots: usize) -> Self {
+        init_fences();
         let slots = slots.max(1).next_power_of_two();
         let stride = shards.max(1).div_ceil(PER_BLOCK);
         let blocks = (0..(slots + 1) * stride)
@@ -124,22 +142,25 @@ it would wait for itself forever";
 /// A reader-writer lock around one shard; its readers count in a
 /// [`ReaderCounts`] shared by the cache's shards.
 ///
-/// `repr(C)` keeps the mutex, the flag and the index in the 8 bytes before
-/// the data, so the lock's first line also holds the shard's hot fields.
+/// `repr(C)` keeps the flag, the owner, the index and the sleepers' count
+/// in the 8 bytes before the data, so the lock's first line also holds the
+/// shard's hot fields.
 #[repr(C)]
 pub(crate) struct ShardLock<T> {
-    /// Serialises writers; readers that meet a writer wait on it.
-    writer: Mutex<()>,
-    /// Set (1) by the holder of `writer` while it waits for readers to
-    /// leave and while it writes.
+    /// 1 while a writer holds the lock: it closed the shard to readers and
+    /// to other writers.
     closed: AtomicU8,
     /// The writer's thread token (`sync::thread_token`) while it holds the
     /// lock, 0 otherwise: a thread that calls back into a shard it holds
     /// (from a closure the cache runs under the lock) panics instead of
     /// waiting for itself forever.
     owner: AtomicU16,
-    /// This shard's column in `counts`.
-    index: u32,
+    /// This shard's column in `counts` (a cache has at most 2^16 shards).
+    index: u16,
+    /// Threads asleep on this lock, or about to be: the leaving writer
+    /// wakes them when it is not zero.
+    waiting: AtomicU16,
+    parking: Parking,
     data: UnsafeCell<T>,
     counts: crate::sync::Arc<ReaderCounts>,
 }
@@ -161,10 +182,11 @@ impl<T> ShardLock<T> {
             "shard index past the reader counts"
         );
         Self {
-            writer: Mutex::new(()),
             closed: AtomicU8::new(0),
             owner: AtomicU16::new(0),
-            index,
+            index: u16::try_from(index).expect("at most 2^16 shards"),
+            waiting: AtomicU16::new(0),
+            parking: Parking::new(),
             data: UnsafeCell::new(data),
             counts,
         }
@@ -191,22 +213,82 @@ impl<T> ShardLock<T> {
             }
             count.lower();
             self.refuse_reentry();
-            // The writer holds the mutex until it has cleared `closed`:
-            // taking it parks this thread until then.
-            drop(self.writer.lock());
+            self.wait_open();
         }
     }
 
-    /// Closes the shard to new readers (the caller holds the writer mutex).
-    fn close(&self) {
-        self.closed.store(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+    /// Closes the shard to new readers and to other writers if it is open,
+    /// then fences: the loads of the reader counts that follow cannot be
+    /// ordered before the close (on x86 the fence right after the locked
+    /// compare-and-swap finds the store buffer already drained).
+    #[inline]
+    fn try_close(&self) -> bool {
+        let closed = self
+            .closed
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        if closed {
+            fence(Ordering::SeqCst);
+        }
+        closed
     }
 
-    /// Reopens the shard, publishing the writer's work to the readers that
-    /// enter after it.
+    /// Reopens the shard, publishing the writer's work to the threads that
+    /// enter after it, and wakes the threads asleep on it.
+    #[inline]
     fn open(&self) {
         self.closed.store(0, Ordering::Release);
+        light_fence();
+        if self.waiting.load(Ordering::Relaxed) != 0 {
+            self.wake();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wake(&self) {
+        self.parking.wake_all(self.key());
+    }
+
+    /// The address sleepers on this lock wait on.
+    fn key(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Waits for the writer in to leave: spins while it holds the shard
+    /// for a short write, then yields the CPU a few times (the writer may
+    /// be waiting for one), and sleeps if it stays ([`spin_wait`]). May return while the shard is
+    /// still closed; the caller looks again.
+    #[cold]
+    #[inline(never)]
+    fn wait_open(&self) {
+        let mut round = 0;
+        while self.closed.load(Ordering::Relaxed) != 0 {
+            if !spin_wait(&mut round) {
+                self.sleep_while_closed();
+                return;
+            }
+        }
+    }
+
+    /// Sleeps until a writer leaves, if one is in: counts itself in
+    /// `waiting` first, so that the writer's [`open`](Self::open) sees it.
+    /// May return early (a wake-up meant for another sleeper, the nap's
+    /// end); the caller looks again.
+    fn sleep_while_closed(&self) {
+        let counted = self
+            .waiting
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| n.checked_add(1))
+            .is_ok();
+        if !counted {
+            // 65,535 sleepers already: yield instead of sleeping uncounted.
+            std::thread::yield_now();
+            return;
+        }
+        heavy_fence();
+        self.parking
+            .wait_while(self.key(), || self.closed.load(Ordering::SeqCst) != 0);
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Whether no reader is in: every row's count for the shard is zero,
@@ -230,24 +312,33 @@ impl<T> ShardLock<T> {
     /// Exclusive access; waits for the current readers to leave, and holds
     /// new ones off meanwhile.
     ///
-    /// Inlined, with the wait out of line.
+    /// Inlined, with the waits out of line.
     #[inline]
     pub(crate) fn write(&self) -> WriteGuard<'_, T> {
-        let writer = match self.writer.try_lock() {
-            Some(w) => w,
-            None => {
-                self.refuse_reentry();
-                self.writer.lock()
-            }
-        };
-        self.close();
+        if !self.try_close() {
+            self.close_contended();
+        }
         if !self.drained() {
             self.wait_for_readers();
         }
         self.owner.store(thread_token(), Ordering::Relaxed);
         WriteGuard {
             lock: self,
-            _writer: writer,
+            _on_this_thread: PhantomData,
+        }
+    }
+
+    /// Closes the shard once the writer in has left (another writer may
+    /// close it first: then waits again).
+    #[cold]
+    #[inline(never)]
+    fn close_contended(&self) {
+        self.refuse_reentry();
+        loop {
+            self.wait_open();
+            if self.try_close() {
+                return;
+            }
         }
     }
 
@@ -276,8 +367,9 @@ impl<T> ShardLock<T> {
     /// Exclusive access if no writer holds the lock and no reader is in,
     /// without waiting for either.
     pub(crate) fn try_write(&self) -> Option<WriteGuard<'_, T>> {
-        let writer = self.writer.try_lock()?;
-        self.close();
+        if !self.try_close() {
+            return None;
+        }
         if !self.drained() {
             self.open();
             return None;
@@ -285,7 +377,7 @@ impl<T> ShardLock<T> {
         self.owner.store(thread_token(), Ordering::Relaxed);
         Some(WriteGuard {
             lock: self,
-            _writer: writer,
+            _on_this_thread: PhantomData,
         })
     }
 
@@ -360,10 +452,11 @@ impl<T> Drop for ReadGuard<'_, T> {
     }
 }
 
-/// Exclusive access to a shard; the write ends when it drops.
+/// Exclusive access to a shard; the write ends when it drops, on the
+/// thread that took it (the lock's owner token is that thread's).
 pub(crate) struct WriteGuard<'a, T> {
     lock: &'a ShardLock<T>,
-    _writer: MutexGuard<'a, ()>,
+    _on_this_thread: PhantomData<*const ()>,
 }
 
 impl<T> Deref for WriteGuard<'_, T> {
@@ -396,7 +489,7 @@ impl<T> DerefMut for WriteGuard<'_, T> {
 impl<T> Drop for WriteGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        // Before the mutex is released (the field drops after this body).
+        // Before the shard opens: the next writer stores its own.
         self.lock.owner.store(0, Ordering::Relaxed);
         self.lock.open();
     }

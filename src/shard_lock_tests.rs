@@ -195,3 +195,63 @@ fn race(slots: usize) {
     let writes = if cfg!(miri) { 50 } else { 5_000 };
     assert_eq!(*l.read(), (writes, writes));
 }
+
+/// Threads that find the shard closed sleep, counted in `waiting`, and the
+/// writer's leaving wakes every one of them.
+#[test]
+fn sleepers_wake_when_the_writer_leaves() {
+    let l = lock(0);
+    let held = l.write();
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let l = l.clone();
+            std::thread::spawn(move || {
+                if t % 2 == 0 {
+                    *l.write() += 1;
+                } else {
+                    assert!(*l.read() <= 3);
+                }
+            })
+        })
+        .collect();
+    // Readers sleep at once; writers after their spins.
+    while l.waiting.load(Ordering::Relaxed) < 6 {
+        std::thread::yield_now();
+    }
+    drop(held);
+    for t in threads {
+        t.join().expect("woken");
+    }
+    assert_eq!(*l.read(), 3);
+    assert_eq!(l.waiting.load(Ordering::Relaxed), 0);
+}
+
+/// Writers racing each other (and sleeping when they lose) never overlap.
+#[test]
+fn racing_writers_see_whole_writes() {
+    let l = Arc::new(ShardLock::new(
+        (0u64, 0u64),
+        0,
+        Arc::new(ReaderCounts::with_slots(1, 4)),
+    ));
+    let rounds = if cfg!(miri) { 50 } else { 20_000 };
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let l = l.clone();
+            std::thread::spawn(move || {
+                for _ in 0..rounds {
+                    let mut g = l.write();
+                    assert_eq!(g.0, g.1, "a write overlapped a write");
+                    g.0 += 1;
+                    std::hint::spin_loop();
+                    g.1 += 1;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("no torn write");
+    }
+    assert_eq!(*l.read(), (4 * rounds, 4 * rounds));
+    assert_eq!(l.waiting.load(Ordering::Relaxed), 0);
+}

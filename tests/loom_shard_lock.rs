@@ -15,7 +15,7 @@
 /// The `crate::sync` the lock module imports, on loom's primitives.
 mod sync {
     pub(crate) use loom::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU8, Ordering};
-    pub(crate) use loom::sync::{Arc, MutexGuard};
+    pub(crate) use loom::sync::Arc;
 
     #[repr(align(128))]
     pub(crate) struct CacheAligned<T>(pub(crate) T);
@@ -27,18 +27,59 @@ mod sync {
         }
     }
 
-    /// `parking_lot`'s mutex API over loom's mutex.
-    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+    /// The fences without `membarrier`: both sides full fences, the
+    /// protocol every platform without it runs.
+    pub(crate) fn light_fence() {
+        fence(Ordering::SeqCst);
+    }
 
-    impl<T> Mutex<T> {
-        pub(crate) fn new(v: T) -> Self {
-            Self(loom::sync::Mutex::new(v))
+    pub(crate) fn heavy_fence() {
+        fence(Ordering::SeqCst);
+    }
+
+    pub(crate) fn init_fences() -> bool {
+        false
+    }
+
+    /// One round of waiting before a thread sleeps: enough to reach both
+    /// of its paths.
+    pub(crate) fn spin_wait(round: &mut u32) -> bool {
+        *round += 1;
+        if *round > 1 {
+            return false;
         }
-        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-            self.0.lock().expect("not poisoned")
+        loom::thread::yield_now();
+        true
+    }
+
+    /// `parking_lot_core`'s sleep and wake-up on loom's mutex and condition
+    /// variable: the condition is checked under the queue's lock, and the
+    /// wake-up takes that lock, as `park` and `unpark_all` do. No nap: a
+    /// wake-up the lock loses leaves its sleeper asleep, and the model
+    /// reports the deadlock.
+    pub(crate) struct Parking {
+        queue: loom::sync::Mutex<()>,
+        wake: loom::sync::Condvar,
+    }
+
+    impl Parking {
+        pub(crate) fn new() -> Self {
+            Self {
+                queue: loom::sync::Mutex::new(()),
+                wake: loom::sync::Condvar::new(),
+            }
         }
-        pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-            self.0.try_lock().ok()
+
+        pub(crate) fn wait_while(&self, _key: usize, still: impl FnOnce() -> bool) {
+            let queue = self.queue.lock().expect("not poisoned");
+            if still() {
+                drop(self.wake.wait(queue).expect("not poisoned"));
+            }
+        }
+
+        pub(crate) fn wake_all(&self, _key: usize) {
+            let _queue = self.queue.lock().expect("not poisoned");
+            self.wake.notify_all();
         }
     }
 
