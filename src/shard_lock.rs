@@ -34,10 +34,10 @@
 //! `closed` set, or cleared by that writer's release once it is done, which
 //! the reader's acquire load then orders before its reads.
 //!
-//! A thread that finds the shard closed (a reader, or a writer after a few
-//! spins) sleeps on the lock's address in `parking_lot`'s queues after
-//! raising the lock's `waiting` count, and a writer that leaves wakes the
-//! sleepers if that count is not zero. The leaving writer stores 0 and
+//! A thread that finds the shard closed (a reader or a writer) spins and
+//! yields for a few rounds, then sleeps on the lock's address in
+//! `parking_lot`'s queues after raising the lock's `waiting` count, and a
+//! writer that leaves wakes the sleepers if that count is not zero. The leaving writer stores 0 and
 //! then loads `waiting`, the sleeper raises `waiting` and then loads
 //! `closed`: the store-buffering pattern again, which [`crate::barrier`]
 //! makes cheap for the writer (one compiler fence, where a full fence would
@@ -257,8 +257,8 @@ impl<T> ShardLock<T> {
 
     /// Waits for the writer in to leave: spins while it holds the shard
     /// for a short write, then yields the CPU a few times (the writer may
-    /// be waiting for one), and sleeps if it stays ([`spin_wait`]). May return while the shard is
-    /// still closed; the caller looks again.
+    /// be waiting for one), and sleeps if it stays ([`spin_wait`]). May
+    /// return while the shard is still closed; the caller looks again.
     #[cold]
     #[inline(never)]
     fn wait_open(&self) {
