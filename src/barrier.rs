@@ -25,21 +25,18 @@
 //! ([`init`]), before any lock exists, and never changes.
 
 use std::sync::atomic::{compiler_fence, fence, AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::Once;
 
 /// Whether `membarrier` was registered: releases need compiler fences only.
 static ASYMMETRIC: AtomicBool = AtomicBool::new(false);
-static INIT: OnceLock<bool> = OnceLock::new();
+static REGISTER: Once = Once::new();
 
 /// Registers the process for expedited `membarrier` calls, once; returns
 /// whether the asymmetric fences are in use. Every shard lock is built
 /// after a call to this.
 pub(crate) fn init() -> bool {
-    *INIT.get_or_init(|| {
-        let ok = membarrier::register();
-        ASYMMETRIC.store(ok, Ordering::Release);
-        ok
-    })
+    REGISTER.call_once(|| ASYMMETRIC.store(membarrier::register(), Ordering::Release));
+    ASYMMETRIC.load(Ordering::Acquire)
 }
 
 /// The cheap side: orders a store before a later load of another location
