@@ -15,6 +15,16 @@ fn readers<T>(l: &ShardLock<T>) -> u32 {
     counters(l).iter().map(|c| c.load(Ordering::Relaxed)).sum()
 }
 
+/// A one-shard lock around a pair that writers keep equal, with `slots`
+/// rows of their own.
+fn pair_lock(slots: usize) -> Arc<ShardLock<(u64, u64)>> {
+    Arc::new(ShardLock::new(
+        (0, 0),
+        0,
+        Arc::new(ReaderCounts::with_slots(1, slots)),
+    ))
+}
+
 fn lock(v: u64) -> Arc<ShardLock<u64>> {
     Arc::new(ShardLock::new(
         v,
@@ -159,11 +169,7 @@ fn racing_readers_on_the_shared_row_see_whole_writes() {
 fn race(slots: usize) {
     // The writer keeps both halves equal; a reader that saw a torn pair
     // would have read during a write.
-    let l = Arc::new(ShardLock::new(
-        (0u64, 0u64),
-        0,
-        Arc::new(ReaderCounts::with_slots(1, slots)),
-    ));
+    let l = pair_lock(slots);
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let l = l.clone();
@@ -214,7 +220,7 @@ fn sleepers_wake_when_the_writer_leaves() {
             })
         })
         .collect();
-    // Readers sleep at once; writers after their spins.
+    // Each sleeps after its rounds of spins and yields.
     while l.waiting.load(Ordering::Relaxed) < 6 {
         std::thread::yield_now();
     }
@@ -229,11 +235,7 @@ fn sleepers_wake_when_the_writer_leaves() {
 /// Writers racing each other (and sleeping when they lose) never overlap.
 #[test]
 fn racing_writers_see_whole_writes() {
-    let l = Arc::new(ShardLock::new(
-        (0u64, 0u64),
-        0,
-        Arc::new(ReaderCounts::with_slots(1, 4)),
-    ));
+    let l = pair_lock(4);
     let rounds = if cfg!(miri) { 50 } else { 20_000 };
     let threads: Vec<_> = (0..4)
         .map(|_| {
