@@ -6,6 +6,7 @@
 
 mod arc;
 mod hitratio;
+mod lirs;
 mod memory;
 mod opt;
 mod report;
@@ -134,7 +135,8 @@ struct Common {
     /// Comma-separated subjects to run (default: all but the reference).
     /// Known: shardcache, shardcache-lru, moka, quick_cache, lru, and the
     /// reference fifo-map (a lock-striped FIFO hash map, no policy: a
-    /// yardstick, not a cache to use).
+    /// yardstick, not a cache to use), arc and lirs (ARC and LIRS under a
+    /// mutex, for hit ratios).
     #[arg(long, value_delimiter = ',')]
     subjects: Vec<String>,
     /// Also write the table as CSV to this file.

@@ -7,6 +7,8 @@ use hashbrown::HashMap;
 use parking_lot::{Mutex, RwLock};
 use shardcache::{Cache, Policy};
 
+use crate::lirs::Lirs;
+
 /// Names of every subject run by default, in report order.
 pub(crate) const ALL: [&str; 5] = ["shardcache", "shardcache-lru", "moka", "quick_cache", "lru"];
 
@@ -27,7 +29,11 @@ pub(crate) const EXTRA: [&str; 1] = ["shardcache-sieve"];
 /// `arc` is ARC (see `arc.rs`), one global cache under a mutex: the
 /// adaptive policy whose ghost rule sizes shardcache's window, for hit
 /// ratios beside the others (its throughput is a mutex's).
-pub(crate) const REFERENCE: [&str; 2] = ["fifo-map", "arc"];
+///
+/// `lirs` is LIRS (see `lirs.rs`), likewise one global cache under a
+/// mutex: the policy that ranks keys by how soon they came back, for hit
+/// ratios beside the others.
+pub(crate) const REFERENCE: [&str; 3] = ["fifo-map", "arc", "lirs"];
 
 /// A cache of `u64 -> u64` as seen by the benchmarks.
 pub(crate) trait Subject: Send + Sync {
@@ -93,6 +99,7 @@ pub(crate) fn build(name: &str, capacity: u64) -> Result<Box<dyn Subject>, Strin
         )))),
         "fifo-map" => Box::new(FifoMap::new(cap)),
         "arc" => Box::new(ArcSubject(Mutex::new(crate::arc::Arc::new(to_usize(cap))))),
+        "lirs" => Box::new(LirsSubject(Mutex::new(Lirs::new(to_usize(cap))))),
         other => return Err(format!("unknown subject `{other}`")),
     })
 }
@@ -163,6 +170,20 @@ impl Subject for Lru {
 struct ArcSubject(Mutex<crate::arc::Arc>);
 
 impl Subject for ArcSubject {
+    fn get(&self, key: u64) -> bool {
+        self.0.lock().get(key)
+    }
+    fn insert(&self, key: u64) {
+        self.0.lock().insert(key);
+    }
+    fn len(&self) -> usize {
+        self.0.lock().len()
+    }
+}
+
+struct LirsSubject(Mutex<Lirs>);
+
+impl Subject for LirsSubject {
     fn get(&self, key: u64) -> bool {
         self.0.lock().get(key)
     }
