@@ -64,7 +64,7 @@ where
             shard.peek(hash, key, &now, self.tti_ms()).and_then(|f| {
                 let freshness = r.freshness(f.deadline, clock_now)?;
                 // Counts the access with the policy, as `get` does.
-                let _ = shard.get(hash, key, &now, self.tti_ms());
+                let _ = shard.get(hash, key, &now, self.tti_ms(), self.hit_count());
                 let owned = (freshness != Freshness::Fresh)
                     .then(|| shard.key_of(hash, key).map(|k| r.clone_key(k)))
                     .flatten();

@@ -47,6 +47,7 @@ use crate::hash::{hash_of, shard_index, DefaultHashBuilder};
 use crate::listener::{Listener, Removed};
 use crate::persist::journal::{Journal, Ticket};
 use crate::persist::RecordRef;
+use crate::policy::node::HitCount;
 use crate::refresh::Refresher;
 use crate::shard::expiry::deadline_after;
 use crate::shard::{Env, Inserted, LazyNow, Lookup, Shard};
@@ -91,6 +92,8 @@ pub(crate) struct Inner<K, V, S> {
     clock: Millis,
     ttl: WriteTtl<K, V>,
     tti: Option<u64>,
+    /// How many hits a reader stores in an entry (the policy's rule).
+    hits: HitCount,
     listener: Option<Listener<K, V>>,
     stats: StatsCounters,
     max_capacity: u64,
@@ -183,13 +186,14 @@ where
         }
         let (hash, s) = self.locate(key);
         let now = LazyNow::new(|| self.inner.clock.now());
-        let found = match self.inner.shards[s]
-            .read()
-            .get(hash, key, &now, self.inner.tti)
-        {
-            Lookup::Hit(v) => Some(v.clone()),
-            Lookup::Miss | Lookup::Expired => None,
-        };
+        let found =
+            match self.inner.shards[s]
+                .read()
+                .get(hash, key, &now, self.inner.tti, self.inner.hits)
+            {
+                Lookup::Hit(v) => Some(v.clone()),
+                Lookup::Miss | Lookup::Expired => None,
+            };
         self.inner.stats.bump_lookup(found.is_some());
         found
     }
@@ -507,6 +511,11 @@ where
 
     pub(crate) fn tti_ms(&self) -> Option<u64> {
         self.inner.tti
+    }
+
+    /// How many hits a reader stores in an entry.
+    pub(crate) fn hit_count(&self) -> HitCount {
+        self.inner.hits
     }
 
     pub(crate) fn count_lookup(&self, hit: bool) {

@@ -73,6 +73,7 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::node::HitCount;
 
     #[test]
     fn second_chance() {
@@ -102,7 +103,7 @@ mod tests {
             c.on_insert(&mut nodes, i);
             if i == 101 {
                 let tick = c.tick();
-                nodes[100].record_hit_at(nodes[100].get(), || Some(tick));
+                nodes[100].record_hit_at(nodes[100].get(), HitCount::All, || Some(tick));
             }
         }
         let mut evicted = Vec::new();

@@ -327,6 +327,15 @@ impl fmt::Debug for dyn EvictionPolicy {
 }
 
 impl PolicyState {
+    /// How many hits between its looks the policy can use (see
+    /// [`HitCount`](node::HitCount)).
+    pub(crate) fn hit_count(&self) -> node::HitCount {
+        match self {
+            Self::TinyLfu(_) => node::HitCount::Sketch,
+            _ => node::HitCount::All,
+        }
+    }
+
     /// The recency stamp readers write into a hit entry of list 0, if the
     /// policy keeps one.
     #[inline]

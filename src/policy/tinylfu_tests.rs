@@ -2,6 +2,7 @@
 //! recency and on loops.
 
 use super::*;
+use crate::policy::node::HitCount;
 
 fn setup(n: usize) -> (Vec<crate::policy::node::Node>, TinyLfu) {
     setup_for(n, n)
@@ -196,7 +197,7 @@ fn replay_from(
         if resident[k as usize] {
             let n = &nodes[k as usize];
             let tick = p.tick();
-            n.record_hit_at(n.get(), || Some(tick));
+            n.record_hit_at(n.get(), HitCount::Sketch, || Some(tick));
             hits += 1;
             p.check_marks(nodes);
             continue;
@@ -421,7 +422,7 @@ fn a_hit_long_ago_does_not_buy_a_whole_lap() {
         p.window_max()
     );
     let tick = p.tick();
-    nodes[100].record_hit_at(nodes[100].get(), || Some(tick));
+    nodes[100].record_hit_at(nodes[100].get(), HitCount::Sketch, || Some(tick));
     replay_from(&mut p, &mut nodes, &mut resident, cap, &keys[102..]);
     p.share.set(150.0 / cap as f64);
     p.maintain(&mut nodes);

@@ -33,7 +33,7 @@ pub(crate) use scan::ScanBudget;
 use slab::{Entry, Slab, SlabView};
 
 use crate::listener::{RemovalCause, Removed};
-use crate::policy::node::{meta, Node};
+use crate::policy::node::{meta, HitCount, Node};
 use crate::policy::PolicyState;
 use crate::sync::{AtomicU64, Ordering};
 use expiry::{is_expired, ExpiryIndex};
@@ -171,8 +171,9 @@ where
         false
     }
 
-    /// The read path: a shared borrow, one CAS at most on the entry's own
-    /// meta word (skipped once its hit counter saturates), no allocation.
+    /// The read path: a shared borrow, one plain store at most to the
+    /// entry's own meta word (skipped once it holds as many hits as
+    /// `counts` lets the policy use), no allocation.
     #[inline]
     pub(crate) fn get<Q, F>(
         &self,
@@ -180,6 +181,7 @@ where
         key: &Q,
         now: &LazyNow<F>,
         tti: Option<u64>,
+        counts: HitCount,
     ) -> Lookup<&V>
     where
         K: Borrow<Q>,
@@ -204,7 +206,9 @@ where
                 cell.store(t, Ordering::Relaxed);
             }
         }
-        entry.node.record_hit_at(m, || self.policy.read_tick());
+        entry
+            .node
+            .record_hit_at(m, counts, || self.policy.read_tick());
         Lookup::Hit(&entry.value)
     }
 
@@ -376,7 +380,7 @@ where
     fn touch<S>(&mut self, idx: u32, env: &Env<'_, K, V, S>) {
         let node = &self.entry(idx).node;
         let m = node.get();
-        node.record_hit_at(m, || self.policy.read_tick());
+        node.record_hit_at(m, self.policy.hit_count(), || self.policy.read_tick());
         if env.tti.is_some() {
             self.idle[idx as usize].store(env.now(), Ordering::Relaxed);
         }
