@@ -186,14 +186,13 @@ where
         }
         let (hash, s) = self.locate(key);
         let now = LazyNow::new(|| self.inner.clock.now());
-        let found =
-            match self.inner.shards[s]
-                .read()
-                .get(hash, key, &now, self.inner.tti, self.inner.hits)
-            {
+        let found = {
+            let shard = self.inner.shards[s].read();
+            match shard.get(hash, key, &now, self.inner.tti, self.inner.hits) {
                 Lookup::Hit(v) => Some(v.clone()),
                 Lookup::Miss | Lookup::Expired => None,
-            };
+            }
+        };
         self.inner.stats.bump_lookup(found.is_some());
         found
     }

@@ -332,7 +332,8 @@ impl PolicyState {
     pub(crate) fn hit_count(&self) -> node::HitCount {
         match self {
             Self::TinyLfu(_) => node::HitCount::Sketch,
-            _ => node::HitCount::All,
+            Self::Clock(_) => node::HitCount::One,
+            Self::Sampled(_) | Self::Custom(_) => node::HitCount::All,
         }
     }
 

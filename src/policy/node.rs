@@ -265,12 +265,11 @@ impl Node {
     /// Records a hit from a reader: a plain store of `m` (the meta word the
     /// reader loaded) plus one, skipped when the counter already holds as
     /// many hits as the policy can use (`counts`), so an entry hit often
-    /// stops dirtying its cache line. An entry
-    /// in list 0 that got a birth stamp also takes the stamp `tick` gives
-    /// (TinyLFU's window and LRU's list while they keep stamps; see
-    /// `policy::recency`): the stamp moves once per period, so a hot entry
-    /// stores at most once per period for it, and `tick` is not read for
-    /// other entries.
+    /// stops dirtying its cache line. An entry in list 0 that got a birth
+    /// stamp also takes the stamp `tick` gives (TinyLFU's window and LRU's
+    /// list while they keep stamps; see `policy::recency`): the stamp moves
+    /// once per period, so a hot entry stores at most once per period for
+    /// it, and `tick` is not read for other entries.
     ///
     /// Not a compare-and-swap: readers hold the shard's shared lock, so no
     /// writer can change the word between the load and this store, and the
@@ -327,16 +326,20 @@ impl Node {
 }
 
 /// How many of an entry's hits, between two looks of its policy, a hit
-/// stores in its meta word. Each store dirties the entry's cache line, and
-/// a dirty line costs again when the cache later drops it: on one thread
-/// of the Zipf throughput workload, entries of an unbounded hit count
-/// (up to 15) ran at 0.57 of quick_cache, counting what the sketch can
-/// take 0.62.
+/// stores in its meta word: only as many as the policy can use. Each store
+/// dirties the entry's cache line, and a dirty line costs again when the
+/// CPU's cache later drops it: on one thread of the Zipf throughput
+/// workload, TinyLFU with every hit stored up to 15 ran at 0.57 of
+/// quick_cache, with [`Sketch`](Self::Sketch)'s cap at 0.62.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HitCount {
     /// Up to 15: the policy reads the count itself (the sampled policies
-    /// raise their LFU counter once per hit).
+    /// raise their LFU counter once per hit; a custom policy gets it from
+    /// `Entries::take_hits`).
     All,
+    /// One: the policy asks only whether the entry was hit (CLOCK's
+    /// second chance).
+    One,
     /// Up to what TinyLFU's sketch can still take: the entry's counters
     /// are 4 bits, incremented conservatively, and its node keeps a copy
     /// of their estimate that never exceeds it, so at most `15 - copy`
@@ -351,6 +354,7 @@ impl HitCount {
     pub(crate) fn most(self, m: u64) -> u64 {
         match self {
             Self::All => meta::HITS_MAX,
+            Self::One => 1,
             Self::Sketch => (meta::FREQ_MAX - meta::freq(m)).max(1),
         }
     }
@@ -587,11 +591,13 @@ mod tests {
             }
             assert_eq!(meta::hits(n.get()), most, "stamped, estimate {freq}");
         }
-        // The other policies count up to 15 whatever bits 8..12 hold.
-        let n = Node::new(meta::with_lfu(0, 0xFF));
-        for _ in 0..100 {
-            n.record_hit_at(n.get(), HitCount::All, || None);
+        // The other policies count up to their cap whatever bits 8..12 hold.
+        for (counts, most) in [(HitCount::All, meta::HITS_MAX), (HitCount::One, 1)] {
+            let n = Node::new(meta::with_lfu(0, 0xFF));
+            for _ in 0..100 {
+                n.record_hit_at(n.get(), counts, || None);
+            }
+            assert_eq!(meta::hits(n.get()), most, "{counts:?}");
         }
-        assert_eq!(meta::hits(n.get()), meta::HITS_MAX);
     }
 }
