@@ -12,6 +12,8 @@
 
 use lru::LruCache;
 
+use crate::reference::Reference;
+
 /// The four lists and the target, for a cache of `c` entries.
 pub(crate) struct Arc {
     c: usize,
@@ -35,8 +37,24 @@ impl Arc {
         }
     }
 
+    /// Evicts from `t1` or `t2`, whichever is over its target, into its
+    /// ghost list. `in_b2`: the request that asked was a `b2` ghost.
+    fn replace(&mut self, in_b2: bool) {
+        let t1 = self.t1.len() as f64;
+        let from_t1 = !self.t1.is_empty() && (t1 > self.p || (in_b2 && t1 == self.p.floor()));
+        if from_t1 {
+            if let Some((k, ())) = self.t1.pop_lru() {
+                self.b1.put(k, ());
+            }
+        } else if let Some((k, ())) = self.t2.pop_lru() {
+            self.b2.put(k, ());
+        }
+    }
+}
+
+impl Reference for Arc {
     /// A lookup: on a hit (case I) the key moves to the head of `t2`.
-    pub(crate) fn get(&mut self, key: u64) -> bool {
+    fn get(&mut self, key: u64) -> bool {
         if self.t1.pop(&key).is_some() || self.t2.contains(&key) {
             self.t2.put(key, ());
             return true;
@@ -45,7 +63,7 @@ impl Arc {
     }
 
     /// Admits `key` after a miss (cases II to IV); a cached key is a hit.
-    pub(crate) fn insert(&mut self, key: u64) {
+    fn insert(&mut self, key: u64) {
         if self.get(key) {
             return;
         }
@@ -83,22 +101,8 @@ impl Arc {
         self.t1.put(key, ());
     }
 
-    /// Evicts from `t1` or `t2`, whichever is over its target, into its
-    /// ghost list. `in_b2`: the request that asked was a `b2` ghost.
-    fn replace(&mut self, in_b2: bool) {
-        let t1 = self.t1.len() as f64;
-        let from_t1 = !self.t1.is_empty() && (t1 > self.p || (in_b2 && t1 == self.p.floor()));
-        if from_t1 {
-            if let Some((k, ())) = self.t1.pop_lru() {
-                self.b1.put(k, ());
-            }
-        } else if let Some((k, ())) = self.t2.pop_lru() {
-            self.b2.put(k, ());
-        }
-    }
-
     /// Cached keys.
-    pub(crate) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.t1.len() + self.t2.len()
     }
 }

@@ -38,6 +38,8 @@ use std::collections::BTreeMap;
 
 use hashbrown::HashMap;
 
+use crate::reference::Reference;
+
 /// No node: the end of a list.
 const NIL: u32 = u32::MAX;
 
@@ -112,94 +114,6 @@ impl Lirs {
             q_back: NIL,
             non_resident: BTreeMap::new(),
             clock: 0,
-        }
-    }
-
-    /// Cached (resident) keys.
-    pub(crate) fn len(&self) -> usize {
-        self.lirs + self.hirs
-    }
-
-    /// A lookup: on a hit, the paper's cases for a LIR key and for a
-    /// resident HIR key. A miss changes nothing (see [`Lirs::insert`]).
-    pub(crate) fn get(&mut self, key: u64) -> bool {
-        let Some(&i) = self.map.get(&key) else {
-            return false;
-        };
-        match self.nodes[i as usize].status {
-            Status::NonResident => false,
-            Status::Lir => {
-                let was_bottom = self.s_bottom == i;
-                self.s_unlink(i);
-                self.s_push_top(i);
-                if was_bottom {
-                    self.prune();
-                }
-                true
-            }
-            Status::Hir => {
-                if self.nodes[i as usize].in_s {
-                    // Back while still in S: sooner than the bottom LIR key.
-                    self.s_unlink(i);
-                    self.q_unlink(i);
-                    self.hirs -= 1;
-                    self.make_lir(i);
-                } else {
-                    self.s_push_top(i);
-                    self.q_unlink(i);
-                    self.q_push_back(i);
-                }
-                true
-            }
-        }
-    }
-
-    /// Admits `key` after a miss (the paper's case for a non-resident
-    /// block); a cached key is a hit.
-    pub(crate) fn insert(&mut self, key: u64) {
-        if self.get(key) {
-            return;
-        }
-        if self.len() >= self.c {
-            self.evict();
-        }
-        let i = match self.map.get(&key) {
-            Some(&i) => {
-                // A non-resident key still in S.
-                let stamp = self.nodes[i as usize].stamp;
-                self.non_resident.remove(&stamp);
-                self.s_unlink(i);
-                if self.lirs < self.lir_cap {
-                    self.lirs += 1;
-                    self.nodes[i as usize].status = Status::Lir;
-                    self.s_push_top(i);
-                } else {
-                    self.make_lir(i);
-                }
-                i
-            }
-            None => {
-                let i = self.alloc(key);
-                self.map.insert(key, i);
-                if self.lirs < self.lir_cap {
-                    // Filling up: the first keys are LIR.
-                    self.lirs += 1;
-                    self.nodes[i as usize].status = Status::Lir;
-                } else {
-                    self.hirs += 1;
-                    self.q_push_back(i);
-                }
-                self.s_push_top(i);
-                i
-            }
-        };
-        debug_assert_eq!(self.nodes[i as usize].key, key);
-        while self.non_resident.len() > 2 * self.c {
-            if let Some((_, j)) = self.non_resident.pop_first() {
-                // Never the bottom of S, which is LIR: no pruning needed.
-                self.s_unlink(j);
-                self.release(j);
-            }
         }
     }
 
@@ -361,6 +275,96 @@ impl Lirs {
             self.q_back = front;
         } else {
             self.nodes[back as usize].q_front = front;
+        }
+    }
+}
+
+impl Reference for Lirs {
+    /// Cached (resident) keys.
+    fn len(&self) -> usize {
+        self.lirs + self.hirs
+    }
+
+    /// A lookup: on a hit, the paper's cases for a LIR key and for a
+    /// resident HIR key. A miss changes nothing (see [`insert`](Self::insert)).
+    fn get(&mut self, key: u64) -> bool {
+        let Some(&i) = self.map.get(&key) else {
+            return false;
+        };
+        match self.nodes[i as usize].status {
+            Status::NonResident => false,
+            Status::Lir => {
+                let was_bottom = self.s_bottom == i;
+                self.s_unlink(i);
+                self.s_push_top(i);
+                if was_bottom {
+                    self.prune();
+                }
+                true
+            }
+            Status::Hir => {
+                if self.nodes[i as usize].in_s {
+                    // Back while still in S: sooner than the bottom LIR key.
+                    self.s_unlink(i);
+                    self.q_unlink(i);
+                    self.hirs -= 1;
+                    self.make_lir(i);
+                } else {
+                    self.s_push_top(i);
+                    self.q_unlink(i);
+                    self.q_push_back(i);
+                }
+                true
+            }
+        }
+    }
+
+    /// Admits `key` after a miss (the paper's case for a non-resident
+    /// block); a cached key is a hit.
+    fn insert(&mut self, key: u64) {
+        if self.get(key) {
+            return;
+        }
+        if self.len() >= self.c {
+            self.evict();
+        }
+        let i = match self.map.get(&key) {
+            Some(&i) => {
+                // A non-resident key still in S.
+                let stamp = self.nodes[i as usize].stamp;
+                self.non_resident.remove(&stamp);
+                self.s_unlink(i);
+                if self.lirs < self.lir_cap {
+                    self.lirs += 1;
+                    self.nodes[i as usize].status = Status::Lir;
+                    self.s_push_top(i);
+                } else {
+                    self.make_lir(i);
+                }
+                i
+            }
+            None => {
+                let i = self.alloc(key);
+                self.map.insert(key, i);
+                if self.lirs < self.lir_cap {
+                    // Filling up: the first keys are LIR.
+                    self.lirs += 1;
+                    self.nodes[i as usize].status = Status::Lir;
+                } else {
+                    self.hirs += 1;
+                    self.q_push_back(i);
+                }
+                self.s_push_top(i);
+                i
+            }
+        };
+        debug_assert_eq!(self.nodes[i as usize].key, key);
+        while self.non_resident.len() > 2 * self.c {
+            if let Some((_, j)) = self.non_resident.pop_first() {
+                // Never the bottom of S, which is LIR: no pruning needed.
+                self.s_unlink(j);
+                self.release(j);
+            }
         }
     }
 }

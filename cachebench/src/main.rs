@@ -9,6 +9,7 @@ mod hitratio;
 mod lirs;
 mod memory;
 mod opt;
+mod reference;
 mod report;
 mod scaling;
 // The SIEVE policy of the `sieve` example, written against the public

@@ -8,6 +8,7 @@ use parking_lot::{Mutex, RwLock};
 use shardcache::{Cache, Policy};
 
 use crate::lirs::Lirs;
+use crate::reference::Reference;
 
 /// Names of every subject run by default, in report order.
 pub(crate) const ALL: [&str; 5] = ["shardcache", "shardcache-lru", "moka", "quick_cache", "lru"];
@@ -98,8 +99,8 @@ pub(crate) fn build(name: &str, capacity: u64) -> Result<Box<dyn Subject>, Strin
             NonZeroUsize::new(to_usize(cap)).unwrap_or(NonZeroUsize::MIN),
         )))),
         "fifo-map" => Box::new(FifoMap::new(cap)),
-        "arc" => Box::new(ArcSubject(Mutex::new(crate::arc::Arc::new(to_usize(cap))))),
-        "lirs" => Box::new(LirsSubject(Mutex::new(Lirs::new(to_usize(cap))))),
+        "arc" => Box::new(Locked(Mutex::new(crate::arc::Arc::new(to_usize(cap))))),
+        "lirs" => Box::new(Locked(Mutex::new(Lirs::new(to_usize(cap))))),
         other => return Err(format!("unknown subject `{other}`")),
     })
 }
@@ -167,23 +168,10 @@ impl Subject for Lru {
     }
 }
 
-struct ArcSubject(Mutex<crate::arc::Arc>);
+/// A reference policy under a mutex.
+struct Locked<P>(Mutex<P>);
 
-impl Subject for ArcSubject {
-    fn get(&self, key: u64) -> bool {
-        self.0.lock().get(key)
-    }
-    fn insert(&self, key: u64) {
-        self.0.lock().insert(key);
-    }
-    fn len(&self) -> usize {
-        self.0.lock().len()
-    }
-}
-
-struct LirsSubject(Mutex<Lirs>);
-
-impl Subject for LirsSubject {
+impl<P: Reference> Subject for Locked<P> {
     fn get(&self, key: u64) -> bool {
         self.0.lock().get(key)
     }
