@@ -389,10 +389,15 @@ impl Window {
         self.returns[1] * w.max(1) > self.returns[0] * m.max(1)
     }
 
-    /// The window's size when the shard holds `len` entries (at least 1).
+    /// The window's size when the shard holds `len` entries: at least 1,
+    /// and at most `len - 2`, so that main keeps an entry through an
+    /// eviction (which happens with one entry over the capacity, and may
+    /// take main's). The share alone cannot promise that: at the top share
+    /// `len × share` rounds to `len - 1` once `len` passes about 2^16.
     #[inline]
     pub(crate) fn max(&self, len: usize) -> usize {
-        ((len as u64).saturating_mul(self.share) >> 32).max(1) as usize
+        let share = ((len as u64).saturating_mul(self.share) >> 32) as usize;
+        share.min(len.saturating_sub(2)).max(1)
     }
 
     /// The window's share of the shard.
@@ -432,10 +437,12 @@ impl Window {
     /// whole shard would leave main empty; an empty main evicts nothing, so
     /// it leaves no main ghosts, and nothing would ever shrink the window
     /// again, whatever the workload turned into. One entry of main keeps
-    /// main ghosts coming once frequent keys return.
+    /// main ghosts coming once frequent keys return ([`max`](Self::max)
+    /// keeps it through evictions). One entry, not one step: the step is a
+    /// rate, not a size.
     #[inline]
     fn top(&self) -> u64 {
-        ONE.saturating_sub(self.step)
+        ONE.saturating_sub(ONE / self.capacity)
     }
 
     /// Starts loading the ghost slot a miss on `hash` will look at.

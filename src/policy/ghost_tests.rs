@@ -345,9 +345,9 @@ fn the_share_stays_within_nothing_and_all_but_one_entry() {
         w.on_miss(hash(i));
     }
     assert_eq!(w.share(), 15.0 / 16.0);
-    assert_eq!(w.max(16), 15, "main keeps an entry");
+    assert_eq!(w.max(17), 15, "main keeps an entry through an eviction");
     w.set(1.0);
-    assert_eq!(w.max(16), 15, "also when a saved share is restored");
+    assert_eq!(w.max(17), 15, "also when a saved share is restored");
     for i in 0..1000 {
         w.evicted(hash(i), Left::Main);
         w.on_miss(hash(i));
@@ -359,4 +359,25 @@ fn the_share_stays_within_nothing_and_all_but_one_entry() {
         w.share(),
         (ONE as f64 * INITIAL_WINDOW) as u64 as f64 / ONE as f64
     );
+}
+
+#[test]
+fn main_keeps_an_entry_through_evictions_at_every_capacity() {
+    // At the top share `len × share` rounds to `len - 1` in shards past
+    // about 2^16 entries: the eviction (at one entry over the capacity)
+    // would then take main's last entry, and with no main ghosts the
+    // window could never shrink again.
+    for capacity in [2usize, 3, 16, 200, 65_535, 70_000, 1 << 20, 5_000_000] {
+        let mut w = Window::new(capacity);
+        w.set(1.0);
+        for len in [capacity, capacity + 1, 2 * capacity + 7] {
+            assert!(
+                w.max(len) + 2 <= len.max(3),
+                "capacity {capacity}: a window of {} in {len}",
+                w.max(len)
+            );
+        }
+        assert_eq!(w.max(1), 1);
+        assert_eq!(w.max(2), 1);
+    }
 }
