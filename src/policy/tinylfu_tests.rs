@@ -369,6 +369,24 @@ fn a_window_of_the_whole_cache_shrinks_again() {
 }
 
 #[test]
+fn a_large_shard_at_the_top_share_keeps_main() {
+    // In a shard of 100,000 entries at the top share, `(capacity + 1) ×
+    // share` rounds to the capacity itself: unless the window leaves main
+    // two entries, the first eviction takes main's last one, main leaves
+    // no ghosts, and nothing shrinks the window again.
+    let cap = 100_000;
+    let (mut nodes, mut p) = setup_for(cap + 1000, cap);
+    p.share.set(1.0);
+    let keys: Vec<u32> = (0..cap as u32 + 1000).collect();
+    replay(&mut p, &mut nodes, cap, &keys);
+    assert!(
+        p.probation.len + p.protected.len >= 1,
+        "main emptied: window {}",
+        p.window.len
+    );
+}
+
+#[test]
 fn a_loop_keeps_what_main_holds_from_its_second_round() {
     // A loop over 3 × the cache, too short for the sketch to halve, on keys
     // whose hashes share sketch counters as real ones do. A candidate's
