@@ -393,7 +393,8 @@ impl Window {
     /// and at most `len - 2`, so that main keeps an entry through an
     /// eviction (which happens with one entry over the capacity, and may
     /// take main's). The share alone cannot promise that: at the top share
-    /// `len × share` rounds to `len - 1` once `len` passes about 2^16.
+    /// `len × share` rounds to `len - 1` for some shard sizes past 2^16
+    /// entries (100,000 is one).
     #[inline]
     pub(crate) fn max(&self, len: usize) -> usize {
         let share = ((len as u64).saturating_mul(self.share) >> 32) as usize;

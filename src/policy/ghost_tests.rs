@@ -363,10 +363,10 @@ fn the_share_stays_within_nothing_and_all_but_one_entry() {
 
 #[test]
 fn main_keeps_an_entry_through_evictions_at_every_capacity() {
-    // At the top share `len × share` rounds to `len - 1` in shards past
-    // about 2^16 entries: the eviction (at one entry over the capacity)
-    // would then take main's last entry, and with no main ghosts the
-    // window could never shrink again.
+    // At the top share `len × share` rounds to `len - 1` for some shard
+    // sizes past 2^16 entries (5,000,000 is one): the eviction (at one
+    // entry over the capacity) would then take main's last entry, and with
+    // no main ghosts the window could never shrink again.
     for capacity in [2usize, 3, 16, 200, 65_535, 70_000, 1 << 20, 5_000_000] {
         let mut w = Window::new(capacity);
         w.set(1.0);
