@@ -99,11 +99,9 @@ where
             .then(|| Arc::new(crate::shard::Budget::new(max_capacity)));
         let readers = Arc::new(ReaderCounts::new(shards));
         let common = Arc::new(crate::policy::CommonShare::new(shards));
-        let mut hits = crate::policy::node::HitCount::All;
         let built: Box<[_]> = (0..shards)
             .map(|i| {
                 let state = b.policy.state(sketch_entries, &common);
-                hits = state.hit_count();
                 let capacity = match &budget {
                     Some(_) => max_capacity,
                     None => per_shard + u64::from((i as u64) < remainder),
@@ -136,7 +134,7 @@ where
                 clock: Millis::new(b.clock),
                 ttl: WriteTtl::new(b.expire_after, b.ttl),
                 tti: b.tti.map(crate::shard::expiry::ttl_ms),
-                hits,
+                hits: b.policy.hit_count(),
                 listener: b.listener,
                 stats: StatsCounters::new(),
                 max_capacity,

@@ -166,6 +166,7 @@ where
             clock: &self.inner.clock,
             now_ms: std::cell::Cell::new(None),
             tti: self.inner.tti,
+            hits: self.inner.hits,
         }
     }
 

@@ -240,6 +240,16 @@ impl Policy {
         }
     }
 
+    /// How many hits between its looks the policy can use (see
+    /// [`HitCount`](node::HitCount)).
+    pub(crate) fn hit_count(&self) -> node::HitCount {
+        match self.kind {
+            PolicyKind::TinyLfu => node::HitCount::Sketch,
+            PolicyKind::Lru => node::HitCount::One,
+            PolicyKind::Redis { .. } | PolicyKind::Custom(_) => node::HitCount::All,
+        }
+    }
+
     /// Whether the policy may evict (false only for `noeviction`).
     pub(crate) fn can_evict(&self) -> bool {
         !matches!(
@@ -327,16 +337,6 @@ impl fmt::Debug for dyn EvictionPolicy {
 }
 
 impl PolicyState {
-    /// How many hits between its looks the policy can use (see
-    /// [`HitCount`](node::HitCount)).
-    pub(crate) fn hit_count(&self) -> node::HitCount {
-        match self {
-            Self::TinyLfu(_) => node::HitCount::Sketch,
-            Self::Clock(_) => node::HitCount::One,
-            Self::Sampled(_) | Self::Custom(_) => node::HitCount::All,
-        }
-    }
-
     /// The recency stamp readers write into a hit entry of list 0, if the
     /// policy keeps one.
     #[inline]

@@ -15,6 +15,9 @@ pub(crate) struct Env<'a, K, V, S> {
     pub(crate) now_ms: Cell<Option<u64>>,
     /// Time-to-idle in ms, if configured.
     pub(crate) tti: Option<u64>,
+    /// How many hits an entry stores (the policy's rule), for a write
+    /// that counts as an access.
+    pub(crate) hits: crate::policy::node::HitCount,
 }
 
 impl<K, V, S> Env<'_, K, V, S> {

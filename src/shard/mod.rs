@@ -380,7 +380,7 @@ where
     fn touch<S>(&mut self, idx: u32, env: &Env<'_, K, V, S>) {
         let node = &self.entry(idx).node;
         let m = node.get();
-        node.record_hit_at(m, self.policy.hit_count(), || self.policy.read_tick());
+        node.record_hit_at(m, env.hits, || self.policy.read_tick());
         if env.tti.is_some() {
             self.idle[idx as usize].store(env.now(), Ordering::Relaxed);
         }
