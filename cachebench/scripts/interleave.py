@@ -17,17 +17,23 @@ on every machine.
 import argparse
 import random
 import subprocess
+import sys
 
 OFFSET = 1 << 40
 
 
 def lines(path):
-    if path.endswith(".zst"):
-        text = subprocess.run(["zstd", "-dc", path], check=True,
-                              capture_output=True, text=True).stdout
-    else:
-        with open(path) as f:
-            text = f.read()
+    try:
+        if path.endswith(".zst"):
+            done = subprocess.run(["zstd", "-dc", path], capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"{path}: zstd failed: {done.stderr.strip()}")
+            text = done.stdout
+        else:
+            with open(path) as f:
+                text = f.read()
+    except OSError as e:
+        sys.exit(f"{path}: {e.strerror}")
     return [line for line in text.split("\n") if line.strip()]
 
 
@@ -49,7 +55,10 @@ def main():
                 i += 1
             else:
                 fields = b[j].split()
-                fields[0] = str(int(fields[0]) + OFFSET)
+                try:
+                    fields[0] = str(int(fields[0]) + OFFSET)
+                except ValueError:
+                    sys.exit(f"{args.second}: line {j + 1} does not start with a block number: {b[j]!r}")
                 out.write(" ".join(fields) + "\n")
                 j += 1
 
