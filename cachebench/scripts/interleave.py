@@ -34,7 +34,8 @@ def lines(path):
                 text = f.read()
     except OSError as e:
         sys.exit(f"{path}: {e.strerror}")
-    return [line for line in text.split("\n") if line.strip()]
+    # (line number in the file, line), blank lines skipped.
+    return [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
 
 
 def main():
@@ -51,14 +52,15 @@ def main():
         while i < len(a) or j < len(b):
             left_a, left_b = len(a) - i, len(b) - j
             if rng.random() < left_a / (left_a + left_b):
-                out.write(a[i] + "\n")
+                out.write(a[i][1] + "\n")
                 i += 1
             else:
-                fields = b[j].split()
+                n, line = b[j]
+                fields = line.split()
                 try:
                     fields[0] = str(int(fields[0]) + OFFSET)
                 except ValueError:
-                    sys.exit(f"{args.second}: line {j + 1} does not start with a block number: {b[j]!r}")
+                    sys.exit(f"{args.second}: line {n} does not start with a block number: {line!r}")
                 out.write(" ".join(fields) + "\n")
                 j += 1
 
