@@ -8,6 +8,7 @@ mod arc;
 mod hitratio;
 mod lirs;
 mod memory;
+mod mix;
 mod opt;
 mod reference;
 mod report;
@@ -118,6 +119,13 @@ struct SuiteArgs {
     /// an order no policy was tuned on (held-out checks).
     #[arg(long)]
     reverse: bool,
+    /// Replay the traces as one (two workloads sharing a cache, each in
+    /// its own order): requests of several blocks stay whole, the next
+    /// taken from a trace picked at random (seeded by --seed) with odds
+    /// proportional to what it has left; keys are renumbered so that no
+    /// two traces share one. Applied before --half and --reverse.
+    #[arg(long)]
+    interleave: bool,
     /// Comma-separated subjects; the first is the one compared with the rest.
     #[arg(long, value_delimiter = ',')]
     subjects: Vec<String>,
@@ -349,6 +357,7 @@ fn suite_run(a: SuiteArgs) -> Result<(), String> {
         ladder: a.ladder,
         half: a.half,
         reverse: a.reverse,
+        interleave: a.interleave,
         replays: a.replays,
     })
 }

@@ -8,8 +8,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::report::Table;
-use crate::trace::TraceSpec;
-use crate::{opt, subjects, workloads};
+use crate::trace::{FileTrace, TraceSpec};
+use crate::{mix, opt, subjects, workloads};
 
 /// Which part of the suite to run, and how.
 #[derive(Debug, Clone)]
@@ -37,6 +37,9 @@ pub(crate) struct Params {
     pub(crate) half: Option<Half>,
     /// Replay each trace backwards (after taking the half).
     pub(crate) reverse: bool,
+    /// Replay the traces as one, interleaved (see [`mix`]), before taking
+    /// the half or reversing.
+    pub(crate) interleave: bool,
     /// Replays of every cell, each with fresh caches (and so fresh random
     /// hash seeds): at least 1.
     pub(crate) replays: usize,
@@ -104,8 +107,7 @@ pub(crate) fn run(p: &Params) -> Result<(), String> {
     }
     print_group("Synthetic workloads", &cells, &p.names);
     let synthetic = cells.len();
-    for path in &p.traces {
-        let mut keys = load(path)?;
+    for (name, mut keys) in traces(p)? {
         if let Some(half) = p.half {
             let mid = keys.len() / 2;
             keys = match half {
@@ -118,7 +120,7 @@ pub(crate) fn run(p: &Params) -> Result<(), String> {
         }
         let distinct = keys.iter().collect::<HashSet<_>>().len();
         let next = opt::next_uses(&keys);
-        let mut name = trace_name(path);
+        let mut name = name;
         if p.reverse {
             name.push_str(" reversed");
         }
@@ -140,6 +142,36 @@ pub(crate) fn run(p: &Params) -> Result<(), String> {
     Ok(())
 }
 
+/// The traces to replay, named: each of `p.traces`, or with
+/// `p.interleave` one made of all of them (`A+B`).
+fn traces(p: &Params) -> Result<Vec<(String, Vec<u64>)>, String> {
+    if !p.interleave {
+        return p
+            .traces
+            .iter()
+            .map(|path| Ok((trace_name(path), load(path)?)))
+            .collect();
+    }
+    if p.traces.len() < 2 {
+        return Err(format!(
+            "--interleave needs two or more traces, found {}",
+            p.traces.len()
+        ));
+    }
+    let loaded = p
+        .traces
+        .iter()
+        .map(|path| load_requests(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let name = p
+        .traces
+        .iter()
+        .map(|t| trace_name(t))
+        .collect::<Vec<_>>()
+        .join("+");
+    Ok(vec![(name, mix::interleave(&loaded, p.seed))])
+}
+
 fn trace_name(path: &Path) -> String {
     let n = path.file_name().and_then(|n| n.to_str()).unwrap_or("trace");
     n.trim_end_matches(".zst")
@@ -155,6 +187,16 @@ fn load(path: &Path) -> Result<Vec<u64>, String> {
     stream
         .map(|k| k.map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()
+}
+
+/// The requests of the trace file at `path`, each kept whole.
+fn load_requests(path: &Path) -> Result<Vec<mix::Request>, String> {
+    let format = crate::trace::detect_format(path);
+    let mut t =
+        FileTrace::open(path, format, Arc::new(AtomicU64::new(0))).map_err(|e| e.to_string())?;
+    std::iter::from_fn(|| t.next_request())
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect()
 }
 
 fn cell(
@@ -333,6 +375,7 @@ mod tests {
             ladder: 2.0,
             half: None,
             reverse: false,
+            interleave: false,
             replays: 2,
         };
         assert!(run(&p).is_ok());

@@ -314,6 +314,36 @@ impl FileTrace {
     }
 }
 
+impl FileTrace {
+    /// The next request as `(first key, keys)`: an ARC line's blocks, or
+    /// one plain key. For readers that keep requests whole (the trace's own
+    /// iterator yields the keys one by one).
+    pub(crate) fn next_request(&mut self) -> Option<Result<(u64, u64), TraceError>> {
+        if let Some(k) = self.plain.take() {
+            return Some(Ok((k, 1)));
+        }
+        if self.next < self.end {
+            let r = (self.next, self.end - self.next);
+            self.next = self.end;
+            return Some(Ok(r));
+        }
+        if self.done {
+            return None;
+        }
+        match self.refill() {
+            Ok(true) => self.next_request(),
+            Ok(false) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
 /// Parses one plain-text key: a decimal u64, or a hash of the bytes.
 pub(crate) fn parse_plain(line: &[u8]) -> u64 {
     if let Some(k) = std::str::from_utf8(line).ok().and_then(|s| s.parse().ok()) {
@@ -404,6 +434,41 @@ mod tests {
             ok("10 3 0 1\n\n7 1 0 2\n5 0 0 3\n1 2 0 4", Format::Arc),
             vec![10, 11, 12, 7, 1, 2]
         );
+    }
+
+    #[test]
+    fn requests_stay_whole() {
+        let mut t = FileTrace::from_reader(
+            Box::new(io::Cursor::new(
+                b"10 3 0 1\n\n7 1 0 2\n5 0 0 3\n1 2 0 4".to_vec(),
+            )),
+            "t.lis".into(),
+            Format::Arc,
+        );
+        let mut v = Vec::new();
+        while let Some(r) = t.next_request() {
+            v.push(r.expect("valid"));
+        }
+        assert_eq!(v, [(10, 3), (7, 1), (1, 2)]);
+        let mut t = FileTrace::from_reader(
+            Box::new(io::Cursor::new(b"4\n4\nx 1\n".to_vec())),
+            "t".into(),
+            Format::Plain,
+        );
+        let keys: Vec<(u64, u64)> = std::iter::from_fn(|| t.next_request())
+            .map(|r| r.expect("valid"))
+            .collect();
+        assert_eq!(keys.len(), 3);
+        assert_eq!(&keys[..2], [(4, 1), (4, 1)]);
+        let mut t = FileTrace::from_reader(
+            Box::new(io::Cursor::new(b"10 3 0 1\n11 x 0 2\n".to_vec())),
+            "t.lis".into(),
+            Format::Arc,
+        );
+        assert!(t.next_request().is_some_and(|r| r.is_ok()));
+        let e = t.next_request().expect("an error").expect_err("malformed");
+        assert_eq!(e.line, Some(2));
+        assert!(t.next_request().is_none());
     }
 
     #[test]

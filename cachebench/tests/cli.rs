@@ -211,3 +211,44 @@ fn suite_replays_give_means_spread_and_the_cells_lost_in_any_replay() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--replays must be at least 1"));
 }
+
+#[test]
+fn suite_interleaves_a_directory_of_traces_into_one() {
+    let dir = std::env::temp_dir().join(format!("cachebench-mix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // Two traces over the same block numbers: interleaved, they must not
+    // share a key (4 + 3 distinct keys, not 4).
+    std::fs::write(dir.join("a.lis"), b"1 4 0 1\n1 4 0 2\n1 4 0 3\n").expect("write");
+    std::fs::write(dir.join("b.lis"), b"1 2 0 1\n3 1 0 2\n1 3 0 3\n").expect("write");
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "suite",
+            "--families",
+            "none",
+            "--traces",
+            dir.to_str().expect("utf8"),
+            "--subjects",
+            "shardcache,lru",
+        ];
+        v.extend_from_slice(extra);
+        bench(&v)
+    };
+    let o = args(&["--interleave"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    assert!(
+        out.contains("## a+b: 18 requests, 7 distinct keys"),
+        "{out}"
+    );
+    let o = args(&["--interleave", "--reverse"]);
+    assert!(stdout(&o).contains("## a+b reversed: 18 requests, 7 distinct keys"));
+
+    std::fs::remove_file(dir.join("b.lis")).expect("remove");
+    let o = args(&["--interleave"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--interleave needs two or more traces, found 1"),
+        "{err}"
+    );
+}
