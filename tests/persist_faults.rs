@@ -231,8 +231,16 @@ fn buffered_logs_refuse_writes_after_a_failure_until_repaired() {
         let cache = open(&storage, fsync);
         cache.insert(1, 1);
         storage.inject(FaultOn::Append, 0, ErrorKind::StorageFull, true);
-        // This write was accepted before the failure was known: it stays.
-        let _ = cache.durably(|| cache.insert(2, 2));
+        // With no write delay this write's own record is the one that
+        // failed: not acknowledged, but applied, so it stays in memory and
+        // the repair logs it.
+        let failed = cache.durably(|| cache.insert(2, 2));
+        assert!(failed.is_err(), "{fsync:?}: {failed:?}");
+        assert!(
+            failed.is_err_and(|e| e.to_string().contains("stay in memory")),
+            "the error says what became of the write"
+        );
+        assert_eq!(cache.get(&2), Some(2));
         let refused = cache.durably(|| cache.insert(3, 3));
         assert!(
             matches!(refused, Err(PersistError::Refused { .. })),

@@ -137,15 +137,48 @@ fn a_power_loss_before_the_directory_sync_keeps_the_old_log() {
     }
     let old = storage.len();
     // begin (1), header (2), 20 records (22), tail (23), fsync (24), rename (25):
-    // the directory sync, 26th, fails.
+    // the directory sync, 26th, fails, and so does the sync the rewrite
+    // retries it with.
     storage.fail_after(25);
-    cache
+    let err = cache
         .rewrite_log()
-        .expect("the swap happened; the directory sync is retried later");
+        .expect_err("the swap happened but could not be made durable");
+    assert!(
+        err.to_string().contains("could not be made durable"),
+        "{err}"
+    );
+    // Nothing is acknowledged on the replacement's word: writes wait for
+    // a repair.
+    assert!(cache.durably(|| cache.insert(100, "x".into())).is_err());
     storage.power_loss(0);
     assert_eq!(storage.len(), old, "the rename was undone with the power");
     drop(cache);
     assert_eq!(mem_cache(&storage, Fsync::Always).len(), 20);
+}
+
+/// The same failure, healed before the replacement's own sync: that sync
+/// retries the directory's, and the rewrite succeeds.
+#[test]
+fn a_directory_sync_that_fails_once_is_retried_by_the_rewrite() {
+    let storage = MemStorage::new();
+    let cache = mem_cache(&storage, Fsync::Always);
+    for k in 0..20u32 {
+        cache.insert(k, format!("v{k}"));
+    }
+    // Twenty records more, which the rewrite drops.
+    for k in 0..20u32 {
+        cache.insert(k, format!("w{k}"));
+    }
+    let old = storage.len();
+    // The directory sync (26th call) fails once; the sync after it works.
+    storage.fail_once_after(25);
+    cache.rewrite_log().expect("retried");
+    storage.power_loss(0);
+    assert!(storage.len() < old, "the rename was made durable");
+    drop(cache);
+    let reopened = mem_cache(&storage, Fsync::Always);
+    assert_eq!(reopened.len(), 20);
+    assert_eq!(reopened.get(&7).as_deref(), Some("w7"));
 }
 
 #[test]

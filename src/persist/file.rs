@@ -143,6 +143,11 @@ struct Writer {
     good_len: u64,
     /// The storage's length the last good fsync covered.
     synced_len: u64,
+    /// Which bytes the lengths are of: a new value at every open and
+    /// rewrite, so that an fsync that began before a rewrite swapped the
+    /// bytes does not set the replacement's `synced_len` from the old
+    /// bytes' length.
+    generation: u64,
     /// The buffer being written (swapped with `Appended::buf`, so both keep
     /// their allocations).
     spare: Vec<u8>,
@@ -213,6 +218,7 @@ impl<S: Storage> FileLog<S> {
             writer: Mutex::new(Writer {
                 good_len: 0,
                 synced_len: 0,
+                generation: 0,
                 spare: Vec::new(),
             }),
             synced: AtomicU64::new(0),
@@ -307,9 +313,10 @@ impl<S: Storage> LogInner<S> {
     }
 
     /// Hands every buffered record to the storage; returns the last LSN
-    /// now written and the storage's length after it. A failure stops the
-    /// log (see [`stop`](Self::stop)).
-    fn write_out(&self) -> Result<(u64, u64), PersistError> {
+    /// now written, the storage's length after it and the
+    /// [`generation`](Writer::generation) that length is of. A failure
+    /// stops the log (see [`stop`](Self::stop)).
+    fn write_out(&self) -> Result<(u64, u64, u64), PersistError> {
         let mut writer = self.writer.lock();
         let writer = &mut *writer;
         let lsn = {
@@ -322,7 +329,7 @@ impl<S: Storage> LogInner<S> {
             appended.lsn
         };
         if writer.spare.is_empty() {
-            return Ok((lsn, writer.good_len));
+            return Ok((lsn, writer.good_len, writer.generation));
         }
         let result = self.storage.append(&writer.spare);
         let written = writer.spare.len() as u64;
@@ -330,7 +337,7 @@ impl<S: Storage> LogInner<S> {
         match result {
             Ok(()) => {
                 writer.good_len += written;
-                Ok((lsn, writer.good_len))
+                Ok((lsn, writer.good_len, writer.generation))
             }
             Err(e) => Err(self.stop(writer, "appending to", e)),
         }
@@ -362,6 +369,14 @@ impl<S: Storage> LogInner<S> {
                  they are on disk is unknown"
             }
         };
+        self.fail(op, e, outcome)
+    }
+
+    /// Marks the log failed with `e` (what `op` met) and what became of the
+    /// records not known durable, `outcome`: drops the buffered records and
+    /// a running rewrite's carry-over; appends are refused from now until a
+    /// rewrite. Returns the error.
+    fn fail(&self, op: &'static str, e: io::Error, outcome: &str) -> PersistError {
         let mut appended = self.appended.lock();
         appended.buf.clear();
         appended.tail = None;
@@ -388,6 +403,7 @@ impl<S: Storage> LogInner<S> {
     fn starts_at(&self, writer: &mut Writer, size: u64) {
         writer.good_len = size;
         writer.synced_len = size;
+        writer.generation += 1;
         self.bytes.store(size, Ordering::Relaxed);
         self.base.store(size, Ordering::Relaxed);
     }

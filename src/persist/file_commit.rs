@@ -34,12 +34,19 @@ impl<S: Storage> LogInner<S> {
         };
         let synced = self.synced.load(Ordering::Acquire);
         self.gather(synced, batch, last_fsync);
-        let (target, len) = self.write_out()?;
+        let (target, len, generation) = self.write_out()?;
         let started = std::time::Instant::now();
         if let Err(e) = self.storage.sync() {
             return Err(self.stop(&mut self.writer.lock(), "syncing", e));
         }
-        self.writer.lock().synced_len = len;
+        let mut writer = self.writer.lock();
+        // A rewrite that swapped the bytes meanwhile set the replacement's
+        // lengths itself; `len` is the old bytes' and would cut the new
+        // ones at the wrong place after a later failure.
+        if writer.generation == generation {
+            writer.synced_len = len;
+        }
+        drop(writer);
         round.covered = Some((target, target.saturating_sub(synced), started.elapsed()));
         Ok(())
     }

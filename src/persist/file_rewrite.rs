@@ -40,13 +40,30 @@ impl<S: Storage> LogInner<S> {
         self.storage
             .commit_rewrite(next)
             .map_err(|e| self.io("replacing", e))?;
-        // The replacement holds every record appended so far, synced: the
-        // buffer's records included (they are in the tail or the snapshot).
+        // The replacement holds every record appended so far: the buffer's
+        // records included (they are in the tail or the snapshot).
         appended.buf.clear();
         appended.failed = None;
         self.stopped.store(false, Ordering::Release);
         self.starts_at(&mut writer, size);
-        self.synced.fetch_max(appended.lsn, Ordering::AcqRel);
+        let lsn = appended.lsn;
+        drop(appended);
+        // Its bytes were synced before the swap, but the swap itself may
+        // not be durable (the storage retries a failed directory sync at
+        // its next sync): only a good sync makes the records durable. On a
+        // failure a crash may bring back the old bytes or keep the new
+        // ones, so nothing is cut, and the log stops until the next
+        // rewrite: the writes not yet synced are refused.
+        if let Err(e) = self.storage.sync() {
+            return Err(self.fail(
+                "syncing the replacement of",
+                e,
+                "the log was replaced but the replacement could not be made durable: \
+                 whether the records since the last good sync are on disk is unknown",
+            ));
+        }
+        drop(writer);
+        self.synced.fetch_max(lsn, Ordering::AcqRel);
         Ok(())
     }
 

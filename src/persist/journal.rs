@@ -173,10 +173,12 @@ impl<K: 'static, V: 'static> Journal<K, V> {
                 Ok(lsn) => Ticket::Lsn(lsn),
                 Err(e) => {
                     // Admitted and applied before the log failed: the write
-                    // stays, and the repair (a rewrite from the cache) logs
-                    // it. Later writes are refused.
+                    // stays in memory, and the repair (a rewrite from the
+                    // cache) logs it; later writes are refused. The log did
+                    // not take the record, so the write is not acknowledged
+                    // as logged: its caller hears of the failure.
                     self.fail(&e);
-                    self.keep(e);
+                    self.report(e);
                     Ticket::None
                 }
             };

@@ -124,14 +124,15 @@ enum After {
     /// Zeros to the end.
     Zeros,
     /// No valid record: a torn tail (`stray`: only a few non-zero bytes
-    /// among zeros).
+    /// among zeros, and the first of them not a record's header).
     Tail { stray: bool },
     /// A valid record at this offset (or, with `None`, more bytes than the
     /// search could check): damage inside the log.
     Records(Option<u64>),
 }
 
-fn examine<S: Storage>(r: &mut Reader<'_, S>, at: u64, hint: Option<u64>) -> io::Result<After> {
+fn examine<S: Storage>(r: &mut Reader<'_, S>, stop: &Stop) -> io::Result<After> {
+    let (at, hint) = (stop.at, stop.hint);
     let end = r.len;
     let non_zero = r.non_zero(at, end)?;
     if non_zero == 0 {
@@ -167,7 +168,7 @@ fn examine<S: Storage>(r: &mut Reader<'_, S>, at: u64, hint: Option<u64>) -> io:
         return Ok(After::Records(None));
     }
     Ok(After::Tail {
-        stray: non_zero <= STRAY_BYTES && end - at > 2 * FRAME_OVERHEAD as u64,
+        stray: non_zero <= STRAY_BYTES && end - at > 2 * FRAME_OVERHEAD as u64 && !stop.framed,
     })
 }
 
@@ -177,6 +178,13 @@ struct Stop {
     reason: StopReason,
     /// The end of the bad frame, if its length field was plausible.
     hint: Option<u64>,
+    /// Whether the bad frame has a record's shape: a plausible length that
+    /// fits in the file and a checksum field that is not zero. A record
+    /// whose payload is mostly zeros has only a few non-zero bytes, as
+    /// stray bits in zero fill do; this tells the two apart (a stray bit
+    /// sets the checksum field and the length together with odds about
+    /// 2^-32), so such a record's loss is reported, not taken for noise.
+    framed: bool,
 }
 
 /// Applies every valid record from `HEADER_LEN` on; returns where they end
@@ -190,7 +198,17 @@ fn records<S: Storage>(
     let mut at = HEADER_LEN as u64;
     while at < r.len {
         let head = r.get(at, FRAME_OVERHEAD).map_err(io_err)?;
-        let stop = |reason, hint| Ok((at, Some(Stop { at, reason, hint })));
+        let stop = |reason, hint| {
+            Ok((
+                at,
+                Some(Stop {
+                    at,
+                    reason,
+                    hint,
+                    framed: false,
+                }),
+            ))
+        };
         if head.iter().all(|&b| b == 0) {
             return stop(StopReason::Torn, None);
         }
@@ -208,7 +226,13 @@ fn records<S: Storage>(
         }
         let payload = r.get(at + FRAME_OVERHEAD as u64, len).map_err(io_err)?;
         if crc32c::crc32c(payload) != crc {
-            return stop(StopReason::Checksum, Some(next));
+            let stop = Stop {
+                at,
+                reason: StopReason::Checksum,
+                hint: Some(next),
+                framed: crc != 0,
+            };
+            return Ok((at, Some(stop)));
         }
         apply(payload)?;
         report.records += 1;
@@ -239,7 +263,7 @@ fn load<S: Storage>(
             .map_err(|e| PersistError::io("truncating", name.to_owned(), e))?;
         Ok((report, valid))
     };
-    match examine(&mut r, stop.at, stop.hint).map_err(io_err)? {
+    match examine(&mut r, &stop).map_err(io_err)? {
         After::Zeros => {
             report.zero_fill = len - valid;
             cut(report)

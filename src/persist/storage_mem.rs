@@ -19,6 +19,8 @@ struct Mem {
     synced: usize,
     calls: u64,
     fail_after: Option<u64>,
+    /// One call that fails (by its number), the others going through.
+    fail_once: Option<u64>,
     /// The next append writes this many of its bytes, then fails.
     tear_next: Option<usize>,
     /// The bytes (and their synced length) a rename replaced, until the
@@ -77,6 +79,14 @@ impl MemStorage {
         m.fail_after = Some(m.calls + n);
     }
 
+    /// The call after the next `n` fails with an I/O error; the calls
+    /// after it go through again (a transient failure, such as one
+    /// directory sync).
+    pub fn fail_once_after(&self, n: u64) {
+        let mut m = self.inner.lock();
+        m.fail_once = Some(m.calls + n + 1);
+    }
+
     /// The next append writes only its first `keep` bytes and then fails,
     /// as a write cut short by a full disk.
     pub fn tear_next_append(&self, keep: usize) {
@@ -95,10 +105,12 @@ impl MemStorage {
         });
     }
 
-    /// Clears injected faults (`fail_after`, `tear_next_append`, `inject`).
+    /// Clears injected faults (`fail_after`, `fail_once_after`,
+    /// `tear_next_append`, `inject`).
     pub fn heal(&self) {
         let mut m = self.inner.lock();
         m.fail_after = None;
+        m.fail_once = None;
         m.tear_next = None;
         m.faults.clear();
     }
@@ -145,7 +157,7 @@ impl MemStorage {
     fn with<R>(&self, f: impl FnOnce(&mut Mem) -> R) -> io::Result<R> {
         let mut m = self.inner.lock();
         m.calls += 1;
-        if m.fail_after.is_some_and(|n| m.calls > n) {
+        if m.fail_after.is_some_and(|n| m.calls > n) || m.fail_once == Some(m.calls) {
             return Err(io::Error::other("injected I/O failure"));
         }
         Ok(f(&mut m))

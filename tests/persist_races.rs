@@ -1,0 +1,345 @@
+//! A rewrite racing a group commit, a rewrite whose swap cannot be made
+//! durable, a write that fails on its way to the OS, and a damaged record
+//! that looks like zero fill: nothing acknowledged is lost, nothing
+//! refused comes back, and a lost record is reported.
+
+use shardcache::kv::{KvStore, Reply};
+use shardcache::persist::{
+    FaultOn, FileLog, Fsync, MemRewrite, MemStorage, OnCorruptTail, PersistError, RecoveryReport,
+    StopReason, Storage,
+};
+use shardcache::Cache;
+use std::collections::BTreeMap;
+use std::io::{self, ErrorKind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A one-shot gate: once armed, the next thread to [`pass`](Self::pass)
+/// parks there until [`release`](Self::release).
+#[derive(Default)]
+struct Gate {
+    armed: AtomicBool,
+    /// (a thread entered, released)
+    state: Mutex<(bool, bool)>,
+    cv: Condvar,
+}
+
+impl Gate {
+    fn arm(&self) {
+        *self.state.lock().expect("gate") = (false, false);
+        self.armed.store(true, Ordering::SeqCst);
+    }
+    fn pass(&self) {
+        if !self.armed.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let mut s = self.state.lock().expect("gate");
+        s.0 = true;
+        self.cv.notify_all();
+        while !s.1 {
+            s = self.cv.wait(s).expect("gate");
+        }
+    }
+    fn wait_entered(&self) {
+        let mut s = self.state.lock().expect("gate");
+        while !s.0 {
+            s = self.cv.wait(s).expect("gate");
+        }
+    }
+    fn release(&self) {
+        self.state.lock().expect("gate").1 = true;
+        self.cv.notify_all();
+    }
+}
+
+/// An action on the storage under a [`Hooked`] one.
+type Hook = Box<dyn FnMut(&MemStorage) + Send>;
+
+/// Memory storage whose `sync` can be held at a gate, and which runs an
+/// action on the inner storage just before a rewrite's commit.
+#[derive(Clone, Default)]
+struct Hooked {
+    inner: MemStorage,
+    sync_gate: Arc<Gate>,
+    before_commit: Arc<Mutex<Option<Hook>>>,
+}
+
+impl Storage for Hooked {
+    type Rewrite = MemRewrite;
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_at(offset, buf)
+    }
+    fn preserve(&self) -> io::Result<String> {
+        self.inner.preserve()
+    }
+    fn append(&self, bytes: &[u8]) -> io::Result<()> {
+        self.inner.append(bytes)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.sync_gate.pass();
+        self.inner.sync()
+    }
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        self.inner.truncate(len)
+    }
+    fn describe(&self) -> String {
+        "<hooked>".into()
+    }
+    fn begin_rewrite(&self) -> io::Result<MemRewrite> {
+        self.inner.begin_rewrite()
+    }
+    fn commit_rewrite(&self, next: MemRewrite) -> io::Result<()> {
+        if let Some(f) = self.before_commit.lock().expect("hook").as_mut() {
+            f(&self.inner);
+        }
+        self.inner.commit_rewrite(next)
+    }
+}
+
+fn cache_on(h: &Hooked) -> Cache<u32, u32> {
+    let log = FileLog::with_storage(h.clone(), Fsync::Always).rewrite_policy(0, 0);
+    Cache::builder()
+        .max_capacity(1000)
+        .build_persistent(log)
+        .expect("load")
+        .0
+}
+
+fn reopen(storage: &MemStorage) -> (Cache<u32, u32>, RecoveryReport) {
+    let log = FileLog::with_storage(storage.clone(), Fsync::Always).rewrite_policy(0, 0);
+    Cache::builder()
+        .max_capacity(1000)
+        .build_persistent(log)
+        .expect("reload")
+}
+
+fn contents(c: &Cache<u32, u32>) -> BTreeMap<u32, u32> {
+    c.iter().collect()
+}
+
+/// Waits (up to 5 s) until `key` is in `cache`: its writer has applied it
+/// and is waiting on the log.
+fn until_applied(cache: &Cache<u32, u32>, key: u32) {
+    let t0 = Instant::now();
+    while cache.get(&key).is_none() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+}
+
+/// A group commit's leader wrote to the old log and is in its fsync when a
+/// rewrite swaps in a longer replacement; a later failed fsync must cut the
+/// replacement at its own last synced length, not at the old log's.
+#[test]
+fn a_failed_fsync_after_a_raced_rewrite_keeps_acknowledged_records() {
+    let h = Hooked::default();
+    let cache = cache_on(&h);
+    // Distinct keys: the snapshot is as long as the log.
+    for k in 0..20 {
+        cache.durably(|| cache.insert(k, k)).expect("healthy");
+    }
+    h.sync_gate.arm();
+    let (x, w) = std::thread::scope(|sc| {
+        let c1 = cache.clone();
+        let x = sc.spawn(move || c1.durably(|| c1.insert(100, 100)));
+        h.sync_gate.wait_entered();
+        let c2 = cache.clone();
+        let w = sc.spawn(move || c2.durably(|| c2.insert(200, 200)));
+        until_applied(&cache, 200);
+        cache.rewrite_log().expect("rewrite");
+        h.sync_gate.release();
+        (x.join().expect("leader"), w.join().expect("follower"))
+    });
+    x.expect("the leader is durable");
+    w.expect("the follower is durable (in the replacement)");
+    let acked = contents(&cache);
+    h.inner.inject(FaultOn::Sync, 0, ErrorKind::Other, false);
+    assert!(cache.durably(|| cache.insert(999, 999)).is_err());
+    drop(cache);
+    h.inner.power_loss(usize::MAX);
+    let (reopened, report) = reopen(&h.inner);
+    assert_eq!(contents(&reopened), acked, "{report:?}");
+}
+
+/// The same race with a replacement shorter than the old log: the failed
+/// write must be cut from the replacement, not brought back by a crash.
+#[test]
+fn a_write_refused_after_a_raced_rewrite_does_not_come_back() {
+    let h = Hooked::default();
+    let cache = cache_on(&h);
+    // A long log for few keys: the rewrite shrinks it.
+    for i in 0..200 {
+        cache.durably(|| cache.insert(1, i)).expect("healthy");
+    }
+    h.sync_gate.arm();
+    std::thread::scope(|sc| {
+        let c = cache.clone();
+        let x = sc.spawn(move || c.durably(|| c.insert(2, 2)));
+        h.sync_gate.wait_entered();
+        cache.rewrite_log().expect("rewrite");
+        h.sync_gate.release();
+        x.join()
+            .expect("leader")
+            .expect("durable in the replacement");
+    });
+    h.inner.inject(FaultOn::Sync, 0, ErrorKind::Other, false);
+    assert!(
+        cache.durably(|| cache.insert(3, 3)).is_err(),
+        "the fsync failed"
+    );
+    assert_eq!(cache.get(&3), None, "a refused write is undone");
+    drop(cache);
+    h.inner.power_loss(usize::MAX);
+    let (reopened, _) = reopen(&h.inner);
+    assert_eq!(reopened.get(&3), None, "a refused write came back");
+    assert_eq!(reopened.get(&1), Some(199));
+    assert_eq!(reopened.get(&2), Some(2));
+}
+
+/// The disk dies right after a rewrite's rename, while a group commit is
+/// under way: nothing is acknowledged on the replacement's word, and what
+/// was acknowledged before survives a power loss.
+#[test]
+fn a_rewrite_whose_swap_cannot_be_made_durable_acknowledges_nothing() {
+    let h = Hooked::default();
+    let cache = cache_on(&h);
+    for k in 0..10 {
+        cache.durably(|| cache.insert(k, k)).expect("healthy");
+    }
+    h.sync_gate.arm();
+    let (rewrite, x, w) = std::thread::scope(|sc| {
+        let c1 = cache.clone();
+        let x = sc.spawn(move || c1.durably(|| c1.insert(100, 100)));
+        h.sync_gate.wait_entered();
+        let c2 = cache.clone();
+        let w = sc.spawn(move || c2.durably(|| c2.insert(200, 200)));
+        until_applied(&cache, 200);
+        // After the rename every call fails: the directory sync, and the
+        // sync the rewrite retries it with.
+        *h.before_commit.lock().expect("hook") = Some(Box::new(|m: &MemStorage| m.fail_after(2)));
+        let rewrite = cache.rewrite_log();
+        *h.before_commit.lock().expect("hook") = None;
+        h.sync_gate.release();
+        (
+            rewrite,
+            x.join().expect("leader"),
+            w.join().expect("follower"),
+        )
+    });
+    let err = rewrite.expect_err("the replacement is not durable");
+    assert!(
+        err.to_string().contains("could not be made durable"),
+        "{err}"
+    );
+    assert!(x.is_err(), "{x:?}");
+    assert!(w.is_err(), "{w:?}");
+    drop(cache);
+    h.inner.heal();
+    h.inner.power_loss(0);
+    let (reopened, _) = reopen(&h.inner);
+    for k in 0..10 {
+        assert_eq!(reopened.get(&k), Some(k), "key {k} was acknowledged");
+    }
+}
+
+/// With no write delay a buffered log hands each record to the OS in the
+/// write itself: a write whose record fails to get there is not
+/// acknowledged, through the cache or through `KvStore`.
+#[test]
+fn a_zero_delay_write_that_fails_is_not_acknowledged() {
+    for fsync in [Fsync::EverySecond, Fsync::Never] {
+        for kind in [ErrorKind::StorageFull, ErrorKind::Other] {
+            let s = MemStorage::new();
+            let log = FileLog::with_storage(s.clone(), fsync).write_delay(Duration::ZERO);
+            let (cache, _) = Cache::<u32, u32>::builder()
+                .max_capacity(100)
+                .open_persistent(log)
+                .expect("load");
+            cache.insert(1, 1).expect("healthy");
+            s.inject(FaultOn::Append, 0, kind, true);
+            let r = cache.insert(2, 2);
+            assert!(r.is_err(), "{fsync:?} {kind:?}: {r:?}");
+            drop(cache);
+            s.heal();
+            s.power_loss(usize::MAX);
+            let (re, _) = reopen(&s);
+            assert_eq!(re.get(&1), Some(1), "{fsync:?} {kind:?}");
+        }
+    }
+    let s = MemStorage::new();
+    let log = FileLog::with_storage(s.clone(), Fsync::EverySecond).write_delay(Duration::ZERO);
+    let (store, _) = KvStore::builder().build_persistent(log).expect("load");
+    assert_eq!(store.execute(&["SET", "a", "1"]), Reply::ok());
+    s.inject(FaultOn::Append, 0, ErrorKind::StorageFull, true);
+    let reply = store.execute(&["SET", "b", "2"]);
+    assert!(matches!(reply, Reply::Error(_)), "{reply:?}");
+}
+
+/// A record whose payload is mostly zeros, damaged at the end of a log
+/// grown with zero fill, has as few non-zero bytes as stray bits: its loss
+/// is still reported as a lost record, not as harmless noise.
+#[test]
+fn a_damaged_mostly_zero_last_record_is_reported_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("z.log");
+    {
+        let (c, _) = Cache::<u32, u32>::builder()
+            .max_capacity(100)
+            .build_persistent(FileLog::open(&path, Fsync::Always).expect("open"))
+            .expect("load");
+        c.durably(|| c.insert(5, 5)).expect("healthy");
+        // Its payload is four zero bytes.
+        c.durably(|| c.insert(0, 0)).expect("healthy");
+    }
+    let mut bytes = std::fs::read(&path).expect("read");
+    // Past the 20-byte header: two frames of 8 bytes of header and payload.
+    let mut at = 20;
+    let mut last = (0, 0);
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if len == 0 || at + 8 + len > bytes.len() {
+            break;
+        }
+        last = (at, at + 8 + len);
+        at += 8 + len;
+    }
+    assert!(bytes.len() > last.1, "the log is followed by zero fill");
+    bytes[last.1 - 1] ^= 1;
+    std::fs::write(&path, &bytes).expect("write");
+    let strict = dir.path().join("strict.log");
+    std::fs::write(&strict, &bytes).expect("write");
+    let (c, report) = Cache::<u32, u32>::builder()
+        .max_capacity(100)
+        .build_persistent(FileLog::open(&path, Fsync::Always).expect("open"))
+        .expect("load");
+    assert_eq!(c.get(&5), Some(5));
+    assert_eq!(c.get(&0), None);
+    assert_eq!(
+        report.stopped_at,
+        Some((last.0 as u64, StopReason::Checksum)),
+        "{report:?}"
+    );
+    assert!(report.bytes_discarded > 0, "{report:?}");
+    let refused = Cache::<u32, u32>::builder()
+        .max_capacity(100)
+        .build_persistent(
+            FileLog::open(&strict, Fsync::Always)
+                .expect("open")
+                .on_corrupt_tail(OnCorruptTail::Refuse),
+        );
+    assert!(
+        matches!(
+            refused,
+            Err(PersistError::CorruptTail {
+                reason: StopReason::Checksum,
+                ..
+            })
+        ),
+        "{:?}",
+        refused.err()
+    );
+}
