@@ -75,7 +75,7 @@ impl TieredCache {
             .build()
             .map_err(super::TierConfigError::from)?;
         let shared = Arc::new(Shared {
-            link: Link::new(cfg.queue_capacity),
+            link: Link::new(cfg.queue_capacity, cfg.liveness_bound),
             local,
             instance_id: invalidation::random_id(),
             stats: Counters::default(),
@@ -84,8 +84,8 @@ impl TieredCache {
         });
         let first = match task::connect(&shared).await {
             Ok(connected) => {
-                let (conn, stream) = connected.into_parts();
-                match task::activate(&shared, conn, true).await {
+                let (conn, client, stream) = connected.into_parts();
+                match task::activate(&shared, conn, client, true).await {
                     Ok(epoch) => Some((epoch, stream)),
                     Err(e) => {
                         shared.link.health.set_down(DownReason::NotConnected, &e);
@@ -367,7 +367,8 @@ impl TieredCache {
     /// tier (with the shorter of `ttl` and the local TTL), and tells the
     /// other instances to drop their copies. While Redis is down the value
     /// is kept locally only and the key is queued for deletion in Redis on
-    /// reconnect, so no instance serves the value this write replaced.
+    /// reconnect, so no instance serves the value this write replaced once
+    /// this one has reconnected.
     ///
     /// # Errors
     ///
@@ -402,12 +403,20 @@ impl TieredCache {
         self.publish(&mut pipe, key);
         self.shared.gens.bump(key);
         let generation = self.shared.gens.current(key);
-        self.write_or_queue::<()>(key, &pipe).await?;
+        let written = self.write_or_queue::<()>(key, &pipe).await;
+        // Every write moves its key's generation when it starts and again
+        // when it ends (see `Generations`), so a write of this key that was
+        // under way when this one started, and that Redis may have applied
+        // after it, is seen here if it ended first, or drops this copy when
+        // it ends.
+        self.shared.gens.bump(key);
+        written?;
         self.shared
             .local
             .insert_with_ttl(key.to_string(), value, self.local_ttl(ttl));
-        if self.shared.gens.current(key) != generation {
-            // Another write to this key landed meanwhile; Redis has the last word.
+        if self.shared.gens.current(key) != generation.wrapping_add(1) {
+            // Another write to this key overlapped this one; Redis has the
+            // last word.
             self.shared.local.remove(key);
         }
         Ok(())
@@ -430,7 +439,11 @@ impl TieredCache {
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(self.shared.remote_key(key));
         self.publish(&mut pipe, key);
-        Ok(match self.write_or_queue::<(i64,)>(key, &pipe).await? {
+        let deleted = self.write_or_queue::<(i64,)>(key, &pipe).await;
+        // A `set` of this key that overlapped this delete may have put its
+        // copy back meanwhile, and Redis may have applied the delete last.
+        self.shared.drop_local(key);
+        Ok(match deleted? {
             Some((n,)) => n > 0,
             None => local,
         })
@@ -451,7 +464,10 @@ impl TieredCache {
         let mut pipe = redis::pipe();
         pipe.cmd("PEXPIRE").arg(self.shared.remote_key(key)).arg(ms);
         self.publish(&mut pipe, key);
-        let remote = self.write_or_queue::<(i64,)>(key, &pipe).await?;
+        let remote = self.write_or_queue::<(i64,)>(key, &pipe).await;
+        // The write's end (see `set`).
+        self.shared.gens.bump(key);
+        let remote = remote?;
         let local = if ms == 0 {
             self.shared.local.remove(key).is_some()
         } else {
@@ -503,7 +519,10 @@ impl TieredCache {
         self.publish(&mut pipe, key);
         self.shared.gens.bump(key);
         self.shared.local.remove(key);
-        match self.remote::<(i64,)>(&pipe).await {
+        let result = self.remote::<(i64,)>(&pipe).await;
+        // The write's end (see `set`): a copy an overlapping `set` kept goes.
+        self.shared.drop_local(key);
+        match result {
             Remote::Ok((n,)) => Ok(n),
             Remote::Reply(e) => Err(TierError::Redis(e)),
             Remote::Down | Remote::Failed => Err(TierError::Unavailable(match self.health() {

@@ -50,6 +50,15 @@ const STRIPES: usize = 1024;
 /// before dropping the local copy. So a value read before a delete is never
 /// left in the local tier after it. A whole-tier clear bumps `all`, which
 /// every key's generation includes.
+///
+/// A write bumps its key's stripe when it starts and again when its reply
+/// is in, before it touches the local copy. A `set` keeps its copy only if
+/// the stripe moved by its own end alone in between. Two writes of one key
+/// from this instance that overlap may reach Redis in either order; one
+/// of them ends second, and its end bump either came before the other's
+/// check (which then drops its copy) or comes after the other's copy is in
+/// place (and the later write drops it, or replaces it and fails its own
+/// check). Either way no copy outlives a write Redis applied after it.
 #[derive(Debug)]
 pub(crate) struct Generations {
     stripes: Box<[AtomicU64]>,

@@ -9,7 +9,7 @@ use super::invalidation::{PendingQueue, Push};
 use parking_lot::{Mutex, RwLock};
 use redis::aio::MultiplexedConnection;
 use redis::{ErrorKind, RedisError};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -31,6 +31,16 @@ pub(crate) struct Link {
     /// activation): every invalidation of a write acknowledged before it has
     /// been applied.
     pub(super) fresh_as_of: AtomicU64,
+    /// The Redis client id of the data connection last put in use, until
+    /// the next activation has closed it in Redis (see `task::fence`).
+    pub(super) data_client: Mutex<Option<i64>>,
+    /// The liveness bound (see [`Config`]).
+    liveness_bound: Duration,
+    /// The tier went down while its channel was unproven past the bound:
+    /// the local entries are not served in degraded mode (they may have
+    /// missed invalidations the tier already refused them for). Cleared
+    /// when the tier comes back up, after the local tier is cleared.
+    distrusted: AtomicBool,
 }
 
 impl Link {
@@ -44,7 +54,7 @@ impl Link {
         )
     }
 
-    pub(crate) fn new(queue_capacity: usize) -> Self {
+    pub(crate) fn new(queue_capacity: usize, liveness_bound: Duration) -> Self {
         Self {
             conn: RwLock::new(None),
             health: HealthState::new_down("not connected yet"),
@@ -54,7 +64,22 @@ impl Link {
             task: Mutex::new(None),
             base: std::time::Instant::now(),
             fresh_as_of: AtomicU64::new(0),
+            data_client: Mutex::new(None),
+            liveness_bound,
+            distrusted: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the local entries are refused in degraded mode (see
+    /// `distrusted`).
+    pub(crate) fn distrusted(&self) -> bool {
+        self.distrusted.load(Ordering::Acquire)
+    }
+
+    /// The tier is up again with a cleared local tier: its entries may be
+    /// served once more.
+    pub(super) fn trust(&self) {
+        self.distrusted.store(false, Ordering::Release);
     }
 
     /// Nanoseconds since `base`.
@@ -90,6 +115,9 @@ impl Link {
             return; // a stale connection; the current one is fine or already down
         }
         *conn = None;
+        if self.health.is_up() && self.unproven_for() > self.liveness_bound {
+            self.distrusted.store(true, Ordering::Release);
+        }
         if self.health.set_down(reason, error) {
             self.wake.notify_one();
         }

@@ -50,7 +50,9 @@
 //!
 //! An instance that says [`Health::Up`] never serves a local entry older
 //! than a write acknowledged more than the liveness bound (default 1 s,
-//! [`TieredCacheBuilder::liveness_bound`]) earlier, on any instance:
+//! [`TieredCacheBuilder::liveness_bound`]) earlier, on any instance that
+//! was up when it acknowledged it. (A write acknowledged in degraded mode
+//! reaches the others when its instance reconnects: see below.)
 //!
 //! * **A silent subscriber is a dead one.** Every `heartbeat` (250 ms) the
 //!   instance publishes a heartbeat carrying its send time on its own
@@ -60,7 +62,18 @@
 //!   served only if such a heartbeat was sent within the bound; otherwise
 //!   the read goes to Redis ([`TierStats::local_hits_skipped`]). Once twice
 //!   the bound has passed with no heartbeat back, the instance clears its
-//!   local tier and reconnects ([`DownReason::ChannelSilent`]).
+//!   local tier and reconnects ([`DownReason::ChannelSilent`]). An
+//!   instance that goes down (timeouts, a lost connection) while its
+//!   entries are refused this way clears them too: degraded mode does not
+//!   serve them again.
+//! * **Overlapping writes of one key.** Two writes of a key from one
+//!   instance that overlap may reach Redis in either order; the local copy
+//!   is kept only by a write that no other write of the key overlapped.
+//! * **An abandoned connection is closed in Redis.** On reconnect, before
+//!   it replays anything, the tier closes its previous data connection in
+//!   Redis (`CLIENT KILL ID`), so a write that timed out on it and was held
+//!   in a partition cannot land after the replayed delete. (A server or ACL
+//!   without `CLIENT ID` / `CLIENT KILL` leaves that window open.)
 //! * **Replay, then clear, then Up.** On reconnect the queued writes are
 //!   replayed as deletes (with their invalidations); then, under the
 //!   queue's lock, the local tier is cleared and the tier marked Up. A
@@ -91,8 +104,9 @@
 //! * `set` writes the local tier only; `del` and `expire` apply locally. All
 //!   three queue the key (a bounded, de-duplicated queue, 10 000 keys by
 //!   default) for a `DEL` plus invalidation in Redis on reconnect, so a
-//!   revoke made during the outage is not lost and no instance keeps serving
-//!   the value it replaced. When the queue is full the write is refused
+//!   revoke made during the outage is not lost and, once this instance
+//!   reconnects, no instance keeps serving the value it replaced (until
+//!   then the others, which cannot hear of it, may). When the queue is full the write is refused
 //!   ([`TierError::Unavailable`]) and counted in
 //!   [`TierStats::invalidations_dropped`].
 //! * `incr` and `incr_by` fail with [`TierError::Unavailable`]: a shared

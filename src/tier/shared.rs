@@ -58,23 +58,29 @@ impl Shared {
         self.local.clear();
     }
 
-    /// Whether a local entry may be served: while up, only if the
-    /// invalidation channel was proven live within the bound; while down,
-    /// always (degraded mode).
-    pub(crate) fn local_servable(&self) -> bool {
+    /// Whether local entries may be served: while up, only if the
+    /// invalidation channel was proven live within the bound; while down
+    /// (degraded mode), unless the channel had already gone unproven past
+    /// the bound when the tier went down (those entries were refused
+    /// before, and going down does not make them any fresher).
+    fn local_servable(&self) -> bool {
         if !self.link.health.is_up() {
-            return true;
+            return !self.link.distrusted();
         }
-        if self.link.unproven_for() <= self.cfg.liveness_bound {
-            return true;
-        }
-        bump(&self.stats.skipped);
-        false
+        self.link.unproven_for() <= self.cfg.liveness_bound
     }
 
-    /// The local copy of `key`, if it may be served.
+    /// The local copy of `key`, if it may be served. The channel is
+    /// checked first: a heartbeat received before the read proves every
+    /// invalidation published before its sending applied before the read.
     pub(crate) fn local_get(&self, key: &str) -> Option<Bytes> {
+        let servable = self.local_servable();
         let v = self.local.get(key)?;
-        self.local_servable().then_some(v)
+        if servable {
+            Some(v)
+        } else {
+            bump(&self.stats.skipped);
+            None
+        }
     }
 }

@@ -7,7 +7,7 @@
 
 use super::health::{DownReason, Verdict};
 use super::invalidation;
-use super::link::is_auth_error;
+use super::link::{self, is_auth_error};
 use super::shared::Shared;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
@@ -32,15 +32,17 @@ pub(crate) struct ConnectError {
     pub(crate) message: String,
 }
 
-/// A fresh connection and its subscription, not yet in use.
+/// A fresh data connection, its Redis client id (see [`fence`]) and its
+/// subscription, not yet in use.
 pub(crate) struct Connected {
     conn: MultiplexedConnection,
+    client: Option<i64>,
     stream: PubSubStream,
 }
 
 impl Connected {
-    pub(crate) fn into_parts(self) -> (MultiplexedConnection, PubSubStream) {
-        (self.conn, self.stream)
+    pub(crate) fn into_parts(self) -> (MultiplexedConnection, Option<i64>, PubSubStream) {
+        (self.conn, self.client, self.stream)
     }
 }
 
@@ -66,10 +68,18 @@ pub(crate) async fn connect(shared: &Shared) -> Result<Connected, ConnectError> 
             .get_multiplexed_async_connection_with_config(&conn_cfg)
             .await?;
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        // A server without `CLIENT ID` (or an ACL without it) leaves the
+        // connection unfenced: see `fence`.
+        let client = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async::<i64>(&mut conn)
+            .await
+            .ok();
         let mut pubsub = cfg.client.get_async_pubsub().await?;
         pubsub.subscribe(&cfg.channel).await?;
         Ok::<_, RedisError>(Connected {
             conn,
+            client,
             stream: pubsub.into_on_message(),
         })
     };
@@ -166,9 +176,11 @@ pub(crate) enum RedisFailure {
 pub(crate) async fn activate(
     shared: &Shared,
     mut conn: MultiplexedConnection,
+    client: Option<i64>,
     fresh_start: bool,
 ) -> Result<u64, String> {
     let link = &shared.link;
+    fence(shared, &mut conn).await?;
     loop {
         {
             let q = link.pending.lock();
@@ -177,6 +189,8 @@ pub(crate) async fn activate(
                 if !fresh_start {
                     shared.clear_local();
                 }
+                link.trust();
+                *link.data_client.lock() = client;
                 let epoch = link.epoch.fetch_add(1, Ordering::AcqRel) + 1;
                 *link.conn.write() = Some((epoch, conn));
                 link.health.set_up();
@@ -191,6 +205,36 @@ pub(crate) async fn activate(
     }
 }
 
+/// Closes the data connection used before this one, in Redis, before
+/// anything is replayed: a write sent on it that timed out (refused to its
+/// caller, its key queued as a delete) may still be on its way, held by a
+/// partition that then heals, and would land after the replayed delete
+/// and overwrite later writes. Redis runs `CLIENT KILL` in order with
+/// every command it has read, and drops the killed client's unread input
+/// and whatever arrives on its socket after. Not fenced: a server (or an
+/// ACL) without `CLIENT ID` or `CLIENT KILL`; a connection the server
+/// already closed needs none.
+async fn fence(shared: &Shared, conn: &mut MultiplexedConnection) -> Result<(), String> {
+    let Some(old) = *shared.link.data_client.lock() else {
+        return Ok(());
+    };
+    let mut kill = redis::cmd("CLIENT");
+    kill.arg("KILL").arg("ID").arg(old);
+    match timeout(shared.cfg.connect_timeout, kill.query_async::<i64>(conn)).await {
+        Ok(Ok(_)) => {
+            *shared.link.data_client.lock() = None;
+            Ok(())
+        }
+        // No such client (closed already), or not allowed: nothing to do.
+        Ok(Err(e)) if !link::is_connection_error(&e) => {
+            *shared.link.data_client.lock() = None;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(format!("closing the previous connection: {e}")),
+        Err(_) => Err("closing the previous connection timed out".into()),
+    }
+}
+
 /// The background task: watch while up; reconnect (capped backoff),
 /// replay and resubscribe while down. Runs until aborted.
 pub(crate) async fn run(shared: Arc<Shared>, first: Option<(u64, PubSubStream)>) {
@@ -198,6 +242,14 @@ pub(crate) async fn run(shared: Arc<Shared>, first: Option<(u64, PubSubStream)>)
     loop {
         if let Some((epoch, stream)) = current.take() {
             watch(&shared, epoch, stream).await;
+            if shared.link.distrusted() {
+                // Down while the channel was unproven past the bound (the
+                // give-up below, or a call's timeouts that beat it to it):
+                // the entries, refused since, go; what degraded-mode writes
+                // put in the local tier from now on may be served.
+                shared.clear_local();
+                shared.link.trust();
+            }
         }
         current = Some(reconnect(&shared).await);
     }
@@ -209,7 +261,11 @@ async fn reconnect(shared: &Shared) -> (u64, PubSubStream) {
     let mut backoff = cfg.backoff_min;
     loop {
         let error = match connect(shared).await {
-            Ok(Connected { conn, stream }) => match activate(shared, conn, false).await {
+            Ok(Connected {
+                conn,
+                client,
+                stream,
+            }) => match activate(shared, conn, client, false).await {
                 Ok(epoch) => {
                     shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                     return (epoch, stream);
