@@ -212,3 +212,41 @@ fn writers_racing_for_the_last_bytes_never_pass_the_limit() {
         }
     }
 }
+
+/// A write whose entry is larger than `max_memory` could never fit: it is
+/// refused before anything is evicted for it, a new key or an existing one,
+/// by `SET` or `APPEND`, whatever the policy and the shard count.
+#[test]
+fn a_write_that_can_never_fit_evicts_nothing() {
+    let big = vec![b'x'; 100_000];
+    for policy in [
+        RedisPolicy::AllKeysLru,
+        RedisPolicy::AllKeysLfu,
+        RedisPolicy::AllKeysRandom,
+        RedisPolicy::VolatileLru,
+        RedisPolicy::VolatileTtl,
+        RedisPolicy::VolatileRandom,
+    ] {
+        for shards in [1, 4, 16] {
+            let kv = store(policy, 100_000, shards);
+            for i in 0..100 {
+                kv.execute(&["SET", &format!("k{i}"), "v", "EX", "1000"]);
+            }
+            assert_eq!(kv.dbsize(), 100);
+            for (what, args) in [
+                ("SET of a new key", [&b"SET"[..], b"huge", &big]),
+                ("SET of an existing key", [&b"SET"[..], b"k1", &big]),
+                ("APPEND", [&b"APPEND"[..], b"k2", &big]),
+            ] {
+                assert_eq!(
+                    kv.execute(&args),
+                    Reply::Error(OOM.into()),
+                    "{policy:?}, {shards} shards: {what}"
+                );
+                assert_eq!(kv.dbsize(), 100, "{policy:?}, {shards} shards: {what}");
+            }
+            assert_eq!(kv.get("k1").as_deref(), Some(&b"v"[..]));
+            assert_eq!(kv.get("k2").as_deref(), Some(&b"v"[..]));
+        }
+    }
+}

@@ -109,3 +109,37 @@ fn policy_names_parse_like_redis_config() {
         assert_eq!(parsed.to_string(), p.name());
     }
 }
+
+/// Keys and string values are limited to 512 MiB, as Redis limits them: a
+/// longer `SET` or `MSET` writes nothing, an `APPEND` past the limit leaves
+/// the value as it was. (The buffers are zeroed pages the test never
+/// touches, so they cost address space, not memory.)
+#[test]
+fn strings_over_512_mib_are_refused() {
+    use shardcache::kv::MAX_STRING_LEN;
+    let kv = KvStore::new();
+    let long = bytes::Bytes::from(vec![0u8; MAX_STRING_LEN + 1]);
+    assert!(matches!(
+        kv.set("big", long.clone(), SetOptions::default()),
+        Err(KvError::StringTooLong)
+    ));
+    assert_eq!(kv.dbsize(), 0);
+    assert!(matches!(
+        kv.mset(&[
+            ("a", bytes::Bytes::from_static(b"1")),
+            ("big", long.clone())
+        ]),
+        Err(KvError::StringTooLong)
+    ));
+    assert_eq!(kv.dbsize(), 0, "MSET is checked before any pair is written");
+    let reply = kv.execute(&[&b"SET"[..], b"big", &long]);
+    assert_eq!(
+        reply,
+        Reply::Error("ERR string exceeds maximum allowed size (proto-max-bulk-len)".into())
+    );
+    let at_limit = bytes::Bytes::from(vec![0u8; MAX_STRING_LEN]);
+    kv.set("k", at_limit, SetOptions::default())
+        .expect("at the limit");
+    assert!(matches!(kv.append("k", b"x"), Err(KvError::StringTooLong)));
+    assert_eq!(kv.strlen("k"), MAX_STRING_LEN);
+}

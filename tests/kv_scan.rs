@@ -149,3 +149,41 @@ fn match_namespaces_and_expiry_filter_the_walk() {
         let _ = s.scan(bad, &ScanOptions::new());
     }
 }
+
+/// Patterns are bytes, matched against the keys' UTF-8 bytes as Redis
+/// matches them: a pattern that is not UTF-8 itself still finds keys.
+#[test]
+fn patterns_that_are_not_utf8_match_bytewise() {
+    use shardcache::kv::Reply;
+    let kv = store(4);
+    for k in ["é", "aé", "abc"] {
+        kv.execute(&["SET", k, "1"]);
+    }
+    let keys = |reply: Reply| -> Vec<String> {
+        let list = match reply {
+            Reply::Array(mut a) if a.len() == 2 => a.remove(1),
+            other => other,
+        };
+        let Reply::Array(items) = list else {
+            panic!("not an array: {list:?}");
+        };
+        let mut v: Vec<String> = items
+            .into_iter()
+            .map(|r| match r {
+                Reply::Bulk(b) => String::from_utf8(b.to_vec()).expect("UTF-8 keys"),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    // é is C3 A9.
+    assert_eq!(keys(kv.execute(&[&b"KEYS"[..], b"\xC3?"])), ["é"]);
+    assert_eq!(keys(kv.execute(&[&b"KEYS"[..], b"[\x80-\xff]*"])), ["é"]);
+    let scan = |pattern: &[u8]| {
+        keys(kv.execute(&[&b"SCAN"[..], b"0", b"MATCH", pattern, b"COUNT", b"1000"]))
+    };
+    assert_eq!(scan(b"*\xA9"), ["aé", "é"]);
+    assert_eq!(scan(b"\xff*"), Vec::<String>::new());
+    assert_eq!(scan(b"a*"), ["abc", "aé"]);
+}

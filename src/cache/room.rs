@@ -105,6 +105,11 @@ where
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
         let weight = env.weights.weigh(&key, &value);
+        // Heavier than the whole budget: it could never fit, so nothing is
+        // evicted for it.
+        if weight > self.max_capacity() {
+            return Err((key, value));
+        }
         // Room for the whole entry: no need to look up what it replaces.
         if budget.available() < weight {
             let old = shard.weight_of(env, hash, &key);

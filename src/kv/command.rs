@@ -172,7 +172,7 @@ const COMMANDS: &[Spec] = &[
     Spec {
         name: "keys",
         arity: 2,
-        run: |s, a| Ok(key_array(s.keys(key(a[1])?))),
+        run: |s, a| Ok(key_array(s.keys_glob(a[1]))),
     },
     Spec {
         name: "scan",
@@ -456,7 +456,8 @@ fn parse_cursor(b: &[u8]) -> Result<u64, KvError> {
 
 fn scan(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
     let cursor = parse_cursor(a[1])?;
-    let mut opts = ScanOptions::new();
+    let mut count = ScanOptions::new().count;
+    let mut pattern = None;
     let mut type_ok = true;
     let mut i = 2;
     while i < a.len() {
@@ -469,15 +470,15 @@ fn scan(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
                 if n < 1 {
                     return Err(KvError::Syntax);
                 }
-                opts = opts.count(usize::try_from(n).unwrap_or(usize::MAX));
+                count = usize::try_from(n).unwrap_or(usize::MAX);
             }
-            b"match" => opts = opts.pattern(String::from_utf8_lossy(value).into_owned()),
+            b"match" => pattern = Some(*value),
             b"type" => type_ok = value.eq_ignore_ascii_case(b"string"),
             _ => return Err(KvError::Syntax),
         }
         i += 2;
     }
-    let (next, mut batch) = s.scan(cursor, &opts);
+    let (next, mut batch) = s.scan_glob(cursor, count, pattern);
     if !type_ok {
         batch.clear();
     }

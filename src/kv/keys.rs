@@ -82,9 +82,15 @@ impl KvStore {
     /// # Ok::<(), shardcache::kv::KvError>(())
     /// ```
     pub fn keys(&self, pattern: &str) -> Vec<String> {
+        self.keys_glob(pattern.as_bytes())
+    }
+
+    /// [`keys`](Self::keys) with a pattern of any bytes, matched against
+    /// the keys' UTF-8 bytes, as Redis matches (`KEYS "\xC3?"` finds `é`).
+    pub(crate) fn keys_glob(&self, pattern: &[u8]) -> Vec<String> {
         let mut keys = Vec::new();
         self.for_each_key(|k, _| {
-            if glob_match(pattern.as_bytes(), k.as_bytes()) {
+            if glob_match(pattern, k.as_bytes()) {
                 keys.push(k.to_owned());
             }
         });
@@ -118,16 +124,24 @@ impl KvStore {
     /// # Ok::<(), shardcache::kv::KvError>(())
     /// ```
     pub fn scan(&self, cursor: u64, opts: &ScanOptions) -> (u64, Vec<String>) {
+        let pattern = opts.pattern.as_deref().map(str::as_bytes);
+        self.scan_glob(cursor, opts.count, pattern)
+    }
+
+    /// [`scan`](Self::scan) with a `MATCH` pattern of any bytes (see
+    /// [`keys_glob`](Self::keys_glob)).
+    pub(crate) fn scan_glob(
+        &self,
+        cursor: u64,
+        count: usize,
+        pattern: Option<&[u8]>,
+    ) -> (u64, Vec<String>) {
         let mut batch = Vec::new();
-        let next = self.cache.scan_step(cursor, opts.count, |k, _, _| {
+        let next = self.cache.scan_step(cursor, count.max(1), |k, _, _| {
             let Some(k) = k.strip_prefix(&*self.prefix) else {
                 return;
             };
-            if opts
-                .pattern
-                .as_ref()
-                .is_none_or(|p| glob_match(p.as_bytes(), k.as_bytes()))
-            {
+            if pattern.is_none_or(|p| glob_match(p, k.as_bytes())) {
                 batch.push(k.to_owned());
             }
         });

@@ -78,6 +78,22 @@ use std::time::Duration;
 /// buffers, and a value's spare capacity when it shares a larger buffer.
 pub const ENTRY_OVERHEAD: u32 = 164;
 
+/// The longest key or string value a write takes, in bytes: 512 MiB, as
+/// Redis's default `proto-max-bulk-len` (and its limit on `APPEND`). Longer
+/// ones are refused with [`KvError::StringTooLong`]. It also keeps every
+/// entry's accounted size (key, value and [`ENTRY_OVERHEAD`]) within the
+/// `u32` the weights are kept in, so `max_memory` counts every byte.
+pub const MAX_STRING_LEN: usize = 512 << 20;
+
+/// Refuses a write of `key` with a value of `value_len` bytes if either is
+/// over [`MAX_STRING_LEN`].
+fn check_len(key: &str, value_len: usize) -> Result<(), KvError> {
+    if key.len() > MAX_STRING_LEN || value_len > MAX_STRING_LEN {
+        return Err(KvError::StringTooLong);
+    }
+    Ok(())
+}
+
 /// A Redis-semantics key-value store: `String` keys, [`Bytes`] values. Cheap to
 /// clone (a handle); [`namespace`](Self::namespace) views share the same data.
 #[derive(Clone)]

@@ -5,7 +5,7 @@
 use super::expire::Expiry;
 use super::longdouble;
 use super::parse::parse_i64;
-use super::{KvError, KvStore};
+use super::{check_len, KvError, KvStore, MAX_STRING_LEN};
 use crate::{Decision, Ttl};
 use bytes::{Bytes, BytesMut};
 
@@ -129,7 +129,9 @@ impl KvStore {
     ///
     /// [`KvError::Syntax`] for `KEEPTTL` with an expiry,
     /// [`KvError::InvalidExpireTime`] for a zero, negative or overflowing
-    /// expiry, [`KvError::OutOfMemory`] when the value does not fit.
+    /// expiry, [`KvError::OutOfMemory`] when the value does not fit,
+    /// [`KvError::StringTooLong`] for a key or value over
+    /// [`MAX_STRING_LEN`](super::MAX_STRING_LEN).
     pub fn set(
         &self,
         key: &str,
@@ -149,6 +151,7 @@ impl KvStore {
         if opts.keep_ttl && opts.expiry.is_some() {
             return Err(KvError::Syntax);
         }
+        check_len(key, value.len())?;
         let now = self.now_ms();
         let ttl = match opts.expiry {
             Some(e) => self.ttl_for(e.deadline_ms(now, command)?, now, command)?,
@@ -263,15 +266,25 @@ impl KvStore {
     ///
     /// # Errors
     ///
+    /// [`KvError::StringTooLong`] if a key or value is over
+    /// [`MAX_STRING_LEN`](super::MAX_STRING_LEN) (nothing written);
     /// [`KvError::OutOfMemory`] at the first pair that does not fit (earlier
     /// pairs stay written).
     pub fn mset<K: AsRef<str>, V: Into<Bytes> + Clone>(
         &self,
         pairs: &[(K, V)],
     ) -> Result<(), KvError> {
+        let pairs: Vec<(&str, Bytes)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.clone().into()))
+            .collect();
+        // Checked before anything is written, as Redis refuses the command.
+        for (k, v) in &pairs {
+            check_len(k, v.len())?;
+        }
         for (k, v) in pairs {
             self.cache
-                .try_insert_with_expiry(self.full_key(k.as_ref()), v.clone().into(), None)?;
+                .try_insert_with_expiry(self.full_key(k), v, None)?;
         }
         Ok(())
     }
@@ -302,16 +315,22 @@ impl KvStore {
     ///
     /// # Errors
     ///
-    /// [`KvError::OutOfMemory`].
+    /// [`KvError::StringTooLong`] if the value would grow past
+    /// [`MAX_STRING_LEN`](super::MAX_STRING_LEN), [`KvError::OutOfMemory`];
+    /// the value is unchanged either way.
     pub fn append(&self, key: &str, value: &[u8]) -> Result<usize, KvError> {
-        Ok(self.cache.compute(self.full_key(key), |cur| {
+        check_len(key, value.len())?;
+        self.cache.compute(self.full_key(key), |cur| {
             let old: &[u8] = cur.as_ref().map_or(&[], |c| c.value.as_ref());
-            let mut joined = BytesMut::with_capacity(old.len() + value.len());
+            let len = old.len() + value.len();
+            if len > MAX_STRING_LEN {
+                return (Decision::Nothing, Err(KvError::StringTooLong));
+            }
+            let mut joined = BytesMut::with_capacity(len);
             joined.extend_from_slice(old);
             joined.extend_from_slice(value);
-            let len = joined.len();
-            (Decision::Put(joined.freeze(), Ttl::Keep), len)
-        })?)
+            (Decision::Put(joined.freeze(), Ttl::Keep), Ok(len))
+        })?
     }
 
     /// `STRLEN key`: the value's length, 0 if missing.

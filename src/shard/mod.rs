@@ -283,6 +283,10 @@ where
     ) -> Result<Inserted, (K, V)> {
         let weight = env.weights.weigh(&key, &value);
         if let Some(idx) = self.find(hash, &key) {
+            if weight > self.capacity {
+                // It could never fit: the old value stays, nothing evicted.
+                return Err((key, value));
+            }
             let old_weight = self.weight_at(env, idx);
             let grows = weight.saturating_sub(old_weight);
             if grows > 0 && !self.can_evict && self.weight + grows > self.capacity {
