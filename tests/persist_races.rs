@@ -343,3 +343,124 @@ fn a_damaged_mostly_zero_last_record_is_reported_lost() {
         refused.err()
     );
 }
+
+/// A cache whose listener parks at `gate` when `key` is removed (a
+/// rollback's undo of an insert removes it).
+fn cache_with_listener_gate(h: &Hooked, gate: Arc<Gate>, key: u32) -> Cache<u32, u32> {
+    let log = FileLog::with_storage(h.clone(), Fsync::Always).rewrite_policy(0, 0);
+    Cache::builder()
+        .max_capacity(1000)
+        .shards(1)
+        .eviction_listener(move |k: u32, _v: u32, cause| {
+            if k == key && cause == shardcache::RemovalCause::Removed {
+                gate.pass();
+            }
+        })
+        .build_persistent(log)
+        .expect("load")
+        .0
+}
+
+/// A rewrite asked for while a failed fsync's rollback is under way (one
+/// write undone, another not yet) is refused: its snapshot would write the
+/// refused write back.
+#[test]
+fn a_compaction_does_not_run_while_a_rollback_is_under_way() {
+    let h = Hooked::default();
+    let lgate = Arc::new(Gate::default());
+    let cache = cache_with_listener_gate(&h, lgate.clone(), 2);
+    for k in 10..15 {
+        cache.durably(|| cache.insert(k, k)).expect("healthy");
+    }
+    h.sync_gate.arm();
+    let (x, rewrite) = std::thread::scope(|sc| {
+        let c1 = cache.clone();
+        let x = sc.spawn(move || c1.durably(|| c1.insert(1, 1)));
+        h.sync_gate.wait_entered();
+        let c2 = cache.clone();
+        let y = sc.spawn(move || c2.durably(|| c2.insert(2, 2)));
+        until_applied(&cache, 2);
+        h.inner.inject(FaultOn::Sync, 0, ErrorKind::Other, false);
+        lgate.arm();
+        h.sync_gate.release();
+        // Key 2 is being undone (newest first), key 1 not yet.
+        lgate.wait_entered();
+        let rewrite = cache.rewrite_log();
+        lgate.release();
+        let _ = y.join().expect("follower");
+        (x.join().expect("leader"), rewrite)
+    });
+    assert!(rewrite.is_err(), "{rewrite:?}");
+    assert!(x.is_err());
+    assert_eq!(cache.get(&1), None, "undone in memory");
+    drop(cache);
+    h.inner.power_loss(0);
+    let (reopened, _) = reopen(&h.inner);
+    assert_eq!(reopened.get(&1), None, "a refused write came back");
+    assert_eq!(reopened.get(&12), Some(12));
+}
+
+/// A leader's fsync is held while a rewrite fails at its post-rename sync
+/// and `Cache::sync` repairs (rolling the leader's write back); the held
+/// fsync then succeeds. The leader is told its write was undone, and it is
+/// in neither memory nor the log.
+#[test]
+fn a_write_a_repair_rolled_back_is_not_acknowledged_by_its_late_fsync() {
+    let h = Hooked::default();
+    let cache = cache_on(&h);
+    for k in 10..15 {
+        cache.durably(|| cache.insert(k, k)).expect("healthy");
+    }
+    h.sync_gate.arm();
+    let w = std::thread::scope(|sc| {
+        let c1 = cache.clone();
+        let w = sc.spawn(move || c1.durably(|| c1.insert(1, 1)));
+        h.sync_gate.wait_entered();
+        // The replacement's own fsync passes; the sync after the rename fails.
+        h.inner.inject(FaultOn::Sync, 1, ErrorKind::Other, false);
+        assert!(cache.rewrite_log().is_err());
+        cache.sync().expect("repaired");
+        h.sync_gate.release();
+        w.join().expect("leader")
+    });
+    let e = w.expect_err("undone by the repair");
+    assert!(e.to_string().contains("undone"), "{e}");
+    assert_eq!(cache.get(&1), None);
+    // Writes go on normally after it.
+    cache.durably(|| cache.insert(2, 2)).expect("healthy");
+    drop(cache);
+    h.inner.power_loss(0);
+    let (reopened, _) = reopen(&h.inner);
+    assert_eq!(reopened.get(&1), None);
+    assert_eq!(reopened.get(&2), Some(2));
+    assert_eq!(reopened.get(&14), Some(14));
+}
+
+/// A leader's fsync is held while a rewrite succeeds (covering its write);
+/// the held fsync then fails. The write is durable through the rewrite: it
+/// is acknowledged and stays, in memory and after a power loss.
+#[test]
+fn a_write_a_rewrite_made_durable_stands_when_its_own_fsync_fails() {
+    let h = Hooked::default();
+    let cache = cache_on(&h);
+    for i in 0..50 {
+        cache.durably(|| cache.insert(7, i)).expect("healthy");
+    }
+    h.sync_gate.arm();
+    let x = std::thread::scope(|sc| {
+        let c1 = cache.clone();
+        let x = sc.spawn(move || c1.durably(|| c1.insert(1, 1)));
+        h.sync_gate.wait_entered();
+        cache.rewrite_log().expect("rewrite");
+        h.inner.inject(FaultOn::Sync, 0, ErrorKind::Other, false);
+        h.sync_gate.release();
+        x.join().expect("leader")
+    });
+    x.expect("durable through the rewrite");
+    assert_eq!(cache.get(&1), Some(1));
+    drop(cache);
+    h.inner.power_loss(0);
+    let (reopened, _) = reopen(&h.inner);
+    assert_eq!(reopened.get(&1), Some(1));
+    assert_eq!(reopened.get(&7), Some(49));
+}

@@ -49,6 +49,9 @@ pub(crate) enum Ticket {
 /// How often a refused write may start a repair of a failed log.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
+/// Why a write whose record a rollback undid is refused.
+const UNDONE: &str = "the log failed before this write was durable, and the write was undone";
+
 pub(crate) struct Journal<K, V> {
     log: Box<dyn WriteAheadLog>,
     encode: Encoder<K, V>,
@@ -62,6 +65,9 @@ pub(crate) struct Journal<K, V> {
     hooks: std::sync::OnceLock<Box<dyn Hooks>>,
     /// A rewrite (growth or repair) is running on a background thread.
     rewriting: Arc<AtomicBool>,
+    /// A repair is rewriting the log (after its rollback): the one rewrite
+    /// that may run on a failed log.
+    repairing: AtomicBool,
     last_repair: Mutex<Option<Instant>>,
     /// The first failure no caller has been told of, for `sync`.
     untold: Mutex<Option<PersistError>>,
@@ -74,6 +80,18 @@ struct State {
     pending: Vec<(u64, Vec<u8>)>,
     /// A thread is applying undo records.
     rolling_back: bool,
+    /// LSN ranges `(lo, hi]` whose writes a rollback undid. A write whose
+    /// fsync was still running when a repair rolled it back may see that
+    /// fsync succeed (the log was rewritten from the cache meanwhile, and
+    /// counts every LSN so far as durable): this is how its waiter learns
+    /// that the write is gone all the same.
+    undone: Vec<(u64, u64)>,
+}
+
+impl State {
+    fn was_undone(&self, lsn: u64) -> bool {
+        self.undone.iter().any(|&(lo, hi)| lsn > lo && lsn <= hi)
+    }
 }
 
 impl<K: 'static, V: 'static> Journal<K, V> {
@@ -88,10 +106,12 @@ impl<K: 'static, V: 'static> Journal<K, V> {
                 failed: None,
                 pending: Vec::new(),
                 rolling_back: false,
+                undone: Vec::new(),
             }),
             settled: Condvar::new(),
             hooks: std::sync::OnceLock::new(),
             rewriting: Arc::new(AtomicBool::new(false)),
+            repairing: AtomicBool::new(false),
             last_repair: Mutex::new(None),
             untold: Mutex::new(None),
         }
@@ -242,16 +262,47 @@ impl<K: 'static, V: 'static> Journal<K, V> {
                 if self.undoable {
                     let durable = self.log.durable_lsn();
                     let mut state = self.state.lock();
+                    if state.was_undone(lsn) {
+                        return Err(self.refused(UNDONE.into()));
+                    }
                     let done = state.pending.partition_point(|(l, _)| *l <= durable);
                     state.pending.drain(..done);
                 }
                 self.after_write();
                 Ok(())
             }
+            Err(e) if self.undoable => {
+                let state = self.state.lock();
+                if state.was_undone(lsn) {
+                    // A repair already rolled it back and the log works
+                    // again: refused, with no new failure to record.
+                    return Err(self.refused(UNDONE.into()));
+                }
+                if lsn <= self.log.durable_lsn() {
+                    // A rewrite made it durable before the failure, which
+                    // concerns later records: it stands.
+                    drop(state);
+                    self.fail_if_still_failed(&e);
+                    return Ok(());
+                }
+                drop(state);
+                self.fail_if_still_failed(&e);
+                Err(e)
+            }
             Err(e) => {
                 self.fail(&e);
                 Err(e)
             }
+        }
+    }
+
+    /// Marks the journal failed for `e`, unless the log has been repaired
+    /// since `e` happened (a repair rolls back first, so whatever `e` cost
+    /// is undone already; failing again would roll back writes made on the
+    /// repaired log).
+    fn fail_if_still_failed(&self, e: &PersistError) {
+        if self.log.health().is_err() {
+            self.fail(e);
         }
     }
 
@@ -269,6 +320,15 @@ impl<K: 'static, V: 'static> Journal<K, V> {
         let undo: Vec<_> = state.pending.drain(..).skip(first).collect();
         if undo.is_empty() {
             return;
+        }
+        let newest = undo
+            .iter()
+            .map(|(l, _)| *l)
+            .filter(|&l| l != u64::MAX)
+            .max()
+            .unwrap_or(durable);
+        if newest > durable {
+            state.undone.push((durable, newest));
         }
         state.rolling_back = true;
         drop(state);
@@ -289,7 +349,10 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             .hooks
             .get()
             .ok_or_else(|| self.refused("no cache".into()))?;
-        hooks.rewrite()?;
+        self.repairing.store(true, Ordering::Release);
+        let rewritten = hooks.rewrite();
+        self.repairing.store(false, Ordering::Release);
+        rewritten?;
         let mut state = self.state.lock();
         state.failed = None;
         state.pending.clear();
@@ -383,7 +446,30 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     }
 
     /// The rewrite the cache runs (compaction, or a repair).
+    ///
+    /// A compaction does not run on a failed log, nor while a rollback is
+    /// under way: the writes the failure cost are undone by the rollback,
+    /// and a snapshot taken before it ends would write them back. A repair
+    /// rolls back first, then rewrites.
     pub(crate) fn rewrite(&self, snapshot: &mut super::Snapshot<'_>) -> Result<(), PersistError> {
+        if !self.repairing.load(Ordering::Acquire) {
+            // Refused rather than waited for: the rollback calls listeners,
+            // which may be what asked for this rewrite.
+            let state = self.state.lock();
+            if let Some(cause) = &state.failed {
+                return Err(self.refused(cause.clone()));
+            }
+            if state.rolling_back {
+                return Err(self.refused(
+                    "writes the log failed to keep are being undone; rewrite after".into(),
+                ));
+            }
+            drop(state);
+            if let Err(e) = self.log.health() {
+                self.fail(&e);
+                return Err(e);
+            }
+        }
         self.log.rewrite(snapshot)
     }
 
