@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Implement it to control time yourself; [`SystemClock`] is the default and
 /// [`MockClock`] is for tests.
 pub trait Clock: Send + Sync + 'static {
-    /// Monotonic time elapsed since a fixed origin of this clock's choosing.
-    /// Must never go backwards.
+    /// Monotonic time elapsed since a fixed origin of this clock's choosing
+    /// (any origin: a cache counts its deadlines from when it was built, up
+    /// to about 34.8 years later). Must never go backwards.
     fn monotonic(&self) -> Duration;
 
     /// Wall-clock time since the Unix epoch, used for what is written to disk.
@@ -98,12 +99,17 @@ impl MockClock {
         clock
     }
 
-    /// Moves both the monotonic and the wall clock forward by `by`.
+    /// Moves both the monotonic and the wall clock forward by `by`
+    /// (stopping at the largest time a `u64` of nanoseconds holds, about
+    /// 584 years: a monotonic clock never goes back).
     pub fn advance(&self, by: Duration) {
         let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-        self.inner
-            .monotonic_nanos
-            .fetch_add(nanos, Ordering::SeqCst);
+        let _ =
+            self.inner
+                .monotonic_nanos
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+                    Some(now.saturating_add(nanos))
+                });
     }
 
     /// Sets the wall clock (time since the Unix epoch) at the current monotonic instant.
@@ -132,21 +138,38 @@ impl Clock for MockClock {
     }
 }
 
-/// The cache's view of a clock: milliseconds, the resolution of every deadline.
+/// The cache's view of a clock: milliseconds, the resolution of every
+/// deadline, counted from the cache's own start.
+///
+/// A [`Clock`] may choose any origin (the Unix epoch, the host's boot);
+/// deadlines are kept in 40 bits of milliseconds (about 34.8 years), so they
+/// count from when the cache was built, not from the clock's origin, and
+/// from 1: a deadline of 0 means none, and a zero time to live at the first
+/// instant must still expire at once.
 #[derive(Clone)]
 pub(crate) struct Millis {
     clock: Arc<dyn Clock>,
+    /// The clock's milliseconds when the cache was built.
+    origin: u64,
 }
 
 impl Millis {
     pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { clock }
+        let origin = Self::read(&*clock);
+        Self { clock, origin }
     }
 
-    /// Monotonic milliseconds since the clock's origin.
+    fn read(clock: &dyn Clock) -> u64 {
+        u64::try_from(clock.monotonic().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Monotonic milliseconds since the cache was built, plus one (so at
+    /// least 1).
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        u64::try_from(self.clock.monotonic().as_millis()).unwrap_or(u64::MAX)
+        Self::read(&*self.clock)
+            .saturating_sub(self.origin)
+            .saturating_add(1)
     }
 
     /// Wall-clock Unix milliseconds.

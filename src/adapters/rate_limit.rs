@@ -82,7 +82,8 @@ pub enum RateLimitError {
 /// Per-key state.
 #[derive(Clone)]
 enum State {
-    /// GCRA's theoretical arrival time, in clock nanoseconds.
+    /// GCRA's theoretical arrival time, in nanoseconds of the limiter's
+    /// time (see `RateLimiter::origin`).
     Tat(u64),
     /// Admission times and counts within the window, oldest first.
     Log(Arc<Mutex<Log>>),
@@ -137,7 +138,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiterBuilder<K> {
     }
 
     /// A token bucket per key: up to `burst` requests at once, refilled at
-    /// `rate` tokens per `per`.
+    /// `rate` tokens per `per` (one token every `per / rate`, rounded up to
+    /// a whole nanosecond: never faster than `rate`).
     ///
     /// # Errors
     ///
@@ -154,7 +156,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiterBuilder<K> {
         if per.is_zero() {
             return Err(RateLimitError::Zero("per"));
         }
-        let t = (super::nanos(per) / u64::from(rate)).max(1);
+        // The time per token, rounded up: rounded down, a `per` that `rate`
+        // does not divide in nanoseconds would refill faster than `rate`.
+        let t = super::nanos(per).div_ceil(u64::from(rate)).max(1);
         if t.saturating_mul(u64::from(burst)) > MAX_NANOS {
             return Err(RateLimitError::TooLong("the time to refill the burst"));
         }
@@ -191,6 +195,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiterBuilder<K> {
             .build()?;
         Ok(RateLimiter {
             states,
+            origin: super::nanos(self.clock.monotonic()),
             clock: self.clock,
             algorithm,
         })
@@ -230,6 +235,10 @@ fn nonzero(name: &'static str, n: u32) -> Result<(), RateLimitError> {
 pub struct RateLimiter<K = String> {
     states: Cache<K, State>,
     clock: SharedClock,
+    /// The clock's nanoseconds when the limiter was built: its times count
+    /// from there, so that a clock with a far origin (the Unix epoch, or
+    /// centuries of a test clock) leaves room for their arithmetic.
+    origin: u64,
     algorithm: Algorithm,
 }
 
@@ -238,6 +247,7 @@ impl<K> Clone for RateLimiter<K> {
         Self {
             states: self.states.clone(),
             clock: self.clock.clone(),
+            origin: self.origin,
             algorithm: self.algorithm,
         }
     }
@@ -305,9 +315,12 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> {
                 limit,
             });
         }
-        let now = super::nanos(self.clock.monotonic());
         let algorithm = self.algorithm;
         let outcome = self.states.compute(key.into(), |current| {
+            // Read under the key's lock: a check that waited for it (or was
+            // preempted) is stamped when it is decided, not earlier than a
+            // check already decided.
+            let now = super::nanos(self.clock.monotonic()).saturating_sub(self.origin);
             let state = current.map(|c| c.value);
             match algorithm {
                 Algorithm::Gcra { t, burst } => gcra(state, now, n, t, burst),

@@ -314,7 +314,9 @@ where
             user: user.to_string(),
             data,
             created_at_ms: now,
-            expires_at_ms: now.saturating_add(super::millis(self.config.absolute)),
+            // Rounded up, as every deadline: a timeout under a millisecond
+            // must not end the session as it is made.
+            expires_at_ms: now.saturating_add(super::millis_ceil(self.config.absolute)),
         };
         // Indexed first, and checked after: a concurrent destroy_all_for_user
         // either removes the entry or makes us remove it.

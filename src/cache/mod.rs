@@ -260,9 +260,9 @@ where
 
     /// Inserts or replaces `key`, expiring `ttl` from now whatever the cache's
     /// default. Deadlines are whole milliseconds, rounded up, and end at
-    /// about 34 years (2^40 ms) after the clock's origin (with the default
-    /// clock, when the cache was built): a longer `ttl`, such as
-    /// `Duration::MAX`, keeps the entry until then.
+    /// about 34 years (2^40 ms) after the cache was built, whatever the
+    /// clock's origin: a longer `ttl`, such as `Duration::MAX`, keeps the
+    /// entry until then.
     ///
     /// ```
     /// use shardcache::{Cache, MockClock};

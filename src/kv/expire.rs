@@ -72,8 +72,9 @@ impl KvStore {
         let Some(left) = remaining(deadline_ms, now_ms) else {
             return Ok(None);
         };
-        let mono_now = self.cache.read_env().2.now();
-        let room = crate::policy::node::meta::DEADLINE_MAX.saturating_sub(mono_now);
+        // The cache's clock reads the store's age in ms plus one.
+        let age = self.cache.read_env().2.now().saturating_sub(1);
+        let room = crate::policy::node::meta::DEADLINE_MAX.saturating_sub(age);
         if u64::try_from(left.as_millis()).unwrap_or(u64::MAX) >= room {
             return Err(KvError::ExpireTooFar(command));
         }

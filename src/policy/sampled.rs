@@ -225,9 +225,15 @@ impl Sampled {
 
     /// When sampling found no candidate (few entries have a deadline): the
     /// first expiring entry in a bounded walk from a random start, else the
-    /// newest entry.
+    /// newest entry, else (the newest was removed since it came in) the
+    /// entry at the walk's start. A victim is always named while there are
+    /// entries: a replacement can grow the weight with no new entry, and
+    /// the capacity bound needs one.
     fn fallback<N: Nodes + ?Sized>(&mut self, nodes: &N) -> Option<u32> {
         let n = self.members.len();
+        if n == 0 {
+            return None;
+        }
         let start = self.random() as usize % n;
         let walk = (start..n).chain(0..start).take(FALLBACK_WALK);
         walk.map(|i| self.members[i])
@@ -236,6 +242,7 @@ impl Sampled {
                     && (!self.kind.volatile() || meta::deadline(nodes.node(i).get()).is_some())
             })
             .or((self.newest != NIL).then_some(self.newest))
+            .or(Some(self.members[start]))
     }
 
     /// How good a victim the entry is (higher: evict first), folding in its

@@ -1,0 +1,144 @@
+//! Hostile settings at the edges of the core cache and the adapters: a
+//! clock whose origin is far away, a test clock pushed to its end, weights
+//! that outgrow a shard, a `volatile-*` policy whose newest entry is gone,
+//! rates that do not divide their period, sub-millisecond timeouts.
+
+use shardcache::adapters::{RateLimiter, SessionConfig, SessionStore};
+use shardcache::{Cache, Clock, Decision, MockClock, Policy, RedisPolicy, Ttl};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A clock whose monotonic origin is the Unix epoch (the trait lets a
+/// clock choose any origin): over 2^40 ms away.
+struct EpochClock;
+
+impl Clock for EpochClock {
+    fn monotonic(&self) -> Duration {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+    }
+    fn wall(&self) -> Duration {
+        self.monotonic()
+    }
+}
+
+#[test]
+fn a_clock_with_a_far_origin_keeps_ttls() {
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(100)
+        .time_to_live(Duration::from_secs(300))
+        .clock(EpochClock)
+        .build()
+        .expect("valid");
+    cache.insert(1, 1);
+    cache.insert_with_ttl(2, 2, Duration::from_secs(60));
+    assert_eq!((cache.get(&1), cache.get(&2)), (Some(1), Some(2)));
+
+    // The rate limiter fails closed with it, and a session lives.
+    let limiter: RateLimiter = RateLimiter::builder()
+        .clock(EpochClock)
+        .token_bucket(1, Duration::from_secs(60), 1)
+        .expect("valid");
+    let admitted = (0..100).filter(|_| limiter.check("k").allowed).count();
+    assert_eq!(admitted, 1);
+    let store: SessionStore<u32> =
+        SessionStore::in_memory(SessionConfig::default().clock(EpochClock)).expect("valid");
+    let id = store.create("a", 1).expect("created");
+    assert!(store.get(id.as_str()).is_some());
+}
+
+#[test]
+fn a_test_clock_pushed_to_its_end_never_goes_back() {
+    let clock = MockClock::new();
+    clock.advance(Duration::from_secs(10));
+    let before = clock.monotonic();
+    clock.advance(Duration::MAX);
+    assert!(clock.monotonic() >= before);
+    // A limiter built there still limits: its times count from its start.
+    let clock = MockClock::new();
+    clock.advance(Duration::from_nanos(u64::MAX - 1_000));
+    let limiter: RateLimiter = RateLimiter::builder()
+        .clock(clock.clone())
+        .token_bucket(1, Duration::from_micros(1), 1)
+        .expect("valid");
+    assert_eq!((0..100).filter(|_| limiter.check("k").allowed).count(), 1);
+}
+
+#[test]
+fn a_volatile_policy_keeps_the_capacity_after_its_newest_entry_left() {
+    for policy in [
+        RedisPolicy::VolatileLru,
+        RedisPolicy::VolatileLfu,
+        RedisPolicy::VolatileTtl,
+        RedisPolicy::VolatileRandom,
+    ] {
+        let cache: Cache<u64, u64> = Cache::builder()
+            .max_capacity(10)
+            .shards(1)
+            .policy(Policy::redis(policy))
+            .weigher(|_, v: &u64| *v as u32)
+            .build()
+            .expect("valid");
+        cache.insert(1, 3);
+        cache.insert(2, 3);
+        cache.insert(3, 3);
+        cache.remove(&3);
+        // Grows key 1 by 5: 11 > 10, with no entry that has a deadline.
+        cache.insert(1, 8);
+        assert!(cache.weighted_size() <= 10, "{policy:?}");
+    }
+}
+
+#[test]
+fn a_replacement_heavier_than_the_shard_is_refused_and_evicts_nothing() {
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(100)
+        .shards(1)
+        .weigher(|_, v: &u64| *v as u32)
+        .build()
+        .expect("valid");
+    for k in 0..50 {
+        cache.insert(k, 1);
+    }
+    assert!(cache.try_insert(1000, 101).is_err());
+    assert!(cache.try_insert(7, 101).is_err());
+    assert!(cache
+        .compute(7, |_| (Decision::Put(101, Ttl::Keep), ()))
+        .is_err());
+    assert_eq!(cache.len(), 50);
+    assert_eq!(cache.get(&7), Some(1));
+}
+
+#[test]
+fn a_token_bucket_never_refills_faster_than_its_rate() {
+    // 2 tokens per 3 ns, burst 1: in 3000 ns at most 1 + 2000 admissions.
+    let clock = MockClock::new();
+    let limiter: RateLimiter = RateLimiter::builder()
+        .clock(clock.clone())
+        .token_bucket(2, Duration::from_nanos(3), 1)
+        .expect("valid");
+    let mut admitted = 0;
+    for _ in 0..3000 {
+        clock.advance(Duration::from_nanos(1));
+        admitted += u32::from(limiter.check("k").allowed);
+    }
+    // The time per token is rounded up to whole nanoseconds (2 ns here):
+    // never faster than the rate, slower only where `per / rate` is a few
+    // nanoseconds.
+    assert!(admitted <= 2001, "{admitted}");
+}
+
+#[test]
+fn a_sub_millisecond_session_timeout_does_not_end_the_session_at_birth() {
+    let clock = MockClock::new();
+    let store = SessionStore::<u32>::in_memory(
+        SessionConfig::default()
+            .absolute_timeout(Duration::from_micros(500))
+            .clock(clock.clone()),
+    )
+    .expect("valid");
+    let id = store.create("a", 1).expect("created");
+    assert!(store.get(id.as_str()).is_some());
+    clock.advance(Duration::from_millis(1));
+    assert!(store.get(id.as_str()).is_none());
+}
