@@ -34,6 +34,9 @@ impl<K, V> Flights<K, V> {
 pub(crate) struct Flight<V> {
     pub(crate) state: Mutex<State<V>>,
     done: Condvar,
+    /// The thread running a blocking loader for this flight, if one is: a
+    /// blocking wait on that thread would wait for itself.
+    leader: Mutex<Option<std::thread::ThreadId>>,
 }
 
 pub(crate) enum State<V> {
@@ -54,7 +57,13 @@ impl<V: Clone> Flight<V> {
         Self {
             state: Mutex::new(State::Loading(Vec::new())),
             done: Condvar::new(),
+            leader: Mutex::new(None),
         }
+    }
+
+    /// Notes that this thread runs the flight's loader, blocking.
+    pub(crate) fn led_here(&self) {
+        *self.leader.lock() = Some(std::thread::current().id());
     }
 
     pub(crate) fn outcome(state: &State<V>) -> Option<Outcome<V>> {
@@ -66,7 +75,18 @@ impl<V: Clone> Flight<V> {
         }
     }
 
+    /// Blocks until the flight lands.
+    ///
+    /// # Panics
+    ///
+    /// If this thread runs the flight's loader: a loader that asks for its
+    /// own key would otherwise wait for itself forever.
     pub(crate) fn wait(&self) -> Outcome<V> {
+        assert!(
+            *self.leader.lock() != Some(std::thread::current().id()),
+            "a loader asked the cache for the key it is loading \
+             (get_or_insert_with within its own loader): it would wait for itself"
+        );
         let mut state = self.state.lock();
         loop {
             if let Some(o) = Self::outcome(&state) {

@@ -142,3 +142,50 @@ fn a_sub_millisecond_session_timeout_does_not_end_the_session_at_birth() {
     clock.advance(Duration::from_millis(1));
     assert!(store.get(id.as_str()).is_none());
 }
+
+#[test]
+fn a_loader_that_asks_for_its_own_key_panics_instead_of_waiting_forever() {
+    let cache: Cache<u64, u64> = Cache::new(100);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cache.get_or_insert_with(1, || cache.get_or_insert_with(1, || 5) + 1)
+    }));
+    let message = outcome.expect_err("a panic, not a hang");
+    let text = message
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| message.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(text.contains("the key it is loading"), "{text}");
+    // The key is not left loading; other keys from a loader are fine.
+    assert_eq!(cache.get_or_insert_with(1, || 7), 7);
+    assert_eq!(
+        cache.get_or_insert_with(2, || cache.get_or_insert_with(3, || 4) + 1),
+        5
+    );
+}
+
+#[test]
+fn a_listener_that_panics_costs_no_other_removal_its_notice() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    for shards in [1, 8] {
+        let heard = Arc::new(AtomicUsize::new(0));
+        let h = heard.clone();
+        let cache: Cache<u64, u64> = Cache::builder()
+            .max_capacity(1000)
+            .shards(shards)
+            .eviction_listener(move |k: u64, _v: u64, _cause| {
+                h.fetch_add(1, Ordering::SeqCst);
+                assert!(k != 3, "a listener that panics on key 3");
+            })
+            .build()
+            .expect("valid");
+        for k in 0..200 {
+            cache.insert(k, k);
+        }
+        let cleared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.clear()));
+        assert!(cleared.is_err(), "the listener's panic goes on");
+        assert_eq!(cache.len(), 0, "{shards} shards: every shard cleared");
+        assert_eq!(heard.load(Ordering::SeqCst), 200, "every removal heard");
+    }
+}

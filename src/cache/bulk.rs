@@ -56,10 +56,18 @@ where
             self.notify(removed);
             return;
         }
+        // A listener that panics does not leave the other shards full.
+        let mut panicked = None;
         for shard in self.inner.shards.iter() {
             let mut removed = Removed::new();
             shard.write().clear(&mut removed);
-            self.notify(removed);
+            let notify = std::panic::AssertUnwindSafe(|| self.notify(removed));
+            if let Err(payload) = std::panic::catch_unwind(notify) {
+                panicked.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = panicked {
+            std::panic::resume_unwind(payload);
         }
     }
 

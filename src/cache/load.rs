@@ -130,6 +130,12 @@ where
     /// // Present now: the loader does not run again.
     /// assert_eq!(cache.get_or_insert_with(7, || unreachable!()), "loaded");
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `init` asks for the same key this way (it would wait for itself
+    /// forever); the key is not left loading. Loaders may read and write
+    /// other keys.
     pub fn get_or_insert_with(&self, key: K, init: impl FnOnce() -> V) -> V {
         match self.try_get_or_insert_with(key, || Ok::<V, std::convert::Infallible>(init())) {
             Ok(v) => v,
@@ -201,6 +207,7 @@ where
                 Role::Ready(v) => return Ok(v),
                 Role::Lead(guard) => {
                     if let (Some(init), Some(store)) = (init.take(), store.take()) {
+                        guard.flight.led_here();
                         return lead(guard, init(), store);
                     }
                 }

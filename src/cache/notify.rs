@@ -46,28 +46,36 @@ where
     /// [`notify`](Self::notify), counting in `stats`. The first removal
     /// (nearly always the only one) is handled inline: through a closure
     /// called for each, it cost a call per removal.
+    ///
+    /// A listener that panics does not cost the other removals their
+    /// notice: every one is delivered, then the first panic goes on.
     #[inline(always)]
     fn notify_counted(&self, stats: &Local<'_>, mut removed: Removed<K, V>) {
+        let mut panicked = None;
         if let Some(item) = removed.take_first() {
-            self.removed_one(stats, item);
+            self.removed_one(stats, item, &mut panicked);
         }
         let rest = removed.into_rest();
         if !rest.is_empty() {
-            self.notify_rest(stats, rest);
+            self.notify_rest(stats, rest, &mut panicked);
+        }
+        if let Some(payload) = panicked {
+            std::panic::resume_unwind(payload);
         }
     }
 
     /// The removals after the first, in order.
     #[inline(never)]
-    fn notify_rest(&self, stats: &Local<'_>, rest: Vec<Removal<K, V>>) {
+    fn notify_rest(&self, stats: &Local<'_>, rest: Vec<Removal<K, V>>, panicked: &mut Panic) {
         for item in rest {
-            self.removed_one(stats, item);
+            self.removed_one(stats, item, panicked);
         }
     }
 
-    /// Counts one removal and hands it to the listener.
+    /// Counts one removal and hands it to the listener; keeps the first
+    /// panic of a listener in `panicked`.
     #[inline(always)]
-    fn removed_one(&self, stats: &Local<'_>, (k, v, cause): Removal<K, V>) {
+    fn removed_one(&self, stats: &Local<'_>, (k, v, cause): Removal<K, V>, panicked: &mut Panic) {
         match cause {
             RemovalCause::Evicted => stats.bump(Counter::Eviction),
             RemovalCause::Expired => stats.bump(Counter::Expiration),
@@ -75,7 +83,13 @@ where
             RemovalCause::Replaced => {}
         }
         if let Some(listener) = &self.inner.listener {
-            listener(k, v, cause);
+            let call = std::panic::AssertUnwindSafe(|| listener(k, v, cause));
+            if let Err(payload) = std::panic::catch_unwind(call) {
+                panicked.get_or_insert(payload);
+            }
         }
     }
 }
+
+/// The first panic of a listener, held until every removal is delivered.
+type Panic = Option<Box<dyn std::any::Any + Send>>;
