@@ -79,10 +79,12 @@
 //! Per entry: `size_of::<K>() + size_of::<V>() + 16` bytes in the slab,
 //! rounded up to a multiple of 32 (so that an entry of up to 32 bytes sits in
 //! one cache line), 4 bytes per slot of the token table (1.14 to 2.3 slots per
-//! entry, as the table grows by doubling), and 4 bytes of frequency sketch per
-//! entry of capacity, at least 32 KiB per shard. For `u64 → u64` at one
-//! million entries that is about 46 bytes per entry; values on the heap
-//! (`String`, `Arc<T>`) add their own allocation.
+//! entry, as the table grows by doubling), and, under the default policy, 8
+//! bytes of frequency sketch per entry of capacity (rounded up to a power of
+//! two, at least 16 KiB per shard) and 2 of ghost table. For `u64 → u64` that
+//! is about 51 bytes per entry at one million entries and 57 at 100,000
+//! (`cachebench memory`); values on the heap (`String`, `Arc<T>`) add their
+//! own allocation.
 //!
 //! ## Expiry
 //!

@@ -397,3 +397,61 @@ fn async_checks_never_see_a_decision_older_than_a_completed_invalidation() {
     });
     perms.validate_index().unwrap();
 }
+
+/// A load whose answer is not cached (more invalidations than the ring
+/// remembers ran meanwhile) still retires an allow kept past its freshness:
+/// the source answered "deny" after it, so an outage right after must not
+/// serve the old allow.
+#[test]
+fn an_uncached_answer_retires_a_kept_stale_allow() {
+    let clock = MockClock::new();
+    let perms = PermissionCache::<bool>::builder()
+        .ttl(Duration::from_secs(60))
+        .stale_allow_if_error(Duration::from_secs(30), |a| *a)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let k = PermissionKey::new("u", "doc", "1", "read");
+    assert!(perms.check(&k, || true));
+    clock.advance(Duration::from_secs(61));
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (p2, k2) = (perms.clone(), k.clone());
+    let h = thread::spawn(move || {
+        p2.try_check(&k2, || {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            Ok::<bool, &str>(false)
+        })
+    });
+    started_rx.recv().unwrap();
+    for i in 0..1100 {
+        perms.invalidate_subject(&format!("other{i}"));
+    }
+    go_tx.send(()).unwrap();
+    assert_eq!(h.join().unwrap(), Ok(false));
+    assert!(perms.try_check(&k, || Err::<bool, _>("down")).is_err());
+}
+
+/// `insert` of a decision while a load of the key is running: the load,
+/// which asked the source before the decision, is not cached over it.
+#[test]
+fn insert_is_not_overwritten_by_a_load_that_began_before_it() {
+    let perms = PermissionCache::<bool>::new();
+    let k = PermissionKey::new("u", "doc", "1", "read");
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (p2, k2) = (perms.clone(), k.clone());
+    let h = thread::spawn(move || {
+        p2.check(&k2, || {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            true
+        })
+    });
+    started_rx.recv().unwrap();
+    perms.insert(k.clone(), false);
+    go_tx.send(()).unwrap();
+    let _ = h.join().unwrap();
+    assert_eq!(perms.get(&k), Some(false));
+}

@@ -117,9 +117,12 @@ impl<D: Clone + Send + Sync + 'static> PermissionCache<D> {
         self.inner.hit(key)
     }
 
-    /// Stores a decision directly (e.g. right after granting), with the same
-    /// TTL rules as a load.
+    /// Stores a decision directly (e.g. right after granting or revoking),
+    /// with the same TTL rules as a load. A load of the key already running
+    /// (which asked the source before this decision) is not cached over it.
     pub fn insert(&self, key: PermissionKey, decision: D) {
+        let target = super::index::Target::Key(key.clone());
+        self.inner.invalidate(target, |index| index.take_key(&key));
         let since = self.inner.epoch.load(Ordering::SeqCst);
         let value = Stamped {
             decision,
@@ -177,6 +180,17 @@ impl<D: Clone + Send + Sync + 'static> Inner<D> {
         let mut index = self.index.lock();
         index.drain(&self.graveyard);
         if index.invalidated_since(&key, since, self.epoch.load(Ordering::SeqCst)) {
+            // Not cached; an allow kept past its freshness for outages
+            // goes too, since the source has answered after it. (A fresh
+            // decision stays: it was stored after this load began.)
+            let stale = self
+                .cache
+                .peek_value(&key)
+                .is_some_and(|kept| !self.is_fresh(&kept));
+            if stale {
+                self.cache.remove(&key);
+                index.drain(&self.graveyard);
+            }
             return None;
         }
         let stamp = self.next_stamp.fetch_add(1, Ordering::Relaxed);
