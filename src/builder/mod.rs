@@ -112,7 +112,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// is called under the shard's lock, so it must not call the cache; one
     /// that panics fails that write and leaves the cache as it was. A
     /// weight of 0 is allowed; such entries are only evicted when the
-    /// policy reaches them.
+    /// policy reaches them, and they do not count toward the capacity, so
+    /// a weigher that answers 0 for many entries leaves their number (and
+    /// memory) unbounded.
     ///
     /// ```
     /// use shardcache::Cache;

@@ -73,6 +73,11 @@ where
 
     /// Keeps only the live entries for which `keep` returns true; expired
     /// entries go too. Locks one shard at a time.
+    ///
+    /// # Panics
+    ///
+    /// If `keep` calls this cache (it runs under the shard's write lock,
+    /// which the call would wait for: the cache panics rather than hang).
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         for (s, shard) in self.inner.shards.iter().enumerate() {
             let env = self.env(s);
@@ -101,6 +106,10 @@ where
 
     /// Removes every entry for which `predicate` returns true (the inverse of
     /// [`retain`](Self::retain)).
+    ///
+    /// # Panics
+    ///
+    /// If `predicate` calls this cache, as [`retain`](Self::retain).
     pub fn invalidate_if(&self, mut predicate: impl FnMut(&K, &V) -> bool) {
         self.retain(|k, v| !predicate(k, v));
     }

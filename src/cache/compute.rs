@@ -41,7 +41,8 @@ where
     /// # Errors
     ///
     /// [`CapacityError`] when the decision was `Put` and the value does not fit
-    /// (the policy never evicts and the cache is full); nothing changed.
+    /// (the policy never evicts and the cache is full, or the entry alone
+    /// weighs more than a shard may hold); nothing changed.
     ///
     /// # Panics
     ///
