@@ -131,7 +131,7 @@ impl KvStore {
     /// [`KvError::InvalidExpireTime`] for a zero, negative or overflowing
     /// expiry, [`KvError::OutOfMemory`] when the value does not fit,
     /// [`KvError::StringTooLong`] for a key or value over
-    /// [`MAX_STRING_LEN`](super::MAX_STRING_LEN).
+    /// [`MAX_STRING_LEN`].
     pub fn set(
         &self,
         key: &str,
@@ -267,7 +267,7 @@ impl KvStore {
     /// # Errors
     ///
     /// [`KvError::StringTooLong`] if a key or value is over
-    /// [`MAX_STRING_LEN`](super::MAX_STRING_LEN) (nothing written);
+    /// [`MAX_STRING_LEN`] (nothing written);
     /// [`KvError::OutOfMemory`] at the first pair that does not fit (earlier
     /// pairs stay written).
     pub fn mset<K: AsRef<str>, V: Into<Bytes> + Clone>(
@@ -316,7 +316,7 @@ impl KvStore {
     /// # Errors
     ///
     /// [`KvError::StringTooLong`] if the value would grow past
-    /// [`MAX_STRING_LEN`](super::MAX_STRING_LEN), [`KvError::OutOfMemory`];
+    /// [`MAX_STRING_LEN`], [`KvError::OutOfMemory`];
     /// the value is unchanged either way.
     pub fn append(&self, key: &str, value: &[u8]) -> Result<usize, KvError> {
         check_len(key, value.len())?;
