@@ -189,3 +189,43 @@ fn a_listener_that_panics_costs_no_other_removal_its_notice() {
         assert_eq!(heard.load(Ordering::SeqCst), 200, "every removal heard");
     }
 }
+
+#[test]
+fn a_closure_that_panics_costs_no_removal_its_notice() {
+    use shardcache::RemovalCause;
+    use std::sync::{Arc, Mutex};
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let h = heard.clone();
+    let clock = MockClock::new();
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(1000)
+        .shards(1)
+        .clock(clock.clone())
+        .eviction_listener(move |k: u64, _v: u64, cause| h.lock().expect("log").push((k, cause)))
+        .build()
+        .expect("valid");
+    cache.insert_with_ttl(1, 1, Duration::from_secs(1));
+    clock.advance(Duration::from_secs(2));
+    // The lookup removes the expired entry, then the closure panics.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cache.compute(1, |_| -> (Decision<u64>, ()) { panic!("closure") })
+    }));
+    assert!(r.is_err());
+    assert_eq!(*heard.lock().expect("log"), [(1, RemovalCause::Expired)]);
+
+    heard.lock().expect("log").clear();
+    for k in 10..20 {
+        cache.insert(k, k);
+    }
+    let mut calls = 0;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cache.retain(|_, _| {
+            calls += 1;
+            assert!(calls < 6, "a predicate that panics on its 6th call");
+            false
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(cache.len(), 5, "five removed before the panic");
+    assert_eq!(heard.lock().expect("log").len(), 5, "and all five heard");
+}

@@ -271,3 +271,38 @@ fn a_restored_policy_keeps_hot_keys_through_a_burst() {
     // hits; the sketch itself starts empty), cold keeps none.
     assert!(warm >= 400 && cold < 100, "warm {warm}, cold {cold}");
 }
+
+/// A summary path (or a log path) that is a FIFO: opening it to read would
+/// wait for a writer. The summary is ignored and the log loads; a log that
+/// is a FIFO is an error. Neither hangs.
+#[test]
+fn a_fifo_in_place_of_a_file_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.log");
+    populate(&path);
+    let summary = summary_path(&path);
+    std::fs::remove_file(&summary).expect("summary written");
+    let made = std::process::Command::new("mkfifo").arg(&summary).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("no mkfifo here: skipped");
+        return;
+    }
+    let (cache, report) = open(&path, 1_000, 4);
+    assert!(
+        matches!(
+            report.admission,
+            AdmissionRestore::Ignored(SummaryError::Io(_))
+        ),
+        "{:?}",
+        report.admission
+    );
+    assert!(!cache.is_empty());
+    drop(cache);
+    let fifo_log = dir.path().join("fifo.log");
+    let made = std::process::Command::new("mkfifo").arg(&fifo_log).status();
+    assert!(made.is_ok_and(|s| s.success()));
+    let err = FileLog::open(&fifo_log, Fsync::Always)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}

@@ -83,9 +83,17 @@ where
             let env = self.env(s);
             let mut removed = Removed::new();
             let mut ticket = Ticket::None;
+            // A predicate that panics stops the walk; what it had removed
+            // by then is still logged and notified before the panic goes on.
+            let mut panicked = None;
             {
                 let mut guard = shard.write();
-                guard.retain(&env, &mut keep, &mut removed);
+                let walk = std::panic::AssertUnwindSafe(|| {
+                    guard.retain(&env, &mut keep, &mut removed);
+                });
+                if let Err(payload) = std::panic::catch_unwind(walk) {
+                    panicked = Some(payload);
+                }
                 if self.journal().is_some() {
                     // Not undone if the log fails: a repair rewrites the log
                     // from the cache, removals included.
@@ -101,6 +109,9 @@ where
             }
             self.settle_or_report(ticket);
             self.notify(removed);
+            if let Some(payload) = panicked {
+                std::panic::resume_unwind(payload);
+            }
         }
     }
 

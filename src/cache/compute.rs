@@ -76,7 +76,17 @@ where
                         .map(|d| Duration::from_millis(d.saturating_sub(env.now()))),
                 }
             });
-            let (decision, r) = f(current);
+            // A closure that panics leaves the entry as it was; the expired
+            // entry the lookup removed is still notified first.
+            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(current)));
+            let (decision, r) = match called {
+                Ok(answer) => answer,
+                Err(payload) => {
+                    drop(shard);
+                    self.notify(removed);
+                    std::panic::resume_unwind(payload);
+                }
+            };
             let deadline_for = |ttl: Ttl| match ttl {
                 Ttl::Keep => existing.flatten(),
                 Ttl::Never => None,

@@ -94,6 +94,12 @@ impl FileStorage {
     ///
     /// `WouldBlock` when another process holds the lock, or the I/O error.
     pub fn open(path: &Path) -> io::Result<Self> {
+        // A FIFO or a device opens for reading and writing, and then a read
+        // of it waits or never ends: only a regular file (or none yet).
+        match std::fs::metadata(path) {
+            Ok(meta) if !meta.is_file() => return Err(super::summary_file::not_a_file()),
+            _ => {}
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -40,7 +40,16 @@ pub(super) fn write(log: &Path, bytes: &[u8]) -> io::Result<()> {
 /// The summary of the log at `log`, if there is one; longer than `limit`
 /// bytes is an error (nothing is read).
 pub(super) fn read(log: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
-    let file = match File::open(path_for(log)) {
+    let path = path_for(log);
+    // Checked before opening: opening a FIFO for reading waits for a
+    // writer, and reading a device may never end.
+    match std::fs::metadata(&path) {
+        Ok(meta) if !meta.is_file() => return Err(not_a_file()),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let file = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -62,4 +71,9 @@ pub(super) fn read(log: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
         ));
     }
     Ok(Some(out))
+}
+
+/// The error for a path that exists but is not a regular file.
+pub(super) fn not_a_file() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")
 }
