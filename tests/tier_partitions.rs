@@ -268,3 +268,29 @@ async fn concurrent_sets_on_one_instance_leave_no_divergent_copy() {
     eprintln!("{rounds} rounds, {diverged} divergent");
     assert_eq!(diverged, 0);
 }
+
+/// After a restart of Redis, the old data connection's client id may be
+/// another client's: the reconnect must not close it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_after_a_redis_restart_closes_no_other_client() {
+    let mut srv = server();
+    let a = tier(&srv.url(), "f:").await;
+    put(&a, "k", "v").await;
+    let reconnects = a.stats().reconnects;
+    srv.kill();
+    srv.restart().expect("restart");
+    // Other clients take the new server's first ids, the old one among them.
+    let mut others: Vec<redis::Connection> = (0..20).map(|_| srv.raw()).collect();
+    wait_for("A reconnected", Duration::from_secs(10), || {
+        a.stats().reconnects > reconnects && a.health().is_up()
+    })
+    .await;
+    put(&a, "k", "w").await;
+    for (i, c) in others.iter_mut().enumerate() {
+        let pong: Result<String, _> = redis::cmd("PING").query(c);
+        assert!(
+            pong.is_ok(),
+            "client {i} was closed by the reconnect: {pong:?}"
+        );
+    }
+}

@@ -33,7 +33,7 @@ pub(crate) struct Link {
     pub(super) fresh_as_of: AtomicU64,
     /// The Redis client id of the data connection last put in use, until
     /// the next activation has closed it in Redis (see `task::fence`).
-    pub(super) data_client: Mutex<Option<i64>>,
+    pub(super) data_client: Mutex<Option<ClientId>>,
     /// The liveness bound (see [`Config`]).
     liveness_bound: Duration,
     /// The tier went down while its channel was unproven past the bound:
@@ -164,6 +164,15 @@ impl Link {
             h.abort();
         }
     }
+}
+
+/// A connection's id in Redis: the server's run (`INFO server`'s `run_id`,
+/// new at every start of the server) and the client id within it (which a
+/// restarted server hands out again from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientId {
+    pub(crate) run: String,
+    pub(crate) id: i64,
 }
 
 /// Whether `e` means the connection is unusable (as opposed to Redis

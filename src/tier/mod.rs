@@ -71,9 +71,10 @@
 //!   is kept only by a write that no other write of the key overlapped.
 //! * **An abandoned connection is closed in Redis.** On reconnect, before
 //!   it replays anything, the tier closes its previous data connection in
-//!   Redis (`CLIENT KILL ID`), so a write that timed out on it and was held
-//!   in a partition cannot land after the replayed delete. (A server or ACL
-//!   without `CLIENT ID` / `CLIENT KILL` leaves that window open.)
+//!   Redis (`CLIENT KILL ID`, only if the server has not restarted since),
+//!   so a write that timed out on it and was held in a partition cannot
+//!   land after the replayed delete. (A server or ACL without `CLIENT ID`,
+//!   `INFO` or `CLIENT KILL` leaves that window open.)
 //! * **Replay, then clear, then Up.** On reconnect the queued writes are
 //!   replayed as deletes (with their invalidations); then, under the
 //!   queue's lock, the local tier is cleared and the tier marked Up. A

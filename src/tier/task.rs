@@ -7,7 +7,7 @@
 
 use super::health::{DownReason, Verdict};
 use super::invalidation;
-use super::link::{self, is_auth_error};
+use super::link::{self, is_auth_error, ClientId};
 use super::shared::Shared;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
@@ -36,12 +36,12 @@ pub(crate) struct ConnectError {
 /// subscription, not yet in use.
 pub(crate) struct Connected {
     conn: MultiplexedConnection,
-    client: Option<i64>,
+    client: Option<ClientId>,
     stream: PubSubStream,
 }
 
 impl Connected {
-    pub(crate) fn into_parts(self) -> (MultiplexedConnection, Option<i64>, PubSubStream) {
+    pub(crate) fn into_parts(self) -> (MultiplexedConnection, Option<ClientId>, PubSubStream) {
         (self.conn, self.client, self.stream)
     }
 }
@@ -68,13 +68,9 @@ pub(crate) async fn connect(shared: &Shared) -> Result<Connected, ConnectError> 
             .get_multiplexed_async_connection_with_config(&conn_cfg)
             .await?;
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
-        // A server without `CLIENT ID` (or an ACL without it) leaves the
-        // connection unfenced: see `fence`.
-        let client = redis::cmd("CLIENT")
-            .arg("ID")
-            .query_async::<i64>(&mut conn)
-            .await
-            .ok();
+        // A server without `CLIENT ID` or `INFO` (or an ACL without them)
+        // leaves the connection unfenced: see `fence`.
+        let client = client_id(&mut conn).await;
         let mut pubsub = cfg.client.get_async_pubsub().await?;
         pubsub.subscribe(&cfg.channel).await?;
         Ok::<_, RedisError>(Connected {
@@ -176,11 +172,11 @@ pub(crate) enum RedisFailure {
 pub(crate) async fn activate(
     shared: &Shared,
     mut conn: MultiplexedConnection,
-    client: Option<i64>,
+    client: Option<ClientId>,
     fresh_start: bool,
 ) -> Result<u64, String> {
     let link = &shared.link;
-    fence(shared, &mut conn).await?;
+    fence(shared, &mut conn, client.as_ref()).await?;
     loop {
         {
             let q = link.pending.lock();
@@ -206,7 +202,8 @@ pub(crate) async fn activate(
 }
 
 /// Closes the data connection used before this one, in Redis, before
-/// anything is replayed: a write sent on it that timed out (refused to its
+/// anything is replayed (only on the same run of the server: a restarted
+/// server hands the same ids out again, to other clients): a write sent on it that timed out (refused to its
 /// caller, its key queued as a delete) may still be on its way, held by a
 /// partition that then heals, and would land after the replayed delete
 /// and overwrite later writes. Redis runs `CLIENT KILL` in order with
@@ -214,12 +211,22 @@ pub(crate) async fn activate(
 /// and whatever arrives on its socket after. Not fenced: a server (or an
 /// ACL) without `CLIENT ID` or `CLIENT KILL`; a connection the server
 /// already closed needs none.
-async fn fence(shared: &Shared, conn: &mut MultiplexedConnection) -> Result<(), String> {
-    let Some(old) = *shared.link.data_client.lock() else {
+async fn fence(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    current: Option<&ClientId>,
+) -> Result<(), String> {
+    let Some(old) = shared.link.data_client.lock().clone() else {
         return Ok(());
     };
+    if current.is_none_or(|c| c.run != old.run) {
+        // The server restarted (or will not say): the old connection died
+        // with the old server, and its id may now be another client's.
+        *shared.link.data_client.lock() = None;
+        return Ok(());
+    }
     let mut kill = redis::cmd("CLIENT");
-    kill.arg("KILL").arg("ID").arg(old);
+    kill.arg("KILL").arg("ID").arg(old.id);
     match timeout(shared.cfg.connect_timeout, kill.query_async::<i64>(conn)).await {
         Ok(Ok(_)) => {
             *shared.link.data_client.lock() = None;
@@ -233,6 +240,26 @@ async fn fence(shared: &Shared, conn: &mut MultiplexedConnection) -> Result<(), 
         Ok(Err(e)) => Err(format!("closing the previous connection: {e}")),
         Err(_) => Err("closing the previous connection timed out".into()),
     }
+}
+
+/// The connection's [`ClientId`], if the server tells it.
+async fn client_id(conn: &mut MultiplexedConnection) -> Option<ClientId> {
+    let id = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async::<i64>(conn)
+        .await
+        .ok()?;
+    let info = redis::cmd("INFO")
+        .arg("server")
+        .query_async::<String>(conn)
+        .await
+        .ok()?;
+    let run = info
+        .lines()
+        .find_map(|l| l.strip_prefix("run_id:"))?
+        .trim()
+        .to_owned();
+    Some(ClientId { run, id })
 }
 
 /// The background task: watch while up; reconnect (capped backoff),
