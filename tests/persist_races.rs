@@ -464,3 +464,70 @@ fn a_write_a_rewrite_made_durable_stands_when_its_own_fsync_fails() {
     assert_eq!(reopened.get(&1), Some(1));
     assert_eq!(reopened.get(&7), Some(49));
 }
+
+/// A writer admitted while the log was healthy applies to a key while a
+/// rollback waits for that key's shard, so its undo record holds a value
+/// the rollback has still to undo. Every write here is refused or
+/// acknowledged, and memory and the log after a power loss hold exactly the
+/// acknowledged ones.
+#[test]
+fn a_write_between_a_rollbacks_drain_and_its_undo_does_not_bring_a_refused_value_back() {
+    use shardcache::{Decision, Ttl};
+    let h = Hooked::default();
+    let lgate = Arc::new(Gate::default());
+    let cache = cache_with_listener_gate(&h, lgate.clone(), 2);
+    cache.durably(|| cache.insert(3, 3)).expect("healthy");
+    let hold = Arc::new(Gate::default());
+    h.sync_gate.arm();
+    let (x, y, w, z) = std::thread::scope(|sc| {
+        let c1 = cache.clone();
+        let x = sc.spawn(move || c1.durably(|| c1.insert(1, 1)));
+        h.sync_gate.wait_entered();
+        let c2 = cache.clone();
+        let y = sc.spawn(move || c2.durably(|| c2.insert(2, 2)));
+        until_applied(&cache, 2);
+        // W holds the only shard's lock inside `compute`.
+        hold.arm();
+        let (c3, hold2) = (cache.clone(), hold.clone());
+        let w = sc.spawn(move || {
+            c3.durably(|| {
+                c3.compute(3, |_| {
+                    hold2.pass();
+                    (Decision::Put(33, Ttl::Keep), ())
+                })
+            })
+        });
+        hold.wait_entered();
+        // Z, admitted while the log is healthy, waits for the lock.
+        let c4 = cache.clone();
+        let z = sc.spawn(move || c4.durably(|| c4.insert(1, 9)));
+        std::thread::sleep(Duration::from_millis(100));
+        h.inner.inject(FaultOn::Sync, 0, ErrorKind::Other, false);
+        lgate.arm();
+        // X's fsync fails; its rollback waits for the lock W holds.
+        h.sync_gate.release();
+        std::thread::sleep(Duration::from_millis(100));
+        hold.release();
+        lgate.wait_entered();
+        std::thread::sleep(Duration::from_millis(100));
+        lgate.release();
+        (
+            x.join().expect("x"),
+            y.join().expect("y"),
+            w.join().expect("w"),
+            z.join().expect("z"),
+        )
+    });
+    assert!(x.is_err() && y.is_err());
+    let mut acked = BTreeMap::new();
+    acked.insert(3, if w.is_ok() { 33 } else { 3 });
+    if z.is_ok() {
+        acked.insert(1, 9);
+    }
+    let memory = contents(&cache);
+    let _ = cache.sync();
+    drop(cache);
+    h.inner.power_loss(0);
+    let (reopened, _) = reopen(&h.inner);
+    assert_eq!((memory, contents(&reopened)), (acked.clone(), acked));
+}

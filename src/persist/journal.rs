@@ -307,6 +307,13 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     }
 
     /// Undoes, newest first, every write the log has not made durable.
+    ///
+    /// One record at a time, taken from the pending list each time: a
+    /// writer that applied to a key while the rollback waited for that
+    /// key's shard (it was admitted before the failure) pushes its own undo
+    /// record, whose value may be one this rollback has still to undo; as
+    /// the newest, it is applied before that one, so the key ends as it was
+    /// before every refused write.
     pub(crate) fn roll_back(&self) {
         let mut state = self.state.lock();
         while state.rolling_back {
@@ -317,28 +324,38 @@ impl<K: 'static, V: 'static> Journal<K, V> {
         }
         let durable = self.log.durable_lsn();
         let first = state.pending.partition_point(|(l, _)| *l <= durable);
-        let undo: Vec<_> = state.pending.drain(..).skip(first).collect();
-        if undo.is_empty() {
+        state.pending.drain(..first);
+        if state.pending.is_empty() {
             return;
         }
-        let newest = undo
-            .iter()
-            .map(|(l, _)| *l)
-            .filter(|&l| l != u64::MAX)
-            .max()
-            .unwrap_or(durable);
-        if newest > durable {
-            state.undone.push((durable, newest));
-        }
         state.rolling_back = true;
-        drop(state);
-        if let Some(hooks) = self.hooks.get() {
-            for (_, record) in undo.iter().rev() {
-                hooks.undo(record);
+        // The LSNs undone, recorded before each undo is applied, so that a
+        // waiter whose fsync ends late learns its write is gone.
+        let range = state.undone.len();
+        state.undone.push((durable, durable));
+        // A listener that panics while an undo notifies it does not stop
+        // the rollback (nor leave it marked running): the panic goes on
+        // once every record is undone.
+        let mut panicked = None;
+        while let Some((lsn, record)) = state.pending.pop() {
+            if lsn != u64::MAX && lsn > state.undone[range].1 {
+                state.undone[range].1 = lsn;
             }
+            drop(state);
+            if let Some(hooks) = self.hooks.get() {
+                let undo = std::panic::AssertUnwindSafe(|| hooks.undo(&record));
+                if let Err(payload) = std::panic::catch_unwind(undo) {
+                    panicked.get_or_insert(payload);
+                }
+            }
+            state = self.state.lock();
         }
-        self.state.lock().rolling_back = false;
+        state.rolling_back = false;
+        drop(state);
         self.settled.notify_all();
+        if let Some(payload) = panicked {
+            std::panic::resume_unwind(payload);
+        }
     }
 
     /// Repairs a failed log now: rolls back what it did not keep, then
