@@ -17,6 +17,13 @@ use crate::sync::{Arc, CacheAligned};
 use crate::weigher::Weights;
 use std::hash::{BuildHasher, Hash};
 
+/// The most table slots presized over all of a cache's shards.
+const PRESIZED_SLOTS: u64 = 1 << 18;
+/// The largest capacity, in entries, that memory could fill: 2^32 entries
+/// take over 200 GB at the 51 bytes a `u64 → u64` entry needs. A larger
+/// one never evicts, and its policy is sized as an unbounded cache's.
+const FILLABLE: u64 = 1 << 32;
+
 impl<K, V> Cache<K, V>
 where
     K: Hash + Eq + Send + Sync + 'static,
@@ -82,17 +89,27 @@ where
         // its eviction frees one, and a slab presized to the capacity
         // doubled at the first eviction (a 100k-entry cache held about 16
         // bytes per entry of slab it never used).
+        // At most 2^18 slots presized over all shards (4,096 a shard at
+        // the default 64): 65,536 shards presized 4,096 each held gigabytes
+        // before the first insert.
         let presize = if unit {
-            (per_shard + 1).min(1 << 12) as usize
+            (per_shard + 1)
+                .min(1 << 12)
+                .min((PRESIZED_SLOTS / shards as u64).max(1)) as usize
         } else {
             0
         };
-        // An unbounded cache never evicts, so it never asks its sketch; a
-        // small one keeps it from touching a large zeroed allocation.
-        let sketch_entries = if unit && b.max_capacity.is_some() {
-            per_shard.min(1 << 24) as usize
-        } else {
-            1 << 12
+        // An unbounded cache never evicts, so it never asks its sketch: it
+        // gets the smallest (0), which keeps it from touching a large zeroed
+        // allocation (at 65,536 shards the 16 KiB floor alone was a GiB).
+        // So does a capacity no memory can fill (`max_capacity(u64::MAX)`
+        // meant as "unbounded"): sized by capacity, its sketch and ghosts
+        // took 160 MiB a shard, touched a page per key.
+        let fillable = b.max_capacity.is_some_and(|c| c <= FILLABLE);
+        let sketch_entries = match (unit, fillable) {
+            (true, true) => per_shard.min(1 << 24) as usize,
+            (_, false) => 0,
+            (false, true) => 1 << 12,
         };
         let seed = b.hasher.hash_one(0x5EED_u64);
         let budget = (b.shared_capacity && b.max_capacity.is_some())

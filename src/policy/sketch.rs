@@ -47,7 +47,9 @@ pub(crate) struct Sketch {
 }
 
 impl Sketch {
-    /// A sketch sized for a cache of about `capacity` entries.
+    /// A sketch sized for a cache of about `capacity` entries; 0 for a
+    /// cache that never evicts (it never asks the sketch), which gets the
+    /// smallest table, one block.
     pub(crate) fn new(capacity: usize) -> Self {
         // One word (sixteen counters) per entry of capacity, rounded up to a
         // power of two, as Caffeine sizes its sketch; in blocks of eight
@@ -59,7 +61,10 @@ impl Sketch {
         // (a cache of 100k in 64 shards) 42 and one of 15,625 (1M) 8, and
         // measured within 0.26 points of this sizing on every cell of the
         // suite, OLTP and P12, with 10 bytes per entry more at 100k.
-        let words = capacity.max(16).next_power_of_two().max(MIN_WORDS);
+        let words = match capacity {
+            0 => 8,
+            c => c.max(16).next_power_of_two().max(MIN_WORDS),
+        };
         let table = vec![0; words + 7];
         let misalign = (table.as_ptr() as usize / 8) % 8;
         Self {
