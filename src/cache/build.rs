@@ -19,9 +19,10 @@ use std::hash::{BuildHasher, Hash};
 
 /// The most table slots presized over all of a cache's shards.
 const PRESIZED_SLOTS: u64 = 1 << 18;
-/// The largest capacity, in entries, that memory could fill: 2^32 entries
-/// take over 200 GB at the 51 bytes a `u64 → u64` entry needs. A larger
-/// one never evicts, and its policy is sized as an unbounded cache's.
+/// The largest capacity, in entries (unit weights), that memory could fill:
+/// 2^32 entries take over 200 GB at the 51 bytes a `u64 → u64` entry needs.
+/// A larger one never evicts, and its policy is sized as an unbounded
+/// cache's.
 const FILLABLE: u64 = 1 << 32;
 
 impl<K, V> Cache<K, V>
@@ -105,11 +106,13 @@ where
         // So does a capacity no memory can fill (`max_capacity(u64::MAX)`
         // meant as "unbounded"): sized by capacity, its sketch and ghosts
         // took 160 MiB a shard, touched a page per key.
-        let fillable = b.max_capacity.is_some_and(|c| c <= FILLABLE);
-        let sketch_entries = match (unit, fillable) {
-            (true, true) => per_shard.min(1 << 24) as usize,
-            (_, false) => 0,
-            (false, true) => 1 << 12,
+        // (A weigher's capacity is in its own units, bytes say: any bound
+        // on it can fill.)
+        let sketch_entries = match b.max_capacity {
+            None => 0,
+            Some(c) if unit && c > FILLABLE => 0,
+            Some(_) if unit => per_shard.min(1 << 24) as usize,
+            Some(_) => 1 << 12,
         };
         let seed = b.hasher.hash_one(0x5EED_u64);
         let budget = (b.shared_capacity && b.max_capacity.is_some())
