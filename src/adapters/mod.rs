@@ -48,18 +48,3 @@ impl Clock for SharedClock {
 pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
-
-/// A duration as milliseconds, saturating.
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// `d` in whole milliseconds, rounded up.
-pub(crate) fn millis_ceil(d: Duration) -> u64 {
-    let ms = millis(d);
-    if Duration::from_millis(ms) < d {
-        ms.saturating_add(1)
-    } else {
-        ms
-    }
-}

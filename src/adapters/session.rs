@@ -316,7 +316,7 @@ where
             created_at_ms: now,
             // Rounded up, as every deadline: a timeout under a millisecond
             // must not end the session as it is made.
-            expires_at_ms: now.saturating_add(super::millis_ceil(self.config.absolute)),
+            expires_at_ms: now.saturating_add(crate::shard::expiry::ttl_ms(self.config.absolute)),
         };
         // Indexed first, and checked after: a concurrent destroy_all_for_user
         // either removes the entry or makes us remove it.

@@ -219,27 +219,26 @@ async fn fence(
     let Some(old) = shared.link.data_client.lock().clone() else {
         return Ok(());
     };
-    if current.is_none_or(|c| c.run != old.run) {
-        // The server restarted (or will not say): the old connection died
-        // with the old server, and its id may now be another client's.
+    // The server restarted (or will not say): the old connection died with
+    // the old server, and its id may now be another client's.
+    let fenced = if current.is_none_or(|c| c.run != old.run) {
+        Ok(())
+    } else {
+        let mut kill = redis::cmd("CLIENT");
+        kill.arg("KILL").arg("ID").arg(old.id);
+        match timeout(shared.cfg.connect_timeout, kill.query_async::<i64>(conn)).await {
+            Ok(Ok(_)) => Ok(()),
+            // No such client (closed already), or not allowed: nothing to do.
+            Ok(Err(e)) if !link::is_connection_error(&e) => Ok(()),
+            Ok(Err(e)) => Err(format!("closing the previous connection: {e}")),
+            Err(_) => Err("closing the previous connection timed out".into()),
+        }
+    };
+    // Kept for the next attempt only if this one could not reach Redis.
+    if fenced.is_ok() {
         *shared.link.data_client.lock() = None;
-        return Ok(());
     }
-    let mut kill = redis::cmd("CLIENT");
-    kill.arg("KILL").arg("ID").arg(old.id);
-    match timeout(shared.cfg.connect_timeout, kill.query_async::<i64>(conn)).await {
-        Ok(Ok(_)) => {
-            *shared.link.data_client.lock() = None;
-            Ok(())
-        }
-        // No such client (closed already), or not allowed: nothing to do.
-        Ok(Err(e)) if !link::is_connection_error(&e) => {
-            *shared.link.data_client.lock() = None;
-            Ok(())
-        }
-        Ok(Err(e)) => Err(format!("closing the previous connection: {e}")),
-        Err(_) => Err("closing the previous connection timed out".into()),
-    }
+    fenced
 }
 
 /// The connection's [`ClientId`], if the server tells it.

@@ -121,8 +121,7 @@ impl<D: Clone + Send + Sync + 'static> PermissionCache<D> {
     /// with the same TTL rules as a load. A load of the key already running
     /// (which asked the source before this decision) is not cached over it.
     pub fn insert(&self, key: PermissionKey, decision: D) {
-        let target = super::index::Target::Key(key.clone());
-        self.inner.invalidate(target, |index| index.take_key(&key));
+        self.invalidate(&key);
         let since = self.inner.epoch.load(Ordering::SeqCst);
         let value = Stamped {
             decision,
