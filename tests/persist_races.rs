@@ -100,25 +100,50 @@ impl Storage for Hooked {
     }
 }
 
-fn cache_on(h: &Hooked) -> Cache<u32, u32> {
-    let log = FileLog::with_storage(h.clone(), Fsync::Always).rewrite_policy(0, 0);
+/// A cache on `storage`, under `Fsync::Always`, no automatic rewrites.
+fn open<S: Storage>(storage: S) -> (Cache<u32, u32>, RecoveryReport) {
+    let log = FileLog::with_storage(storage, Fsync::Always).rewrite_policy(0, 0);
     Cache::builder()
         .max_capacity(1000)
         .build_persistent(log)
         .expect("load")
-        .0
-}
-
-fn reopen(storage: &MemStorage) -> (Cache<u32, u32>, RecoveryReport) {
-    let log = FileLog::with_storage(storage.clone(), Fsync::Always).rewrite_policy(0, 0);
-    Cache::builder()
-        .max_capacity(1000)
-        .build_persistent(log)
-        .expect("reload")
 }
 
 fn contents(c: &Cache<u32, u32>) -> BTreeMap<u32, u32> {
     c.iter().collect()
+}
+
+/// What a write under `Cache::durably` was told.
+type Told = Result<(), PersistError>;
+
+/// Inserts `key` = `value` on a thread of `sc`; returns once that write
+/// leads a group commit whose fsync is held at `h`'s gate.
+fn held_leader<'s>(
+    sc: &'s std::thread::Scope<'s, '_>,
+    h: &Hooked,
+    cache: &Cache<u32, u32>,
+    key: u32,
+    value: u32,
+) -> std::thread::ScopedJoinHandle<'s, Told> {
+    h.sync_gate.arm();
+    let c = cache.clone();
+    let leader = sc.spawn(move || c.durably(|| c.insert(key, value)));
+    h.sync_gate.wait_entered();
+    leader
+}
+
+/// Inserts a new `key` = `value` on a thread of `sc`; returns once it is
+/// applied and its writer waits on the log.
+fn applied_follower<'s>(
+    sc: &'s std::thread::Scope<'s, '_>,
+    cache: &Cache<u32, u32>,
+    key: u32,
+    value: u32,
+) -> std::thread::ScopedJoinHandle<'s, Told> {
+    let c = cache.clone();
+    let follower = sc.spawn(move || c.durably(|| c.insert(key, value)));
+    until_applied(cache, key);
+    follower
 }
 
 /// Waits (up to 5 s) until `key` is in `cache`: its writer has applied it
@@ -137,19 +162,14 @@ fn until_applied(cache: &Cache<u32, u32>, key: u32) {
 #[test]
 fn a_failed_fsync_after_a_raced_rewrite_keeps_acknowledged_records() {
     let h = Hooked::default();
-    let cache = cache_on(&h);
+    let cache = open(h.clone()).0;
     // Distinct keys: the snapshot is as long as the log.
     for k in 0..20 {
         cache.durably(|| cache.insert(k, k)).expect("healthy");
     }
-    h.sync_gate.arm();
     let (x, w) = std::thread::scope(|sc| {
-        let c1 = cache.clone();
-        let x = sc.spawn(move || c1.durably(|| c1.insert(100, 100)));
-        h.sync_gate.wait_entered();
-        let c2 = cache.clone();
-        let w = sc.spawn(move || c2.durably(|| c2.insert(200, 200)));
-        until_applied(&cache, 200);
+        let x = held_leader(sc, &h, &cache, 100, 100);
+        let w = applied_follower(sc, &cache, 200, 200);
         cache.rewrite_log().expect("rewrite");
         h.sync_gate.release();
         (x.join().expect("leader"), w.join().expect("follower"))
@@ -161,7 +181,7 @@ fn a_failed_fsync_after_a_raced_rewrite_keeps_acknowledged_records() {
     assert!(cache.durably(|| cache.insert(999, 999)).is_err());
     drop(cache);
     h.inner.power_loss(usize::MAX);
-    let (reopened, report) = reopen(&h.inner);
+    let (reopened, report) = open(h.inner.clone());
     assert_eq!(contents(&reopened), acked, "{report:?}");
 }
 
@@ -170,16 +190,13 @@ fn a_failed_fsync_after_a_raced_rewrite_keeps_acknowledged_records() {
 #[test]
 fn a_write_refused_after_a_raced_rewrite_does_not_come_back() {
     let h = Hooked::default();
-    let cache = cache_on(&h);
+    let cache = open(h.clone()).0;
     // A long log for few keys: the rewrite shrinks it.
     for i in 0..200 {
         cache.durably(|| cache.insert(1, i)).expect("healthy");
     }
-    h.sync_gate.arm();
     std::thread::scope(|sc| {
-        let c = cache.clone();
-        let x = sc.spawn(move || c.durably(|| c.insert(2, 2)));
-        h.sync_gate.wait_entered();
+        let x = held_leader(sc, &h, &cache, 2, 2);
         cache.rewrite_log().expect("rewrite");
         h.sync_gate.release();
         x.join()
@@ -194,7 +211,7 @@ fn a_write_refused_after_a_raced_rewrite_does_not_come_back() {
     assert_eq!(cache.get(&3), None, "a refused write is undone");
     drop(cache);
     h.inner.power_loss(usize::MAX);
-    let (reopened, _) = reopen(&h.inner);
+    let (reopened, _) = open(h.inner.clone());
     assert_eq!(reopened.get(&3), None, "a refused write came back");
     assert_eq!(reopened.get(&1), Some(199));
     assert_eq!(reopened.get(&2), Some(2));
@@ -206,18 +223,13 @@ fn a_write_refused_after_a_raced_rewrite_does_not_come_back() {
 #[test]
 fn a_rewrite_whose_swap_cannot_be_made_durable_acknowledges_nothing() {
     let h = Hooked::default();
-    let cache = cache_on(&h);
+    let cache = open(h.clone()).0;
     for k in 0..10 {
         cache.durably(|| cache.insert(k, k)).expect("healthy");
     }
-    h.sync_gate.arm();
     let (rewrite, x, w) = std::thread::scope(|sc| {
-        let c1 = cache.clone();
-        let x = sc.spawn(move || c1.durably(|| c1.insert(100, 100)));
-        h.sync_gate.wait_entered();
-        let c2 = cache.clone();
-        let w = sc.spawn(move || c2.durably(|| c2.insert(200, 200)));
-        until_applied(&cache, 200);
+        let x = held_leader(sc, &h, &cache, 100, 100);
+        let w = applied_follower(sc, &cache, 200, 200);
         // After the rename every call fails: the directory sync, and the
         // sync the rewrite retries it with.
         *h.before_commit.lock().expect("hook") = Some(Box::new(|m: &MemStorage| m.fail_after(2)));
@@ -240,7 +252,7 @@ fn a_rewrite_whose_swap_cannot_be_made_durable_acknowledges_nothing() {
     drop(cache);
     h.inner.heal();
     h.inner.power_loss(0);
-    let (reopened, _) = reopen(&h.inner);
+    let (reopened, _) = open(h.inner.clone());
     for k in 0..10 {
         assert_eq!(reopened.get(&k), Some(k), "key {k} was acknowledged");
     }
@@ -266,7 +278,7 @@ fn a_zero_delay_write_that_fails_is_not_acknowledged() {
             drop(cache);
             s.heal();
             s.power_loss(usize::MAX);
-            let (re, _) = reopen(&s);
+            let (re, _) = open(s.clone());
             assert_eq!(re.get(&1), Some(1), "{fsync:?} {kind:?}");
         }
     }
@@ -372,14 +384,9 @@ fn a_compaction_does_not_run_while_a_rollback_is_under_way() {
     for k in 10..15 {
         cache.durably(|| cache.insert(k, k)).expect("healthy");
     }
-    h.sync_gate.arm();
     let (x, rewrite) = std::thread::scope(|sc| {
-        let c1 = cache.clone();
-        let x = sc.spawn(move || c1.durably(|| c1.insert(1, 1)));
-        h.sync_gate.wait_entered();
-        let c2 = cache.clone();
-        let y = sc.spawn(move || c2.durably(|| c2.insert(2, 2)));
-        until_applied(&cache, 2);
+        let x = held_leader(sc, &h, &cache, 1, 1);
+        let y = applied_follower(sc, &cache, 2, 2);
         h.inner.inject(FaultOn::Sync, 0, ErrorKind::Other, false);
         lgate.arm();
         h.sync_gate.release();
@@ -395,7 +402,7 @@ fn a_compaction_does_not_run_while_a_rollback_is_under_way() {
     assert_eq!(cache.get(&1), None, "undone in memory");
     drop(cache);
     h.inner.power_loss(0);
-    let (reopened, _) = reopen(&h.inner);
+    let (reopened, _) = open(h.inner.clone());
     assert_eq!(reopened.get(&1), None, "a refused write came back");
     assert_eq!(reopened.get(&12), Some(12));
 }
@@ -407,15 +414,12 @@ fn a_compaction_does_not_run_while_a_rollback_is_under_way() {
 #[test]
 fn a_write_a_repair_rolled_back_is_not_acknowledged_by_its_late_fsync() {
     let h = Hooked::default();
-    let cache = cache_on(&h);
+    let cache = open(h.clone()).0;
     for k in 10..15 {
         cache.durably(|| cache.insert(k, k)).expect("healthy");
     }
-    h.sync_gate.arm();
     let w = std::thread::scope(|sc| {
-        let c1 = cache.clone();
-        let w = sc.spawn(move || c1.durably(|| c1.insert(1, 1)));
-        h.sync_gate.wait_entered();
+        let w = held_leader(sc, &h, &cache, 1, 1);
         // The replacement's own fsync passes; the sync after the rename fails.
         h.inner.inject(FaultOn::Sync, 1, ErrorKind::Other, false);
         assert!(cache.rewrite_log().is_err());
@@ -430,7 +434,7 @@ fn a_write_a_repair_rolled_back_is_not_acknowledged_by_its_late_fsync() {
     cache.durably(|| cache.insert(2, 2)).expect("healthy");
     drop(cache);
     h.inner.power_loss(0);
-    let (reopened, _) = reopen(&h.inner);
+    let (reopened, _) = open(h.inner.clone());
     assert_eq!(reopened.get(&1), None);
     assert_eq!(reopened.get(&2), Some(2));
     assert_eq!(reopened.get(&14), Some(14));
@@ -442,15 +446,12 @@ fn a_write_a_repair_rolled_back_is_not_acknowledged_by_its_late_fsync() {
 #[test]
 fn a_write_a_rewrite_made_durable_stands_when_its_own_fsync_fails() {
     let h = Hooked::default();
-    let cache = cache_on(&h);
+    let cache = open(h.clone()).0;
     for i in 0..50 {
         cache.durably(|| cache.insert(7, i)).expect("healthy");
     }
-    h.sync_gate.arm();
     let x = std::thread::scope(|sc| {
-        let c1 = cache.clone();
-        let x = sc.spawn(move || c1.durably(|| c1.insert(1, 1)));
-        h.sync_gate.wait_entered();
+        let x = held_leader(sc, &h, &cache, 1, 1);
         cache.rewrite_log().expect("rewrite");
         h.inner.inject(FaultOn::Sync, 0, ErrorKind::Other, false);
         h.sync_gate.release();
@@ -460,7 +461,7 @@ fn a_write_a_rewrite_made_durable_stands_when_its_own_fsync_fails() {
     assert_eq!(cache.get(&1), Some(1));
     drop(cache);
     h.inner.power_loss(0);
-    let (reopened, _) = reopen(&h.inner);
+    let (reopened, _) = open(h.inner.clone());
     assert_eq!(reopened.get(&1), Some(1));
     assert_eq!(reopened.get(&7), Some(49));
 }
@@ -478,14 +479,9 @@ fn a_write_between_a_rollbacks_drain_and_its_undo_does_not_bring_a_refused_value
     let cache = cache_with_listener_gate(&h, lgate.clone(), 2);
     cache.durably(|| cache.insert(3, 3)).expect("healthy");
     let hold = Arc::new(Gate::default());
-    h.sync_gate.arm();
     let (x, y, w, z) = std::thread::scope(|sc| {
-        let c1 = cache.clone();
-        let x = sc.spawn(move || c1.durably(|| c1.insert(1, 1)));
-        h.sync_gate.wait_entered();
-        let c2 = cache.clone();
-        let y = sc.spawn(move || c2.durably(|| c2.insert(2, 2)));
-        until_applied(&cache, 2);
+        let x = held_leader(sc, &h, &cache, 1, 1);
+        let y = applied_follower(sc, &cache, 2, 2);
         // W holds the only shard's lock inside `compute`.
         hold.arm();
         let (c3, hold2) = (cache.clone(), hold.clone());
@@ -528,6 +524,6 @@ fn a_write_between_a_rollbacks_drain_and_its_undo_does_not_bring_a_refused_value
     let _ = cache.sync();
     drop(cache);
     h.inner.power_loss(0);
-    let (reopened, _) = reopen(&h.inner);
+    let (reopened, _) = open(h.inner.clone());
     assert_eq!((memory, contents(&reopened)), (acked.clone(), acked));
 }

@@ -8,7 +8,6 @@ use shardcache::tier::{DownReason, Health, TierConfigError, TierError, TieredCac
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const OP_TIMEOUT: Duration = Duration::from_millis(50);
 /// Scheduling slack allowed on top of the op timeout on a busy 2-core box.
 const SLACK: Duration = Duration::from_millis(40);
 
@@ -17,6 +16,11 @@ mod redis_server;
 
 #[path = "support/proxy.rs"]
 mod proxy;
+
+#[path = "support/tier_setup.rs"]
+mod tier_setup;
+
+use tier_setup::{tier, wait_for, OP_TIMEOUT};
 
 /// Tests share the machine; the one that saturates the scheduler on
 /// purpose runs alone (it takes this lock for writing), so its load does not
@@ -65,28 +69,6 @@ impl std::ops::Deref for Server {
 impl std::ops::DerefMut for Server {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.0
-    }
-}
-
-async fn tier(url: &str, prefix: &str) -> TieredCache {
-    TieredCache::builder(url)
-        .prefix(prefix)
-        .local_capacity(10_000)
-        .local_ttl(Duration::from_secs(30))
-        .remote_ttl(Duration::from_secs(300))
-        .op_timeout(OP_TIMEOUT)
-        .heartbeat(Duration::from_millis(200))
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
-        .build()
-        .await
-        .unwrap()
-}
-
-async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -15,38 +15,17 @@ use std::time::{Duration, Instant};
 mod fault_proxy;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/tier_setup.rs"]
+mod tier_setup;
 
 use fault_proxy::{Dir, Proxy, Sel};
 use redis_server::RedisServer;
+use tier_setup::{tier, wait_for};
 
-const OP_TIMEOUT: Duration = Duration::from_millis(50);
 const BOUND: Duration = Duration::from_secs(1);
 
 fn server() -> RedisServer {
     RedisServer::start(&[]).expect("redis-server on PATH")
-}
-
-fn builder(url: &str, prefix: &str) -> shardcache::tier::TieredCacheBuilder {
-    TieredCache::builder(url)
-        .prefix(prefix)
-        .local_capacity(10_000)
-        .local_ttl(Duration::from_secs(30))
-        .remote_ttl(Duration::from_secs(300))
-        .op_timeout(OP_TIMEOUT)
-        .heartbeat(Duration::from_millis(200))
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
-}
-
-async fn tier(url: &str, prefix: &str) -> TieredCache {
-    builder(url, prefix).build().await.unwrap()
-}
-
-async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn put(c: &TieredCache, key: &str, value: &str) {
