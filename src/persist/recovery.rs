@@ -198,41 +198,35 @@ fn records<S: Storage>(
     let mut at = HEADER_LEN as u64;
     while at < r.len {
         let head = r.get(at, FRAME_OVERHEAD).map_err(io_err)?;
-        let stop = |reason, hint| {
+        let stop = |reason, hint, framed| {
             Ok((
                 at,
                 Some(Stop {
                     at,
                     reason,
                     hint,
-                    framed: false,
+                    framed,
                 }),
             ))
         };
         if head.iter().all(|&b| b == 0) {
-            return stop(StopReason::Torn, None);
+            return stop(StopReason::Torn, None, false);
         }
         if head.len() < FRAME_OVERHEAD {
-            return stop(StopReason::Torn, None);
+            return stop(StopReason::Torn, None, false);
         }
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         if len == 0 || len > MAX_PAYLOAD {
-            return stop(StopReason::BadLength, None);
+            return stop(StopReason::BadLength, None, false);
         }
         let next = at + (FRAME_OVERHEAD + len) as u64;
         if next > r.len {
-            return stop(StopReason::Torn, None);
+            return stop(StopReason::Torn, None, false);
         }
         let payload = r.get(at + FRAME_OVERHEAD as u64, len).map_err(io_err)?;
         if crc32c::crc32c(payload) != crc {
-            let stop = Stop {
-                at,
-                reason: StopReason::Checksum,
-                hint: Some(next),
-                framed: crc != 0,
-            };
-            return Ok((at, Some(stop)));
+            return stop(StopReason::Checksum, Some(next), crc != 0);
         }
         apply(payload)?;
         report.records += 1;
