@@ -81,7 +81,8 @@
 //! one cache line), 4 bytes per slot of the token table (1.14 to 2.3 slots per
 //! entry, as the table grows by doubling), and, under the default policy, 8
 //! bytes of frequency sketch per entry of capacity (rounded up to a power of
-//! two, at least 16 KiB per shard) and 2 of ghost table. For `u64 → u64` that
+//! two, at least 16 KiB per shard; it grows to that size as the cache fills)
+//! and 2 of ghost table. For `u64 → u64` that
 //! is about 51 bytes per entry at one million entries and 57 at 100,000
 //! (`cachebench memory`); values on the heap (`String`, `Arc<T>`) add their
 //! own allocation.

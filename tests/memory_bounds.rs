@@ -35,6 +35,35 @@ fn huge_capacities_and_shard_counts_cost_what_the_entries_do() {
         used >> 20
     );
     drop(cache);
+    // A bounded capacity far above what the cache holds: a billion entries
+    // for at most 100k live ones, a million keys passing through (and a
+    // clear, which once touched every page of the policy's tables).
+    let before = rss();
+    let roomy: Cache<u64, u64> = Cache::builder()
+        .max_capacity(1_000_000_000)
+        .build()
+        .expect("valid");
+    for k in 0..1_000_000u64 {
+        roomy.insert(k, k);
+        if let Some(old) = k.checked_sub(100_000) {
+            roomy.remove(&old);
+        }
+    }
+    roomy.clear();
+    for k in 0..100_000u64 {
+        roomy.insert(k, k);
+    }
+    let used = rss().saturating_sub(before);
+    eprintln!(
+        "max_capacity(10^9), 100k live of 1M keys: {} KiB",
+        used >> 10
+    );
+    assert!(
+        used < 40 << 20,
+        "max_capacity(10^9), 100k live of 1M keys: {} MiB resident",
+        used >> 20
+    );
+    drop(roomy);
     let before = rss();
     let many: Cache<u64, u64> = Cache::builder().shards(65_536).build().expect("valid");
     many.insert(1, 1);

@@ -259,7 +259,10 @@ impl Ghosts {
 
     /// Forgets everything.
     pub(crate) fn clear(&mut self) {
-        self.slots.fill(0);
+        // A fresh zeroed allocation, not a fill: a shard that never filled
+        // never wrote most of its slots, and a fill would make every page
+        // of them resident.
+        self.slots = vec![0; self.slots.len()];
         self.population = [0; 2];
         self.hands = [0; 2];
     }

@@ -6,6 +6,14 @@
 //! Increments are conservative (only counters at the current minimum rise),
 //! which keeps estimates tight. After `40 × capacity` additions every counter is
 //! halved, so the sketch forgets old popularity and follows a shifting workload.
+//!
+//! The table is sized for the entries the shard holds, not for its capacity:
+//! it starts small and doubles as the shard fills, up to the capacity's size.
+//! A cache built with a capacity far above what it will hold (a billion
+//! entries for a hundred thousand, say) so costs the counters its entries
+//! need, not the capacity's (gigabytes once a halving or a stream of new keys
+//! has touched every page). A doubling copies each block into both of its
+//! halves, so every key's estimate is the same after it as before.
 
 const SEEDS: [u64; 2] = [0x9E37_79B9_7F4A_7C15, 0xC2B2_AE3D_27D4_EB4F];
 const MAX: u64 = 15;
@@ -44,6 +52,10 @@ pub(crate) struct Sketch {
     mask: u64,
     additions: u64,
     sample: u64,
+    /// The words the table holds now (a power of two, at least 8).
+    words: usize,
+    /// The words it grows to at most: the capacity's size.
+    full: usize,
 }
 
 impl Sketch {
@@ -61,25 +73,67 @@ impl Sketch {
         // (a cache of 100k in 64 shards) 42 and one of 15,625 (1M) 8, and
         // measured within 0.26 points of this sizing on every cell of the
         // suite, OLTP and P12, with 10 bytes per entry more at 100k.
-        let words = match capacity {
+        let full = match capacity {
             0 => 8,
             c => c.max(16).next_power_of_two().max(MIN_WORDS),
         };
-        let table = vec![0; words + 7];
-        let misalign = (table.as_ptr() as usize / 8) % 8;
+        let words = full.min(MIN_WORDS);
+        let (table, offset) = Self::zeroed(words);
         Self {
-            offset: (8 - misalign) % 8,
+            offset,
             table,
             mask: (words / 8) as u64 - 1,
             additions: 0,
             sample: SAMPLE_FACTOR * capacity.max(16) as u64,
+            words,
+            full,
         }
+    }
+
+    /// A zeroed table of `words` counters' words, and the offset of its
+    /// first 64-byte block.
+    fn zeroed(words: usize) -> (Vec<u64>, usize) {
+        let table = vec![0; words + 7];
+        let misalign = (table.as_ptr() as usize / 8) % 8;
+        (table, (8 - misalign) % 8)
+    }
+
+    /// Grows the table, if it is not yet at its full size, so that it holds
+    /// a word for each of `entries` entries (the sizing rule of
+    /// [`new`](Self::new)). One compare when nothing is to be done.
+    #[inline]
+    pub(crate) fn fit(&mut self, entries: usize) {
+        if entries > self.words && self.words < self.full {
+            self.grow(entries);
+        }
+    }
+
+    /// Doubles the table until it holds `entries` words or its full size.
+    /// Block `b` of the old table becomes blocks `b` and `b + blocks` of the
+    /// new one: a hash's block index gains its next bit, and its counters'
+    /// positions in the block do not depend on the size, so every estimate
+    /// is unchanged (and with it the copies the entries keep).
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, entries: usize) {
+        let words = entries
+            .checked_next_power_of_two()
+            .map_or(self.full, |w| w.min(self.full));
+        let (mut table, offset) = Self::zeroed(words);
+        let old = &self.table[self.offset..self.offset + self.words];
+        for copy in table[offset..offset + words].chunks_exact_mut(self.words) {
+            copy.copy_from_slice(old);
+        }
+        self.table = table;
+        self.offset = offset;
+        self.words = words;
+        self.mask = (words / 8) as u64 - 1;
     }
 
     /// Bytes held by the counters.
     #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
-        (self.table.len() - 7) * 8
+        self.words * 8
     }
 
     /// The index of the first of the eight words (one 64-byte block) that
@@ -213,8 +267,13 @@ impl Sketch {
         self.additions /= 2;
     }
 
+    /// Forgets every count and goes back to the smallest table: the cache
+    /// is empty again, and grows it back as it fills.
     pub(crate) fn clear(&mut self) {
-        self.table.fill(0);
+        let words = self.full.min(MIN_WORDS);
+        (self.table, self.offset) = Self::zeroed(words);
+        self.words = words;
+        self.mask = (words / 8) as u64 - 1;
         self.additions = 0;
     }
 }
@@ -286,6 +345,45 @@ mod tests {
             a.table[a.offset..a.offset + words],
             b.table[b.offset..b.offset + words]
         );
+    }
+
+    #[test]
+    fn grows_with_the_entries_and_keeps_every_estimate() {
+        let mut s = Sketch::new(1 << 20);
+        assert_eq!(s.heap_bytes(), MIN_WORDS * 8, "starts at the floor");
+        for i in 0..3_000u64 {
+            s.increment(h(i), 1 + i % 7);
+        }
+        let before: Vec<u64> = (0..10_000).map(|i| s.frequency(h(i))).collect();
+        s.fit(MIN_WORDS);
+        assert_eq!(s.heap_bytes(), MIN_WORDS * 8, "no growth while it fits");
+        s.fit(5_000);
+        assert_eq!(s.heap_bytes(), 8192 * 8, "to a word per entry");
+        let after: Vec<u64> = (0..10_000).map(|i| s.frequency(h(i))).collect();
+        assert_eq!(before, after, "a doubling keeps every estimate");
+        s.fit(usize::MAX);
+        assert_eq!(
+            s.heap_bytes(),
+            (1 << 20) * 8,
+            "never past the capacity's size"
+        );
+        assert_eq!(s.frequency(h(5)), before[5]);
+        s.clear();
+        assert_eq!(
+            s.heap_bytes(),
+            MIN_WORDS * 8,
+            "a clear goes back to the floor"
+        );
+        assert_eq!(s.frequency(h(5)), 0);
+        for i in 0..64 {
+            s.fit(MIN_WORDS << (i % 3));
+            let word = &s.table[s.block(h(i))];
+            assert_eq!(
+                word as *const u64 as usize % 64,
+                0,
+                "block not line-aligned"
+            );
+        }
     }
 
     #[test]

@@ -159,6 +159,7 @@ impl TinyLfu {
     /// it first.
     pub(crate) fn on_insert<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32, hash: u64) {
         self.count_insert(nodes);
+        self.sketch.fit(self.len() + 1);
         let returned = self.share.on_miss(hash);
         self.window.push_front(nodes, idx);
         if returned {
