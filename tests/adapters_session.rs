@@ -1,14 +1,16 @@
 //! SessionStore: the lifecycle (create / get / update / touch / destroy /
 //! destroy_all_for_user / counts), absolute and idle timeouts on a MockClock,
-//! and restarts with `Fsync::Always`: no acknowledged session is lost, the
-//! absolute deadline and slid idle deadlines survive, the user index is
-//! rebuilt, and destroyed sessions stay destroyed.
+//! wall-clock steps (which neither end nor extend a session within a
+//! process; across a restart the wall clock is the link), and restarts with
+//! `Fsync::Always`: no acknowledged session is lost, the absolute deadline
+//! and slid idle deadlines survive, the user index is rebuilt, and destroyed
+//! sessions stay destroyed.
 #![allow(clippy::unwrap_used)]
 
 use serde::{Deserialize, Serialize};
-use shardcache::adapters::{SessionConfig, SessionError, SessionStore};
+use shardcache::adapters::{SessionConfig, SessionError, SessionId, SessionStore};
 use shardcache::persist::Fsync;
-use shardcache::MockClock;
+use shardcache::{Clock, MockClock};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -25,6 +27,18 @@ fn cart(items: &[&str]) -> Cart {
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
+const MS: Duration = Duration::from_millis(1);
+
+/// Steps only the wall clock (as NTP does), forward or back.
+fn step_wall(clock: &MockClock, forward: bool, by: Duration) {
+    let wall = clock.wall();
+    clock.set_wall(if forward { wall + by } else { wall - by });
+}
+
+fn wall_ms(clock: &MockClock) -> u64 {
+    clock.wall().as_millis() as u64
+}
 
 #[test]
 fn lifecycle_in_memory() {
@@ -88,6 +102,160 @@ fn idle_timeout_slides_but_never_past_the_absolute_deadline() {
     clock.advance(Duration::from_secs(10)); // past the absolute deadline
     assert!(store.get(id.as_str()).is_none());
     assert!(!store.touch(id.as_str()).expect("logged"));
+}
+
+#[test]
+fn a_wall_clock_step_forward_neither_ends_nor_shortens_a_session() {
+    let clock = MockClock::new();
+    let config = SessionConfig::default()
+        .absolute_timeout(HOUR)
+        .idle_timeout(30 * MINUTE)
+        .clock(clock.clone());
+    let store: SessionStore<u32> = SessionStore::in_memory(config).unwrap();
+    let id = store.create("ann", 1).unwrap();
+    clock.advance(MINUTE);
+    step_wall(&clock, true, 3 * HOUR); // far past the absolute deadline on the wall clock
+    let s = store
+        .get(id.as_str())
+        .expect("a wall-clock step does not end a session");
+    // The wall fields read on the stepped clock: the time left is the real one.
+    assert_eq!(
+        s.expires_at_ms - wall_ms(&clock),
+        (HOUR - MINUTE).as_millis() as u64
+    );
+    assert_eq!(s.expires_at_ms - s.created_at_ms, 3_600_000);
+    assert!(store.touch(id.as_str()).expect("logged"));
+    assert!(store.update(id.as_str(), 2).unwrap());
+    assert_eq!(store.count(), 1);
+    assert_eq!(store.count_for_user("ann"), 1);
+
+    // The idle timeout counts real time: 30 min after the last touch.
+    clock.advance(30 * MINUTE - MS);
+    assert_eq!(store.get(id.as_str()).map(|s| s.data), Some(2));
+    assert!(store.touch(id.as_str()).expect("logged")); // 31 min after creation
+                                                        // The absolute one too: one hour after creation, not earlier, not later.
+    clock.advance(29 * MINUTE);
+    assert!(store.get(id.as_str()).is_some());
+    clock.advance(MS);
+    assert!(store.get(id.as_str()).is_none());
+    assert!(!store.touch(id.as_str()).expect("logged"));
+    assert_eq!(store.count(), 0);
+}
+
+#[test]
+fn wall_clock_steps_back_and_touches_never_stretch_the_absolute_timeout() {
+    let clock = MockClock::new();
+    let config = SessionConfig::default()
+        .absolute_timeout(HOUR)
+        .idle_timeout(30 * MINUTE)
+        .clock(clock.clone());
+    let store: SessionStore<u32> = SessionStore::in_memory(config).unwrap();
+    let id = store.create("ann", 1).unwrap();
+    let other = store.create("bob", 1).unwrap();
+    // Every 10 minutes the wall clock is stepped back 20 and the session
+    // touched: the wall clock never reaches the absolute deadline.
+    for _ in 0..5 {
+        clock.advance(10 * MINUTE);
+        step_wall(&clock, false, 20 * MINUTE);
+        assert!(store.touch(id.as_str()).expect("logged"));
+        assert!(store.touch(other.as_str()).expect("logged"));
+    }
+    clock.advance(10 * MINUTE - MS); // a millisecond before the absolute timeout
+    step_wall(&clock, false, 20 * MINUTE);
+    assert!(store.get(id.as_str()).is_some());
+    assert!(store.touch(id.as_str()).expect("logged"));
+    clock.advance(MS); // one hour of real time since creation
+    assert!(store.get(id.as_str()).is_none());
+    assert!(!store.touch(other.as_str()).expect("logged"));
+    assert!(!store.update(other.as_str(), 2).unwrap());
+    assert_eq!(store.count(), 0);
+    assert_eq!(store.count_for_user("bob"), 0);
+    for _ in 0..3 {
+        step_wall(&clock, false, HOUR);
+        assert!(!store.touch(id.as_str()).expect("logged"));
+        assert!(store.get(id.as_str()).is_none());
+    }
+}
+
+#[test]
+fn across_a_restart_the_wall_clock_is_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = MockClock::new();
+    let config = || {
+        SessionConfig::default()
+            .absolute_timeout(10 * HOUR)
+            .idle_timeout(2 * HOUR)
+            .clock(clock.clone())
+    };
+    let open = |name: &str| -> SessionStore<u32> {
+        SessionStore::open(dir.path().join(name), config()).unwrap()
+    };
+    // An hour at a time, touched after each.
+    let keep_alive = |store: &SessionStore<u32>, id: &SessionId, hours: u32| {
+        for _ in 0..hours {
+            clock.advance(HOUR);
+            assert!(store.touch(id.as_str()).expect("logged"));
+        }
+    };
+    let created = |name: &str| {
+        let id = open(name).create("ann", 1).unwrap();
+        clock.advance(MINUTE);
+        id
+    };
+
+    // Down while the wall clock steps forward past the logged deadline: gone.
+    let id = created("forward.log");
+    step_wall(&clock, true, 10 * HOUR);
+    let store = open("forward.log");
+    assert!(store.get(id.as_str()).is_none());
+    assert_eq!(store.count(), 0);
+
+    // Down while it steps back: the session ends when the wall clock reaches
+    // its logged deadline, so it gets the step back (the only link there is).
+    let id = created("back.log");
+    step_wall(&clock, false, HOUR);
+    let store = open("back.log");
+    keep_alive(&store, &id, 10);
+    clock.advance(59 * MINUTE - MS);
+    assert!(store.get(id.as_str()).is_some()); // 11 h real, 10 h on the wall
+    clock.advance(MS);
+    assert!(store.get(id.as_str()).is_none());
+    drop(store);
+
+    // Stepped forward while up, then touched: the idle deadline logged on
+    // the stepped wall clock passes the logged absolute deadline; reopened,
+    // the session is gone for the counts as well as for `get`.
+    let id = created("touched.log");
+    let store = open("touched.log");
+    keep_alive(&store, &id, 9);
+    step_wall(&clock, true, 5 * HOUR);
+    assert!(store.touch(id.as_str()).expect("logged"));
+    drop(store);
+    let store = open("touched.log");
+    assert_eq!(store.count(), 0);
+    assert_eq!(store.count_for_user("ann"), 0);
+    assert!(store.get(id.as_str()).is_none());
+    drop(store);
+
+    // Stepped forward while up, then updated: the update logs the deadline
+    // on the stepped wall clock, so a restart keeps the real time left.
+    let id = created("updated.log");
+    let store = open("updated.log");
+    keep_alive(&store, &id, 9);
+    step_wall(&clock, true, 5 * HOUR);
+    assert!(store.update(id.as_str(), 2).unwrap());
+    drop(store);
+    let store = open("updated.log");
+    let s = store.get(id.as_str()).unwrap();
+    assert_eq!(
+        s.expires_at_ms - wall_ms(&clock),
+        (HOUR - MINUTE).as_millis() as u64
+    );
+    clock.advance(HOUR - MINUTE - MS);
+    assert!(store.get(id.as_str()).is_some());
+    clock.advance(MS);
+    assert!(store.get(id.as_str()).is_none());
+    assert_eq!(store.count(), 0);
 }
 
 #[test]

@@ -13,6 +13,10 @@
 //! A user → sessions index serves [`SessionStore::destroy_all_for_user`] and
 //! [`SessionStore::count_for_user`]; it follows the cache through its
 //! eviction listener and is rebuilt from the replayed entries on open.
+//!
+//! Deadlines are decided on a steady clock (the wall clock read when the
+//! store is made, advanced by the monotonic clock), so wall-clock steps
+//! neither end nor extend sessions; [`SessionStore`]'s docs describe it.
 
 mod id;
 
@@ -40,6 +44,12 @@ pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
 /// The default most sessions kept: one million.
 pub(crate) const DEFAULT_MAX_SESSIONS: u64 = 1_000_000;
 
+/// How far past its absolute deadline a replayed idle deadline may reach
+/// before the store brings it back on open. The cache and the session read
+/// the wall clock apart and round apart, so the two differ by a few
+/// milliseconds; a gap this small ends on its own before it matters.
+const OVERHANG: Duration = Duration::from_secs(1);
+
 /// A session store operation that failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -59,7 +69,12 @@ pub enum SessionError {
 }
 
 /// One session: its owner, its data and its deadlines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `created_at_ms` and `expires_at_ms` are given on the wall clock as it read
+/// when the session was returned: after a wall-clock step they move with it,
+/// while the session's deadlines do not (see [`SessionStore`](SessionStore#time)).
+/// What is logged is exactly these four fields.
+#[derive(Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Session<T> {
     /// The user the session belongs to.
@@ -71,6 +86,110 @@ pub struct Session<T> {
     /// When it ends whatever its activity (the absolute timeout), in Unix
     /// milliseconds.
     pub expires_at_ms: u64,
+    /// How far the wall clock was ahead of the store's steady clock when the
+    /// wall-clock fields were set (negative: behind). Zero for a session read
+    /// back from the log, since the steady clock starts from the wall clock.
+    /// Kept in memory only.
+    #[serde(skip)]
+    skew_ms: i64,
+}
+
+impl<T> Session<T> {
+    /// The absolute deadline on the store's steady clock.
+    fn deadline(&self) -> u64 {
+        shift(self.expires_at_ms, -i128::from(self.skew_ms))
+    }
+
+    /// The session with its wall-clock fields read at `skew` (the wall
+    /// clock's lead over the steady clock now); its deadlines do not move.
+    fn on_wall(mut self, skew: i64) -> Self {
+        let by = i128::from(skew) - i128::from(self.skew_ms);
+        self.created_at_ms = shift(self.created_at_ms, by);
+        self.expires_at_ms = shift(self.expires_at_ms, by);
+        self.skew_ms = skew;
+        self
+    }
+}
+
+/// `ms` moved by `by` milliseconds, saturating.
+fn shift(ms: u64, by: i128) -> u64 {
+    u64::try_from((i128::from(ms) + by).max(0)).unwrap_or(u64::MAX)
+}
+
+impl<T: PartialEq> PartialEq for Session<T> {
+    /// Compares the four public fields.
+    fn eq(&self, other: &Self) -> bool {
+        self.user == other.user
+            && self.data == other.data
+            && self.created_at_ms == other.created_at_ms
+            && self.expires_at_ms == other.expires_at_ms
+    }
+}
+
+impl<T: Eq> Eq for Session<T> {}
+
+impl<T: fmt::Debug> fmt::Debug for Session<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.user)
+            .field("data", &self.data)
+            .field("created_at_ms", &self.created_at_ms)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
+}
+
+/// A store's steady clock: the wall clock read when the store was made,
+/// advanced by the monotonic clock since (see [`SessionStore`](SessionStore#time)).
+#[derive(Clone)]
+struct Steady {
+    clock: SharedClock,
+    /// Wall-clock Unix milliseconds when the store was made.
+    wall_origin: u64,
+    /// The monotonic clock's milliseconds then.
+    monotonic_origin: u64,
+}
+
+/// One reading of a store's clocks, in milliseconds.
+#[derive(Clone, Copy)]
+struct Now {
+    steady: u64,
+    wall: u64,
+}
+
+impl Now {
+    /// How far the wall clock is ahead of the steady clock (negative: behind).
+    fn skew(self) -> i64 {
+        let skew = i128::from(self.wall) - i128::from(self.steady);
+        i64::try_from(skew).unwrap_or(if skew < 0 { i64::MIN } else { i64::MAX })
+    }
+
+    /// The time left until `deadline` on the steady clock.
+    fn until(self, deadline: u64) -> Duration {
+        Duration::from_millis(deadline.saturating_sub(self.steady))
+    }
+}
+
+impl Steady {
+    fn new(clock: SharedClock) -> Self {
+        Self {
+            wall_origin: millis(clock.wall()),
+            monotonic_origin: millis(clock.monotonic()),
+            clock,
+        }
+    }
+
+    fn now(&self) -> Now {
+        let elapsed = millis(self.clock.monotonic()).saturating_sub(self.monotonic_origin);
+        Now {
+            steady: self.wall_origin.saturating_add(elapsed),
+            wall: millis(self.clock.wall()),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// How a [`SessionStore`] behaves; start from `SessionConfig::default()`.
@@ -146,7 +265,9 @@ impl SessionConfig {
         self
     }
 
-    /// The time source (a [`MockClock`](crate::MockClock) in tests).
+    /// The time source (a [`MockClock`](crate::MockClock) in tests): its
+    /// monotonic clock measures the timeouts, its wall clock dates what is
+    /// logged and shown.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = SharedClock(Arc::new(clock));
         self
@@ -182,10 +303,33 @@ type UserIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 /// assert_eq!(store.destroy_all_for_user("ada")?, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Time
+///
+/// Within one process, timeouts are measured in real elapsed time. A store
+/// decides deadlines on its own steady clock: the wall clock read once when
+/// the store is made, advanced from then on by the monotonic clock (both
+/// from the [`Clock`] in the config). A wall-clock step, such as an NTP
+/// correction, therefore neither ends a session early nor lets touches keep
+/// it past its absolute timeout. A [`Session`]'s wall-clock fields are its
+/// deadlines read on the wall clock of the moment: [`SessionStore::get`]
+/// returns them as the wall clock reads now (after a step they move with it,
+/// so `expires_at_ms` minus the wall clock's now is always the time left),
+/// and [`create`](SessionStore::create) and [`update`](SessionStore::update)
+/// log them as the wall clock reads then.
+///
+/// Across a restart the wall clock is the only link: the reopened store
+/// starts its steady clock from the wall clock, and a session ends when the
+/// wall clock reaches the absolute deadline its last `create` or `update`
+/// logged. A wall-clock step between that write and the restart shortens or
+/// lengthens what is left of the session by the step. On open, an idle
+/// deadline that the log places past the absolute one (logged by a `touch`
+/// after the wall clock was stepped forward) is brought back to it.
 pub struct SessionStore<T> {
     cache: Cache<String, Session<T>>,
     users: UserIndex,
     config: SessionConfig,
+    steady: Steady,
     recovery: Option<RecoveryReport>,
 }
 
@@ -195,6 +339,7 @@ impl<T> Clone for SessionStore<T> {
             cache: self.cache.clone(),
             users: self.users.clone(),
             config: self.config.clone(),
+            steady: self.steady.clone(),
             recovery: self.recovery.clone(),
         }
     }
@@ -220,11 +365,13 @@ where
     /// [`SessionError::Build`] for a zero or overlong timeout or capacity.
     pub fn in_memory(config: SessionConfig) -> Result<Self, SessionError> {
         config.validate()?;
+        let steady = Steady::new(config.clock.clone());
         let (builder, users) = Self::builder(&config);
         Ok(Self {
             cache: builder.build()?,
             users,
             config,
+            steady,
             recovery: None,
         })
     }
@@ -251,20 +398,49 @@ where
     /// As [`open`](Self::open).
     pub fn with_log(log: impl WriteAheadLog, config: SessionConfig) -> Result<Self, SessionError> {
         config.validate()?;
+        // Started before the replay, from the wall clock the replay reads:
+        // a replayed session's wall fields are its steady deadlines.
+        let steady = Steady::new(config.clock.clone());
         let (builder, users) = Self::builder(&config);
         let (cache, report) = builder.build_persistent(log)?;
+        let now = steady.now();
+        let mut overhanging = Vec::new();
         {
             let mut index = users.lock();
             for (id, session) in cache.iter() {
+                let left = now.until(session.deadline());
+                if cache.ttl(&id).is_some_and(|ttl| overhangs(ttl, left)) {
+                    overhanging.push((id.clone(), left));
+                }
                 index.entry(session.user).or_default().insert(id);
             }
         }
-        Ok(Self {
+        let store = Self {
             cache,
             users,
             config,
+            steady,
             recovery: Some(report),
-        })
+        };
+        store.end_at_absolute(overhanging);
+        Ok(store)
+    }
+
+    /// Ends each of `sessions` (id, time left to its absolute deadline) at
+    /// its absolute deadline, once the index lock is released (a removal
+    /// calls the listener).
+    fn end_at_absolute(&self, sessions: Vec<(String, Duration)>) {
+        for (id, left) in sessions {
+            // As in `get`: if the log cannot keep it now, the next open
+            // does it again.
+            let _ = self.cache.durably(|| {
+                if left.is_zero() {
+                    self.cache.remove(&id);
+                } else {
+                    self.cache.set_ttl(&id, Some(left));
+                }
+            });
+        }
     }
 
     fn builder(config: &SessionConfig) -> (CacheBuilder<String, Session<T>>, UserIndex) {
@@ -287,13 +463,10 @@ where
         self.recovery.as_ref()
     }
 
-    fn now_ms(&self) -> u64 {
-        self.cache.wall_clock_ms()
-    }
-
-    /// The cache TTL for a session ending absolutely at `expires_at_ms`.
-    fn ttl_until(&self, expires_at_ms: u64) -> Duration {
-        let absolute = Duration::from_millis(expires_at_ms.saturating_sub(self.now_ms()));
+    /// The cache TTL at `now` for a session ending absolutely at `deadline`
+    /// (steady): the nearer of that and the idle deadline.
+    fn ttl_until(&self, now: Now, deadline: u64) -> Duration {
+        let absolute = now.until(deadline);
         self.config.idle.map_or(absolute, |idle| idle.min(absolute))
     }
 
@@ -309,14 +482,17 @@ where
     /// not exist.
     pub fn create(&self, user: &str, data: T) -> Result<SessionId, SessionError> {
         let id = SessionId::random()?;
-        let now = self.now_ms();
+        let now = self.steady.now();
         let session = Session {
             user: user.to_string(),
             data,
-            created_at_ms: now,
+            created_at_ms: now.wall,
             // Rounded up, as every deadline: a timeout under a millisecond
             // must not end the session as it is made.
-            expires_at_ms: now.saturating_add(crate::shard::expiry::ttl_ms(self.config.absolute)),
+            expires_at_ms: now
+                .wall
+                .saturating_add(crate::shard::expiry::ttl_ms(self.config.absolute)),
+            skew_ms: now.skew(),
         };
         // Indexed first, and checked after: a concurrent destroy_all_for_user
         // either removes the entry or makes us remove it.
@@ -325,7 +501,7 @@ where
             .entry(user.to_string())
             .or_default()
             .insert(id.0.clone());
-        let ttl = self.ttl_until(session.expires_at_ms);
+        let ttl = self.ttl_until(now, session.deadline());
         let stored = self.cache.durably(|| {
             self.cache
                 .try_insert_with_expiry(id.0.clone(), session, Some(ttl))
@@ -355,13 +531,14 @@ where
     /// The live session `id`, without extending it (see [`touch`](Self::touch)).
     pub fn get(&self, id: &str) -> Option<Session<T>> {
         let session = self.cache.get(id)?;
-        if session.expires_at_ms <= self.now_ms() {
+        let now = self.steady.now();
+        if session.deadline() <= now.steady {
             // Dead either way: if the log cannot record the removal now, the
             // session still expires when reloaded.
             let _ = self.cache.durably(|| self.cache.remove(id));
             return None;
         }
-        Some(session)
+        Some(session.on_wall(now.skew()))
     }
 
     /// Replaces the data of live session `id`, keeping its deadlines.
@@ -373,14 +550,15 @@ where
     /// [`SessionError::Persist`] if the log could not keep it (the session
     /// keeps its old data).
     pub fn update(&self, id: &str, data: T) -> Result<bool, SessionError> {
-        let now = self.now_ms();
+        let now = self.steady.now();
         let updated = self.cache.durably(|| {
             self.cache.compute(id.to_string(), |current| match current {
-                Some(c) if c.value.expires_at_ms > now => {
+                Some(c) if c.value.deadline() > now.steady => {
                     let session = Session {
                         data,
                         ..c.value.clone()
-                    };
+                    }
+                    .on_wall(now.skew());
                     (Decision::Put(session, Ttl::Keep), true)
                 }
                 _ => (Decision::Nothing, false),
@@ -397,14 +575,13 @@ where
     /// [`SessionError::Persist`] if the log could not keep the new idle
     /// deadline (the session keeps its old one).
     pub fn touch(&self, id: &str) -> Result<bool, SessionError> {
-        let now = self.now_ms();
-        let idle = self.config.idle;
+        let now = self.steady.now();
         let touched = self.cache.durably(|| {
             self.cache.compute(id.to_string(), |current| match current {
-                Some(c) if c.value.expires_at_ms > now => {
-                    let absolute = Duration::from_millis(c.value.expires_at_ms - now);
-                    let decision = match idle {
-                        Some(idle) => Decision::SetTtl(Ttl::After(idle.min(absolute))),
+                Some(c) if c.value.deadline() > now.steady => {
+                    let ttl = self.ttl_until(now, c.value.deadline());
+                    let decision = match self.config.idle {
+                        Some(_) => Decision::SetTtl(Ttl::After(ttl)),
                         None => Decision::Nothing,
                     };
                     (decision, true)
@@ -498,6 +675,14 @@ where
     }
 }
 
+/// Whether a replayed session's cache TTL `ttl` reaches more than
+/// [`OVERHANG`] past its absolute deadline, `left` from now: its idle
+/// deadline was logged by a `touch` after a forward wall-clock step, and the
+/// counts would go on seeing it after [`SessionStore::get`] stopped.
+fn overhangs(ttl: Option<Duration>, left: Duration) -> bool {
+    ttl.is_none_or(|ttl| ttl > left.saturating_add(OVERHANG))
+}
+
 fn unindex(users: &Mutex<HashMap<String, HashSet<String>>>, user: &str, id: &str) {
     let mut users = users.lock();
     if let Some(ids) = users.get_mut(user) {
@@ -505,5 +690,43 @@ fn unindex(users: &Mutex<HashMap<String, HashSet<String>>>, user: &str, id: &str
         if ids.is_empty() {
             users.remove(user);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_logged_as_its_four_public_fields() {
+        let session = Session {
+            user: "ann".to_string(),
+            data: 7u32,
+            created_at_ms: 1_000,
+            expires_at_ms: 2_000,
+            skew_ms: -5,
+        };
+        let bytes = postcard::to_allocvec(&session).expect("encode");
+        let fields = postcard::to_allocvec(&("ann", 7u32, 1_000u64, 2_000u64)).expect("encode");
+        assert_eq!(bytes, fields);
+        let back: Session<u32> = postcard::from_bytes(&fields).expect("decode");
+        assert_eq!(back, session);
+        assert_eq!((back.skew_ms, back.deadline()), (0, 2_000));
+    }
+
+    #[test]
+    fn reading_on_another_wall_clock_moves_the_fields_not_the_deadline() {
+        let session = Session {
+            user: String::new(),
+            data: (),
+            created_at_ms: 1_000,
+            expires_at_ms: 4_000,
+            skew_ms: 0,
+        };
+        let ahead = session.clone().on_wall(500);
+        assert_eq!((ahead.created_at_ms, ahead.expires_at_ms), (1_500, 4_500));
+        let behind = ahead.on_wall(-200);
+        assert_eq!((behind.created_at_ms, behind.expires_at_ms), (800, 3_800));
+        assert_eq!(behind.deadline(), session.deadline());
     }
 }
