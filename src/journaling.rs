@@ -11,7 +11,7 @@
 
 use crate::cache::{Cache, Inner};
 use crate::persist::journal::{self, Hooks, Journal, Ticket};
-use crate::persist::{PersistError, Record, RecordRef, SummaryWriter};
+use crate::persist::{PersistError, Record, RecordRef, RewriteKind, SummaryWriter};
 use crate::shard::{Env, LazyNow, Shard};
 use crate::sync::Arc;
 use serde::de::DeserializeOwned;
@@ -205,6 +205,12 @@ where
     ///
     /// The rewrite failed; the old log stays in use, complete.
     pub fn rewrite_log(&self) -> Result<(), PersistError> {
+        self.rewrite_log_as(RewriteKind::Compaction)
+    }
+
+    /// [`rewrite_log`](Self::rewrite_log) as `kind`: the journal's repair
+    /// asks for [`RewriteKind::Repair`], everything else compacts.
+    fn rewrite_log_as(&self, kind: RewriteKind) -> Result<(), PersistError> {
         let Some(journal) = self.journal() else {
             return Ok(());
         };
@@ -212,7 +218,7 @@ where
         // its key's admission estimate (none without a sketch).
         let (mut bytes, mut ends, mut estimates) = (Vec::new(), Vec::new(), Vec::new());
         let mut summary = None;
-        journal.rewrite(&mut |emit| {
+        journal.rewrite(kind, &mut |emit| {
             let keeps_sketch = self.shard(0).read().admission_estimate(0).is_some();
             summary = keeps_sketch.then(SummaryWriter::default);
             for s in 0..self.shard_count() {
@@ -331,9 +337,9 @@ where
     V: DeserializeOwned + Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
-    fn rewrite(&self) -> Result<(), PersistError> {
+    fn rewrite(&self, kind: RewriteKind) -> Result<(), PersistError> {
         match self.cache.upgrade() {
-            Some(inner) => Cache { inner }.rewrite_log(),
+            Some(inner) => Cache { inner }.rewrite_log_as(kind),
             None => Ok(()),
         }
     }

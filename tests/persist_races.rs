@@ -1,7 +1,8 @@
-//! A rewrite racing a group commit, a rewrite whose swap cannot be made
-//! durable, a write that fails on its way to the OS, and a damaged record
-//! that looks like zero fill: nothing acknowledged is lost, nothing
-//! refused comes back, and a lost record is reported.
+//! A rewrite racing a group commit, a compaction racing a failure or a
+//! repair, a rewrite whose swap cannot be made durable, a write that fails
+//! on its way to the OS, and a damaged record that looks like zero fill:
+//! nothing acknowledged is lost, nothing refused comes back, and a lost
+//! record is reported.
 
 use shardcache::kv::{KvStore, Reply};
 use shardcache::persist::{
@@ -56,12 +57,16 @@ impl Gate {
 /// An action on the storage under a [`Hooked`] one.
 type Hook = Box<dyn FnMut(&MemStorage) + Send>;
 
-/// Memory storage whose `sync` can be held at a gate, and which runs an
-/// action on the inner storage just before a rewrite's commit.
+/// Memory storage whose `sync`, and a rewrite's start, can be held at a
+/// gate, and which runs an action on the inner storage just before a
+/// rewrite's commit.
 #[derive(Clone, Default)]
 struct Hooked {
     inner: MemStorage,
     sync_gate: Arc<Gate>,
+    /// Passed as a rewrite starts: after the cache let it run, before the
+    /// log keeps the writes it must carry over.
+    begin_gate: Arc<Gate>,
     before_commit: Arc<Mutex<Option<Hook>>>,
 }
 
@@ -90,6 +95,7 @@ impl Storage for Hooked {
         "<hooked>".into()
     }
     fn begin_rewrite(&self) -> io::Result<MemRewrite> {
+        self.begin_gate.pass();
         self.inner.begin_rewrite()
     }
     fn commit_rewrite(&self, next: MemRewrite) -> io::Result<()> {
@@ -405,6 +411,78 @@ fn a_compaction_does_not_run_while_a_rollback_is_under_way() {
     let (reopened, _) = open(h.inner.clone());
     assert_eq!(reopened.get(&1), None, "a refused write came back");
     assert_eq!(reopened.get(&12), Some(12));
+}
+
+/// A compaction let through while the log was healthy is held as it
+/// starts; a failed fsync then stops the log, and its rollback is under way
+/// (one write undone, the other not yet) when the compaction goes on. The
+/// compaction must not replace the log, nor clear its failure: its snapshot
+/// would hold the refused write, which a power loss would then bring back.
+#[test]
+fn a_compaction_started_before_a_failure_does_not_replace_the_failed_log() {
+    let h = Hooked::default();
+    let lgate = Arc::new(Gate::default());
+    let cache = cache_with_listener_gate(&h, lgate.clone(), 2);
+    for k in 10..15 {
+        cache.durably(|| cache.insert(k, k)).expect("healthy");
+    }
+    let (x, rewrite) = std::thread::scope(|sc| {
+        let x = held_leader(sc, &h, &cache, 1, 1);
+        let y = applied_follower(sc, &cache, 2, 2);
+        h.begin_gate.arm();
+        let c = cache.clone();
+        let compaction = sc.spawn(move || c.rewrite_log());
+        h.begin_gate.wait_entered();
+        h.inner.inject(FaultOn::Sync, 0, ErrorKind::Other, false);
+        lgate.arm();
+        h.sync_gate.release();
+        // Key 2 is being undone (newest first), key 1 not yet.
+        lgate.wait_entered();
+        h.begin_gate.release();
+        let rewrite = compaction.join().expect("compaction");
+        lgate.release();
+        let _ = y.join().expect("follower");
+        (x.join().expect("leader"), rewrite)
+    });
+    assert!(x.is_err(), "{x:?}");
+    assert_eq!(cache.get(&1), None, "undone in memory");
+    drop(cache);
+    h.inner.power_loss(0);
+    let (reopened, _) = open(h.inner.clone());
+    assert_eq!(reopened.get(&1), None, "a refused write came back");
+    assert_eq!(reopened.get(&12), Some(12));
+    assert!(rewrite.is_err(), "a compaction replaced a failed log");
+}
+
+/// A compaction asked for while a repair runs is not taken for the repair:
+/// when the repair fails, the log stays failed, and the compaction (refused)
+/// does not replace it in the repair's place.
+#[test]
+fn a_compaction_asked_for_during_a_repair_does_not_run_as_one() {
+    let h = Hooked::default();
+    let cache = open(h.clone()).0;
+    cache.durably(|| cache.insert(1, 1)).expect("healthy");
+    h.inner.inject(FaultOn::Sync, 0, ErrorKind::Other, false);
+    assert!(cache.durably(|| cache.insert(2, 2)).is_err());
+    let (repair, compaction) = std::thread::scope(|sc| {
+        h.begin_gate.arm();
+        let c = cache.clone();
+        let repair = sc.spawn(move || c.sync());
+        h.begin_gate.wait_entered();
+        let c = cache.clone();
+        let compaction = sc.spawn(move || c.rewrite_log());
+        // Time for the compaction to queue behind the repair, if it may.
+        std::thread::sleep(Duration::from_millis(50));
+        // The repair's rewrite cannot start.
+        h.inner.fail_once_after(0);
+        h.begin_gate.release();
+        (
+            repair.join().expect("repair"),
+            compaction.join().expect("compaction"),
+        )
+    });
+    assert!(repair.is_err(), "{repair:?}");
+    assert!(compaction.is_err(), "a compaction replaced a failed log");
 }
 
 /// A leader's fsync is held while a rewrite fails at its post-rename sync

@@ -10,7 +10,8 @@ mod rewrite;
 use super::storage::Storage;
 use super::storage_file::FileStorage;
 use super::{
-    Fsync, OnCorruptTail, OnCorruption, PersistError, RecoveryReport, Snapshot, WriteAheadLog,
+    Fsync, OnCorruptTail, OnCorruption, PersistError, RecoveryReport, RewriteKind, Snapshot,
+    WriteAheadLog,
 };
 use crate::sync::{Arc, AtomicU64, Condvar, Mutex, Ordering};
 use commit::spawn_flusher;
@@ -408,6 +409,22 @@ impl<S: Storage> LogInner<S> {
         self.base.store(size, Ordering::Relaxed);
     }
 
+    /// Runs one rewrite at a time.
+    fn rewrite_one(
+        &self,
+        snapshot: &mut Snapshot<'_>,
+        kind: RewriteKind,
+    ) -> Result<(), PersistError> {
+        let _one_rewrite = self.rewrite_lock.lock();
+        let result = self.rewrite(snapshot, kind);
+        if result.is_err() {
+            // Try again only after the log has grown as much once more.
+            self.base
+                .store(self.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        result
+    }
+
     fn write_delay(&self) -> Option<Duration> {
         match self.write_delay_us.load(Ordering::Relaxed) {
             0 => None,
@@ -515,15 +532,11 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
     }
 
     fn rewrite(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
-        let log = &self.inner;
-        let _one_rewrite = log.rewrite_lock.lock();
-        let result = log.rewrite(snapshot);
-        if result.is_err() {
-            // Try again only after the log has grown as much once more.
-            log.base
-                .store(log.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        result
+        self.inner.rewrite_one(snapshot, RewriteKind::Repair)
+    }
+
+    fn compact(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
+        self.inner.rewrite_one(snapshot, RewriteKind::Compaction)
     }
 
     fn durable_lsn(&self) -> u64 {

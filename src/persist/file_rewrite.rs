@@ -4,14 +4,28 @@
 use super::{LogInner, Storage};
 use crate::persist::frame;
 use crate::persist::storage::RewriteTarget;
-use crate::persist::{PersistError, Snapshot};
+use crate::persist::{PersistError, RewriteKind, Snapshot};
 use crate::sync::Ordering;
 use std::io;
 
 impl<S: Storage> LogInner<S> {
     /// Writes the snapshot, then the records appended meanwhile, to a
     /// replacement and swaps it in (with appends paused only for the swap).
-    pub(super) fn rewrite(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
+    ///
+    /// Only a repair ends a failure of the log. A compaction checks that the
+    /// log has not failed under the `appended` lock, in the step that starts
+    /// its carry-over, and [`fail`](LogInner::fail) drops the carry-over
+    /// under that lock; rewrites run one at a time, so nothing clears a
+    /// failure between that step and the swap. A compaction that swaps has
+    /// therefore met no failure from the start of its carry-over to its
+    /// swap, nor an unrepaired one before: it never clears a failure, and
+    /// never replaces the log with a snapshot that may still hold writes the
+    /// failure cost (their rollback comes after the failure).
+    pub(super) fn rewrite(
+        &self,
+        snapshot: &mut Snapshot<'_>,
+        kind: RewriteKind,
+    ) -> Result<(), PersistError> {
         let mut next = self
             .storage
             .begin_rewrite()
@@ -21,7 +35,13 @@ impl<S: Storage> LogInner<S> {
             .map_err(|e| self.io("rewriting", e))?;
         // From here every append is also kept for the replacement, so a
         // write the snapshot misses is carried over.
-        self.appended.lock().tail = Some(Vec::new());
+        {
+            let mut appended = self.appended.lock();
+            if let (RewriteKind::Compaction, Some(cause)) = (kind, &appended.failed) {
+                return Err(self.stopped_error(cause));
+            }
+            appended.tail = Some(Vec::new());
+        }
         let written = self.write_snapshot(&mut next, snapshot);
         let mut writer = self.writer.lock();
         let mut appended = self.appended.lock();

@@ -16,7 +16,7 @@
 //! The journal reaches the cache only through [`Hooks`], which the cache
 //! hands it.
 
-use super::{PersistError, RecordRef, WriteAheadLog};
+use super::{PersistError, RecordRef, RewriteKind, WriteAheadLog};
 use crate::sync::{Arc, Condvar, Mutex};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 /// What the journal needs from the cache it serves.
 pub(crate) trait Hooks: Send + Sync {
-    /// Rewrites the log from the cache's live entries.
-    fn rewrite(&self) -> Result<(), PersistError>;
+    /// Rewrites the log from the cache's live entries, as `kind`.
+    fn rewrite(&self, kind: RewriteKind) -> Result<(), PersistError>;
     /// Applies an undo record (an insert or a removal) without logging it.
     fn undo(&self, record: &[u8]);
 }
@@ -65,9 +65,6 @@ pub(crate) struct Journal<K, V> {
     hooks: std::sync::OnceLock<Box<dyn Hooks>>,
     /// A rewrite (growth or repair) is running on a background thread.
     rewriting: Arc<AtomicBool>,
-    /// A repair is rewriting the log (after its rollback): the one rewrite
-    /// that may run on a failed log.
-    repairing: AtomicBool,
     last_repair: Mutex<Option<Instant>>,
     /// The first failure no caller has been told of, for `sync`.
     untold: Mutex<Option<PersistError>>,
@@ -111,7 +108,6 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             settled: Condvar::new(),
             hooks: std::sync::OnceLock::new(),
             rewriting: Arc::new(AtomicBool::new(false)),
-            repairing: AtomicBool::new(false),
             last_repair: Mutex::new(None),
             untold: Mutex::new(None),
         }
@@ -366,10 +362,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             .hooks
             .get()
             .ok_or_else(|| self.refused("no cache".into()))?;
-        self.repairing.store(true, Ordering::Release);
-        let rewritten = hooks.rewrite();
-        self.repairing.store(false, Ordering::Release);
-        rewritten?;
+        hooks.rewrite(RewriteKind::Repair)?;
         let mut state = self.state.lock();
         state.failed = None;
         state.pending.clear();
@@ -418,7 +411,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
 
     fn rewrite_now(&self) -> Result<(), PersistError> {
         match self.hooks.get() {
-            Some(hooks) => hooks.rewrite(),
+            Some(hooks) => hooks.rewrite(RewriteKind::Compaction),
             None => Ok(()),
         }
     }
@@ -462,14 +455,20 @@ impl<K: 'static, V: 'static> Journal<K, V> {
         untold.map_or(Ok(()), Err)
     }
 
-    /// The rewrite the cache runs (compaction, or a repair).
+    /// The rewrite the cache runs, as `kind`: a compaction, or the repair's
+    /// (which only [`repair`](Self::repair) asks for, after its rollback).
     ///
     /// A compaction does not run on a failed log, nor while a rollback is
     /// under way: the writes the failure cost are undone by the rollback,
-    /// and a snapshot taken before it ends would write them back. A repair
-    /// rolls back first, then rewrites.
-    pub(crate) fn rewrite(&self, snapshot: &mut super::Snapshot<'_>) -> Result<(), PersistError> {
-        if !self.repairing.load(Ordering::Acquire) {
+    /// and a snapshot taken before it ends would write them back. The checks
+    /// here refuse it early; the log's [`compact`](WriteAheadLog::compact)
+    /// refuses it if the log fails after them, before the swap.
+    pub(crate) fn rewrite(
+        &self,
+        kind: RewriteKind,
+        snapshot: &mut super::Snapshot<'_>,
+    ) -> Result<(), PersistError> {
+        if kind == RewriteKind::Compaction {
             // Refused rather than waited for: the rollback calls listeners,
             // which may be what asked for this rewrite.
             let state = self.state.lock();
@@ -487,7 +486,10 @@ impl<K: 'static, V: 'static> Journal<K, V> {
                 return Err(e);
             }
         }
-        self.log.rewrite(snapshot)
+        match kind {
+            RewriteKind::Compaction => self.log.compact(snapshot),
+            RewriteKind::Repair => self.log.rewrite(snapshot),
+        }
     }
 
     /// Stores the admission summary of the rewrite that just succeeded.

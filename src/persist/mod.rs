@@ -335,10 +335,38 @@ pub trait WriteAheadLog: Send + Sync + 'static {
     /// no write is lost. Appends go on during the rewrite. A crash at any
     /// point must leave a log that loads (the old one or the new one).
     ///
+    /// This is the rewrite that repairs a failed log: it runs whatever
+    /// [`health`](Self::health) says, and once it succeeds the log takes
+    /// records again. The cache calls it only after undoing every write the
+    /// log did not keep; for compaction it calls [`compact`](Self::compact).
+    ///
     /// # Errors
     ///
     /// The rewrite failed; the old log is still in use and complete.
     fn rewrite(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError>;
+
+    /// A rewrite that only compacts, and never repairs: as
+    /// [`rewrite`](Self::rewrite), but refused while the log is failed, and
+    /// failing (leaving the old log and its failure in place) if the log
+    /// fails before it swaps. A compaction's snapshot may be taken while the
+    /// cache still holds writes the failure cost (they are undone after the
+    /// failure, not at it), so a compaction that replaced a failed log could
+    /// bring refused writes back.
+    ///
+    /// The check and the start of carrying appends over must be one step: a
+    /// failure between a separate check and that start would be cleared by
+    /// the swap. The default checks [`health`](Self::health) and then calls
+    /// `rewrite`, with that gap between them: it suits a log that never
+    /// fails. A log with a failed state overrides it, as [`FileLog`] does.
+    ///
+    /// # Errors
+    ///
+    /// The log is failed or failed meanwhile, or the rewrite failed; the old
+    /// log is still in use, complete, and as failed as it was.
+    fn compact(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
+        self.health()?;
+        self.rewrite(snapshot)
+    }
 
     /// Whether the log has grown enough that the cache should rewrite it
     /// (checked after each logged write; a rewrite then runs on a
@@ -402,6 +430,17 @@ pub trait WriteAheadLog: Send + Sync + 'static {
         let _ = limit;
         Ok(None)
     }
+}
+
+/// Which rewrite the cache asks for: the two differ in whether they may end
+/// a failure of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RewriteKind {
+    /// A compaction ([`WriteAheadLog::compact`]): refused on a failed log.
+    Compaction,
+    /// A repair ([`WriteAheadLog::rewrite`]), run after the rollback of
+    /// every write the failed log did not keep.
+    Repair,
 }
 
 /// What a rewrite calls to get the live state: it calls its argument (`emit`)
