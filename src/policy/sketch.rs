@@ -56,6 +56,8 @@ pub(crate) struct Sketch {
     words: usize,
     /// The words it grows to at most: the capacity's size.
     full: usize,
+    /// The entries past which it grows: `words`, or `usize::MAX` once full.
+    grows_past: usize,
 }
 
 impl Sketch {
@@ -77,17 +79,26 @@ impl Sketch {
             0 => 8,
             c => c.max(16).next_power_of_two().max(MIN_WORDS),
         };
-        let words = full.min(MIN_WORDS);
-        let (table, offset) = Self::zeroed(words);
-        Self {
+        let (table, offset) = Self::zeroed(MIN_WORDS.min(full));
+        let mut sketch = Self {
             offset,
             table,
-            mask: (words / 8) as u64 - 1,
+            mask: 0,
             additions: 0,
             sample: SAMPLE_FACTOR * capacity.max(16) as u64,
-            words,
+            words: 0,
             full,
-        }
+            grows_past: 0,
+        };
+        sketch.sized(MIN_WORDS.min(full));
+        sketch
+    }
+
+    /// Records that the table now holds `words` words.
+    fn sized(&mut self, words: usize) {
+        self.words = words;
+        self.mask = (words / 8) as u64 - 1;
+        self.grows_past = if words < self.full { words } else { usize::MAX };
     }
 
     /// A zeroed table of `words` counters' words, and the offset of its
@@ -103,7 +114,7 @@ impl Sketch {
     /// [`new`](Self::new)). One compare when nothing is to be done.
     #[inline]
     pub(crate) fn fit(&mut self, entries: usize) {
-        if entries > self.words && self.words < self.full {
+        if entries > self.grows_past {
             self.grow(entries);
         }
     }
@@ -126,8 +137,7 @@ impl Sketch {
         }
         self.table = table;
         self.offset = offset;
-        self.words = words;
-        self.mask = (words / 8) as u64 - 1;
+        self.sized(words);
     }
 
     /// Bytes held by the counters.
@@ -272,8 +282,7 @@ impl Sketch {
     pub(crate) fn clear(&mut self) {
         let words = self.full.min(MIN_WORDS);
         (self.table, self.offset) = Self::zeroed(words);
-        self.words = words;
-        self.mask = (words / 8) as u64 - 1;
+        self.sized(words);
         self.additions = 0;
     }
 }
