@@ -120,10 +120,11 @@ impl Sketch {
     }
 
     /// Doubles the table until it holds `entries` words or its full size.
-    /// Block `b` of the old table becomes blocks `b` and `b + blocks` of the
-    /// new one: a hash's block index gains its next bit, and its counters'
-    /// positions in the block do not depend on the size, so every estimate
-    /// is unchanged (and with it the copies the entries keep).
+    /// Block `b` of the old table, of `n` blocks, becomes blocks `b`,
+    /// `b + n`, `b + 2n`, … of the new one: a hash's block index gains
+    /// higher bits, and its counters' positions in the block do not depend
+    /// on the size, so every estimate is unchanged (and with it the copies
+    /// the entries keep).
     #[cold]
     #[inline(never)]
     fn grow(&mut self, entries: usize) {
