@@ -94,7 +94,8 @@ where
         // the default 64): 65,536 shards presized 4,096 each held gigabytes
         // before the first insert.
         let presize = if unit {
-            (per_shard + 1)
+            per_shard
+                .saturating_add(1)
                 .min(1 << 12)
                 .min((PRESIZED_SLOTS / shards as u64).max(1)) as usize
         } else {
