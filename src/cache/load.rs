@@ -380,8 +380,14 @@ where
 
     /// Stores a reloaded value if `key` still has an entry, checked and
     /// replaced atomically under the shard's lock (a reload never brings back
-    /// an entry removed while it ran), then lands the flight.
-    pub(crate) fn complete_refresh(&self, mut flight: RefreshFlight<K, V>, key: K, value: V) {
+    /// an entry removed while it ran), then lands the flight. Returns whether
+    /// the value was stored.
+    pub(crate) fn complete_refresh(
+        &self,
+        mut flight: RefreshFlight<K, V>,
+        key: K,
+        value: V,
+    ) -> bool {
         let ttl = self.write_ttl(&key, &value).map_or(Ttl::Never, Ttl::After);
         let put = value.clone();
         let stored = self
@@ -404,6 +410,7 @@ where
         } else {
             State::Abandoned
         });
+        stored
     }
 }
 

@@ -58,9 +58,12 @@ where
             return;
         };
         match result {
+            // A value whose entry left while it loaded replaced nothing:
+            // not a success.
             Ok(v) => {
-                self.complete_refresh(flight, key, v);
-                r.note_success();
+                if self.complete_refresh(flight, key, v) {
+                    r.note_success();
+                }
             }
             Err(e) => {
                 r.note_failure(key, &e, self.clock_now(), || self.len());

@@ -1,0 +1,181 @@
+//! Refresh-ahead at its edges: reloads racing writes and removals, loaders
+//! that panic (sync and async), more keys due at once than the queue holds,
+//! and the counters each of these leaves.
+
+use shardcache::{BoxFuture, Cache, MockClock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const TTL: Duration = Duration::from_secs(300);
+const AFTER: Duration = Duration::from_secs(240);
+
+/// Futures handed to the spawner, run when the test says so, each on its own
+/// executor call that (like a runtime's worker) survives a panicking task.
+#[derive(Clone, Default)]
+struct Spawned(Arc<Mutex<Vec<BoxFuture>>>);
+
+impl Spawned {
+    fn len(&self) -> usize {
+        self.0.lock().expect("not poisoned").len()
+    }
+
+    /// Runs every queued future; returns how many panicked.
+    fn run_all(&self) -> usize {
+        let jobs: Vec<_> = std::mem::take(&mut *self.0.lock().expect("not poisoned"));
+        jobs.into_iter()
+            .map(|job| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    futures::executor::block_on(job)
+                }))
+            })
+            .filter(Result::is_err)
+            .count()
+    }
+}
+
+struct Fixture {
+    clock: MockClock,
+    cache: Cache<u64, u64>,
+    spawned: Spawned,
+    calls: Arc<AtomicU64>,
+    errors: Arc<Mutex<Vec<u64>>>,
+}
+
+fn fixture() -> Fixture {
+    let clock = MockClock::new();
+    let spawned = Spawned::default();
+    let calls = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let (c, s, e) = (calls.clone(), spawned.clone(), errors.clone());
+    let cache = Cache::builder()
+        .max_capacity(1_000)
+        .clock(clock.clone())
+        .time_to_live(TTL)
+        .refresh_after(AFTER)
+        .refresh_loader_async(
+            move |k: u64| {
+                c.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, std::io::Error>(1000 + k) }
+            },
+            move |job| s.0.lock().expect("not poisoned").push(job),
+        )
+        .refresh_error_listener(move |k: &u64, _| e.lock().expect("not poisoned").push(*k))
+        .build()
+        .expect("valid settings");
+    Fixture {
+        clock,
+        cache,
+        spawned,
+        calls,
+        errors,
+    }
+}
+
+#[test]
+fn a_reload_whose_entry_was_removed_is_not_counted_as_succeeded() {
+    let f = fixture();
+    f.cache.insert(5, 5);
+    f.clock.advance(AFTER);
+    assert_eq!(f.cache.get(&5), Some(5));
+    f.cache.remove(&5);
+    assert_eq!(f.spawned.run_all(), 0);
+    assert_eq!(f.cache.get(&5), None);
+    let s = f.cache.refresh_stats();
+    // `succeeded` counts "reloads whose value replaced the entry's".
+    assert_eq!((s.started, s.succeeded, s.failed), (1, 0, 0));
+    assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+    assert!(f.errors.lock().expect("not poisoned").is_empty());
+}
+
+#[test]
+fn a_reload_whose_entry_was_cleared_stores_nothing() {
+    let f = fixture();
+    for k in 0..10 {
+        f.cache.insert(k, k);
+    }
+    f.clock.advance(AFTER);
+    for k in 0..10 {
+        assert_eq!(f.cache.get(&k), Some(k));
+    }
+    f.cache.clear();
+    assert_eq!(f.spawned.run_all(), 0);
+    assert_eq!(f.cache.len(), 0);
+    assert_eq!(f.cache.refresh_stats().succeeded, 0);
+}
+
+#[test]
+fn a_reload_skipped_by_a_full_queue_is_asked_again_by_the_next_read() {
+    let clock = MockClock::new();
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let loads = Arc::new(AtomicU64::new(0));
+    let (g, l) = (gate.clone(), loads.clone());
+    let cache: Cache<u64, u64> = Cache::builder()
+        .clock(clock.clone())
+        .time_to_live(TTL)
+        .refresh_after(AFTER)
+        .refresh_threads(1)
+        .refresh_loader(move |k: &u64| {
+            let (open, cv) = &*g;
+            let mut open = open.lock().expect("not poisoned");
+            while !*open {
+                open = cv.wait(open).expect("not poisoned");
+            }
+            l.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(k + 1_000_000)
+        })
+        .build()
+        .expect("valid settings");
+    // More keys due at once than the thread plus its queue (4096) take.
+    let keys = 6_000u64;
+    for k in 0..keys {
+        cache.insert(k, k);
+    }
+    clock.advance(AFTER);
+    for k in 0..keys {
+        assert_eq!(cache.get(&k), Some(k), "a due read never waits");
+    }
+    let s = cache.refresh_stats();
+    assert!(s.skipped > 0, "{s:?}");
+    assert_eq!(s.started + s.skipped, keys, "{s:?}");
+    // Let the pool drain.
+    *gate.0.lock().expect("not poisoned") = true;
+    gate.1.notify_all();
+    let wait = |done: &dyn Fn() -> bool| {
+        for _ in 0..20_000 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("timed out: {:?}", cache.refresh_stats());
+    };
+    wait(&|| cache.refresh_stats().succeeded == s.started);
+    // The skipped keys are still due: the next read starts their reload.
+    for k in 0..keys {
+        cache.get(&k);
+    }
+    wait(&|| cache.refresh_stats().succeeded == keys);
+    assert_eq!(loads.load(Ordering::SeqCst), keys, "one load per key");
+    for k in 0..keys {
+        assert_eq!(cache.get(&k), Some(k + 1_000_000));
+    }
+}
+
+#[test]
+fn dropping_the_cache_with_async_reloads_pending_lands_them_harmlessly() {
+    let f = fixture();
+    for k in 0..100 {
+        f.cache.insert(k, k);
+    }
+    f.clock.advance(AFTER);
+    for k in 0..100 {
+        f.cache.get(&k);
+    }
+    let spawned = f.spawned.clone();
+    assert_eq!(spawned.len(), 100);
+    drop(f);
+    // The futures hold the cache; running them after every handle is gone
+    // stores into a cache nobody sees, and frees it.
+    assert_eq!(spawned.run_all(), 0);
+}
