@@ -34,10 +34,21 @@ impl Spawned {
     }
 }
 
+/// What a fixture's async reload does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Ok,
+    /// The future panics when polled.
+    PanicInFuture,
+    /// The loader function panics before returning its future.
+    PanicOnCall,
+}
+
 struct Fixture {
     clock: MockClock,
     cache: Cache<u64, u64>,
     spawned: Spawned,
+    mode: Arc<Mutex<Mode>>,
     calls: Arc<AtomicU64>,
     errors: Arc<Mutex<Vec<u64>>>,
 }
@@ -45,9 +56,10 @@ struct Fixture {
 fn fixture() -> Fixture {
     let clock = MockClock::new();
     let spawned = Spawned::default();
+    let mode = Arc::new(Mutex::new(Mode::Ok));
     let calls = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(Mutex::new(Vec::new()));
-    let (c, s, e) = (calls.clone(), spawned.clone(), errors.clone());
+    let (m, c, s, e) = (mode.clone(), calls.clone(), spawned.clone(), errors.clone());
     let cache = Cache::builder()
         .max_capacity(1_000)
         .clock(clock.clone())
@@ -56,7 +68,12 @@ fn fixture() -> Fixture {
         .refresh_loader_async(
             move |k: u64| {
                 c.fetch_add(1, Ordering::SeqCst);
-                async move { Ok::<_, std::io::Error>(1000 + k) }
+                let mode = *m.lock().expect("not poisoned");
+                assert!(mode != Mode::PanicOnCall, "loader bug before the future");
+                async move {
+                    assert!(mode != Mode::PanicInFuture, "loader bug inside the future");
+                    Ok::<_, std::io::Error>(1000 + k)
+                }
             },
             move |job| s.0.lock().expect("not poisoned").push(job),
         )
@@ -67,6 +84,7 @@ fn fixture() -> Fixture {
         clock,
         cache,
         spawned,
+        mode,
         calls,
         errors,
     }
@@ -102,6 +120,49 @@ fn a_reload_whose_entry_was_cleared_stores_nothing() {
     assert_eq!(f.spawned.run_all(), 0);
     assert_eq!(f.cache.len(), 0);
     assert_eq!(f.cache.refresh_stats().succeeded, 0);
+}
+
+#[test]
+fn a_panicking_async_reload_counts_as_a_failure_and_waits_a_period() {
+    let f = fixture();
+    f.cache.insert(1, 1);
+    *f.mode.lock().expect("not poisoned") = Mode::PanicInFuture;
+    f.clock.advance(AFTER);
+    assert_eq!(f.cache.get(&1), Some(1));
+    // A panicking future is the spawner's to contain; a runtime keeps
+    // running, as `run_all` does.
+    f.spawned.run_all();
+    assert_eq!(f.cache.get(&1), Some(1), "the value stays");
+    let s = f.cache.refresh_stats();
+    assert_eq!((s.started, s.succeeded, s.failed), (1, 0, 1));
+    assert_eq!(*f.errors.lock().expect("not poisoned"), vec![1]);
+    // Not retried within the refresh period.
+    for _ in 0..10 {
+        assert_eq!(f.cache.get(&1), Some(1));
+        f.clock.advance(Duration::from_secs(1));
+    }
+    assert_eq!(f.spawned.len(), 0, "retried within the refresh period");
+    assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn an_async_loader_panicking_when_called_never_reaches_the_reader() {
+    let f = fixture();
+    f.cache.insert(2, 2);
+    *f.mode.lock().expect("not poisoned") = Mode::PanicOnCall;
+    f.clock.advance(AFTER);
+    let cache = f.cache.clone();
+    let read = std::thread::spawn(move || cache.get(&2)).join();
+    assert!(
+        matches!(read, Ok(Some(2))),
+        "a read of a due entry panicked with the refresh loader's panic"
+    );
+    let s = f.cache.refresh_stats();
+    assert_eq!((s.succeeded, s.failed), (0, 1));
+    assert_eq!(*f.errors.lock().expect("not poisoned"), vec![2]);
+    // The key is not left loading: a foreground load runs.
+    f.cache.remove(&2);
+    assert_eq!(f.cache.get_or_insert_with(2, || 22), 22);
 }
 
 #[test]

@@ -84,7 +84,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// An async loader for background reloads, run by `spawn` (for example
     /// `|f| { tokio::spawn(f); }`): the cache imposes no runtime and starts
-    /// no thread.
+    /// no thread. A loader that panics, when called or while its future is
+    /// polled, fails that reload like an error: the reader and the spawner's
+    /// runtime never see the panic.
     ///
     /// ```
     /// use shardcache::Cache;

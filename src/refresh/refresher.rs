@@ -5,7 +5,12 @@
 use super::pool::Job;
 use super::stats::{Counters, RefreshStats};
 use super::{BoxError, Freshness, RefreshLoader, Refresher, FAILED_BOUND};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
+
+/// The error a panicking refresh loader's reload fails with.
+const PANICKED: &str = "refresh loader panicked";
 
 impl<K, V> Refresher<K, V> {
     /// The deadline to store for an entry that should expire at `deadline`:
@@ -91,8 +96,11 @@ impl<K, V> Refresher<K, V> {
     }
 
     /// Runs the loader for `key` in the background and hands the result to
-    /// `land`: on the pool for a sync loader (a panic becomes an error), on
-    /// the user's spawner for an async one. A queued sync reload whose
+    /// `land`: on the pool for a sync loader, on the user's spawner for an
+    /// async one. A loader that panics (an async one when called, or while
+    /// its future is polled) lands as an error, so the panic reaches neither
+    /// the reader that started the reload nor the spawner's runtime. A
+    /// queued sync reload whose
     /// `wanted` says no by the time it runs is dropped unrun (its cache is
     /// gone). A reload the full pool queue refuses is dropped unrun, `land`
     /// with it, and counted as skipped.
@@ -112,9 +120,8 @@ impl<K, V> Refresher<K, V> {
                     if !wanted() {
                         return;
                     }
-                    let result =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&key)))
-                            .unwrap_or_else(|_| Err("refresh loader panicked".into()));
+                    let result = std::panic::catch_unwind(AssertUnwindSafe(|| load(&key)))
+                        .unwrap_or_else(|_| Err(PANICKED.into()));
                     land(key, result);
                 });
                 Counters::bump(&self.counters.started);
@@ -127,10 +134,20 @@ impl<K, V> Refresher<K, V> {
                 }
             }
             RefreshLoader::Async(load, spawn) => {
-                let fut = load(self.clone_key(&key));
+                let copy = self.clone_key(&key);
+                let called = std::panic::catch_unwind(AssertUnwindSafe(|| load(copy)));
                 Counters::bump(&self.counters.started);
+                let Ok(mut fut) = called else {
+                    return land(key, Err(PANICKED.into()));
+                };
+                // A panic while polled lands as a failure too: the spawner's
+                // runtime would otherwise drop the reload unreported.
+                let caught = std::future::poll_fn(move |cx| {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
+                        .unwrap_or_else(|_| Poll::Ready(Err(PANICKED.into())))
+                });
                 spawn(Box::pin(async move {
-                    let result = fut.await;
+                    let result = caught.await;
                     land(key, result);
                 }));
             }
