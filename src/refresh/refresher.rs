@@ -100,9 +100,8 @@ impl<K, V> Refresher<K, V> {
     /// async one. A loader that panics (an async one when called, or while
     /// its future is polled) lands as an error, so the panic reaches neither
     /// the reader that started the reload nor the spawner's runtime. A
-    /// queued sync reload whose
-    /// `wanted` says no by the time it runs is dropped unrun (its cache is
-    /// gone). A reload the full pool queue refuses is dropped unrun, `land`
+    /// queued sync reload whose `wanted` says no by the time it runs is
+    /// dropped unrun (its cache is gone). A reload the full pool queue refuses is dropped unrun, `land`
     /// with it, and counted as skipped.
     pub(crate) fn run(
         &self,
