@@ -1,6 +1,7 @@
 //! What a [`Cache::compute`](crate::Cache::compute) closure sees and
-//! decides: [`Current`], [`Decision`] and [`Ttl`]. The adapters and the
-//! `KvStore` speak in these too; the method itself belongs to the cache.
+//! decides: [`Current`], [`Decision`] and [`Ttl`] (and, inside the crate,
+//! the [`Slot`] a `compute_slot` closure may reuse). The adapters and the
+//! `KvStore` speak in these too; the methods themselves belong to the cache.
 
 use std::time::Duration;
 
@@ -11,6 +12,23 @@ pub struct Current<'a, V> {
     pub value: &'a V,
     /// The remaining time to live; `None` if it never expires.
     pub ttl: Option<Duration>,
+}
+
+/// The live entry as [`Cache::compute_slot`](crate::Cache::compute_slot)
+/// sees it: the value itself, so the closure may take its buffer to build
+/// the new value in (`KvStore`'s `APPEND` does).
+///
+/// The contract: whatever the closure leaves in `value` is the entry's
+/// value if the decision is not applied (not `Put`, refused by the log, or
+/// out of room), under the weight the entry was written with. So it must
+/// leave a value that readers cannot tell from the one it found and that
+/// holds the same memory, also if it panics.
+#[derive(Debug)]
+pub(crate) struct Slot<'a, V> {
+    /// The current value.
+    pub(crate) value: &'a mut V,
+    /// The remaining time to live; `None` if it never expires.
+    pub(crate) ttl: Option<Duration>,
 }
 
 /// A time to live to set with a [`Decision`].

@@ -313,7 +313,7 @@ where
                         Duration::from_millis(at - wall),
                     )
                 });
-                let _ = shard.insert(&env, hash, key, value, deadline, &mut removed);
+                let _ = shard.insert(&env, hash, key, value, 0, deadline, &mut removed);
             }
             _ => {
                 if let Some(((k, v), _)) = shard.remove(&env, hash, &key) {

@@ -35,11 +35,14 @@ impl<K, V> Clone for Weights<K, V> {
 }
 
 impl<K: 'static, V: 'static> Weights<K, V> {
+    /// The weight of `key` with `value`: 1 under unit weights, else the
+    /// weigher's answer plus `hidden`, weight the weigher cannot see in the
+    /// value (see [`Cache::compute_slot`](crate::Cache::compute_slot)).
     #[inline]
-    pub(crate) fn weigh(&self, key: &K, value: &V) -> u64 {
+    pub(crate) fn weigh(&self, key: &K, value: &V, hidden: u64) -> u64 {
         match self {
             Self::Unit => 1,
-            Self::Custom(w) => u64::from(w.weigh(key, value)),
+            Self::Custom(w) => u64::from(w.weigh(key, value)).saturating_add(hidden),
         }
     }
 }

@@ -143,3 +143,260 @@ fn strings_over_512_mib_are_refused() {
     assert!(matches!(kv.append("k", b"x"), Err(KvError::StringTooLong)));
     assert_eq!(kv.strlen("k"), MAX_STRING_LEN);
 }
+
+/// The bytes an entry is accounted beyond its key, value and overhead.
+fn spare(s: &KvStore, key: &str) -> u64 {
+    let len = s.strlen(key) as u64;
+    s.stats().used_memory - key.len() as u64 - len - u64::from(ENTRY_OVERHEAD)
+}
+
+/// The most spare capacity an `APPEND`-grown value of `len` bytes may keep:
+/// its length below 1 MiB, then 1 MiB or an eighth of it.
+fn spare_bound(len: u64) -> u64 {
+    if len < 1 << 20 {
+        len
+    } else {
+        (len / 8).max(1 << 20)
+    }
+}
+
+/// Where the store's value for `key` lives (the reader's handle is dropped
+/// at once, so the store's is the only one again).
+fn buffer_of(s: &KvStore, key: &str) -> usize {
+    s.get(key).expect("present").as_ptr() as usize
+}
+
+/// Building a value by small appends moves it to a new buffer only
+/// O(log n) times: its capacity (seen in `used_memory`) at least doubles at
+/// each move while under 1 MiB, and every other append writes in place (the
+/// value's address does not change). Each append's result is checked, and
+/// the spare capacity is counted and bounded.
+#[test]
+fn small_appends_move_the_value_a_logarithmic_number_of_times() {
+    let s = KvStore::new();
+    let (mut want, mut moves) = (Vec::new(), 0u32);
+    let (mut at, mut capacity) = (0, 0);
+    for i in 0..100_000usize {
+        let chunk = &b"abcdefg"[..1 + i % 7];
+        want.extend_from_slice(chunk);
+        assert_eq!(s.append("k", chunk), Ok(want.len()));
+        let len = want.len() as u64;
+        let cap = len + spare(&s, "k");
+        assert!(cap - len <= spare_bound(len), "{len} bytes in {cap}");
+        if buffer_of(&s, "k") != at {
+            moves += 1;
+            assert!(cap >= 2 * capacity, "grew from {capacity} to {cap} only");
+            at = buffer_of(&s, "k");
+        } else {
+            assert_eq!(cap, capacity, "in place, the capacity stays");
+        }
+        capacity = cap;
+    }
+    assert_eq!(s.get("k").as_deref(), Some(&want[..]));
+    let log2 = usize::BITS - want.len().leading_zeros();
+    assert!(moves <= log2 + 1, "{moves} moves for {} bytes", want.len());
+}
+
+/// Past 1 MiB the capacity still grows geometrically (by at least an
+/// eighth), so long values are built in linear time too, with the spare
+/// capacity within 1 MiB or an eighth of the value.
+#[test]
+fn long_values_grow_by_at_least_an_eighth() {
+    let s = KvStore::new();
+    let (mut len, mut moves, mut capacity) = (0u64, 0u32, 0u64);
+    let chunk = vec![b'x'; 3000];
+    let mut at = 0;
+    while len < 40 << 20 {
+        len = s.append("big", &chunk).expect("fits") as u64;
+        let cap = len + spare(&s, "big");
+        assert!(cap - len <= spare_bound(len), "{len} bytes in {cap}");
+        if buffer_of(&s, "big") != at {
+            moves += 1;
+            assert!(cap >= capacity + capacity / 8, "{capacity} to {cap}");
+            at = buffer_of(&s, "big");
+        }
+        capacity = cap;
+    }
+    // 3,000 → 1 MiB doubling (9), 1 → 8 MiB by 1 MiB (7), 8 → 40 MiB by
+    // an eighth (14), and the first append.
+    assert!(moves <= 32, "{moves} moves for {len} bytes");
+}
+
+/// A reader's value never changes under later appends: a value a reader
+/// holds is copied, not written in place.
+#[test]
+fn appends_leave_the_values_readers_hold_alone() {
+    let s = KvStore::new();
+    s.append("k", b"abc").expect("append");
+    s.append("k", b"def").expect("append");
+    let reader = s.get("k").expect("present");
+    s.append("k", b"ghi").expect("append");
+    assert_eq!(&reader[..], b"abcdef");
+    assert_eq!(s.get("k").as_deref(), Some(&b"abcdefghi"[..]));
+    drop(reader);
+    s.append("k", b"j").expect("append");
+    assert_eq!(s.get("k").as_deref(), Some(&b"abcdefghij"[..]));
+}
+
+mod append_model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append(usize, Vec<u8>),
+        Set(usize, Vec<u8>),
+        Del(usize),
+        /// Read the value and keep the reader's handle.
+        Hold(usize),
+        Expire(usize),
+    }
+
+    const KEYS: [&str; 3] = ["a", "bb", "ccc"];
+
+    fn op() -> impl Strategy<Value = Op> {
+        let key = 0..KEYS.len();
+        let bytes = prop::collection::vec(any::<u8>(), 0..300);
+        prop_oneof![
+            6 => (key.clone(), bytes.clone()).prop_map(|(k, v)| Op::Append(k, v)),
+            1 => (key.clone(), bytes).prop_map(|(k, v)| Op::Set(k, v)),
+            1 => key.clone().prop_map(Op::Del),
+            1 => key.clone().prop_map(Op::Hold),
+            1 => key.prop_map(Op::Expire),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// `APPEND`, `SET`, `DEL` and held readers against a model of the
+        /// values: every value reads back as the model says, every held
+        /// reader keeps its bytes, `APPEND` keeps the expiry, and
+        /// `used_memory` counts each entry's key, value and overhead plus a
+        /// bounded spare capacity, and nothing once the keys are gone.
+        #[test]
+        fn appends_match_a_model(ops in prop::collection::vec(op(), 1..120)) {
+            let s = KvStore::new();
+            // Value, and whether it has an expiry.
+            let mut model: BTreeMap<&str, (Vec<u8>, bool)> = BTreeMap::new();
+            let mut held = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Append(k, v) => {
+                        let (want, _) = model.entry(KEYS[k]).or_default();
+                        want.extend_from_slice(&v);
+                        prop_assert_eq!(s.append(KEYS[k], &v), Ok(want.len()));
+                    }
+                    Op::Set(k, v) => {
+                        s.set(KEYS[k], v.clone(), SetOptions::new()).expect("set");
+                        model.insert(KEYS[k], (v, false));
+                    }
+                    Op::Del(k) => {
+                        s.del(&[KEYS[k]]);
+                        model.remove(KEYS[k]);
+                    }
+                    Op::Hold(k) => {
+                        if let Some(v) = s.get(KEYS[k]) {
+                            held.push((v.clone(), v.to_vec()));
+                        }
+                    }
+                    Op::Expire(k) => {
+                        let set = s.expire(KEYS[k], 1000, Default::default()).expect("expire");
+                        let entry = model.get_mut(KEYS[k]);
+                        prop_assert_eq!(set, entry.is_some());
+                        if let Some((_, expires)) = entry {
+                            *expires = true;
+                        }
+                    }
+                }
+                let (mut least, mut most) = (0, 0);
+                for (k, (v, expires)) in &model {
+                    let got = s.get(k);
+                    prop_assert_eq!(got.as_deref(), Some(&v[..]), "{}", k);
+                    prop_assert_eq!(s.ttl(k) > 990, *expires, "{}", k);
+                    let exact = (k.len() + v.len()) as u64 + u64::from(ENTRY_OVERHEAD);
+                    least += exact;
+                    most += exact + spare_bound(v.len() as u64);
+                }
+                let used = s.stats().used_memory;
+                prop_assert!((least..=most).contains(&used), "{} not in {}..={}", used, least, most);
+                for (reader, bytes) in &held {
+                    prop_assert_eq!(&reader[..], &bytes[..]);
+                }
+            }
+            s.del(&KEYS);
+            prop_assert_eq!(s.stats().used_memory, 0);
+        }
+    }
+}
+
+/// Values built by appends under `max_memory`: every evicting policy keeps
+/// `used_memory` (spare capacity included) within the limit and evicts,
+/// and what survives holds exactly what was appended to it since it was
+/// last evicted.
+#[test]
+fn appended_values_are_evicted_within_max_memory() {
+    for policy in RedisPolicy::ALL
+        .into_iter()
+        .filter(|p| p.name().starts_with("allkeys"))
+    {
+        for shards in [1, 4] {
+            let max = 64 * 1024;
+            let s = KvStore::builder()
+                .max_memory(max)
+                .policy(Policy::redis(policy))
+                .shards(shards)
+                .build()
+                .expect("valid");
+            let mut model: Vec<Vec<u8>> = vec![Vec::new(); 40];
+            for round in 0..200usize {
+                for (k, want) in model.iter_mut().enumerate() {
+                    let chunk = vec![b'a' + (round % 26) as u8; 1 + (k * 7 + round) % 60];
+                    let len = s
+                        .append(&format!("key:{k}"), &chunk)
+                        .expect("an evicting policy makes room");
+                    if len == chunk.len() {
+                        want.clear(); // it was evicted (or is new)
+                    }
+                    want.extend_from_slice(&chunk);
+                    assert_eq!(len, want.len(), "{policy} key:{k}");
+                    assert!(s.stats().used_memory <= max, "{policy} {shards}");
+                }
+            }
+            let stats = s.stats();
+            assert!(stats.evicted_keys > 0, "{policy} {shards}");
+            for (k, want) in model.iter().enumerate() {
+                if let Some(v) = s.get(&format!("key:{k}")) {
+                    assert_eq!(&v[..], &want[..], "{policy} key:{k}");
+                }
+            }
+        }
+    }
+}
+
+/// The spare capacity never costs a write that fits without it: when the
+/// value fits only as it is (other keys hold the rest and may not be
+/// evicted), `APPEND` stores it without spare capacity.
+#[test]
+fn an_append_that_fits_only_without_spare_capacity_is_kept() {
+    let entry = |key: usize, value: usize| (key + value) as u64 + u64::from(ENTRY_OVERHEAD);
+    let max = entry(1, 2000) + 10 * entry(6, 100);
+    let s = store(RedisPolicy::NoEviction, max);
+    for i in 0..10 {
+        s.set(&format!("other{i}"), vec![b'o'; 100], SetOptions::new())
+            .expect("fits");
+    }
+    s.append("k", &[b'k'; 1000]).expect("fits");
+    assert_eq!(s.append("k", &[b'k'; 1000]), Ok(2000), "fits exactly");
+    assert_eq!(s.stats().used_memory, max, "no spare capacity");
+    assert_eq!(s.append("k", b"k"), Err(KvError::OutOfMemory));
+    assert_eq!(s.strlen("k"), 2000, "an append refused leaves the value");
+    // With room, the spare capacity is kept but stays within max_memory.
+    let s = store(RedisPolicy::NoEviction, entry(1, 3000));
+    s.append("k", &[b'k'; 1000]).expect("fits");
+    s.append("k", &[b'k'; 1000]).expect("fits");
+    assert_eq!(spare(&s, "k"), 1000, "capped by max_memory");
+    assert_eq!(s.append("k", &[b'k'; 1000]), Ok(3000));
+    assert_eq!(s.stats().used_memory, entry(1, 3000));
+}

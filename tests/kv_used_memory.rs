@@ -1,8 +1,9 @@
 //! `used_memory` against the heap the store's entries actually hold,
 //! measured with a counting global allocator as glibc's malloc chunks (the
 //! requested bytes are printed beside): within ±25 % for small keys at
-//! several fill levels, 10 KB values and 1 MB values. The heap is counted
-//! from the empty store, so fixed per-shard structures are left out.
+//! several fill levels, 10 KB values and 1 MB values, set whole or built by
+//! appends (which keep spare capacity). The heap is counted from the empty
+//! store, so fixed per-shard structures are left out.
 
 // A global allocator can only be written with `unsafe`; this one forwards
 // every call to the system allocator and counts bytes (test code only).
@@ -60,7 +61,15 @@ fn held() -> (isize, isize) {
 /// Fills a fresh store with `n` keys of `value_len` bytes through `execute`;
 /// returns the heap grown since the empty store was built (requested bytes,
 /// and as malloc chunks) and `used_memory`.
-fn measure(n: usize, value_len: usize, max_memory: Option<u64>) -> (f64, f64, f64) {
+///
+/// With `chunk: Some(c)`, each value is built by appends of `c` bytes, the
+/// keys taking turns, so it holds spare capacity.
+fn measure(
+    n: usize,
+    value_len: usize,
+    max_memory: Option<u64>,
+    chunk: Option<usize>,
+) -> (f64, f64, f64) {
     let mut b = KvStore::builder().shards(64);
     if let Some(m) = max_memory {
         b = b.max_memory(m);
@@ -68,8 +77,19 @@ fn measure(n: usize, value_len: usize, max_memory: Option<u64>) -> (f64, f64, f6
     let store = b.build().expect("valid config");
     let value = "v".repeat(value_len);
     let before = held();
-    for i in 0..n {
-        store.execute(&["SET", &format!("user:{i:08}"), &value]);
+    match chunk {
+        None => {
+            for i in 0..n {
+                store.execute(&["SET", &format!("user:{i:08}"), &value]);
+            }
+        }
+        Some(c) => {
+            for _ in 0..value_len / c {
+                for i in 0..n {
+                    store.execute(&["APPEND", &format!("user:{i:08}"), &value[..c]]);
+                }
+            }
+        }
     }
     let after = held();
     let used = store.stats().used_memory as f64;
@@ -83,14 +103,18 @@ fn measure(n: usize, value_len: usize, max_memory: Option<u64>) -> (f64, f64, f6
 
 #[test]
 fn used_memory_tracks_the_heap() {
-    for (name, n, len) in [
-        ("small keys", 60_000, 10),
-        ("small keys", 200_000, 10),
-        ("small keys", 330_000, 10),
-        ("10 KB values", 2_000, 10_000),
-        ("1 MB values", 40, 1 << 20),
+    for (name, n, len, chunk) in [
+        ("small keys", 60_000, 10, None),
+        ("small keys", 200_000, 10, None),
+        ("small keys", 330_000, 10, None),
+        ("10 KB values", 2_000, 10_000, None),
+        ("1 MB values", 40, 1 << 20, None),
+        // Spare capacity included: 10,000 bytes in 19,000.
+        ("10 KB values by 100 B appends", 2_000, 10_000, Some(100)),
+        // 1 MiB (1,048,576 bytes) in 1,564,672.
+        ("1 MB values by 4 KB appends", 40, 1 << 20, Some(4096)),
     ] {
-        let (grown, chunks, used) = measure(n, len, None);
+        let (grown, chunks, used) = measure(n, len, None, chunk);
         let (ratio, chunk_ratio) = (used / grown, used / chunks);
         println!(
             "{name}: heap grew {grown:.0} B ({chunks:.0} B in malloc chunks), used_memory {used:.0} B, \

@@ -6,7 +6,7 @@
 //! `EXPIRE ... GT` need. Keep the closure short: it blocks the shard.
 
 use super::Cache;
-use crate::compute::{Current, Decision, Ttl};
+use crate::compute::{Current, Decision, Slot, Ttl};
 use crate::error::CapacityError;
 use crate::listener::{RemovalCause, Removed};
 use crate::persist::journal::Ticket;
@@ -56,6 +56,30 @@ where
         key: K,
         f: impl FnOnce(Option<Current<'_, V>>) -> (Decision<V>, R),
     ) -> Result<R, CapacityError<K, V>> {
+        self.compute_slot(key, |slot| {
+            let (decision, r) = f(slot.map(|s| Current {
+                value: &*s.value,
+                ttl: s.ttl,
+            }));
+            (decision, 0, r)
+        })
+    }
+
+    /// [`compute`](Self::compute) for writers that reuse the current
+    /// value's memory: the closure sees the value as a [`Slot`] (see its
+    /// contract), and answers, beside the decision, the weight of a `Put`'s
+    /// value that the weigher cannot see (`KvStore`: the spare capacity an
+    /// `APPEND` keeps in the value's buffer), added to the weigher's answer
+    /// for as long as the entry holds that value. Ignored under unit weights.
+    ///
+    /// # Errors
+    ///
+    /// As [`compute`](Self::compute).
+    pub(crate) fn compute_slot<R>(
+        &self,
+        key: K,
+        f: impl FnOnce(Option<Slot<'_, V>>) -> (Decision<V>, u64, R),
+    ) -> Result<R, CapacityError<K, V>> {
         let (hash, s) = self.locate_key(&key);
         let env = self.write_env(s);
         let mut removed = Removed::new();
@@ -67,19 +91,16 @@ where
             let mut shard = self.shard(s).write();
             let idx = shard.live_index(&env, hash, &key, &mut removed);
             let existing = idx.map(|i| shard.at(i).deadline);
-            let current = idx.map(|i| {
-                let found = shard.at(i);
-                Current {
-                    value: found.value,
-                    ttl: found
-                        .deadline
-                        .map(|d| Duration::from_millis(d.saturating_sub(env.now()))),
-                }
+            let current = idx.map(|i| Slot {
+                ttl: existing
+                    .flatten()
+                    .map(|d| Duration::from_millis(d.saturating_sub(env.now()))),
+                value: shard.value_mut(i),
             });
             // A closure that panics leaves the entry as it was; the expired
             // entry the lookup removed is still notified first.
             let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(current)));
-            let (decision, r) = match called {
+            let (decision, hidden, r) = match called {
                 Ok(answer) => answer,
                 Err(payload) => {
                     drop(shard);
@@ -123,6 +144,7 @@ where
                                 hash,
                                 key,
                                 value,
+                                hidden,
                                 deadline,
                                 &mut removed,
                             );

@@ -335,6 +335,7 @@ where
                     hash,
                     key,
                     value,
+                    0,
                     deadline,
                     &mut removed,
                 )
@@ -367,6 +368,7 @@ where
                 hash,
                 key,
                 value,
+                0,
                 deadline,
                 &mut removed,
             );

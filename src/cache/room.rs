@@ -67,7 +67,10 @@ where
     /// refused (the policy kept naming entries it may not evict), they are
     /// asked for the whole growth and the insert is tried once more.
     ///
-    /// Always inlined: the call alone, nine arguments partly on the stack,
+    /// `hidden` is weight the weigher cannot see in `value` (see
+    /// [`compute_slot`](Self::compute_slot)); 0 for every other write.
+    ///
+    /// Always inlined: the call alone, ten arguments partly on the stack,
     /// cost about 30 instructions per insert.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
@@ -79,14 +82,15 @@ where
         hash: u64,
         key: K,
         value: V,
+        hidden: u64,
         deadline: Option<u64>,
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
         match self.budget() {
-            None => shard.insert(env, hash, key, value, deadline, removed),
-            Some(budget) => {
-                self.insert_in_budget(budget, s, shard, env, hash, key, value, deadline, removed)
-            }
+            None => shard.insert(env, hash, key, value, hidden, deadline, removed),
+            Some(budget) => self.insert_in_budget(
+                budget, s, shard, env, hash, key, value, hidden, deadline, removed,
+            ),
         }
     }
 
@@ -101,10 +105,11 @@ where
         hash: u64,
         key: K,
         value: V,
+        hidden: u64,
         deadline: Option<u64>,
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
-        let weight = env.weights.weigh(&key, &value);
+        let weight = env.weights.weigh(&key, &value, hidden);
         // Heavier than the whole budget: it could never fit, so nothing is
         // evicted for it.
         if weight > self.max_capacity() {
@@ -119,11 +124,11 @@ where
                 self.make_room(s, need.saturating_sub(own_spare), removed);
             }
         }
-        match shard.insert(env, hash, key, value, deadline, removed) {
+        match shard.insert(env, hash, key, value, hidden, deadline, removed) {
             Err((key, value)) if weight <= self.max_capacity() => {
                 let need = weight.saturating_sub(shard.weight_of(env, hash, &key));
                 self.make_room(s, need, removed);
-                shard.insert(env, hash, key, value, deadline, removed)
+                shard.insert(env, hash, key, value, hidden, deadline, removed)
             }
             done => done,
         }

@@ -32,6 +32,7 @@
 //! its replies are the same bytes. `SCAN` cursors are this store's own (a
 //! shard and a table position), with Redis's guarantee.
 
+mod append;
 mod command;
 mod error;
 mod expire;
@@ -73,9 +74,10 @@ use std::time::Duration;
 /// and headers on the key and value allocations. Measured with a counting
 /// allocator (`tests/kv_used_memory.rs`, glibc's malloc chunk sizes):
 /// `used_memory` is within 0.82-1.03x of the heap the entries hold for
-/// 23-byte entries, and within 1 % for 10 KB and 1 MB values. Not counted:
-/// fixed per-shard structures (empty tables, policy sketches), the log's
-/// buffers, and a value's spare capacity when it shares a larger buffer.
+/// 23-byte entries, and within 1 % for 10 KB and 1 MB values. The spare
+/// capacity `APPEND` keeps in a value's buffer is counted beside it. Not
+/// counted: fixed per-shard structures (empty tables, policy sketches), the
+/// log's buffers, and spare capacity in a `Bytes` the caller hands in.
 pub const ENTRY_OVERHEAD: u32 = 164;
 
 /// The longest key or string value a write takes, in bytes: 512 MiB, as
@@ -319,7 +321,9 @@ impl Clock for SharedClock {
 
 impl KvStoreBuilder {
     /// Redis's `maxmemory`: the most bytes the entries may use, counted as key
-    /// length + value length + [`ENTRY_OVERHEAD`] per entry. Unset: unbounded.
+    /// length + value length + [`ENTRY_OVERHEAD`] per entry, plus the spare
+    /// capacity of values grown by [`append`](KvStore::append). Unset:
+    /// unbounded.
     pub fn max_memory(mut self, bytes: u64) -> Self {
         self.max_memory = Some(bytes);
         self

@@ -2,12 +2,13 @@
 //! `GETDEL`, `GETEX`, `MGET`, `MSET`, `MSETNX`, `APPEND`, `STRLEN`, and the
 //! counters `INCR`, `INCRBY`, `DECR`, `DECRBY`, `INCRBYFLOAT`.
 
+use super::append;
 use super::expire::Expiry;
 use super::longdouble;
 use super::parse::parse_i64;
-use super::{check_len, KvError, KvStore, MAX_STRING_LEN};
-use crate::{Decision, Ttl};
-use bytes::{Bytes, BytesMut};
+use super::{check_len, KvError, KvStore, ENTRY_OVERHEAD, MAX_STRING_LEN};
+use crate::{CapacityError, Decision, Ttl};
+use bytes::Bytes;
 
 /// `SET`'s `NX` / `XX` condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +314,21 @@ impl KvStore {
     /// `APPEND key value`: appends (creating the key if needed), keeping the
     /// expiry; returns the new length.
     ///
+    /// Amortised linear, as in Redis: a value grown by `APPEND` keeps spare
+    /// capacity (doubling up to 1 MiB, then at least 1 MiB or an eighth
+    /// more), which later appends fill in place while no reader holds the
+    /// value. The spare capacity counts in `used_memory` and `max_memory`;
+    /// when the value does not fit with it, it is stored without.
+    ///
+    /// ```
+    /// let store = shardcache::kv::KvStore::new();
+    /// for _ in 0..1000 {
+    ///     store.append("log", b"entry;")?;
+    /// }
+    /// assert_eq!(store.strlen("log"), 6000);
+    /// # Ok::<(), shardcache::kv::KvError>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`KvError::StringTooLong`] if the value would grow past
@@ -320,17 +336,36 @@ impl KvStore {
     /// the value is unchanged either way.
     pub fn append(&self, key: &str, value: &[u8]) -> Result<usize, KvError> {
         check_len(key, value.len())?;
-        self.cache.compute(self.full_key(key), |cur| {
-            let old: &[u8] = cur.as_ref().map_or(&[], |c| c.value.as_ref());
-            let len = old.len() + value.len();
-            if len > MAX_STRING_LEN {
-                return (Decision::Nothing, Err(KvError::StringTooLong));
-            }
-            let mut joined = BytesMut::with_capacity(len);
-            joined.extend_from_slice(old);
-            joined.extend_from_slice(value);
-            (Decision::Put(joined.freeze(), Ttl::Keep), Ok(len))
-        })?
+        let key = self.full_key(key);
+        let room = self.append_room(&key);
+        let mut spare = 0;
+        let first = self.cache.compute_slot(key, |cur| {
+            let (decision, hidden, r) = append::append(cur, value, room);
+            spare = hidden;
+            (decision, hidden, r)
+        });
+        match first {
+            Ok(r) => r,
+            // It did not fit with room to grow: store it without.
+            Err(CapacityError { key, .. }) if spare > 0 => self
+                .cache
+                .compute_slot(key, |cur| append::append(cur, value, 0))?,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The most bytes an `APPEND` may keep for a value under the stored
+    /// `key`: [`MAX_STRING_LEN`] (so an entry's weight stays within `u32`),
+    /// and no more than `max_memory` holds beside the key.
+    fn append_room(&self, key: &str) -> usize {
+        let max = self.shared.max_memory;
+        if max == 0 {
+            return MAX_STRING_LEN;
+        }
+        let beside = (key.len() as u64).saturating_add(u64::from(ENTRY_OVERHEAD));
+        usize::try_from(max.saturating_sub(beside))
+            .unwrap_or(usize::MAX)
+            .min(MAX_STRING_LEN)
     }
 
     /// `STRLEN key`: the value's length, 0 if missing.

@@ -266,11 +266,14 @@ where
         self.rng
     }
 
-    /// Inserts or replaces `key`. `deadline: None` keeps no deadline; replaced
-    /// and evicted entries go to `removed`.
+    /// Inserts or replaces `key`, weighing the weigher's answer plus
+    /// `hidden` (see [`Cache::compute_slot`](crate::Cache::compute_slot)).
+    /// `deadline: None` keeps no deadline; replaced and evicted entries go
+    /// to `removed`.
     ///
     /// Always inlined (the cache has few insert paths): as a call, it cost
     /// about 15 instructions per insert.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(crate) fn insert<S: BuildHasher>(
         &mut self,
@@ -278,10 +281,11 @@ where
         hash: u64,
         key: K,
         value: V,
+        hidden: u64,
         deadline: Option<u64>,
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
-        let weight = env.weights.weigh(&key, &value);
+        let weight = env.weights.weigh(&key, &value, hidden);
         if let Some(idx) = self.find(hash, &key) {
             if weight > self.capacity {
                 // It could never fit: the old value stays, nothing evicted.
@@ -504,6 +508,13 @@ where
             value: &e.value,
             deadline: meta::deadline(e.node.get()),
         }
+    }
+
+    /// The value at a token from [`live_index`](Self::live_index), for a
+    /// [`Slot`](crate::compute::Slot): whatever is left there keeps the
+    /// entry's weight.
+    pub(crate) fn value_mut(&mut self, idx: u32) -> &mut V {
+        &mut self.entry_mut(idx).value
     }
 
     /// The occupied tokens.

@@ -19,13 +19,11 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         for (i, e) in self.entries.iter().enumerate() {
             if let Some(e) = e {
                 assert_eq!(self.find(hasher.hash_one(&e.key), &e.key), Some(i as u32));
-                // The tests' weighers answer the same every time.
+                // The tests' weighers answer the same every time; a write
+                // may add weight they cannot see (`Cache::compute_slot`).
                 let stored = self.stored_weight(weights, i as u32);
-                assert_eq!(
-                    stored,
-                    weights.weigh(&e.key, &e.value),
-                    "token {i}'s weight"
-                );
+                let seen = weights.weigh(&e.key, &e.value, 0);
+                assert!(stored >= seen, "token {i}'s weight {stored} < {seen}");
                 w += stored;
             }
         }

@@ -1,0 +1,189 @@
+//! `APPEND`'s buffers: a value grows in place, as Redis's sds strings do.
+//!
+//! A value that `APPEND` grew keeps spare capacity after its bytes. The next
+//! `APPEND` writes into it when the store holds the only handle to the
+//! buffer (no reader kept a `Bytes` of it) and the new bytes fit; otherwise
+//! it copies the value into a new buffer with room to grow
+//! ([`grown_capacity`]). The bytes readers hold never change: a buffer is
+//! written past its value's end only while nobody else can see it.
+//!
+//! The spare capacity is memory the entry holds, so it is counted in
+//! `used_memory` and against `max_memory`, as weight the weigher cannot see
+//! in a `Bytes` (see [`Cache::compute_slot`](crate::Cache::compute_slot)).
+
+use super::{KvError, MAX_STRING_LEN};
+use crate::compute::Slot;
+use crate::{Decision, Ttl};
+use bytes::Bytes;
+
+/// Up to this length a growing value's buffer doubles; from it on, it grows
+/// by this much or by an eighth of the value, whichever is more.
+///
+/// 1 MiB is Redis's `SDS_MAX_PREALLOC`, so up to 8 MiB a value holds what
+/// Redis's would: at most twice its length below 1 MiB, at most 1 MiB more
+/// above. Redis keeps adding 1 MiB however long the string, and relies on
+/// `realloc` extending large blocks in place; here every growth copies (the
+/// old buffer stays whole until the write is applied), so a fixed step would
+/// make building a long value quadratic. Growing by at least an eighth
+/// keeps it linear (a value built to n bytes by appends has been copied at
+/// most about 9n bytes in all) with the spare capacity, counted in
+/// `max_memory`, within 12.5 % of the value.
+pub(super) const PREALLOC_STEP: usize = 1 << 20;
+
+/// The capacity a value of `len` bytes gets when `APPEND` has to move it to
+/// a new buffer (see [`PREALLOC_STEP`]), within `room` (the most an entry
+/// may hold; at least `len`). Never decreases as `len` grows, so a buffer
+/// that was given it still counts as "not oversized" after later appends.
+pub(super) fn grown_capacity(len: usize, room: usize) -> usize {
+    let want = if len < PREALLOC_STEP {
+        len.saturating_mul(2)
+    } else {
+        len.saturating_add((len / 8).max(PREALLOC_STEP))
+    };
+    want.min(room).max(len)
+}
+
+/// `APPEND` as a [`Cache::compute_slot`](crate::Cache::compute_slot)
+/// closure: puts the current value followed by `extra` (the key's expiry
+/// kept) and answers the new length, with the new buffer's spare capacity as
+/// hidden weight. `room` caps the capacity (see [`grown_capacity`]). A new
+/// key gets exactly `extra`, as Redis stores it.
+pub(super) fn append(
+    cur: Option<Slot<'_, Bytes>>,
+    extra: &[u8],
+    room: usize,
+) -> (Decision<Bytes>, u64, Result<usize, KvError>) {
+    let Some(slot) = cur else {
+        let value = Bytes::copy_from_slice(extra);
+        return (Decision::Put(value, Ttl::Keep), 0, Ok(extra.len()));
+    };
+    let old_len = slot.value.len();
+    let len = old_len + extra.len();
+    if len > MAX_STRING_LEN {
+        return (Decision::Nothing, 0, Err(KvError::StringTooLong));
+    }
+    let cap = grown_capacity(len, room);
+    let (kept, new, capacity) = match std::mem::take(slot.value).try_into_mut() {
+        // The store holds the only handle and the bytes fit: write after
+        // the value. The slot keeps the old length of the same buffer.
+        Ok(mut buf) if (len..=cap).contains(&buf.capacity()) => {
+            let capacity = buf.capacity();
+            buf.extend_from_slice(extra);
+            let new = buf.freeze();
+            (new.slice(..old_len), new, capacity)
+        }
+        Ok(buf) => copied(buf.freeze(), extra, cap),
+        Err(shared) => copied(shared, extra, cap),
+    };
+    *slot.value = kept;
+    let spare = u64::try_from(capacity - len).unwrap_or(u64::MAX);
+    (Decision::Put(new, Ttl::Keep), spare, Ok(len))
+}
+
+/// `old` followed by `extra` in a new buffer of `cap` bytes, and that
+/// buffer's capacity; `old` is handed back unchanged.
+fn copied(old: Bytes, extra: &[u8], cap: usize) -> (Bytes, Bytes, usize) {
+    let mut buf = Vec::with_capacity(cap);
+    buf.extend_from_slice(&old);
+    buf.extend_from_slice(extra);
+    let capacity = buf.capacity();
+    (old, Bytes::from(buf), capacity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_doubles_then_grows_by_a_step_or_an_eighth() {
+        let room = MAX_STRING_LEN;
+        assert_eq!(grown_capacity(0, room), 0);
+        assert_eq!(grown_capacity(10, room), 20);
+        assert_eq!(
+            grown_capacity(PREALLOC_STEP - 1, room),
+            2 * PREALLOC_STEP - 2
+        );
+        assert_eq!(grown_capacity(PREALLOC_STEP, room), 2 * PREALLOC_STEP);
+        assert_eq!(grown_capacity(8 * PREALLOC_STEP, room), 9 * PREALLOC_STEP);
+        assert_eq!(grown_capacity(80 * PREALLOC_STEP, room), 90 * PREALLOC_STEP);
+        assert_eq!(grown_capacity(MAX_STRING_LEN, room), MAX_STRING_LEN);
+        assert_eq!(grown_capacity(100, 150), 150, "within room");
+        assert_eq!(grown_capacity(100, 0), 100, "never below the length");
+    }
+
+    #[test]
+    fn capacity_never_decreases() {
+        let mut last = 0;
+        for len in (0..MAX_STRING_LEN).step_by(4093).chain([MAX_STRING_LEN]) {
+            for room in [MAX_STRING_LEN, 3 << 20] {
+                let cap = grown_capacity(len, room);
+                assert!(cap >= len);
+                if room == MAX_STRING_LEN {
+                    assert!(cap >= last, "{len}: {cap} < {last}");
+                    last = cap;
+                }
+            }
+        }
+    }
+
+    /// Runs `append` on `value` as the store would, with the store's handle
+    /// in a slot; returns the slot's value (as left) and the new one.
+    fn run(value: &mut Bytes, extra: &[u8]) -> (Bytes, u64) {
+        let slot = Slot { value, ttl: None };
+        match append(Some(slot), extra, MAX_STRING_LEN) {
+            (Decision::Put(new, Ttl::Keep), spare, Ok(len)) => {
+                assert_eq!(len, new.len());
+                (new, spare)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn writes_in_place_only_into_a_buffer_nobody_else_holds() {
+        let mut stored = Bytes::from_static(b"ab");
+        let (new, spare) = run(&mut stored, b"c");
+        assert_eq!((&new[..], spare), (&b"abc"[..], 3));
+        assert_eq!(&stored[..], b"ab", "the slot keeps the old value");
+        drop(stored);
+        let mut stored = new;
+        let at = stored.as_ptr();
+        let (new, spare) = run(&mut stored, b"de");
+        assert_eq!((&new[..], spare, new.as_ptr()), (&b"abcde"[..], 1, at));
+        assert_eq!(&stored[..], b"abc", "same buffer, old length");
+        drop(stored);
+        // A reader holds the value: it is copied, and the reader's bytes stay.
+        let mut stored = new;
+        let reader = stored.clone();
+        let (new, spare) = run(&mut stored, b"f");
+        assert_ne!(new.as_ptr(), at);
+        assert_eq!((&new[..], spare), (&b"abcdef"[..], 6));
+        assert_eq!(&reader[..], b"abcde");
+        assert_eq!(stored.as_ptr(), at, "the slot keeps the reader's buffer");
+    }
+
+    #[test]
+    fn an_oversized_buffer_is_not_kept() {
+        let mut big = Vec::with_capacity(1 << 16);
+        big.extend_from_slice(b"ab");
+        let mut stored = Bytes::from(big);
+        let (new, spare) = run(&mut stored, b"c");
+        assert_eq!((&new[..], spare), (&b"abc"[..], 3));
+    }
+
+    #[test]
+    fn past_the_limit_nothing_changes() {
+        let mut stored = Bytes::from_static(b"ab");
+        let slot = Slot {
+            value: &mut stored,
+            ttl: None,
+        };
+        let long = vec![0; MAX_STRING_LEN - 1];
+        let (decision, _, r) = append(Some(slot), &long, MAX_STRING_LEN);
+        assert_eq!(
+            (decision, r),
+            (Decision::Nothing, Err(KvError::StringTooLong))
+        );
+        assert_eq!(&stored[..], b"ab");
+    }
+}
