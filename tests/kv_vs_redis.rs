@@ -106,14 +106,43 @@ impl Pair {
                 .expect("keys");
             return (R::Int(live.len() as i64), from_kv(self.kv.execute(args)));
         }
+        (self.on_redis(args), from_kv(self.kv.execute(args)))
+    }
+
+    fn on_redis(&mut self, args: &[Vec<u8>]) -> R {
         let mut cmd = redis::cmd(std::str::from_utf8(&args[0]).expect("ascii command"));
         for a in &args[1..] {
             cmd.arg(a.as_slice());
         }
-        (
-            from_redis(cmd.query::<redis::Value>(&mut self.con)),
-            from_kv(self.kv.execute(args)),
-        )
+        from_redis(cmd.query::<redis::Value>(&mut self.con))
+    }
+
+    /// A whole `SCAN` iteration with `options` on each side: the keys it
+    /// returned, sorted, or the first reply that was not a cursor and keys.
+    fn scan_both(&mut self, options: &[Vec<u8>]) -> (R, R) {
+        let mut sides = [R::Nil, R::Nil];
+        for (side, out) in sides.iter_mut().enumerate() {
+            let (mut cursor, mut keys) = (b"0".to_vec(), BTreeSet::new());
+            *out = loop {
+                let mut args = vec![b"SCAN".to_vec(), cursor];
+                args.extend_from_slice(options);
+                let reply = match side {
+                    0 => self.on_redis(&args),
+                    _ => from_kv(self.kv.execute(&args)),
+                };
+                let R::Arr(parts) = &reply else { break reply };
+                let [R::Bulk(next), R::Arr(batch)] = &parts[..] else {
+                    break reply;
+                };
+                keys.extend(batch.iter().cloned());
+                if next == b"0" {
+                    break R::Arr(keys.into_iter().collect());
+                }
+                cursor = next.clone();
+            };
+        }
+        let [want, got] = sides;
+        (want, got)
     }
 
     /// Runs a command on both sides and compares the replies.
@@ -1105,11 +1134,162 @@ fn info_fields_are_redis_fields() {
 /// inside options, text where numbers go (spaces, signs, hexadecimal,
 /// non-ASCII digits), numbers one past the `i64` range, non-ASCII keys and
 /// values. Each sequence on a flushed database; every reply compared.
+///
+/// Redis compares option names with `strcasecmp` on C strings, so an option
+/// ends at a NUL byte (`EX\0` is `EX`, `nx\0junk` is `NX`), while keys,
+/// values, patterns, command names and numbers are read whole (a NUL makes
+/// a number invalid), except `SCAN`'s cursor, which `strtoul` reads up to
+/// the NUL.
 #[test]
 fn hostile_arguments_match_redis() {
     let Some(mut p) = Pair::new() else { return };
     let b = |s: &str| s.as_bytes().to_vec();
+    let unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let (in_100_s, in_80_s) = ((unix_s + 100).to_string(), (unix_s + 80).to_string());
+    let in_100_s_ms = ((unix_s + 100) * 1000).to_string();
     let cases: Vec<Vec<Vec<Vec<u8>>>> = vec![
+        // SET's options are C strings; its number is not.
+        vec![
+            vec![b("SET"), b("k"), b("v"), b("EX\0"), b("10")],
+            vec![b("TTL"), b("k")],
+            vec![b("SET"), b("k"), b("v"), b("nx\0junk")],
+            vec![
+                b("SET"),
+                b("k"),
+                b("v"),
+                b("xx\0junk"),
+                b("px\0"),
+                b("5000"),
+            ],
+            vec![b("PTTL"), b("k")],
+            vec![b("SET"), b("k"), b("v2"), b("KEEPTTL\0x")],
+            vec![b("PTTL"), b("k")],
+            vec![b("SET"), b("k"), b("v3"), b("GET\0x")],
+            vec![
+                b("SET"),
+                b("k"),
+                b("v"),
+                b("EX"),
+                b("10"),
+                b("EX\0"),
+                b("20"),
+            ],
+            vec![b("TTL"), b("k")],
+            vec![
+                b("SET"),
+                b("k"),
+                b("v"),
+                b("EX"),
+                b("10"),
+                b("PX\0"),
+                b("20"),
+            ],
+            vec![b("SET"), b("k"), b("v"), b("EX\0"), b("10"), b("KEEPTTL")],
+            vec![b("SET"), b("k"), b("v"), b("NX"), b("XX\0")],
+            vec![b("SET"), b("k"), b("v"), b("\0")],
+            vec![b("SET"), b("k"), b("v"), b("\0EX"), b("10")],
+            vec![b("SET"), b("k"), b("v"), b("EX"), b("10\0")],
+            vec![
+                b("SET"),
+                b("k"),
+                b("v"),
+                b("EXAT\0"),
+                in_100_s.clone().into_bytes(),
+            ],
+            vec![b("TTL"), b("k")],
+            vec![
+                b("SET"),
+                b("k"),
+                b("v"),
+                b("pxat\0a"),
+                in_100_s_ms.into_bytes(),
+            ],
+            vec![b("TTL"), b("k")],
+            vec![b("GET"), b("k")],
+        ],
+        // GETEX's, the same parser.
+        vec![
+            vec![b("SET"), b("k"), b("v")],
+            vec![b("GETEX"), b("k"), b("ex\0"), b("100")],
+            vec![b("TTL"), b("k")],
+            vec![b("GETEX"), b("k"), b("PERSIST\0")],
+            vec![b("TTL"), b("k")],
+            vec![b("GETEX"), b("k"), b("px\0junk"), b("5000")],
+            vec![b("PTTL"), b("k")],
+            vec![b("GETEX"), b("k"), b("EX"), b("10\0")],
+            vec![b("GETEX"), b("k"), b("PERSIST\0"), b("EX"), b("10")],
+            vec![b("GETEX"), b("missing"), b("ex\0"), b("100")],
+        ],
+        // EXPIRE's conditions.
+        vec![
+            vec![b("SET"), b("k"), b("v")],
+            vec![b("EXPIRE"), b("k"), b("100"), b("nx\0")],
+            vec![b("EXPIRE"), b("k"), b("50"), b("gt\0")],
+            vec![b("EXPIRE"), b("k"), b("50"), b("LT\0x")],
+            vec![b("TTL"), b("k")],
+            vec![b("EXPIRE"), b("k"), b("60"), b("xx\0")],
+            vec![b("PEXPIRE"), b("k"), b("70000"), b("XX\0junk")],
+            vec![b("TTL"), b("k")],
+            vec![b("EXPIREAT"), b("k"), in_80_s.into_bytes(), b("NX\0")],
+            vec![b("EXPIRE"), b("k"), b("10"), b("nx\0"), b("xx\0")],
+            vec![b("EXPIRE"), b("k"), b("10\0")],
+            vec![b("EXPIRE"), b("k"), b("10"), b("\0nx")],
+            vec![b("TTL"), b("k")],
+        ],
+        // FLUSHDB's mode.
+        vec![
+            vec![b("SET"), b("k"), b("v")],
+            vec![b("FLUSHDB"), b("\0")],
+            vec![b("FLUSHDB"), b("sync\0")],
+            vec![b("GET"), b("k")],
+            vec![b("SET"), b("k"), b("v")],
+            vec![b("FLUSHDB"), b("ASYNC\0x")],
+            vec![b("FLUSHDB"), b("async\0"), b("x")],
+            vec![b("GET"), b("k")],
+        ],
+        // SCAN's options (on an empty database, so that both sides answer
+        // cursor 0); a number with a NUL is not one.
+        vec![
+            vec![b("SCAN"), b("0"), b("COUNT\0"), b("10")],
+            vec![b("SCAN"), b("0"), b("match\0x"), b("*")],
+            vec![b("SCAN"), b("0"), b("TYPE\0"), b("string")],
+            vec![b("SCAN"), b("0"), b("TYPE"), b("string\0x")],
+            vec![b("SCAN"), b("0"), b("COUNT"), b("10\0")],
+            vec![b("SCAN"), b("0"), b("\0COUNT"), b("10")],
+            vec![b("SCAN"), b("0\0junk")],
+            vec![b("SCAN"), b("\0junk")],
+            vec![b("SCAN"), b(" 0")],
+        ],
+        // Numbers are read whole; command names too (the error stops at the NUL).
+        vec![
+            vec![b("SET"), b("n"), b("1")],
+            vec![b("INCRBY"), b("n"), b("10\0")],
+            vec![b("DECRBY"), b("n"), b("1\0")],
+            vec![b("INCRBYFLOAT"), b("n"), b("1.5\0")],
+            vec![b("SETEX"), b("n"), b("10\0"), b("v")],
+            vec![b("PSETEX"), b("n"), b("100\0"), b("v")],
+            vec![b("SET"), b("m"), b("1\0")],
+            vec![b("INCR"), b("m")],
+            vec![b("INCRBYFLOAT"), b("m"), b("1")],
+            vec![b("GET\0"), b("n")],
+            vec![b("get\0x"), b("n")],
+            vec![b("GET"), b("n")],
+        ],
+        // Keys, values and patterns keep their NUL bytes.
+        vec![
+            vec![b("SET"), b("a\0b"), b("x\0y")],
+            vec![b("GET"), b("a\0b")],
+            vec![b("GET"), b("a")],
+            vec![b("APPEND"), b("a\0b"), b("\0")],
+            vec![b("STRLEN"), b("a\0b")],
+            vec![b("EXISTS"), b("a"), b("a\0b")],
+            vec![b("KEYS"), b("a\0*")],
+            vec![b("KEYS"), b("a")],
+            vec![b("DEL"), b("a\0b")],
+        ],
         // Error text quoting an argument stays one line, and stops at a NUL.
         vec![vec![b("PEXPIRE"), b("k"), b("100"), b("\r\n")]],
         vec![vec![b("EXPIRE"), b("k"), b("100"), b("a\nb")]],
@@ -1177,5 +1357,64 @@ fn hostile_arguments_match_redis() {
             p.check_args(args)
                 .unwrap_or_else(|e| panic!("replies differ for {e}"));
         }
+    }
+    // INFO's sections are C strings: the same sections on both sides (of
+    // those KvStore has).
+    p.flush();
+    p.check("SET k v");
+    for section in [
+        "server\0x",
+        "KEYSPACE\0",
+        "\0server",
+        "memory\0",
+        "everything\0x",
+    ] {
+        let args = [b("INFO"), b(section)];
+        let (R::Bulk(want), R::Bulk(got)) = p.both(&args) else {
+            panic!("INFO {section:?} is not a bulk string on both sides");
+        };
+        let ours = ["# Server", "# Memory", "# Stats", "# Keyspace"];
+        let headers = |text: &[u8]| -> Vec<String> {
+            String::from_utf8_lossy(text)
+                .split("\r\n")
+                .filter(|l| ours.contains(l))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(headers(&got), headers(&want), "INFO {section:?}");
+    }
+    // SCAN's TYPE is a C string, its pattern is not (the whole iteration
+    // compared, each store's cursors being its own).
+    p.flush();
+    for line in ["SET k v", "SET a\0b v", "SET a v"] {
+        p.check_args(&line.split(' ').map(b).collect::<Vec<_>>())
+            .unwrap_or_else(|e| panic!("replies differ for {e}"));
+    }
+    for options in [
+        &["TYPE", "string\0x"][..],
+        &["type\0", "STRING\0"],
+        &["TYPE", "\0string"],
+        &["TYPE", "list\0string"],
+        &["MATCH", "a\0*"],
+        &["MATCH\0", "a*", "COUNT\0x", "1"],
+        &["MATCH", "a\0"],
+        &["count\0", "2", "TYPE", "string"],
+    ] {
+        let options: Vec<Vec<u8>> = options.iter().map(|o| b(o)).collect();
+        let (want, got) = p.scan_both(&options);
+        assert_eq!(got, want, "SCAN ... {}", show(&options));
+    }
+    // SCAN's cursor is read by strtoul up to the NUL: a cursor past the
+    // digits is taken (its meaning is each store's own), text before them
+    // is refused.
+    for cursor in ["5\0", "5\0junk", "+5\0", "5x\0"] {
+        let args = [b("SCAN"), b(cursor)];
+        let (want, got) = p.both(&args);
+        let refused = |r: &R| matches!(r, R::Err(_));
+        assert_eq!(
+            refused(&got),
+            refused(&want),
+            "SCAN {cursor:?}: {want:?} vs {got:?}"
+        );
     }
 }

@@ -200,7 +200,7 @@ const COMMANDS: &[Spec] = &[
         run: |s, a| {
             let sections: Vec<String> = a[1..]
                 .iter()
-                .map(|x| String::from_utf8_lossy(x).into_owned())
+                .map(|x| String::from_utf8_lossy(c_str(x)).into_owned())
                 .collect();
             let sections: Vec<&str> = sections.iter().map(String::as_str).collect();
             Ok(Reply::Bulk(Bytes::from(s.info(&sections))))
@@ -256,12 +256,22 @@ impl KvStore {
     }
 }
 
-/// An argument as Redis prints it in an error (a C string): up to its
-/// first NUL byte.
+/// An argument as Redis reads it as a C string (to print it in an error,
+/// or to compare it with `strcasecmp`): up to its first NUL byte.
 fn c_str(arg: &[u8]) -> &[u8] {
     arg.iter()
         .position(|&c| c == 0)
         .map_or(arg, |end| &arg[..end])
+}
+
+/// An option name (or `SCAN`'s `TYPE`, `FLUSHDB`'s mode, an `INFO`
+/// section) as Redis compares it, with `strcasecmp` on the C string: up to
+/// the first NUL byte, lowercased. So `EX\0` and `nx\0junk` are `EX` and
+/// `NX` to Redis. Command names, keys, values, patterns and numbers are
+/// read whole (a number with a NUL in it is not a number), except `SCAN`'s
+/// cursor (see [`parse_cursor`]).
+fn option(arg: &[u8]) -> Vec<u8> {
+    c_str(arg).to_ascii_lowercase()
 }
 
 /// Redis's unknown-command error: the name and the first arguments, quoted,
@@ -308,9 +318,10 @@ fn key_array(keys: Vec<String>) -> Reply {
 }
 
 /// The options `SET` (and, with `set = false`, `GETEX`) accept, as Redis's
-/// `parseExtendedStringArgumentsOrReply`: conflicting options are a syntax
-/// error; a repeated expiry option keeps the last value. The expiry's number
-/// is parsed only once all options are known, as Redis does.
+/// `parseExtendedStringArgumentsOrReply`: option names are C strings
+/// ([`option`]); conflicting options are a syntax error; a repeated expiry
+/// option keeps the last value. The expiry's number is parsed only once all
+/// options are known, as Redis does.
 fn parse_string_options<'a>(
     args: &Args<'a>,
     set: bool,
@@ -320,7 +331,7 @@ fn parse_string_options<'a>(
     let mut expiry: RawExpiry<'a> = None;
     let mut i = 0;
     while i < args.len() {
-        let opt = args[i].to_ascii_lowercase();
+        let opt = option(args[i]);
         let next = args.get(i + 1);
         let other_expiry = expiry.as_ref().is_some_and(|(kind, _)| *kind != opt);
         match (opt.as_slice(), next) {
@@ -419,7 +430,7 @@ type ExpireFn = fn(&KvStore, &str, i64, ExpireOptions) -> Result<bool, KvError>;
 fn expire(s: &KvStore, a: &Args<'_>, f: ExpireFn) -> Result<Reply, KvError> {
     let mut opts = ExpireOptions::new();
     for opt in &a[3..] {
-        match opt.to_ascii_lowercase().as_slice() {
+        match option(opt).as_slice() {
             b"nx" => opts.nx = true,
             b"xx" => opts.xx = true,
             b"gt" => opts.gt = true,
@@ -436,8 +447,11 @@ fn expire(s: &KvStore, a: &Args<'_>, f: ExpireFn) -> Result<Reply, KvError> {
     Ok(f(s, key(a[1])?, when, opts)?.into())
 }
 
-/// A `SCAN` cursor as `strtoul` reads it: optional sign, decimal digits.
+/// A `SCAN` cursor as Redis 7.0 reads it, with `strtoul` on the C string:
+/// optional sign, decimal digits, up to the first NUL byte (so `5\0x` is 5,
+/// and an empty cursor, or one starting with NUL, is 0).
 fn parse_cursor(b: &[u8]) -> Result<u64, KvError> {
+    let b = c_str(b);
     if b.is_empty() {
         return Ok(0);
     }
@@ -464,7 +478,7 @@ fn scan(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
         let Some(value) = a.get(i + 1) else {
             return Err(KvError::Syntax);
         };
-        match a[i].to_ascii_lowercase().as_slice() {
+        match option(a[i]).as_slice() {
             b"count" => {
                 let n = parse_i64(value)?;
                 if n < 1 {
@@ -473,7 +487,7 @@ fn scan(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
                 count = usize::try_from(n).unwrap_or(usize::MAX);
             }
             b"match" => pattern = Some(*value),
-            b"type" => type_ok = value.eq_ignore_ascii_case(b"string"),
+            b"type" => type_ok = option(value) == b"string",
             _ => return Err(KvError::Syntax),
         }
         i += 2;
@@ -489,7 +503,7 @@ fn scan(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
 }
 
 fn flushdb(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
-    match a.get(1).map(|m| m.to_ascii_lowercase()) {
+    match a.get(1).map(|m| option(m)) {
         _ if a.len() > 2 => return Err(KvError::Syntax),
         Some(m) if m != b"async" && m != b"sync" => return Err(KvError::Syntax),
         _ => {}
