@@ -127,3 +127,32 @@ fn extreme_rates_build_and_hold() {
         .sliding_window(u32::MAX, Duration::MAX)
         .is_err());
 }
+
+/// Past the range of the cache's deadlines (about 34 years of the clock
+/// after the limiter was built) a key's state could not be kept: the
+/// limiter refuses rather than admitting every request as on a fresh key.
+#[test]
+fn past_the_deadline_range_the_limiter_fails_closed() {
+    for far in [
+        Duration::from_secs(40 * 365 * 86_400),
+        Duration::from_secs(1 << 40),
+        Duration::MAX,
+    ] {
+        let clock = MockClock::new();
+        let window: RateLimiter = RateLimiter::builder()
+            .clock(clock.clone())
+            .sliding_window(3, Duration::from_secs(1))
+            .expect("valid");
+        let bucket: RateLimiter = RateLimiter::builder()
+            .clock(clock.clone())
+            .token_bucket(1, Duration::from_secs(1), 3)
+            .expect("valid");
+        assert!(window.check("k").allowed && bucket.check("k").allowed);
+        clock.advance(far);
+        let admitted = (0..100)
+            .filter(|_| window.check("k").allowed)
+            .count()
+            .max((0..100).filter(|_| bucket.check("k").allowed).count());
+        assert!(admitted <= 3, "{far:?} later: {admitted} of 100 admitted");
+    }
+}

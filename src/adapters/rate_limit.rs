@@ -17,6 +17,11 @@
 //!   up to `16 × limit` bytes: keep limits per key moderate (thousands, not
 //!   millions).
 //!
+//! Decisions are exact for about 34 years of the clock after the limiter is
+//! built (the range of the cache's deadlines); past that, where a key's
+//! state could no longer be kept until it stops mattering, every check is
+//! refused: the limiter fails closed, never open.
+//!
 //! Idle keys are reclaimed: an entry expires when its state no longer
 //! matters (the bucket is full again, or the window has passed), after which
 //! a check behaves exactly as on a fresh key. A key evicted for capacity
@@ -41,6 +46,12 @@ pub(crate) const DEFAULT_MAX_KEYS: u64 = 1_000_000;
 /// The longest refill time or window, in nanoseconds: far from overflowing
 /// any deadline arithmetic.
 const MAX_NANOS: u64 = crate::MAX_TTL_DAYS * 86_400 * 1_000_000_000;
+
+/// The last instant, in nanoseconds from the limiter's origin, until which a
+/// key's state can be kept: the cache's latest deadline, less a second for
+/// the cache having started its count a moment before the limiter did.
+const HORIZON_NANOS: u64 =
+    (crate::policy::node::meta::DEADLINE_MAX - 1_000).saturating_mul(1_000_000);
 
 /// The answer to a rate-limit check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +118,25 @@ enum Algorithm {
         window: u64,
     },
 }
+
+impl Algorithm {
+    /// The longest a key's state must be kept after a check, in
+    /// nanoseconds: a full bucket's worth of emission intervals, or a window.
+    fn longest_state(self) -> u64 {
+        match self {
+            Self::Gcra { t, burst } => t.saturating_mul(u64::from(burst)),
+            Self::Window { window, .. } => window,
+        }
+    }
+}
+
+/// The answer when a check cannot be admitted safely (see
+/// [`RateLimiter::check_n`]).
+const REFUSED: RateDecision = RateDecision {
+    allowed: false,
+    remaining: 0,
+    retry_after: Duration::MAX,
+};
 
 /// Configures a [`RateLimiter`]; from [`RateLimiter::builder`].
 #[must_use = "a builder does nothing until an algorithm is chosen"]
@@ -274,18 +304,15 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> {
     /// Checks (and on success counts) one request for `key`.
     pub fn check(&self, key: impl Into<K>) -> RateDecision {
         // n = 1 never exceeds a limit (limits are at least 1).
-        self.check_n(key, 1).unwrap_or(RateDecision {
-            allowed: false,
-            remaining: 0,
-            retry_after: Duration::MAX,
-        })
+        self.check_n(key, 1).unwrap_or(REFUSED)
     }
 
     /// Checks `n` requests for `key` as one: all admitted, or none.
     ///
     /// If the key's state cannot be stored (a full cache whose policy does
-    /// not evict; not the case with the default settings) the request is
-    /// refused: the limiter fails closed.
+    /// not evict; not the case with the default settings), or could not be
+    /// kept until it stops mattering (about 34 years of the clock after the
+    /// limiter was built), the request is refused: the limiter fails closed.
     ///
     /// # Errors
     ///
@@ -321,6 +348,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> {
             // preempted) is stamped when it is decided, not earlier than a
             // check already decided.
             let now = super::nanos(self.clock.monotonic()).saturating_sub(self.origin);
+            if now.saturating_add(algorithm.longest_state()) > HORIZON_NANOS {
+                // The state would be dropped before it stops mattering, and
+                // every later check would pass as on a fresh key.
+                return (Compute::Nothing, REFUSED);
+            }
             let state = current.map(|c| c.value);
             match algorithm {
                 Algorithm::Gcra { t, burst } => gcra(state, now, n, t, burst),
