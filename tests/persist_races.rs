@@ -7,7 +7,7 @@
 use shardcache::kv::{KvStore, Reply};
 use shardcache::persist::{
     FaultOn, FileLog, Fsync, MemRewrite, MemStorage, OnCorruptTail, PersistError, RecoveryReport,
-    StopReason, Storage,
+    RewriteTarget, StopReason, Storage,
 };
 use shardcache::Cache;
 use std::collections::BTreeMap;
@@ -54,12 +54,32 @@ impl Gate {
     }
 }
 
+/// A one-way signal: once [`set`](Self::set), [`wait_for`](Self::wait_for)
+/// returns.
+#[derive(Default)]
+struct Latch {
+    set: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Latch {
+    fn set(&self) {
+        *self.set.lock().expect("latch") = true;
+        self.cv.notify_all();
+    }
+    /// Waits until set, or for `limit` at most.
+    fn wait_for(&self, limit: Duration) {
+        let s = self.set.lock().expect("latch");
+        let _ = self.cv.wait_timeout_while(s, limit, |set| !*set);
+    }
+}
+
 /// An action on the storage under a [`Hooked`] one.
 type Hook = Box<dyn FnMut(&MemStorage) + Send>;
 
 /// Memory storage whose `sync`, and a rewrite's start, can be held at a
-/// gate, and which runs an action on the inner storage just before a
-/// rewrite's commit.
+/// gate, which runs an action on the inner storage just before a rewrite's
+/// commit, and which signals a rewrite given up before its commit.
 #[derive(Clone, Default)]
 struct Hooked {
     inner: MemStorage,
@@ -68,10 +88,36 @@ struct Hooked {
     /// log keeps the writes it must carry over.
     begin_gate: Arc<Gate>,
     before_commit: Arc<Mutex<Option<Hook>>>,
+    /// Set when a replacement is dropped without being committed.
+    abandoned: Arc<Latch>,
+}
+
+/// A [`Hooked`] storage's replacement.
+struct HookedRewrite {
+    /// Taken by the commit.
+    inner: Option<MemRewrite>,
+    abandoned: Arc<Latch>,
+}
+
+impl RewriteTarget for HookedRewrite {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.inner.as_mut().expect("not committed").append(bytes)
+    }
+    fn len(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |r| r.len())
+    }
+}
+
+impl Drop for HookedRewrite {
+    fn drop(&mut self) {
+        if self.inner.is_some() {
+            self.abandoned.set();
+        }
+    }
 }
 
 impl Storage for Hooked {
-    type Rewrite = MemRewrite;
+    type Rewrite = HookedRewrite;
     fn size(&self) -> io::Result<u64> {
         self.inner.size()
     }
@@ -94,14 +140,18 @@ impl Storage for Hooked {
     fn describe(&self) -> String {
         "<hooked>".into()
     }
-    fn begin_rewrite(&self) -> io::Result<MemRewrite> {
+    fn begin_rewrite(&self) -> io::Result<HookedRewrite> {
         self.begin_gate.pass();
-        self.inner.begin_rewrite()
+        Ok(HookedRewrite {
+            inner: Some(self.inner.begin_rewrite()?),
+            abandoned: self.abandoned.clone(),
+        })
     }
-    fn commit_rewrite(&self, next: MemRewrite) -> io::Result<()> {
+    fn commit_rewrite(&self, mut next: HookedRewrite) -> io::Result<()> {
         if let Some(f) = self.before_commit.lock().expect("hook").as_mut() {
             f(&self.inner);
         }
+        let next = next.inner.take().expect("committed once");
         self.inner.commit_rewrite(next)
     }
 }
@@ -604,4 +654,142 @@ fn a_write_between_a_rollbacks_drain_and_its_undo_does_not_bring_a_refused_value
     h.inner.power_loss(0);
     let (reopened, _) = open(h.inner.clone());
     assert_eq!((memory, contents(&reopened)), (acked.clone(), acked));
+}
+
+/// Sends key `k` to the shard `k % 4` picks, whatever bits a cache of four
+/// shards takes its shard index from: the hash repeats `k % 4` in every pair
+/// of bits.
+#[derive(Clone, Default)]
+struct FourWays;
+
+impl std::hash::BuildHasher for FourWays {
+    type Hasher = FourWaysHasher;
+    fn build_hasher(&self) -> FourWaysHasher {
+        FourWaysHasher(0)
+    }
+}
+
+#[derive(Default)]
+struct FourWaysHasher(u64);
+
+impl std::hash::Hasher for FourWaysHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.wrapping_add(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, k: u32) {
+        self.0 = u64::from(k);
+    }
+    fn finish(&self) -> u64 {
+        (self.0 % 4) * 0x5555_5555_5555_5555
+    }
+}
+
+/// Puts `key` = `value` with `compute` on a thread of `sc`; returns once its
+/// closure is parked at `hold`, holding the key's shard lock (the write was
+/// admitted before the closure ran).
+fn parked_in_compute<'s>(
+    sc: &'s std::thread::Scope<'s, '_>,
+    cache: &Cache<u32, u32, FourWays>,
+    hold: &Arc<Gate>,
+    key: u32,
+    value: u32,
+) -> std::thread::ScopedJoinHandle<'s, Told> {
+    use shardcache::{Decision, Ttl};
+    hold.arm();
+    let (c, gate) = (cache.clone(), hold.clone());
+    let w = sc.spawn(move || {
+        c.durably(|| {
+            c.compute(key, |_| {
+                gate.pass();
+                (Decision::Put(value, Ttl::Keep), ())
+            })
+            .expect("room")
+        })
+    });
+    hold.wait_entered();
+    w
+}
+
+/// Writers admitted while the log was healthy apply their writes after a
+/// repair has rolled back what the failure cost, and are refused at their
+/// append: W1 on key 1 (its undo, a removal, is parked in the listener, so
+/// the rollback stays under way) and then W2 on key 2, whose undo waits for
+/// that rollback. The repair goes on meanwhile. Neither refused write may be
+/// kept: not in memory, and not in the repaired log after a power loss.
+#[test]
+fn a_write_refused_while_a_repair_runs_is_neither_kept_nor_logged() {
+    let h = Hooked::default();
+    let lgate = Arc::new(Gate::default());
+    let listener_gate = lgate.clone();
+    let log = FileLog::with_storage(h.clone(), Fsync::Always).rewrite_policy(0, 0);
+    let cache: Cache<u32, u32, FourWays> = Cache::builder()
+        .max_capacity(1000)
+        .shards(4)
+        .hasher(FourWays)
+        .eviction_listener(move |k: u32, _v: u32, cause| {
+            if k == 1 && cause == shardcache::RemovalCause::Removed {
+                listener_gate.pass();
+            }
+        })
+        .build_persistent(log)
+        .expect("load")
+        .0;
+    cache.durably(|| cache.insert(2, 20)).expect("healthy");
+    cache.durably(|| cache.insert(4, 4)).expect("healthy");
+    let (hold1, hold2) = (Arc::new(Gate::default()), Arc::new(Gate::default()));
+    let (w1, w2, repair) = std::thread::scope(|sc| {
+        let w1 = parked_in_compute(sc, &cache, &hold1, 1, 11);
+        let w2 = parked_in_compute(sc, &cache, &hold2, 2, 22);
+        // The log fails on a third shard; that write is rolled back at once.
+        h.inner.inject(FaultOn::Sync, 0, ErrorKind::Other, false);
+        assert!(cache.durably(|| cache.insert(3, 3)).is_err());
+        assert_eq!(cache.get(&3), None);
+        // The repair has rolled back and is about to start its rewrite.
+        h.begin_gate.arm();
+        let c = cache.clone();
+        // The latch a given-up rewrite sets also marks the repair's end.
+        let ended = h.abandoned.clone();
+        let repair = sc.spawn(move || {
+            let r = c.sync();
+            ended.set();
+            r
+        });
+        h.begin_gate.wait_entered();
+        // W1 applies, is refused, and its rollback parks in the listener.
+        lgate.arm();
+        hold1.release();
+        lgate.wait_entered();
+        // W2 applies and is refused; its undo waits for W1's rollback.
+        hold2.release();
+        assert_eq!(cache.get(&2), Some(22), "W2 applied, not yet undone");
+        // The repair runs until it has either ended or given up a rewrite.
+        // (A repair that waited for the rollback instead would wait for the
+        // listener: the time limit only keeps such a one from hanging here.)
+        h.begin_gate.release();
+        h.abandoned.wait_for(Duration::from_secs(10));
+        lgate.release();
+        (
+            w1.join().expect("w1"),
+            w2.join().expect("w2"),
+            repair.join().expect("repair"),
+        )
+    });
+    assert!(w1.is_err(), "{w1:?}");
+    assert!(w2.is_err(), "{w2:?}");
+    repair.expect("repaired");
+    let memory: BTreeMap<u32, u32> = cache.iter().collect();
+    // Writes go on after the repair.
+    cache.durably(|| cache.insert(5, 5)).expect("repaired");
+    drop(cache);
+    h.inner.power_loss(0);
+    let (reopened, _) = open(h.inner.clone());
+    let want: BTreeMap<u32, u32> = [(2, 20), (4, 4)].into();
+    let want_reopened: BTreeMap<u32, u32> = [(2, 20), (4, 4), (5, 5)].into();
+    assert_eq!(
+        (memory, contents(&reopened)),
+        (want, want_reopened),
+        "(memory, after a power loss): a refused write was kept"
+    );
 }

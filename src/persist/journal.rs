@@ -11,12 +11,13 @@
 //!   log can reproduce.
 //! - A failed log is repaired by a rewrite from the cache's own state (a new
 //!   file), tried on [`Journal::sync`] and at most once a second by a
-//!   refused write; writes resume once it succeeds.
+//!   refused write; writes resume once it succeeds. The rewrite is swapped in
+//!   only from a snapshot that holds no write the log refused.
 //!
 //! The journal reaches the cache only through [`Hooks`], which the cache
 //! hands it.
 
-use super::{PersistError, RecordRef, RewriteKind, WriteAheadLog};
+use super::{PersistError, RecordRef, RewriteKind, Snapshot, WriteAheadLog};
 use crate::sync::{Arc, Condvar, Mutex};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +53,9 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// Why a write whose record a rollback undid is refused.
 const UNDONE: &str = "the log failed before this write was durable, and the write was undone";
 
+/// Why a repair gives up a rewrite before its swap (and takes it again).
+const RETAKE: &str = "a write was refused while the repair's snapshot was taken";
+
 pub(crate) struct Journal<K, V> {
     log: Box<dyn WriteAheadLog>,
     encode: Encoder<K, V>,
@@ -66,6 +70,8 @@ pub(crate) struct Journal<K, V> {
     /// A rewrite (growth or repair) is running on a background thread.
     rewriting: Arc<AtomicBool>,
     last_repair: Mutex<Option<Instant>>,
+    /// Held for a whole repair: one runs at a time.
+    repairing: Mutex<()>,
     /// The first failure no caller has been told of, for `sync`.
     untold: Mutex<Option<PersistError>>,
 }
@@ -83,6 +89,10 @@ struct State {
     /// counts every LSN so far as durable): this is how its waiter learns
     /// that the write is gone all the same.
     undone: Vec<(u64, u64)>,
+    /// Writes refused at their append so far: each was applied in memory
+    /// and its undo record pushed. A repair's snapshot taken while this
+    /// changed may hold such a write, and is not swapped in.
+    refused: u64,
 }
 
 impl State {
@@ -104,11 +114,13 @@ impl<K: 'static, V: 'static> Journal<K, V> {
                 pending: Vec::new(),
                 rolling_back: false,
                 undone: Vec::new(),
+                refused: 0,
             }),
             settled: Condvar::new(),
             hooks: std::sync::OnceLock::new(),
             rewriting: Arc::new(AtomicBool::new(false)),
             last_repair: Mutex::new(None),
+            repairing: Mutex::new(()),
             untold: Mutex::new(None),
         }
     }
@@ -215,6 +227,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
                 state.failed.get_or_insert_with(|| e.to_string());
                 self.failed.store(true, Ordering::Release);
                 state.pending.push((u64::MAX, undo));
+                state.refused = state.refused.wrapping_add(1);
                 Ticket::Failed(e)
             }
             (Err(e), None) => {
@@ -354,20 +367,79 @@ impl<K: 'static, V: 'static> Journal<K, V> {
         }
     }
 
-    /// Repairs a failed log now: rolls back what it did not keep, then
-    /// rewrites it from the cache. Writes resume if that succeeds.
+    /// Repairs a failed log now: rewrites it from the cache once the cache
+    /// holds nothing the log did not keep (see
+    /// [`rewrite_clean`](Self::rewrite_clean)). Writes resume if that
+    /// succeeds. One repair runs at a time; one that waited for another
+    /// finds the log repaired, or repairs it again.
     fn repair(&self) -> Result<(), PersistError> {
-        self.roll_back();
+        let _one = self.repairing.lock();
+        if self.state.lock().failed.is_none() {
+            return Ok(());
+        }
         let hooks = self
             .hooks
             .get()
             .ok_or_else(|| self.refused("no cache".into()))?;
         hooks.rewrite(RewriteKind::Repair)?;
-        let mut state = self.state.lock();
-        state.failed = None;
-        state.pending.clear();
-        self.failed.store(false, Ordering::Release);
+        self.resume();
         Ok(())
+    }
+
+    /// The repair's rewrite: rolls back every write the log did not keep,
+    /// then swaps in a snapshot of the cache, only if that snapshot holds
+    /// none of them.
+    ///
+    /// A writer admitted before the failure may apply its write after the
+    /// rollback (it waited for its shard, or ran a `compute` closure); the
+    /// log refuses it at its append and its undo record is pushed, but until
+    /// that record is applied the snapshot can read the refused value. So the
+    /// snapshot is kept only if, as it starts, no undo record waits or is
+    /// being applied, and no write was refused from then to its end (a
+    /// refused write is applied and counted under its shard's lock, so one
+    /// the snapshot read was counted before it ended). Otherwise the attempt
+    /// is given up before its swap, and the rollback and the snapshot are
+    /// taken again. Each retry follows a write refused at its append; while
+    /// the log is failed only writes admitted before the failure get there,
+    /// so the retries end.
+    fn rewrite_clean(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
+        loop {
+            self.roll_back();
+            let mut retake = false;
+            let result = self.log.rewrite(&mut |emit| {
+                let seen = {
+                    let state = self.state.lock();
+                    if !state.pending.is_empty() || state.rolling_back {
+                        retake = true;
+                        return Err(self.refused(RETAKE.into()));
+                    }
+                    state.refused
+                };
+                snapshot(emit)?;
+                if self.state.lock().refused != seen {
+                    retake = true;
+                    return Err(self.refused(RETAKE.into()));
+                }
+                Ok(())
+            });
+            if !retake {
+                return result;
+            }
+        }
+    }
+
+    /// Ends the failure once the repaired log holds the cache's state. A
+    /// write refused after the repair's snapshot is not in the new log, and
+    /// once writes resume nothing would undo it: it is undone first.
+    fn resume(&self) {
+        let mut state = self.state.lock();
+        while !state.pending.is_empty() || state.rolling_back {
+            drop(state);
+            self.roll_back();
+            state = self.state.lock();
+        }
+        state.failed = None;
+        self.failed.store(false, Ordering::Release);
     }
 
     /// Starts a repair on a background thread, at most once a second.
@@ -456,7 +528,8 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     }
 
     /// The rewrite the cache runs, as `kind`: a compaction, or the repair's
-    /// (which only [`repair`](Self::repair) asks for, after its rollback).
+    /// (which only [`repair`](Self::repair) asks for; it rolls back first,
+    /// see [`rewrite_clean`](Self::rewrite_clean)).
     ///
     /// A compaction does not run on a failed log, nor while a rollback is
     /// under way: the writes the failure cost are undone by the rollback,
@@ -466,7 +539,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     pub(crate) fn rewrite(
         &self,
         kind: RewriteKind,
-        snapshot: &mut super::Snapshot<'_>,
+        snapshot: &mut Snapshot<'_>,
     ) -> Result<(), PersistError> {
         if kind == RewriteKind::Compaction {
             // Refused rather than waited for: the rollback calls listeners,
@@ -488,7 +561,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
         }
         match kind {
             RewriteKind::Compaction => self.log.compact(snapshot),
-            RewriteKind::Repair => self.log.rewrite(snapshot),
+            RewriteKind::Repair => self.rewrite_clean(snapshot),
         }
     }
 
