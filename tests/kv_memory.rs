@@ -141,7 +141,17 @@ fn strings_over_512_mib_are_refused() {
     kv.set("k", at_limit, SetOptions::default())
         .expect("at the limit");
     assert!(matches!(kv.append("k", b"x"), Err(KvError::StringTooLong)));
+    assert_eq!(
+        kv.set_range("k", MAX_STRING_LEN, b"x"),
+        Err(KvError::StringTooLong)
+    );
+    assert_eq!(
+        kv.set_range("new", MAX_STRING_LEN - 1, b"xy"),
+        Err(KvError::StringTooLong)
+    );
+    assert_eq!(kv.set_range("k", usize::MAX, b""), Ok(MAX_STRING_LEN));
     assert_eq!(kv.strlen("k"), MAX_STRING_LEN);
+    assert_eq!(kv.dbsize(), 1);
 }
 
 /// The bytes an entry is accounted beyond its key, value and overhead.
@@ -246,6 +256,7 @@ mod append_model {
     #[derive(Debug, Clone)]
     enum Op {
         Append(usize, Vec<u8>),
+        SetRange(usize, usize, Vec<u8>),
         Set(usize, Vec<u8>),
         Del(usize),
         /// Read the value and keep the reader's handle.
@@ -260,6 +271,8 @@ mod append_model {
         let bytes = prop::collection::vec(any::<u8>(), 0..300);
         prop_oneof![
             6 => (key.clone(), bytes.clone()).prop_map(|(k, v)| Op::Append(k, v)),
+            3 => (key.clone(), 0..700usize, bytes.clone())
+                .prop_map(|(k, at, v)| Op::SetRange(k, at, v)),
             1 => (key.clone(), bytes).prop_map(|(k, v)| Op::Set(k, v)),
             1 => key.clone().prop_map(Op::Del),
             1 => key.clone().prop_map(Op::Hold),
@@ -270,9 +283,10 @@ mod append_model {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
-        /// `APPEND`, `SET`, `DEL` and held readers against a model of the
-        /// values: every value reads back as the model says, every held
-        /// reader keeps its bytes, `APPEND` keeps the expiry, and
+        /// `APPEND`, `SETRANGE`, `SET`, `DEL` and held readers against a
+        /// model of the values: every value reads back as the model says,
+        /// every held reader keeps its bytes, `APPEND` and `SETRANGE` keep
+        /// the expiry, and
         /// `used_memory` counts each entry's key, value and overhead plus a
         /// bounded spare capacity, and nothing once the keys are gone.
         #[test]
@@ -287,6 +301,20 @@ mod append_model {
                         let (want, _) = model.entry(KEYS[k]).or_default();
                         want.extend_from_slice(&v);
                         prop_assert_eq!(s.append(KEYS[k], &v), Ok(want.len()));
+                    }
+                    Op::SetRange(k, at, v) => {
+                        let got = s.set_range(KEYS[k], at, &v);
+                        if v.is_empty() {
+                            let len = model.get(KEYS[k]).map_or(0, |(want, _)| want.len());
+                            prop_assert_eq!(got, Ok(len));
+                        } else {
+                            let (want, _) = model.entry(KEYS[k]).or_default();
+                            if want.len() < at + v.len() {
+                                want.resize(at + v.len(), 0);
+                            }
+                            want[at..at + v.len()].copy_from_slice(&v);
+                            prop_assert_eq!(got, Ok(want.len()));
+                        }
                     }
                     Op::Set(k, v) => {
                         s.set(KEYS[k], v.clone(), SetOptions::new()).expect("set");
@@ -399,4 +427,47 @@ fn an_append_that_fits_only_without_spare_capacity_is_kept() {
     assert_eq!(spare(&s, "k"), 1000, "capped by max_memory");
     assert_eq!(s.append("k", &[b'k'; 1000]), Ok(3000));
     assert_eq!(s.stats().used_memory, entry(1, 3000));
+}
+
+/// `SETRANGE` under `max_memory`: a write that grows the value reserves its
+/// growth (a value that fits only without spare capacity is stored
+/// without), one that does not fit is refused with the value unchanged, and
+/// `used_memory` counts exactly the key, value, overhead and spare capacity.
+#[test]
+fn setrange_is_accounted_and_refused_whole() {
+    let entry = |key: usize, value: usize| (key + value) as u64 + u64::from(ENTRY_OVERHEAD);
+    let s = store(RedisPolicy::NoEviction, entry(1, 2000));
+    assert_eq!(s.set_range("k", 999, b"x"), Ok(1000));
+    assert_eq!(s.stats().used_memory, entry(1, 1000), "a new key: exact");
+    assert_eq!(s.set_range("k", 10, b"over"), Ok(1000));
+    assert_eq!(s.stats().used_memory, entry(1, 1000), "no growth: exact");
+    assert_eq!(s.set_range("k", 1999, b"y"), Ok(2000), "fits exactly");
+    assert_eq!(s.stats().used_memory, entry(1, 2000), "no spare capacity");
+    assert_eq!(s.set_range("k", 2000, b"z"), Err(KvError::OutOfMemory));
+    assert_eq!(s.set_range("k", 1999, b"zz"), Err(KvError::OutOfMemory));
+    let v = s.get("k").expect("kept");
+    assert_eq!(
+        (v.len(), v[999], &v[10..14], v[1999]),
+        (2000, b'x', &b"over"[..], b'y')
+    );
+    assert_eq!(s.set_range("other", 0, b"a"), Err(KvError::OutOfMemory));
+    assert_eq!(s.stats().used_memory, entry(1, 2000));
+    // With room, growth past the end keeps spare capacity (within
+    // max_memory), and later writes past the end use it in place.
+    let s = store(RedisPolicy::NoEviction, entry(1, 5000));
+    s.set_range("k", 0, &[b'k'; 1000]).expect("fits");
+    assert_eq!(s.set_range("k", 1500, b"x"), Ok(1501));
+    assert_eq!(spare(&s, "k"), 1501, "doubled");
+    let at = buffer_of(&s, "k");
+    assert_eq!(s.set_range("k", 2000, b"y"), Ok(2001));
+    assert_eq!(buffer_of(&s, "k"), at, "written in place");
+    assert_eq!(spare(&s, "k"), 1001);
+    assert_eq!(s.set_range("k", 0, b"z"), Ok(2001));
+    assert_eq!(
+        spare(&s, "k"),
+        0,
+        "a write over the bytes copies them exactly"
+    );
+    s.del(&["k"]);
+    assert_eq!(s.stats().used_memory, 0);
 }

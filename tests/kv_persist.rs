@@ -63,6 +63,10 @@ fn every_write_command_survives_a_reopen() {
         &["GETSET", "m2", "c"],
         &["SET", "perm:a", "1"],
         &["SET", "perm:b", "1"],
+        &["SETRANGE", "keep", "3", "xyz"],
+        &["SETRANGE", "padded", "4", "z"],
+        &["SET", "unlinked", "v"],
+        &["UNLINK", "unlinked"],
     ];
     for cmd in script {
         let reply = store.execute(cmd);
@@ -103,6 +107,100 @@ fn a_rewritten_kv_log_loads_the_same_keyspace() {
     assert_eq!(dump(&open(&storage, &clock)), want);
 }
 
+/// `SETRANGE` logs the whole new value with the key's expiry: over the
+/// value's bytes, past its end (into the spare capacity `APPEND` left), and
+/// on a new key, each comes back from the log (and from a rewrite) with the
+/// same bytes and TTL.
+#[test]
+fn setrange_survives_a_reopen_with_its_bytes_and_ttl() {
+    let storage = MemStorage::new();
+    let clock = MockClock::new();
+    let store = open(&storage, &clock);
+    let script: &[&[&str]] = &[
+        &["SET", "s", "hello world", "EX", "100"],
+        &["SETRANGE", "s", "6", "WORLD, again"],
+        &["APPEND", "s", "!"],
+        &["SETRANGE", "s", "25", "end"],
+        &["SETRANGE", "s", "0", "J"],
+        &["SETRANGE", "padded", "5", "abc"],
+        &["PEXPIRE", "padded", "7500"],
+        &["SETRANGE", "padded", "1", "z"],
+        &["SETRANGE", "nothing", "3", ""],
+    ];
+    for cmd in script {
+        let reply = store.execute(cmd);
+        assert!(!reply.is_error(), "{cmd:?}: {reply:?}");
+    }
+    // Through a namespace view, on the prefixed key.
+    let ns = store.namespace("ns:");
+    assert_eq!(ns.execute(&["SETRANGE", "x", "1", "y"]), Reply::Integer(2));
+    assert_eq!(
+        ns.execute(&["GETRANGE", "x", "1", "1"]),
+        Reply::Bulk("y".into())
+    );
+    assert_eq!(ns.execute(&["TOUCH", "x", "s"]), Reply::Integer(1));
+    assert_eq!(ns.execute(&["PEXPIRETIME", "x"]), Reply::Integer(-1));
+    assert_eq!(store.get("ns:x").as_deref(), Some(&b"\0y"[..]));
+    let want = dump(&store);
+    assert_eq!(
+        store.get("s").as_deref(),
+        Some(&b"Jello WORLD, again!\0\0\0\0\0\0end"[..])
+    );
+    assert_eq!(store.get("padded").as_deref(), Some(&b"\0z\0\0\0abc"[..]));
+    assert_eq!(store.execute(&["EXISTS", "nothing"]), Reply::Integer(0));
+    assert_eq!(want[&b"s"[..]].1, Reply::Integer(100_000));
+    assert_eq!(want[&b"padded"[..]].1, Reply::Integer(7_500));
+    drop(store);
+    let reopened = open(&storage, &clock);
+    assert_eq!(dump(&reopened), want);
+    clock.advance(Duration::from_millis(2_500));
+    reopened.rewrite_log().expect("rewrite");
+    let later = dump(&reopened);
+    assert_eq!(later[&b"padded"[..]].1, Reply::Integer(5_000));
+    drop(reopened);
+    assert_eq!(dump(&open(&storage, &clock)), later);
+}
+
+/// A `SETRANGE` the log refuses changes nothing, also when it would have
+/// grown the value in place (into spare capacity left by `APPEND`).
+#[test]
+fn a_setrange_the_log_refuses_leaves_the_value() {
+    use shardcache::persist::FaultOn;
+    let storage = MemStorage::new();
+    let clock = MockClock::new();
+    let store = open(&storage, &clock);
+    for cmd in [&["APPEND", "k", "abc"][..], &["APPEND", "k", "def"]] {
+        store.execute(cmd);
+    }
+    storage.inject(FaultOn::Append, 0, std::io::ErrorKind::StorageFull, true);
+    for cmd in [
+        &["SETRANGE", "k", "6", "gh"][..],
+        &["SETRANGE", "k", "8", "x"],
+        &["SETRANGE", "k", "1", "ZZ"],
+        &["SETRANGE", "new", "1", "x"],
+    ] {
+        let reply = store.execute(cmd);
+        assert!(
+            matches!(&reply, Reply::Error(e) if e.starts_with("MISCONF ")),
+            "{cmd:?}: {reply:?}"
+        );
+    }
+    assert_eq!(store.get("k").as_deref(), Some(&b"abcdef"[..]));
+    assert_eq!(store.execute(&["EXISTS", "new"]), Reply::Integer(0));
+    storage.heal();
+    let _ = store.sync();
+    store.sync().expect("repaired");
+    assert_eq!(
+        store.execute(&["SETRANGE", "k", "6", "gh"]),
+        Reply::Integer(8)
+    );
+    drop(store);
+    assert_eq!(
+        open(&storage, &clock).get("k").as_deref(),
+        Some(&b"abcdefgh"[..])
+    );
+}
+
 fn command() -> impl Strategy<Value = Vec<String>> {
     let key = (0..6u8).prop_map(|k| format!("k{k}"));
     let val = "[a-c0-9]{0,3}";
@@ -116,6 +214,12 @@ fn command() -> impl Strategy<Value = Vec<String>> {
             s.to_string()
         ]),
         (key.clone(), val).prop_map(|(k, v)| vec!["APPEND".into(), k, v]),
+        (key.clone(), 0..8u32, val).prop_map(|(k, o, v)| vec![
+            "SETRANGE".into(),
+            k,
+            o.to_string(),
+            v
+        ]),
         key.clone().prop_map(|k| vec!["INCR".into(), k]),
         key.clone().prop_map(|k| vec!["DEL".into(), k]),
         key.clone().prop_map(|k| vec!["PERSIST".into(), k]),

@@ -3,7 +3,8 @@
 //!
 //! Needs `redis-server` on the PATH; without it these tests fail with a clear
 //! message, unless `SHARDCACHE_SKIP_REDIS=1` is set. TTL replies are compared
-//! within a tolerance (`TTL` ±1 s, `PTTL` ±100 ms); `KEYS` replies are
+//! within a tolerance (`TTL` and `EXPIRETIME` ±1 s, `PTTL` and `PEXPIRETIME`
+//! ±100 ms); `KEYS` replies are
 //! compared as sets, `SCAN` by the union of a full iteration, `RANDOMKEY` by
 //! membership, `EXPIRE ... GT|LT` by the resulting TTL when the old and new
 //! deadlines are within a millisecond (a race in Redis too), and `DBSIZE` against the length of Redis's `KEYS *` (Redis
@@ -152,6 +153,8 @@ impl Pair {
         let ok = match (name.as_str(), &want, &got) {
             ("ttl", R::Int(a), R::Int(b)) if *a >= 0 => (a - b).abs() <= 1,
             ("pttl", R::Int(a), R::Int(b)) if *a >= 0 => (a - b).abs() <= 100,
+            ("expiretime", R::Int(a), R::Int(b)) if *a >= 0 => (a - b).abs() <= 1,
+            ("pexpiretime", R::Int(a), R::Int(b)) if *a >= 0 => (a - b).abs() <= 100,
             ("keys", R::Arr(a), R::Arr(b)) => sorted(a) == sorted(b),
             ("randomkey", a, b) => (*a == R::Nil) == (*b == R::Nil),
             _ if want == got => true,
@@ -761,6 +764,246 @@ fn multi_key_and_keyspace_commands() {
 }
 
 #[test]
+fn getrange_and_substr() {
+    run_cases(&[
+        &[
+            "SET k This_is_a_string",
+            "GETRANGE k 0 3",
+            "GETRANGE k -3 -1",
+            "GETRANGE k 0 -1",
+            "GETRANGE k 10 100",
+            "GETRANGE k -100 -50",
+            "GETRANGE k -100 100",
+            "GETRANGE k -1 -5",
+            "GETRANGE k 5 3",
+            "GETRANGE k 0 0",
+            "GETRANGE k 15 15",
+            "GETRANGE k 16 16",
+            "GETRANGE k 16 100",
+            "GETRANGE k -16 -16",
+            "GETRANGE k -17 0",
+            "GETRANGE k -17 -17",
+            "GETRANGE k 3 -14",
+            "GETRANGE k 3 -13",
+            "GETRANGE k 9223372036854775807 9223372036854775807",
+            "GETRANGE k -9223372036854775808 -9223372036854775808",
+            "GETRANGE k -9223372036854775808 9223372036854775807",
+            "GETRANGE k 0 -9223372036854775808",
+            "GETRANGE k -9223372036854775808 -1",
+            "SUBSTR k 0 3",
+            "SUBSTR k -3 -1",
+            "SUBSTR k 5 3",
+            "SUBSTR missing 0 -1",
+        ],
+        &[
+            "GETRANGE missing 0 -1",
+            "GETRANGE missing 5 1",
+            "SET e \"\"",
+            "GETRANGE e 0 -1",
+            "GETRANGE e 0 0",
+            "GETRANGE e -1 -1",
+            "GETRANGE e -1 0",
+            "SET n 12345",
+            "INCR n",
+            "GETRANGE n 1 2",
+            "GETRANGE n -2 -1",
+        ],
+        // Numbers as string2ll reads them, both before the key is looked up.
+        &[
+            "SET k hello",
+            "GETRANGE k x 0",
+            "GETRANGE k 0 x",
+            "GETRANGE missing x 0",
+            "GETRANGE missing 0 1.5",
+            "GETRANGE k -0 5",
+            "GETRANGE k +1 3",
+            "GETRANGE k 01 3",
+            "GETRANGE k \"\" 3",
+            "GETRANGE k 0 9223372036854775808",
+            "GETRANGE k -9223372036854775809 0",
+            "SUBSTR k 1 -0",
+        ],
+        &[
+            "GETRANGE",
+            "GETRANGE k",
+            "GETRANGE k 0",
+            "GETRANGE k 0 1 2",
+            "SUBSTR k 0",
+            "SUBSTR k 0 1 2",
+            "substr",
+            "GetRange k 0",
+        ],
+    ]);
+}
+
+#[test]
+fn setrange_matches_redis() {
+    run_cases(&[
+        &[
+            "SET k Hello_World",
+            "SETRANGE k 6 Redis",
+            "GET k",
+            "SETRANGE k 0 J",
+            "SETRANGE k 9 dish!",
+            "GET k",
+            "SETRANGE k 20 !",
+            "GET k",
+            "STRLEN k",
+            "SETRANGE k 21 ?",
+            "SETRANGE k 30 end",
+            "GET k",
+            "SETRANGE k 0 0123456789012345678901234567890123456789",
+            "GET k",
+        ],
+        // Padding a new key, and writing nothing.
+        &[
+            "SETRANGE new 3 abc",
+            "GET new",
+            "SETRANGE new2 0 x",
+            "GET new2",
+            "SETRANGE missing 5 \"\"",
+            "SETRANGE missing 0 \"\"",
+            "SETRANGE missing 9223372036854775807 \"\"",
+            "EXISTS missing",
+            "SET k abc",
+            "SETRANGE k 100 \"\"",
+            "SETRANGE k 9223372036854775807 \"\"",
+            "GET k",
+            "SET e \"\"",
+            "SETRANGE e 0 \"\"",
+            "SETRANGE e 2 x",
+            "GET e",
+        ],
+        // The expiry stays; APPEND, INCR and SETRANGE on one value.
+        &[
+            "SET t v EX 100",
+            "SETRANGE t 1 abc",
+            "TTL t",
+            "SETRANGE t 10 z",
+            "TTL t",
+            "GET t",
+            "SET n 10",
+            "SETRANGE n 2 5",
+            "INCR n",
+            "SETRANGE n 0 x",
+            "INCR n",
+            "APPEND a xyz",
+            "SETRANGE a 5 q",
+            "APPEND a r",
+            "SETRANGE a 1 \"\"",
+            "SETRANGE a 2 ZZZZZZZ",
+            "APPEND a !",
+            "GET a",
+            "STRLEN a",
+        ],
+        // Offsets: negative, not integers, and past 512 MiB with the value.
+        &[
+            "SET k abc",
+            "SETRANGE k -1 x",
+            "SETRANGE k -1 \"\"",
+            "SETRANGE missing -1 \"\"",
+            "SETRANGE missing -9223372036854775808 x",
+            "SETRANGE k -0 x",
+            "SETRANGE k +5 x",
+            "SETRANGE k 05 x",
+            "SETRANGE k 1.0 x",
+            "SETRANGE k x x",
+            "SETRANGE missing x \"\"",
+            "SETRANGE k \"\" x",
+            "SETRANGE k 9223372036854775808 x",
+            "SETRANGE k 9223372036854775807 x",
+            "SETRANGE k 9223372036854775807 xyz",
+            "SETRANGE k 536870912 x",
+            "SETRANGE k 536870911 xy",
+            "SETRANGE k 0 \"\"",
+            "SETRANGE m 536870912 x",
+            "SETRANGE m 536870911 xy",
+            "SETRANGE m 4611686018427387904 x",
+            "EXISTS m",
+            "GET k",
+        ],
+        &[
+            "SETRANGE",
+            "SETRANGE k",
+            "SETRANGE k 0",
+            "SETRANGE k 0 a b",
+            "SETRANGE k -1",
+            "EXISTS k",
+        ],
+    ]);
+}
+
+#[test]
+fn touch_unlink_and_expiretime() {
+    let unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let at_s = unix_s + 100;
+    let at_ms = (unix_s + 200) * 1000 + 123;
+    let expire_at = format!("EXPIREAT k {at_s}");
+    let pexpire_at = format!("PEXPIREAT k {at_ms}");
+    let past = format!("PEXPIREAT k {}", (unix_s - 10) * 1000);
+    run_cases(&[
+        &[
+            "MSET a 1 b 2",
+            "TOUCH a",
+            "TOUCH a b c a",
+            "TOUCH missing",
+            "TOUCH",
+            "UNLINK a a b c",
+            "EXISTS a b",
+            "TOUCH a b",
+            "UNLINK",
+            "SET k v EX 100",
+            "UNLINK k",
+            "TTL k",
+        ],
+        &[
+            "EXPIRETIME k",
+            "PEXPIRETIME k",
+            "SET k v",
+            "EXPIRETIME k",
+            "PEXPIRETIME k",
+            &expire_at,
+            "EXPIRETIME k",
+            "PEXPIRETIME k",
+            &pexpire_at,
+            "PEXPIRETIME k",
+            "EXPIRETIME k",
+            "EXPIRE k 100",
+            "EXPIRETIME k",
+            "SET k v PX 5500",
+            "PEXPIRETIME k",
+            "EXPIRETIME k",
+            "PERSIST k",
+            "EXPIRETIME k",
+            "PEXPIRETIME k",
+            &past,
+            "EXPIRETIME k",
+            "PEXPIRETIME k",
+            "EXPIRETIME",
+            "EXPIRETIME a b",
+            "PEXPIRETIME",
+            "PEXPIRETIME a b",
+        ],
+    ]);
+    // A deadline set in Unix ms reads back to within a millisecond (it is
+    // kept as a time left on the store's monotonic clock).
+    let store = KvStore::new();
+    store.execute(&["SET", "k", "v"]);
+    store.execute(&["PEXPIREAT", "k", &at_ms.to_string()]);
+    let Reply::Integer(got) = store.execute(&["PEXPIRETIME", "k"]) else {
+        panic!("PEXPIRETIME answers an integer");
+    };
+    assert!(got.abs_diff(at_ms as i64) <= 1, "{got} vs {at_ms}");
+    assert_eq!(
+        store.execute(&["EXPIRETIME", "k"]),
+        Reply::Integer(((at_ms + 500) / 1000) as i64)
+    );
+}
+
+#[test]
 fn scan_full_iteration_matches_keys() {
     let Some(mut p) = Pair::new() else { return };
     p.flush();
@@ -943,6 +1186,35 @@ fn command() -> impl Strategy<Value = String> {
             .prop_map(|(k, o)| format!("GETEX {k} {o}")),
         pattern.prop_map(|p| format!("KEYS {p}")),
         Just("DBSIZE".to_string()),
+        range_command(key),
+    ]
+}
+
+/// One generated `GETRANGE`/`SETRANGE`/`TOUCH`/`UNLINK`/`EXPIRETIME`.
+fn range_command(
+    key: impl Strategy<Value = &'static str> + Clone,
+) -> impl Strategy<Value = String> {
+    let pos = prop::sample::select(vec![
+        "0",
+        "1",
+        "3",
+        "-1",
+        "-3",
+        "10",
+        "-100",
+        "x",
+        "-0",
+        "9223372036854775807",
+    ]);
+    let bytes = prop::sample::select(vec!["a", "xyz", "\"\"", "12"]);
+    prop_oneof![
+        (key.clone(), pos.clone(), pos.clone())
+            .prop_map(|(k, a, b)| format!("GETRANGE {k} {a} {b}")),
+        (key.clone(), pos, bytes).prop_map(|(k, o, v)| format!("SETRANGE {k} {o} {v}")),
+        (key.clone(), key.clone()).prop_map(|(a, b)| format!("TOUCH {a} {b} {a}")),
+        (key.clone(), key.clone()).prop_map(|(a, b)| format!("UNLINK {a} {b}")),
+        key.clone().prop_map(|k| format!("EXPIRETIME {k}")),
+        key.prop_map(|k| format!("PEXPIRETIME {k}")),
     ]
 }
 
@@ -1289,6 +1561,32 @@ fn hostile_arguments_match_redis() {
             vec![b("KEYS"), b("a\0*")],
             vec![b("KEYS"), b("a")],
             vec![b("DEL"), b("a\0b")],
+        ],
+        // GETRANGE's and SETRANGE's numbers are read whole; keys and values
+        // keep their NUL bytes.
+        vec![
+            vec![b("SET"), b("k"), b("hello")],
+            vec![b("GETRANGE"), b("k"), b("0\0"), b("2")],
+            vec![b("GETRANGE"), b("k"), b("0"), b("2\0")],
+            vec![b("SUBSTR"), b("k"), b("\0"), b("2")],
+            vec![b("GETRANGE"), b("k"), b(" 1"), b("2")],
+            vec![b("SETRANGE"), b("k"), b("5\0"), b("x")],
+            vec![b("SETRANGE"), b("k"), b("\0"), b("x")],
+            vec![b("SETRANGE"), b("k"), b("1 "), b("x")],
+            vec![b("SETRANGE"), b("k"), b("\u{ff11}"), b("x")],
+            vec![b("SETRANGE"), b("a\0b"), b("2"), b("x\0y")],
+            vec![b("GET"), b("a\0b")],
+            vec![b("GETRANGE"), b("a\0b"), b("1"), b("-2")],
+            vec![b("SETRANGE"), b("k"), b("1"), b("\0\0")],
+            vec![b("GET"), b("k")],
+            vec![b("TOUCH"), b("a\0b"), b("a"), b("k")],
+            vec![b("EXPIRETIME"), b("a\0b")],
+            vec![b("UNLINK"), b("a\0b"), b("a")],
+            vec![b("GETRANGE\0"), b("k"), b("0"), b("1")],
+            vec![b("SETRANGE\0x"), b("k"), b("0"), b("1")],
+            vec![b("SETRANGE"), b("\u{17c}"), b("1"), b("\u{17c}")],
+            vec![b("GETRANGE"), b("\u{17c}"), b("0"), b("1")],
+            vec![b("GETRANGE"), b("\u{17c}"), b("1"), b("1")],
         ],
         // Error text quoting an argument stays one line, and stops at a NUL.
         vec![vec![b("PEXPIRE"), b("k"), b("100"), b("\r\n")]],

@@ -1,10 +1,11 @@
-//! `APPEND`'s buffers: a value grows in place, as Redis's sds strings do.
+//! `APPEND`'s and `SETRANGE`'s buffers: a value grows in place, as Redis's
+//! sds strings do.
 //!
-//! A value that `APPEND` grew keeps spare capacity after its bytes. The next
-//! `APPEND` writes into it when the store holds the only handle to the
-//! buffer (no reader kept a `Bytes` of it) and the new bytes fit; otherwise
-//! it copies the value into a new buffer with room to grow
-//! ([`grown_capacity`]). The bytes readers hold never change: a buffer is
+//! A value that `APPEND` (or a `SETRANGE` past its end) grew keeps spare
+//! capacity after its bytes. The next such write goes into it when the
+//! store holds the only handle to the buffer (no reader kept a `Bytes` of
+//! it) and the new bytes fit; otherwise it copies the value into a new
+//! buffer with room to grow ([`grown_capacity`]). The bytes readers hold never change: a buffer is
 //! written past its value's end only while nobody else can see it.
 //!
 //! The spare capacity is memory the entry holds, so it is counted in
@@ -53,38 +54,107 @@ pub(super) fn append(
     extra: &[u8],
     room: usize,
 ) -> (Decision<Bytes>, u64, Result<usize, KvError>) {
-    let Some(slot) = cur else {
-        let value = Bytes::copy_from_slice(extra);
-        return (Decision::Put(value, Ttl::Keep), 0, Ok(extra.len()));
-    };
-    let old_len = slot.value.len();
-    let len = old_len + extra.len();
+    write_after(cur, 0, extra, room)
+}
+
+/// `SETRANGE` as a [`Cache::compute_slot`](crate::Cache::compute_slot)
+/// closure: puts the current value (zero-padded to `offset` if shorter)
+/// with `bytes` written at `offset`, the key's expiry kept, and answers the
+/// new length. A write that starts at or past the value's end grows it as
+/// [`append`] does (in place when it can, with room to grow); one that
+/// covers some of the value's bytes builds a new buffer, since the bytes the
+/// slot holds must stay as they are (see [`Slot`]), with room to grow only
+/// if the value gets longer (as Redis's `sdsgrowzero`). A new key gets
+/// exactly `offset` zeros and `bytes`.
+pub(super) fn set_range(
+    cur: Option<Slot<'_, Bytes>>,
+    offset: usize,
+    bytes: &[u8],
+    room: usize,
+) -> (Decision<Bytes>, u64, Result<usize, KvError>) {
+    match cur {
+        Some(slot) if offset < slot.value.len() => overwrite(slot, offset, bytes, room),
+        cur => {
+            let old_len = cur.as_ref().map_or(0, |s| s.value.len());
+            write_after(cur, offset - old_len, bytes, room)
+        }
+    }
+}
+
+/// [`set_range`] over some of the value's own bytes: the new value in a new
+/// buffer, the slot left as it is.
+fn overwrite(
+    slot: Slot<'_, Bytes>,
+    offset: usize,
+    bytes: &[u8],
+    room: usize,
+) -> (Decision<Bytes>, u64, Result<usize, KvError>) {
+    let old = &*slot.value;
+    let end = offset.saturating_add(bytes.len());
+    let len = end.max(old.len());
     if len > MAX_STRING_LEN {
         return (Decision::Nothing, 0, Err(KvError::StringTooLong));
     }
+    let cap = if len > old.len() {
+        grown_capacity(len, room)
+    } else {
+        len
+    };
+    let mut buf = Vec::with_capacity(cap);
+    buf.extend_from_slice(&old[..offset]);
+    buf.extend_from_slice(bytes);
+    buf.extend_from_slice(old.get(end..).unwrap_or_default());
+    let spare = u64::try_from(buf.capacity() - len).unwrap_or(u64::MAX);
+    (Decision::Put(Bytes::from(buf), Ttl::Keep), spare, Ok(len))
+}
+
+/// Puts the current value followed by `gap` zero bytes and `extra`: the
+/// growth shared by [`append`] and [`set_range`].
+fn write_after(
+    cur: Option<Slot<'_, Bytes>>,
+    gap: usize,
+    extra: &[u8],
+    room: usize,
+) -> (Decision<Bytes>, u64, Result<usize, KvError>) {
+    let old_len = cur.as_ref().map_or(0, |s| s.value.len());
+    let len = match old_len
+        .checked_add(gap)
+        .and_then(|n| n.checked_add(extra.len()))
+    {
+        Some(len) if len <= MAX_STRING_LEN => len,
+        _ => return (Decision::Nothing, 0, Err(KvError::StringTooLong)),
+    };
+    let Some(slot) = cur else {
+        let mut value = Vec::with_capacity(len);
+        value.resize(gap, 0);
+        value.extend_from_slice(extra);
+        return (Decision::Put(Bytes::from(value), Ttl::Keep), 0, Ok(len));
+    };
     let cap = grown_capacity(len, room);
     let (kept, new, capacity) = match std::mem::take(slot.value).try_into_mut() {
         // The store holds the only handle and the bytes fit: write after
         // the value. The slot keeps the old length of the same buffer.
         Ok(mut buf) if (len..=cap).contains(&buf.capacity()) => {
             let capacity = buf.capacity();
+            buf.resize(old_len + gap, 0);
             buf.extend_from_slice(extra);
             let new = buf.freeze();
             (new.slice(..old_len), new, capacity)
         }
-        Ok(buf) => copied(buf.freeze(), extra, cap),
-        Err(shared) => copied(shared, extra, cap),
+        Ok(buf) => copied(buf.freeze(), gap, extra, cap),
+        Err(shared) => copied(shared, gap, extra, cap),
     };
     *slot.value = kept;
     let spare = u64::try_from(capacity - len).unwrap_or(u64::MAX);
     (Decision::Put(new, Ttl::Keep), spare, Ok(len))
 }
 
-/// `old` followed by `extra` in a new buffer of `cap` bytes, and that
-/// buffer's capacity; `old` is handed back unchanged.
-fn copied(old: Bytes, extra: &[u8], cap: usize) -> (Bytes, Bytes, usize) {
+/// `old`, `gap` zero bytes and `extra` in a new buffer of `cap` bytes, and
+/// that buffer's capacity; `old` is handed back unchanged.
+fn copied(old: Bytes, gap: usize, extra: &[u8], cap: usize) -> (Bytes, Bytes, usize) {
     let mut buf = Vec::with_capacity(cap);
     buf.extend_from_slice(&old);
+    buf.resize(old.len() + gap, 0);
     buf.extend_from_slice(extra);
     let capacity = buf.capacity();
     (old, Bytes::from(buf), capacity)
@@ -169,6 +239,42 @@ mod tests {
         let mut stored = Bytes::from(big);
         let (new, spare) = run(&mut stored, b"c");
         assert_eq!((&new[..], spare), (&b"abc"[..], 3));
+    }
+
+    /// Runs `set_range` on `value` as the store would.
+    fn run_set_range(value: &mut Bytes, offset: usize, bytes: &[u8]) -> (Bytes, u64) {
+        let slot = Slot { value, ttl: None };
+        match set_range(Some(slot), offset, bytes, MAX_STRING_LEN) {
+            (Decision::Put(new, Ttl::Keep), spare, Ok(len)) => {
+                assert_eq!(len, new.len());
+                (new, spare)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn set_range_grows_in_place_past_the_end_and_copies_over_the_bytes() {
+        let mut stored = Bytes::from_static(b"ab");
+        let (new, spare) = run_set_range(&mut stored, 4, b"c");
+        assert_eq!((&new[..], spare), (&b"ab\0\0c"[..], 5));
+        drop(stored);
+        let mut stored = new;
+        let at = stored.as_ptr();
+        let (new, spare) = run_set_range(&mut stored, 6, b"d");
+        assert_eq!((&new[..], spare, new.as_ptr()), (&b"ab\0\0c\0d"[..], 3, at));
+        assert_eq!(&stored[..], b"ab\0\0c", "same buffer, old length");
+        drop(stored);
+        // Over the value's bytes: a new exact buffer, the slot untouched.
+        let mut stored = new;
+        let (new, spare) = run_set_range(&mut stored, 1, b"XY");
+        assert_eq!((&new[..], spare), (&b"aXY\0c\0d"[..], 0));
+        assert_ne!(new.as_ptr(), at);
+        assert_eq!((&stored[..], stored.as_ptr()), (&b"ab\0\0c\0d"[..], at));
+        // Over the end and past it: grows with room.
+        let (new, spare) = run_set_range(&mut stored, 5, b"0123");
+        assert_eq!((&new[..], spare), (&b"ab\0\0c0123"[..], 9));
+        assert_eq!(&stored[..], b"ab\0\0c\0d");
     }
 
     #[test]

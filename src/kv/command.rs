@@ -90,6 +90,21 @@ const COMMANDS: &[Spec] = &[
         run: |s, a| Ok(s.append(key(a[1])?, a[2])?.into()),
     },
     Spec {
+        name: "getrange",
+        arity: 4,
+        run: getrange,
+    },
+    Spec {
+        name: "substr",
+        arity: 4,
+        run: getrange,
+    },
+    Spec {
+        name: "setrange",
+        arity: 4,
+        run: setrange,
+    },
+    Spec {
         name: "strlen",
         arity: 2,
         run: |s, a| Ok(s.strlen(key(a[1])?).into()),
@@ -130,9 +145,19 @@ const COMMANDS: &[Spec] = &[
         run: |s, a| Ok(s.del(&keys(&a[1..])?).into()),
     },
     Spec {
+        name: "unlink",
+        arity: -2,
+        run: |s, a| Ok(s.del(&keys(&a[1..])?).into()),
+    },
+    Spec {
         name: "exists",
         arity: -2,
         run: |s, a| Ok(s.exists(&keys(&a[1..])?).into()),
+    },
+    Spec {
+        name: "touch",
+        arity: -2,
+        run: |s, a| Ok(s.touch(&keys(&a[1..])?).into()),
     },
     Spec {
         name: "expire",
@@ -163,6 +188,16 @@ const COMMANDS: &[Spec] = &[
         name: "pttl",
         arity: 2,
         run: |s, a| Ok(s.pttl(key(a[1])?).into()),
+    },
+    Spec {
+        name: "expiretime",
+        arity: 2,
+        run: |s, a| Ok(s.expire_time(key(a[1])?).into()),
+    },
+    Spec {
+        name: "pexpiretime",
+        arity: 2,
+        run: |s, a| Ok(s.pexpire_time(key(a[1])?).into()),
     },
     Spec {
         name: "persist",
@@ -423,6 +458,24 @@ fn mset(s: &KvStore, a: &Args<'_>, command: &'static str) -> Result<bool, KvErro
         return s.mset_nx(&pairs);
     }
     s.mset(&pairs).map(|()| true)
+}
+
+/// `GETRANGE` and `SUBSTR`: both positions are parsed before the key is
+/// looked up, as Redis does.
+fn getrange(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
+    let (start, end) = (parse_i64(a[2])?, parse_i64(a[3])?);
+    Ok(Reply::Bulk(s.get_range(key(a[1])?, start, end)))
+}
+
+/// `SETRANGE`: the offset is checked (an integer, not negative) before the
+/// key is looked at.
+fn setrange(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
+    let offset = parse_i64(a[2])?;
+    if offset < 0 {
+        return Err(KvError::OffsetOutOfRange);
+    }
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    Ok(s.set_range(key(a[1])?, offset, a[3])?.into())
 }
 
 type ExpireFn = fn(&KvStore, &str, i64, ExpireOptions) -> Result<bool, KvError>;

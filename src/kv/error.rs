@@ -25,9 +25,12 @@ pub enum KvError {
     NanOrInfinity,
     /// A key or string value longer than [`MAX_STRING_LEN`](super::MAX_STRING_LEN)
     /// bytes (512 MiB, Redis's default `proto-max-bulk-len`), or an
-    /// `APPEND` that would make one; nothing is written.
+    /// `APPEND` or `SETRANGE` that would make one; nothing is written.
     #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
     StringTooLong,
+    /// A negative `SETRANGE` offset.
+    #[error("ERR offset is out of range")]
+    OffsetOutOfRange,
     /// The write does not fit under `max_memory` even after evicting by the
     /// policy (`noeviction`, a `volatile-*` policy with nothing to evict, or
     /// an entry bigger than `max_memory`); the key keeps its old value.

@@ -1,6 +1,6 @@
 //! Expiry commands: `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` (with
-//! `NX`/`XX`/`GT`/`LT`), `TTL`, `PTTL`, `PERSIST`, and the [`Expiry`]
-//! argument of `SET`/`GETEX`.
+//! `NX`/`XX`/`GT`/`LT`), `TTL`, `PTTL`, `EXPIRETIME`, `PEXPIRETIME`,
+//! `PERSIST`, and the [`Expiry`] argument of `SET`/`GETEX`.
 
 use super::{KvError, KvStore};
 use crate::{Decision, Ttl};
@@ -273,6 +273,49 @@ impl KvStore {
         match self.pttl(key) {
             ms if ms < 0 => ms,
             ms => (ms + 500) / 1000,
+        }
+    }
+
+    /// `PEXPIRETIME key`: the Unix time in milliseconds at which the key
+    /// expires, -1 for a key without expiry, -2 for a missing key.
+    ///
+    /// The store keeps each deadline as a time on its monotonic clock, so
+    /// this is the wall clock now plus the time left: within a millisecond
+    /// of a deadline set with `PXAT`/`PEXPIREAT`, and it moves with the
+    /// wall clock if that is changed (where Redis's stays and its `PTTL`
+    /// moves).
+    ///
+    /// ```
+    /// use shardcache::{kv::KvStore, MockClock};
+    /// let clock = MockClock::new();
+    /// let store = KvStore::builder().clock(clock.clone()).build()?;
+    /// assert_eq!(store.pexpire_time("k"), -2);
+    /// store.set("k", "v", Default::default())?;
+    /// assert_eq!(store.pexpire_time("k"), -1);
+    /// store.pexpire_at("k", 1_800_000_000_499, Default::default())?;
+    /// assert_eq!(store.pexpire_time("k"), 1_800_000_000_499);
+    /// assert_eq!(store.expire_time("k"), 1_800_000_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pexpire_time(&self, key: &str) -> i64 {
+        let found = self.cache.ttl(&self.full_key(key));
+        self.count_lookup(found.is_some());
+        match found {
+            None => -2,
+            Some(None) => -1,
+            Some(Some(t)) => self
+                .now_ms()
+                .saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// `EXPIRETIME key`: the Unix time in seconds (rounded to nearest) at
+    /// which the key expires, -1 for a key without expiry, -2 for a missing
+    /// key. See [`pexpire_time`](Self::pexpire_time).
+    pub fn expire_time(&self, key: &str) -> i64 {
+        match self.pexpire_time(key) {
+            ms if ms < 0 => ms,
+            ms => ms.saturating_add(500) / 1000,
         }
     }
 

@@ -76,7 +76,7 @@ fn step(
 ) {
     let (k, v) = (input.pick(&KEYS), input.pick(&VALUES));
     let n = i64::from(input.byte() as i8);
-    let (got, want): (Reply, Reply) = match input.byte() % 14 {
+    let (got, want): (Reply, Reply) = match input.byte() % 19 {
         0 => {
             let want = typed
                 .set(k, Bytes::from(v), SetOptions::new())
@@ -215,6 +215,28 @@ fn step(
             model.entries.remove(k);
             (exec.execute(&["GETDEL", k]), Reply::from_option(want))
         }
+        op @ 13..=15 => range_step(exec, typed, model, input, (k, v, n), op - 13),
+        16 => {
+            let (k2, removed) = (input.pick(&KEYS), model.live(k).is_some());
+            let removed = usize::from(removed) + usize::from(k2 != k && model.live(k2).is_some());
+            model.entries.remove(k);
+            model.entries.remove(k2);
+            let want = typed.del(&[k, k2]);
+            assert_eq!(want, removed, "UNLINK model");
+            (exec.execute(&["UNLINK", k, k2]), want.into())
+        }
+        17 => {
+            let want = typed.pexpire_time(k);
+            // The mock wall clock starts at 2024-01-01 and moves with the
+            // monotonic one, so a deadline reads back exactly.
+            let expected = model.live(k).map_or(-2, |e| {
+                e.1.map_or(-1, |d| {
+                    1_704_067_200_000 + i64::try_from(d).unwrap_or(i64::MAX)
+                })
+            });
+            assert_eq!(want, expected, "PEXPIRETIME {k} vs model");
+            (exec.execute(&["PEXPIRETIME", k]), want.into())
+        }
         _ => {
             // Arbitrary bytes as a command: must not panic, and must agree.
             let len = usize::from(input.byte() % 6);
@@ -227,8 +249,77 @@ fn step(
     assert_eq!(got, want, "execute and typed methods disagree");
 }
 
+/// `SETRANGE`, `GETRANGE` or `TOUCH` (`which`: 0, 1, 2) on both stores and
+/// the model, with the step's key, value and number.
+fn range_step(
+    exec: &KvStore,
+    typed: &KvStore,
+    model: &mut Model,
+    input: &mut Input<'_>,
+    (k, v, n): (&str, &str, i64),
+    which: u8,
+) -> (Reply, Reply) {
+    let m = i64::from(input.byte() as i8);
+    match which {
+        0 => {
+            let offset = n.rem_euclid(12).unsigned_abs() as usize;
+            let want = typed.set_range(k, offset, v.as_bytes());
+            if !v.is_empty() {
+                let entry = model.live(k).cloned();
+                let mut value = entry.as_ref().map(|e| e.0.to_vec()).unwrap_or_default();
+                if value.len() < offset + v.len() {
+                    value.resize(offset + v.len(), 0);
+                }
+                value[offset..offset + v.len()].copy_from_slice(v.as_bytes());
+                let deadline = entry.and_then(|e| e.1);
+                model
+                    .entries
+                    .insert(k.to_owned(), (Bytes::from(value), deadline));
+            }
+            let len = model.live(k).map_or(0, |e| e.0.len());
+            assert_eq!(want, Ok(len), "SETRANGE {k} {offset} {v:?} vs model");
+            (
+                exec.execute(&["SETRANGE", k, &offset.to_string(), v]),
+                want.map_or_else(Reply::from, Reply::from),
+            )
+        }
+        1 => {
+            let want = typed.get_range(k, n, m);
+            let value = model.live(k).map(|e| e.0.clone()).unwrap_or_default();
+            // Redis 7.0: positions counted from the end when negative, then
+            // raised to 0 (so `-75 -52` on a short value is its first byte);
+            // both negative and crossed is empty.
+            let at = |i: i64| {
+                if i < 0 {
+                    (i + value.len() as i64).max(0)
+                } else {
+                    i
+                }
+            };
+            let crossed = n < 0 && m < 0 && n > m;
+            let expected: Vec<u8> = (0..value.len())
+                .filter(|&i| !crossed && (at(n)..=at(m)).contains(&(i as i64)))
+                .map(|i| value[i])
+                .collect();
+            assert_eq!(&want[..], &expected[..], "GETRANGE {k} {n} {m} vs model");
+            (
+                exec.execute(&["GETRANGE", k, &n.to_string(), &m.to_string()]),
+                Reply::Bulk(want),
+            )
+        }
+        _ => {
+            let k2 = input.pick(&KEYS);
+            let want = typed.touch(&[k, k2, k]);
+            let found = usize::from(model.live(k).is_some());
+            let expected = 2 * found + usize::from(model.live(k2).is_some());
+            assert_eq!(want, expected, "TOUCH model");
+            (exec.execute(&["TOUCH", k, k2, k]), want.into())
+        }
+    }
+}
+
 /// Command names [`run_edges`] draws from.
-const EDGE_COMMANDS: [&str; 16] = [
+const EDGE_COMMANDS: [&str; 21] = [
     "SET",
     "APPEND",
     "GET",
@@ -245,6 +336,11 @@ const EDGE_COMMANDS: [&str; 16] = [
     "STRLEN",
     "INCRBY",
     "GETSET",
+    "GETRANGE",
+    "SUBSTR",
+    "TOUCH",
+    "UNLINK",
+    "PEXPIRETIME",
 ];
 
 /// Runs `execute` on arbitrary argument lists that reach the size limits:

@@ -1,5 +1,5 @@
-//! Keyspace commands: `DEL`, `EXISTS`, `KEYS`, `SCAN`, `DBSIZE`, `FLUSHDB`,
-//! `RANDOMKEY`, `TYPE`. In a namespace they see only the namespace's keys,
+//! Keyspace commands: `DEL` (and `UNLINK`), `EXISTS`, `TOUCH`, `KEYS`,
+//! `SCAN`, `DBSIZE`, `FLUSHDB`, `RANDOMKEY`, `TYPE`. In a namespace they see only the namespace's keys,
 //! named without the prefix.
 
 use super::glob::glob_match;
@@ -52,7 +52,9 @@ impl KvStore {
         });
     }
 
-    /// `DEL key...`: how many of the keys existed and were removed.
+    /// `DEL key...` (and `UNLINK key...`, the same here: a removed value is
+    /// freed when its last reader drops it): how many of the keys existed
+    /// and were removed.
     pub fn del<K: AsRef<str>>(&self, keys: &[K]) -> usize {
         keys.iter()
             .filter(|k| self.cache.remove(&self.full_key(k.as_ref())).is_some())
@@ -64,6 +66,26 @@ impl KvStore {
         keys.iter()
             .filter(|k| {
                 let hit = self.cache.contains_key(&self.full_key(k.as_ref()));
+                self.count_lookup(hit);
+                hit
+            })
+            .count()
+    }
+
+    /// `TOUCH key...`: how many of the keys exist, counting repeats; each
+    /// one found counts as an access for the eviction policy (and in
+    /// `keyspace_hits`), as a `GET` would.
+    ///
+    /// ```
+    /// let store = shardcache::kv::KvStore::new();
+    /// store.set("a", "1", Default::default())?;
+    /// assert_eq!(store.touch(&["a", "b", "a"]), 2);
+    /// # Ok::<(), shardcache::kv::KvError>(())
+    /// ```
+    pub fn touch<K: AsRef<str>>(&self, keys: &[K]) -> usize {
+        keys.iter()
+            .filter(|k| {
+                let hit = self.with_full_key(k.as_ref(), |k| self.cache.get(k).is_some());
                 self.count_lookup(hit);
                 hit
             })

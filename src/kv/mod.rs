@@ -21,6 +21,21 @@
 //! # Ok::<(), shardcache::kv::KvError>(())
 //! ```
 //!
+//! The commands: `GET` `SET` `SETEX` `PSETEX` `SETNX` `GETSET` `GETDEL`
+//! `GETEX` `MGET` `MSET` `MSETNX` `APPEND` `STRLEN` `GETRANGE` `SUBSTR`
+//! `SETRANGE` `INCR` `DECR` `INCRBY` `DECRBY` `INCRBYFLOAT` `DEL` `UNLINK`
+//! `EXISTS` `TOUCH` `TYPE` `EXPIRE` `PEXPIRE` `EXPIREAT` `PEXPIREAT` `TTL`
+//! `PTTL` `EXPIRETIME` `PEXPIRETIME` `PERSIST` `KEYS` `SCAN` `DBSIZE`
+//! `FLUSHDB` `RANDOMKEY` `INFO`.
+//!
+//! ```
+//! use shardcache::kv::{KvStore, Reply};
+//! let store = KvStore::new();
+//! assert_eq!(store.execute(&["SETRANGE", "k", "2", "llo"]), Reply::Integer(5));
+//! assert_eq!(store.execute(&["GETRANGE", "k", "-3", "-1"]), Reply::Bulk("llo".into()));
+//! assert_eq!(store.execute(&["EXPIRETIME", "k"]), Reply::Integer(-1));
+//! ```
+//!
 //! Differences from Redis, by design: keys are UTF-8 `String`s; multi-key
 //! commands (`MSET`, `MSETNX`, `DEL`) are atomic per key, not across keys;
 //! expiries are kept to the millisecond, and one more than about 34 years
