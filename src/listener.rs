@@ -12,7 +12,8 @@ pub enum RemovalCause {
     Evicted,
     /// `remove`, `retain`, `invalidate_if` or `clear` took it out.
     Removed,
-    /// An insert of the same key replaced its value.
+    /// A write of the same key replaced its live value (a value already
+    /// past its time is reported [`Expired`](Self::Expired)).
     Replaced,
 }
 

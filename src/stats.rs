@@ -193,9 +193,9 @@ pub struct CacheStats {
     pub hits: u64,
     /// Lookups that found nothing or an expired entry (INFO `keyspace_misses`).
     pub misses: u64,
-    /// Inserts of a key that was not present.
+    /// Inserts of a key that was not present (or only expired).
     pub inserts: u64,
-    /// Inserts that replaced the value of a present key.
+    /// Inserts that replaced the live value of a present key.
     pub updates: u64,
     /// Entries removed to stay within capacity (INFO `evicted_keys`).
     pub evictions: u64,

@@ -4,11 +4,13 @@
 //! The cache may evict, so the model only checks what must hold whatever the
 //! policy chose: a value the cache returns is the last one written for that
 //! key and is not expired; removed, cleared and expired keys are never
-//! returned; the size never exceeds the capacity.
+//! returned; the size never exceeds the capacity; the listener hears a
+//! value as replaced only if it was live, and as expired only if it was not.
 
 use proptest::prelude::*;
-use shardcache::{Cache, MockClock};
+use shardcache::{Cache, MockClock, RemovalCause};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -50,6 +52,18 @@ impl Model {
             _ => None,
         }
     }
+
+    /// Checks the removals an operation caused against the model as it
+    /// was before the operation.
+    fn check_heard(&self, heard: &Mutex<Vec<(u8, u16, RemovalCause)>>) {
+        for (k, v, cause) in heard.lock().expect("log").drain(..) {
+            match cause {
+                RemovalCause::Replaced => assert_eq!(self.live(k), Some(v), "key {k} replaced"),
+                RemovalCause::Expired => assert_eq!(self.live(k), None, "key {k} expired"),
+                _ => {}
+            }
+        }
+    }
 }
 
 fn run(ops: Vec<Op>, capacity: u64, shards: usize, ttl: Option<u16>) {
@@ -61,9 +75,16 @@ fn run(ops: Vec<Op>, capacity: u64, shards: usize, ttl: Option<u16>) {
     if let Some(t) = ttl {
         b = b.time_to_live(Duration::from_millis(u64::from(t)));
     }
+    let heard: Arc<Mutex<Vec<(u8, u16, RemovalCause)>>> = Arc::default();
+    let h = heard.clone();
+    b = b.eviction_listener(move |k, v, cause| h.lock().expect("log").push((k, v, cause)));
     let cache: Cache<u8, u16> = b.build().expect("valid config");
     let mut model = Model::default();
     for op in ops {
+        let before = Model {
+            now: model.now,
+            map: model.map.clone(),
+        };
         match op {
             Op::Insert(k, v) => {
                 cache.insert(k, v);
@@ -114,6 +135,7 @@ fn run(ops: Vec<Op>, capacity: u64, shards: usize, ttl: Option<u16>) {
         }
         assert!(cache.weighted_size() <= capacity, "over capacity");
         assert_eq!(cache.weighted_size(), cache.len() as u64);
+        before.check_heard(&heard);
     }
     // Everything the cache still holds agrees with the model.
     for (k, v) in cache.iter() {

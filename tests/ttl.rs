@@ -103,3 +103,64 @@ fn expired_memory_is_reclaimed_by_writes_without_reads() {
     assert_eq!(cache.len(), 2_000);
     assert_eq!(cache.stats().expirations, 10_000);
 }
+
+/// A cache on `clock` with `tti` (if any) whose listener logs to the vector.
+fn logged(clock: &MockClock, tti: Option<Duration>) -> (Cache<u32, u32>, Removals) {
+    let heard: Removals = Arc::default();
+    let h = heard.clone();
+    let mut builder = Cache::builder()
+        .max_capacity(100)
+        .clock(clock.clone())
+        .eviction_listener(move |k, v, cause| h.lock().expect("log").push((k, v, cause)));
+    if let Some(tti) = tti {
+        builder = builder.time_to_idle(tti);
+    }
+    (builder.build().expect("valid"), heard)
+}
+
+type Removals = Arc<Mutex<Vec<(u32, u32, RemovalCause)>>>;
+
+/// Writing over an entry whose time ran out before it was reclaimed: the
+/// old value left because it expired, not because it was replaced.
+#[test]
+fn a_write_over_an_expired_entry_reports_it_expired() {
+    use shardcache::{Decision, Ttl};
+    let clock = MockClock::new();
+    let (cache, heard) = logged(&clock, None);
+    cache.insert_with_ttl(1, 10, secs(1));
+    cache.insert(2, 20);
+    cache.insert_with_ttl(3, 30, secs(1));
+    clock.advance(secs(2));
+    cache.insert(1, 11);
+    cache.insert(2, 21);
+    let put = cache.compute(3, |cur| (Decision::Put(31, Ttl::Keep), cur.is_some()));
+    assert_eq!(put, Ok(false), "compute sees no live entry");
+    // (A write may also reclaim other expired entries: sorted by key.)
+    heard.lock().expect("log").sort_by_key(|&(k, _, _)| k);
+    assert_eq!(
+        *heard.lock().expect("log"),
+        [
+            (1, 10, RemovalCause::Expired),
+            (2, 20, RemovalCause::Replaced),
+            (3, 30, RemovalCause::Expired),
+        ]
+    );
+    let s = cache.stats();
+    assert_eq!((s.expirations, s.updates, s.removals), (2, 1, 0));
+    assert_eq!(
+        s.inserts, 5,
+        "a write over an expired key counts as an insert"
+    );
+
+    // Past its time to idle, likewise.
+    let (cache, heard) = logged(&clock, Some(secs(60)));
+    cache.insert(1, 10);
+    clock.advance(secs(60));
+    cache.insert(1, 11);
+    assert_eq!(
+        *heard.lock().expect("log"),
+        [(1, 10, RemovalCause::Expired)]
+    );
+    let s = cache.stats();
+    assert_eq!((s.expirations, s.updates, s.inserts), (1, 0, 2));
+}

@@ -286,7 +286,15 @@ where
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
         let weight = env.weights.weigh(&key, &value, hidden);
-        if let Some(idx) = self.find(hash, &key) {
+        let mut found = self.find(hash, &key);
+        if let Some(idx) = found.filter(|&idx| self.expired_before_write(idx, env)) {
+            // Past its time but not yet reclaimed: it leaves as expired, and
+            // the key is written anew (as `compute` does).
+            let (k, v) = self.remove_hashed(env, idx, Some(hash));
+            removed.push((k, v, RemovalCause::Expired));
+            found = None;
+        }
+        if let Some(idx) = found {
             if weight > self.capacity {
                 // It could never fit: the old value stays, nothing evicted.
                 return Err((key, value));
@@ -476,6 +484,20 @@ where
         let idx = self.find(hash, key)?;
         let expired = self.is_expired_now(idx, env);
         Some((self.remove_at(env, idx), expired))
+    }
+
+    /// [`is_expired_now`](Self::is_expired_now) for an entry a write is
+    /// about to replace, inlined: a deadline is checked against the clock
+    /// (already read, under a TTL, for the new deadline), the idle limit
+    /// only under time-to-idle.
+    #[inline(always)]
+    fn expired_before_write<S>(&self, idx: u32, env: &Env<'_, K, V, S>) -> bool {
+        if let Some(d) = meta::deadline(self.entry(idx).node.get()) {
+            if is_expired(d, env.now()) {
+                return true;
+            }
+        }
+        env.tti.is_some() && self.is_expired_now(idx, env)
     }
 
     fn is_expired_now<S>(&self, idx: u32, env: &Env<'_, K, V, S>) -> bool {

@@ -29,12 +29,17 @@ impl<K, V> Shard<K, V> {
         }
     }
 
-    /// Records `weight` (a weigher's `u32`) as token `idx`'s.
-    #[inline]
+    /// Records `weight` (a weigher's `u32`) as token `idx`'s. Always
+    /// inlined, so that under unit weights a write pays one test.
+    #[inline(always)]
     pub(super) fn remember_weight<S>(&mut self, env: &Env<'_, K, V, S>, idx: u32, weight: u64) {
-        if env.weights.is_unit() {
-            return;
+        if !env.weights.is_unit() {
+            self.store_weight(idx, weight);
         }
+    }
+
+    /// [`remember_weight`](Self::remember_weight) under a custom weigher.
+    fn store_weight(&mut self, idx: u32, weight: u64) {
         let i = idx as usize;
         if i >= self.weights.len() {
             self.weights.resize(i + 1, 0);
