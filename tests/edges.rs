@@ -229,3 +229,94 @@ fn a_closure_that_panics_costs_no_removal_its_notice() {
     assert_eq!(cache.len(), 5, "five removed before the panic");
     assert_eq!(heard.lock().expect("log").len(), 5, "and all five heard");
 }
+
+/// Runs `get_or_insert_with(1, ..)` on another thread with a loader that
+/// returns `loaded` only once `during` (run on this thread while the loader
+/// is inside) has returned. Gives back what the load returned.
+fn load_around(
+    cache: &Cache<u64, &'static str>,
+    loaded: &'static str,
+    during: impl FnOnce(),
+) -> &'static str {
+    use std::sync::mpsc::channel;
+    let (inside, started) = channel();
+    let (release, go) = channel::<()>();
+    let loader = {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            cache.get_or_insert_with(1, move || {
+                inside.send(()).expect("test waits");
+                go.recv().expect("test releases");
+                loaded
+            })
+        })
+    };
+    started.recv().expect("loader started");
+    during();
+    release.send(()).expect("loader waits");
+    loader.join().expect("loader returns")
+}
+
+#[test]
+fn a_load_overtaken_by_an_insert_and_a_remove_does_not_bring_back_its_value() {
+    let cache: Cache<u64, &str> = Cache::new(100);
+    let returned = load_around(&cache, "old", || {
+        cache.insert(1, "new");
+        assert_eq!(cache.remove(&1), Some("new"));
+    });
+    // The caller may have the value it loaded; the cache must not.
+    assert_eq!(returned, "old");
+    assert_eq!(cache.get(&1), None, "the removal came after the load began");
+}
+
+#[test]
+fn a_load_overtaken_by_an_insert_does_not_overwrite_it() {
+    let cache: Cache<u64, &str> = Cache::new(100);
+    load_around(&cache, "old", || cache.insert(1, "new"));
+    assert_eq!(cache.get(&1), Some("new"));
+}
+
+#[test]
+fn a_load_overtaken_by_a_remove_or_a_clear_is_not_stored() {
+    let cache: Cache<u64, &str> = Cache::new(100);
+    // Invalidating a key that is being loaded (and so is absent).
+    load_around(&cache, "old", || assert_eq!(cache.remove(&1), None));
+    assert_eq!(cache.get(&1), None);
+    load_around(&cache, "old", || cache.clear());
+    assert_eq!(cache.get(&1), None);
+    load_around(&cache, "old", || {
+        cache.insert(1, "new");
+        cache.invalidate_if(|_, v| *v == "new");
+    });
+    assert_eq!(cache.get(&1), None);
+    // A load nothing overtook is stored as before.
+    load_around(&cache, "loaded", || cache.insert(2, "other key"));
+    assert_eq!(cache.get(&1), Some("loaded"));
+}
+
+#[test]
+fn a_caller_arriving_after_a_remove_is_not_handed_an_older_load() {
+    let cache: Cache<u64, &str> = Cache::new(100);
+    let mut later = None;
+    let first = load_around(&cache, "old", || {
+        cache.insert(1, "new");
+        cache.remove(&1);
+        // A caller that starts after the removal, while the old load still
+        // runs: it may wait for that load, but must not be handed its value.
+        let misses = cache.stats().misses;
+        let c = cache.clone();
+        later = Some(std::thread::spawn(move || {
+            c.get_or_insert_with(1, || "fresh")
+        }));
+        while cache.stats().misses == misses {
+            std::thread::yield_now();
+        }
+        // Give it time to reach the load and wait on it; the assertions
+        // below hold whether or not it did.
+        std::thread::sleep(Duration::from_millis(20));
+    });
+    assert_eq!(first, "old");
+    let later = later.expect("spawned").join().expect("returns");
+    assert_eq!(later, "fresh");
+    assert_eq!(cache.get(&1), Some("fresh"));
+}

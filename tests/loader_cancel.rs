@@ -261,3 +261,44 @@ async fn a_discarded_detached_load_is_run_by_its_caller() {
     assert_eq!(err.map_err(|e| *e), Err("down"));
     assert_eq!(cache.get(&4), None);
 }
+
+/// A detached load that a write overtook (an insert, then a remove, while
+/// it ran) does not store its older value; its caller loads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_load_overtaken_by_an_insert_and_a_remove_is_not_stored() {
+    let cache: Cache<u64, &str> = Cache::new(100);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let channels = std::sync::Mutex::new(Some((started_tx, release_rx)));
+    let caller = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            let load = || {
+                let taken = channels.lock().ok().and_then(|mut c| c.take());
+                async move {
+                    match taken {
+                        Some((started, release)) => {
+                            let _ = started.send(());
+                            let _ = release.await;
+                            "old"
+                        }
+                        None => "fresh",
+                    }
+                }
+            };
+            cache
+                .get_or_insert_with_spawned(1, load, spawn_on_tokio)
+                .await
+        })
+    };
+    started_rx.await.expect("the detached load started");
+    cache.insert(1, "new");
+    assert_eq!(cache.remove(&1), Some("new"));
+    release_tx.send(()).expect("the detached load is waiting");
+    let got = tokio::time::timeout(Duration::from_secs(10), caller)
+        .await
+        .expect("caller not hung")
+        .expect("caller did not panic");
+    assert_eq!(got, "fresh");
+    assert_eq!(cache.get(&1), Some("fresh"));
+}

@@ -205,6 +205,26 @@ fn a_reload_never_brings_back_a_removed_entry() {
 }
 
 #[test]
+fn a_reload_never_overwrites_a_newer_write() {
+    let f = fixture(None);
+    f.cache.insert(5, 5);
+    f.clock.advance(AFTER);
+    f.cache.get(&5); // a reload is now in flight
+    f.cache.insert(5, 50);
+    assert_eq!(f.spawned.run_all(), 1);
+    assert_eq!(
+        f.cache.get(&5),
+        Some(50),
+        "the reload read the source before"
+    );
+    // A reload that nothing overtook still lands.
+    f.clock.advance(AFTER);
+    f.cache.get(&5);
+    assert_eq!(f.spawned.run_all(), 1);
+    assert_eq!(f.cache.get(&5), Some(1005));
+}
+
+#[test]
 fn entries_without_a_deadline_are_never_refreshed() {
     let f = fixture(None);
     f.cache

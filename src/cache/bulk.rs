@@ -20,6 +20,8 @@ where
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
     /// Removes every entry. The listener sees each with [`RemovalCause::Removed`].
+    /// Loads in flight (see [`get_or_insert_with`](Self::get_or_insert_with))
+    /// do not store their values.
     pub fn clear(&self) {
         if let Some(journal) = self.journal() {
             if let Err(e) = journal.admit() {

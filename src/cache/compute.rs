@@ -12,6 +12,7 @@ use crate::listener::{RemovalCause, Removed};
 use crate::persist::journal::Ticket;
 use crate::persist::RecordRef;
 use crate::shard::expiry::deadline_after;
+use crate::shard::LoadId;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
@@ -80,6 +81,38 @@ where
         key: K,
         f: impl FnOnce(Option<Slot<'_, V>>) -> (Decision<V>, u64, R),
     ) -> Result<R, CapacityError<K, V>> {
+        self.compute_marked(key, &mut None, |slot, _| f(slot))
+    }
+
+    /// [`compute`](Self::compute) for a load that stores through it: `load`
+    /// (the load's mark) is ended under the shard's lock, and `f` is also
+    /// told whether a write to `key` overtook that load (see
+    /// `shard/loads.rs`).
+    pub(super) fn compute_loaded<R>(
+        &self,
+        key: K,
+        load: &mut Option<LoadId>,
+        f: impl FnOnce(Option<Current<'_, V>>, bool) -> (Decision<V>, R),
+    ) -> Result<R, CapacityError<K, V>> {
+        self.compute_marked(key, load, |slot, overtaken| {
+            let current = slot.map(|s| Current {
+                value: &*s.value,
+                ttl: s.ttl,
+            });
+            let (decision, r) = f(current, overtaken);
+            (decision, 0, r)
+        })
+    }
+
+    /// The body of [`compute_slot`](Self::compute_slot) and
+    /// [`compute_loaded`](Self::compute_loaded): `f` sees the slot and
+    /// whether a write overtook `load`.
+    fn compute_marked<R>(
+        &self,
+        key: K,
+        load: &mut Option<LoadId>,
+        f: impl FnOnce(Option<Slot<'_, V>>, bool) -> (Decision<V>, u64, R),
+    ) -> Result<R, CapacityError<K, V>> {
         let (hash, s) = self.locate_key(&key);
         let env = self.write_env(s);
         let mut removed = Removed::new();
@@ -89,6 +122,7 @@ where
         let mut refused = self.admit().err();
         let result = {
             let mut shard = self.shard(s).write();
+            let overtaken = !super::may_store(&mut shard, load.take());
             let idx = shard.live_index(&env, hash, &key, &mut removed);
             let existing = idx.map(|i| shard.at(i).deadline);
             let current = idx.map(|i| Slot {
@@ -99,7 +133,8 @@ where
             });
             // A closure that panics leaves the entry as it was; the expired
             // entry the lookup removed is still notified first.
-            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(current)));
+            let called =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(current, overtaken)));
             let (decision, hidden, r) = match called {
                 Ok(answer) => answer,
                 Err(payload) => {

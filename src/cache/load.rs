@@ -9,10 +9,19 @@
 //! `catch_unwind` is needed. Sync waiters block on a condition variable; async
 //! waiters park their task's waker, so no executor thread is blocked and any
 //! runtime works.
+//!
+//! A load begins in its key's shard before its loader runs (see
+//! `shard/loads.rs`), and its value is stored only if no write to the key
+//! (an insert, a removal, a clear) came in between: such a value was read
+//! before that write and is older than it. The leader's caller still gets
+//! the value; the waiters, some of which may have come after the write,
+//! are not handed it but look again (and load again if the key is absent).
 
-use super::Cache;
+use super::reload::Reload;
+use super::{Cache, Expire};
 use crate::compute::{Decision, Ttl};
 use crate::flight::{ErrBox, Flight, Outcome, RefreshFlight, State, WaitFlight};
+use crate::shard::LoadId;
 use crate::sync::Arc;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
@@ -27,11 +36,28 @@ where
     pub(super) key: Option<K>,
     pub(super) flight: Arc<Flight<V>>,
     pub(super) shard: usize,
+    /// The load's mark in its shard, until a store or the end takes it.
+    pub(super) load: Option<LoadId>,
 }
 
 impl<K: Hash + Eq, V, S> LoadGuard<'_, K, V, S> {
     fn unregister(&self, key: &K) {
         self.cache.inner.flights.maps[self.shard].lock().remove(key);
+    }
+}
+
+impl<K: Hash + Eq, V, S> Cache<K, V, S> {
+    /// A load of `key` (hashing to `hash`, in shard `s`) begins: a write to
+    /// the key from now on overtakes it.
+    fn begin_load(&self, s: usize, hash: u64) -> LoadId {
+        self.inner.shards[s].write().begin_load(hash)
+    }
+
+    /// Ends the load `load` names in shard `s`, if a store has not.
+    pub(super) fn end_load(&self, s: usize, load: &mut Option<LoadId>) {
+        if let Some(id) = load.take() {
+            self.inner.shards[s].write().end_load(id);
+        }
     }
 }
 
@@ -44,22 +70,25 @@ where
     /// Stores a loaded value (before unregistering, so a newcomer sees either
     /// the flight or the value) and wakes the waiters.
     ///
-    /// `store` puts the value in the cache. When it declines (returns `None`,
-    /// e.g. the entry was invalidated while it loaded), the waiters are woken
-    /// to load again rather than handed the value. What it returns otherwise
+    /// `store` puts the value in the cache, given the load's mark to store
+    /// under (see [`Cache::insert_loaded`]). When it declines (returns
+    /// `None`: the key was written or invalidated while it loaded), the
+    /// waiters are woken to look again rather than handed the value. The
+    /// mark is ended here if `store` did not. What it returns otherwise
     /// (e.g. a lock guard) is held until the waiters have been handed the
     /// value, so that nothing ordered by it can come between.
-    fn finish<G>(mut self, result: Result<V, ErrBox>, store: impl FnOnce(K, V) -> Option<G>) {
+    fn finish<G>(mut self, result: Result<V, ErrBox>, store: impl Store<K, V, G>) {
         let mut end = None;
         let mut held = None;
         // The key stays in the guard while `store` runs: if it panics, the
         // guard's drop still unregisters the flight and wakes the waiters.
         if let (Some(key), Ok(v)) = (&self.key, &result) {
-            match store(key.clone(), v.clone()) {
+            match store(key.clone(), v.clone(), &mut self.load) {
                 Some(g) => held = Some(g),
                 None => end = Some(State::Abandoned),
             }
         }
+        self.cache.end_load(self.shard, &mut self.load);
         if let Some(key) = self.key.take() {
             self.unregister(&key);
         }
@@ -70,12 +99,20 @@ where
 
 impl<K: Hash + Eq, V, S> Drop for LoadGuard<'_, K, V, S> {
     fn drop(&mut self) {
+        self.cache.end_load(self.shard, &mut self.load);
         if let Some(key) = self.key.take() {
             self.unregister(&key);
             self.flight.land(State::Abandoned);
         }
     }
 }
+
+/// How a leader stores its value: given the key, the value and the load's
+/// mark in its shard; `None` means it did not store, and the waiters look
+/// again. See [`LoadGuard::finish`].
+pub(crate) trait Store<K, V, G>: FnOnce(K, V, &mut Option<LoadId>) -> Option<G> {}
+
+impl<K, V, G, F: FnOnce(K, V, &mut Option<LoadId>) -> Option<G>> Store<K, V, G> for F {}
 
 pub(super) enum Role<'a, K: Hash + Eq, V, S> {
     Ready(V),
@@ -98,7 +135,7 @@ where
     /// [`join`](Self::join), with `ready` saying whether the caller already
     /// has a value it may serve (asked with the flight map locked).
     fn join_with(&self, key: &K, ready: impl FnOnce() -> Option<V>) -> Role<'_, K, V, S> {
-        let shard = self.shard_of(key);
+        let (hash, shard) = self.locate(key);
         let mut map = self.inner.flights.maps[shard].lock();
         if let Some(f) = map.get(key) {
             if f.is_loading() {
@@ -115,12 +152,29 @@ where
             key: Some(key.clone()),
             flight,
             shard,
+            load: Some(self.begin_load(shard, hash)),
         })
+    }
+
+    /// Stores a loaded value with the cache's default time to live, unless
+    /// a write to its key overtook the load `load` names (which this ends).
+    /// Returns false if one did, and nothing was stored.
+    pub(super) fn insert_loaded(&self, key: K, value: V, load: &mut Option<LoadId>) -> bool {
+        let stored = self
+            .insert_for(key, value, Expire::Default, *load)
+            .unwrap_or(true);
+        *load = None;
+        stored
     }
 
     /// The value for `key`, loading it with `init` on a miss. While one
     /// caller's `init` runs, other callers for the same key wait for its value
     /// instead of running their own.
+    ///
+    /// If the key is written while `init` runs (inserted, computed, removed,
+    /// even when absent, or cleared), the value `init` returns is older than
+    /// that write: this caller gets it, but it is not stored, and the callers
+    /// waiting for it look again instead.
     ///
     /// ```
     /// use shardcache::Cache;
@@ -176,10 +230,7 @@ where
             key,
             |_| true,
             init,
-            |k, v| {
-                self.insert(k, v);
-                Some(())
-            },
+            |k, v, load| self.insert_loaded(k, v, load).then_some(()),
         );
         self.or_stale(result, stale_key)
     }
@@ -187,16 +238,17 @@ where
     /// The miss path of [`try_get_or_insert_with`](Self::try_get_or_insert_with)
     /// (the caller has already missed with `get`), with the leader storing its
     /// value through `store`. For adapters that insert with their own TTL or
-    /// bookkeeping; `store` returning `None` makes the waiters load again,
-    /// and what it returns otherwise is held until they have the value. A
-    /// cached value for which `usable` is false counts as absent (an adapter
-    /// keeping entries past their freshness).
+    /// bookkeeping (and may ignore the load's mark `store` is given);
+    /// `store` returning `None` makes the waiters load again, and what it
+    /// returns otherwise is held until they have the value. A cached value
+    /// for which `usable` is false counts as absent (an adapter keeping
+    /// entries past their freshness).
     pub(crate) fn load_with_store<E, G>(
         &self,
         key: K,
         usable: impl Fn(&V) -> bool,
         init: impl FnOnce() -> Result<V, E>,
-        store: impl FnOnce(K, V) -> Option<G>,
+        store: impl Store<K, V, G>,
     ) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
@@ -256,10 +308,7 @@ where
                 key,
                 |_| true,
                 init,
-                |k, v| {
-                    self.insert(k, v);
-                    Some(())
-                },
+                |k, v, load| self.insert_loaded(k, v, load).then_some(()),
             )
             .await;
         self.or_stale(result, stale_key)
@@ -271,7 +320,7 @@ where
         key: K,
         usable: impl Fn(&V) -> bool,
         init: F,
-        store: impl FnOnce(K, V) -> Option<G>,
+        store: impl Store<K, V, G>,
     ) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
@@ -331,7 +380,7 @@ where
                 Role::Lead(guard) => {
                     let init = init.take()?;
                     let result = init.await.ok_or(LoadFailed);
-                    return lead(guard, result, |_, _| Some(())).ok();
+                    return lead(guard, result, |_, _, _| Some(())).ok();
                 }
                 Role::Wait(flight) => {
                     if let Some(r) = settle::<V, LoadFailed>(WaitFlight { flight }.await) {
@@ -361,41 +410,46 @@ where
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
     /// Registers a background reload of `key`, unless a load of it is
-    /// already in flight.
-    pub(crate) fn begin_refresh(&self, key: &K, clone: fn(&K) -> K) -> Option<RefreshFlight<K, V>> {
-        let shard = self.shard_of(key);
+    /// already in flight, and begins its load in the key's shard.
+    pub(crate) fn begin_refresh(&self, key: &K, clone: fn(&K) -> K) -> Option<Reload<K, V, S>> {
+        let (hash, shard) = self.locate(key);
         let mut map = self.inner.flights.maps[shard].lock();
         if map.get(key).is_some_and(|f| f.is_loading()) {
             return None;
         }
         let flight = Arc::new(Flight::new());
         map.insert(clone(key), flight.clone());
-        Some(RefreshFlight {
-            key: clone(key),
-            flight,
-            shard,
-            landed: false,
+        Some(Reload {
+            flight: RefreshFlight {
+                key: clone(key),
+                flight,
+                shard,
+                landed: false,
+            },
+            load: Some(self.begin_load(shard, hash)),
+            cache: self.downgrade(),
         })
     }
 
-    /// Stores a reloaded value if `key` still has an entry, checked and
-    /// replaced atomically under the shard's lock (a reload never brings back
-    /// an entry removed while it ran), then lands the flight. Returns whether
-    /// the value was stored.
-    pub(crate) fn complete_refresh(
-        &self,
-        mut flight: RefreshFlight<K, V>,
-        key: K,
-        value: V,
-    ) -> bool {
+    /// Stores a reloaded value if `key` still has an entry and was not
+    /// written since the reload began, checked and replaced atomically under
+    /// the shard's lock (a reload never brings back an entry removed while
+    /// it ran, nor overwrites a newer value), then lands the flight. Returns
+    /// whether the value was stored.
+    pub(crate) fn complete_refresh(&self, mut reload: Reload<K, V, S>, key: K, value: V) -> bool {
         let ttl = self.write_ttl(&key, &value).map_or(Ttl::Never, Ttl::After);
         let put = value.clone();
         let stored = self
-            .compute(key, move |current| match current {
-                Some(_) => (Decision::Put(put, ttl), true),
-                None => (Decision::Nothing, false),
-            })
+            .compute_loaded(
+                key,
+                &mut reload.load,
+                move |current, overtaken| match current {
+                    Some(_) if !overtaken => (Decision::Put(put, ttl), true),
+                    _ => (Decision::Nothing, false),
+                },
+            )
             .unwrap_or(false);
+        let flight = &mut reload.flight;
         let mut map = self.inner.flights.maps[flight.shard].lock();
         if map
             .get(&flight.key)
@@ -418,7 +472,7 @@ where
 pub(super) fn lead<K, V, S, E, G>(
     guard: LoadGuard<'_, K, V, S>,
     result: Result<V, E>,
-    store: impl FnOnce(K, V) -> Option<G>,
+    store: impl Store<K, V, G>,
 ) -> Result<V, Arc<E>>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,

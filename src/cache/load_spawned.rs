@@ -7,6 +7,7 @@ use super::load::{settle, Role};
 use super::Cache;
 use crate::flight::{ErrBox, Flight, State, WaitFlight};
 use crate::refresh::BoxFuture;
+use crate::shard::LoadId;
 use crate::sync::Arc;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
@@ -20,6 +21,8 @@ struct DetachedLoad<K: Hash + Eq, V, S> {
     key: Option<K>,
     flight: Arc<Flight<V>>,
     shard: usize,
+    /// The load's mark in its shard (see `load.rs`).
+    load: Option<LoadId>,
 }
 
 impl<K: Hash + Eq, V, S> DetachedLoad<K, V, S> {
@@ -35,20 +38,31 @@ where
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
     /// Stores a loaded value (before unregistering, so a newcomer sees either
-    /// the flight or the value), then wakes the waiters with the result.
+    /// the flight or the value), then wakes the waiters with the result. A
+    /// value not stored because its key was written during the load is not
+    /// handed out: the waiters look again.
     fn finish(mut self, result: Result<V, ErrBox>) {
-        if let (Some(key), Ok(v)) = (&self.key, &result) {
-            self.cache.insert(key.clone(), v.clone());
-        }
+        let stored = match (&self.key, &result) {
+            (Some(key), Ok(v)) => self
+                .cache
+                .insert_loaded(key.clone(), v.clone(), &mut self.load),
+            _ => true,
+        };
+        self.cache.end_load(self.shard, &mut self.load);
         if let Some(key) = self.key.take() {
             self.unregister(&key);
         }
-        self.flight.land(State::Done(result));
+        self.flight.land(if stored {
+            State::Done(result)
+        } else {
+            State::Abandoned
+        });
     }
 }
 
 impl<K: Hash + Eq, V, S> Drop for DetachedLoad<K, V, S> {
     fn drop(&mut self) {
+        self.cache.end_load(self.shard, &mut self.load);
         if let Some(key) = self.key.take() {
             self.unregister(&key);
             self.flight.land(State::Abandoned);
@@ -72,8 +86,9 @@ where
     ///
     /// `load` is called at most twice: once for the detached load and, only
     /// if that load is dropped unfinished (the spawner discarded it, its
-    /// runtime shut down, or the loader panicked) and this call then leads
-    /// again, once more to load in this call's own task.
+    /// runtime shut down, or the loader panicked) or its value is not stored
+    /// (the key was written while it loaded) and this call then leads again,
+    /// once more to load in this call's own task.
     ///
     /// ```
     /// use shardcache::Cache;
@@ -159,6 +174,7 @@ where
                             key: Some(k),
                             flight: guard.flight.clone(),
                             shard: guard.shard,
+                            load: guard.load.take(),
                         };
                         let flight = guard.flight.clone();
                         let f = load();
@@ -172,9 +188,8 @@ where
                         // The detached load was dropped unfinished: load here.
                         guard.key = k;
                         drop(spawn_left);
-                        return super::load::lead(guard, load().await, |k, v| {
-                            self.insert(k, v);
-                            Some(())
+                        return super::load::lead(guard, load().await, |k, v, mark| {
+                            self.insert_loaded(k, v, mark).then_some(())
                         });
                     }
                 },

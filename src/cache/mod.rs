@@ -50,7 +50,7 @@ use crate::persist::RecordRef;
 use crate::policy::node::HitCount;
 use crate::refresh::Refresher;
 use crate::shard::expiry::deadline_after;
-use crate::shard::{Env, Inserted, LazyNow, Lookup, Shard};
+use crate::shard::{Env, Inserted, LazyNow, LoadId, Lookup, Shard};
 use crate::shard_lock::ShardLock as Lock;
 use crate::stats::StatsCounters;
 use crate::sync::{Arc, CacheAligned};
@@ -302,7 +302,8 @@ where
         value: V,
         ttl: Option<Duration>,
     ) -> Result<(), CapacityError<K, V>> {
-        self.try_insert_inner(key, value, ttl.map_or(Expire::Never, Expire::After))
+        let expire = ttl.map_or(Expire::Never, Expire::After);
+        self.try_insert_inner(key, value, expire)
     }
 
     fn try_insert_inner(
@@ -311,6 +312,24 @@ where
         value: V,
         expire: Expire,
     ) -> Result<(), CapacityError<K, V>> {
+        self.insert_for(key, value, expire, None).map(drop)
+    }
+
+    /// Inserts or replaces `key`. With `load`, the value is that read-through
+    /// load's, whose mark this ends: stored only if no write to `key`
+    /// overtook the load (`Ok(false)` when one did, and nothing changed).
+    ///
+    /// Always inlined, so that in a plain insert (no load) the check folds
+    /// away: shared with the loads' stores as a call, it cost about 6
+    /// instructions per insert.
+    #[inline(always)]
+    fn insert_for(
+        &self,
+        key: K,
+        value: V,
+        expire: Expire,
+        load: Option<LoadId>,
+    ) -> Result<bool, CapacityError<K, V>> {
         let (hash, s) = self.locate(&key);
         let env = self.env(s);
         let deadline = match expire {
@@ -328,6 +347,9 @@ where
             let mut removed = Removed::new();
             let result = {
                 let mut shard = self.inner.shards[s].write();
+                if !may_store(&mut shard, load) {
+                    return Ok(false);
+                }
                 self.insert_with_room(
                     s,
                     &mut shard,
@@ -354,12 +376,18 @@ where
             // Refused: the log could not reproduce it.
             Err(e) => {
                 self.report(e);
-                return Ok(());
+                if let Some(id) = load {
+                    self.inner.shards[s].write().end_load(id);
+                }
+                return Ok(true);
             }
         };
         let mut removed = Removed::new();
         let (result, ticket) = {
             let mut shard = self.inner.shards[s].write();
+            if !may_store(&mut shard, load) {
+                return Ok(false);
+            }
             let undo = self.undo_for(&shard, &env, hash, &key, Some(&key));
             let r = self.insert_with_room(
                 s,
@@ -391,11 +419,11 @@ where
         &self,
         result: Result<Inserted, (K, V)>,
         removed: Removed<K, V>,
-    ) -> Result<(), CapacityError<K, V>> {
+    ) -> Result<bool, CapacityError<K, V>> {
         match result {
             Ok(kind) => {
                 self.after_write(removed, Some(kind), false);
-                Ok(())
+                Ok(true)
             }
             Err((key, value)) => {
                 self.after_write(removed, None, true);
@@ -458,10 +486,6 @@ where
         Q: Hash + Eq + ?Sized,
     {
         self.peek_with(key, |v, _| v.clone())
-    }
-
-    pub(crate) fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        self.locate(key).1
     }
 
     /// The adaptive window's share averaged over the shards (saved with a
@@ -539,6 +563,16 @@ where
                 .read()
                 .validate(&self.inner.hasher, &self.inner.weights);
         }
+    }
+}
+
+/// Ends the read-through load `load` names, if any, in its (locked) shard:
+/// whether its value may be stored.
+#[inline(always)]
+fn may_store<K: Hash + Eq, V>(shard: &mut Shard<K, V>, load: Option<LoadId>) -> bool {
+    match load {
+        Some(id) => shard.end_load(id),
+        None => true,
     }
 }
 

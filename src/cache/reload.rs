@@ -1,10 +1,33 @@
 //! Background reloads: starting one (single flight with foreground loads,
 //! on the refresher's pool or the user's spawner) and landing its result.
 
-use super::Cache;
+use super::{Cache, Inner};
 use crate::flight::RefreshFlight;
 use crate::refresh::{BoxError, Refresher};
+use crate::shard::LoadId;
 use std::hash::{BuildHasher, Hash};
+use std::sync::Weak;
+
+/// A background reload in flight: its flight and its load's mark in the
+/// key's shard (see `load.rs`). It holds the cache weakly, so a queued
+/// reload does not keep it alive; dropping it unfinished (the loader
+/// failed, the pool's queue was full, the spawner dropped it) ends the mark
+/// and abandons the flight.
+pub(crate) struct Reload<K: Hash + Eq, V, S> {
+    pub(super) flight: RefreshFlight<K, V>,
+    pub(super) load: Option<LoadId>,
+    pub(super) cache: Weak<Inner<K, V, S>>,
+}
+
+impl<K: Hash + Eq, V, S> Drop for Reload<K, V, S> {
+    fn drop(&mut self) {
+        if self.load.is_some() {
+            if let Some(inner) = self.cache.upgrade() {
+                Cache { inner }.end_load(self.flight.shard, &mut self.load);
+            }
+        }
+    }
+}
 
 impl<K, V, S> Cache<K, V, S>
 where
@@ -19,7 +42,7 @@ where
         if !r.may_reload(&key, now) {
             return;
         }
-        let Some(flight) = self.begin_refresh(&key, r.key_cloner()) else {
+        let Some(reload) = self.begin_refresh(&key, r.key_cloner()) else {
             return;
         };
         // A reload that landed between this reader's look and its flight
@@ -37,7 +60,7 @@ where
                 move || alive.strong_count() > 0,
                 move |key, result| {
                     if let Some(cache) = Cache::upgrade(&weak) {
-                        cache.finish_refresh(flight, key, result);
+                        cache.finish_refresh(reload, key, result);
                     }
                 },
             );
@@ -46,14 +69,14 @@ where
             r.run(
                 key,
                 || true,
-                move |key, result| cache.finish_refresh(flight, key, result),
+                move |key, result| cache.finish_refresh(reload, key, result),
             );
         }
     }
 
     /// Stores a reload's value, or counts and reports its failure, and lands
     /// its flight.
-    fn finish_refresh(&self, flight: RefreshFlight<K, V>, key: K, result: Result<V, BoxError>) {
+    fn finish_refresh(&self, reload: Reload<K, V, S>, key: K, result: Result<V, BoxError>) {
         let Some(r) = self.refresher() else {
             return;
         };
@@ -61,13 +84,13 @@ where
             // A value whose entry left while it loaded replaced nothing:
             // not a success.
             Ok(v) => {
-                if self.complete_refresh(flight, key, v) {
+                if self.complete_refresh(reload, key, v) {
                     r.note_success();
                 }
             }
             Err(e) => {
                 r.note_failure(key, &e, self.clock_now(), || self.len());
-                drop(flight);
+                drop(reload);
             }
         }
     }

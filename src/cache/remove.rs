@@ -16,7 +16,9 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
-    /// Removes `key`, returning its value if it was live.
+    /// Removes `key`, returning its value if it was live. A load of `key`
+    /// in flight (see [`get_or_insert_with`](Self::get_or_insert_with))
+    /// does not store its value, even if `key` was absent.
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,

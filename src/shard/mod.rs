@@ -9,10 +9,11 @@
 //!
 //! Owns the table (`table.rs`), the slab (`slab.rs`), the expiry index
 //! (`expiry.rs`), its side of the shared budget (`budget.rs`), bulk removal
-//! (`sweep.rs`) and cursor steps (`scan.rs`). Calls down only: the policy
-//! (through its hooks, handing it a view of the slab's nodes), the weigher
-//! and the clock; it hands removed entries back to its caller and never
-//! calls the listener or the log.
+//! (`sweep.rs`), cursor steps (`scan.rs`) and the loads in flight on its
+//! keys (`loads.rs`). Calls down only: the policy (through its hooks,
+//! handing it a view of the slab's nodes), the weigher and the clock; it
+//! hands removed entries back to its caller and never calls the listener or
+//! the log.
 //!
 //! [`Cache`]: crate::Cache
 
@@ -20,6 +21,7 @@ mod admission;
 mod budget;
 mod env;
 pub(crate) mod expiry;
+mod loads;
 mod scan;
 mod slab;
 mod sweep;
@@ -29,6 +31,7 @@ mod validate;
 mod weights;
 pub(crate) use budget::Budget;
 pub(crate) use env::{Env, Found, Inserted, LazyNow, Lookup};
+pub(crate) use loads::LoadId;
 pub(crate) use scan::ScanBudget;
 use slab::{Entry, Slab, SlabView};
 
@@ -37,6 +40,7 @@ use crate::policy::node::{meta, HitCount, Node};
 use crate::policy::PolicyState;
 use crate::sync::{AtomicU64, Ordering};
 use expiry::{is_expired, ExpiryIndex};
+use loads::Loads;
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use table::Table;
@@ -67,6 +71,8 @@ pub(crate) struct Shard<K, V> {
     rng: u64,
     /// The capacity shared with the other shards, when there is one.
     budget: Option<std::sync::Arc<crate::shard::Budget>>,
+    /// Read-through loads of this shard's keys in flight.
+    loads: Loads,
 }
 
 impl<K, V> Shard<K, V>
@@ -99,6 +105,7 @@ where
             slab_bound,
             rng: seed | 1,
             budget: None,
+            loads: Loads::default(),
         }
     }
 
@@ -110,6 +117,27 @@ where
 
     pub(crate) fn len(&self) -> usize {
         self.table.len()
+    }
+
+    /// A read-through load of the key hashing to `hash` begins: a write to
+    /// that key before it [ends](Self::end_load) overtakes it.
+    pub(crate) fn begin_load(&mut self, hash: u64) -> LoadId {
+        self.loads.begin(hash)
+    }
+
+    /// Load `id` ends; returns whether it may store its value (its key was
+    /// not written since it began).
+    pub(crate) fn end_load(&mut self, id: LoadId) -> bool {
+        self.loads.end(id)
+    }
+
+    /// Notes a write to the key hashing to `hash`, for the loads in flight:
+    /// one compare when there are none.
+    #[inline(always)]
+    fn written(&mut self, hash: u64) {
+        if self.loads.any() {
+            self.loads.overtake(hash);
+        }
     }
 
     /// Makes room for one more slab slot. The slab doubles, as a `Vec`
@@ -285,6 +313,7 @@ where
         deadline: Option<u64>,
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
+        self.written(hash);
         let weight = env.weights.weigh(&key, &value, hidden);
         let mut found = self.find(hash, &key);
         if let Some(idx) = found.filter(|&idx| self.expired_before_write(idx, env)) {
@@ -469,7 +498,8 @@ where
     }
 
     /// Removes `key` if present (expired or not); the second field says
-    /// whether it had already expired.
+    /// whether it had already expired. A load of `key` in flight is
+    /// overtaken even if it was absent.
     pub(crate) fn remove<Q, S>(
         &mut self,
         env: &Env<'_, K, V, S>,
@@ -481,6 +511,7 @@ where
         Q: Hash + Eq + ?Sized,
         S: BuildHasher,
     {
+        self.written(hash);
         let idx = self.find(hash, key)?;
         let expired = self.is_expired_now(idx, env);
         Some((self.remove_at(env, idx), expired))

@@ -101,12 +101,16 @@ where
                 RemovalCause::Removed
             };
             let (k, v) = self.remove_at(env, idx);
+            if cause == RemovalCause::Removed && self.loads.any() {
+                self.loads.overtake(env.hasher.hash_one(&k));
+            }
             removed.push((k, v, cause));
         }
     }
 
-    /// Empties the shard into `removed`.
+    /// Empties the shard into `removed`; every load in flight is overtaken.
     pub(crate) fn clear(&mut self, removed: &mut Removed<K, V>) {
+        self.loads.overtake_all();
         self.table.clear();
         self.free.clear();
         self.idle.clear();

@@ -3,6 +3,7 @@
 
 use super::index::Index;
 use super::{Inner, PermissionCache, PermissionKey, Stamped};
+use crate::shard::LoadId;
 use parking_lot::MutexGuard;
 use std::convert::Infallible;
 use std::future::Future;
@@ -52,7 +53,8 @@ impl<D: Clone + Send + Sync + 'static> PermissionCache<D> {
             since.store(inner.epoch.load(Ordering::SeqCst), Ordering::Relaxed);
             inner.timed(Instant::now(), load())
         };
-        let store = |k, v| inner.store(k, v, since.load(Ordering::Relaxed));
+        // Guarded by the invalidation epoch, not by the load's mark.
+        let store = |k, v, _: &mut Option<LoadId>| inner.store(k, v, since.load(Ordering::Relaxed));
         let fresh = |v: &Stamped<D>| inner.is_fresh(v);
         match inner.cache.load_with_store(key.clone(), fresh, init, store) {
             Ok(v) => Ok(v.decision),
@@ -99,7 +101,8 @@ impl<D: Clone + Send + Sync + 'static> PermissionCache<D> {
             let start = Instant::now();
             inner.timed(start, load.await)
         };
-        let store = |k, v| inner.store(k, v, since.load(Ordering::Relaxed));
+        // Guarded by the invalidation epoch, not by the load's mark.
+        let store = |k, v, _: &mut Option<LoadId>| inner.store(k, v, since.load(Ordering::Relaxed));
         let fresh = |v: &Stamped<D>| inner.is_fresh(v);
         let loaded = inner
             .cache
