@@ -2,7 +2,7 @@
 //! reload runs per key per refresh period, failures keep the value, and
 //! expired entries stay invisible outside the stale window.
 
-use shardcache::{BoxFuture, BuildError, Cache, Freshness, MockClock};
+use shardcache::{BuildError, Cache, Freshness, MockClock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,24 +10,9 @@ use std::time::Duration;
 const TTL: Duration = Duration::from_secs(300);
 const AFTER: Duration = Duration::from_secs(240);
 
-/// Futures handed to the spawner, run when the test says so.
-#[derive(Clone, Default)]
-struct Spawned(Arc<Mutex<Vec<BoxFuture>>>);
-
-impl Spawned {
-    fn len(&self) -> usize {
-        self.0.lock().expect("not poisoned").len()
-    }
-
-    fn run_all(&self) -> usize {
-        let jobs: Vec<_> = std::mem::take(&mut *self.0.lock().expect("not poisoned"));
-        let n = jobs.len();
-        for job in jobs {
-            futures::executor::block_on(job);
-        }
-        n
-    }
-}
+#[path = "support/spawned.rs"]
+mod spawned;
+use spawned::Spawned;
 
 /// A cache whose reloads return `version * 1000 + key` (or fail while
 /// `failing` is set), spawned into `Spawned`.
@@ -68,7 +53,7 @@ fn fixture(stale: Option<Duration>) -> Fixture {
                     }
                 }
             },
-            move |job| s.0.lock().expect("not poisoned").push(job),
+            move |job| s.push(job),
         )
         .refresh_error_listener(move |k: &u64, err| {
             e.lock().expect("not poisoned").push((*k, err.to_string()))
@@ -98,7 +83,7 @@ fn a_due_entry_is_served_at_once_and_reloaded_once() {
         assert_eq!(f.cache.get(&7), Some(7), "the current value, at once");
     }
     assert_eq!(f.spawned.len(), 1, "one reload for 100 reads");
-    assert_eq!(f.spawned.run_all(), 1);
+    assert_eq!(f.spawned.run_ok(), 1);
     assert_eq!(
         f.cache.get_with_freshness(&7),
         Some((1007, Freshness::Fresh))
@@ -114,7 +99,7 @@ fn a_due_entry_is_served_at_once_and_reloaded_once() {
     f.version.store(2, Ordering::SeqCst);
     f.clock.advance(Duration::from_millis(1));
     f.cache.get(&7);
-    assert_eq!(f.spawned.run_all(), 1);
+    assert_eq!(f.spawned.run_ok(), 1);
     assert_eq!(f.cache.get(&7), Some(2007));
 }
 
@@ -125,7 +110,7 @@ fn a_failed_reload_keeps_the_value_reports_and_waits_a_period() {
     f.failing.store(true, Ordering::SeqCst);
     f.clock.advance(AFTER);
     assert_eq!(f.cache.get(&3), Some(3));
-    assert_eq!(f.spawned.run_all(), 1);
+    assert_eq!(f.spawned.run_ok(), 1);
     assert_eq!(f.cache.get(&3), Some(3), "the value stays");
     assert_eq!(
         *f.errors.lock().expect("not poisoned"),
@@ -158,7 +143,7 @@ fn past_ttl_a_stale_value_is_served_within_the_window_only() {
     assert_eq!(f.cache.ttl(&1), None);
     assert_eq!(f.cache.get_with_ttl(&1), None);
     assert_eq!(f.cache.refresh_stats().stale_served, 2);
-    assert_eq!(f.spawned.run_all(), 1, "one reload for both reads");
+    assert_eq!(f.spawned.run_ok(), 1, "one reload for both reads");
     f.clock.advance(window - Duration::from_millis(1));
     assert_eq!(f.cache.get(&1), Some(1));
     f.clock.advance(Duration::from_millis(1));
@@ -172,7 +157,7 @@ fn a_stale_entry_is_replaced_by_its_reload() {
     f.cache.insert(1, 1);
     f.clock.advance(TTL + Duration::from_secs(30));
     assert_eq!(f.cache.get(&1), Some(1));
-    f.spawned.run_all();
+    f.spawned.run_ok();
     assert_eq!(
         f.cache.get_with_freshness(&1),
         Some((1001, Freshness::Fresh))
@@ -200,7 +185,7 @@ fn a_reload_never_brings_back_a_removed_entry() {
     f.clock.advance(AFTER);
     f.cache.get(&5);
     f.cache.remove(&5);
-    f.spawned.run_all();
+    f.spawned.run_ok();
     assert_eq!(f.cache.get(&5), None);
 }
 
@@ -211,7 +196,7 @@ fn a_reload_never_overwrites_a_newer_write() {
     f.clock.advance(AFTER);
     f.cache.get(&5); // a reload is now in flight
     f.cache.insert(5, 50);
-    assert_eq!(f.spawned.run_all(), 1);
+    assert_eq!(f.spawned.run_ok(), 1);
     assert_eq!(
         f.cache.get(&5),
         Some(50),
@@ -220,7 +205,7 @@ fn a_reload_never_overwrites_a_newer_write() {
     // A reload that nothing overtook still lands.
     f.clock.advance(AFTER);
     f.cache.get(&5);
-    assert_eq!(f.spawned.run_all(), 1);
+    assert_eq!(f.spawned.run_ok(), 1);
     assert_eq!(f.cache.get(&5), Some(1005));
 }
 
@@ -248,7 +233,7 @@ fn loads_through_the_cache_serve_the_stale_value_and_run_no_loader() {
             .get_or_insert_with(2, || panic!("a second load of the key ran"));
         assert_eq!(v, 2);
     }
-    assert_eq!(f.spawned.run_all(), 1);
+    assert_eq!(f.spawned.run_ok(), 1);
     assert_eq!(f.cache.get_or_insert_with(2, || unreachable!()), 1002);
 }
 
@@ -263,7 +248,7 @@ fn a_load_after_removal_is_not_blocked_by_the_reload() {
     let foreground = std::thread::spawn(move || cache.get_or_insert_with(4, || 44));
     // The foreground load waits for the reload in flight; the reload finds
     // the entry gone, does not store, and hands the load back.
-    f.spawned.run_all();
+    f.spawned.run_ok();
     assert_eq!(foreground.join().expect("load completed"), 44);
     assert_eq!(f.cache.get(&4), Some(44));
 }
@@ -512,7 +497,7 @@ fn a_reload_landing_after_expiry_still_stores_and_serves_the_waiters() {
     let foreground = std::thread::spawn(move || {
         cache.get_or_insert_with(6, || panic!("a second load of the key ran"))
     });
-    f.spawned.run_all();
+    f.spawned.run_ok();
     assert_eq!(foreground.join().expect("one load"), 1006);
     assert_eq!(f.cache.get(&6), Some(1006));
 }
@@ -575,7 +560,7 @@ fn more_failing_keys_than_the_default_memory_still_wait_a_period() {
                 n.fetch_add(1, Ordering::SeqCst);
                 async move { Err::<u64, _>("database unavailable") }
             },
-            move |job| s.0.lock().expect("not poisoned").push(job),
+            move |job| s.push(job),
         )
         .build()
         .expect("valid settings");
@@ -587,7 +572,7 @@ fn more_failing_keys_than_the_default_memory_still_wait_a_period() {
         for k in 0..KEYS {
             assert_eq!(cache.get(&k), Some(k), "the value stays");
         }
-        spawned.run_all();
+        spawned.run_ok();
     }
     assert_eq!(loads.load(Ordering::SeqCst), KEYS, "one reload per key");
     assert_eq!(cache.refresh_stats().failed, KEYS);

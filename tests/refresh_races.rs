@@ -2,7 +2,7 @@
 //! that panic (sync and async), more keys due at once than the queue holds,
 //! and the counters each of these leaves.
 
-use shardcache::{BoxFuture, Cache, MockClock};
+use shardcache::{Cache, MockClock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,29 +10,9 @@ use std::time::Duration;
 const TTL: Duration = Duration::from_secs(300);
 const AFTER: Duration = Duration::from_secs(240);
 
-/// Futures handed to the spawner, run when the test says so, each on its own
-/// executor call that (like a runtime's worker) survives a panicking task.
-#[derive(Clone, Default)]
-struct Spawned(Arc<Mutex<Vec<BoxFuture>>>);
-
-impl Spawned {
-    fn len(&self) -> usize {
-        self.0.lock().expect("not poisoned").len()
-    }
-
-    /// Runs every queued future; returns how many panicked.
-    fn run_all(&self) -> usize {
-        let jobs: Vec<_> = std::mem::take(&mut *self.0.lock().expect("not poisoned"));
-        jobs.into_iter()
-            .map(|job| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    futures::executor::block_on(job)
-                }))
-            })
-            .filter(Result::is_err)
-            .count()
-    }
-}
+#[path = "support/spawned.rs"]
+mod spawned;
+use spawned::Spawned;
 
 /// What a fixture's async reload does.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -75,7 +55,7 @@ fn fixture() -> Fixture {
                     Ok::<_, std::io::Error>(1000 + k)
                 }
             },
-            move |job| s.0.lock().expect("not poisoned").push(job),
+            move |job| s.push(job),
         )
         .refresh_error_listener(move |k: &u64, _| e.lock().expect("not poisoned").push(*k))
         .build()
@@ -97,7 +77,7 @@ fn a_reload_whose_entry_was_removed_is_not_counted_as_succeeded() {
     f.clock.advance(AFTER);
     assert_eq!(f.cache.get(&5), Some(5));
     f.cache.remove(&5);
-    assert_eq!(f.spawned.run_all(), 0);
+    assert_eq!(f.spawned.run_all().panicked, 0);
     assert_eq!(f.cache.get(&5), None);
     let s = f.cache.refresh_stats();
     // `succeeded` counts "reloads whose value replaced the entry's".
@@ -117,7 +97,7 @@ fn a_reload_whose_entry_was_cleared_stores_nothing() {
         assert_eq!(f.cache.get(&k), Some(k));
     }
     f.cache.clear();
-    assert_eq!(f.spawned.run_all(), 0);
+    assert_eq!(f.spawned.run_all().panicked, 0);
     assert_eq!(f.cache.len(), 0);
     assert_eq!(f.cache.refresh_stats().succeeded, 0);
 }
@@ -238,5 +218,5 @@ fn dropping_the_cache_with_async_reloads_pending_lands_them_harmlessly() {
     drop(f);
     // The futures hold the cache; running them after every handle is gone
     // stores into a cache nobody sees, and frees it.
-    assert_eq!(spawned.run_all(), 0);
+    assert_eq!(spawned.run_all().panicked, 0);
 }
