@@ -268,3 +268,197 @@ fn race_on_few_keys(threads: u64, rounds: u64) {
     assert!(hits > 0, "the readers never hit: the test checked nothing");
     assert!(cache.len() <= 48);
 }
+
+/// Every key hashes the same: one shard, one probe chain, one load name.
+#[derive(Clone, Default)]
+struct Collide;
+
+impl std::hash::BuildHasher for Collide {
+    type Hasher = CollideHasher;
+    fn build_hasher(&self) -> CollideHasher {
+        CollideHasher
+    }
+}
+
+struct CollideHasher;
+
+impl std::hash::Hasher for CollideHasher {
+    fn finish(&self) -> u64 {
+        0x9e37_79b9_7f4a_7c15
+    }
+    fn write(&mut self, _: &[u8]) {}
+}
+
+/// One key's history: `source` is the newest sequence written to the
+/// backing source (before the cache is written), `done` the newest whose
+/// cache write completed.
+#[derive(Default)]
+struct History {
+    source: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
+}
+
+fn val(k: u64, seq: u64) -> u64 {
+    k << 32 | seq
+}
+
+/// A linearizability oracle for loads racing writes: one writer per key
+/// bumps its sequence in the source, then writes the cache (insert,
+/// compute, remove, clear, retain); readers and loaders (sync, fallible,
+/// panicking, async) read the source when their loader runs. A value any
+/// call returns must be the key's own and no older than the last write that
+/// completed before the call began; once every thread stops, a key holds
+/// nothing or its last write.
+fn loads_race_writes<S>(hasher: S, refresh: bool)
+where
+    S: std::hash::BuildHasher + Clone + Send + Sync + 'static,
+{
+    use shardcache::MockClock;
+    use std::sync::atomic::Ordering::SeqCst;
+    const KEYS: u64 = 3;
+    const WRITES: u64 = 3_000;
+    let hist: Arc<Vec<History>> = Arc::new((0..KEYS).map(|_| History::default()).collect());
+    let clock = MockClock::new();
+    let mut b = Cache::<u64, u64>::builder()
+        .max_capacity(100)
+        .shards(2)
+        .clock(clock.clone())
+        .hasher(hasher);
+    if refresh {
+        let h = hist.clone();
+        b = b
+            .time_to_live(Duration::from_secs(60))
+            .refresh_after(Duration::from_secs(1))
+            .refresh_threads(1)
+            .refresh_loader(move |k: &u64| {
+                Ok::<_, std::io::Error>(val(*k, h[*k as usize].source.load(SeqCst)))
+            });
+    }
+    let cache = b.build().expect("valid");
+    let readers = 3;
+    let start = Arc::new(Barrier::new(KEYS as usize + readers));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let check = |hist: &History, k: u64, d: u64, v: u64, what: &str| {
+        assert_eq!(v >> 32, k, "{what}: another key's value");
+        let seq = v & 0xffff_ffff;
+        assert!(seq >= d, "{what} of {k}: {seq}, older than write {d}");
+        assert!(seq <= hist.source.load(SeqCst), "{what}: never written");
+    };
+    let writers: Vec<_> = (0..KEYS)
+        .map(|k| {
+            let (cache, hist, start) = (cache.clone(), hist.clone(), start.clone());
+            thread::spawn(move || {
+                let h = &hist[k as usize];
+                start.wait();
+                for seq in 1..=WRITES {
+                    h.source.store(seq, SeqCst);
+                    match seq % 7 {
+                        0 => drop(cache.remove(&k)),
+                        1 if k == 0 && seq % 49 == 1 => cache.clear(),
+                        2 if k == 1 && seq % 49 == 2 => cache.retain(|key, _| *key != k),
+                        3 => {
+                            let put = shardcache::Decision::Put(val(k, seq), shardcache::Ttl::Keep);
+                            let _ = cache.compute(k, |_| (put, ()));
+                        }
+                        _ => cache.insert(k, val(k, seq)),
+                    }
+                    h.done.store(seq, SeqCst);
+                    if let Some(v) = cache.get(&k) {
+                        assert_eq!(v >> 32, k);
+                        assert!(v & 0xffff_ffff >= seq, "own write {seq} lost to {v:x}");
+                    }
+                }
+            })
+        })
+        .collect();
+    let reader_threads: Vec<_> = (0..readers as u64)
+        .map(|t| {
+            let (cache, hist, start, stop, clock) = (
+                cache.clone(),
+                hist.clone(),
+                start.clone(),
+                stop.clone(),
+                clock.clone(),
+            );
+            thread::spawn(move || {
+                start.wait();
+                let mut x = t + 1;
+                while !stop.load(SeqCst) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let k = x % KEYS;
+                    let h = &hist[k as usize];
+                    // Read the source, then give a write room to overtake.
+                    let load = || {
+                        let v = val(k, h.source.load(SeqCst));
+                        (0..x % 8).for_each(|_| thread::yield_now());
+                        v
+                    };
+                    let d = h.done.load(SeqCst);
+                    let got = match (x >> 8) % 6 {
+                        0 => cache.get(&k),
+                        1 => Some(cache.get_or_insert_with(k, load)),
+                        2 => cache
+                            .try_get_or_insert_with(k, || {
+                                if x % 3 == 0 {
+                                    Err("down")
+                                } else {
+                                    Ok(load())
+                                }
+                            })
+                            .ok(),
+                        3 => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            cache.get_or_insert_with(k, || {
+                                if x % 3 == 0 {
+                                    panic!("loader")
+                                }
+                                load()
+                            })
+                        }))
+                        .ok(),
+                        4 => Some(futures::executor::block_on(
+                            cache.get_or_insert_with_async(k, async { load() }),
+                        )),
+                        _ => {
+                            if refresh && x % 16 == 0 {
+                                clock.advance(Duration::from_secs(1));
+                            }
+                            cache.get(&k)
+                        }
+                    };
+                    if let Some(v) = got {
+                        check(h, k, d, v, "read");
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    stop.store(true, SeqCst);
+    for r in reader_threads {
+        r.join().expect("reader");
+    }
+    for k in 0..KEYS {
+        if let Some(v) = cache.get(&k) {
+            assert_eq!(v, val(k, WRITES), "key {k} after every write");
+        }
+    }
+}
+
+#[test]
+fn loads_racing_writes_never_store_over_a_newer_write() {
+    loads_race_writes(shardcache::DefaultHashBuilder::default(), false);
+}
+
+#[test]
+fn loads_racing_writes_on_colliding_hashes_never_store_over_a_newer_write() {
+    loads_race_writes(Collide, false);
+}
+
+#[test]
+fn reloads_and_loads_racing_writes_never_store_over_a_newer_write() {
+    loads_race_writes(Collide, true);
+}

@@ -86,3 +86,126 @@ fn slabs_stop_at_the_shard_capacity() {
         assert!(cache.len() as u64 <= capacity);
     }
 }
+
+fn loads_in_flight<K: Hash + Eq, V, S>(cache: &Cache<K, V, S>) -> usize {
+    cache
+        .inner
+        .shards
+        .iter()
+        .map(|s| s.read().loads_in_flight())
+        .sum()
+}
+
+/// Every way a load can end without storing leaves no mark in its shard.
+#[test]
+fn loads_that_do_not_store_leave_no_mark() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(100)
+        .shards(2)
+        .build()
+        .expect("valid");
+    for i in 0..50 {
+        // Errors.
+        let _ = cache.try_get_or_insert_with(i, || Err::<u32, _>("down"));
+        // Panics.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            cache.get_or_insert_with(i, || panic!("loader"))
+        }));
+        // Overtaken by a remove, an insert, a clear.
+        cache.get_or_insert_with(i, || {
+            cache.remove(&i);
+            1
+        });
+        cache.get_or_insert_with(i + 1000, || {
+            cache.insert(i + 1000, 2);
+            1
+        });
+        cache.get_or_insert_with(i + 2000, || {
+            cache.clear();
+            1
+        });
+        // Cancelled async leader.
+        {
+            let mut fut = pin!(cache.get_or_insert_with_async(i + 3000, std::future::pending()));
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+        }
+        // Detached load dropped by its spawner, then the caller's future dropped.
+        {
+            let mut fut =
+                pin!(cache.get_or_insert_with_spawned(i + 4000, std::future::pending, drop));
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+        }
+        // Detached load still queued when every caller has gone.
+        {
+            let mut queued = Vec::new();
+            {
+                let mut fut = pin!(cache.get_or_insert_with_spawned(
+                    i + 5000,
+                    || async { 5 },
+                    |f| queued.push(f)
+                ));
+                let mut cx = Context::from_waker(Waker::noop());
+                assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Pending));
+            }
+            assert_eq!(loads_in_flight(&cache), 1, "the queued load is in flight");
+            drop(queued);
+        }
+        assert_eq!(loads_in_flight(&cache), 0, "round {i}");
+    }
+    cache.validate();
+}
+
+/// Reloads dropped by their spawner, failing, or overtaken leave no mark.
+#[test]
+fn reloads_that_do_not_store_leave_no_mark() {
+    use std::sync::Mutex;
+    use std::time::Duration;
+    let clock = MockClock::new();
+    let queued: std::sync::Arc<Mutex<Vec<crate::refresh::BoxFuture>>> = Default::default();
+    let q = queued.clone();
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(100)
+        .shards(2)
+        .clock(clock.clone())
+        .time_to_live(Duration::from_secs(60))
+        .refresh_after(Duration::from_secs(10))
+        .refresh_loader_async(
+            |k: u32| async move {
+                if k.is_multiple_of(2) {
+                    Ok(k)
+                } else {
+                    Err(std::io::Error::other("down"))
+                }
+            },
+            move |f| q.lock().expect("queue").push(f),
+        )
+        .build()
+        .expect("valid");
+    for round in 0..20u32 {
+        for k in 0..10 {
+            cache.insert(k, 100);
+        }
+        clock.advance(Duration::from_secs(11));
+        for k in 0..10 {
+            assert!(cache.get(&k).is_some());
+        }
+        assert_eq!(loads_in_flight(&cache), 10);
+        let jobs: Vec<_> = std::mem::take(&mut *queued.lock().expect("queue"));
+        match round % 3 {
+            0 => drop(jobs),
+            1 => {
+                for k in (0..10).step_by(3) {
+                    cache.insert(k, 7);
+                }
+                jobs.into_iter().for_each(futures::executor::block_on);
+            }
+            _ => jobs.into_iter().for_each(futures::executor::block_on),
+        }
+        assert_eq!(loads_in_flight(&cache), 0, "round {round}");
+    }
+}

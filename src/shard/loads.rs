@@ -44,6 +44,12 @@ impl Loads {
         !self.marks.is_empty()
     }
 
+    /// How many loads are in flight (for tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.marks.len()
+    }
+
     /// A load of the key hashing to `hash` begins.
     pub(crate) fn begin(&mut self, hash: u64) -> LoadId {
         let id = LoadId(NonZeroU64::MIN.saturating_add(self.issued));

@@ -125,6 +125,12 @@ where
         self.loads.begin(hash)
     }
 
+    /// How many loads are in flight on this shard's keys (for tests).
+    #[cfg(test)]
+    pub(crate) fn loads_in_flight(&self) -> usize {
+        self.loads.len()
+    }
+
     /// Load `id` ends; returns whether it may store its value (its key was
     /// not written since it began).
     pub(crate) fn end_load(&mut self, id: LoadId) -> bool {
