@@ -87,6 +87,9 @@ struct Hooked {
     /// Passed as a rewrite starts: after the cache let it run, before the
     /// log keeps the writes it must carry over.
     begin_gate: Arc<Gate>,
+    /// Passed by each record a rewrite writes to its replacement after its
+    /// header: after the snapshot read it, with no shard locked.
+    emit_gate: Arc<Gate>,
     before_commit: Arc<Mutex<Option<Hook>>>,
     /// Set when a replacement is dropped without being committed.
     abandoned: Arc<Latch>,
@@ -96,11 +99,17 @@ struct Hooked {
 struct HookedRewrite {
     /// Taken by the commit.
     inner: Option<MemRewrite>,
+    emit_gate: Arc<Gate>,
+    /// Whether the header was written.
+    started: bool,
     abandoned: Arc<Latch>,
 }
 
 impl RewriteTarget for HookedRewrite {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if std::mem::replace(&mut self.started, true) {
+            self.emit_gate.pass();
+        }
         self.inner.as_mut().expect("not committed").append(bytes)
     }
     fn len(&self) -> u64 {
@@ -144,6 +153,8 @@ impl Storage for Hooked {
         self.begin_gate.pass();
         Ok(HookedRewrite {
             inner: Some(self.inner.begin_rewrite()?),
+            emit_gate: self.emit_gate.clone(),
+            started: false,
             abandoned: self.abandoned.clone(),
         })
     }
@@ -791,5 +802,38 @@ fn a_write_refused_while_a_repair_runs_is_neither_kept_nor_logged() {
         (memory, contents(&reopened)),
         (want, want_reopened),
         "(memory, after a power loss): a refused write was kept"
+    );
+}
+
+/// A `retain` while a repair's snapshot is being written: its removals are
+/// not in the snapshot's part already read, and the failed log refuses
+/// their records. The repair must not swap in a log that brings them back.
+#[test]
+fn a_retain_during_a_repair_is_not_undone_by_it() {
+    let h = Hooked::default();
+    let cache = open(h.clone()).0;
+    for k in 0..20 {
+        cache.durably(|| cache.insert(k, k)).expect("healthy");
+    }
+    h.inner.inject(FaultOn::Sync, 0, ErrorKind::Other, false);
+    assert!(cache.durably(|| cache.insert(100, 100)).is_err());
+    std::thread::scope(|sc| {
+        h.emit_gate.arm();
+        let c = cache.clone();
+        let repair = sc.spawn(move || c.sync());
+        // The snapshot has read its first chunk and writes it out.
+        h.emit_gate.wait_entered();
+        cache.retain(|_, _| false);
+        h.emit_gate.release();
+        repair.join().expect("repair").expect("repaired");
+    });
+    assert_eq!(contents(&cache), BTreeMap::new());
+    cache.durably(|| cache.insert(500, 500)).expect("repaired");
+    drop(cache);
+    let (reopened, report) = open(h.inner.clone());
+    assert_eq!(
+        contents(&reopened),
+        BTreeMap::from([(500, 500)]),
+        "removed entries came back: {report:?}"
     );
 }

@@ -90,8 +90,9 @@ struct State {
     /// that the write is gone all the same.
     undone: Vec<(u64, u64)>,
     /// Writes refused at their append so far: each was applied in memory
-    /// and its undo record pushed. A repair's snapshot taken while this
-    /// changed may hold such a write, and is not swapped in.
+    /// and its undo record pushed (or, a retain's removal, kept). A
+    /// repair's snapshot taken while this changed may hold such a write's
+    /// old state, and is not swapped in.
     refused: u64,
 }
 
@@ -232,9 +233,12 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             }
             (Err(e), None) => {
                 // No undo (a retain's removal): the write stays, and the
-                // repair logs it.
+                // repair logs it. Counted, as the refused writes above are:
+                // a repair's snapshot may have read the entry before it
+                // left, and must then be taken again.
                 state.failed.get_or_insert_with(|| e.to_string());
                 self.failed.store(true, Ordering::Release);
+                state.refused = state.refused.wrapping_add(1);
                 drop(state);
                 self.keep(e);
                 Ticket::None
@@ -399,9 +403,12 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     /// refused write is applied and counted under its shard's lock, so one
     /// the snapshot read was counted before it ended). Otherwise the attempt
     /// is given up before its swap, and the rollback and the snapshot are
-    /// taken again. Each retry follows a write refused at its append; while
-    /// the log is failed only writes admitted before the failure get there,
-    /// so the retries end.
+    /// taken again. A retain's removal refused at its append stays in
+    /// memory, and retakes the snapshot likewise (one read before it would
+    /// bring the entry back). Each retry follows a write refused at its
+    /// append; while the log is failed only writes admitted before the
+    /// failure get there, and retains, which only remove entries and
+    /// cannot add any meanwhile, so the retries end.
     fn rewrite_clean(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
         loop {
             self.roll_back();
