@@ -90,7 +90,7 @@ struct State {
     /// that the write is gone all the same.
     undone: Vec<(u64, u64)>,
     /// Writes refused at their append so far: each was applied in memory
-    /// and its undo record pushed (or, a retain's removal, kept). A
+    /// and its undo record pushed (or, with no undo record, kept). A
     /// repair's snapshot taken while this changed may hold such a write's
     /// old state, and is not swapped in.
     refused: u64,
@@ -205,8 +205,14 @@ impl<K: 'static, V: 'static> Journal<K, V> {
                     // stays in memory, and the repair (a rewrite from the
                     // cache) logs it; later writes are refused. The log did
                     // not take the record, so the write is not acknowledged
-                    // as logged: its caller hears of the failure.
+                    // as logged: its caller hears of the failure. Counted
+                    // as refused: a repair's snapshot that read the key
+                    // before this write is taken again.
                     self.fail(&e);
+                    {
+                        let mut state = self.state.lock();
+                        state.refused = state.refused.wrapping_add(1);
+                    }
                     self.report(e);
                     Ticket::None
                 }
@@ -403,12 +409,13 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     /// refused write is applied and counted under its shard's lock, so one
     /// the snapshot read was counted before it ended). Otherwise the attempt
     /// is given up before its swap, and the rollback and the snapshot are
-    /// taken again. A retain's removal refused at its append stays in
-    /// memory, and retakes the snapshot likewise (one read before it would
-    /// bring the entry back). Each retry follows a write refused at its
-    /// append; while the log is failed only writes admitted before the
-    /// failure get there, and retains, which only remove entries and
-    /// cannot add any meanwhile, so the retries end.
+    /// taken again. A write refused at its append with no undo record (a
+    /// retain's removal, or any write in the buffered modes) stays in
+    /// memory, and retakes the snapshot likewise (one that read the key
+    /// before it would log the key's old state). Each retry follows a
+    /// write refused at its append; while the log is failed only writes
+    /// admitted before the failure get there, and retains, which only
+    /// remove entries and cannot add any meanwhile, so the retries end.
     fn rewrite_clean(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
         loop {
             self.roll_back();
