@@ -376,10 +376,10 @@ where
             // Refused: the log could not reproduce it.
             Err(e) => {
                 self.report(e);
-                if let Some(id) = load {
-                    self.inner.shards[s].write().end_load(id);
-                }
-                return Ok(true);
+                // Not stored either way; an overtaken load still says so,
+                // so that its waiters look again rather than take its value.
+                let overtaken = load.is_some_and(|id| !self.inner.shards[s].write().end_load(id));
+                return Ok(!overtaken);
             }
         };
         let mut removed = Removed::new();
