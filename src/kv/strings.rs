@@ -407,8 +407,10 @@ impl KvStore {
         });
         match first {
             Ok(r) => r,
-            // It did not fit with room to grow: store it without.
-            Err(CapacityError { key, .. }) if spare > 0 => {
+            // It did not fit with room to grow: store it without, freeing
+            // the refused buffer before the new one is built.
+            Err(CapacityError { key, value }) if spare > 0 => {
+                drop(value);
                 self.cache.compute_slot(key, |cur| write(cur, 0))?
             }
             Err(e) => Err(e.into()),
