@@ -294,6 +294,55 @@ fn a_load_overtaken_by_a_remove_or_a_clear_is_not_stored() {
     assert_eq!(cache.get(&1), Some("loaded"));
 }
 
+/// A load overtaken by a write, whose own store the failed log then
+/// refuses: its waiters look again (and find the write) rather than being
+/// handed the overtaken value as if it had been stored.
+#[test]
+fn an_overtaken_load_whose_store_the_log_refuses_is_not_handed_on() {
+    use shardcache::persist::{FileLog, Fsync, MemStorage};
+    use std::sync::mpsc::channel;
+    let storage = MemStorage::new();
+    let log = FileLog::with_storage(storage.clone(), Fsync::Always);
+    let cache: Cache<u64, String> = Cache::builder()
+        .max_capacity(100)
+        .build_persistent(log)
+        .expect("opens")
+        .0;
+    let (inside, started) = channel();
+    let (release, go) = channel::<()>();
+    let leader = {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            cache.get_or_insert_with(1, move || {
+                inside.send(()).expect("test waits");
+                go.recv().expect("test releases");
+                "old".to_string()
+            })
+        })
+    };
+    started.recv().expect("loader started");
+    let misses = cache.stats().misses;
+    let waiter = {
+        let cache = cache.clone();
+        std::thread::spawn(move || cache.get_or_insert_with(1, || "fresh".to_string()))
+    };
+    while cache.stats().misses == misses {
+        std::thread::yield_now();
+    }
+    // Give the waiter time to wait on the load; the assertions below hold
+    // whether or not it did.
+    std::thread::sleep(Duration::from_millis(20));
+    cache
+        .durably(|| cache.insert(1, "new".to_string()))
+        .expect("durable before the failure");
+    storage.fail_after(0);
+    assert!(cache.durably(|| cache.insert(2, "x".to_string())).is_err());
+    release.send(()).expect("loader waits");
+    assert_eq!(leader.join().expect("leader"), "old");
+    assert_eq!(waiter.join().expect("waiter"), "new");
+    assert_eq!(cache.get(&1).as_deref(), Some("new"));
+}
+
 #[test]
 fn a_caller_arriving_after_a_remove_is_not_handed_an_older_load() {
     let cache: Cache<u64, &str> = Cache::new(100);
