@@ -5,8 +5,9 @@
 //! capacity after its bytes. The next such write goes into it when the
 //! store holds the only handle to the buffer (no reader kept a `Bytes` of
 //! it) and the new bytes fit; otherwise it copies the value into a new
-//! buffer with room to grow ([`grown_capacity`]). The bytes readers hold never change: a buffer is
-//! written past its value's end only while nobody else can see it.
+//! buffer with room to grow ([`grown_capacity`]). The bytes readers hold
+//! never change: a buffer is written past its value's end only while
+//! nobody else can see it.
 //!
 //! The spare capacity is memory the entry holds, so it is counted in
 //! `used_memory` and against `max_memory`, as weight the weigher cannot see
