@@ -176,6 +176,22 @@ fn open<S: Storage>(storage: S) -> (Cache<u32, u32>, RecoveryReport) {
         .expect("load")
 }
 
+/// Keys 10 to 14, written while the log is healthy: every power loss
+/// after this must keep them.
+fn write_healthy(cache: &Cache<u32, u32>) {
+    for k in 10..15 {
+        cache.durably(|| cache.insert(k, k)).expect("healthy");
+    }
+}
+
+/// `cache` dropped, the power lost (only what was synced kept), and the
+/// log reopened.
+fn after_power_loss<S>(h: &Hooked, cache: Cache<u32, u32, S>) -> Cache<u32, u32> {
+    drop(cache);
+    h.inner.power_loss(0);
+    open(h.inner.clone()).0
+}
+
 fn contents(c: &Cache<u32, u32>) -> BTreeMap<u32, u32> {
     c.iter().collect()
 }
@@ -448,9 +464,7 @@ fn a_compaction_does_not_run_while_a_rollback_is_under_way() {
     let h = Hooked::default();
     let lgate = Arc::new(Gate::default());
     let cache = cache_with_listener_gate(&h, lgate.clone(), 2);
-    for k in 10..15 {
-        cache.durably(|| cache.insert(k, k)).expect("healthy");
-    }
+    write_healthy(&cache);
     let (x, rewrite) = std::thread::scope(|sc| {
         let x = held_leader(sc, &h, &cache, 1, 1);
         let y = applied_follower(sc, &cache, 2, 2);
@@ -467,9 +481,7 @@ fn a_compaction_does_not_run_while_a_rollback_is_under_way() {
     assert!(rewrite.is_err(), "{rewrite:?}");
     assert!(x.is_err());
     assert_eq!(cache.get(&1), None, "undone in memory");
-    drop(cache);
-    h.inner.power_loss(0);
-    let (reopened, _) = open(h.inner.clone());
+    let reopened = after_power_loss(&h, cache);
     assert_eq!(reopened.get(&1), None, "a refused write came back");
     assert_eq!(reopened.get(&12), Some(12));
 }
@@ -484,9 +496,7 @@ fn a_compaction_started_before_a_failure_does_not_replace_the_failed_log() {
     let h = Hooked::default();
     let lgate = Arc::new(Gate::default());
     let cache = cache_with_listener_gate(&h, lgate.clone(), 2);
-    for k in 10..15 {
-        cache.durably(|| cache.insert(k, k)).expect("healthy");
-    }
+    write_healthy(&cache);
     let (x, rewrite) = std::thread::scope(|sc| {
         let x = held_leader(sc, &h, &cache, 1, 1);
         let y = applied_follower(sc, &cache, 2, 2);
@@ -507,9 +517,7 @@ fn a_compaction_started_before_a_failure_does_not_replace_the_failed_log() {
     });
     assert!(x.is_err(), "{x:?}");
     assert_eq!(cache.get(&1), None, "undone in memory");
-    drop(cache);
-    h.inner.power_loss(0);
-    let (reopened, _) = open(h.inner.clone());
+    let reopened = after_power_loss(&h, cache);
     assert_eq!(reopened.get(&1), None, "a refused write came back");
     assert_eq!(reopened.get(&12), Some(12));
     assert!(rewrite.is_err(), "a compaction replaced a failed log");
@@ -554,9 +562,7 @@ fn a_compaction_asked_for_during_a_repair_does_not_run_as_one() {
 fn a_write_a_repair_rolled_back_is_not_acknowledged_by_its_late_fsync() {
     let h = Hooked::default();
     let cache = open(h.clone()).0;
-    for k in 10..15 {
-        cache.durably(|| cache.insert(k, k)).expect("healthy");
-    }
+    write_healthy(&cache);
     let w = std::thread::scope(|sc| {
         let w = held_leader(sc, &h, &cache, 1, 1);
         // The replacement's own fsync passes; the sync after the rename fails.
@@ -571,9 +577,7 @@ fn a_write_a_repair_rolled_back_is_not_acknowledged_by_its_late_fsync() {
     assert_eq!(cache.get(&1), None);
     // Writes go on normally after it.
     cache.durably(|| cache.insert(2, 2)).expect("healthy");
-    drop(cache);
-    h.inner.power_loss(0);
-    let (reopened, _) = open(h.inner.clone());
+    let reopened = after_power_loss(&h, cache);
     assert_eq!(reopened.get(&1), None);
     assert_eq!(reopened.get(&2), Some(2));
     assert_eq!(reopened.get(&14), Some(14));
@@ -598,9 +602,7 @@ fn a_write_a_rewrite_made_durable_stands_when_its_own_fsync_fails() {
     });
     x.expect("durable through the rewrite");
     assert_eq!(cache.get(&1), Some(1));
-    drop(cache);
-    h.inner.power_loss(0);
-    let (reopened, _) = open(h.inner.clone());
+    let reopened = after_power_loss(&h, cache);
     assert_eq!(reopened.get(&1), Some(1));
     assert_eq!(reopened.get(&7), Some(49));
 }
@@ -661,9 +663,7 @@ fn a_write_between_a_rollbacks_drain_and_its_undo_does_not_bring_a_refused_value
     }
     let memory = contents(&cache);
     let _ = cache.sync();
-    drop(cache);
-    h.inner.power_loss(0);
-    let (reopened, _) = open(h.inner.clone());
+    let reopened = after_power_loss(&h, cache);
     assert_eq!((memory, contents(&reopened)), (acked.clone(), acked));
 }
 
@@ -793,9 +793,7 @@ fn a_write_refused_while_a_repair_runs_is_neither_kept_nor_logged() {
     let memory: BTreeMap<u32, u32> = cache.iter().collect();
     // Writes go on after the repair.
     cache.durably(|| cache.insert(5, 5)).expect("repaired");
-    drop(cache);
-    h.inner.power_loss(0);
-    let (reopened, _) = open(h.inner.clone());
+    let reopened = after_power_loss(&h, cache);
     let want: BTreeMap<u32, u32> = [(2, 20), (4, 4)].into();
     let want_reopened: BTreeMap<u32, u32> = [(2, 20), (4, 4), (5, 5)].into();
     assert_eq!(
