@@ -19,8 +19,11 @@
 //! neither end nor extend sessions; [`SessionStore`]'s docs describe it.
 
 mod id;
+mod record;
+mod steady;
 
 pub use id::SessionId;
+pub use record::Session;
 
 use super::SharedClock;
 use crate::builder::BuildError;
@@ -31,12 +34,13 @@ use crate::persist::{FileLog, Fsync, PersistError, RecoveryReport, WriteAheadLog
 use crate::{Cache, CacheBuilder, Policy};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use steady::{Now, Steady};
 
 /// The default absolute session lifetime: 24 hours.
 pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
@@ -66,130 +70,6 @@ pub enum SessionError {
     /// The store is full and the new session was not kept.
     #[error("the session store is full")]
     Full,
-}
-
-/// One session: its owner, its data and its deadlines.
-///
-/// `created_at_ms` and `expires_at_ms` are given on the wall clock as it read
-/// when the session was returned: after a wall-clock step they move with it,
-/// while the session's deadlines do not (see [`SessionStore`](SessionStore#time)).
-/// What is logged is exactly these four fields.
-#[derive(Clone, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Session<T> {
-    /// The user the session belongs to.
-    pub user: String,
-    /// The application's data.
-    pub data: T,
-    /// When it was created, in Unix milliseconds.
-    pub created_at_ms: u64,
-    /// When it ends whatever its activity (the absolute timeout), in Unix
-    /// milliseconds.
-    pub expires_at_ms: u64,
-    /// How far the wall clock was ahead of the store's steady clock when the
-    /// wall-clock fields were set (negative: behind). Zero for a session read
-    /// back from the log, since the steady clock starts from the wall clock.
-    /// Kept in memory only.
-    #[serde(skip)]
-    skew_ms: i64,
-}
-
-impl<T> Session<T> {
-    /// The absolute deadline on the store's steady clock.
-    fn deadline(&self) -> u64 {
-        shift(self.expires_at_ms, -i128::from(self.skew_ms))
-    }
-
-    /// The session with its wall-clock fields read at `skew` (the wall
-    /// clock's lead over the steady clock now); its deadlines do not move.
-    fn on_wall(mut self, skew: i64) -> Self {
-        let by = i128::from(skew) - i128::from(self.skew_ms);
-        self.created_at_ms = shift(self.created_at_ms, by);
-        self.expires_at_ms = shift(self.expires_at_ms, by);
-        self.skew_ms = skew;
-        self
-    }
-}
-
-/// `ms` moved by `by` milliseconds, saturating.
-fn shift(ms: u64, by: i128) -> u64 {
-    u64::try_from((i128::from(ms) + by).max(0)).unwrap_or(u64::MAX)
-}
-
-impl<T: PartialEq> PartialEq for Session<T> {
-    /// Compares the four public fields.
-    fn eq(&self, other: &Self) -> bool {
-        self.user == other.user
-            && self.data == other.data
-            && self.created_at_ms == other.created_at_ms
-            && self.expires_at_ms == other.expires_at_ms
-    }
-}
-
-impl<T: Eq> Eq for Session<T> {}
-
-impl<T: fmt::Debug> fmt::Debug for Session<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("user", &self.user)
-            .field("data", &self.data)
-            .field("created_at_ms", &self.created_at_ms)
-            .field("expires_at_ms", &self.expires_at_ms)
-            .finish()
-    }
-}
-
-/// A store's steady clock: the wall clock read when the store was made,
-/// advanced by the monotonic clock since (see [`SessionStore`](SessionStore#time)).
-#[derive(Clone)]
-struct Steady {
-    clock: SharedClock,
-    /// Wall-clock Unix milliseconds when the store was made.
-    wall_origin: u64,
-    /// The monotonic clock's milliseconds then.
-    monotonic_origin: u64,
-}
-
-/// One reading of a store's clocks, in milliseconds.
-#[derive(Clone, Copy)]
-struct Now {
-    steady: u64,
-    wall: u64,
-}
-
-impl Now {
-    /// How far the wall clock is ahead of the steady clock (negative: behind).
-    fn skew(self) -> i64 {
-        let skew = i128::from(self.wall) - i128::from(self.steady);
-        i64::try_from(skew).unwrap_or(if skew < 0 { i64::MIN } else { i64::MAX })
-    }
-
-    /// The time left until `deadline` on the steady clock.
-    fn until(self, deadline: u64) -> Duration {
-        Duration::from_millis(deadline.saturating_sub(self.steady))
-    }
-}
-
-impl Steady {
-    fn new(clock: SharedClock) -> Self {
-        Self {
-            wall_origin: millis(clock.wall()),
-            monotonic_origin: millis(clock.monotonic()),
-            clock,
-        }
-    }
-
-    fn now(&self) -> Now {
-        let elapsed = millis(self.clock.monotonic()).saturating_sub(self.monotonic_origin);
-        Now {
-            steady: self.wall_origin.saturating_add(elapsed),
-            wall: millis(self.clock.wall()),
-        }
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// How a [`SessionStore`] behaves; start from `SessionConfig::default()`.
@@ -690,43 +570,5 @@ fn unindex(users: &Mutex<HashMap<String, HashSet<String>>>, user: &str, id: &str
         if ids.is_empty() {
             users.remove(user);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_session_is_logged_as_its_four_public_fields() {
-        let session = Session {
-            user: "ann".to_string(),
-            data: 7u32,
-            created_at_ms: 1_000,
-            expires_at_ms: 2_000,
-            skew_ms: -5,
-        };
-        let bytes = postcard::to_allocvec(&session).expect("encode");
-        let fields = postcard::to_allocvec(&("ann", 7u32, 1_000u64, 2_000u64)).expect("encode");
-        assert_eq!(bytes, fields);
-        let back: Session<u32> = postcard::from_bytes(&fields).expect("decode");
-        assert_eq!(back, session);
-        assert_eq!((back.skew_ms, back.deadline()), (0, 2_000));
-    }
-
-    #[test]
-    fn reading_on_another_wall_clock_moves_the_fields_not_the_deadline() {
-        let session = Session {
-            user: String::new(),
-            data: (),
-            created_at_ms: 1_000,
-            expires_at_ms: 4_000,
-            skew_ms: 0,
-        };
-        let ahead = session.clone().on_wall(500);
-        assert_eq!((ahead.created_at_ms, ahead.expires_at_ms), (1_500, 4_500));
-        let behind = ahead.on_wall(-200);
-        assert_eq!((behind.created_at_ms, behind.expires_at_ms), (800, 3_800));
-        assert_eq!(behind.deadline(), session.deadline());
     }
 }
