@@ -59,6 +59,7 @@ mod info;
 mod keys;
 mod longdouble;
 mod parse;
+mod partial;
 mod reply;
 mod stats;
 mod strings;
