@@ -14,8 +14,11 @@
 //!
 //! Loads are named by the key's hash, so a write to another key with the
 //! same hash overtakes a load too: a spurious overtake costs a store, never
-//! correctness. Owns this list only; the shard marks it from its writes.
+//! correctness. Owns this list and the shard's calls into it; the shard
+//! marks it from its writes.
 
+use super::Shard;
+use std::hash::Hash;
 use std::num::NonZeroU64;
 
 /// One load's place in [`Loads`], from [`Loads::begin`] (never zero, so
@@ -84,6 +87,35 @@ impl Loads {
     pub(crate) fn overtake_all(&mut self) {
         for m in &mut self.marks {
             m.overtaken = true;
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> Shard<K, V> {
+    /// A read-through load of the key hashing to `hash` begins: a write to
+    /// that key before it [ends](Self::end_load) overtakes it.
+    pub(crate) fn begin_load(&mut self, hash: u64) -> LoadId {
+        self.loads.begin(hash)
+    }
+
+    /// How many loads are in flight on this shard's keys (for tests).
+    #[cfg(test)]
+    pub(crate) fn loads_in_flight(&self) -> usize {
+        self.loads.len()
+    }
+
+    /// Load `id` ends; returns whether it may store its value (its key was
+    /// not written since it began).
+    pub(crate) fn end_load(&mut self, id: LoadId) -> bool {
+        self.loads.end(id)
+    }
+
+    /// Notes a write to the key hashing to `hash`, for the loads in flight:
+    /// one compare when there are none.
+    #[inline(always)]
+    pub(super) fn written(&mut self, hash: u64) {
+        if self.loads.any() {
+            self.loads.overtake(hash);
         }
     }
 }

@@ -9,8 +9,8 @@
 //!
 //! Owns the table (`table.rs`), the slab (`slab.rs`), the expiry index
 //! (`expiry.rs`), its side of the shared budget (`budget.rs`), bulk removal
-//! (`sweep.rs`), cursor steps (`scan.rs`) and the loads in flight on its
-//! keys (`loads.rs`). Calls down only: the policy (through its hooks,
+//! (`sweep.rs`), cursor steps (`scan.rs`), walks over its entries
+//! (`walk.rs`) and the loads in flight on its keys (`loads.rs`). Calls down only: the policy (through its hooks,
 //! handing it a view of the slab's nodes), the weigher and the clock; it
 //! hands removed entries back to its caller and never calls the listener or
 //! the log.
@@ -28,6 +28,7 @@ mod sweep;
 pub(crate) mod table;
 #[cfg(test)]
 mod validate;
+mod walk;
 mod weights;
 pub(crate) use budget::Budget;
 pub(crate) use env::{Env, Found, Inserted, LazyNow, Lookup};
@@ -117,33 +118,6 @@ where
 
     pub(crate) fn len(&self) -> usize {
         self.table.len()
-    }
-
-    /// A read-through load of the key hashing to `hash` begins: a write to
-    /// that key before it [ends](Self::end_load) overtakes it.
-    pub(crate) fn begin_load(&mut self, hash: u64) -> LoadId {
-        self.loads.begin(hash)
-    }
-
-    /// How many loads are in flight on this shard's keys (for tests).
-    #[cfg(test)]
-    pub(crate) fn loads_in_flight(&self) -> usize {
-        self.loads.len()
-    }
-
-    /// Load `id` ends; returns whether it may store its value (its key was
-    /// not written since it began).
-    pub(crate) fn end_load(&mut self, id: LoadId) -> bool {
-        self.loads.end(id)
-    }
-
-    /// Notes a write to the key hashing to `hash`, for the loads in flight:
-    /// one compare when there are none.
-    #[inline(always)]
-    fn written(&mut self, hash: u64) {
-        if self.loads.any() {
-            self.loads.overtake(hash);
-        }
     }
 
     /// Makes room for one more slab slot. The slab doubles, as a `Vec`
@@ -576,15 +550,6 @@ where
         &mut self.entry_mut(idx).value
     }
 
-    /// The occupied tokens.
-    fn occupied(&self) -> impl Iterator<Item = u32> + '_ {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.is_some())
-            .map(|(i, _)| i as u32)
-    }
-
     /// Sets or clears the deadline of a live `key`; false if absent or expired.
     pub(crate) fn set_expiry<Q, S>(
         &mut self,
@@ -605,39 +570,6 @@ where
             }
             _ => false,
         }
-    }
-
-    /// Calls `f` on every live entry.
-    pub(crate) fn for_each_live<F: Fn() -> u64>(
-        &self,
-        now: &LazyNow<F>,
-        tti: Option<u64>,
-        f: impl FnMut(&K, &V, Option<u64>),
-    ) {
-        self.for_each_live_from(0, usize::MAX, now, tti, f);
-    }
-
-    /// Calls `f` on the live entries among at most `limit` slots from slot
-    /// `start`; returns where to continue, or `None` past the last slot. Lets
-    /// a caller walk a shard in chunks, releasing the lock in between.
-    pub(crate) fn for_each_live_from<F: Fn() -> u64>(
-        &self,
-        start: usize,
-        limit: usize,
-        now: &LazyNow<F>,
-        tti: Option<u64>,
-        mut f: impl FnMut(&K, &V, Option<u64>),
-    ) -> Option<usize> {
-        let end = start.saturating_add(limit).min(self.entries.len());
-        for idx in start..end {
-            if let Some(e) = &self.entries[idx] {
-                let m = e.node.get();
-                if !self.expired_at(idx as u32, m, now, tti) {
-                    f(&e.key, &e.value, meta::deadline(m));
-                }
-            }
-        }
-        (end < self.entries.len()).then_some(end)
     }
 }
 
