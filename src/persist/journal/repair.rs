@@ -1,0 +1,153 @@
+//! The journal's recovery from a failed log: the rollback of what the log
+//! did not keep, and the repair that rewrites the log from the cache.
+
+use super::{Journal, RETAKE, RETRY_EVERY};
+use crate::persist::{PersistError, RewriteKind, Snapshot};
+use crate::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+impl<K: 'static, V: 'static> Journal<K, V> {
+    /// Undoes, newest first, every write the log has not made durable.
+    ///
+    /// One record at a time, taken from the pending list each time: a
+    /// writer that applied to a key while the rollback waited for that
+    /// key's shard (it was admitted before the failure) pushes its own undo
+    /// record, whose value may be one this rollback has still to undo; as
+    /// the newest, it is applied before that one, so the key ends as it was
+    /// before every refused write.
+    pub(crate) fn roll_back(&self) {
+        let mut state = self.state.lock();
+        while state.rolling_back {
+            self.settled.wait(&mut state);
+        }
+        if state.failed.is_none() {
+            return;
+        }
+        let durable = self.log.durable_lsn();
+        let first = state.pending.partition_point(|(l, _)| *l <= durable);
+        state.pending.drain(..first);
+        if state.pending.is_empty() {
+            return;
+        }
+        state.rolling_back = true;
+        // The LSNs undone, recorded before each undo is applied, so that a
+        // waiter whose fsync ends late learns its write is gone.
+        let range = state.undone.len();
+        state.undone.push((durable, durable));
+        // A listener that panics while an undo notifies it does not stop
+        // the rollback (nor leave it marked running): the panic goes on
+        // once every record is undone.
+        let mut panicked = None;
+        while let Some((lsn, record)) = state.pending.pop() {
+            if lsn != u64::MAX && lsn > state.undone[range].1 {
+                state.undone[range].1 = lsn;
+            }
+            drop(state);
+            if let Some(hooks) = self.hooks.get() {
+                let undo = std::panic::AssertUnwindSafe(|| hooks.undo(&record));
+                if let Err(payload) = std::panic::catch_unwind(undo) {
+                    panicked.get_or_insert(payload);
+                }
+            }
+            state = self.state.lock();
+        }
+        state.rolling_back = false;
+        drop(state);
+        self.settled.notify_all();
+        if let Some(payload) = panicked {
+            std::panic::resume_unwind(payload);
+        }
+    }
+
+    /// Repairs a failed log now: rewrites it from the cache once the cache
+    /// holds nothing the log did not keep (see
+    /// [`rewrite_clean`](Self::rewrite_clean)). Writes resume if that
+    /// succeeds. One repair runs at a time; one that waited for another
+    /// finds the log repaired, or repairs it again.
+    pub(super) fn repair(&self) -> Result<(), PersistError> {
+        let _one = self.repairing.lock();
+        if self.state.lock().failed.is_none() {
+            return Ok(());
+        }
+        let hooks = self
+            .hooks
+            .get()
+            .ok_or_else(|| self.refused("no cache".into()))?;
+        hooks.rewrite(RewriteKind::Repair)?;
+        self.resume();
+        Ok(())
+    }
+
+    /// The repair's rewrite: rolls back every write the log did not keep,
+    /// then swaps in a snapshot of the cache, only if that snapshot holds
+    /// none of them.
+    ///
+    /// A writer admitted before the failure may apply its write after the
+    /// rollback (it waited for its shard, or ran a `compute` closure); the
+    /// log refuses it at its append and its undo record is pushed, but until
+    /// that record is applied the snapshot can read the refused value. So the
+    /// snapshot is kept only if, as it starts, no undo record waits or is
+    /// being applied, and no write was refused from then to its end (a
+    /// refused write is applied and counted under its shard's lock, so one
+    /// the snapshot read was counted before it ended). Otherwise the attempt
+    /// is given up before its swap, and the rollback and the snapshot are
+    /// taken again. A write refused at its append with no undo record (a
+    /// retain's removal, or any write in the buffered modes) stays in
+    /// memory, and retakes the snapshot likewise (one that read the key
+    /// before it would log the key's old state). Each retry follows a
+    /// write refused at its append; while the log is failed only writes
+    /// admitted before the failure get there, and retains, which only
+    /// remove entries and cannot add any meanwhile, so the retries end.
+    pub(super) fn rewrite_clean(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
+        loop {
+            self.roll_back();
+            let mut retake = false;
+            let result = self.log.rewrite(&mut |emit| {
+                let seen = {
+                    let state = self.state.lock();
+                    if !state.pending.is_empty() || state.rolling_back {
+                        retake = true;
+                        return Err(self.refused(RETAKE.into()));
+                    }
+                    state.refused
+                };
+                snapshot(emit)?;
+                if self.state.lock().refused != seen {
+                    retake = true;
+                    return Err(self.refused(RETAKE.into()));
+                }
+                Ok(())
+            });
+            if !retake {
+                return result;
+            }
+        }
+    }
+
+    /// Ends the failure once the repaired log holds the cache's state. A
+    /// write refused after the repair's snapshot is not in the new log, and
+    /// once writes resume nothing would undo it: it is undone first.
+    fn resume(&self) {
+        let mut state = self.state.lock();
+        while !state.pending.is_empty() || state.rolling_back {
+            drop(state);
+            self.roll_back();
+            state = self.state.lock();
+        }
+        state.failed = None;
+        self.failed.store(false, Ordering::Release);
+    }
+
+    /// Starts a repair on a background thread, at most once a second.
+    pub(super) fn repair_in_background(self: &Arc<Self>) {
+        {
+            let mut last = self.last_repair.lock();
+            if last.is_some_and(|t| t.elapsed() < RETRY_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        self.spawn_rewrite(true);
+    }
+}
