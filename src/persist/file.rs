@@ -409,22 +409,6 @@ impl<S: Storage> LogInner<S> {
         self.base.store(size, Ordering::Relaxed);
     }
 
-    /// Runs one rewrite at a time.
-    fn rewrite_one(
-        &self,
-        snapshot: &mut Snapshot<'_>,
-        kind: RewriteKind,
-    ) -> Result<(), PersistError> {
-        let _one_rewrite = self.rewrite_lock.lock();
-        let result = self.rewrite(snapshot, kind);
-        if result.is_err() {
-            // Try again only after the log has grown as much once more.
-            self.base
-                .store(self.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        result
-    }
-
     fn write_delay(&self) -> Option<Duration> {
         match self.write_delay_us.load(Ordering::Relaxed) {
             0 => None,

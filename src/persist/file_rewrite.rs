@@ -9,6 +9,22 @@ use crate::sync::Ordering;
 use std::io;
 
 impl<S: Storage> LogInner<S> {
+    /// Runs one rewrite at a time.
+    pub(super) fn rewrite_one(
+        &self,
+        snapshot: &mut Snapshot<'_>,
+        kind: RewriteKind,
+    ) -> Result<(), PersistError> {
+        let _one_rewrite = self.rewrite_lock.lock();
+        let result = self.rewrite(snapshot, kind);
+        if result.is_err() {
+            // Try again only after the log has grown as much once more.
+            self.base
+                .store(self.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        result
+    }
+
     /// Writes the snapshot, then the records appended meanwhile, to a
     /// replacement and swaps it in (with appends paused only for the swap).
     ///
