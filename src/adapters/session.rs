@@ -23,7 +23,6 @@ mod record;
 mod steady;
 
 pub use id::SessionId;
-pub use record::Session;
 
 use super::SharedClock;
 use crate::builder::BuildError;
@@ -34,7 +33,7 @@ use crate::persist::{FileLog, Fsync, PersistError, RecoveryReport, WriteAheadLog
 use crate::{Cache, CacheBuilder, Policy};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
@@ -70,6 +69,33 @@ pub enum SessionError {
     /// The store is full and the new session was not kept.
     #[error("the session store is full")]
     Full,
+}
+
+/// One session: its owner, its data and its deadlines.
+///
+/// `created_at_ms` and `expires_at_ms` are given on the wall clock as it read
+/// when the session was returned: after a wall-clock step they move with it,
+/// while the session's deadlines do not (see [`SessionStore`](SessionStore#time)).
+/// What is logged is exactly these four fields.
+// Defined here: its path is part of the fingerprint a session log checks.
+#[derive(Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Session<T> {
+    /// The user the session belongs to.
+    pub user: String,
+    /// The application's data.
+    pub data: T,
+    /// When it was created, in Unix milliseconds.
+    pub created_at_ms: u64,
+    /// When it ends whatever its activity (the absolute timeout), in Unix
+    /// milliseconds.
+    pub expires_at_ms: u64,
+    /// How far the wall clock was ahead of the store's steady clock when the
+    /// wall-clock fields were set (negative: behind). Zero for a session read
+    /// back from the log, since the steady clock starts from the wall clock.
+    /// Kept in memory only.
+    #[serde(skip)]
+    skew_ms: i64,
 }
 
 /// How a [`SessionStore`] behaves; start from `SessionConfig::default()`.

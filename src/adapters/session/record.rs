@@ -1,33 +1,10 @@
-//! [`Session`]: what the store keeps, and logs, for one session.
+//! What a [`Session`] can do beside its fields: its deadline on the
+//! store's steady clock, its wall-clock fields read at another moment, and
+//! the comparisons and debug output of its public fields. The type itself is
+//! defined in the `session` module: its path names the log's records.
 
-use serde::{Deserialize, Serialize};
+use super::Session;
 use std::fmt;
-
-/// One session: its owner, its data and its deadlines.
-///
-/// `created_at_ms` and `expires_at_ms` are given on the wall clock as it read
-/// when the session was returned: after a wall-clock step they move with it,
-/// while the session's deadlines do not (see [`SessionStore`](super::SessionStore#time)).
-/// What is logged is exactly these four fields.
-#[derive(Clone, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Session<T> {
-    /// The user the session belongs to.
-    pub user: String,
-    /// The application's data.
-    pub data: T,
-    /// When it was created, in Unix milliseconds.
-    pub created_at_ms: u64,
-    /// When it ends whatever its activity (the absolute timeout), in Unix
-    /// milliseconds.
-    pub expires_at_ms: u64,
-    /// How far the wall clock was ahead of the store's steady clock when the
-    /// wall-clock fields were set (negative: behind). Zero for a session read
-    /// back from the log, since the steady clock starts from the wall clock.
-    /// Kept in memory only.
-    #[serde(skip)]
-    pub(super) skew_ms: i64,
-}
 
 impl<T> Session<T> {
     /// The absolute deadline on the store's steady clock.
@@ -93,6 +70,17 @@ mod tests {
         let back: Session<u32> = postcard::from_bytes(&fields).expect("decode");
         assert_eq!(back, session);
         assert_eq!((back.skew_ms, back.deadline()), (0, 2_000));
+    }
+
+    /// A session log checks a fingerprint that names the value's type by
+    /// its path: moving `Session` would make every existing log refuse to
+    /// open.
+    #[test]
+    fn the_type_path_a_log_names_stays() {
+        assert_eq!(
+            std::any::type_name::<Session<u32>>(),
+            "shardcache::adapters::session::Session<u32>"
+        );
     }
 
     #[test]
