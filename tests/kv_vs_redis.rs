@@ -1652,6 +1652,20 @@ fn hostile_arguments_match_redis() {
     for case in &cases {
         p.flush();
         for args in case {
+            if args[0].contains(&0) {
+                // Redis finds a command by a hash of its whole name, then
+                // compares the name as a C string: one with a NUL in it runs
+                // the command only when its hash shares that command's
+                // bucket, which depends on the server's random hash seed.
+                // KvStore reads the name whole. Not sent to Redis, which
+                // might run it and leave the two out of step.
+                let got = from_kv(p.kv.execute(args));
+                assert!(
+                    matches!(&got, R::Err(e) if e.contains("unknown command")),
+                    "{args:?}: {got:?}"
+                );
+                continue;
+            }
             p.check_args(args)
                 .unwrap_or_else(|e| panic!("replies differ for {e}"));
         }
