@@ -145,7 +145,7 @@ pub fn admission_summary(data: &[u8]) {
     let mut sealed = data.to_vec();
     sealed.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
     for bytes in [data.to_vec(), sealed] {
-        if let Ok(mut reader) = SummaryReader::decode(bytes, fingerprint) {
+        if let Ok(mut reader) = SummaryReader::decode(bytes, &[fingerprint]) {
             for record in data.chunks(3).take(1 << 12) {
                 if let Some(packed) = reader.next(record) {
                     let _ = crate::policy::Saved::unpack(packed);

@@ -284,7 +284,7 @@ where
             // The log is rewritten whatever becomes of its summary: one that
             // cannot be saved leaves the previous one, which no longer
             // matches the log and is ignored (and reported) at the next open.
-            let _ = journal.save_summary(&w.finish(crate::persist::fingerprint::<K, V>()));
+            let _ = journal.save_summary(&w.finish(journal.fingerprint()));
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! owner, the data, and the creation time and absolute deadline as wall-clock
 //! Unix milliseconds; the entry's cache TTL is the nearer of the absolute
 //! deadline and the idle deadline. With [`SessionStore::open`] every write
-//! goes to an append-only [`FileLog`] (by default [`Fsync::Always`]: a
+//! goes to an append-only [`FileLog`] (by default [`Fsync::Always`](crate::persist::Fsync::Always): a
 //! `create` that returned is on disk), and reopening replays it: sessions,
 //! their absolute deadlines and their slid idle deadlines all survive, and
 //! what expired while the process was down is not loaded.
@@ -18,18 +18,18 @@
 //! store is made, advanced by the monotonic clock), so wall-clock steps
 //! neither end nor extend sessions; [`SessionStore`]'s docs describe it.
 
+mod config;
 mod id;
 mod record;
 mod steady;
 
+pub use config::SessionConfig;
 pub use id::SessionId;
 
-use super::SharedClock;
 use crate::builder::BuildError;
-use crate::clock::Clock;
 use crate::compute::{Decision, Ttl};
 use crate::listener::RemovalCause;
-use crate::persist::{FileLog, Fsync, PersistError, RecoveryReport, WriteAheadLog};
+use crate::persist::{FileLog, PersistError, RecoveryReport, WriteAheadLog};
 use crate::{Cache, CacheBuilder, Policy};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
@@ -77,7 +77,8 @@ pub enum SessionError {
 /// when the session was returned: after a wall-clock step they move with it,
 /// while the session's deadlines do not (see [`SessionStore`](SessionStore#time)).
 /// What is logged is exactly these four fields.
-// Defined here: its path is part of the fingerprint a session log checks.
+// Defined here: its path, as release 0.1 printed it, is part of the
+// fingerprint its session logs carry (see `config.rs`).
 #[derive(Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Session<T> {
@@ -96,98 +97,6 @@ pub struct Session<T> {
     /// Kept in memory only.
     #[serde(skip)]
     skew_ms: i64,
-}
-
-/// How a [`SessionStore`] behaves; start from `SessionConfig::default()`.
-///
-/// ```
-/// use shardcache::adapters::SessionConfig;
-/// use shardcache::persist::Fsync;
-/// use std::time::Duration;
-/// let config = SessionConfig::default()
-///     .absolute_timeout(Duration::from_secs(7 * 86_400))
-///     .idle_timeout(Duration::from_secs(30 * 60))
-///     .fsync(Fsync::EverySecond);
-/// # let _ = config;
-/// ```
-#[derive(Clone)]
-#[must_use]
-pub struct SessionConfig {
-    absolute: Duration,
-    idle: Option<Duration>,
-    max_sessions: u64,
-    fsync: Fsync,
-    clock: SharedClock,
-}
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        Self {
-            absolute: DEFAULT_TTL,
-            idle: None,
-            max_sessions: DEFAULT_MAX_SESSIONS,
-            fsync: Fsync::Always,
-            clock: SharedClock::system(),
-        }
-    }
-}
-
-impl fmt::Debug for SessionConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionConfig")
-            .field("absolute_timeout", &self.absolute)
-            .field("idle_timeout", &self.idle)
-            .field("max_sessions", &self.max_sessions)
-            .field("fsync", &self.fsync)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SessionConfig {
-    /// A session ends this long after creation, however active (default
-    /// 24 h).
-    pub fn absolute_timeout(mut self, ttl: Duration) -> Self {
-        self.absolute = ttl;
-        self
-    }
-
-    /// A session also ends after this long without a [`SessionStore::touch`]
-    /// (sliding expiry). Unset by default.
-    pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.idle = Some(idle);
-        self
-    }
-
-    /// The most sessions kept (default 1,000,000); past it the
-    /// least recently used are evicted.
-    pub fn max_sessions(mut self, max: u64) -> Self {
-        self.max_sessions = max;
-        self
-    }
-
-    /// How [`SessionStore::open`]'s log syncs (default [`Fsync::Always`]).
-    pub fn fsync(mut self, fsync: Fsync) -> Self {
-        self.fsync = fsync;
-        self
-    }
-
-    /// The time source (a [`MockClock`](crate::MockClock) in tests): its
-    /// monotonic clock measures the timeouts, its wall clock dates what is
-    /// logged and shown.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = SharedClock(Arc::new(clock));
-        self
-    }
-
-    fn validate(&self) -> Result<(), BuildError> {
-        let mut b = Cache::<u8, u8>::builder()
-            .max_capacity(self.max_sessions)
-            .time_to_live(self.absolute);
-        if let Some(idle) = self.idle {
-            b = b.time_to_idle(idle);
-        }
-        b.build().map(drop)
-    }
 }
 
 type UserIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
@@ -215,7 +124,7 @@ type UserIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 /// Within one process, timeouts are measured in real elapsed time. A store
 /// decides deadlines on its own steady clock: the wall clock read once when
 /// the store is made, advanced from then on by the monotonic clock (both
-/// from the [`Clock`] in the config). A wall-clock step, such as an NTP
+/// from the [`Clock`](crate::Clock) in the config). A wall-clock step, such as an NTP
 /// correction, therefore neither ends a session early nor lets touches keep
 /// it past its absolute timeout. A [`Session`]'s wall-clock fields are its
 /// deadlines read on the wall clock of the moment: [`SessionStore::get`]
@@ -353,6 +262,7 @@ where
         let users: UserIndex = Arc::default();
         let index = users.clone();
         let builder = Cache::builder()
+            .log_schema_from(config.log_name::<T>(), config.previous_fingerprints::<T>())
             .max_capacity(config.max_sessions)
             .policy(Policy::lru())
             .clock(config.clock.clone())
@@ -384,7 +294,7 @@ where
     /// [`SessionError::Full`] if the store cannot take it (not with the
     /// default settings, which evict the least recently used session);
     /// [`SessionError::Persist`] if the log could not keep it (under
-    /// [`Fsync::Always`]: it is not on disk), in which case the session does
+    /// [`Fsync::Always`](crate::persist::Fsync::Always): it is not on disk), in which case the session does
     /// not exist.
     pub fn create(&self, user: &str, data: T) -> Result<SessionId, SessionError> {
         let id = SessionId::random()?;

@@ -25,4 +25,7 @@ pub enum BuildError {
     /// Refresh-ahead settings that cannot work together (the message says which).
     #[error("invalid refresh settings: {0}")]
     InvalidRefresh(&'static str),
+    /// `log_schema("")`: a log schema needs a name.
+    #[error("log_schema needs a non-empty name")]
+    EmptyLogSchema,
 }

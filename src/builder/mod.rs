@@ -9,6 +9,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::expire_after::ExpireAfter;
 use crate::hash::DefaultHashBuilder;
 use crate::listener::{Listener, RemovalCause};
+use crate::persist::LogSchema;
 use crate::policy::Policy;
 use crate::refresh::{RefreshConfig, Refresher};
 use crate::sync::Arc;
@@ -51,6 +52,8 @@ pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     /// One capacity for all shards together (see `shard/budget.rs`), not a share each.
     pub(crate) shared_capacity: bool,
     pub(crate) refresh: RefreshConfig<K, V>,
+    /// The declared name of the data a persistent cache's log holds.
+    pub(crate) log_schema: Option<LogSchema>,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -69,6 +72,7 @@ impl<K, V> Default for CacheBuilder<K, V> {
             hasher: DefaultHashBuilder::default(),
             shared_capacity: false,
             refresh: Default::default(),
+            log_schema: None,
             _types: PhantomData,
         }
     }
@@ -240,8 +244,76 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             hasher,
             shared_capacity: self.shared_capacity,
             refresh: self.refresh,
+            log_schema: self.log_schema,
             _types: PhantomData,
         }
+    }
+
+    /// Names the data a persistent cache's log holds (`"sessions/v1"`), so
+    /// the log is identified by that name and not by the key and value
+    /// types' names. A log's header carries a fingerprint of what it holds,
+    /// and a log whose fingerprint is not the cache's is refused
+    /// ([`PersistError::Fingerprint`](crate::persist::PersistError::Fingerprint)).
+    /// Without a schema, that fingerprint comes from
+    /// [`std::any::type_name`] of the key and value types: renaming or
+    /// moving a type, or a compiler that prints type names differently,
+    /// makes the log refuse to open. With one, it comes from `name` alone:
+    /// the types may be renamed or moved freely. Change the name when the
+    /// data's encoding changes (a field added, a type replaced), so that an
+    /// old log is refused rather than misread.
+    ///
+    /// A log written before the schema was declared (its header carries the
+    /// fingerprint of these same types) opens too, and its header is
+    /// replaced by the schema's as it opens
+    /// ([`RecoveryReport::migrated_from`](crate::persist::RecoveryReport::migrated_from)):
+    /// the records are copied behind the new header into a new file, which
+    /// is renamed over the log, so a crash leaves the old file or the new
+    /// one, and loses no record. Declare the schema before renaming the
+    /// types, not in the same release. Logs other than
+    /// [`FileLog`](crate::persist::FileLog) must implement
+    /// [`WriteAheadLog::replay_migrating`](crate::persist::WriteAheadLog::replay_migrating)
+    /// for that migration; by default they refuse such a log.
+    ///
+    /// `build` fails on an empty name; caches without a log ignore it.
+    ///
+    /// ```
+    /// use shardcache::persist::{FileLog, Fsync};
+    /// use shardcache::Cache;
+    ///
+    /// mod v1 {
+    ///     #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    ///     pub struct Profile { pub name: String }
+    /// }
+    /// mod v2 {
+    ///     // The same data, renamed and moved.
+    ///     #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    ///     pub struct Account { pub name: String }
+    /// }
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("profiles.log");
+    /// {
+    ///     let (cache, _) = Cache::<u64, v1::Profile>::builder()
+    ///         .log_schema("profiles/v1")
+    ///         .build_persistent(FileLog::open(&path, Fsync::Always)?)?;
+    ///     cache.insert(7, v1::Profile { name: "Ada".into() });
+    /// }
+    /// let (cache, _) = Cache::<u64, v2::Account>::builder()
+    ///     .log_schema("profiles/v1")
+    ///     .build_persistent(FileLog::open(&path, Fsync::Always)?)?;
+    /// assert_eq!(cache.get(&7).map(|a| a.name), Some("Ada".to_string()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn log_schema(self, name: impl Into<String>) -> Self {
+        self.log_schema_from(name.into(), Vec::new())
+    }
+
+    /// [`log_schema`](Self::log_schema), also opening (and migrating) logs
+    /// whose header carries one of `previous` (the fingerprints type names
+    /// printed by an earlier release gave).
+    pub(crate) fn log_schema_from(mut self, name: String, previous: Vec<u64>) -> Self {
+        self.log_schema = Some(LogSchema { name, previous });
+        self
     }
 
     /// Makes `max_capacity` one budget for all shards together: a write
@@ -263,6 +335,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             if !n.is_power_of_two() || n > 1 << 16 {
                 return Err(BuildError::InvalidShards(n));
             }
+        }
+        if self.log_schema.as_ref().is_some_and(|s| s.name.is_empty()) {
+            return Err(BuildError::EmptyLogSchema);
         }
         check_duration("time_to_live", self.ttl)?;
         check_duration("time_to_idle", self.tti)?;
@@ -325,7 +400,11 @@ mod tests {
                 .err(),
             Some(BuildError::DurationTooLong("time_to_idle"))
         );
-        assert!(b().shards(4).build().is_ok());
+        assert_eq!(
+            b().log_schema("").build().err(),
+            Some(BuildError::EmptyLogSchema)
+        );
+        assert!(b().shards(4).log_schema("a").build().is_ok());
     }
 
     #[test]

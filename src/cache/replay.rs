@@ -4,7 +4,7 @@
 use super::warm::WarmStart;
 use crate::builder::CacheBuilder;
 use crate::persist::journal::Journal;
-use crate::persist::{fingerprint, PersistError, Record, RecoveryReport, WriteAheadLog};
+use crate::persist::{LogIdentity, PersistError, Record, RecoveryReport, WriteAheadLog};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -22,7 +22,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// # Errors
     ///
     /// Invalid settings ([`PersistError::Build`]), or a log that cannot be
-    /// read, belongs to other types, has another format version, or (under
+    /// read, belongs to other types or another
+    /// [`log_schema`](Self::log_schema) ([`PersistError::Fingerprint`]),
+    /// has another format version, or (under
     /// [`OnCorruptTail::Refuse`](crate::persist::OnCorruptTail::Refuse)) ends in a bad record.
     pub fn build_persistent<L: WriteAheadLog>(
         self,
@@ -33,6 +35,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         S: std::hash::BuildHasher + Clone + Send + Sync + 'static,
     {
+        let identity = LogIdentity::of::<K, V>(self.log_schema.as_ref());
         let cache = self.build()?;
         let now = cache.wall_clock_ms();
         let ttl_from = |at: u64| std::time::Duration::from_millis(at - now);
@@ -42,9 +45,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         // bring them back.
         let mut lapsed: std::collections::HashMap<K, V> = std::collections::HashMap::new();
         let has_sketch = cache.shard(0).read().admission_estimate(0).is_some();
-        let mut warm =
-            WarmStart::begin(&log, fingerprint::<K, V>(), cache.shard_count(), has_sketch);
-        let mut report = log.replay(fingerprint::<K, V>(), &mut |bytes| {
+        let accepted = identity.accepted();
+        let mut warm = WarmStart::begin(&log, &accepted, cache.shard_count(), has_sketch);
+        let fingerprint = identity.fingerprint;
+        let mut report = log.replay_migrating(fingerprint, &identity.previous, &mut |bytes| {
             let estimate = warm.next(bytes);
             match Record::<K, V>::decode(bytes)? {
                 Record::Insert {
@@ -100,7 +104,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         report.expired = lapsed.len() as u64;
         report.admission = warm.finish(&cache);
         cache.reset_stats();
-        let journal = Journal::new(Box::new(log), |record, out| record.encode_into(out));
+        let journal = Journal::new(Box::new(log), fingerprint, |record, out| {
+            record.encode_into(out)
+        });
         cache.attach_journal(journal);
         Ok((cache, report))
     }

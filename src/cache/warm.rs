@@ -17,11 +17,12 @@ pub(crate) struct WarmStart {
 }
 
 impl WarmStart {
-    /// Reads and checks the summary beside `log` for a cache with `shards`
-    /// shards; `has_sketch` is whether its policy keeps a sketch.
+    /// Reads and checks the summary beside `log` (written under one of
+    /// `fingerprints`) for a cache with `shards` shards; `has_sketch` is
+    /// whether its policy keeps a sketch.
     pub(crate) fn begin<L: WriteAheadLog>(
         log: &L,
-        fingerprint: u64,
+        fingerprints: &[u64],
         shards: usize,
         has_sketch: bool,
     ) -> Self {
@@ -30,7 +31,7 @@ impl WarmStart {
             Err(e) => Err(AdmissionRestore::Ignored(SummaryError::Io(e.to_string()))),
             Ok(Some(_)) if !has_sketch => Err(AdmissionRestore::Ignored(SummaryError::NoSketch)),
             Ok(Some(bytes)) => {
-                SummaryReader::decode(bytes, fingerprint).map_err(AdmissionRestore::Ignored)
+                SummaryReader::decode(bytes, fingerprints).map_err(AdmissionRestore::Ignored)
             }
         };
         Self {

@@ -73,7 +73,7 @@ pub use reply::Reply;
 pub use stats::KvStats;
 pub use strings::{GetExOption, SetCondition, SetOptions, SetOutcome};
 
-use crate::persist::{PersistError, RecoveryReport, WriteAheadLog};
+use crate::persist::{type_path_fingerprint, PersistError, RecoveryReport, WriteAheadLog};
 use crate::stats::{Counter, StatsCounters};
 use crate::{BuildError, Cache, Clock, Policy};
 use bytes::Bytes;
@@ -422,7 +422,11 @@ impl KvStoreBuilder {
     }
 
     fn cache_builder(self) -> crate::CacheBuilder<String, Bytes> {
+        // Logs written before the store declared its schema carry the
+        // type-path fingerprint, as release 0.1 printed the types.
+        let before = type_path_fingerprint("alloc::string::String", "bytes::bytes::Bytes");
         let mut b = Cache::<String, Bytes>::builder()
+            .log_schema_from(LOG_SCHEMA.to_owned(), vec![before])
             .weigher(|k: &String, v: &Bytes| weigh(k.len(), v.len()))
             .policy(self.policy.unwrap_or_default());
         if let Some(max) = self.max_memory {
@@ -437,6 +441,12 @@ impl KvStoreBuilder {
         b
     }
 }
+
+/// The schema a store's log declares (see
+/// [`CacheBuilder::log_schema`](crate::CacheBuilder::log_schema)): its
+/// records are string keys and byte values, so it does not depend on how
+/// Rust names their types.
+const LOG_SCHEMA: &str = "shardcache/kv/v1";
 
 /// An entry's accounted size: key + value + [`ENTRY_OVERHEAD`], saturating.
 fn weigh(key: usize, value: usize) -> u32 {

@@ -1,6 +1,7 @@
 //! [`FileLog`]: the append-only log, with group commit.
 
-use super::frame::{self, StopReason};
+use super::frame;
+use super::migrate::migrate;
 use super::recovery;
 
 #[path = "file_commit.rs"]
@@ -432,6 +433,15 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
         fingerprint: u64,
         apply: &mut dyn FnMut(&[u8]) -> Result<(), PersistError>,
     ) -> Result<RecoveryReport, PersistError> {
+        self.replay_migrating(fingerprint, &[], apply)
+    }
+
+    fn replay_migrating(
+        &self,
+        fingerprint: u64,
+        previous: &[u64],
+        apply: &mut dyn FnMut(&[u8]) -> Result<(), PersistError>,
+    ) -> Result<RecoveryReport, PersistError> {
         let log = &self.inner;
         log.fingerprint.store(fingerprint, Ordering::Relaxed);
         let policy = recovery::Policy {
@@ -446,7 +456,17 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
                 OnCorruption::Refuse
             },
         };
-        let (report, size) = recovery::open(&log.storage, &log.name, fingerprint, &policy, apply)?;
+        let (report, size) = recovery::open(
+            &log.storage,
+            &log.name,
+            fingerprint,
+            previous,
+            &policy,
+            apply,
+        )?;
+        if let Some(from) = report.migrated_from {
+            migrate(&log.storage, &log.name, size, from, fingerprint)?;
+        }
         log.starts_at(&mut log.writer.lock(), size);
         Ok(report)
     }
@@ -570,17 +590,5 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
         let base = log.base.load(Ordering::Relaxed);
         size >= log.min_rewrite_size.load(Ordering::Relaxed)
             && size.saturating_sub(base) >= base.saturating_mul(growth) / 100
-    }
-}
-
-/// Why a torn or corrupt tail was cut, for reports.
-impl std::fmt::Display for StopReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Torn => "torn record (cut short)",
-            Self::Checksum => "checksum mismatch",
-            Self::BadLength => "impossible record length",
-            Self::StrayBits => "stray non-zero bytes in the zero fill after the last record",
-        })
     }
 }

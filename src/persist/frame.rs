@@ -78,6 +78,18 @@ pub enum StopReason {
     StrayBits,
 }
 
+/// Why a torn or corrupt tail was cut, for reports.
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Torn => "torn record (cut short)",
+            Self::Checksum => "checksum mismatch",
+            Self::BadLength => "impossible record length",
+            Self::StrayBits => "stray non-zero bytes in the zero fill after the last record",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

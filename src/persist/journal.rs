@@ -60,6 +60,8 @@ const RETAKE: &str = "a write was refused while the repair's snapshot was taken"
 
 pub(crate) struct Journal<K, V> {
     log: Box<dyn WriteAheadLog>,
+    /// The log's header fingerprint, for the summaries its rewrites save.
+    fingerprint: u64,
     encode: Encoder<K, V>,
     /// Writes keep undo records (the log's `wait` means durable).
     undoable: bool,
@@ -105,10 +107,16 @@ impl State {
 }
 
 impl<K: 'static, V: 'static> Journal<K, V> {
-    pub(crate) fn new(log: Box<dyn WriteAheadLog>, encode: Encoder<K, V>) -> Self {
+    /// A journal on `log`, whose header carries `fingerprint`.
+    pub(crate) fn new(
+        log: Box<dyn WriteAheadLog>,
+        fingerprint: u64,
+        encode: Encoder<K, V>,
+    ) -> Self {
         let undoable = log.waits_for_disk();
         Self {
             log,
+            fingerprint,
             encode,
             undoable,
             failed: AtomicBool::new(false),
@@ -436,6 +444,11 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             RewriteKind::Compaction => self.log.compact(snapshot),
             RewriteKind::Repair => self.rewrite_clean(snapshot),
         }
+    }
+
+    /// The log's header fingerprint.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// Stores the admission summary of the rewrite that just succeeded.

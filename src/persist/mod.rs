@@ -69,7 +69,9 @@
 
 mod file;
 mod frame;
+mod identity;
 pub(crate) mod journal;
+mod migrate;
 mod recovery;
 mod storage;
 mod storage_file;
@@ -81,6 +83,9 @@ pub use file::{
     FileLog, DEFAULT_REWRITE_MIN_SIZE, DEFAULT_REWRITE_PERCENTAGE, DEFAULT_WRITE_DELAY,
 };
 pub use frame::StopReason;
+pub(crate) use identity::{
+    fingerprint, schema_fingerprint, type_path_fingerprint, LogIdentity, LogSchema,
+};
 pub use storage::{RewriteTarget, Storage};
 pub use storage_file::{FileRewrite, FileStorage};
 pub use storage_mem::{FaultOn, MemRewrite, MemStorage};
@@ -173,9 +178,23 @@ pub enum PersistError {
         /// Its version.
         found: u32,
     },
-    /// The header's type fingerprint is not this cache's: the log was
-    /// written for other key/value types, or its header is damaged.
-    #[error("{path} has type fingerprint {found:#018x} where this cache expects {expected:#018x}: it was written for other key/value types, or its header is damaged")]
+    /// The header's fingerprint is not this cache's: the log was written
+    /// for other key/value types or under another log schema, its types
+    /// were renamed or moved, or its header is damaged. A log identified by
+    /// its types' names (no schema declared) is stranded by a rename of the
+    /// types and by a compiler that prints their names differently: declare
+    /// a schema ([`CacheBuilder::log_schema`](crate::CacheBuilder::log_schema))
+    /// while the log still opens, and the log is identified by that name
+    /// from then on.
+    #[error(
+        "{path} has fingerprint {found:#018x} where this cache expects {expected:#018x}: it was \
+         written for other key/value types or under another log schema, its types were renamed \
+         or moved (or the compiler names them differently), or its header is damaged. A log \
+         without a declared schema is identified by its key and value type names; declare one \
+         with CacheBuilder::log_schema(\"name\") while the log still opens (the same types, \
+         the same compiler), and it is identified by that name from then on, whatever the \
+         types are called"
+    )]
     Fingerprint {
         /// The log.
         path: String,
@@ -281,6 +300,12 @@ pub struct RecoveryReport {
     /// Whether the TinyLFU admission state was restored from the summary
     /// saved with the last rewrite, or why the cache started cold.
     pub admission: AdmissionRestore,
+    /// The fingerprint the log's header carried when it was opened under a
+    /// declared log schema ([`CacheBuilder::log_schema`](crate::CacheBuilder::log_schema))
+    /// without carrying the schema's yet (a log written before the schema
+    /// was declared): the header was replaced by the schema's before the
+    /// log was opened. `None` when the header already matched.
+    pub migrated_from: Option<u64>,
 }
 
 /// A log of opaque records. Implement it to keep a cache's writes somewhere
@@ -302,6 +327,32 @@ pub trait WriteAheadLog: Send + Sync + 'static {
         fingerprint: u64,
         apply: &mut dyn FnMut(&[u8]) -> Result<(), PersistError>,
     ) -> Result<RecoveryReport, PersistError>;
+
+    /// Replays as [`replay`](Self::replay), and also accepts a log whose
+    /// header carries one of `previous`: the fingerprints the same data was
+    /// logged under before a log schema was declared for it. Such a log's
+    /// header must be replaced by `fingerprint` before this returns, as a
+    /// crash-safe step (a crash leaves the old header or the new one, and
+    /// every record), and reported in [`RecoveryReport::migrated_from`].
+    /// Later rewrites write `fingerprint`.
+    ///
+    /// The default calls `replay` and so refuses those logs
+    /// ([`PersistError::Fingerprint`]): a log that keeps a header overrides
+    /// it, as [`FileLog`] does.
+    ///
+    /// # Errors
+    ///
+    /// As `replay`, or the header could not be replaced (the log is
+    /// unchanged, or carries the new header; either opens again).
+    fn replay_migrating(
+        &self,
+        fingerprint: u64,
+        previous: &[u64],
+        apply: &mut dyn FnMut(&[u8]) -> Result<(), PersistError>,
+    ) -> Result<RecoveryReport, PersistError> {
+        let _ = previous;
+        self.replay(fingerprint, apply)
+    }
 
     /// Appends one record; returns its LSN. The log may buffer it:
     /// [`wait`](Self::wait) and [`sync`](Self::sync) make it durable.
@@ -510,19 +561,6 @@ impl<K: DeserializeOwned, V: DeserializeOwned> Record<K, V> {
     }
 }
 
-/// A stable fingerprint of the key and value types (by name), so a log
-/// written for other types is refused instead of misread.
-pub(crate) fn fingerprint<K, V>() -> u64 {
-    let names = format!(
-        "{}\u{0}{}",
-        std::any::type_name::<K>(),
-        std::any::type_name::<V>()
-    );
-    let lo = crc32c::crc32c(names.as_bytes());
-    let hi = crc32c::crc32c_append(0x5348_5244, names.as_bytes());
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
 /// The header a log for `K → V` starts with (for fuzzing and tests).
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -553,11 +591,5 @@ mod tests {
             other => panic!("decoded {other:?}"),
         }
         assert!(Record::<String, u32>::decode(&[0xFF, 0xFF]).is_err());
-    }
-
-    #[test]
-    fn fingerprints_tell_types_apart() {
-        assert_eq!(fingerprint::<String, u64>(), fingerprint::<String, u64>());
-        assert_ne!(fingerprint::<String, u64>(), fingerprint::<String, u32>());
     }
 }

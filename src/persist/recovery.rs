@@ -306,11 +306,14 @@ fn load<S: Storage>(
 
 /// Opens a log: checks its header (starting a new one if the file is
 /// empty, all zeros, or a header torn during creation), then loads its
-/// records. Returns the report and the length of the valid log.
+/// records. Returns the report and the length of the valid log. A header
+/// carrying one of `previous` is accepted too, and reported in
+/// [`RecoveryReport::migrated_from`] (the caller replaces it).
 pub(crate) fn open<S: Storage>(
     storage: &S,
     name: &str,
     fingerprint: u64,
+    previous: &[u64],
     policy: &Policy,
     apply: &mut dyn FnMut(&[u8]) -> Result<(), PersistError>,
 ) -> Result<(RecoveryReport, u64), PersistError> {
@@ -320,7 +323,10 @@ pub(crate) fn open<S: Storage>(
     let head = r.get(0, HEADER_LEN).map_err(io_err("reading"))?.to_vec();
     // The start of the header this log would have written, and nothing
     // else: a crash while the log was being created.
-    let torn = len < HEADER_LEN as u64 && frame::header(fingerprint).starts_with(&head);
+    let torn = len < HEADER_LEN as u64
+        && std::iter::once(&fingerprint)
+            .chain(previous)
+            .any(|&f| frame::header(f).starts_with(&head));
     let zeros = head.iter().all(|&b| b == 0)
         && r.non_zero(HEADER_LEN as u64, len)
             .map_err(io_err("reading"))?
@@ -338,7 +344,11 @@ pub(crate) fn open<S: Storage>(
         return Ok((report, HEADER_LEN as u64));
     }
     let path = || name.to_owned();
-    frame::check_header(&head, fingerprint).map_err(|e| match e {
+    let migrated_from = match frame::check_header(&head, fingerprint) {
+        Err(HeaderError::Fingerprint { found }) if previous.contains(&found) => Ok(Some(found)),
+        checked => checked.map(|()| None),
+    }
+    .map_err(|e| match e {
         HeaderError::NotALog => PersistError::NotALog { path: path() },
         HeaderError::Version(found) => PersistError::Version {
             path: path(),
@@ -350,5 +360,7 @@ pub(crate) fn open<S: Storage>(
             expected: fingerprint,
         },
     })?;
-    load(storage, name, policy, apply)
+    let (mut report, size) = load(storage, name, policy, apply)?;
+    report.migrated_from = migrated_from;
+    Ok((report, size))
 }

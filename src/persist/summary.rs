@@ -147,6 +147,23 @@ pub(crate) struct SummaryReader {
     crc: u32,
 }
 
+/// `summary` with fingerprint `to` in place of `from` (its checksum
+/// updated), or `None` if it is not an intact summary carrying `from`.
+pub(crate) fn refingerprint(summary: &[u8], from: u64, to: u64) -> Option<Vec<u8>> {
+    let body = summary.len().checked_sub(4)?;
+    let intact = body >= HEADER
+        && summary[..4] == MAGIC
+        && crc32c::crc32c(&summary[..body]) == le_u32(summary, body);
+    if !intact || le_u64(summary, 8) != from {
+        return None;
+    }
+    let mut out = summary[..body].to_vec();
+    out[8..16].copy_from_slice(&to.to_le_bytes());
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Some(out)
+}
+
 fn le_u32(b: &[u8], at: usize) -> u32 {
     let mut a = [0; 4];
     a.copy_from_slice(b.get(at..at + 4).unwrap_or(&[0; 4]));
@@ -160,8 +177,8 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 }
 
 impl SummaryReader {
-    /// Checks and decodes a summary for a log of `fingerprint`.
-    pub(crate) fn decode(bytes: Vec<u8>, fingerprint: u64) -> Result<Self, SummaryError> {
+    /// Checks and decodes a summary for a log of one of `fingerprints`.
+    pub(crate) fn decode(bytes: Vec<u8>, fingerprints: &[u64]) -> Result<Self, SummaryError> {
         if bytes.len() as u64 > SUMMARY_MAX_BYTES {
             return Err(SummaryError::TooLarge(bytes.len() as u64));
         }
@@ -176,7 +193,7 @@ impl SummaryReader {
         if version != SUMMARY_VERSION {
             return Err(SummaryError::Version(version));
         }
-        if le_u64(&bytes, 8) != fingerprint {
+        if !fingerprints.contains(&le_u64(&bytes, 8)) {
             return Err(SummaryError::Fingerprint);
         }
         let records = le_u64(&bytes, 16);
@@ -244,7 +261,7 @@ mod tests {
     fn round_trip_gives_each_record_its_estimate() {
         for n in [0, 1, 2, 5, 40] {
             let (records, bytes) = sample(n);
-            let mut r = SummaryReader::decode(bytes, 7).expect("decodes");
+            let mut r = SummaryReader::decode(bytes, &[7]).expect("decodes");
             assert_eq!(r.window, Some(0.25));
             for (i, rec) in records.iter().enumerate() {
                 let got = r.next(rec).map(Saved::unpack);
@@ -263,12 +280,12 @@ mod tests {
     #[test]
     fn other_records_or_a_short_log_do_not_match() {
         let (records, bytes) = sample(5);
-        let mut r = SummaryReader::decode(bytes.clone(), 7).expect("decodes");
+        let mut r = SummaryReader::decode(bytes.clone(), &[7]).expect("decodes");
         for rec in &records[..4] {
             r.next(rec);
         }
         assert_eq!(r.matched(), Err(SummaryError::Mismatch));
-        let mut r = SummaryReader::decode(bytes, 7).expect("decodes");
+        let mut r = SummaryReader::decode(bytes, &[7]).expect("decodes");
         for rec in &records {
             r.next(&rec[1..]);
         }
@@ -281,15 +298,37 @@ mod tests {
         for i in 0..bytes.len() * 8 {
             let mut b = bytes.clone();
             b[i / 8] ^= 1 << (i % 8);
-            assert!(SummaryReader::decode(b, 7).is_err(), "bit {i}");
+            assert!(SummaryReader::decode(b, &[7]).is_err(), "bit {i}");
         }
         for len in 0..bytes.len() {
-            assert!(SummaryReader::decode(bytes[..len].to_vec(), 7).is_err());
+            assert!(SummaryReader::decode(bytes[..len].to_vec(), &[7]).is_err());
         }
         assert_eq!(
-            SummaryReader::decode(bytes, 8).err(),
+            SummaryReader::decode(bytes, &[8]).err(),
             Some(SummaryError::Fingerprint)
         );
+    }
+
+    #[test]
+    fn a_summary_takes_a_new_fingerprint_and_nothing_else_changes() {
+        let (records, bytes) = sample(5);
+        let renamed = refingerprint(&bytes, 7, 9).expect("renamed");
+        assert_eq!(renamed.len(), bytes.len());
+        assert_eq!(
+            SummaryReader::decode(renamed.clone(), &[7]).err(),
+            Some(SummaryError::Fingerprint)
+        );
+        let mut r = SummaryReader::decode(renamed.clone(), &[9, 7]).expect("decodes");
+        for rec in &records {
+            assert!(r.next(rec).is_some());
+        }
+        assert_eq!(r.matched(), Ok(()));
+        // Only an intact summary carrying the old fingerprint is renamed.
+        assert_eq!(refingerprint(&renamed, 7, 11), None);
+        let mut damaged = bytes.clone();
+        damaged[20] ^= 1;
+        assert_eq!(refingerprint(&damaged, 7, 9), None);
+        assert_eq!(refingerprint(&bytes[..10], 7, 9), None);
     }
 
     #[test]
@@ -306,7 +345,7 @@ mod tests {
             b.extend_from_slice(&[0x11, 0x22, 0x33]);
             let crc = crc32c::crc32c(&b);
             b.extend_from_slice(&crc.to_le_bytes());
-            let err = SummaryReader::decode(b, 7).err();
+            let err = SummaryReader::decode(b, &[7]).err();
             assert!(
                 matches!(
                     err,

@@ -72,9 +72,9 @@ mod tests {
         assert_eq!((back.skew_ms, back.deadline()), (0, 2_000));
     }
 
-    /// A session log checks a fingerprint that names the value's type by
-    /// its path: moving `Session` would make every existing log refuse to
-    /// open.
+    /// Session logs of release 0.1 carry a fingerprint of this path
+    /// (`config.rs` spells it out for their migration): where this
+    /// compiler prints it so, both spellings agree.
     #[test]
     fn the_type_path_a_log_names_stays() {
         assert_eq!(

@@ -1,0 +1,58 @@
+//! Giving a log a new header fingerprint: the first open of a log under a
+//! declared schema (see `identity`) whose header still carries its types'
+//! fingerprint.
+//!
+//! The header is never overwritten in place. The records are copied, byte
+//! for byte, behind the new header into a rewrite's replacement, which is
+//! synced and renamed over the log as a rewrite is: a crash leaves the old
+//! file or the new one, each complete, and the cache accepts both. The
+//! admission summary beside the log is given the new fingerprint first,
+//! so that whichever file a crash leaves, the summary is accepted with it.
+
+use super::frame::{self, HEADER_LEN};
+use super::storage::{RewriteTarget, Storage};
+use super::summary::{refingerprint, SUMMARY_MAX_BYTES};
+use super::PersistError;
+use std::io;
+
+/// Bytes copied at a time.
+const CHUNK: usize = 1 << 20;
+
+/// Replaces the header of the `len`-byte log in `storage` (whose header
+/// carries `from`) with one carrying `to`, keeping every record.
+pub(crate) fn migrate<S: Storage>(
+    storage: &S,
+    name: &str,
+    len: u64,
+    from: u64,
+    to: u64,
+) -> Result<(), PersistError> {
+    // Best effort, as summaries always are: one that keeps the old
+    // fingerprint is still accepted while the types keep their names.
+    if let Ok(Some(summary)) = storage.read_summary(SUMMARY_MAX_BYTES) {
+        if let Some(renamed) = refingerprint(&summary, from, to) {
+            let _ = storage.write_summary(&renamed);
+        }
+    }
+    let io_err = |e| PersistError::io("replacing the header of", name.to_owned(), e);
+    let mut next = storage.begin_rewrite().map_err(io_err)?;
+    next.append(&frame::header(to)).map_err(io_err)?;
+    let mut buf = vec![0; CHUNK];
+    let mut at = HEADER_LEN as u64;
+    while at < len {
+        let want = usize::try_from(len - at).unwrap_or(CHUNK).min(CHUNK);
+        let got = storage.read_at(at, &mut buf[..want]).map_err(io_err)?;
+        if got == 0 {
+            return Err(io_err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the log ended at byte {at} while {len} bytes were being copied"),
+            )));
+        }
+        next.append(&buf[..got]).map_err(io_err)?;
+        at += got as u64;
+    }
+    storage.commit_rewrite(next).map_err(io_err)?;
+    // The rename counts once the directory is synced (the storage retries
+    // a failed directory sync here).
+    storage.sync().map_err(io_err)
+}
