@@ -9,7 +9,8 @@
 use shardcache::adapters::{SessionConfig, SessionStore};
 use shardcache::kv::KvStore;
 use shardcache::persist::{
-    AdmissionRestore, FileLog, Fsync, MemStorage, PersistError, RecoveryReport, Storage,
+    AdmissionRestore, FileLog, Fsync, MemStorage, PersistError, RecoveryReport, Snapshot, Storage,
+    WriteAheadLog,
 };
 use shardcache::{Cache, MockClock};
 use std::path::{Path, PathBuf};
@@ -236,6 +237,35 @@ fn a_crash_while_the_header_is_replaced_loses_no_record() {
 }
 
 #[test]
+fn a_torn_tail_is_cut_before_the_records_are_copied() {
+    let storage = MemStorage::new();
+    let open = |schema: Option<&str>| {
+        let mut b = Cache::<u64, v1::Profile>::builder().max_capacity(1000);
+        if let Some(s) = schema {
+            b = b.log_schema(s);
+        }
+        b.build_persistent(FileLog::with_storage(storage.clone(), Fsync::Always))
+    };
+    {
+        let (cache, _) = open(None).unwrap();
+        for i in 0..5 {
+            cache.insert(i, profile(i));
+        }
+    }
+    let complete = storage.len();
+    // A last record cut short: its length and checksum, half its payload.
+    storage.append(&[40, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9]).unwrap();
+    let (cache, report) = open(Some(SCHEMA)).unwrap();
+    assert!(report.migrated_from.is_some());
+    assert_eq!((report.records, report.bytes_discarded), (5, 11));
+    assert_eq!((cache.len(), storage.len()), (5, complete));
+    drop(cache);
+    let (cache, report) = open(Some(SCHEMA)).unwrap();
+    assert_eq!((report.migrated_from, report.records), (None, 5));
+    assert_eq!(cache.get(&4), Some(profile(4)));
+}
+
+#[test]
 fn the_admission_summary_is_restored_after_the_migration_and_a_rename() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.log");
@@ -348,4 +378,55 @@ fn a_kv_log_of_release_0_1_opens_and_migrates() {
     let (store, report) = open().unwrap();
     assert_eq!(report.migrated_from, None);
     assert_eq!(store.get("greeting").as_deref(), Some(&b"hello"[..]));
+}
+
+/// A log that implements only the required methods (no migration).
+struct Plain(FileLog<MemStorage>);
+
+impl WriteAheadLog for Plain {
+    fn replay(
+        &self,
+        fingerprint: u64,
+        apply: &mut dyn FnMut(&[u8]) -> Result<(), PersistError>,
+    ) -> Result<RecoveryReport, PersistError> {
+        self.0.replay(fingerprint, apply)
+    }
+    fn append(&self, record: &[u8]) -> Result<u64, PersistError> {
+        self.0.append(record)
+    }
+    fn wait(&self, lsn: u64) -> Result<(), PersistError> {
+        self.0.wait(lsn)
+    }
+    fn sync(&self) -> Result<(), PersistError> {
+        self.0.sync()
+    }
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn rewrite(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
+        self.0.rewrite(snapshot)
+    }
+    fn durable_lsn(&self) -> u64 {
+        self.0.durable_lsn()
+    }
+}
+
+#[test]
+fn a_log_that_cannot_migrate_refuses_a_log_written_before_the_schema() {
+    let storage = MemStorage::new();
+    let log = || Plain(FileLog::with_storage(storage.clone(), Fsync::Always));
+    {
+        let (cache, _) = Cache::<u64, v1::Profile>::builder()
+            .build_persistent(log())
+            .unwrap();
+        cache.insert(1, profile(1));
+    }
+    let before = storage.read_all().unwrap();
+    let err = Cache::<u64, v1::Profile>::builder()
+        .log_schema(SCHEMA)
+        .build_persistent(log())
+        .err()
+        .unwrap();
+    assert!(matches!(err, PersistError::Fingerprint { .. }), "{err}");
+    assert_eq!(storage.read_all().unwrap(), before);
 }
