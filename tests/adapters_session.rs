@@ -222,40 +222,90 @@ fn across_a_restart_the_wall_clock_is_the_link() {
     assert!(store.get(id.as_str()).is_none());
     drop(store);
 
-    // Stepped forward while up, then touched: the idle deadline logged on
-    // the stepped wall clock passes the logged absolute deadline; reopened,
-    // the session is gone for the counts as well as for `get`.
-    let id = created("touched.log");
-    let store = open("touched.log");
-    keep_alive(&store, &id, 9);
-    step_wall(&clock, true, 5 * HOUR);
-    assert!(store.touch(id.as_str()).expect("logged"));
-    drop(store);
-    let store = open("touched.log");
-    assert_eq!(store.count(), 0);
-    assert_eq!(store.count_for_user("ann"), 0);
-    assert!(store.get(id.as_str()).is_none());
-    drop(store);
+    // Stepped forward while up, then touched or updated: the write logs the
+    // deadline on the stepped wall clock, so a restart keeps the real time
+    // left.
+    for (name, touch) in [("touched.log", true), ("updated.log", false)] {
+        let id = created(name);
+        let store = open(name);
+        keep_alive(&store, &id, 9);
+        step_wall(&clock, true, 5 * HOUR);
+        if touch {
+            assert!(store.touch(id.as_str()).expect("logged"));
+        } else {
+            assert!(store.update(id.as_str(), 2).unwrap());
+        }
+        drop(store);
+        let store = open(name);
+        let s = store.get(id.as_str()).unwrap();
+        assert_eq!(
+            s.expires_at_ms - wall_ms(&clock),
+            (HOUR - MINUTE).as_millis() as u64,
+            "{name}"
+        );
+        clock.advance(HOUR - MINUTE - MS);
+        assert!(store.get(id.as_str()).is_some(), "{name}");
+        assert_eq!(store.count_for_user("ann"), 1, "{name}");
+        clock.advance(MS);
+        assert!(store.get(id.as_str()).is_none(), "{name}");
+        assert_eq!(store.count(), 0, "{name}");
+        assert_eq!(store.count_for_user("ann"), 0, "{name}");
+    }
+}
 
-    // Stepped forward while up, then updated: the update logs the deadline
-    // on the stepped wall clock, so a restart keeps the real time left.
-    let id = created("updated.log");
-    let store = open("updated.log");
-    keep_alive(&store, &id, 9);
-    step_wall(&clock, true, 5 * HOUR);
-    assert!(store.update(id.as_str(), 2).unwrap());
-    drop(store);
-    let store = open("updated.log");
-    let s = store.get(id.as_str()).unwrap();
-    assert_eq!(
-        s.expires_at_ms - wall_ms(&clock),
-        (HOUR - MINUTE).as_millis() as u64
-    );
-    clock.advance(HOUR - MINUTE - MS);
-    assert!(store.get(id.as_str()).is_some());
-    clock.advance(MS);
-    assert!(store.get(id.as_str()).is_none());
-    assert_eq!(store.count(), 0);
+/// A touch after a wall-clock step logs the absolute deadline on the
+/// stepped clock: reopened on that clock, the session ends when its absolute
+/// timeout says, whether the step was forward or back, with or without an
+/// idle timeout.
+#[test]
+fn a_touch_after_a_wall_clock_step_keeps_the_absolute_deadline_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    for (n, (forward, idle)) in [(true, true), (false, true), (true, false), (false, false)]
+        .into_iter()
+        .enumerate()
+    {
+        let clock = MockClock::new();
+        let config = || {
+            let config = SessionConfig::default()
+                .absolute_timeout(10 * HOUR)
+                .clock(clock.clone());
+            if idle {
+                config.idle_timeout(2 * HOUR)
+            } else {
+                config
+            }
+        };
+        let path = dir.path().join(format!("{n}.log"));
+        let open = || -> SessionStore<u32> { SessionStore::open(&path, config()).unwrap() };
+        let case = format!("forward: {forward}, idle timeout: {idle}");
+        let store = open();
+        let id = store.create("ann", 1).unwrap();
+        clock.advance(HOUR);
+        step_wall(&clock, forward, 3 * HOUR);
+        assert!(store.touch(id.as_str()).expect("logged"));
+        drop(store);
+        clock.advance(30 * MINUTE); // down, on the stepped wall clock
+
+        let store = open();
+        let s = store.get(id.as_str()).unwrap_or_else(|| panic!("{case}"));
+        let left = 10 * HOUR - HOUR - 30 * MINUTE;
+        assert_eq!(
+            s.expires_at_ms - wall_ms(&clock),
+            left.as_millis() as u64,
+            "{case}"
+        );
+        // Kept alive to a millisecond before the absolute deadline.
+        for _ in 0..8 {
+            clock.advance(HOUR);
+            assert!(store.touch(id.as_str()).expect("logged"), "{case}");
+        }
+        clock.advance(30 * MINUTE - MS);
+        assert!(store.get(id.as_str()).is_some(), "{case}");
+        assert_eq!(store.count(), 1, "{case}");
+        clock.advance(MS);
+        assert!(store.get(id.as_str()).is_none(), "{case}");
+        assert_eq!(store.count(), 0, "{case}");
+    }
 }
 
 #[test]

@@ -22,6 +22,8 @@ mod config;
 mod id;
 mod record;
 mod steady;
+#[cfg(test)]
+mod tests;
 
 pub use config::SessionConfig;
 pub use id::SessionId;
@@ -47,10 +49,12 @@ pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
 /// The default most sessions kept: one million.
 pub(crate) const DEFAULT_MAX_SESSIONS: u64 = 1_000_000;
 
-/// How far past its absolute deadline a replayed idle deadline may reach
-/// before the store brings it back on open. The cache and the session read
-/// the wall clock apart and round apart, so the two differ by a few
-/// milliseconds; a gap this small ends on its own before it matters.
+/// How far the wall clock may move against the steady clock before a
+/// `touch` logs a session's absolute deadline again, and so how far past
+/// that deadline a logged idle deadline may reach before the store brings it
+/// back on open. The cache and the session read the wall clock apart and
+/// round apart, so the two differ by a few milliseconds; a gap this small
+/// ends on its own before it matters.
 const OVERHANG: Duration = Duration::from_secs(1);
 
 /// A session store operation that failed.
@@ -135,11 +139,18 @@ type UserIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 ///
 /// Across a restart the wall clock is the only link: the reopened store
 /// starts its steady clock from the wall clock, and a session ends when the
-/// wall clock reaches the absolute deadline its last `create` or `update`
-/// logged. A wall-clock step between that write and the restart shortens or
-/// lengthens what is left of the session by the step. On open, an idle
-/// deadline that the log places past the absolute one (logged by a `touch`
-/// after the wall clock was stepped forward) is brought back to it.
+/// wall clock reaches the absolute deadline last logged for it.
+/// [`create`](SessionStore::create) and [`update`](SessionStore::update) log
+/// it as the wall clock reads then, and so does a
+/// [`touch`](SessionStore::touch) once the wall clock has moved more than a
+/// second against the steady clock since it was last logged: a wall-clock
+/// step followed by any of them does not change when the session ends, within
+/// a second. A step after the session's last `create`, `update` or `touch`
+/// and before the restart shortens or lengthens what is left of the session
+/// by the step. On open, an idle deadline that the log places more than a
+/// second past the absolute one (as a log compacted after a forward step
+/// may, or a log whose touches logged idle deadlines only) is brought back to
+/// it.
 pub struct SessionStore<T> {
     cache: Cache<String, Session<T>>,
     users: UserIndex,
@@ -386,26 +397,36 @@ where
     /// Records activity on session `id`: its idle deadline starts over (never
     /// past its absolute deadline). Returns false if there is no such session.
     ///
+    /// If the wall clock has moved more than a second against the store's
+    /// steady clock since the session's absolute deadline was last logged, the
+    /// touch logs the session again, with its deadlines read on the wall
+    /// clock of the moment, so a restart keeps the real time left (see
+    /// [`SessionStore`](SessionStore#time)).
+    ///
     /// # Errors
     ///
     /// [`SessionError::Persist`] if the log could not keep the new idle
-    /// deadline (the session keeps its old one).
+    /// deadline (the session keeps its old one); [`SessionError::Full`] if
+    /// the session could not be stored again.
     pub fn touch(&self, id: &str) -> Result<bool, SessionError> {
         let now = self.steady.now();
         let touched = self.cache.durably(|| {
             self.cache.compute(id.to_string(), |current| match current {
                 Some(c) if c.value.deadline() > now.steady => {
-                    let ttl = self.ttl_until(now, c.value.deadline());
-                    let decision = match self.config.idle {
-                        Some(_) => Decision::SetTtl(Ttl::After(ttl)),
-                        None => Decision::Nothing,
+                    let ttl = Ttl::After(self.ttl_until(now, c.value.deadline()));
+                    let decision = if c.value.set_on_another_wall(now.skew(), OVERHANG) {
+                        Decision::Put(c.value.clone().on_wall(now.skew()), ttl)
+                    } else if self.config.idle.is_some() {
+                        Decision::SetTtl(ttl)
+                    } else {
+                        Decision::Nothing
                     };
                     (decision, true)
                 }
                 _ => (Decision::Nothing, false),
             })
         })?;
-        Ok(touched.unwrap_or(false))
+        touched.map_err(|_| SessionError::Full)
     }
 
     /// Ends session `id`. Returns whether it was live.
@@ -493,8 +514,10 @@ where
 
 /// Whether a replayed session's cache TTL `ttl` reaches more than
 /// [`OVERHANG`] past its absolute deadline, `left` from now: its idle
-/// deadline was logged by a `touch` after a forward wall-clock step, and the
-/// counts would go on seeing it after [`SessionStore::get`] stopped.
+/// deadline was logged on a wall clock stepped forward since its absolute
+/// deadline was (by a compaction, or a `touch` that logged the idle deadline
+/// only), and the counts would go on seeing it after [`SessionStore::get`]
+/// stopped.
 fn overhangs(ttl: Option<Duration>, left: Duration) -> bool {
     ttl.is_none_or(|ttl| ttl > left.saturating_add(OVERHANG))
 }

@@ -12,6 +12,15 @@ impl<T> Session<T> {
         shift(self.expires_at_ms, -i128::from(self.skew_ms))
     }
 
+    /// Whether the wall clock has moved more than `by` against the steady
+    /// clock since the wall-clock fields were set (`skew`: its lead now).
+    /// Those fields are what the log holds, so the absolute deadline the log
+    /// holds is then off by as much.
+    pub(super) fn set_on_another_wall(&self, skew: i64, by: std::time::Duration) -> bool {
+        let moved = (i128::from(skew) - i128::from(self.skew_ms)).unsigned_abs();
+        moved > by.as_millis()
+    }
+
     /// The session with its wall-clock fields read at `skew` (the wall
     /// clock's lead over the steady clock now); its deadlines do not move.
     pub(super) fn on_wall(mut self, skew: i64) -> Self {
@@ -97,5 +106,24 @@ mod tests {
         let behind = ahead.on_wall(-200);
         assert_eq!((behind.created_at_ms, behind.expires_at_ms), (800, 3_800));
         assert_eq!(behind.deadline(), session.deadline());
+    }
+
+    #[test]
+    fn a_session_knows_when_the_wall_clock_moved_since_its_fields_were_set() {
+        let session = Session {
+            user: String::new(),
+            data: (),
+            created_at_ms: 1_000,
+            expires_at_ms: 4_000,
+            skew_ms: -300,
+        };
+        let second = std::time::Duration::from_secs(1);
+        assert!(!session.set_on_another_wall(-300, second));
+        assert!(!session.set_on_another_wall(700, second));
+        assert!(!session.set_on_another_wall(-1_300, second));
+        assert!(session.set_on_another_wall(701, second));
+        assert!(session.set_on_another_wall(-1_301, second));
+        assert!(session.set_on_another_wall(i64::MIN, second));
+        assert!(session.set_on_another_wall(i64::MAX, second));
     }
 }

@@ -1,0 +1,45 @@
+//! A log whose touches logged idle deadlines only (each an `Expire` record,
+//! with no absolute deadline beside it): opening it still ends a session at
+//! the absolute deadline the log holds.
+
+use super::{SessionConfig, SessionStore};
+use crate::clock::Clock;
+use crate::MockClock;
+use std::time::Duration;
+
+const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[test]
+fn an_idle_deadline_logged_past_the_absolute_one_is_brought_back_on_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sessions.log");
+    let clock = MockClock::new();
+    let config = || {
+        SessionConfig::default()
+            .absolute_timeout(10 * HOUR)
+            .idle_timeout(2 * HOUR)
+            .clock(clock.clone())
+    };
+    let store: SessionStore<u32> = SessionStore::open(&path, config()).expect("open");
+    let id = store.create("ann", 1).expect("created");
+    clock.advance(MINUTE);
+    for _ in 0..9 {
+        clock.advance(HOUR);
+        assert!(store.touch(id.as_str()).expect("logged"));
+    }
+    // The wall clock steps forward 5 h; the idle deadline alone is logged,
+    // on the stepped clock: 4 h past the logged absolute deadline.
+    clock.set_wall(clock.wall() + 5 * HOUR);
+    store
+        .cache
+        .durably(|| store.cache.set_ttl(id.as_str(), Some(59 * MINUTE)))
+        .expect("logged");
+    drop(store);
+
+    let store: SessionStore<u32> = SessionStore::open(&path, config()).expect("reopen");
+    // Gone for the counts (asked first: `get` removes what it finds dead).
+    assert_eq!(store.count_for_user("ann"), 0);
+    assert_eq!(store.count(), 0);
+    assert!(store.get(id.as_str()).is_none());
+}
