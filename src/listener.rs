@@ -74,11 +74,6 @@ impl<K, V> Removed<K, V> {
         self.rest
     }
 
-    /// The removed entries, by reference.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &(K, V, RemovalCause)> {
-        self.first.iter().chain(self.rest.iter())
-    }
-
     pub(crate) fn extend(&mut self, items: impl IntoIterator<Item = (K, V, RemovalCause)>) {
         items.into_iter().for_each(|i| self.push(i));
     }

@@ -45,9 +45,15 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// Past its time to live but within `window`, a read still returns an
     /// entry's value (stale: see [`Cache::get_with_freshness`](crate::Cache::get_with_freshness)) and starts
-    /// one reload. Off by default; needs a refresh loader. Every other view
-    /// of the cache (`contains_key`, `ttl`, iteration, the adapters' checks
-    /// through them) treats the entry as expired at its time to live.
+    /// one reload. Off by default; needs a refresh loader. Every other call
+    /// treats the entry as expired at its time to live: `contains_key`,
+    /// `ttl`, iteration and the adapters' checks through them do not see it,
+    /// [`compute`](crate::Cache::compute) sees no entry, `set_ttl` cannot
+    /// revive it, `remove` returns nothing, and a write over it or a removal
+    /// of it reports it [`Expired`](crate::RemovalCause::Expired) to the
+    /// eviction listener (after which it is no longer served stale);
+    /// [`retain`](crate::Cache::retain) asks about it, and one it refuses
+    /// leaves as expired.
     pub fn serve_stale_for(mut self, window: Duration) -> Self {
         self.refresh.stale_for = Some(window);
         self
@@ -57,6 +63,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// ([`Cache::try_get_or_insert_with`](crate::Cache::try_get_or_insert_with),
     /// [`Cache::try_get_or_insert_with_async`](crate::Cache::try_get_or_insert_with_async))
     /// whose loader fails returns the expired value instead of the error.
+    /// To every other call the entry is expired, as under
+    /// [`serve_stale_for`](Self::serve_stale_for), and a plain read misses.
     /// Off by default; needs `refresh_after` and a refresh loader. Unsafe for
     /// values whose source can revoke them (see
     /// [`PermissionCache`](crate::adapters::PermissionCache)): a revoked value is

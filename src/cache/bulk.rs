@@ -5,7 +5,7 @@
 //! removed to the listener after releasing it. Calls the shards only.
 
 use super::Cache;
-use crate::listener::{RemovalCause, Removed};
+use crate::listener::Removed;
 use crate::persist::journal::Ticket;
 use crate::persist::RecordRef;
 use crate::shard::LazyNow;
@@ -74,7 +74,11 @@ where
     }
 
     /// Keeps only the live entries for which `keep` returns true; expired
-    /// entries go too. Locks one shard at a time.
+    /// entries go too. An entry past its time to live but inside a refresh
+    /// stale window ([`serve_stale_for`](crate::CacheBuilder::serve_stale_for),
+    /// [`stale_if_error_for`](crate::CacheBuilder::stale_if_error_for)) is
+    /// asked about as well: kept, it may still be served stale; refused, it
+    /// leaves as expired. Locks one shard at a time.
     ///
     /// # Panics
     ///
@@ -90,23 +94,23 @@ where
             let mut panicked = None;
             {
                 let mut guard = shard.write();
+                // Each entry `keep` refused is logged (not undone if the log
+                // fails: a repair rewrites the log from the cache, removals
+                // included); reclaimed expired ones need no record.
+                let logged = self.journal().is_some();
+                let log = |k: &K| {
+                    if logged {
+                        match self.encode(|| RecordRef::Remove { key: k }) {
+                            Ok(record) => ticket = self.append(record, None),
+                            Err(e) => self.report(e),
+                        }
+                    }
+                };
                 let walk = std::panic::AssertUnwindSafe(|| {
-                    guard.retain(&env, &mut keep, &mut removed);
+                    guard.retain(&env, &mut keep, log, &mut removed);
                 });
                 if let Err(payload) = std::panic::catch_unwind(walk) {
                     panicked = Some(payload);
-                }
-                if self.journal().is_some() {
-                    // Not undone if the log fails: a repair rewrites the log
-                    // from the cache, removals included.
-                    for (k, _, cause) in removed.iter() {
-                        if *cause == RemovalCause::Removed {
-                            match self.encode(|| RecordRef::Remove { key: k }) {
-                                Ok(record) => ticket = self.append(record, None),
-                                Err(e) => self.report(e),
-                            }
-                        }
-                    }
                 }
             }
             self.settle_or_report(ticket);

@@ -81,20 +81,21 @@ where
         key: K,
         f: impl FnOnce(Option<Slot<'_, V>>) -> (Decision<V>, u64, R),
     ) -> Result<R, CapacityError<K, V>> {
-        self.compute_marked(key, &mut None, |slot, _| f(slot))
+        self.compute_marked(key, &mut None, false, |slot, _| f(slot))
     }
 
-    /// [`compute`](Self::compute) for a load that stores through it: `load`
-    /// (the load's mark) is ended under the shard's lock, and `f` is also
-    /// told whether a write to `key` overtook that load (see
-    /// `shard/loads.rs`).
+    /// [`compute`](Self::compute) for a reload that stores through it: `load`
+    /// (the load's mark) is ended under the shard's lock, `f` is also told
+    /// whether a write to `key` overtook that load (see `shard/loads.rs`),
+    /// and it sees an entry kept past its time to live for the refresh
+    /// windows (the reload's value replaces it).
     pub(super) fn compute_loaded<R>(
         &self,
         key: K,
         load: &mut Option<LoadId>,
         f: impl FnOnce(Option<Current<'_, V>>, bool) -> (Decision<V>, R),
     ) -> Result<R, CapacityError<K, V>> {
-        self.compute_marked(key, load, |slot, overtaken| {
+        self.compute_marked(key, load, true, |slot, overtaken| {
             let current = slot.map(|s| Current {
                 value: &*s.value,
                 ttl: s.ttl,
@@ -106,11 +107,14 @@ where
 
     /// The body of [`compute_slot`](Self::compute_slot) and
     /// [`compute_loaded`](Self::compute_loaded): `f` sees the slot and
-    /// whether a write overtook `load`.
+    /// whether a write overtook `load`; an entry past its time to live but
+    /// kept for the refresh windows only if `kept` (otherwise it is expired,
+    /// as every other view but a stale read has it).
     fn compute_marked<R>(
         &self,
         key: K,
         load: &mut Option<LoadId>,
+        kept: bool,
         f: impl FnOnce(Option<Slot<'_, V>>, bool) -> (Decision<V>, u64, R),
     ) -> Result<R, CapacityError<K, V>> {
         let (hash, s) = self.locate_key(&key);
@@ -123,12 +127,14 @@ where
         let result = {
             let mut shard = self.shard(s).write();
             let overtaken = !super::may_store(&mut shard, load.take());
-            let idx = shard.live_index(&env, hash, &key, &mut removed);
+            let idx = shard
+                .live_index(&env, hash, &key, &mut removed)
+                .filter(|&i| kept || !shard.is_past_now(i, &env));
             let existing = idx.map(|i| shard.at(i).deadline);
             let current = idx.map(|i| Slot {
-                ttl: existing
-                    .flatten()
-                    .map(|d| Duration::from_millis(d.saturating_sub(env.now()))),
+                ttl: existing.flatten().map(|d| {
+                    Duration::from_millis(d.saturating_sub(env.grace).saturating_sub(env.now()))
+                }),
                 value: shard.value_mut(i),
             });
             // A closure that panics leaves the entry as it was; the expired
@@ -207,12 +213,17 @@ where
                     Ok((r, None))
                 }
                 Decision::Remove => {
-                    if let Some(((k, v), _)) = shard.remove(&env, hash, &key) {
+                    if let Some(((k, v), expired)) = shard.remove(&env, hash, &key) {
                         ticket = match self.encode(|| RecordRef::Remove { key: &k }) {
                             Ok(record) => self.append(record, undo),
                             Err(e) => Ticket::Failed(e),
                         };
-                        removed.push((k, v, RemovalCause::Removed));
+                        let cause = if expired {
+                            RemovalCause::Expired
+                        } else {
+                            RemovalCause::Removed
+                        };
+                        removed.push((k, v, cause));
                     }
                     Ok((r, None))
                 }

@@ -166,6 +166,7 @@ where
             clock: &self.inner.clock,
             now_ms: std::cell::Cell::new(None),
             tti: self.inner.tti,
+            grace: self.refresher().map_or(0, Refresher::kept_past_ttl_ms),
             hits: self.inner.hits,
         }
     }

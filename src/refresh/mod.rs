@@ -30,7 +30,18 @@
 //! time to live ([`Cache::get`] returns it within the window, marked stale by
 //! [`Cache::get_with_freshness`](crate::Cache::get_with_freshness)). `len` counts entries in their stale window,
 //! as it counts expired entries not yet reclaimed; iteration does not.
-//! [`Cache::compute`] sees them as present.
+//!
+//! **Expired, though kept.** Past its time to live an entry is expired to
+//! every call but the stale reads its window promises: [`Cache::compute`]
+//! sees no entry (and, for a live one, the time to live `ttl` reports),
+//! `set_ttl` cannot revive it, `remove` returns nothing, and a write over it
+//! or a removal of it tells the eviction listener
+//! [`RemovalCause::Expired`](crate::RemovalCause::Expired), not `Replaced`
+//! or `Removed`. Until a write replaces or removes it, a read within
+//! `serve_stale_for` and a failed read-through load within
+//! `stale_if_error_for` still get its value. [`Cache::retain`] asks about it
+//! as about a live entry (so an invalidation also stops it being served
+//! stale); one it refuses leaves as expired.
 //!
 //! **Single flight.** A reload registers in the same table as foreground
 //! loads ([`Cache::get_or_insert_with`]): while it runs, a foreground load of

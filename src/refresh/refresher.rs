@@ -19,6 +19,11 @@ impl<K, V> Refresher<K, V> {
         deadline.map(|d| d.saturating_add(self.stale_ms))
     }
 
+    /// How much later than their time to live entries are kept, in ms.
+    pub(crate) fn kept_past_ttl_ms(&self) -> u64 {
+        self.stale_ms
+    }
+
     /// The deadline callers see for a stored one.
     pub(crate) fn visible_deadline(&self, stored: u64) -> u64 {
         stored.saturating_sub(self.stale_ms)

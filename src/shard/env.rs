@@ -15,6 +15,10 @@ pub(crate) struct Env<'a, K, V, S> {
     pub(crate) now_ms: Cell<Option<u64>>,
     /// Time-to-idle in ms, if configured.
     pub(crate) tti: Option<u64>,
+    /// How much later than their time to live entries are kept, in ms (the
+    /// refresh windows; 0 without them). Kept entries are expired to every
+    /// write: only the read paths that serve stale values see them.
+    pub(crate) grace: u64,
     /// How many hits an entry stores (the policy's rule), for a write
     /// that counts as an access.
     pub(crate) hits: crate::policy::node::HitCount,

@@ -478,7 +478,8 @@ where
     }
 
     /// Removes `key` if present (expired or not); the second field says
-    /// whether it had already expired. A load of `key` in flight is
+    /// whether it had already expired (to callers: see
+    /// [`is_past_now`](Self::is_past_now)). A load of `key` in flight is
     /// overtaken even if it was absent.
     pub(crate) fn remove<Q, S>(
         &mut self,
@@ -493,18 +494,18 @@ where
     {
         self.written(hash);
         let idx = self.find(hash, key)?;
-        let expired = self.is_expired_now(idx, env);
+        let expired = self.is_past_now(idx, env);
         Some((self.remove_at(env, idx), expired))
     }
 
-    /// [`is_expired_now`](Self::is_expired_now) for an entry a write is
-    /// about to replace, inlined: a deadline is checked against the clock
-    /// (already read, under a TTL, for the new deadline), the idle limit
-    /// only under time-to-idle.
+    /// [`is_past_now`](Self::is_past_now) for an entry a write is about to
+    /// replace, inlined: a deadline is checked against the clock (already
+    /// read, under a TTL, for the new deadline), the idle limit only under
+    /// time-to-idle.
     #[inline(always)]
     fn expired_before_write<S>(&self, idx: u32, env: &Env<'_, K, V, S>) -> bool {
         if let Some(d) = meta::deadline(self.entry(idx).node.get()) {
-            if is_expired(d, env.now()) {
+            if is_expired(d.saturating_sub(env.grace), env.now()) {
                 return true;
             }
         }
@@ -514,6 +515,15 @@ where
     fn is_expired_now<S>(&self, idx: u32, env: &Env<'_, K, V, S>) -> bool {
         let now = LazyNow::new(|| env.now());
         self.expired_at(idx, self.entry(idx).node.get(), &now, env.tti)
+    }
+
+    /// Whether token `idx` is expired to callers: past its idle limit, or
+    /// past its time to live though kept for the refresh windows
+    /// (`env.grace`). Without them, the same as reclaimable.
+    pub(crate) fn is_past_now<S>(&self, idx: u32, env: &Env<'_, K, V, S>) -> bool {
+        let deadline = meta::deadline(self.entry(idx).node.get());
+        deadline.is_some_and(|d| is_expired(d.saturating_sub(env.grace), env.now()))
+            || self.is_expired_now(idx, env)
     }
 
     /// The token of the live entry for `key`; an expired one is removed (to
@@ -550,7 +560,8 @@ where
         &mut self.entry_mut(idx).value
     }
 
-    /// Sets or clears the deadline of a live `key`; false if absent or expired.
+    /// Sets or clears the deadline of a live `key`; false if absent or
+    /// expired (to callers).
     pub(crate) fn set_expiry<Q, S>(
         &mut self,
         env: &Env<'_, K, V, S>,
@@ -564,7 +575,7 @@ where
         S: BuildHasher,
     {
         match self.find(hash, key) {
-            Some(idx) if !self.is_expired_now(idx, env) => {
+            Some(idx) if !self.is_past_now(idx, env) => {
                 self.set_deadline(idx, deadline);
                 true
             }

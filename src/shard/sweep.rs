@@ -81,27 +81,36 @@ where
         }
     }
 
-    /// Keeps the live entries for which `keep` returns true; the rest, and
-    /// every expired entry, go to `removed`.
+    /// Keeps the entries for which `keep` returns true; the rest, and every
+    /// reclaimable expired entry, go to `removed`. An entry kept past its
+    /// time to live for the refresh windows is asked about too (so that a
+    /// stale read no longer serves what `keep` refused), and leaves as
+    /// expired. `dropped` is told of each entry `keep` refused, before it
+    /// goes to `removed`.
     pub(crate) fn retain<S: BuildHasher>(
         &mut self,
         env: &Env<'_, K, V, S>,
         mut keep: impl FnMut(&K, &V) -> bool,
+        mut dropped: impl FnMut(&K),
         removed: &mut Removed<K, V>,
     ) {
         let tokens: Vec<u32> = self.occupied().collect();
         for idx in tokens {
-            let cause = if self.is_expired_now(idx, env) {
-                RemovalCause::Expired
-            } else {
+            let reclaim = self.is_expired_now(idx, env);
+            if !reclaim {
                 let e = self.entry(idx);
                 if keep(&e.key, &e.value) {
                     continue;
                 }
+                dropped(&e.key);
+            }
+            let cause = if reclaim || self.is_past_now(idx, env) {
+                RemovalCause::Expired
+            } else {
                 RemovalCause::Removed
             };
             let (k, v) = self.remove_at(env, idx);
-            if cause == RemovalCause::Removed && self.loads.any() {
+            if !reclaim && self.loads.any() {
                 self.loads.overtake(env.hasher.hash_one(&k));
             }
             removed.push((k, v, cause));
