@@ -334,15 +334,16 @@ where
         let (hash, s) = self.locate(&key);
         let env = self.env(s);
         let deadline = match expire {
-            Expire::Default => self
-                .inner
-                .ttl
-                .of(&key, &value)
-                .map(|t| deadline_after(env.now(), t)),
-            Expire::After(t) => Some(deadline_after(env.now(), t)),
+            Expire::Default => self.stored_deadline(
+                self.inner
+                    .ttl
+                    .of(&key, &value)
+                    .map(|t| deadline_after(env.now(), t)),
+            ),
+            Expire::After(t) => self.stored_deadline(Some(deadline_after(env.now(), t))),
             Expire::Never => None,
+            Expire::Stored(t) => Some(deadline_after(env.now(), t)),
         };
-        let deadline = self.stored_deadline(deadline);
         if self.journal().is_none() {
             // No log: nothing to encode, undo or wait for.
             let mut removed = Removed::new();
@@ -582,6 +583,9 @@ enum Expire {
     Default,
     After(Duration),
     Never,
+    /// This long from now, as a log holds it: the refresh windows' grace
+    /// (see [`stored_deadline`](Cache::stored_deadline)) already included.
+    Stored(Duration),
 }
 
 #[cfg(test)]

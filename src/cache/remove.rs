@@ -24,8 +24,22 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.remove_as(key, false)
+    }
+
+    /// [`remove`](Self::remove); with `kept`, an entry kept past its time
+    /// to live for the refresh windows counts as live (replay takes it back
+    /// as it was logged).
+    pub(super) fn remove_as<Q>(&self, key: &Q, kept: bool) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let (hash, s) = self.locate(key);
-        let env = self.env(s);
+        let mut env = self.env(s);
+        if kept {
+            env.grace = 0;
+        }
         if let Err(e) = self.admit() {
             self.report(e);
             return None;
@@ -68,9 +82,28 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.set_deadline_of(key, ttl, false)
+    }
+
+    /// [`set_ttl`](Self::set_ttl), with `stored` for a time to live as a log
+    /// holds it: the refresh windows' grace already included, and set on an
+    /// entry kept for those windows too (replay sets it as it was set).
+    pub(super) fn set_deadline_of<Q>(&self, key: &Q, ttl: Option<Duration>, stored: bool) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let (hash, s) = self.locate(key);
-        let env = self.env(s);
-        let deadline = self.stored_deadline(ttl.map(|t| deadline_after(env.now(), t)));
+        let mut env = self.env(s);
+        if stored {
+            env.grace = 0;
+        }
+        let deadline = ttl.map(|t| deadline_after(env.now(), t));
+        let deadline = if stored {
+            deadline
+        } else {
+            self.stored_deadline(deadline)
+        };
         if let Err(e) = self.admit() {
             self.report(e);
             return false;

@@ -38,7 +38,14 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         let identity = LogIdentity::of::<K, V>(self.log_schema.as_ref());
         let cache = self.build()?;
         let now = cache.wall_clock_ms();
+        // Logged deadlines are stored ones: installed as they are, without
+        // adding the refresh windows' grace again.
         let ttl_from = |at: u64| std::time::Duration::from_millis(at - now);
+        let stored = |at: Option<u64>| {
+            at.map_or(super::Expire::Never, |at| {
+                super::Expire::Stored(ttl_from(at))
+            })
+        };
         // Entries whose expiry (from their insert or a later `Expire`) has
         // passed, kept until the end of the log: a later `Expire` record (a
         // TTL extended or removed, e.g. a sliding session or PERSIST) may
@@ -69,7 +76,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
                         warm.keep(cache.locate_key(&key), e);
                     }
                     // A full noeviction cache keeps what it has; the rest is not loaded.
-                    let _ = cache.try_insert_with_expiry(key, value, expires_at.map(ttl_from));
+                    let _ = cache.try_insert_inner(key, value, stored(expires_at));
                 }
                 Record::Remove { key } => {
                     lapsed.remove(&key);
@@ -81,17 +88,16 @@ impl<K, V, S> CacheBuilder<K, V, S> {
                 } if at <= now => {
                     // Lapsed too, unless a later record (PERSIST, a longer
                     // EXPIRE) lifts the deadline again.
-                    if let Some(value) = cache.remove(&key) {
+                    if let Some(value) = cache.remove_as(&key, true) {
                         lapsed.insert(key, value);
                     }
                 }
                 Record::Expire { key, expires_at } => match lapsed.remove(&key) {
                     Some(value) => {
-                        let ttl = expires_at.map(ttl_from);
-                        let _ = cache.try_insert_with_expiry(key, value, ttl);
+                        let _ = cache.try_insert_inner(key, value, stored(expires_at));
                     }
                     None => {
-                        cache.set_ttl(&key, expires_at.map(ttl_from));
+                        cache.set_deadline_of(&key, expires_at.map(ttl_from), true);
                     }
                 },
                 Record::Clear => {
