@@ -19,7 +19,7 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
-    /// Removes every entry. The listener sees each with [`RemovalCause::Removed`].
+    /// Removes every entry. The listener sees each with [`RemovalCause::Removed`](crate::RemovalCause::Removed).
     /// Loads in flight (see [`get_or_insert_with`](Self::get_or_insert_with))
     /// do not store their values.
     pub fn clear(&self) {
