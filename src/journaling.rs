@@ -187,7 +187,9 @@ where
     /// # Errors
     ///
     /// That failure (the log has then been repaired if it could be), a
-    /// failed repair, or a failed sync.
+    /// failed repair, or a failed sync; [`PersistError::InCallback`] from
+    /// an eviction listener told of a write being undone after the log
+    /// failed (the repair would wait for that undo).
     pub fn sync(&self) -> Result<(), PersistError> {
         self.journal().map_or(Ok(()), |j| j.sync())
     }
@@ -203,7 +205,9 @@ where
     ///
     /// # Errors
     ///
-    /// The rewrite failed; the old log stays in use, complete.
+    /// The rewrite failed; the old log stays in use, complete. Refused
+    /// while the log is failed, and ([`PersistError::InCallback`]) from an
+    /// eviction listener told of a write being undone.
     pub fn rewrite_log(&self) -> Result<(), PersistError> {
         self.rewrite_log_as(RewriteKind::Compaction)
     }

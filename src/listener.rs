@@ -26,6 +26,11 @@ impl RemovalCause {
 
 /// Called with each removed key, value and cause, after the shard's lock is
 /// released, on the thread that caused the removal.
+///
+/// A listener holds no lock of the cache while it runs, and may call any
+/// method of the cache that notified it; see
+/// [`CacheBuilder::eviction_listener`](crate::CacheBuilder::eviction_listener)
+/// for the one case where some of them are refused.
 pub type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync + 'static>;
 
 /// One removed entry and why it left.

@@ -353,3 +353,59 @@ fn a_panicking_retain_predicate_leaves_the_cache_whole() {
     }
     still_whole(&cache);
 }
+
+#[test]
+fn a_listener_told_of_an_undone_write_may_call_sync_and_is_told_to_wait() {
+    use shardcache::persist::{FaultOn, FileLog, Fsync, MemStorage, PersistError};
+    use shardcache::RemovalCause;
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Handle = shardcache::PersistentCache<u64, u64>;
+    let handle: Arc<OnceLock<Handle>> = Arc::new(OnceLock::new());
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let (h, a) = (handle.clone(), answers.clone());
+    let storage = MemStorage::new();
+    let log = FileLog::with_storage(storage.clone(), Fsync::Always);
+    let (cache, _) = Cache::<u64, u64>::builder()
+        .max_capacity(100)
+        .eviction_listener(move |k, v, cause| {
+            if let Some(c) = h.get() {
+                // What a write undone after a failed fsync gives back.
+                a.lock()
+                    .expect("not poisoned")
+                    .push(((k, v, cause), c.sync(), c.rewrite_log()));
+            }
+        })
+        .open_persistent(log)
+        .expect("load");
+    let _ = handle.set(cache.clone());
+    cache.insert(1, 10).expect("healthy");
+    storage.inject(FaultOn::Sync, 0, std::io::ErrorKind::Other, true);
+    let c = cache.clone();
+    let refused = within_seconds(move || c.insert(1, 11).is_err());
+    assert!(refused, "the fsync failed");
+    assert_eq!(cache.get(&1), Some(10), "the write is undone");
+    let answers = std::mem::take(&mut *answers.lock().expect("not poisoned"));
+    // The undo's notice comes first.
+    let ((k, v, cause), sync, rewrite) = &answers[0];
+    assert_eq!((*k, *v, *cause), (1, 11, RemovalCause::Replaced));
+    assert!(
+        matches!(sync, Err(PersistError::InCallback { call: "sync", .. })),
+        "{sync:?}"
+    );
+    assert!(
+        matches!(
+            rewrite,
+            Err(PersistError::InCallback {
+                call: "rewrite_log",
+                ..
+            })
+        ),
+        "{rewrite:?}"
+    );
+    // Once the listener has returned, the same calls work.
+    storage.heal();
+    let _ = cache.sync();
+    cache.sync().expect("repaired");
+    cache.insert(1, 12).expect("writes resume");
+    assert_eq!(cache.get(&1), Some(12));
+}

@@ -113,7 +113,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// An entry's weight is taken when it is written and kept until it
     /// leaves: a weigher whose answer changes later (a value with interior
     /// mutability) does not change what the entry counts for. The weigher
-    /// is called under the shard's lock, so it must not call the cache; one
+    /// is called under the shard's lock, so it must not call the cache (a
+    /// call that reaches that shard panics rather than wait for the lock
+    /// its own thread holds; one that reaches another shard can deadlock
+    /// against a thread doing the same the other way round); one
     /// that panics fails that write and leaves the cache as it was. A
     /// weight of 0 is allowed; such entries are only evicted when the
     /// policy reaches them, and they do not count toward the capacity, so
@@ -165,7 +168,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// TTL (`insert`, loaders, new entries of the entry API); `insert_with_ttl`
     /// and `set_ttl` still set theirs. Reads never change a deadline (see
     /// [`time_to_idle`](Self::time_to_idle)). The rule may run under the
-    /// shard's lock, so it must not call the cache.
+    /// shard's lock (for a new entry of the entry API), so it must not call
+    /// the cache: there, a call that reaches that shard panics rather than
+    /// wait for the lock its own thread holds.
     ///
     /// ```
     /// use shardcache::{Cache, MockClock};
@@ -199,6 +204,25 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// Called with each removed entry and why it left, outside the shard's
     /// lock. See [`RemovalCause`].
+    ///
+    /// The listener runs on the thread whose call removed the entry, with
+    /// no lock of the cache held, and may call any method of the same
+    /// cache: reads, writes, loads, `compute`, `clear`, `retain`,
+    /// iteration, statistics, and on a persistent cache `durably`, `sync`
+    /// and `rewrite_log`. A write it makes may notify it again, on the same
+    /// thread; bounding that is the listener's part.
+    ///
+    /// One case refuses some calls. Under `Fsync::Always`, a write whose
+    /// log record could not be made durable is undone, and the undo
+    /// notifies the listener (the refused value leaves, as
+    /// [`RemovalCause::Replaced`] or [`RemovalCause::Removed`], and the
+    /// restored one may evict others). The log is failed meanwhile: the
+    /// listener's writes are refused as every write is
+    /// ([`PersistError::Refused`](crate::persist::PersistError::Refused),
+    /// reported through `durably` or `sync`), and `sync` and `rewrite_log`,
+    /// which would wait for the undo that is running the listener, return
+    /// [`PersistError::InCallback`](crate::persist::PersistError::InCallback)
+    /// at once.
     ///
     /// ```
     /// use shardcache::{Cache, RemovalCause};

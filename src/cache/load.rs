@@ -188,8 +188,12 @@ where
     /// # Panics
     ///
     /// If `init` asks for the same key this way (it would wait for itself
-    /// forever); the key is not left loading. Loaders may read and write
-    /// other keys.
+    /// forever); the key is not left loading. `init` runs with no lock of
+    /// the cache held: it may read and write other keys, and call any other
+    /// method of the cache (as a listener may, see
+    /// [`CacheBuilder::eviction_listener`](crate::CacheBuilder::eviction_listener)).
+    /// Loaders on two threads that each ask for the key the other loads
+    /// wait for each other.
     pub fn get_or_insert_with(&self, key: K, init: impl FnOnce() -> V) -> V {
         match self.try_get_or_insert_with(key, || Ok::<V, std::convert::Infallible>(init())) {
             Ok(v) => v,

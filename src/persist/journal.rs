@@ -395,8 +395,11 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     ///
     /// # Errors
     ///
-    /// That failure, a failed repair, or a failed sync.
+    /// That failure, a failed repair, or a failed sync;
+    /// [`PersistError::InCallback`] from a listener told of one of this
+    /// journal's undos: the repair would wait for that undo.
     pub(crate) fn sync(&self) -> Result<(), PersistError> {
+        self.refuse_in_undo("sync")?;
         let untold = self.untold.lock().take();
         if let Err(e) = self.log.health() {
             self.fail(&e);
@@ -423,6 +426,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
         snapshot: &mut Snapshot<'_>,
     ) -> Result<(), PersistError> {
         if kind == RewriteKind::Compaction {
+            self.refuse_in_undo("rewrite_log")?;
             // Refused rather than waited for: the rollback calls listeners,
             // which may be what asked for this rewrite.
             let state = self.state.lock();

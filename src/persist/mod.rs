@@ -265,6 +265,18 @@ pub enum PersistError {
         /// The failure that stopped the log.
         cause: String,
     },
+    /// A call that waits for the log to recover was made from an eviction
+    /// listener while the cache was undoing, on the same thread, the writes
+    /// the log failed to keep (the undo notifies the listener): the call
+    /// would wait for that undo, and so for itself. Nothing was done; make
+    /// the call after the listener returns.
+    #[error("{path}: {call} was called from a listener told of a write being undone after the log failed; it would wait for that undo to end (call it after the listener returns)")]
+    InCallback {
+        /// The log.
+        path: String,
+        /// The method called (`"sync"`, ...).
+        call: &'static str,
+    },
     /// The cache's settings are invalid.
     #[error(transparent)]
     Build(#[from] crate::builder::BuildError),

@@ -4,6 +4,7 @@
 use super::{Journal, RETAKE, RETRY_EVERY};
 use crate::persist::{PersistError, RewriteKind, Snapshot};
 use crate::sync::Arc;
+use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -16,6 +17,13 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     /// record, whose value may be one this rollback has still to undo; as
     /// the newest, it is applied before that one, so the key ends as it was
     /// before every refused write.
+    ///
+    /// Each undo runs the cache's listener on this thread, marked (see
+    /// [`undoing_here`](Self::undoing_here)): the calls that would wait
+    /// for this rollback to end (`sync`, a rewrite) are refused from there.
+    /// None of the listener's writes comes back here: while the log is
+    /// failed, each is refused before it is applied, or (a retain's
+    /// removal) kept with no undo record.
     pub(crate) fn roll_back(&self) {
         let mut state = self.state.lock();
         while state.rolling_back {
@@ -45,7 +53,10 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             }
             drop(state);
             if let Some(hooks) = self.hooks.get() {
-                let undo = std::panic::AssertUnwindSafe(|| hooks.undo(&record));
+                let undo = std::panic::AssertUnwindSafe(|| {
+                    let _marked = Undoing::enter(self.id());
+                    hooks.undo(&record);
+                });
                 if let Err(payload) = std::panic::catch_unwind(undo) {
                     panicked.get_or_insert(payload);
                 }
@@ -149,5 +160,58 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             *last = Some(Instant::now());
         }
         self.spawn_rewrite(true);
+    }
+}
+
+impl<K, V> Journal<K, V> {
+    /// This journal's identity in the thread's marks.
+    fn id(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
+
+    /// Whether this thread is applying one of this journal's undo records
+    /// (it runs the cache's listener, which may call back into the cache).
+    fn undoing_here(&self) -> bool {
+        let id = self.id();
+        UNDOING.with(|u| u.borrow().contains(&id))
+    }
+
+    /// Refuses `call` from a listener an undo of this journal runs: it
+    /// would wait for the rollback (or the repair) that runs that undo.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InCallback`] there.
+    pub(super) fn refuse_in_undo(&self, call: &'static str) -> Result<(), PersistError> {
+        if self.undoing_here() {
+            return Err(PersistError::InCallback {
+                path: self.log.describe(),
+                call,
+            });
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// The journals whose undo records this thread is applying, innermost
+    /// last (a listener may roll back another cache's log).
+    static UNDOING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// This thread's mark while it applies an undo record; dropping it (also
+/// when a listener panics) takes the mark off.
+struct Undoing;
+
+impl Undoing {
+    fn enter(journal: usize) -> Self {
+        UNDOING.with(|u| u.borrow_mut().push(journal));
+        Self
+    }
+}
+
+impl Drop for Undoing {
+    fn drop(&mut self) {
+        UNDOING.with(|u| u.borrow_mut().pop());
     }
 }

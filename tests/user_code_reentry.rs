@@ -1,0 +1,389 @@
+//! User code that calls back into the cache that runs it: every public call
+//! that takes a lock, from inside every kind of callback (a listener told of
+//! an eviction, a removal, an expiry, a replacement, a clear, or of a write
+//! undone after the log failed; a loader; a weigher; an expiry rule), with
+//! and without a log, under each fsync mode. Each call returns (its result
+//! or a clear error) and never hangs. Code the cache runs with no lock held
+//! (listeners, loaders) never panics; code it runs under a shard's lock (a
+//! weigher) panics with the cache's message when its call would wait for
+//! that lock, as its documentation says.
+
+use shardcache::persist::{FaultOn, FileLog, Fsync, MemStorage, PersistError};
+use shardcache::{Cache, Decision, MockClock, RemovalCause, Ttl};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+type C = Cache<u64, u64>;
+
+/// A public call that takes one of the cache's locks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Call {
+    Get,
+    Insert,
+    Remove,
+    Compute,
+    Clear,
+    Retain,
+    Sync,
+    RewriteLog,
+    Durably,
+    Load,
+    SetTtl,
+    PurgeExpired,
+    Len,
+    Iter,
+    Stats,
+}
+
+const CALLS: [Call; 15] = [
+    Call::Get,
+    Call::Insert,
+    Call::Remove,
+    Call::Compute,
+    Call::Clear,
+    Call::Retain,
+    Call::Sync,
+    Call::RewriteLog,
+    Call::Durably,
+    Call::Load,
+    Call::SetTtl,
+    Call::PurgeExpired,
+    Call::Len,
+    Call::Iter,
+    Call::Stats,
+];
+
+/// A key no scenario writes before its callback runs.
+const OTHER: u64 = 1_000_003;
+
+/// Makes `call` on `c`; what it answered, if it can fail.
+fn make(c: &C, call: Call) -> Result<(), String> {
+    let e = |e: PersistError| e.to_string();
+    match call {
+        Call::Get => drop(c.get(&OTHER)),
+        Call::Insert => c.insert(OTHER, 1),
+        Call::Remove => drop(c.remove(&OTHER)),
+        Call::Compute => {
+            let _ = c.compute(OTHER, |cur| {
+                (
+                    Decision::Put(cur.map_or(1, |v| *v.value + 1), Ttl::Keep),
+                    (),
+                )
+            });
+        }
+        Call::Clear => c.clear(),
+        Call::Retain => c.retain(|k, _| *k != OTHER),
+        Call::Sync => return c.sync().map_err(e),
+        Call::RewriteLog => return c.rewrite_log().map_err(e),
+        Call::Durably => return c.durably(|| c.insert(OTHER, 2)).map_err(e),
+        Call::Load => drop(c.get_or_insert_with(OTHER + 1, || 5)),
+        Call::SetTtl => drop(c.set_ttl(&OTHER, Some(Duration::from_secs(60)))),
+        Call::PurgeExpired => c.purge_expired(),
+        Call::Len => drop((c.len(), c.weighted_size())),
+        Call::Iter => drop(c.iter().count()),
+        Call::Stats => drop(c.stats()),
+    }
+    Ok(())
+}
+
+/// Where a callback's call is made from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum From {
+    Listener,
+    Weigher,
+    ExpiryRule,
+}
+
+/// The call a callback of one kind is to make, once, and what came of it.
+#[derive(Default)]
+struct Hook {
+    cache: OnceLock<C>,
+    armed: Mutex<Option<(From, Call)>>,
+    /// The call's outcome: its answer, or its panic's message.
+    outcome: Mutex<Option<Result<Result<(), String>, String>>>,
+    /// The causes the listener was told of while armed.
+    causes: Mutex<Vec<RemovalCause>>,
+}
+
+impl Hook {
+    /// Makes the armed call if `from` is the kind it waits for.
+    fn fire(&self, from: From) {
+        let call = {
+            let mut armed = self.armed.lock().expect("not poisoned");
+            match *armed {
+                Some((f, call)) if f == from => {
+                    *armed = None;
+                    call
+                }
+                _ => return,
+            }
+        };
+        let c = self.cache.get().expect("set").clone();
+        let r = catch_unwind(AssertUnwindSafe(|| make(&c, call))).map_err(|p| {
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        });
+        *self.outcome.lock().expect("not poisoned") = Some(r);
+    }
+
+    fn arm(&self, from: From, call: Call) {
+        *self.armed.lock().expect("not poisoned") = Some((from, call));
+        *self.outcome.lock().expect("not poisoned") = None;
+    }
+
+    /// What the armed call came to; fails if it was never made.
+    fn outcome(&self, what: &str) -> Result<Result<(), String>, String> {
+        self.outcome
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .unwrap_or_else(|| panic!("{what}: the callback never ran"))
+    }
+}
+
+/// A cache of one shard (every call reaches the callback's shard) whose
+/// listener, weigher and expiry rule make `hook`'s call, on `storage`'s log
+/// under `fsync` if any.
+fn open(hook: &Arc<Hook>, log: Option<(&MemStorage, Fsync)>, clock: &MockClock) -> C {
+    let (l, w, x) = (hook.clone(), hook.clone(), hook.clone());
+    let b = Cache::builder()
+        .max_capacity(8)
+        .shards(1)
+        .clock(clock.clone())
+        .eviction_listener(move |_, _, cause| {
+            if l.armed.lock().expect("not poisoned").is_some() {
+                l.causes.lock().expect("not poisoned").push(cause);
+            }
+            l.fire(From::Listener);
+        })
+        .weigher(move |_, _| {
+            w.fire(From::Weigher);
+            1
+        })
+        .expire_after(move |_, _| {
+            x.fire(From::ExpiryRule);
+            None
+        });
+    let cache = match log {
+        None => b.build().expect("valid"),
+        Some((storage, fsync)) => {
+            let log = FileLog::with_storage(storage.clone(), fsync).write_delay(Duration::ZERO);
+            b.build_persistent(log).expect("the log loads").0
+        }
+    };
+    let _ = hook.cache.set(cache.clone());
+    cache
+}
+
+/// Runs `f` on another thread; `Err` if it has not finished within a
+/// generous bound (the cache would be deadlocked).
+fn bounded<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, ()> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(10)).map_err(drop)
+}
+
+/// How a listener is made to run: what the scenario does once armed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Trigger {
+    Evicted,
+    Removed,
+    Expired,
+    Replaced,
+    Cleared,
+    /// A write under `Fsync::Always` whose fsync fails: its undo notifies.
+    Undone,
+}
+
+const TRIGGERS: [Trigger; 6] = [
+    Trigger::Evicted,
+    Trigger::Removed,
+    Trigger::Expired,
+    Trigger::Replaced,
+    Trigger::Cleared,
+    Trigger::Undone,
+];
+
+/// The logs a scenario runs on: none, and each fsync mode.
+const MODES: [Option<Fsync>; 4] = [
+    None,
+    Some(Fsync::Always),
+    Some(Fsync::EverySecond),
+    Some(Fsync::Never),
+];
+
+/// One scenario: a cache on `mode`'s log whose listener makes `call` when
+/// `trigger` notifies it. Returns the call's outcome; the cache must work
+/// on afterwards.
+fn listener_scenario(
+    mode: Option<Fsync>,
+    trigger: Trigger,
+    call: Call,
+) -> Result<Result<(), String>, String> {
+    let what = format!("{call:?} from a listener on {trigger:?} under {mode:?}");
+    let hook = Arc::new(Hook::default());
+    let storage = MemStorage::new();
+    let clock = MockClock::new();
+    let cache = open(&hook, mode.map(|m| (&storage, m)), &clock);
+    for k in 0..4 {
+        cache.insert(k, k);
+    }
+    match trigger {
+        Trigger::Evicted => {
+            hook.arm(From::Listener, call);
+            let mut k = 100;
+            while hook.armed.lock().expect("not poisoned").is_some() && k < 200 {
+                cache.insert(k, k);
+                k += 1;
+            }
+        }
+        Trigger::Removed => {
+            hook.arm(From::Listener, call);
+            cache.remove(&1);
+        }
+        Trigger::Expired => {
+            cache.insert_with_ttl(50, 50, Duration::from_secs(1));
+            clock.advance(Duration::from_secs(2));
+            hook.arm(From::Listener, call);
+            cache.purge_expired();
+        }
+        Trigger::Replaced => {
+            hook.arm(From::Listener, call);
+            cache.insert(2, 20);
+        }
+        Trigger::Cleared => {
+            hook.arm(From::Listener, call);
+            cache.clear();
+        }
+        Trigger::Undone => {
+            storage.inject(FaultOn::Sync, 0, std::io::ErrorKind::Other, true);
+            hook.arm(From::Listener, call);
+            assert!(cache.durably(|| cache.insert(3, 30)).is_err(), "{what}");
+            assert_eq!(cache.get(&3), Some(3), "{what}: the write is undone");
+            storage.heal();
+        }
+    }
+    let causes = hook.causes.lock().expect("not poisoned").clone();
+    let outcome = hook.outcome(&what);
+    let expected = match trigger {
+        Trigger::Evicted => RemovalCause::Evicted,
+        Trigger::Removed | Trigger::Cleared => RemovalCause::Removed,
+        Trigger::Expired => RemovalCause::Expired,
+        Trigger::Replaced | Trigger::Undone => RemovalCause::Replaced,
+    };
+    assert_eq!(causes.first(), Some(&expected), "{what}");
+    // The cache works on, and its log (if any) is repaired and kept.
+    let _ = cache.sync();
+    cache.sync().unwrap_or_else(|e| panic!("{what}: {e}"));
+    cache.insert(7, 77);
+    assert_eq!(cache.get(&7), Some(77), "{what}");
+    cache.sync().unwrap_or_else(|e| panic!("{what}: {e}"));
+    outcome
+}
+
+#[test]
+fn a_listener_may_call_the_cache_from_every_notice() {
+    let mut failures = Vec::new();
+    for mode in MODES {
+        for trigger in TRIGGERS {
+            if trigger == Trigger::Undone && mode != Some(Fsync::Always) {
+                // Only a log that waits for the disk undoes writes.
+                continue;
+            }
+            for call in CALLS {
+                let what = format!("{call:?} from a listener on {trigger:?} under {mode:?}");
+                match bounded(move || {
+                    catch_unwind(AssertUnwindSafe(|| listener_scenario(mode, trigger, call)))
+                }) {
+                    Err(()) => failures.push(format!("{what}: hung")),
+                    Ok(Err(_)) => failures.push(format!("{what}: the scenario failed")),
+                    Ok(Ok(Err(panic))) => failures.push(format!("{what}: panicked: {panic}")),
+                    Ok(Ok(Ok(answer))) => {
+                        // Waiting for the log's recovery from inside the
+                        // recovery is refused, and says why.
+                        let waits = matches!(call, Call::Sync | Call::RewriteLog);
+                        if trigger == Trigger::Undone && waits {
+                            match answer {
+                                Err(e) if e.contains("called from a listener") => {}
+                                other => failures.push(format!("{what}: answered {other:?}")),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// One scenario: a cache on `mode`'s log whose weigher, expiry rule or
+/// loader (`from`; `None`: a loader) makes `call` during an insert or a
+/// load of a new key.
+fn inner_scenario(
+    mode: Option<Fsync>,
+    from: Option<From>,
+    call: Call,
+) -> Result<Result<(), String>, String> {
+    let what = format!("{call:?} from {from:?} under {mode:?}");
+    let hook = Arc::new(Hook::default());
+    let storage = MemStorage::new();
+    let clock = MockClock::new();
+    let cache = open(&hook, mode.map(|m| (&storage, m)), &clock);
+    for k in 0..4 {
+        cache.insert(k, k);
+    }
+    let outcome = match from {
+        Some(from) => {
+            hook.arm(from, call);
+            cache.insert(60, 60);
+            hook.outcome(&what)
+        }
+        None => {
+            let c = cache.clone();
+            let mut outcome = None;
+            let v = cache.get_or_insert_with(60, || {
+                let r = catch_unwind(AssertUnwindSafe(|| make(&c, call)));
+                outcome = Some(r.map_err(|_| "panicked".to_string()));
+                60
+            });
+            assert_eq!(v, 60, "{what}");
+            outcome.expect("the loader ran")
+        }
+    };
+    let _ = cache.sync();
+    cache.sync().unwrap_or_else(|e| panic!("{what}: {e}"));
+    cache.insert(7, 77);
+    assert_eq!(cache.get(&7), Some(77), "{what}");
+    outcome
+}
+
+#[test]
+fn loaders_weighers_and_expiry_rules_may_call_the_cache_or_are_told_why_not() {
+    let mut failures = Vec::new();
+    for mode in MODES {
+        for from in [None, Some(From::Weigher), Some(From::ExpiryRule)] {
+            for call in CALLS {
+                let what = format!("{call:?} from {from:?} under {mode:?}");
+                match bounded(move || {
+                    catch_unwind(AssertUnwindSafe(|| inner_scenario(mode, from, call)))
+                }) {
+                    Err(()) => failures.push(format!("{what}: hung")),
+                    Ok(Err(_)) => failures.push(format!("{what}: the scenario failed")),
+                    // A weigher runs under its shard's lock (every call here
+                    // reaches that shard): a call that would wait for the
+                    // lock panics, saying so.
+                    Ok(Ok(Err(panic)))
+                        if from == Some(From::Weigher) && panic.contains("wait for itself") => {}
+                    Ok(Ok(Err(panic))) => failures.push(format!("{what}: panicked: {panic}")),
+                    Ok(Ok(Ok(_))) => {}
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
