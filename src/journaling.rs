@@ -10,6 +10,7 @@
 //! [`Cache::durably`] scope, or kept for [`Cache::sync`].
 
 use crate::cache::{Cache, Inner};
+use crate::listener::{RemovalCause, Removed};
 use crate::persist::journal::{self, Hooks, Journal, Ticket};
 use crate::persist::{PersistError, Record, RecordRef, RewriteKind, SummaryWriter};
 use crate::shard::{Env, LazyNow, Shard};
@@ -128,6 +129,20 @@ where
                 self.report(e);
                 false
             }
+        }
+    }
+
+    /// Settles a write's `ticket` and reports a failure. A write the log
+    /// failed to keep, under a log that keeps undo records, was undone:
+    /// the key's previous value is back, so its notice (replaced, or
+    /// removed by a `compute`) is taken out of `removed`; the evictions
+    /// the write made stand.
+    pub(crate) fn settle_write(&self, ticket: Ticket, removed: &mut Removed<K, V>) {
+        let undone = !self.settle_or_report(ticket) && self.journal().is_some_and(|j| j.undoable());
+        if undone {
+            removed.retain(|(_, _, cause)| {
+                !matches!(cause, RemovalCause::Replaced | RemovalCause::Removed)
+            });
         }
     }
 
@@ -307,7 +322,7 @@ where
         };
         let (hash, s) = self.locate_key(&key);
         let env = self.write_env(s);
-        let mut removed = crate::listener::Removed::new();
+        let mut removed = Removed::new();
         let mut shard = self.shard(s).write();
         match value {
             Some(value) if expires_at.is_none_or(|at| at > wall) => {
@@ -321,7 +336,7 @@ where
             }
             _ => {
                 if let Some(((k, v), _)) = shard.remove(&env, hash, &key) {
-                    removed.push((k, v, crate::listener::RemovalCause::Removed));
+                    removed.push((k, v, RemovalCause::Removed));
                 }
             }
         }

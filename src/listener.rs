@@ -79,6 +79,19 @@ impl<K, V> Removed<K, V> {
         self.rest
     }
 
+    /// The removed entries, by reference.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(K, V, RemovalCause)> {
+        self.first.iter().chain(self.rest.iter())
+    }
+
+    /// Keeps only the removals for which `keep` returns true, in order.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Removal<K, V>) -> bool) {
+        let all = std::mem::replace(self, Self::new());
+        all.into_iter()
+            .filter(|r| keep(r))
+            .for_each(|r| self.push(r));
+    }
+
     pub(crate) fn extend(&mut self, items: impl IntoIterator<Item = (K, V, RemovalCause)>) {
         items.into_iter().for_each(|i| self.push(i));
     }

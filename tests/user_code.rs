@@ -409,3 +409,57 @@ fn a_listener_told_of_an_undone_write_may_call_sync_and_is_told_to_wait() {
     cache.insert(1, 12).expect("writes resume");
     assert_eq!(cache.get(&1), Some(12));
 }
+
+#[test]
+fn a_write_the_log_failed_to_keep_notifies_only_what_left() {
+    use shardcache::persist::{FaultOn, FileLog, Fsync, MemStorage};
+    use shardcache::RemovalCause;
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let storage = MemStorage::new();
+    let log = FileLog::with_storage(storage.clone(), Fsync::Always);
+    let (cache, _) = Cache::<u64, u64>::builder()
+        .max_capacity(100)
+        .eviction_listener(move |k, v, cause| s.lock().expect("not poisoned").push((k, v, cause)))
+        .open_persistent(log)
+        .expect("load");
+    cache.insert(1, 10).expect("healthy");
+    cache.insert(2, 20).expect("healthy");
+    let take = || std::mem::take(&mut *seen.lock().expect("not poisoned"));
+    type Write = Box<dyn Fn(&shardcache::PersistentCache<u64, u64>) -> bool>;
+    type Notices = Vec<(u64, u64, RemovalCause)>;
+    let writes: [(&str, Write, Notices); 3] = [
+        // 11 replaced 10, and the undo replaced 11 by 10 again: only 11 left.
+        (
+            "insert",
+            Box::new(|c| c.insert(1, 11).is_err()),
+            vec![(1, 11, RemovalCause::Replaced)],
+        ),
+        (
+            "compute put",
+            Box::new(|c| {
+                c.compute(1, |_| (Decision::Put(12, Ttl::Keep), ()))
+                    .is_err()
+            }),
+            vec![(1, 12, RemovalCause::Replaced)],
+        ),
+        // The undo puts 20 back: nothing left.
+        (
+            "compute remove",
+            Box::new(|c| c.compute(2, |_| (Decision::<u64>::Remove, ())).is_err()),
+            vec![],
+        ),
+    ];
+    for (what, write, expected) in writes {
+        storage.inject(FaultOn::Sync, 0, std::io::ErrorKind::Other, true);
+        assert!(write(&cache), "{what}: the fsync failed");
+        assert_eq!(cache.get(&1), Some(10), "{what}: undone");
+        assert_eq!(cache.get(&2), Some(20), "{what}: undone");
+        assert_eq!(take(), expected, "{what}");
+        storage.heal();
+        let _ = cache.sync();
+        cache.sync().expect("repaired");
+        assert_eq!(take(), vec![], "{what}: the repair notifies nothing");
+    }
+}

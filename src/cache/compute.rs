@@ -232,7 +232,7 @@ where
         if let Some(e) = refused {
             self.report(e);
         }
-        self.settle_or_report(ticket);
+        self.settle_write(ticket, &mut removed);
         self.after_write(
             removed,
             result.as_ref().ok().and_then(|(_, kind)| *kind),

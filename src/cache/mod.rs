@@ -408,7 +408,7 @@ where
             };
             (r, ticket)
         };
-        self.settle_or_report(ticket);
+        self.settle_write(ticket, &mut removed);
         self.inserted(result, removed)
     }
 
