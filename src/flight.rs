@@ -7,6 +7,7 @@
 //! (`cache/load.rs`) lead and join them; this module knows nothing of the
 //! cache.
 
+use crate::flight_waits::{Leader, Waiting};
 use crate::sync::{Arc, Condvar, Mutex};
 use std::any::Any;
 use std::future::Future;
@@ -35,8 +36,9 @@ pub(crate) struct Flight<V> {
     pub(crate) state: Mutex<State<V>>,
     done: Condvar,
     /// The thread running a blocking loader for this flight, if one is: a
-    /// blocking wait on that thread would wait for itself.
-    leader: Mutex<Option<std::thread::ThreadId>>,
+    /// blocking wait on that thread would wait for itself. Shared with the
+    /// registry of waits (`flight_waits`), which follows it to find cycles.
+    leader: Leader,
 }
 
 pub(crate) enum State<V> {
@@ -57,7 +59,7 @@ impl<V: Clone> Flight<V> {
         Self {
             state: Mutex::new(State::Loading(Vec::new())),
             done: Condvar::new(),
-            leader: Mutex::new(None),
+            leader: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -80,13 +82,22 @@ impl<V: Clone> Flight<V> {
     /// # Panics
     ///
     /// If this thread runs the flight's loader: a loader that asks for its
-    /// own key would otherwise wait for itself forever.
+    /// own key would otherwise wait for itself forever. Likewise if the
+    /// flight's loader waits, through loaders on other threads, for a load
+    /// this thread leads (see `flight_waits`).
     pub(crate) fn wait(&self) -> Outcome<V> {
         assert!(
             *self.leader.lock() != Some(std::thread::current().id()),
             "a loader asked the cache for the key it is loading \
              (get_or_insert_with within its own loader): it would wait for itself"
         );
+        let Some(_waiting) = Waiting::register(&self.leader) else {
+            panic!(
+                "loaders on several threads each asked for a key another of them is loading \
+                 (get_or_insert_with within loaders, in a cycle): they would wait for each \
+                 other forever; this load is given up"
+            );
+        };
         let mut state = self.state.lock();
         loop {
             if let Some(o) = Self::outcome(&state) {
@@ -105,7 +116,11 @@ impl<V> Flight<V> {
     }
 
     /// Ends the flight and wakes every waiter, blocked or async.
+    ///
+    /// Its loader is done: the flight names no leader from here on, so no
+    /// wait follows it to that thread.
     pub(crate) fn land(&self, end: State<V>) {
+        *self.leader.lock() = None;
         let wakers = match std::mem::replace(&mut *self.state.lock(), end) {
             State::Loading(w) => w,
             _ => Vec::new(),

@@ -135,6 +135,7 @@ pub mod entry;
 mod error;
 mod expire_after;
 mod flight;
+mod flight_waits;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

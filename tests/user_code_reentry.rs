@@ -87,6 +87,15 @@ fn make(c: &C, call: Call) -> Result<(), String> {
     Ok(())
 }
 
+/// A panic's message.
+fn message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
 /// Where a callback's call is made from.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum From {
@@ -120,12 +129,7 @@ impl Hook {
             }
         };
         let c = self.cache.get().expect("set").clone();
-        let r = catch_unwind(AssertUnwindSafe(|| make(&c, call))).map_err(|p| {
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        });
+        let r = catch_unwind(AssertUnwindSafe(|| make(&c, call))).map_err(|p| message(&*p));
         *self.outcome.lock().expect("not poisoned") = Some(r);
     }
 
@@ -386,4 +390,49 @@ fn loaders_weighers_and_expiry_rules_may_call_the_cache_or_are_told_why_not() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn loaders_on_two_threads_that_ask_for_each_others_key_do_not_hang() {
+    for _ in 0..20 {
+        let cache: C = Cache::builder().max_capacity(100).build().expect("valid");
+        let both_loading = Arc::new(std::sync::Barrier::new(2));
+        // Loads `mine`, whose loader asks for `theirs`, which the other
+        // thread is loading and whose loader asks for `mine`.
+        let load = |mine: u64, theirs: u64| {
+            let (c, b) = (cache.clone(), both_loading.clone());
+            move || {
+                catch_unwind(AssertUnwindSafe(|| {
+                    c.get_or_insert_with(mine, || {
+                        b.wait();
+                        c.get_or_insert_with(theirs, || theirs * 10) + mine
+                    })
+                }))
+                .map_err(|p| message(&*p))
+            }
+        };
+        let (one, two) = (load(1, 2), load(2, 1));
+        let (one, two) = bounded(move || {
+            let t = std::thread::spawn(one);
+            let two = two();
+            (t.join().expect("caught"), two)
+        })
+        .expect("two loaders waiting for each other hung");
+        // One wait closes the cycle and is refused; the other thread then
+        // loads both keys itself.
+        let (survivor, refused) = match (one, two) {
+            (Ok(v), Err(e)) | (Err(e), Ok(v)) => (v, e),
+            other => panic!("{other:?}"),
+        };
+        assert!(refused.contains("wait for each other"), "{refused}");
+        let expected = match survivor {
+            21 => (21, 20),
+            12 => (10, 12),
+            v => panic!("{v}"),
+        };
+        assert_eq!(
+            (cache.get(&1), cache.get(&2)),
+            (Some(expected.0), Some(expected.1))
+        );
+    }
 }

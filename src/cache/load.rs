@@ -188,12 +188,15 @@ where
     /// # Panics
     ///
     /// If `init` asks for the same key this way (it would wait for itself
-    /// forever); the key is not left loading. `init` runs with no lock of
-    /// the cache held: it may read and write other keys, and call any other
-    /// method of the cache (as a listener may, see
+    /// forever); the key is not left loading. Likewise if loaders on
+    /// several threads ask, in a cycle, for keys the others are loading
+    /// (`init` of `a` asks for `b` while another thread's loader of `b`
+    /// asks for `a`): the thread whose wait would close the cycle panics,
+    /// its load is given up, and the other threads go on (one of them loads
+    /// the key given up). Loads led by async tasks are not followed. `init`
+    /// runs with no lock of the cache held: it may read and write other
+    /// keys, and call any other method of the cache (as a listener may, see
     /// [`CacheBuilder::eviction_listener`](crate::CacheBuilder::eviction_listener)).
-    /// Loaders on two threads that each ask for the key the other loads
-    /// wait for each other.
     pub fn get_or_insert_with(&self, key: K, init: impl FnOnce() -> V) -> V {
         match self.try_get_or_insert_with(key, || Ok::<V, std::convert::Infallible>(init())) {
             Ok(v) => v,
