@@ -49,7 +49,9 @@ impl<K: 'static, V: 'static> WriteTtl<K, V> {
     pub(crate) fn of(&self, key: &K, value: &V) -> Option<Duration> {
         match &self.per_entry {
             None => self.default,
-            Some(f) => f.expire_after_write(key, value).or(self.default),
+            Some(f) => {
+                crate::callback::under_lock(|| f.expire_after_write(key, value)).or(self.default)
+            }
         }
     }
 }

@@ -126,6 +126,7 @@ pub mod adapters;
 mod barrier;
 mod builder;
 mod cache;
+mod callback;
 mod clock;
 mod compute;
 #[cfg(any(test, feature = "conformance"))]

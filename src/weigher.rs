@@ -42,7 +42,10 @@ impl<K: 'static, V: 'static> Weights<K, V> {
     pub(crate) fn weigh(&self, key: &K, value: &V, hidden: u64) -> u64 {
         match self {
             Self::Unit => 1,
-            Self::Custom(w) => u64::from(w.weigh(key, value)).saturating_add(hidden),
+            Self::Custom(w) => {
+                let weight = crate::callback::under_lock(|| w.weigh(key, value));
+                u64::from(weight).saturating_add(hidden)
+            }
         }
     }
 }

@@ -325,15 +325,25 @@ fn a_listener_may_call_the_cache_from_every_notice() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// One scenario: a cache on `mode`'s log whose weigher, expiry rule or
-/// loader (`from`; `None`: a loader) makes `call` during an insert or a
-/// load of a new key.
+/// User code the cache runs other than a listener.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Code {
+    Loader,
+    Compute,
+    Retain,
+    Weigher,
+    ExpiryRule,
+}
+
+/// One scenario: a cache on `mode`'s log whose `code` makes `call` (a
+/// loader or `compute` closure of a new key, a `retain` predicate, the
+/// weigher or expiry rule of an insert).
 fn inner_scenario(
     mode: Option<Fsync>,
-    from: Option<From>,
+    code: Code,
     call: Call,
 ) -> Result<Result<(), String>, String> {
-    let what = format!("{call:?} from {from:?} under {mode:?}");
+    let what = format!("{call:?} from {code:?} under {mode:?}");
     let hook = Arc::new(Hook::default());
     let storage = MemStorage::new();
     let clock = MockClock::new();
@@ -341,49 +351,83 @@ fn inner_scenario(
     for k in 0..4 {
         cache.insert(k, k);
     }
-    let outcome = match from {
-        Some(from) => {
-            hook.arm(from, call);
-            cache.insert(60, 60);
-            hook.outcome(&what)
+    let c = cache.clone();
+    let mut outcome = None;
+    let mut run = || {
+        if outcome.is_none() {
+            let r = catch_unwind(AssertUnwindSafe(|| make(&c, call)));
+            outcome = Some(r.map_err(|p| message(&*p)));
         }
-        None => {
-            let c = cache.clone();
-            let mut outcome = None;
+    };
+    match code {
+        Code::Loader => {
             let v = cache.get_or_insert_with(60, || {
-                let r = catch_unwind(AssertUnwindSafe(|| make(&c, call)));
-                outcome = Some(r.map_err(|_| "panicked".to_string()));
+                run();
                 60
             });
             assert_eq!(v, 60, "{what}");
-            outcome.expect("the loader ran")
         }
-    };
+        Code::Compute => {
+            let _ = cache.compute(60, |_| {
+                run();
+                (Decision::Put(60, Ttl::Keep), ())
+            });
+        }
+        Code::Retain => cache.retain(|_, _| {
+            run();
+            true
+        }),
+        Code::Weigher | Code::ExpiryRule => {
+            let from = match code {
+                Code::Weigher => From::Weigher,
+                _ => From::ExpiryRule,
+            };
+            hook.arm(from, call);
+            cache.insert(60, 60);
+            outcome = Some(hook.outcome(&what));
+        }
+    }
     let _ = cache.sync();
     cache.sync().unwrap_or_else(|e| panic!("{what}: {e}"));
     cache.insert(7, 77);
     assert_eq!(cache.get(&7), Some(77), "{what}");
-    outcome
+    outcome.unwrap_or_else(|| panic!("{what}: the code never ran"))
 }
 
 #[test]
-fn loaders_weighers_and_expiry_rules_may_call_the_cache_or_are_told_why_not() {
+fn code_the_cache_runs_may_call_it_or_is_told_why_not() {
     let mut failures = Vec::new();
+    let codes = [
+        Code::Loader,
+        Code::Compute,
+        Code::Retain,
+        Code::Weigher,
+        Code::ExpiryRule,
+    ];
     for mode in MODES {
-        for from in [None, Some(From::Weigher), Some(From::ExpiryRule)] {
+        for code in codes {
             for call in CALLS {
-                let what = format!("{call:?} from {from:?} under {mode:?}");
+                let what = format!("{call:?} from {code:?} under {mode:?}");
+                let locked = matches!(code, Code::Compute | Code::Retain | Code::Weigher);
+                let waits = matches!(call, Call::Sync | Call::RewriteLog);
                 match bounded(move || {
-                    catch_unwind(AssertUnwindSafe(|| inner_scenario(mode, from, call)))
+                    catch_unwind(AssertUnwindSafe(|| inner_scenario(mode, code, call)))
                 }) {
                     Err(()) => failures.push(format!("{what}: hung")),
                     Ok(Err(_)) => failures.push(format!("{what}: the scenario failed")),
-                    // A weigher runs under its shard's lock (every call here
+                    // Code run under its shard's lock (every call here
                     // reaches that shard): a call that would wait for the
                     // lock panics, saying so.
-                    Ok(Ok(Err(panic)))
-                        if from == Some(From::Weigher) && panic.contains("wait for itself") => {}
+                    Ok(Ok(Err(panic))) if locked && panic.contains("wait for itself") => {}
                     Ok(Ok(Err(panic))) => failures.push(format!("{what}: panicked: {panic}")),
+                    // Code that may run under a shard's lock is refused the
+                    // calls that could wait for a rollback, log or not.
+                    Ok(Ok(Ok(answer))) if waits && code != Code::Loader && mode.is_some() => {
+                        match answer {
+                            Err(e) if e.contains("under a shard's lock") => {}
+                            other => failures.push(format!("{what}: answered {other:?}")),
+                        }
+                    }
                     Ok(Ok(Ok(_))) => {}
                 }
             }
@@ -435,4 +479,45 @@ fn loaders_on_two_threads_that_ask_for_each_others_key_do_not_hang() {
             (Some(expected.0), Some(expected.1))
         );
     }
+}
+
+#[test]
+fn sync_from_a_compute_closure_on_a_failed_log_is_refused_at_once() {
+    let storage = MemStorage::new();
+    let log = FileLog::with_storage(storage.clone(), Fsync::Always).write_delay(Duration::ZERO);
+    let cache: C = Cache::builder()
+        .max_capacity(100)
+        .shards(1)
+        .build_persistent(log)
+        .expect("the log loads")
+        .0;
+    cache.insert(1, 1);
+    storage.inject(FaultOn::Sync, 0, std::io::ErrorKind::Other, true);
+    assert!(
+        cache.durably(|| cache.insert(2, 2)).is_err(),
+        "the log failed"
+    );
+    storage.heal();
+    // The repair `sync` would run reads the shard the closure holds.
+    let c = cache.clone();
+    let answer = bounded(move || {
+        catch_unwind(AssertUnwindSafe(|| {
+            c.compute(3, |_| (Decision::Put(3, Ttl::Keep), c.sync()))
+        }))
+        .map_err(|p| message(&*p))
+    })
+    .expect("hung");
+    match answer {
+        Ok(Ok(Err(PersistError::InCallback { call: "sync", .. }))) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cache.get(&3), None, "refused: the log is failed");
+    // Outside the closure, the same call repairs the log.
+    let _ = cache.sync();
+    cache.sync().expect("repaired");
+    cache.insert(3, 3);
+    assert_eq!(
+        (cache.get(&1), cache.get(&2), cache.get(&3)),
+        (Some(1), None, Some(3))
+    );
 }

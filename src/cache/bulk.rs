@@ -82,8 +82,11 @@ where
     ///
     /// # Panics
     ///
-    /// If `keep` calls this cache (it runs under the shard's write lock,
-    /// which the call would wait for: the cache panics rather than hang).
+    /// If `keep` calls this cache in a way that reaches the shard it runs
+    /// under (it holds that shard's write lock, which the call would wait
+    /// for: the cache panics rather than hang). `sync` and `rewrite_log`
+    /// return [`PersistError::InCallback`](crate::persist::PersistError::InCallback)
+    /// from it instead.
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         for (s, shard) in self.inner.shards.iter().enumerate() {
             let env = self.env(s);
@@ -107,6 +110,7 @@ where
                     }
                 };
                 let walk = std::panic::AssertUnwindSafe(|| {
+                    let mut keep = |k: &K, v: &V| crate::callback::under_lock(|| keep(k, v));
                     guard.retain(&env, &mut keep, log, &mut removed);
                 });
                 if let Err(payload) = std::panic::catch_unwind(walk) {

@@ -51,7 +51,9 @@ where
     /// this cache: a call that reaches the same shard would wait for the
     /// lock its own thread holds, so it panics instead (and nothing is
     /// applied). A call that reaches another shard can deadlock against a
-    /// thread doing the same the other way round.
+    /// thread doing the same the other way round. `sync` and `rewrite_log`
+    /// return [`PersistError::InCallback`](crate::persist::PersistError::InCallback)
+    /// from the closure.
     pub fn compute<R>(
         &self,
         key: K,
@@ -139,8 +141,9 @@ where
             });
             // A closure that panics leaves the entry as it was; the expired
             // entry the lookup removed is still notified first.
-            let called =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(current, overtaken)));
+            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::callback::under_lock(|| f(current, overtaken))
+            }));
             let (decision, hidden, r) = match called {
                 Ok(answer) => answer,
                 Err(payload) => {

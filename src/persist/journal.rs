@@ -397,9 +397,10 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     ///
     /// That failure, a failed repair, or a failed sync;
     /// [`PersistError::InCallback`] from a listener told of one of this
-    /// journal's undos: the repair would wait for that undo.
+    /// journal's undos (the repair would wait for that undo), or from code
+    /// a cache runs under a shard's lock.
     pub(crate) fn sync(&self) -> Result<(), PersistError> {
-        self.refuse_in_undo("sync")?;
+        self.refuse_in_callback("sync")?;
         let untold = self.untold.lock().take();
         if let Err(e) = self.log.health() {
             self.fail(&e);
@@ -426,7 +427,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
         snapshot: &mut Snapshot<'_>,
     ) -> Result<(), PersistError> {
         if kind == RewriteKind::Compaction {
-            self.refuse_in_undo("rewrite_log")?;
+            self.refuse_in_callback("rewrite_log")?;
             // Refused rather than waited for: the rollback calls listeners,
             // which may be what asked for this rewrite.
             let state = self.state.lock();

@@ -265,17 +265,22 @@ pub enum PersistError {
         /// The failure that stopped the log.
         cause: String,
     },
-    /// A call that waits for the log to recover was made from an eviction
-    /// listener while the cache was undoing, on the same thread, the writes
-    /// the log failed to keep (the undo notifies the listener): the call
-    /// would wait for that undo, and so for itself. Nothing was done; make
-    /// the call after the listener returns.
-    #[error("{path}: {call} was called from a listener told of a write being undone after the log failed; it would wait for that undo to end (call it after the listener returns)")]
+    /// `sync` or `rewrite_log` was called from user code the cache was
+    /// running, where it could wait for itself: from an eviction listener
+    /// told of a write being undone after the log failed (the call would
+    /// wait for that undo, which waits for the listener), or from code the
+    /// cache runs under a shard's lock (a `compute` closure, a `retain`
+    /// predicate, a weigher, an expiry rule; the call may wait for a
+    /// rollback that waits for that shard). Nothing was done; make the call
+    /// after that code returns.
+    #[error("{path}: {call} was called from {callback}, where it could wait for itself; nothing was done (call it after that code returns)")]
     InCallback {
         /// The log.
         path: String,
-        /// The method called (`"sync"`, ...).
+        /// The method called (`"sync"`, `"rewrite_log"`).
         call: &'static str,
+        /// The code it was called from.
+        callback: &'static str,
     },
     /// The cache's settings are invalid.
     #[error(transparent)]

@@ -176,20 +176,28 @@ impl<K, V> Journal<K, V> {
         UNDOING.with(|u| u.borrow().contains(&id))
     }
 
-    /// Refuses `call` from a listener an undo of this journal runs: it
-    /// would wait for the rollback (or the repair) that runs that undo.
+    /// Refuses `call` from user code that the call could wait for: a
+    /// listener an undo of this journal runs (the call would wait for the
+    /// rollback running that undo), or code a cache runs under a shard's
+    /// lock (a rollback the call waits for may wait for that shard).
     ///
     /// # Errors
     ///
     /// [`PersistError::InCallback`] there.
-    pub(super) fn refuse_in_undo(&self, call: &'static str) -> Result<(), PersistError> {
-        if self.undoing_here() {
-            return Err(PersistError::InCallback {
-                path: self.log.describe(),
-                call,
-            });
-        }
-        Ok(())
+    pub(super) fn refuse_in_callback(&self, call: &'static str) -> Result<(), PersistError> {
+        let callback = if self.undoing_here() {
+            "a listener told of a write being undone after the log failed"
+        } else if crate::callback::in_locked_callback() {
+            "code the cache runs under a shard's lock (a compute closure, a retain predicate, \
+             a weigher, an expiry rule)"
+        } else {
+            return Ok(());
+        };
+        Err(PersistError::InCallback {
+            path: self.log.describe(),
+            call,
+            callback,
+        })
     }
 }
 
