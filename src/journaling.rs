@@ -204,9 +204,9 @@ where
     /// That failure (the log has then been repaired if it could be), a
     /// failed repair, or a failed sync; [`PersistError::InCallback`] from
     /// an eviction listener told of a write being undone after the log
-    /// failed (the repair would wait for that undo), or from code the cache
-    /// runs under a shard's lock (a `compute` closure, a `retain`
-    /// predicate, a weigher, an expiry rule).
+    /// failed (the repair would wait for that undo), or from code a cache
+    /// (this one or another) runs under a shard's lock (a `compute`
+    /// closure, a `retain` predicate, a weigher, an expiry rule).
     pub fn sync(&self) -> Result<(), PersistError> {
         self.journal().map_or(Ok(()), |j| j.sync())
     }
@@ -224,7 +224,7 @@ where
     ///
     /// The rewrite failed; the old log stays in use, complete. Refused
     /// while the log is failed, and ([`PersistError::InCallback`]) from an
-    /// eviction listener told of a write being undone or from code the
+    /// eviction listener told of a write being undone or from code a
     /// cache runs under a shard's lock, as [`sync`](Self::sync) is.
     pub fn rewrite_log(&self) -> Result<(), PersistError> {
         self.rewrite_log_as(RewriteKind::Compaction)

@@ -268,7 +268,7 @@ pub enum PersistError {
     /// `sync` or `rewrite_log` was called from user code the cache was
     /// running, where it could wait for itself: from an eviction listener
     /// told of a write being undone after the log failed (the call would
-    /// wait for that undo, which waits for the listener), or from code the
+    /// wait for that undo, which waits for the listener), or from code a
     /// cache runs under a shard's lock (a `compute` closure, a `retain`
     /// predicate, a weigher, an expiry rule; the call may wait for a
     /// rollback that waits for that shard). Nothing was done; make the call

@@ -188,7 +188,7 @@ impl<K, V> Journal<K, V> {
         let callback = if self.undoing_here() {
             "a listener told of a write being undone after the log failed"
         } else if crate::callback::in_locked_callback() {
-            "code the cache runs under a shard's lock (a compute closure, a retain predicate, \
+            "code a cache runs under a shard's lock (a compute closure, a retain predicate, \
              a weigher, an expiry rule)"
         } else {
             return Ok(());
