@@ -94,7 +94,8 @@ impl<V: Clone> Flight<V> {
         let Some(_waiting) = Waiting::register(&self.leader) else {
             panic!(
                 "loaders on several threads each asked for a key another of them is loading \
-                 (get_or_insert_with within loaders, in a cycle): they would wait for each \
+                 (get_or_insert_with within loaders, or within a listener told of an undo \
+                 whose rollback a loader waits for, in a cycle): they would wait for each \
                  other forever; this load is given up"
             );
         };

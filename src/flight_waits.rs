@@ -12,11 +12,16 @@
 //! lock, and a leader is named before its loader can wait for anything, so
 //! of the threads that close a cycle the last one to wait finds it.
 //! Loads led by async tasks name no thread, and are not followed.
+//!
+//! A log's rollback registers the same way: its leader cell names the
+//! thread applying undo records (whose listener may wait for a load), and
+//! a thread about to wait for the rollback follows it.
 
 use crate::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
-/// The thread running a flight's blocking loader, while it runs.
+/// The thread running a flight's blocking loader (or a log's rollback),
+/// while it runs.
 pub(crate) type Leader = Arc<Mutex<Option<ThreadId>>>;
 
 /// The blocked waiters and the leader cells of the flights they wait for

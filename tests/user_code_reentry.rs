@@ -521,3 +521,67 @@ fn sync_from_a_compute_closure_on_a_failed_log_is_refused_at_once() {
         (Some(1), None, Some(3))
     );
 }
+
+#[test]
+fn a_listener_told_of_an_undo_may_wait_for_a_load_whose_loader_syncs() {
+    type Answer = Option<Result<u64, String>>;
+    let storage = MemStorage::new();
+    let log = FileLog::with_storage(storage.clone(), Fsync::Always).write_delay(Duration::ZERO);
+    let handle: Arc<OnceLock<C>> = Arc::new(OnceLock::new());
+    let (told_tx, told_rx) = mpsc::channel::<()>();
+    let told_tx = Mutex::new(Some(told_tx));
+    let heard: Arc<Mutex<Answer>> = Arc::new(Mutex::new(None));
+    let (h, seen) = (handle.clone(), heard.clone());
+    let cache: C = Cache::builder()
+        .max_capacity(100)
+        .eviction_listener(move |_, _, _| {
+            // Once: tells the loader, then waits for its load.
+            let Some(tx) = told_tx.lock().expect("not poisoned").take() else {
+                return;
+            };
+            let _ = tx.send(());
+            let c = h.get().expect("set");
+            let r = catch_unwind(AssertUnwindSafe(|| c.get_or_insert_with(99, || 0)));
+            *seen.lock().expect("not poisoned") = Some(r.map_err(|p| message(&*p)));
+        })
+        .build_persistent(log)
+        .expect("the log loads")
+        .0;
+    let _ = handle.set(cache.clone());
+    cache.insert(1, 1);
+    let (leading_tx, leading_rx) = mpsc::channel::<()>();
+    let c = cache.clone();
+    // Leads the load of 99; its loader syncs once the listener has begun.
+    let loader = std::thread::spawn(move || {
+        let mut synced = None;
+        let v = c.get_or_insert_with(99, || {
+            let _ = leading_tx.send(());
+            let _ = told_rx.recv_timeout(Duration::from_secs(20));
+            synced = Some(c.sync());
+            5
+        });
+        (v, synced)
+    });
+    leading_rx.recv().expect("the loader runs");
+    storage.inject(FaultOn::Sync, 0, std::io::ErrorKind::Other, true);
+    let c = cache.clone();
+    let undone = bounded(move || c.durably(|| c.insert(1, 11)).is_err())
+        .expect("a rollback and a load waiting for each other hung");
+    assert!(undone, "the fsync failed");
+    let (v, synced) = loader.join().expect("the loader's thread");
+    assert_eq!(v, 5);
+    let heard = heard.lock().expect("not poisoned").take().expect("told");
+    // Of the two waits, the one that would close the cycle is refused: the
+    // sync's wait for the rollback, or the listener's for the load.
+    match (&heard, &synced) {
+        (Ok(5), Some(Err(PersistError::InCallback { call: "sync", .. }))) => {}
+        (Err(panic), Some(_)) if panic.contains("wait for") => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cache.get(&1), Some(1), "the write is undone");
+    storage.heal();
+    let _ = cache.sync();
+    cache.sync().expect("repaired");
+    cache.insert(1, 12);
+    assert_eq!(cache.get(&1), Some(12));
+}

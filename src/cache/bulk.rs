@@ -51,7 +51,8 @@ where
                     self.settle_or_report(ticket);
                 }
                 Err(e) => {
-                    journal.roll_back();
+                    // As in `Journal::wait`.
+                    let _ = journal.roll_back();
                     self.report(e);
                 }
             }

@@ -18,6 +18,7 @@
 //! hands it.
 
 use super::{PersistError, RecordRef, RewriteKind, Snapshot, WriteAheadLog};
+use crate::flight_waits::Leader;
 use crate::sync::{Arc, Condvar, Mutex};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,6 +71,9 @@ pub(crate) struct Journal<K, V> {
     state: Mutex<State>,
     /// Signalled when a rollback ends.
     settled: Condvar,
+    /// The thread applying undo records, while one is: a thread about to
+    /// wait for that rollback follows it for a cycle of waits.
+    rolling_back_by: Leader,
     hooks: std::sync::OnceLock<Box<dyn Hooks>>,
     /// A rewrite (growth or repair) is running on a background thread.
     rewriting: Arc<AtomicBool>,
@@ -128,6 +132,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
                 refused: 0,
             }),
             settled: Condvar::new(),
+            rolling_back_by: Arc::new(Mutex::new(None)),
             hooks: std::sync::OnceLock::new(),
             rewriting: Arc::new(AtomicBool::new(false)),
             last_repair: Mutex::new(None),
@@ -264,7 +269,9 @@ impl<K: 'static, V: 'static> Journal<K, V> {
 
     /// Settles a ticket (call with no shard locked): waits until the record
     /// is as durable as the log promises. On failure every write not known
-    /// durable is undone before this returns.
+    /// durable is undone before this returns, unless a rollback running on
+    /// another thread waits for this one (see
+    /// [`roll_back`](Self::roll_back)): that rollback undoes them after.
     ///
     /// # Errors
     ///
@@ -272,7 +279,10 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     pub(crate) fn wait(self: &Arc<Self>, ticket: Ticket) -> Result<(), PersistError> {
         let result = self.wait_only(ticket);
         if result.is_err() {
-            self.roll_back();
+            // Refused only where the rollback running on another thread
+            // waits for this one: that rollback undoes this write's record
+            // once this thread goes on.
+            let _ = self.roll_back();
         }
         result
     }

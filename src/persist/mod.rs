@@ -271,8 +271,10 @@ pub enum PersistError {
     /// wait for that undo, which waits for the listener), or from code a
     /// cache runs under a shard's lock (a `compute` closure, a `retain`
     /// predicate, a weigher, an expiry rule; the call may wait for a
-    /// rollback that waits for that shard). Nothing was done; make the call
-    /// after that code returns.
+    /// rollback that waits for that shard). Also `sync` from code that such
+    /// a listener waits for (a loader whose load the listener asked for):
+    /// the repair would wait for the rollback running the listener. Nothing
+    /// was done; make the call after that code returns.
     #[error("{path}: {call} was called from {callback}, where it could wait for itself; nothing was done (call it after that code returns)")]
     InCallback {
         /// The log.

@@ -2,6 +2,7 @@
 //! did not keep, and the repair that rewrites the log from the cache.
 
 use super::{Journal, RETAKE, RETRY_EVERY};
+use crate::flight_waits::Waiting;
 use crate::persist::{PersistError, RewriteKind, Snapshot};
 use crate::sync::Arc;
 use std::cell::RefCell;
@@ -24,21 +25,39 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     /// None of the listener's writes comes back here: while the log is
     /// failed, each is refused before it is applied, or (a retain's
     /// removal) kept with no undo record.
-    pub(crate) fn roll_back(&self) {
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InCallback`] if a rollback runs on another thread
+    /// and waiting for it would close a cycle of waits (its listener waits
+    /// for a load this thread leads, see `flight_waits`): this thread goes
+    /// on instead, and that rollback undoes what is pending once it can.
+    pub(crate) fn roll_back(&self) -> Result<(), PersistError> {
         let mut state = self.state.lock();
-        while state.rolling_back {
-            self.settled.wait(&mut state);
+        if state.rolling_back {
+            let Some(_waiting) = Waiting::register(&self.rolling_back_by) else {
+                return Err(PersistError::InCallback {
+                    path: self.log.describe(),
+                    call: "sync",
+                    callback: "code that a listener told of a write being undone waits for \
+                               (a load in flight)",
+                });
+            };
+            while state.rolling_back {
+                self.settled.wait(&mut state);
+            }
         }
         if state.failed.is_none() {
-            return;
+            return Ok(());
         }
         let durable = self.log.durable_lsn();
         let first = state.pending.partition_point(|(l, _)| *l <= durable);
         state.pending.drain(..first);
         if state.pending.is_empty() {
-            return;
+            return Ok(());
         }
         state.rolling_back = true;
+        *self.rolling_back_by.lock() = Some(std::thread::current().id());
         // The LSNs undone, recorded before each undo is applied, so that a
         // waiter whose fsync ends late learns its write is gone.
         let range = state.undone.len();
@@ -64,11 +83,13 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             state = self.state.lock();
         }
         state.rolling_back = false;
+        *self.rolling_back_by.lock() = None;
         drop(state);
         self.settled.notify_all();
         if let Some(payload) = panicked {
             std::panic::resume_unwind(payload);
         }
+        Ok(())
     }
 
     /// Repairs a failed log now: rewrites it from the cache once the cache
@@ -86,8 +107,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             .get()
             .ok_or_else(|| self.refused("no cache".into()))?;
         hooks.rewrite(RewriteKind::Repair)?;
-        self.resume();
-        Ok(())
+        self.resume()
     }
 
     /// The repair's rewrite: rolls back every write the log did not keep,
@@ -112,7 +132,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     /// remove entries and cannot add any meanwhile, so the retries end.
     pub(super) fn rewrite_clean(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
         loop {
-            self.roll_back();
+            self.roll_back()?;
             let mut retake = false;
             let result = self.log.rewrite(&mut |emit| {
                 let seen = {
@@ -139,15 +159,21 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     /// Ends the failure once the repaired log holds the cache's state. A
     /// write refused after the repair's snapshot is not in the new log, and
     /// once writes resume nothing would undo it: it is undone first.
-    fn resume(&self) {
+    ///
+    /// # Errors
+    ///
+    /// As [`roll_back`](Self::roll_back): the failure stays, for a later
+    /// repair to end.
+    fn resume(&self) -> Result<(), PersistError> {
         let mut state = self.state.lock();
         while !state.pending.is_empty() || state.rolling_back {
             drop(state);
-            self.roll_back();
+            self.roll_back()?;
             state = self.state.lock();
         }
         state.failed = None;
         self.failed.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// Starts a repair on a background thread, at most once a second.
