@@ -136,8 +136,8 @@ impl ReaderCounts {
 
 /// What a thread that calls back into a shard it holds is told.
 const REENTRY: &str = "shardcache: a call into the cache from code the cache runs under a \
-shard's lock (a `compute` closure, a weigher, an expiry rule) reached that same shard; \
-it would wait for itself forever";
+shard's lock (a `compute` closure, a `retain` predicate, a weigher, an expiry rule) reached \
+that same shard; it would wait for itself forever";
 
 /// A reader-writer lock around one shard; its readers count in a
 /// [`ReaderCounts`] shared by the cache's shards.
