@@ -79,6 +79,18 @@ impl<K, V> Removed<K, V> {
         self.rest
     }
 
+    /// The first removal's cause, if any.
+    #[inline]
+    pub(crate) fn first_cause(&self) -> Option<RemovalCause> {
+        self.first.as_ref().map(|&(_, _, cause)| cause)
+    }
+
+    /// The causes of the removals after the first, in order.
+    #[inline]
+    pub(crate) fn rest_causes(&self) -> impl Iterator<Item = RemovalCause> + '_ {
+        self.rest.iter().map(|&(_, _, cause)| cause)
+    }
+
     /// The removed entries, by reference.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &(K, V, RemovalCause)> {
         self.first.iter().chain(self.rest.iter())

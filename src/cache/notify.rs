@@ -2,7 +2,7 @@
 //! counts and the removal notices the listener gets.
 
 use crate::cache::Cache;
-use crate::listener::{Removal, RemovalCause, Removed};
+use crate::listener::{Listener, Removal, RemovalCause, Removed};
 use crate::shard::Inserted;
 use crate::stats::{Counter, Local};
 use std::hash::{BuildHasher, Hash};
@@ -49,45 +49,72 @@ where
     ///
     /// A listener that panics does not cost the other removals their
     /// notice: every one is delivered, then the first panic goes on.
+    ///
+    /// Without a listener only the causes are counted, and the removals are
+    /// dropped together at the end: taking each one out to hand it on cost
+    /// about 20 instructions per insert that evicts.
     #[inline(always)]
     fn notify_counted(&self, stats: &Local<'_>, mut removed: Removed<K, V>) {
+        let Some(listener) = &self.inner.listener else {
+            if let Some(cause) = removed.first_cause() {
+                count_removal(stats, cause);
+            }
+            for cause in removed.rest_causes() {
+                count_removal(stats, cause);
+            }
+            return;
+        };
         let mut panicked = None;
         if let Some(item) = removed.take_first() {
-            self.removed_one(stats, item, &mut panicked);
+            removed_one(listener, stats, item, &mut panicked);
         }
         let rest = removed.into_rest();
         if !rest.is_empty() {
-            self.notify_rest(stats, rest, &mut panicked);
+            notify_rest(listener, stats, rest, &mut panicked);
         }
         if let Some(payload) = panicked {
             std::panic::resume_unwind(payload);
         }
     }
+}
 
-    /// The removals after the first, in order.
-    #[inline(never)]
-    fn notify_rest(&self, stats: &Local<'_>, rest: Vec<Removal<K, V>>, panicked: &mut Panic) {
-        for item in rest {
-            self.removed_one(stats, item, panicked);
-        }
+/// The removals after the first, in order.
+#[inline(never)]
+fn notify_rest<K, V>(
+    listener: &Listener<K, V>,
+    stats: &Local<'_>,
+    rest: Vec<Removal<K, V>>,
+    panicked: &mut Panic,
+) {
+    for item in rest {
+        removed_one(listener, stats, item, panicked);
     }
+}
 
-    /// Counts one removal and hands it to the listener; keeps the first
-    /// panic of a listener in `panicked`.
-    #[inline(always)]
-    fn removed_one(&self, stats: &Local<'_>, (k, v, cause): Removal<K, V>, panicked: &mut Panic) {
-        match cause {
-            RemovalCause::Evicted => stats.bump(Counter::Eviction),
-            RemovalCause::Expired => stats.bump(Counter::Expiration),
-            RemovalCause::Removed => stats.bump(Counter::Removal),
-            RemovalCause::Replaced => {}
-        }
-        if let Some(listener) = &self.inner.listener {
-            let call = std::panic::AssertUnwindSafe(|| listener(k, v, cause));
-            if let Err(payload) = std::panic::catch_unwind(call) {
-                panicked.get_or_insert(payload);
-            }
-        }
+/// Counts one removal and hands it to `listener`; keeps the first panic of
+/// a listener in `panicked`.
+#[inline(always)]
+fn removed_one<K, V>(
+    listener: &Listener<K, V>,
+    stats: &Local<'_>,
+    (k, v, cause): Removal<K, V>,
+    panicked: &mut Panic,
+) {
+    count_removal(stats, cause);
+    let call = std::panic::AssertUnwindSafe(|| listener(k, v, cause));
+    if let Err(payload) = std::panic::catch_unwind(call) {
+        panicked.get_or_insert(payload);
+    }
+}
+
+/// Counts one removal by its cause.
+#[inline(always)]
+fn count_removal(stats: &Local<'_>, cause: RemovalCause) {
+    match cause {
+        RemovalCause::Evicted => stats.bump(Counter::Eviction),
+        RemovalCause::Expired => stats.bump(Counter::Expiration),
+        RemovalCause::Removed => stats.bump(Counter::Removal),
+        RemovalCause::Replaced => {}
     }
 }
 
