@@ -391,6 +391,7 @@ impl List {
     }
 
     /// Links `idx` at the head and tags it with this list's id.
+    #[inline]
     pub(crate) fn push_front<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         let old = self.head;
         {
@@ -424,6 +425,7 @@ impl List {
     }
 
     /// Unlinks `idx`, which must be on this list.
+    #[inline]
     pub(crate) fn unlink<N: Nodes + ?Sized>(&mut self, nodes: &mut N, idx: u32) {
         let (prev, next) = {
             let n = nodes.node_mut(idx);
