@@ -91,11 +91,6 @@ impl<K, V> Removed<K, V> {
         self.rest.iter().map(|&(_, _, cause)| cause)
     }
 
-    /// The removed entries, by reference.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &(K, V, RemovalCause)> {
-        self.first.iter().chain(self.rest.iter())
-    }
-
     /// Keeps only the removals for which `keep` returns true, in order.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Removal<K, V>) -> bool) {
         let all = std::mem::replace(self, Self::new());
