@@ -527,6 +527,7 @@ fn a_dropped_cache_can_be_reopened_at_once() {
 
 #[test]
 fn a_record_over_the_log_limit_is_refused_and_the_log_still_loads() {
+    use shardcache::persist::MAX_RECORD_LEN;
     use shardcache::PersistentCache;
     let storage = MemStorage::new();
     let open = || -> (PersistentCache<u32, Vec<u8>>, RecoveryReport) {
@@ -538,14 +539,15 @@ fn a_record_over_the_log_limit_is_refused_and_the_log_still_loads() {
     {
         let (cache, _) = open();
         cache.insert(1, vec![1; 10]).expect("small write");
-        // One byte over the largest record a log holds, framing aside.
+        // A value as long as the largest record: with its key and length
+        // prefix, over it (zeros, so the buffer is not touched until encoded).
         let err = cache
-            .insert(2, vec![7; 256 << 20])
+            .insert(2, vec![0; MAX_RECORD_LEN])
             .expect_err("a record recovery would read as damage");
         assert!(
             matches!(
                 err,
-                shardcache::WriteError::Log(PersistError::TooLarge { limit, .. }) if limit == 256 << 20
+                shardcache::WriteError::Log(PersistError::TooLarge { limit, .. }) if limit == MAX_RECORD_LEN
             ),
             "{err}"
         );

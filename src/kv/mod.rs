@@ -103,6 +103,10 @@ pub const ENTRY_OVERHEAD: u32 = 164;
 /// `u32` the weights are kept in, so `max_memory` counts every byte.
 pub const MAX_STRING_LEN: usize = 512 << 20;
 
+// Every write a store takes fits a log record: a key and a value of
+// MAX_STRING_LEN each, their encoding, and room for a namespace prefix.
+const _: () = assert!(2 * MAX_STRING_LEN + (512 << 10) <= crate::persist::MAX_RECORD_LEN);
+
 /// Refuses a write of `key` with a value of `value_len` bytes if either is
 /// over [`MAX_STRING_LEN`].
 fn check_len(key: &str, value_len: usize) -> Result<(), KvError> {

@@ -17,8 +17,12 @@ pub(crate) const VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 20;
 /// Bytes of framing before each payload.
 pub(crate) const FRAME_OVERHEAD: usize = 8;
-/// The largest payload a frame may carry (anything larger is corruption).
-pub(crate) const MAX_PAYLOAD: usize = 256 << 20;
+/// The largest payload a frame may carry (anything larger is corruption):
+/// 1 GiB + 1 MiB, so a record of two 512 MiB strings (a Redis key and value
+/// at `proto-max-bulk-len`) and its encoding fits. The format (version 1)
+/// does not depend on it: logs written under a lower limit (256 MiB) open
+/// as they are.
+pub(crate) const MAX_PAYLOAD: usize = (1 << 30) + (1 << 20);
 
 /// The header for a log of the given type fingerprint.
 pub(crate) fn header(fingerprint: u64) -> [u8; HEADER_LEN] {

@@ -30,9 +30,9 @@
 //!   ([`PersistError::Refused`], Redis's `MISCONF`) until the log is repaired.
 //!
 //! In every mode, a write whose record (key, value and expiry, encoded)
-//! is over 256 MiB is refused ([`PersistError::TooLarge`]) and not applied:
-//! a log frame holds at most that much, and recovery reads a longer one as
-//! damage. While the log is failed reads go on and writes are
+//! is over [`MAX_RECORD_LEN`] (1 GiB + 1 MiB) is refused
+//! ([`PersistError::TooLarge`]) and not applied: a log frame holds at most
+//! that much, and recovery reads a longer one as damage. While the log is failed reads go on and writes are
 //! refused. A failed fsync is never retried (the OS may have dropped the
 //! pages it could not write, and a second fsync would then succeed without
 //! them): the log is repaired by rewriting it, into a new file, from the
@@ -43,7 +43,9 @@
 //! # Loading
 //!
 //! The log is read in 1 MiB chunks, so opening it takes the memory of the
-//! live data plus a chunk (or one record, if larger), not of the file. A
+//! live data plus a chunk (or one record, if larger: at most
+//! [`MAX_RECORD_LEN`], whatever a damaged length field claims), not of the
+//! file. A
 //! torn tail (damage in the last record, or zeros after it) is cut and
 //! reported; damage followed by valid records is refused
 //! ([`PersistError::Corrupt`]) rather than repaired by deleting them, unless
@@ -92,6 +94,15 @@ pub use storage_mem::{FaultOn, MemRewrite, MemStorage};
 pub(crate) use summary::SummaryReader;
 pub(crate) use summary::SummaryWriter;
 pub use summary::{AdmissionRestore, SummaryError, SUMMARY_MAX_BYTES, SUMMARY_VERSION};
+
+/// The largest record a log holds, in bytes (the encoded key, value and
+/// expiry of one write): 1 GiB + 1 MiB, room for a key and a value of
+/// 512 MiB each (Redis's `proto-max-bulk-len`, and
+/// [`MAX_STRING_LEN`](crate::kv::MAX_STRING_LEN)) with their encoding. A
+/// larger write is refused with [`PersistError::TooLarge`]; recovery reads
+/// a frame claiming more as damage, so a damaged length field never makes
+/// it read or allocate more than this.
+pub const MAX_RECORD_LEN: usize = frame::MAX_PAYLOAD;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -556,18 +567,18 @@ pub(crate) enum RecordRef<'a, K, V> {
 
 impl<K: Serialize, V: Serialize> RecordRef<'_, K, V> {
     /// Appends the encoding to `out` (no allocation once `out` has room).
-    /// A record over [`frame::MAX_PAYLOAD`] is refused (and `out` left as it
+    /// A record over [`MAX_RECORD_LEN`] is refused (and `out` left as it
     /// was): recovery reads a longer frame as damage.
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), PersistError> {
         let start = out.len();
         *out = postcard::to_extend(self, std::mem::take(out))
             .map_err(|e| PersistError::Encode(e.to_string()))?;
         let bytes = out.len() - start;
-        if bytes > frame::MAX_PAYLOAD {
+        if bytes > MAX_RECORD_LEN {
             out.truncate(start);
             return Err(PersistError::TooLarge {
                 bytes,
-                limit: frame::MAX_PAYLOAD,
+                limit: MAX_RECORD_LEN,
             });
         }
         Ok(())

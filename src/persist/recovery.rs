@@ -27,8 +27,9 @@ const CHUNK: usize = 1 << 20;
 /// How far past damage a valid record is searched for, byte by byte.
 const SCAN_WINDOW: u64 = 1 << 20;
 /// The most payload bytes the search checksums before giving up (a file of
-/// adversarial lengths cannot make it quadratic).
-const SCAN_BUDGET: u64 = 256 << 20;
+/// adversarial lengths cannot make it quadratic): one frame of the largest
+/// size, so the first candidate is always checked, whatever its length.
+const SCAN_BUDGET: u64 = MAX_PAYLOAD as u64;
 /// A tail with at most this many non-zero bytes among zeros is zero fill
 /// with stray bits, not a record.
 const STRAY_BYTES: u64 = 8;
