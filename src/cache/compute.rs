@@ -83,7 +83,7 @@ where
         key: K,
         f: impl FnOnce(Option<Slot<'_, V>>) -> (Decision<V>, u64, R),
     ) -> Result<R, CapacityError<K, V>> {
-        self.compute_marked(key, &mut None, false, |slot, _| f(slot))
+        self.compute_marked(key, &mut None, false, None, |slot, _| f(slot))
     }
 
     /// [`compute`](Self::compute) for a reload that stores through it: `load`
@@ -97,7 +97,7 @@ where
         load: &mut Option<LoadId>,
         f: impl FnOnce(Option<Current<'_, V>>, bool) -> (Decision<V>, R),
     ) -> Result<R, CapacityError<K, V>> {
-        self.compute_marked(key, load, true, |slot, overtaken| {
+        self.compute_marked(key, load, true, None, |slot, overtaken| {
             let current = slot.map(|s| Current {
                 value: &*s.value,
                 ttl: s.ttl,
@@ -111,16 +111,19 @@ where
     /// [`compute_loaded`](Self::compute_loaded): `f` sees the slot and
     /// whether a write overtook `load`; an entry past its time to live but
     /// kept for the refresh windows only if `kept` (otherwise it is expired,
-    /// as every other view but a stale read has it).
-    fn compute_marked<R>(
+    /// as every other view but a stale read has it). `now`, if given, is the
+    /// clock's reading (taken by the caller just before) that the write uses.
+    pub(super) fn compute_marked<R>(
         &self,
         key: K,
         load: &mut Option<LoadId>,
         kept: bool,
+        now: Option<u64>,
         f: impl FnOnce(Option<Slot<'_, V>>, bool) -> (Decision<V>, u64, R),
     ) -> Result<R, CapacityError<K, V>> {
         let (hash, s) = self.locate_key(&key);
         let env = self.write_env(s);
+        env.now_ms.set(now);
         let mut removed = Removed::new();
         let mut ticket = Ticket::None;
         // While the log is failed the closure still runs (so it can answer),

@@ -26,6 +26,7 @@
 mod build;
 mod bulk;
 mod compute;
+mod deadline;
 mod freshness;
 mod load;
 mod load_spawned;

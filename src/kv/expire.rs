@@ -2,6 +2,7 @@
 //! `NX`/`XX`/`GT`/`LT`), `TTL`, `PTTL`, `EXPIRETIME`, `PEXPIRETIME`,
 //! `PERSIST`, and the [`Expiry`] argument of `SET`/`GETEX`.
 
+use super::wallclock::Now;
 use super::{KvError, KvStore};
 use crate::{Decision, Ttl};
 use std::time::Duration;
@@ -63,17 +64,21 @@ impl KvStore {
     ///
     /// [`KvError::ExpireTooFar`] for a deadline further ahead than entries
     /// can hold (see [`MAX_EXPIRE_MS`]): refused rather than shortened.
+    ///
+    /// The [`Ttl`] counts from `now`, so a write must apply it at
+    /// `now.tick` ([`Cache::compute_at`](crate::Cache::compute_at)) for
+    /// the deadline to land on `deadline_ms` exactly.
     pub(crate) fn ttl_for(
         &self,
         deadline_ms: i64,
-        now_ms: i64,
+        now: Now,
         command: &'static str,
     ) -> Result<Option<Ttl>, KvError> {
-        let Some(left) = remaining(deadline_ms, now_ms) else {
+        let Some(left) = remaining(deadline_ms, now.wall) else {
             return Ok(None);
         };
         // The cache's clock reads the store's age in ms plus one.
-        let age = self.cache.read_env().2.now().saturating_sub(1);
+        let age = now.tick.saturating_sub(1);
         let room = crate::policy::node::meta::DEADLINE_MAX.saturating_sub(age);
         if u64::try_from(left.as_millis()).unwrap_or(u64::MAX) >= room {
             return Err(KvError::ExpireTooFar(command));
@@ -223,19 +228,20 @@ impl KvStore {
         } else {
             when
         };
-        let now = self.now_ms();
+        let now = self.now();
         let when = if relative {
-            when.checked_add(now).ok_or(invalid)?
+            when.checked_add(now.wall).ok_or(invalid)?
         } else {
             when
         };
-        self.cache.compute(self.full_key(key), |cur| {
+        self.cache.compute_at(self.full_key(key), now.tick, |cur| {
             let Some(cur) = cur else {
                 return (Decision::Nothing, Ok(false));
             };
-            let current = cur
-                .ttl
-                .map(|t| now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
+            let current = cur.ttl.map(|t| {
+                now.wall
+                    .saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX))
+            });
             if !opts.allows(current, when) {
                 return (Decision::Nothing, Ok(false));
             }
@@ -279,11 +285,13 @@ impl KvStore {
     /// `PEXPIRETIME key`: the Unix time in milliseconds at which the key
     /// expires, -1 for a key without expiry, -2 for a missing key.
     ///
-    /// The store keeps each deadline as a time on its monotonic clock, so
-    /// this is the wall clock now plus the time left: within a millisecond
-    /// of a deadline set with `PXAT`/`PEXPIREAT`, and it moves with the
-    /// wall clock if that is changed (where Redis's stays and its `PTTL`
-    /// moves).
+    /// Exactly the deadline a `PXAT`/`PEXPIREAT` set (and `EXAT`/`EXPIREAT`
+    /// in milliseconds), as Redis answers. The store keeps deadlines on its
+    /// monotonic clock, converted to and from Unix time with an origin fixed
+    /// per store; if the system's wall clock is stepped (by more than 10 ms
+    /// against the monotonic clock), the origin follows it, and deadlines
+    /// set before read back moved by the step (where Redis's stay and its
+    /// `PTTL` moves).
     ///
     /// ```
     /// use shardcache::{kv::KvStore, MockClock};
@@ -298,14 +306,13 @@ impl KvStore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pexpire_time(&self, key: &str) -> i64 {
-        let found = self.cache.ttl(&self.full_key(key));
+        let now = self.now();
+        let found = self.cache.deadline(&self.full_key(key));
         self.count_lookup(found.is_some());
         match found {
             None => -2,
             Some(None) => -1,
-            Some(Some(t)) => self
-                .now_ms()
-                .saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+            Some(Some(deadline)) => now.wall_of(deadline),
         }
     }
 

@@ -64,6 +64,7 @@ mod reply;
 mod stats;
 mod strings;
 pub(crate) mod typed;
+mod wallclock;
 
 pub use error::KvError;
 pub use expire::{ExpireOptions, Expiry, MAX_EXPIRE_MS};
@@ -135,6 +136,8 @@ struct Shared {
     policy: &'static str,
     /// Wall-clock Unix ms at creation, for `INFO`'s uptime.
     started_ms: u64,
+    /// The store's wall clock over the cache's monotonic one.
+    wall: wallclock::WallOrigin,
     rng: AtomicU64,
 }
 
@@ -174,6 +177,7 @@ impl KvStore {
             max_memory,
             policy,
             started_ms: cache.wall_clock_ms(),
+            wall: wallclock::WallOrigin::new(cache.wall_clock_ms(), cache.now_tick()),
             rng: AtomicU64::new(seed),
         };
         Self {
@@ -254,9 +258,14 @@ impl KvStore {
         k
     }
 
-    /// The wall clock in Unix milliseconds, as Redis's `mstime()`.
-    fn now_ms(&self) -> i64 {
-        i64::try_from(self.cache.wall_clock_ms()).unwrap_or(i64::MAX)
+    /// The clock: the cache's milliseconds and the store's wall clock in
+    /// Unix milliseconds (Redis's `mstime()`) at the same instant.
+    fn now(&self) -> wallclock::Now {
+        let wall = self.cache.wall_clock_ms();
+        let tick = self.cache.now_tick();
+        self.shared
+            .wall
+            .at(wall, tick, || self.cache.wall_clock_ms())
     }
 
     fn count_lookup(&self, hit: bool) {

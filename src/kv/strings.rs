@@ -153,13 +153,13 @@ impl KvStore {
             return Err(KvError::Syntax);
         }
         check_len(key, value.len())?;
-        let now = self.now_ms();
+        let now = self.now();
         let ttl = match opts.expiry {
-            Some(e) => self.ttl_for(e.deadline_ms(now, command)?, now, command)?,
+            Some(e) => self.ttl_for(e.deadline_ms(now.wall, command)?, now, command)?,
             None if opts.keep_ttl => Some(Ttl::Keep),
             None => Some(Ttl::Never),
         };
-        Ok(self.cache.compute(self.full_key(key), |cur| {
+        Ok(self.cache.compute_at(self.full_key(key), now.tick, |cur| {
             let previous = cur.map(|c| c.value.clone());
             let allowed = match opts.condition {
                 Some(SetCondition::Nx) => previous.is_none(),
@@ -232,16 +232,16 @@ impl KvStore {
     ///
     /// [`KvError::InvalidExpireTime`] for a zero, negative or overflowing expiry.
     pub fn get_ex(&self, key: &str, option: GetExOption) -> Result<Option<Bytes>, KvError> {
-        let now = self.now_ms();
+        let now = self.now();
         // Redis looks the key up before validating the time: a missing key is nil either way.
         let change = match option {
             GetExOption::Keep => return Ok(self.get(key)),
             GetExOption::Persist => Ok(Some(Ttl::Never)),
             GetExOption::Expire(e) => e
-                .deadline_ms(now, "getex")
+                .deadline_ms(now.wall, "getex")
                 .and_then(|d| self.ttl_for(d, now, "getex")),
         };
-        let v = self.cache.compute(self.full_key(key), |cur| {
+        let v = self.cache.compute_at(self.full_key(key), now.tick, |cur| {
             let Some(cur) = cur else {
                 return (Decision::Nothing, Ok(None));
             };

@@ -1,0 +1,64 @@
+//! Deadlines on the cache's own millisecond clock, for a caller that keeps
+//! its own wall clock over it (`KvStore`, whose `EXPIRETIME` answers the
+//! deadline it was given): an entry's deadline as stored, and a
+//! [`compute`](Cache::compute) whose times to live count from a clock
+//! reading the caller took.
+
+use super::Cache;
+use crate::compute::{Current, Decision};
+use crate::error::CapacityError;
+use crate::shard::LazyNow;
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// The cache's clock now: milliseconds since it was built, plus one.
+    pub(crate) fn now_tick(&self) -> u64 {
+        self.inner.clock.now()
+    }
+
+    /// The deadline of a live `key` on the cache's clock (see
+    /// [`now_tick`](Self::now_tick)): `None` if absent or expired,
+    /// `Some(None)` if it never expires. Does not count as an access.
+    pub(crate) fn deadline<Q>(&self, key: &Q) -> Option<Option<u64>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, s) = self.locate(key);
+        let now = LazyNow::new(|| self.inner.clock.now());
+        let shard = self.inner.shards[s].read();
+        let found = shard.peek(hash, key, &now, self.inner.tti)?;
+        match (self.refresher(), found.deadline) {
+            (Some(r), Some(d)) => {
+                let d = r.visible_deadline(d);
+                (d > now.get()).then_some(Some(d))
+            }
+            (_, d) => Some(d),
+        }
+    }
+
+    /// [`compute`](Self::compute) at `now`, a reading of
+    /// [`now_tick`](Self::now_tick) taken just before: a time to live the
+    /// closure sets, and the one it sees, count from `now`, so a deadline
+    /// lands exactly where the caller computed it.
+    pub(crate) fn compute_at<R>(
+        &self,
+        key: K,
+        now: u64,
+        f: impl FnOnce(Option<Current<'_, V>>) -> (Decision<V>, R),
+    ) -> Result<R, CapacityError<K, V>> {
+        self.compute_marked(key, &mut None, false, Some(now), |slot, _| {
+            let (decision, r) = f(slot.map(|s| Current {
+                value: &*s.value,
+                ttl: s.ttl,
+            }));
+            (decision, 0, r)
+        })
+    }
+}

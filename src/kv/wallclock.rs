@@ -1,0 +1,95 @@
+//! The store's wall clock: the cache's monotonic milliseconds plus an
+//! origin (the Unix time of the cache's millisecond 0), fixed per store.
+//!
+//! A deadline given in Unix time (`PEXPIREAT`, `SET ... PXAT`) becomes a
+//! deadline on the monotonic clock through the origin, and `PEXPIRETIME`
+//! turns it back through the same origin, so it answers exactly what was
+//! set, while expiry itself runs on the monotonic clock (a wall-clock jump
+//! never expires or revives keys). Reading the two clocks separately at
+//! each conversion would not: each is cut to the millisecond, so their
+//! difference wobbles by one.
+//!
+//! The origin follows the system's wall clock when the two part by more
+//! than [`STEP_MS`] (a clock step, or drift adding up): deadlines already
+//! set then read back moved by that step, as they would on Redis's `PTTL`.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// How far the store's wall clock may be from the system's before its
+/// origin is moved: above the millisecond wobble of two separate clock
+/// reads, and small against any time to live worth setting.
+pub(crate) const STEP_MS: i64 = 10;
+
+/// The origin: Unix milliseconds at the cache's millisecond 0.
+#[derive(Debug)]
+pub(crate) struct WallOrigin(AtomicI64);
+
+/// One reading of the clock: the cache's milliseconds and the store's
+/// wall clock at that instant (Unix milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Now {
+    /// The cache's clock (what its deadlines count in).
+    pub(crate) tick: u64,
+    /// The store's wall clock: `tick` plus the origin.
+    pub(crate) wall: i64,
+}
+
+impl Now {
+    /// A deadline on the cache's clock in the store's Unix milliseconds.
+    pub(crate) fn wall_of(self, deadline: u64) -> i64 {
+        let tick = i64::try_from(self.tick).unwrap_or(i64::MAX);
+        let deadline = i64::try_from(deadline).unwrap_or(i64::MAX);
+        self.wall.saturating_add(deadline.saturating_sub(tick))
+    }
+}
+
+impl WallOrigin {
+    /// The origin that puts `tick` at `wall_ms`.
+    pub(crate) fn new(wall_ms: u64, tick: u64) -> Self {
+        Self(AtomicI64::new(origin(wall_ms, tick)))
+    }
+
+    /// The store's clock at `tick`, the cache's clock read right after
+    /// the system's wall clock read `wall_ms`. If the two have parted by
+    /// more than [`STEP_MS`], the origin moves to the system's, provided
+    /// `recheck` (the wall clock read again) shows the reading was not
+    /// interrupted between the two.
+    pub(crate) fn at(&self, wall_ms: u64, tick: u64, recheck: impl FnOnce() -> u64) -> Now {
+        let mut base = self.0.load(Ordering::Relaxed);
+        let tick_i = i64::try_from(tick).unwrap_or(i64::MAX);
+        let ours = tick_i.saturating_add(base);
+        let real = i64::try_from(wall_ms).unwrap_or(i64::MAX);
+        if real.abs_diff(ours) > STEP_MS.unsigned_abs() && recheck().saturating_sub(wall_ms) <= 1 {
+            base = origin(wall_ms, tick);
+            self.0.store(base, Ordering::Relaxed);
+        }
+        Now {
+            tick,
+            wall: tick_i.saturating_add(base),
+        }
+    }
+}
+
+fn origin(wall_ms: u64, tick: u64) -> i64 {
+    let wall = i64::try_from(wall_ms).unwrap_or(i64::MAX);
+    wall.saturating_sub(i64::try_from(tick).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_origin_holds_through_wobble_and_follows_steps() {
+        let o = WallOrigin::new(1_000_000, 1);
+        let now = o.at(1_000_100, 100, || 1_000_100);
+        assert_eq!(now.wall, 1_000_099, "a millisecond of wobble: kept");
+        assert_eq!(now.wall_of(5_100), 1_005_099);
+        let same = o.at(1_000_100 + STEP_MS as u64, 100, || 0);
+        assert_eq!(same.wall, 1_000_099, "an interrupted reading moves nothing");
+        let stepped = o.at(2_000_000, 200, || 2_000_000);
+        assert_eq!(stepped.wall, 2_000_000, "a step is followed");
+        assert_eq!(o.at(2_000_001, 201, || 2_000_001).wall, 2_000_001);
+        assert_eq!(stepped.wall_of(u64::MAX), i64::MAX);
+    }
+}

@@ -1,0 +1,91 @@
+//! `EXPIRETIME`/`PEXPIRETIME` answer exactly the deadline a `PEXPIREAT`,
+//! `EXPIREAT`, `SET ... PXAT|EXAT` or `GETEX ... PXAT|EXAT` set, as Redis
+//! does, whatever the sub-millisecond phase of the wall clock against the
+//! monotonic one; a step of the wall clock moves them with it.
+
+use shardcache::kv::{KvStore, Reply};
+use shardcache::MockClock;
+use std::time::Duration;
+
+const WALL_S: u64 = 1_800_000_000;
+
+fn int(r: Reply) -> i64 {
+    match r {
+        Reply::Integer(n) => n,
+        other => panic!("expected an integer, got {other:?}"),
+    }
+}
+
+#[test]
+fn absolute_deadlines_read_back_exactly() {
+    // The wall clock a fraction of a millisecond ahead of a millisecond
+    // boundary when the monotonic one is on one, and reads taken at every
+    // phase: cutting each clock to the millisecond separately is off by one
+    // at some of them.
+    for phase_us in (0..1000).step_by(100) {
+        let clock = MockClock::new();
+        clock.set_wall(Duration::from_secs(WALL_S) + Duration::from_micros(phase_us));
+        let store = KvStore::builder()
+            .clock(clock.clone())
+            .build()
+            .expect("store");
+        let at_ms = (WALL_S as i64 + 100) * 1000 + 123;
+        let at_s = WALL_S as i64 + 200;
+        for step_us in [0, 300, 500, 700, 999, 1500] {
+            clock.advance(Duration::from_micros(step_us));
+            let ms = at_ms.to_string();
+            let s = at_s.to_string();
+            store.execute(&["SET", "k", "v"]);
+            let setters: [(&[&str], i64); 6] = [
+                (&["PEXPIREAT", "k", &ms], at_ms),
+                (&["EXPIREAT", "k", &s], at_s * 1000),
+                (&["SET", "k", "v", "PXAT", &ms], at_ms),
+                (&["SET", "k", "v", "EXAT", &s], at_s * 1000),
+                (&["GETEX", "k", "PXAT", &ms], at_ms),
+                (&["GETEX", "k", "EXAT", &s], at_s * 1000),
+            ];
+            for (args, want) in setters {
+                store.execute(args);
+                for later_us in [0, 400, 600, 1000] {
+                    clock.advance(Duration::from_micros(later_us));
+                    let what = format!("{args:?}, phase {phase_us} us, then {later_us} us");
+                    assert_eq!(int(store.execute(&["PEXPIRETIME", "k"])), want, "{what}");
+                    assert_eq!(
+                        int(store.execute(&["EXPIRETIME", "k"])),
+                        (want + 500) / 1000,
+                        "{what}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_wall_clock_step_moves_expiretime_and_not_the_time_left() {
+    let clock = MockClock::new();
+    clock.set_wall(Duration::from_secs(WALL_S));
+    let store = KvStore::builder()
+        .clock(clock.clone())
+        .build()
+        .expect("store");
+    let at = (WALL_S as i64 + 100) * 1000;
+    store.execute(&["SET", "k", "v", "PXAT", &at.to_string()]);
+    assert_eq!(int(store.execute(&["PTTL", "k"])), 100_000);
+    // The wall clock is stepped an hour ahead.
+    clock.set_wall(Duration::from_secs(WALL_S + 3600));
+    assert_eq!(int(store.execute(&["PTTL", "k"])), 100_000);
+    assert_eq!(
+        int(store.execute(&["PEXPIRETIME", "k"])),
+        at + 3_600_000,
+        "moved with the step"
+    );
+    // Deadlines set after the step count from the new wall clock.
+    let later = (WALL_S as i64 + 3600 + 50) * 1000 + 7;
+    store.execute(&["PEXPIREAT", "k", &later.to_string()]);
+    assert_eq!(int(store.execute(&["PEXPIRETIME", "k"])), later);
+    assert_eq!(int(store.execute(&["PTTL", "k"])), 50_007);
+    // Drift under the threshold keeps the origin: still exact.
+    clock.set_wall(Duration::from_millis((WALL_S + 3600) * 1000 + 5));
+    assert_eq!(int(store.execute(&["PEXPIRETIME", "k"])), later);
+}
