@@ -14,6 +14,7 @@
 //! | `remove.rs` | `remove` and `set_ttl` |
 //! | `build.rs` | construction from a [`CacheBuilder`](crate::CacheBuilder) |
 //! | `compute.rs` | [`Cache::compute`], the atomic read-modify-write |
+//! | `deadline.rs` | deadlines on the cache's clock, for a caller with its own wall clock (`KvStore`) |
 //! | `load.rs` | single-flight read-through loads (`get_or_insert_with` and kin) |
 //! | `load_spawned.rs` | loads handed to the caller's spawner |
 //! | `freshness.rs` | the read path with refresh-ahead and stale windows |

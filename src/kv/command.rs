@@ -105,6 +105,11 @@ const COMMANDS: &[Spec] = &[
         run: setrange,
     },
     Spec {
+        name: "lcs",
+        arity: -3,
+        run: super::lcs::command,
+    },
+    Spec {
         name: "strlen",
         arity: 2,
         run: |s, a| Ok(s.strlen(key(a[1])?).into()),
@@ -305,7 +310,7 @@ fn c_str(arg: &[u8]) -> &[u8] {
 /// `NX` to Redis. Command names, keys, values, patterns and numbers are
 /// read whole (a number with a NUL in it is not a number), except `SCAN`'s
 /// cursor (see [`parse_cursor`]).
-fn option(arg: &[u8]) -> Vec<u8> {
+pub(super) fn option(arg: &[u8]) -> Vec<u8> {
     c_str(arg).to_ascii_lowercase()
 }
 
@@ -332,7 +337,7 @@ fn unknown(name: &[u8], args: &Args<'_>) -> KvError {
     }
 }
 
-fn key(b: &[u8]) -> Result<&str, KvError> {
+pub(super) fn key(b: &[u8]) -> Result<&str, KvError> {
     std::str::from_utf8(b).map_err(|_| KvError::KeyNotUtf8)
 }
 

@@ -79,6 +79,17 @@ pub enum KvError {
         /// The type that was asked for.
         expected: &'static str,
     },
+    /// `LCS` with both `IDX` and `LEN`.
+    #[error("ERR If you want both the length and indexes, please just use IDX.")]
+    LcsIdxAndLen,
+    /// `LCS` of values whose table (4 bytes per pair of positions, plus a
+    /// row and a column) would be over 512 MiB, Redis's limit on the
+    /// command's transient memory.
+    #[error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len")]
+    LcsTooLarge,
+    /// `LCS`'s table could not be allocated.
+    #[error("ERR Insufficient memory, failed allocating transient memory for LCS")]
+    LcsNoMemory,
     /// A typed value could not be encoded or decoded.
     #[error("ERR could not encode or decode the value: {0}")]
     Codec(String),

@@ -76,7 +76,7 @@ fn step(
 ) {
     let (k, v) = (input.pick(&KEYS), input.pick(&VALUES));
     let n = i64::from(input.byte() as i8);
-    let (got, want): (Reply, Reply) = match input.byte() % 19 {
+    let (got, want): (Reply, Reply) = match input.byte() % 20 {
         0 => {
             let want = typed
                 .set(k, Bytes::from(v), SetOptions::new())
@@ -237,6 +237,7 @@ fn step(
             assert_eq!(want, expected, "PEXPIRETIME {k} vs model");
             (exec.execute(&["PEXPIRETIME", k]), want.into())
         }
+        18 => lcs_step(exec, typed, model, input, k),
         _ => {
             // Arbitrary bytes as a command: must not panic, and must agree.
             let len = usize::from(input.byte() % 6);
@@ -318,8 +319,91 @@ fn range_step(
     }
 }
 
+/// `LCS` of `k` and a second key on both stores, its length checked
+/// against the model's values.
+fn lcs_step(
+    exec: &KvStore,
+    typed: &KvStore,
+    model: &mut Model,
+    input: &mut Input<'_>,
+    k: &str,
+) -> (Reply, Reply) {
+    let k2 = input.pick(&KEYS);
+    let value = |model: &mut Model, key: &str| model.live(key).map(|e| e.0.clone());
+    let (a, b) = (
+        value(model, k).unwrap_or_default(),
+        value(model, k2).unwrap_or_default(),
+    );
+    // The textbook recurrence, one row at a time.
+    let mut row = vec![0usize; b.len() + 1];
+    for &x in a.iter() {
+        let mut diagonal = 0;
+        for (j, &y) in b.iter().enumerate() {
+            let up = row[j + 1];
+            row[j + 1] = if x == y { diagonal + 1 } else { up.max(row[j]) };
+            diagonal = up;
+        }
+    }
+    let expected = row[b.len()];
+    match input.byte() % 3 {
+        0 => {
+            let want = typed.lcs_len(k, k2);
+            assert_eq!(want, Ok(expected), "LCS {k} {k2} LEN vs model");
+            (
+                exec.execute(&["LCS", k, k2, "LEN"]),
+                want.map_or_else(Reply::from, Reply::from),
+            )
+        }
+        1 => {
+            let want = typed.lcs(k, k2);
+            assert_eq!(want.as_ref().map(|s| s.len()), Ok(expected), "LCS {k} {k2}");
+            (
+                exec.execute(&["LCS", k, k2]),
+                want.map_or_else(Reply::from, Reply::Bulk),
+            )
+        }
+        _ => {
+            let min = usize::from(input.byte() % 4);
+            let want = typed.lcs_idx(k, k2, min);
+            let Ok(idx) = &want else {
+                panic!("LCS {k} {k2} IDX failed on small values: {want:?}");
+            };
+            assert_eq!(idx.len, expected, "LCS {k} {k2} IDX vs model");
+            let pair = |(x, y): (usize, usize)| Reply::Array(vec![x.into(), y.into()]);
+            let matches = idx
+                .matches
+                .iter()
+                .map(|m| {
+                    assert!(
+                        m.match_len() >= min
+                            && a[m.first.0..=m.first.1] == b[m.second.0..=m.second.1]
+                    );
+                    Reply::Array(vec![pair(m.first), pair(m.second), m.match_len().into()])
+                })
+                .collect();
+            (
+                exec.execute(&[
+                    "LCS",
+                    k,
+                    k2,
+                    "IDX",
+                    "MINMATCHLEN",
+                    &min.to_string(),
+                    "WITHMATCHLEN",
+                ]),
+                Reply::Array(vec![
+                    Reply::Bulk(Bytes::from_static(b"matches")),
+                    Reply::Array(matches),
+                    Reply::Bulk(Bytes::from_static(b"len")),
+                    idx.len.into(),
+                ]),
+            )
+        }
+    }
+}
+
 /// Command names [`run_edges`] draws from.
-const EDGE_COMMANDS: [&str; 21] = [
+const EDGE_COMMANDS: [&str; 22] = [
     "SET",
     "APPEND",
     "GET",
@@ -341,6 +425,7 @@ const EDGE_COMMANDS: [&str; 21] = [
     "TOUCH",
     "UNLINK",
     "PEXPIRETIME",
+    "LCS",
 ];
 
 /// Runs `execute` on arbitrary argument lists that reach the size limits:
@@ -398,7 +483,7 @@ pub fn run_edges(data: &[u8]) {
 /// One argument: a short token, or a long run of one byte or of a short
 /// pattern (up to 256 KiB).
 fn edge_argument(input: &mut Input<'_>) -> Vec<u8> {
-    const TOKENS: [&str; 14] = [
+    const TOKENS: [&str; 17] = [
         "k",
         "0",
         "-1",
@@ -413,6 +498,9 @@ fn edge_argument(input: &mut Input<'_>) -> Vec<u8> {
         "COUNT",
         "MATCH",
         "GT",
+        "IDX",
+        "MINMATCHLEN",
+        "WITHMATCHLEN",
     ];
     match input.byte() % 4 {
         0 | 1 => input.pick(&TOKENS).as_bytes().to_vec(),

@@ -23,7 +23,7 @@
 //!
 //! The commands: `GET` `SET` `SETEX` `PSETEX` `SETNX` `GETSET` `GETDEL`
 //! `GETEX` `MGET` `MSET` `MSETNX` `APPEND` `STRLEN` `GETRANGE` `SUBSTR`
-//! `SETRANGE` `INCR` `DECR` `INCRBY` `DECRBY` `INCRBYFLOAT` `DEL` `UNLINK`
+//! `SETRANGE` `LCS` `INCR` `DECR` `INCRBY` `DECRBY` `INCRBYFLOAT` `DEL` `UNLINK`
 //! `EXISTS` `TOUCH` `TYPE` `EXPIRE` `PEXPIRE` `EXPIREAT` `PEXPIREAT` `TTL`
 //! `PTTL` `EXPIRETIME` `PEXPIRETIME` `PERSIST` `KEYS` `SCAN` `DBSIZE`
 //! `FLUSHDB` `RANDOMKEY` `INFO`.
@@ -57,6 +57,7 @@ pub mod fuzzing;
 mod glob;
 mod info;
 mod keys;
+mod lcs;
 mod longdouble;
 mod parse;
 mod partial;
@@ -70,6 +71,7 @@ pub use error::KvError;
 pub use expire::{ExpireOptions, Expiry, MAX_EXPIRE_MS};
 pub use glob::glob_match;
 pub use keys::ScanOptions;
+pub use lcs::{LcsMatch, LcsMatches};
 pub use reply::Reply;
 pub use stats::KvStats;
 pub use strings::{GetExOption, SetCondition, SetOptions, SetOutcome};

@@ -241,18 +241,20 @@ impl KvStore {
                 .deadline_ms(now.wall, "getex")
                 .and_then(|d| self.ttl_for(d, now, "getex")),
         };
-        let v = self.cache.compute_at(self.full_key(key), now.tick, |cur| {
-            let Some(cur) = cur else {
-                return (Decision::Nothing, Ok(None));
-            };
-            let decision = match change {
-                Err(e) => return (Decision::Nothing, Err(e)),
-                Ok(Some(Ttl::Never)) if cur.ttl.is_none() => Decision::Nothing,
-                Ok(Some(ttl)) => Decision::SetTtl(ttl),
-                Ok(None) => Decision::Remove,
-            };
-            (decision, Ok(Some(cur.value.clone())))
-        })??;
+        let v = self
+            .cache
+            .compute_at(self.full_key(key), now.tick, |cur| {
+                let Some(cur) = cur else {
+                    return (Decision::Nothing, Ok(None));
+                };
+                let decision = match change {
+                    Err(e) => return (Decision::Nothing, Err(e)),
+                    Ok(Some(Ttl::Never)) if cur.ttl.is_none() => Decision::Nothing,
+                    Ok(Some(ttl)) => Decision::SetTtl(ttl),
+                    Ok(None) => Decision::Remove,
+                };
+                (decision, Ok(Some(cur.value.clone())))
+            })??;
         self.count_lookup(v.is_some());
         Ok(v)
     }
