@@ -80,7 +80,7 @@ fn a_damaged_length_within_the_new_limit_is_still_damage() {
         let claimed = u32::try_from(claimed).expect("fits the field");
         bad[second..second + 4].copy_from_slice(&claimed.to_le_bytes());
         std::fs::write(&path, &bad).expect("write");
-        let err = open(&path).err().expect("damage inside the log");
+        let err = open(&path).expect_err("damage inside the log");
         let PersistError::Corrupt {
             offset, resumes_at, ..
         } = err
