@@ -527,10 +527,11 @@ fn a_dropped_cache_can_be_reopened_at_once() {
 
 #[test]
 fn a_record_over_the_log_limit_is_refused_and_the_log_still_loads() {
+    use bytes::Bytes;
     use shardcache::persist::MAX_RECORD_LEN;
     use shardcache::PersistentCache;
     let storage = MemStorage::new();
-    let open = || -> (PersistentCache<u32, Vec<u8>>, RecoveryReport) {
+    let open = || -> (PersistentCache<u32, Bytes>, RecoveryReport) {
         Cache::builder()
             .max_capacity(10)
             .open_persistent(FileLog::with_storage(storage.clone(), Fsync::Always))
@@ -538,11 +539,12 @@ fn a_record_over_the_log_limit_is_refused_and_the_log_still_loads() {
     };
     {
         let (cache, _) = open();
-        cache.insert(1, vec![1; 10]).expect("small write");
+        cache.insert(1, Bytes::from(vec![1; 10])).expect("small write");
         // A value as long as the largest record: with its key and length
-        // prefix, over it (zeros, so the buffer is not touched until encoded).
+        // prefix, over it (zeros, so the buffer is not touched until encoded;
+        // `Bytes`, so it is encoded in one copy).
         let err = cache
-            .insert(2, vec![0; MAX_RECORD_LEN])
+            .insert(2, Bytes::from(vec![0; MAX_RECORD_LEN]))
             .expect_err("a record recovery would read as damage");
         assert!(
             matches!(
@@ -552,12 +554,12 @@ fn a_record_over_the_log_limit_is_refused_and_the_log_still_loads() {
             "{err}"
         );
         assert_eq!(cache.get(&2), None, "a refused write is not applied");
-        cache.insert(3, vec![3; 10]).expect("writes go on");
+        cache.insert(3, Bytes::from(vec![3; 10])).expect("writes go on");
         cache.sync().expect("the log is healthy");
     }
     let (cache, report) = open();
     assert_eq!(report.stopped_at, None);
     assert_eq!(report.records, 2);
-    assert_eq!(cache.get(&1), Some(vec![1; 10]));
-    assert_eq!(cache.get(&3), Some(vec![3; 10]));
+    assert_eq!(cache.get(&1), Some(Bytes::from(vec![1; 10])));
+    assert_eq!(cache.get(&3), Some(Bytes::from(vec![3; 10])));
 }

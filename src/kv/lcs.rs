@@ -151,7 +151,7 @@ impl KvStore {
     ///
     /// ```
     /// let store = shardcache::kv::KvStore::new();
-    /// store.mset(&[("key1", "ohmytext".into()), ("key2", "mynewtext".into())])?;
+    /// store.mset(&[("key1", "ohmytext"), ("key2", "mynewtext")])?;
     /// assert_eq!(&store.lcs("key1", "key2")?[..], b"mytext");
     /// assert_eq!(store.lcs_len("key1", "key2")?, 6);
     /// let idx = store.lcs_idx("key1", "key2", 4)?;
