@@ -539,7 +539,9 @@ fn a_record_over_the_log_limit_is_refused_and_the_log_still_loads() {
     };
     {
         let (cache, _) = open();
-        cache.insert(1, Bytes::from(vec![1; 10])).expect("small write");
+        cache
+            .insert(1, Bytes::from(vec![1; 10]))
+            .expect("small write");
         // A value as long as the largest record: with its key and length
         // prefix, over it (zeros, so the buffer is not touched until encoded;
         // `Bytes`, so it is encoded in one copy).
@@ -554,7 +556,9 @@ fn a_record_over_the_log_limit_is_refused_and_the_log_still_loads() {
             "{err}"
         );
         assert_eq!(cache.get(&2), None, "a refused write is not applied");
-        cache.insert(3, Bytes::from(vec![3; 10])).expect("writes go on");
+        cache
+            .insert(3, Bytes::from(vec![3; 10]))
+            .expect("writes go on");
         cache.sync().expect("the log is healthy");
     }
     let (cache, report) = open();
