@@ -120,3 +120,71 @@ fn a_512_mib_key_with_a_512_mib_value_is_logged_and_loads_again() {
     assert_eq!((report.records, report.stopped_at), (1, None));
     assert_eq!(store.strlen(&key), MAX_STRING_LEN);
 }
+
+/// `SET a 1`, then a 3 MiB value, then (if `after`) `SET b 2`; returns
+/// the log's bytes without its zero fill and where the large record starts.
+fn with_a_large_record(path: &Path, after: bool) -> (Vec<u8>, usize) {
+    {
+        let (store, _) = open(path).expect("new log");
+        assert_eq!(store.execute(&["SET", "a", "1"]), Reply::ok());
+        let reply = store.execute(&[&b"SET"[..], b"big", &value(3 << 20)]);
+        assert_eq!(reply, Reply::ok());
+        if after {
+            assert_eq!(store.execute(&["SET", "b", "2"]), Reply::ok());
+        }
+    }
+    let mut bytes = std::fs::read(path).expect("read");
+    let frame_len = |b: &[u8], at: usize| {
+        8 + u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
+    };
+    let big = 20 + frame_len(&bytes, 20);
+    let mut end = big + frame_len(&bytes, big);
+    if after {
+        end += frame_len(&bytes, end);
+    }
+    bytes.truncate(end);
+    (bytes, big)
+}
+
+#[test]
+fn a_torn_write_of_a_large_record_is_a_torn_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("torn.aof");
+    let (bytes, big) = with_a_large_record(&path, false);
+    let claimed_end = bytes.len();
+    // Cut inside the header, just after it, in the middle, one byte short;
+    // and two bytes short (the last is the expiry's `None`, a zero)
+    // followed by zero fill past where the record would end.
+    let cuts = [big + 5, big + 100, big + (3 << 19), claimed_end - 1];
+    for (i, cut) in cuts.into_iter().chain([claimed_end - 2]).enumerate() {
+        let mut torn = bytes[..cut].to_vec();
+        if i == cuts.len() {
+            torn.resize(claimed_end + (64 << 10), 0);
+        }
+        std::fs::write(&path, &torn).expect("write");
+        let (store, report) = open(&path).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        assert_eq!(report.records, 1, "cut at {cut}");
+        assert_eq!(report.stopped_at.map(|s| s.0), Some(big as u64));
+        assert_eq!(store.get("a").as_deref(), Some(&b"1"[..]));
+        assert_eq!(store.get("big"), None);
+    }
+}
+
+#[test]
+fn damage_in_a_large_record_followed_by_records_is_still_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("damaged.aof");
+    let (mut bytes, big) = with_a_large_record(&path, true);
+    bytes[big + (3 << 19)] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("write");
+    let err = open(&path).expect_err("damage inside the log");
+    let PersistError::Corrupt {
+        offset, resumes_at, ..
+    } = err
+    else {
+        panic!("{err}");
+    };
+    assert_eq!(offset, big as u64);
+    assert!(resumes_at.is_some(), "the record after it was found");
+    assert_eq!(std::fs::read(&path).expect("read"), bytes, "untouched");
+}

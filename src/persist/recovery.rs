@@ -24,7 +24,10 @@ use std::io;
 
 /// Bytes read from the storage at a time.
 const CHUNK: usize = 1 << 20;
-/// How far past damage a valid record is searched for, byte by byte.
+/// How far past damage a valid record is searched for, byte by byte (at
+/// least: the search also covers the whole of a bad frame whose length is
+/// plausible, so the torn last write of a large record is found to be a
+/// tail).
 const SCAN_WINDOW: u64 = 1 << 20;
 /// The most payload bytes the search checksums before giving up (a file of
 /// adversarial lengths cannot make it quadratic): one frame of the largest
@@ -145,7 +148,8 @@ fn examine<S: Storage>(r: &mut Reader<'_, S>, stop: &Stop) -> io::Result<After> 
             return Ok(After::Records(Some(next)));
         }
     }
-    let window_end = end.min(at.saturating_add(SCAN_WINDOW));
+    let frame_end = stop.claimed_end.unwrap_or(at);
+    let window_end = end.min(at.saturating_add(SCAN_WINDOW).max(frame_end));
     let mut budget = SCAN_BUDGET;
     for q in at + 1..window_end {
         let head = r.get(q, 4)?;
@@ -186,6 +190,9 @@ struct Stop {
     /// sets the checksum field and the length together with odds about
     /// 2^-32), so such a record's loss is reported, not taken for noise.
     framed: bool,
+    /// Where the bad frame would end, if its length is plausible (at most
+    /// [`MAX_PAYLOAD`]), whether or not the file reaches that far.
+    claimed_end: Option<u64>,
 }
 
 /// Applies every valid record from `HEADER_LEN` on; returns where they end
@@ -199,7 +206,7 @@ fn records<S: Storage>(
     let mut at = HEADER_LEN as u64;
     while at < r.len {
         let head = r.get(at, FRAME_OVERHEAD).map_err(io_err)?;
-        let stop = |reason, hint, framed| {
+        let stop = |reason, hint, framed, claimed_end| {
             Ok((
                 at,
                 Some(Stop {
@@ -207,27 +214,28 @@ fn records<S: Storage>(
                     reason,
                     hint,
                     framed,
+                    claimed_end,
                 }),
             ))
         };
         if head.iter().all(|&b| b == 0) {
-            return stop(StopReason::Torn, None, false);
+            return stop(StopReason::Torn, None, false, None);
         }
         if head.len() < FRAME_OVERHEAD {
-            return stop(StopReason::Torn, None, false);
+            return stop(StopReason::Torn, None, false, None);
         }
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         if len == 0 || len > MAX_PAYLOAD {
-            return stop(StopReason::BadLength, None, false);
+            return stop(StopReason::BadLength, None, false, None);
         }
         let next = at + (FRAME_OVERHEAD + len) as u64;
         if next > r.len {
-            return stop(StopReason::Torn, None, false);
+            return stop(StopReason::Torn, None, false, Some(next));
         }
         let payload = r.get(at + FRAME_OVERHEAD as u64, len).map_err(io_err)?;
         if crc32c::crc32c(payload) != crc {
-            return stop(StopReason::Checksum, Some(next), crc != 0);
+            return stop(StopReason::Checksum, Some(next), crc != 0, Some(next));
         }
         apply(payload)?;
         report.records += 1;
