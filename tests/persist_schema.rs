@@ -237,7 +237,7 @@ fn a_crash_while_the_header_is_replaced_loses_no_record() {
 }
 
 #[test]
-fn a_torn_tail_is_cut_before_the_records_are_copied() {
+fn a_torn_tail_is_left_out_of_the_copy() {
     let storage = MemStorage::new();
     let open = |schema: Option<&str>| {
         let mut b = Cache::<u64, v1::Profile>::builder().max_capacity(1000);
@@ -263,6 +263,66 @@ fn a_torn_tail_is_cut_before_the_records_are_copied() {
     let (cache, report) = open(Some(SCHEMA)).unwrap();
     assert_eq!((report.migrated_from, report.records), (None, 5));
     assert_eq!(cache.get(&4), Some(profile(4)));
+}
+
+/// An open that fails while it migrates a damaged log leaves the log as it
+/// was (damage included), so the next open finds the damage and reports it
+/// again: the records after damage inside the log, or a torn tail, are
+/// never cut without a report reaching the caller.
+#[test]
+fn a_migration_that_fails_leaves_the_damage_for_the_next_open_to_report() {
+    use shardcache::persist::OnCorruption;
+    let open = |storage: &MemStorage, schema: Option<&str>| {
+        let mut b = Cache::<u64, v1::Profile>::builder().max_capacity(1000);
+        if let Some(s) = schema {
+            b = b.log_schema(s);
+        }
+        let log = FileLog::with_storage(storage.clone(), Fsync::Always)
+            .on_corruption(OnCorruption::SetAside);
+        b.build_persistent(log)
+    };
+    let written = {
+        let storage = MemStorage::new();
+        let (cache, _) = open(&storage, None).unwrap();
+        for i in 0..20 {
+            cache.insert(i, profile(i));
+        }
+        drop(cache);
+        storage.read_all().unwrap()
+    };
+    let mut inside = written.clone();
+    inside[written.len() / 2] ^= 0x40;
+    let mut torn = written.clone();
+    torn.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9]);
+    for (case, damaged) in [("inside", inside), ("torn tail", torn)] {
+        let mut failures = 0;
+        for n in 0.. {
+            let storage = MemStorage::new();
+            storage.append(&damaged).unwrap();
+            storage.sync().unwrap();
+            storage.fail_after(n);
+            let opened = open(&storage, Some(SCHEMA));
+            storage.heal();
+            if let Ok((_, report)) = opened {
+                assert!(report.stopped_at.is_some(), "{case}: {report:?}");
+                break;
+            }
+            let bytes = storage.read_all().unwrap();
+            if header_of(&bytes) != header_of(&damaged) {
+                // Failed after the replacement was swapped in.
+                continue;
+            }
+            failures += 1;
+            assert_eq!(bytes, damaged, "{case}, after {n} calls");
+            let (_, report) = open(&storage, Some(SCHEMA)).unwrap();
+            assert!(report.migrated_from.is_some(), "{case}, after {n} calls");
+            assert!(
+                report.stopped_at.is_some(),
+                "{case}, after {n} calls: the damage went unreported: {report:?}"
+            );
+        }
+        assert!(failures > 3, "{case}: {failures}");
+    }
 }
 
 #[test]

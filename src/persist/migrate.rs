@@ -18,8 +18,9 @@ use std::io;
 /// Bytes copied at a time.
 const CHUNK: usize = 1 << 20;
 
-/// Replaces the header of the `len`-byte log in `storage` (whose header
-/// carries `from`) with one carrying `to`, keeping every record.
+/// Replaces the log in `storage` (whose header carries `from`) with one
+/// whose header carries `to`, followed by the log's records up to byte
+/// `len` (its valid part: damage after it is not copied).
 pub(crate) fn migrate<S: Storage>(
     storage: &S,
     name: &str,

@@ -245,11 +245,15 @@ fn records<S: Storage>(
 }
 
 /// Loads a log whose header has been checked; returns the report and the
-/// length of the valid log (the storage is cut to it).
+/// length of the valid log. The storage is cut to it, unless `keep`: a log
+/// about to be migrated is replaced by a copy of its valid part, so until
+/// that replacement is in place the log keeps its damage, and an open that
+/// fails before then finds (and reports) the damage again.
 fn load<S: Storage>(
     storage: &S,
     name: &str,
     policy: &Policy,
+    keep: bool,
     apply: &mut dyn FnMut(&[u8]) -> Result<(), PersistError>,
 ) -> Result<(RecoveryReport, u64), PersistError> {
     let io_err = |e| PersistError::io("reading", name.to_owned(), e);
@@ -261,9 +265,11 @@ fn load<S: Storage>(
         return Ok((report, valid));
     };
     let cut = |report: RecoveryReport| -> Result<(RecoveryReport, u64), PersistError> {
-        storage
-            .truncate(valid)
-            .map_err(|e| PersistError::io("truncating", name.to_owned(), e))?;
+        if !keep {
+            storage
+                .truncate(valid)
+                .map_err(|e| PersistError::io("truncating", name.to_owned(), e))?;
+        }
         Ok((report, valid))
     };
     match examine(&mut r, &stop).map_err(io_err)? {
@@ -317,7 +323,9 @@ fn load<S: Storage>(
 /// empty, all zeros, or a header torn during creation), then loads its
 /// records. Returns the report and the length of the valid log. A header
 /// carrying one of `previous` is accepted too, and reported in
-/// [`RecoveryReport::migrated_from`] (the caller replaces it).
+/// [`RecoveryReport::migrated_from`]; the storage is then not cut, and the
+/// caller replaces it with the header it expects and the valid log's
+/// records.
 pub(crate) fn open<S: Storage>(
     storage: &S,
     name: &str,
@@ -369,7 +377,7 @@ pub(crate) fn open<S: Storage>(
             expected: fingerprint,
         },
     })?;
-    let (mut report, size) = load(storage, name, policy, apply)?;
+    let (mut report, size) = load(storage, name, policy, migrated_from.is_some(), apply)?;
     report.migrated_from = migrated_from;
     Ok((report, size))
 }
