@@ -133,7 +133,10 @@ where
 {
     /// The live value, or `init()`'s, stored. Of concurrent callers that
     /// miss the same key, one runs its `init`, and the others wait for it
-    /// (see [`Cache::get_or_insert_with`]).
+    /// (see [`Cache::get_or_insert_with`]). With
+    /// [`serve_stale_for`](crate::CacheBuilder::serve_stale_for), a value
+    /// inside that window is returned as `get` returns it (stale, a reload
+    /// started), without running `init`.
     pub fn or_insert_with(self, init: impl FnOnce() -> V) -> Entry<K, V> {
         let mut fresh = false;
         let value = self.cache.get_or_insert_with(self.key.clone(), || {
@@ -147,7 +150,9 @@ where
         }
     }
 
-    /// The live value, or `value`, stored.
+    /// The live value, or `value`, stored (a value inside a
+    /// [`serve_stale_for`](crate::CacheBuilder::serve_stale_for) window is
+    /// returned as `get` returns it).
     pub fn or_insert(self, value: V) -> Entry<K, V> {
         self.or_insert_with(|| value)
     }
