@@ -52,14 +52,15 @@ impl WallOrigin {
     /// The store's clock at `tick`, the cache's clock read right after
     /// the system's wall clock read `wall_ms`. If the two have parted by
     /// more than [`STEP_MS`], the origin moves to the system's, provided
-    /// `recheck` (the wall clock read again) shows the reading was not
-    /// interrupted between the two.
+    /// `recheck` (the wall clock read again) is within a millisecond of
+    /// `wall_ms` either way: the reading was neither interrupted nor taken
+    /// across a step of the wall clock.
     pub(crate) fn at(&self, wall_ms: u64, tick: u64, recheck: impl FnOnce() -> u64) -> Now {
         let mut base = self.0.load(Ordering::Relaxed);
         let tick_i = i64::try_from(tick).unwrap_or(i64::MAX);
         let ours = tick_i.saturating_add(base);
         let real = i64::try_from(wall_ms).unwrap_or(i64::MAX);
-        if real.abs_diff(ours) > STEP_MS.unsigned_abs() && recheck().saturating_sub(wall_ms) <= 1 {
+        if real.abs_diff(ours) > STEP_MS.unsigned_abs() && recheck().abs_diff(wall_ms) <= 1 {
             base = origin(wall_ms, tick);
             self.0.store(base, Ordering::Relaxed);
         }
