@@ -325,6 +325,66 @@ fn a_migration_that_fails_leaves_the_damage_for_the_next_open_to_report() {
     }
 }
 
+/// One failed storage call (such as the directory sync after the rename)
+/// fails the open only while the old file is still in place, so that the
+/// damage the copy leaves out is always reported by one open or the next.
+#[test]
+fn a_migration_that_fails_once_reports_the_damage_in_one_open_or_the_next() {
+    use shardcache::persist::OnCorruption;
+    let open = |storage: &MemStorage, schema: Option<&str>| {
+        let mut b = Cache::<u64, v1::Profile>::builder().max_capacity(1000);
+        if let Some(s) = schema {
+            b = b.log_schema(s);
+        }
+        let log = FileLog::with_storage(storage.clone(), Fsync::Always)
+            .on_corruption(OnCorruption::SetAside);
+        b.build_persistent(log)
+    };
+    let written = {
+        let storage = MemStorage::new();
+        let (cache, _) = open(&storage, None).unwrap();
+        for i in 0..20 {
+            cache.insert(i, profile(i));
+        }
+        drop(cache);
+        storage.read_all().unwrap()
+    };
+    let mut torn = written.clone();
+    torn.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9]);
+    let (mut failed, mut swapped_ok) = (0, 0);
+    for n in 0..60 {
+        let storage = MemStorage::new();
+        storage.append(&torn).unwrap();
+        storage.sync().unwrap();
+        storage.fail_once_after(n);
+        let opened = open(&storage, Some(SCHEMA));
+        storage.heal();
+        match opened {
+            Ok((cache, report)) => {
+                assert!(report.stopped_at.is_some(), "after {n} calls: {report:?}");
+                assert_eq!(cache.len(), 20, "after {n} calls");
+                if header_of(&storage.read_all().unwrap()) != header_of(&torn) {
+                    swapped_ok += 1;
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                let bytes = storage.read_all().unwrap();
+                assert_eq!(
+                    bytes, torn,
+                    "after {n} calls the open failed ({e}) with the log changed"
+                );
+                let (_, report) = open(&storage, Some(SCHEMA)).unwrap();
+                assert!(report.stopped_at.is_some(), "after {n} calls: {report:?}");
+            }
+        }
+    }
+    assert!(
+        failed > 3 && swapped_ok > 3,
+        "{failed} failed, {swapped_ok} migrated"
+    );
+}
+
 #[test]
 fn the_admission_summary_is_restored_after_the_migration_and_a_rename() {
     let dir = tempfile::tempdir().unwrap();

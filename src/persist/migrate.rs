@@ -52,8 +52,21 @@ pub(crate) fn migrate<S: Storage>(
         next.append(&buf[..got]).map_err(io_err)?;
         at += got as u64;
     }
-    storage.commit_rewrite(next).map_err(io_err)?;
     // The rename counts once the directory is synced (the storage retries
-    // a failed directory sync here).
-    storage.sync().map_err(io_err)
+    // a failed directory sync at every sync, before a later write is
+    // acknowledged). If the replacement is in place when either step
+    // fails, the open goes on: a crash before that sync succeeds brings
+    // back the old file, which opens as well, and failing here would lose
+    // the report of any damage the copy left out.
+    match storage.commit_rewrite(next).and_then(|()| storage.sync()) {
+        Ok(()) => Ok(()),
+        Err(_) if header_is(storage, to) => Ok(()),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// Whether the bytes in place start with the header of `fingerprint`.
+fn header_is<S: Storage>(storage: &S, fingerprint: u64) -> bool {
+    let mut head = [0; HEADER_LEN];
+    matches!(storage.read_at(0, &mut head), Ok(HEADER_LEN)) && head == frame::header(fingerprint)
 }
