@@ -84,6 +84,32 @@ fn assert_v2_holds_the_profiles(cache: &Cache<u64, v2::Account>) {
 }
 
 /// The fingerprint in a log file's header.
+/// Opens a cache of `v1::Profile` on `storage` (under `schema`, if any),
+/// setting damaged logs aside.
+fn open_set_aside(
+    storage: &MemStorage,
+    schema: Option<&str>,
+) -> Result<(Cache<u64, v1::Profile>, RecoveryReport), PersistError> {
+    let mut b = Cache::<u64, v1::Profile>::builder().max_capacity(1000);
+    if let Some(s) = schema {
+        b = b.log_schema(s);
+    }
+    let log = FileLog::with_storage(storage.clone(), Fsync::Always)
+        .on_corruption(shardcache::persist::OnCorruption::SetAside);
+    b.build_persistent(log)
+}
+
+/// The bytes of a log of twenty profiles written with no schema.
+fn twenty_profiles_in_memory() -> Vec<u8> {
+    let storage = MemStorage::new();
+    let (cache, _) = open_set_aside(&storage, None).unwrap();
+    for i in 0..20 {
+        cache.insert(i, profile(i));
+    }
+    drop(cache);
+    storage.read_all().unwrap()
+}
+
 fn header_of(bytes: &[u8]) -> [u8; 20] {
     bytes[..20].try_into().unwrap()
 }
@@ -271,25 +297,8 @@ fn a_torn_tail_is_left_out_of_the_copy() {
 /// never cut without a report reaching the caller.
 #[test]
 fn a_migration_that_fails_leaves_the_damage_for_the_next_open_to_report() {
-    use shardcache::persist::OnCorruption;
-    let open = |storage: &MemStorage, schema: Option<&str>| {
-        let mut b = Cache::<u64, v1::Profile>::builder().max_capacity(1000);
-        if let Some(s) = schema {
-            b = b.log_schema(s);
-        }
-        let log = FileLog::with_storage(storage.clone(), Fsync::Always)
-            .on_corruption(OnCorruption::SetAside);
-        b.build_persistent(log)
-    };
-    let written = {
-        let storage = MemStorage::new();
-        let (cache, _) = open(&storage, None).unwrap();
-        for i in 0..20 {
-            cache.insert(i, profile(i));
-        }
-        drop(cache);
-        storage.read_all().unwrap()
-    };
+    let open = open_set_aside;
+    let written = twenty_profiles_in_memory();
     let mut inside = written.clone();
     inside[written.len() / 2] ^= 0x40;
     let mut torn = written.clone();
@@ -330,25 +339,8 @@ fn a_migration_that_fails_leaves_the_damage_for_the_next_open_to_report() {
 /// damage the copy leaves out is always reported by one open or the next.
 #[test]
 fn a_migration_that_fails_once_reports_the_damage_in_one_open_or_the_next() {
-    use shardcache::persist::OnCorruption;
-    let open = |storage: &MemStorage, schema: Option<&str>| {
-        let mut b = Cache::<u64, v1::Profile>::builder().max_capacity(1000);
-        if let Some(s) = schema {
-            b = b.log_schema(s);
-        }
-        let log = FileLog::with_storage(storage.clone(), Fsync::Always)
-            .on_corruption(OnCorruption::SetAside);
-        b.build_persistent(log)
-    };
-    let written = {
-        let storage = MemStorage::new();
-        let (cache, _) = open(&storage, None).unwrap();
-        for i in 0..20 {
-            cache.insert(i, profile(i));
-        }
-        drop(cache);
-        storage.read_all().unwrap()
-    };
+    let open = open_set_aside;
+    let written = twenty_profiles_in_memory();
     let mut torn = written.clone();
     torn.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9]);
     let (mut failed, mut swapped_ok) = (0, 0);
