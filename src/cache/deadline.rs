@@ -7,7 +7,6 @@
 use super::Cache;
 use crate::compute::{Current, Decision};
 use crate::error::CapacityError;
-use crate::shard::LazyNow;
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 
@@ -30,17 +29,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (hash, s) = self.locate(key);
-        let now = LazyNow::new(|| self.inner.clock.now());
-        let shard = self.inner.shards[s].read();
-        let found = shard.peek(hash, key, &now, self.inner.tti)?;
-        match (self.refresher(), found.deadline) {
-            (Some(r), Some(d)) => {
-                let d = r.visible_deadline(d);
-                (d > now.get()).then_some(Some(d))
-            }
-            (_, d) => Some(d),
-        }
+        self.peek_at(key, |_, deadline| deadline.map(|(d, _)| d))
     }
 
     /// [`compute`](Self::compute) at `now`, a reading of

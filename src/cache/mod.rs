@@ -208,6 +208,23 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.peek_at(key, |value, deadline| {
+            f(
+                value,
+                deadline.map(|(d, now)| Duration::from_millis(d.saturating_sub(now))),
+            )
+        })
+    }
+
+    /// Runs `f` on the live entry for `key` and, if it expires, its
+    /// deadline as callers see it (without the refresh windows' hidden
+    /// grace) with the clock's reading, under the shard's read lock, without
+    /// counting an access.
+    fn peek_at<Q, R>(&self, key: &Q, f: impl FnOnce(&V, Option<(u64, u64)>) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let (hash, s) = self.locate(key);
         let now = LazyNow::new(|| self.inner.clock.now());
         let shard = self.inner.shards[s].read();
@@ -219,8 +236,7 @@ where
             },
             None => found.deadline,
         };
-        let ttl = deadline.map(|d| Duration::from_millis(d.saturating_sub(now.get())));
-        Some(f(found.value, ttl))
+        Some(f(found.value, deadline.map(|d| (d, now.get()))))
     }
 
     /// The value and its remaining time to live (`None` inside: no expiry),
