@@ -65,6 +65,9 @@ fn every_write_command_survives_a_reopen() {
         &["SET", "perm:b", "1"],
         &["SETRANGE", "keep", "3", "xyz"],
         &["SETRANGE", "padded", "4", "z"],
+        &["SETBIT", "keep", "70", "1"],
+        &["SETBIT", "bits", "13", "1"],
+        &["SETBIT", "bits", "13", "0"],
         &["SET", "unlinked", "v"],
         &["UNLINK", "unlinked"],
     ];
@@ -178,6 +181,9 @@ fn a_setrange_the_log_refuses_leaves_the_value() {
         &["SETRANGE", "k", "8", "x"],
         &["SETRANGE", "k", "1", "ZZ"],
         &["SETRANGE", "new", "1", "x"],
+        &["SETBIT", "k", "0", "1"],
+        &["SETBIT", "k", "60", "1"],
+        &["SETBIT", "new", "3", "0"],
     ] {
         let reply = store.execute(cmd);
         assert!(
@@ -219,6 +225,12 @@ fn command() -> impl Strategy<Value = Vec<String>> {
             k,
             o.to_string(),
             v
+        ]),
+        (key.clone(), 0..80u32, 0..2u8).prop_map(|(k, o, b)| vec![
+            "SETBIT".into(),
+            k,
+            o.to_string(),
+            b.to_string()
         ]),
         key.clone().prop_map(|k| vec!["INCR".into(), k]),
         key.clone().prop_map(|k| vec!["DEL".into(), k]),

@@ -126,9 +126,9 @@ fn write_after(
         _ => return (Decision::Nothing, 0, Err(KvError::StringTooLong)),
     };
     let Some(slot) = cur else {
-        let mut value = Vec::with_capacity(len);
-        value.resize(gap, 0);
-        value.extend_from_slice(extra);
+        // Zeroed by the allocator, so a long gap is not written byte by byte.
+        let mut value = vec![0; len];
+        value[gap..].copy_from_slice(extra);
         return (Decision::Put(Bytes::from(value), Ttl::Keep), 0, Ok(len));
     };
     let cap = grown_capacity(len, room);

@@ -110,6 +110,26 @@ const COMMANDS: &[Spec] = &[
         run: super::lcs::command,
     },
     Spec {
+        name: "setbit",
+        arity: 4,
+        run: super::bits::setbit,
+    },
+    Spec {
+        name: "getbit",
+        arity: 3,
+        run: super::bits::getbit,
+    },
+    Spec {
+        name: "bitcount",
+        arity: -2,
+        run: super::bits::bitcount,
+    },
+    Spec {
+        name: "bitpos",
+        arity: -3,
+        run: super::bits::bitpos,
+    },
+    Spec {
         name: "strlen",
         arity: 2,
         run: |s, a| Ok(s.strlen(key(a[1])?).into()),

@@ -79,6 +79,16 @@ pub enum KvError {
         /// The type that was asked for.
         expected: &'static str,
     },
+    /// A `SETBIT`/`GETBIT` offset that is not an integer from 0 to
+    /// 2^32 − 1 (the last bit of a 512 MiB value).
+    #[error("ERR bit offset is not an integer or out of range")]
+    BitOffsetOutOfRange,
+    /// A `SETBIT` bit that is not `0` or `1`.
+    #[error("ERR bit is not an integer or out of range")]
+    BitNotInteger,
+    /// A `BITPOS` bit that is an integer other than `0` or `1`.
+    #[error("ERR The bit argument must be 1 or 0.")]
+    BitNotBinary,
     /// `LCS` with both `IDX` and `LEN`.
     #[error("ERR If you want both the length and indexes, please just use IDX.")]
     LcsIdxAndLen,

@@ -10,6 +10,8 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod bits;
+
 const KEYS: [&str; 5] = ["a", "b", "ab", "a*", "c[1]"];
 const VALUES: [&str; 6] = ["0", "-1", "9223372036854775807", "x", "", "12"];
 const PATTERNS: [&str; 6] = ["*", "a*", "?", "[ab]*", "a\\*", "[^a]"];
@@ -76,7 +78,9 @@ fn step(
 ) {
     let (k, v) = (input.pick(&KEYS), input.pick(&VALUES));
     let n = i64::from(input.byte() as i8);
-    let (got, want): (Reply, Reply) = match input.byte() % 20 {
+    // The top sixteen values are the bitmap commands.
+    let op = input.byte();
+    let (got, want): (Reply, Reply) = match if op >= 240 { 20 } else { op % 20 } {
         0 => {
             let want = typed
                 .set(k, Bytes::from(v), SetOptions::new())
@@ -238,7 +242,7 @@ fn step(
             (exec.execute(&["PEXPIRETIME", k]), want.into())
         }
         18 => lcs_step(exec, typed, model, input, k),
-        _ => {
+        19 => {
             // Arbitrary bytes as a command: must not panic, and must agree.
             let len = usize::from(input.byte() % 6);
             let args: Vec<Vec<u8>> = (0..len)
@@ -246,6 +250,7 @@ fn step(
                 .collect();
             (exec.execute(&args), typed.execute(&args))
         }
+        _ => bits::step(exec, typed, model, input, (k, n), op - 240),
     };
     assert_eq!(got, want, "execute and typed methods disagree");
 }
@@ -403,7 +408,7 @@ fn lcs_step(
 }
 
 /// Command names [`run_edges`] draws from.
-const EDGE_COMMANDS: [&str; 22] = [
+const EDGE_COMMANDS: [&str; 26] = [
     "SET",
     "APPEND",
     "GET",
@@ -426,6 +431,10 @@ const EDGE_COMMANDS: [&str; 22] = [
     "UNLINK",
     "PEXPIRETIME",
     "LCS",
+    "SETBIT",
+    "GETBIT",
+    "BITCOUNT",
+    "BITPOS",
 ];
 
 /// Runs `execute` on arbitrary argument lists that reach the size limits:
@@ -483,7 +492,7 @@ pub fn run_edges(data: &[u8]) {
 /// One argument: a short token, or a long run of one byte or of a short
 /// pattern (up to 256 KiB).
 fn edge_argument(input: &mut Input<'_>) -> Vec<u8> {
-    const TOKENS: [&str; 17] = [
+    const TOKENS: [&str; 20] = [
         "k",
         "0",
         "-1",
@@ -501,6 +510,9 @@ fn edge_argument(input: &mut Input<'_>) -> Vec<u8> {
         "IDX",
         "MINMATCHLEN",
         "WITHMATCHLEN",
+        "4294967295",
+        "BIT",
+        "BYTE",
     ];
     match input.byte() % 4 {
         0 | 1 => input.pick(&TOKENS).as_bytes().to_vec(),

@@ -23,10 +23,11 @@
 //!
 //! The commands: `GET` `SET` `SETEX` `PSETEX` `SETNX` `GETSET` `GETDEL`
 //! `GETEX` `MGET` `MSET` `MSETNX` `APPEND` `STRLEN` `GETRANGE` `SUBSTR`
-//! `SETRANGE` `LCS` `INCR` `DECR` `INCRBY` `DECRBY` `INCRBYFLOAT` `DEL` `UNLINK`
-//! `EXISTS` `TOUCH` `TYPE` `EXPIRE` `PEXPIRE` `EXPIREAT` `PEXPIREAT` `TTL`
-//! `PTTL` `EXPIRETIME` `PEXPIRETIME` `PERSIST` `KEYS` `SCAN` `DBSIZE`
-//! `FLUSHDB` `RANDOMKEY` `INFO`.
+//! `SETRANGE` `LCS` `SETBIT` `GETBIT` `BITCOUNT` `BITPOS` `INCR` `DECR`
+//! `INCRBY` `DECRBY` `INCRBYFLOAT` `DEL` `UNLINK` `EXISTS` `TOUCH` `TYPE`
+//! `EXPIRE` `PEXPIRE` `EXPIREAT` `PEXPIREAT` `TTL` `PTTL` `EXPIRETIME`
+//! `PEXPIRETIME` `PERSIST` `KEYS` `SCAN` `DBSIZE` `FLUSHDB` `RANDOMKEY`
+//! `INFO`.
 //!
 //! ```
 //! use shardcache::kv::{KvStore, Reply};
@@ -48,6 +49,7 @@
 //! shard and a table position), with Redis's guarantee.
 
 mod append;
+mod bits;
 mod command;
 mod error;
 mod expire;
@@ -67,6 +69,7 @@ mod strings;
 pub(crate) mod typed;
 mod wallclock;
 
+pub use bits::{BitRange, BitUnit};
 pub use error::KvError;
 pub use expire::{ExpireOptions, Expiry, MAX_EXPIRE_MS};
 pub use glob::glob_match;

@@ -88,7 +88,7 @@ impl KvStore {
     /// gets the slot and the most bytes the buffer may hold, see
     /// [`append_room`](Self::append_room)); if the value does not fit with
     /// its spare capacity, runs it again without.
-    fn grow(
+    pub(super) fn grow(
         &self,
         key: &str,
         write: impl Fn(Option<Slot<'_, Bytes>>, usize) -> (Decision<Bytes>, u64, Result<usize, KvError>),
