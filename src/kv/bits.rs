@@ -282,9 +282,9 @@ impl KvStore {
     /// assert_eq!(store.bitcount("k", BitRange::bits(5, 30)), 17);
     /// assert_eq!(store.bitpos("k", true, BitRange::all()), 1);
     /// assert_eq!(store.bitpos("k", false, BitRange::bits(1, 2)), -1);
-    /// store.set("ones", "\u{7f}", Default::default())?;
+    /// store.set("ones", &b"\x7f"[..], Default::default())?;
     /// assert_eq!(store.bitpos("ones", false, BitRange::from_byte(0)), 0);
-    /// store.set("ones", "\u{ff}", Default::default())?;
+    /// store.set("ones", &b"\xff"[..], Default::default())?;
     /// assert_eq!(store.bitpos("ones", false, BitRange::all()), 8);
     /// assert_eq!(store.bitpos("ones", false, BitRange::bytes(0, -1)), -1);
     /// # Ok::<(), shardcache::kv::KvError>(())
