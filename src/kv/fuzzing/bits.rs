@@ -27,7 +27,9 @@ fn covered(len: usize, range: BitRange) -> Vec<i64> {
     }
 }
 
-/// One bitmap command (`which % 4`) with the step's key and number.
+/// One bitmap command (`which % 8`: `SETBIT`, `GETBIT`, `BITCOUNT`,
+/// `BITPOS`, or a `SET` of a value of mostly set or clear bits, whose
+/// edges the others then probe) with the step's key and number.
 pub(super) fn step(
     exec: &KvStore,
     typed: &KvStore,
@@ -37,7 +39,7 @@ pub(super) fn step(
     which: u8,
 ) -> (Reply, Reply) {
     let value = model.live(k).map(|e| e.0.clone()).unwrap_or_default();
-    match which % 4 {
+    match which % 8 {
         0 => {
             let offset = u64::from(input.byte()) + u64::from(input.byte() % 2) * 256;
             let on = n & 1 == 1;
@@ -97,7 +99,7 @@ pub(super) fn step(
                 Reply::Integer(i64::try_from(want).unwrap_or(i64::MAX)),
             )
         }
-        _ => {
+        3 => {
             let bit = n & 1 == 1;
             let end = i64::from(input.byte() as i8);
             let form = input.byte() % 4;
@@ -125,6 +127,21 @@ pub(super) fn step(
                 _ => args.extend([&n[..], &end, "BIT"]),
             }
             (exec.execute(&args), Reply::Integer(want))
+        }
+        _ => {
+            let len = usize::from(input.byte() % 6);
+            let fill = input.pick(&[0xFF, 0x00, 0x7F, 0xFE]);
+            let mut bytes = vec![fill; len];
+            if let Some(last) = bytes.last_mut().filter(|_| n < 0) {
+                *last = !fill;
+            }
+            let bytes = Bytes::from(bytes);
+            let want = typed.set(k, bytes.clone(), Default::default());
+            model.entries.insert(k.to_owned(), (bytes.clone(), None));
+            (
+                exec.execute(&[&b"SET"[..], k.as_bytes(), &bytes]),
+                want.map_or_else(Reply::from, |_| Reply::ok()),
+            )
         }
     }
 }
