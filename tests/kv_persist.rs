@@ -164,8 +164,10 @@ fn setrange_survives_a_reopen_with_its_bytes_and_ttl() {
     assert_eq!(dump(&open(&storage, &clock)), later);
 }
 
-/// A `SETRANGE` the log refuses changes nothing, also when it would have
-/// grown the value in place (into spare capacity left by `APPEND`).
+/// A `SETRANGE` or `SETBIT` the log refuses changes nothing, also when it
+/// would have grown the value in place (into spare capacity left by
+/// `APPEND`); a `SETBIT` that would change nothing is refused too, as Redis
+/// refuses every write command while it cannot write its AOF.
 #[test]
 fn a_setrange_the_log_refuses_leaves_the_value() {
     use shardcache::persist::FaultOn;
@@ -184,6 +186,7 @@ fn a_setrange_the_log_refuses_leaves_the_value() {
         &["SETBIT", "k", "0", "1"],
         &["SETBIT", "k", "60", "1"],
         &["SETBIT", "new", "3", "0"],
+        &["SETBIT", "k", "1", "1"],
     ] {
         let reply = store.execute(cmd);
         assert!(
