@@ -20,6 +20,9 @@ use std::time::Duration;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 use redis_server::RedisServer as Server;
+#[path = "support/replies.rs"]
+mod replies;
+use replies::{from_kv, from_redis, R};
 
 /// Starts a server, or returns `None` when `SHARDCACHE_SKIP_REDIS=1`.
 fn start_server() -> Option<Server> {
@@ -33,48 +36,6 @@ fn start_server() -> Option<Server> {
              Install it (e.g. `apt-get install redis-server`) or set SHARDCACHE_SKIP_REDIS=1 to skip them."
         )
     }))
-}
-
-/// A reply in a form both sides convert to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum R {
-    Status(String),
-    Err(String),
-    Int(i64),
-    Bulk(Vec<u8>),
-    Nil,
-    Arr(Vec<R>),
-}
-
-fn from_redis(v: redis::RedisResult<redis::Value>) -> R {
-    use redis::Value as V;
-    match v {
-        Err(e) => R::Err(format!(
-            "{} {}",
-            e.code().unwrap_or("?"),
-            e.detail().unwrap_or("")
-        )),
-        Ok(V::ServerError(e)) => R::Err(format!("{} {}", e.code(), e.details().unwrap_or(""))),
-        Ok(V::Okay) => R::Status("OK".into()),
-        Ok(V::SimpleString(s)) => R::Status(s),
-        Ok(V::Int(n)) => R::Int(n),
-        Ok(V::BulkString(b)) => R::Bulk(b),
-        Ok(V::Nil) => R::Nil,
-        Ok(V::Array(a)) => R::Arr(a.into_iter().map(|v| from_redis(Ok(v))).collect()),
-        Ok(other) => panic!("unexpected reply from redis: {other:?}"),
-    }
-}
-
-fn from_kv(r: Reply) -> R {
-    match r {
-        Reply::Status(s) => R::Status(s.into_owned()),
-        Reply::Error(e) => R::Err(e),
-        Reply::Integer(n) => R::Int(n),
-        Reply::Bulk(b) => R::Bulk(b.to_vec()),
-        Reply::Nil => R::Nil,
-        Reply::Array(a) => R::Arr(a.into_iter().map(from_kv).collect()),
-        other => panic!("unexpected reply kind {other:?}"),
-    }
 }
 
 /// A Redis connection and a store, fed the same commands.

@@ -8,8 +8,9 @@
 use crate::redis_server::RedisServer as Server;
 use shardcache::kv::{KvStore, Reply};
 
-/// A reply in a form both sides convert to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A reply in a form both sides convert to (ordered, for replies compared
+/// as sets).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum R {
     Status(String),
     Err(String),
