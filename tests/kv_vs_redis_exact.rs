@@ -182,3 +182,51 @@ fn expiretime_reads_back_absolute_deadlines_exactly() {
         }
     }
 }
+
+#[test]
+fn lcs_matches_redis_on_random_argument_lists() {
+    let Some(mut p) = Pair::new() else { return };
+    p.line("FLUSHDB");
+    p.same(&[b"SET", b"a", b"ohmy\0text\xff"]);
+    p.same(&[b"SET", b"b", b"my\0new\xfftext"]);
+    p.line("SET n 12345");
+    p.same(&[b"SET", b"e", b""]);
+    let keys: [&[u8]; 6] = [b"a", b"b", b"n", b"e", b"missing", b"a\0"];
+    let words: [&[u8]; 24] = [
+        b"IDX",
+        b"idx",
+        b"LEN",
+        b"Len",
+        b"WITHMATCHLEN",
+        b"MINMATCHLEN",
+        b"minmatchlen",
+        b"IDX\0",
+        b"LEN\0x",
+        b"\0",
+        b"",
+        b"0",
+        b"1",
+        b"-1",
+        b"3",
+        b"+2",
+        b" 2",
+        b"2 ",
+        b"02",
+        b"-0",
+        b"99999999999999999999",
+        b"-9223372036854775808",
+        b"2\0",
+        b"x",
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x1c5a);
+    for _ in 0..3000 {
+        let mut args: Vec<&[u8]> = vec![b"LCS"];
+        for _ in 0..2 {
+            args.push(keys[rng.gen_range(0..keys.len())]);
+        }
+        for _ in 0..rng.gen_range(0..6) {
+            args.push(words[rng.gen_range(0..words.len())]);
+        }
+        p.same(&args);
+    }
+}
