@@ -14,7 +14,7 @@ use std::time::Duration;
 /// records (a session id, then `Session`'s four logged fields).
 const SESSION_SCHEMA: &str = "shardcache/session/v1";
 
-/// How a [`SessionStore`] behaves; start from `SessionConfig::default()`.
+/// How a [`SessionStore`](super::SessionStore) behaves; start from `SessionConfig::default()`.
 ///
 /// ```
 /// use shardcache::adapters::SessionConfig;
@@ -71,7 +71,7 @@ impl SessionConfig {
         self
     }
 
-    /// A session also ends after this long without a [`SessionStore::touch`]
+    /// A session also ends after this long without a [`SessionStore::touch`](super::SessionStore::touch)
     /// (sliding expiry). Unset by default.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle = Some(idle);
@@ -85,7 +85,7 @@ impl SessionConfig {
         self
     }
 
-    /// How [`SessionStore::open`]'s log syncs (default [`Fsync::Always`]).
+    /// How [`SessionStore::open`](super::SessionStore::open)'s log syncs (default [`Fsync::Always`]).
     pub fn fsync(mut self, fsync: Fsync) -> Self {
         self.fsync = fsync;
         self
