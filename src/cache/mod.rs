@@ -11,6 +11,7 @@
 //! | file | what it holds |
 //! |---|---|
 //! | `mod.rs` | reads, writes, statistics |
+//! | `peek.rs` | reads that do not count as an access (`ttl`, `contains_key`, ...) |
 //! | `remove.rs` | `remove` and `set_ttl` |
 //! | `build.rs` | construction from a [`CacheBuilder`](crate::CacheBuilder) |
 //! | `compute.rs` | [`Cache::compute`], the atomic read-modify-write |
@@ -32,6 +33,7 @@ mod freshness;
 mod load;
 mod load_spawned;
 mod notify;
+mod peek;
 mod reload;
 mod remove;
 mod replay;
@@ -199,73 +201,6 @@ where
         };
         self.inner.stats.bump_lookup(found.is_some());
         found
-    }
-
-    /// Runs `f` on the live entry for `key` (its value and remaining time to
-    /// live) under the shard's read lock, without counting an access.
-    fn peek_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V, Option<Duration>) -> R) -> Option<R>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.peek_at(key, |value, deadline| {
-            f(
-                value,
-                deadline.map(|(d, now)| Duration::from_millis(d.saturating_sub(now))),
-            )
-        })
-    }
-
-    /// Runs `f` on the live entry for `key` and, if it expires, its
-    /// deadline as callers see it (without the refresh windows' hidden
-    /// grace) with the clock's reading, under the shard's read lock, without
-    /// counting an access.
-    fn peek_at<Q, R>(&self, key: &Q, f: impl FnOnce(&V, Option<(u64, u64)>) -> R) -> Option<R>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let (hash, s) = self.locate(key);
-        let now = LazyNow::new(|| self.inner.clock.now());
-        let shard = self.inner.shards[s].read();
-        let found = shard.peek(hash, key, &now, self.inner.tti)?;
-        let deadline = match self.refresher() {
-            Some(r) => match found.deadline.map(|d| r.visible_deadline(d)) {
-                Some(d) if d <= now.get() => return None,
-                d => d,
-            },
-            None => found.deadline,
-        };
-        Some(f(found.value, deadline.map(|d| (d, now.get()))))
-    }
-
-    /// The value and its remaining time to live (`None` inside: no expiry),
-    /// without counting an access.
-    pub fn get_with_ttl<Q>(&self, key: &Q) -> Option<(V, Option<Duration>)>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.peek_with(key, |v, ttl| (v.clone(), ttl))
-    }
-
-    /// The remaining time to live of a live `key`: `None` if absent or
-    /// expired, `Some(None)` if it never expires.
-    pub fn ttl<Q>(&self, key: &Q) -> Option<Option<Duration>>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.peek_with(key, |_, ttl| ttl)
-    }
-
-    /// Whether a live entry for `key` exists. Does not count as an access.
-    pub fn contains_key<Q>(&self, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.peek_with(key, |_, _| ()).is_some()
     }
 
     /// Inserts or replaces `key` with the cache's default time to live.
@@ -498,14 +433,6 @@ where
     /// Wall-clock Unix milliseconds from the cache's clock (what persistence writes).
     pub fn wall_clock_ms(&self) -> u64 {
         self.inner.clock.wall_now()
-    }
-
-    pub(crate) fn peek_value<Q>(&self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.peek_with(key, |v, _| v.clone())
     }
 
     /// The adaptive window's share averaged over the shards (saved with a

@@ -589,17 +589,3 @@ where
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn free_slots_cost_nothing() {
-        assert_eq!(std::mem::size_of::<Option<Entry<u64, u64>>>(), 32);
-        assert_eq!(
-            std::mem::size_of::<Option<Entry<u64, u64>>>(),
-            std::mem::size_of::<Entry<u64, u64>>()
-        );
-    }
-}

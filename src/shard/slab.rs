@@ -78,3 +78,17 @@ impl<K: Hash, V, S: BuildHasher> Nodes for SlabView<'_, K, V, S> {
         crate::prefetch::prefetch(self.entries.as_ptr().wrapping_add(idx as usize));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_slots_cost_nothing() {
+        assert_eq!(std::mem::size_of::<Option<Entry<u64, u64>>>(), 32);
+        assert_eq!(
+            std::mem::size_of::<Option<Entry<u64, u64>>>(),
+            std::mem::size_of::<Entry<u64, u64>>()
+        );
+    }
+}
