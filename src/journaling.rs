@@ -136,14 +136,16 @@ where
     /// failed to keep, under a log that keeps undo records, was undone:
     /// the key's previous value is back, so its notice (replaced, or
     /// removed by a `compute`) is taken out of `removed`; the evictions
-    /// the write made stand.
-    pub(crate) fn settle_write(&self, ticket: Ticket, removed: &mut Removed<K, V>) {
+    /// the write made stand. Returns whether the write stands (false when
+    /// it was undone), for the caller to count it or not.
+    pub(crate) fn settle_write(&self, ticket: Ticket, removed: &mut Removed<K, V>) -> bool {
         let undone = !self.settle_or_report(ticket) && self.journal().is_some_and(|j| j.undoable());
         if undone {
             removed.retain(|(_, _, cause)| {
                 !matches!(cause, RemovalCause::Replaced | RemovalCause::Removed)
             });
         }
+        !undone
     }
 
     /// Runs `writes` and reports whether the log kept every write they made
@@ -338,9 +340,14 @@ where
                 let _ = shard.insert(&env, hash, key, value, 0, deadline, &mut removed);
             }
             _ => {
+                // The refused value leaves: the listener hears of it, and
+                // no statistic counts it (its insert was not counted).
                 if let Some(((k, v), _)) = shard.remove(&env, hash, &key) {
                     removed.push((k, v, RemovalCause::Removed));
                 }
+                drop(shard);
+                self.notify_uncounted(removed);
+                return;
             }
         }
         drop(shard);

@@ -342,3 +342,41 @@ fn persistent_cache_writes_return_their_own_failure() {
         }
     }
 }
+
+/// The statistics count what stands: an insert, update or `compute` that
+/// the log refused and the cache undid counts as none of them, and the undo
+/// counts as no removal.
+#[test]
+fn undone_writes_count_in_no_statistic() {
+    use shardcache::CacheStats;
+    type Write = fn(&Cache<u32, u64>);
+    let writes: [(&str, Write); 4] = [
+        ("insert of a new key", |c| c.insert(2, 20)),
+        ("insert over a key", |c| c.insert(1, 11)),
+        ("compute of a new key", |c| {
+            let _ = c.compute(2, |_| (Decision::Put(20, Ttl::Keep), ()));
+        }),
+        ("compute over a key", |c| {
+            let _ = c.compute(1, |_| (Decision::Put(11, Ttl::Keep), ()));
+        }),
+    ];
+    let counted = |s: &CacheStats| (s.inserts, s.updates, s.removals, s.evictions);
+    for on in [FaultOn::Append, FaultOn::Sync] {
+        for (what, write) in writes {
+            let storage = MemStorage::new();
+            let cache = open(&storage, Fsync::Always);
+            cache.insert(1, 10);
+            assert!(cache.sync().is_ok());
+            let before = cache.stats();
+            storage.inject(on, 0, ErrorKind::StorageFull, true);
+            write(&cache);
+            assert!(cache.sync().is_err(), "{on:?}, {what}: reported");
+            assert_eq!(
+                (cache.get(&1), cache.get(&2)),
+                (Some(10), None),
+                "{on:?}, {what}"
+            );
+            assert_eq!(counted(&cache.stats()), counted(&before), "{on:?}, {what}");
+        }
+    }
+}

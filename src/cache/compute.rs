@@ -238,10 +238,14 @@ where
         if let Some(e) = refused {
             self.report(e);
         }
-        self.settle_write(ticket, &mut removed);
+        let stands = self.settle_write(ticket, &mut removed);
         self.after_write(
             removed,
-            result.as_ref().ok().and_then(|(_, kind)| *kind),
+            result
+                .as_ref()
+                .ok()
+                .and_then(|(_, kind)| *kind)
+                .filter(|_| stands),
             result.is_err(),
         );
         result.map(|(r, _)| r)

@@ -317,7 +317,7 @@ where
                     &mut removed,
                 )
             };
-            return self.inserted(result, removed);
+            return self.inserted(result, removed, true);
         }
         let record = self.admit().and_then(|()| {
             self.encode(|| RecordRef::Insert {
@@ -361,8 +361,8 @@ where
             };
             (r, ticket)
         };
-        self.settle_write(ticket, &mut removed);
-        self.inserted(result, removed)
+        let stands = self.settle_write(ticket, &mut removed);
+        self.inserted(result, removed, stands)
     }
 
     /// Counts an insert's outcome and hands its removals to the listener.
@@ -374,10 +374,11 @@ where
         &self,
         result: Result<Inserted, (K, V)>,
         removed: Removed<K, V>,
+        stands: bool,
     ) -> Result<bool, CapacityError<K, V>> {
         match result {
             Ok(kind) => {
-                self.after_write(removed, Some(kind), false);
+                self.after_write(removed, stands.then_some(kind), false);
                 Ok(true)
             }
             Err((key, value)) => {

@@ -43,6 +43,22 @@ where
         self.notify_counted(&self.inner.stats.local(), removed);
     }
 
+    /// Hands removals to the listener without counting them: the notice
+    /// of a refused write's value leaving when the write is undone.
+    pub(crate) fn notify_uncounted(&self, mut removed: Removed<K, V>) {
+        let Some(listener) = &self.inner.listener else {
+            return;
+        };
+        let mut panicked = None;
+        let first = removed.take_first();
+        for item in first.into_iter().chain(removed.into_rest()) {
+            deliver(listener, item, &mut panicked);
+        }
+        if let Some(payload) = panicked {
+            std::panic::resume_unwind(payload);
+        }
+    }
+
     /// [`notify`](Self::notify), counting in `stats`. The first removal
     /// (nearly always the only one) is handled inline: through a closure
     /// called for each, it cost a call per removal.
@@ -101,6 +117,12 @@ fn removed_one<K, V>(
     panicked: &mut Panic,
 ) {
     count_removal(stats, cause);
+    deliver(listener, (k, v, cause), panicked);
+}
+
+/// Hands one removal to `listener`; keeps the first panic in `panicked`.
+#[inline(always)]
+fn deliver<K, V>(listener: &Listener<K, V>, (k, v, cause): Removal<K, V>, panicked: &mut Panic) {
     let call = std::panic::AssertUnwindSafe(|| listener(k, v, cause));
     if let Err(payload) = std::panic::catch_unwind(call) {
         panicked.get_or_insert(payload);
