@@ -154,6 +154,37 @@ fn strings_over_512_mib_are_refused() {
     assert_eq!(kv.dbsize(), 1);
 }
 
+/// A namespace view's keys are limited with its prefix, as they are
+/// stored: a key at the limit on the root store is over it in a view.
+#[test]
+fn a_views_keys_are_limited_with_its_prefix() {
+    use shardcache::kv::MAX_STRING_LEN;
+    let kv = KvStore::new();
+    let view = kv.namespace("tenant:");
+    let key = "k".repeat(MAX_STRING_LEN - "tenant:".len());
+    view.set(&key, "v", SetOptions::default())
+        .expect("at the limit with the prefix");
+    assert_eq!(kv.dbsize(), 1);
+    let mut over = key;
+    over.push('k');
+    let refused = [
+        view.set(&over, "v", SetOptions::default()).map(|_| ()),
+        view.mset(&[(over.as_str(), "v")]),
+        view.append(&over, b"v").map(|_| ()),
+        view.set_range(&over, 0, b"v").map(|_| ()),
+        view.setbit(&over, 0, true).map(|_| ()),
+    ];
+    for r in refused {
+        assert_eq!(r, Err(KvError::StringTooLong));
+    }
+    let reply = view.execute(&[&b"SET"[..], over.as_bytes(), b"v"]);
+    assert_eq!(
+        reply,
+        Reply::Error("ERR string exceeds maximum allowed size (proto-max-bulk-len)".into())
+    );
+    assert_eq!(kv.dbsize(), 1, "nothing written");
+}
+
 /// The bytes an entry is accounted beyond its key, value and overhead.
 fn spare(s: &KvStore, key: &str) -> u64 {
     let len = s.strlen(key) as u64;

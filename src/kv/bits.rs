@@ -9,7 +9,7 @@
 use super::append;
 use super::command::{key, option};
 use super::parse::parse_i64;
-use super::{check_len, weigh, KvError, KvStore, Reply, MAX_STRING_LEN};
+use super::{weigh, KvError, KvStore, Reply, MAX_STRING_LEN};
 use crate::Decision;
 use std::cell::Cell;
 
@@ -229,7 +229,7 @@ impl KvStore {
     /// [`KvError::OutOfMemory`] if the grown value does not fit (at once if
     /// it could never fit in `max_memory`); the value is unchanged either way.
     pub fn setbit(&self, key: &str, offset: u64, on: bool) -> Result<bool, KvError> {
-        check_len(key, 0)?;
+        self.check_len(key, 0)?;
         let byte = byte_of(offset)?;
         let max = self.shared.max_memory;
         if max > 0 && u64::from(weigh(self.prefix.len() + key.len(), byte + 1)) > max {

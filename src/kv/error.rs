@@ -23,9 +23,10 @@ pub enum KvError {
     /// `INCRBYFLOAT` would produce NaN or an infinity.
     #[error("ERR increment would produce NaN or Infinity")]
     NanOrInfinity,
-    /// A key or string value longer than [`MAX_STRING_LEN`](super::MAX_STRING_LEN)
-    /// bytes (512 MiB, Redis's default `proto-max-bulk-len`), or an
-    /// `APPEND` or `SETRANGE` that would make one; nothing is written.
+    /// A key (with its namespace view's prefix) or string value longer than
+    /// [`MAX_STRING_LEN`](super::MAX_STRING_LEN) bytes (512 MiB, Redis's
+    /// default `proto-max-bulk-len`), or an `APPEND` or `SETRANGE` that
+    /// would make one; nothing is written.
     #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
     StringTooLong,
     /// A negative `SETRANGE` offset.

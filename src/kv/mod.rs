@@ -113,15 +113,6 @@ pub const MAX_STRING_LEN: usize = 512 << 20;
 // MAX_STRING_LEN each, their encoding, and room for a namespace prefix.
 const _: () = assert!(2 * MAX_STRING_LEN + (512 << 10) <= crate::persist::MAX_RECORD_LEN);
 
-/// Refuses a write of `key` with a value of `value_len` bytes if either is
-/// over [`MAX_STRING_LEN`].
-fn check_len(key: &str, value_len: usize) -> Result<(), KvError> {
-    if key.len() > MAX_STRING_LEN || value_len > MAX_STRING_LEN {
-        return Err(KvError::StringTooLong);
-    }
-    Ok(())
-}
-
 /// A Redis-semantics key-value store: `String` keys, [`Bytes`] values. Cheap to
 /// clone (a handle); [`namespace`](Self::namespace) views share the same data.
 #[derive(Clone)]
@@ -214,6 +205,18 @@ impl KvStore {
             prefix: Arc::from(full),
             shared: self.shared.clone(),
         }
+    }
+
+    /// Refuses a write of `key` with a value of `value_len` bytes if either
+    /// is over [`MAX_STRING_LEN`], the key as stored: with this view's
+    /// prefix.
+    fn check_len(&self, key: &str, value_len: usize) -> Result<(), KvError> {
+        if self.prefix.len().saturating_add(key.len()) > MAX_STRING_LEN
+            || value_len > MAX_STRING_LEN
+        {
+            return Err(KvError::StringTooLong);
+        }
+        Ok(())
     }
 
     /// This view's key prefix ("" for the root store).

@@ -3,7 +3,7 @@
 //! and `GETRANGE` (and `SUBSTR`).
 
 use super::append;
-use super::{check_len, KvError, KvStore, ENTRY_OVERHEAD, MAX_STRING_LEN};
+use super::{KvError, KvStore, ENTRY_OVERHEAD, MAX_STRING_LEN};
 use crate::compute::Slot;
 use crate::{CapacityError, Decision};
 use bytes::Bytes;
@@ -33,7 +33,7 @@ impl KvStore {
     /// [`MAX_STRING_LEN`], [`KvError::OutOfMemory`];
     /// the value is unchanged either way.
     pub fn append(&self, key: &str, value: &[u8]) -> Result<usize, KvError> {
-        check_len(key, value.len())?;
+        self.check_len(key, value.len())?;
         self.grow(key, |cur, room| append::append(cur, value, room))
     }
 
@@ -63,7 +63,7 @@ impl KvStore {
     /// not fit (at once if `offset` plus its length is more than
     /// `max_memory` could ever hold); the value is unchanged either way.
     pub fn set_range(&self, key: &str, offset: usize, value: &[u8]) -> Result<usize, KvError> {
-        check_len(key, 0)?;
+        self.check_len(key, 0)?;
         if value.is_empty() {
             // As Redis: the length as it is, whatever the offset.
             return Ok(self

@@ -6,7 +6,7 @@
 use super::expire::Expiry;
 use super::longdouble;
 use super::parse::parse_i64;
-use super::{check_len, KvError, KvStore};
+use super::{KvError, KvStore};
 use crate::{Decision, Ttl};
 use bytes::Bytes;
 
@@ -152,7 +152,7 @@ impl KvStore {
         if opts.keep_ttl && opts.expiry.is_some() {
             return Err(KvError::Syntax);
         }
-        check_len(key, value.len())?;
+        self.check_len(key, value.len())?;
         let now = self.now();
         let ttl = match opts.expiry {
             Some(e) => self.ttl_for(e.deadline_ms(now.wall, command)?, now, command)?,
@@ -283,7 +283,7 @@ impl KvStore {
             .collect();
         // Checked before anything is written, as Redis refuses the command.
         for (k, v) in &pairs {
-            check_len(k, v.len())?;
+            self.check_len(k, v.len())?;
         }
         for (k, v) in pairs {
             self.cache

@@ -75,7 +75,7 @@ impl KvStore {
         ttl: Option<Duration>,
     ) -> Result<(), KvError> {
         let buf = encode(value).map_err(KvError::Codec)?;
-        super::check_len(key, buf.len())?;
+        self.check_len(key, buf.len())?;
         self.cache
             .try_insert_with_expiry(self.full_key(key), Bytes::from(buf), ttl)?;
         Ok(())
