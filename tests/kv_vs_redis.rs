@@ -19,45 +19,12 @@ use std::time::Duration;
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
-use redis_server::RedisServer as Server;
 #[path = "support/replies.rs"]
 mod replies;
-use replies::{from_kv, from_redis, R};
+use replies::{from_kv, from_redis, Pair, R};
 
-/// Starts a server, or returns `None` when `SHARDCACHE_SKIP_REDIS=1`.
-fn start_server() -> Option<Server> {
-    if std::env::var("SHARDCACHE_SKIP_REDIS").as_deref() == Ok("1") {
-        eprintln!("SHARDCACHE_SKIP_REDIS=1: skipping the comparison with redis-server");
-        return None;
-    }
-    Some(Server::start(&[]).unwrap_or_else(|e| {
-        panic!(
-            "could not start redis-server ({e}): these tests compare KvStore with a real Redis. \
-             Install it (e.g. `apt-get install redis-server`) or set SHARDCACHE_SKIP_REDIS=1 to skip them."
-        )
-    }))
-}
-
-/// A Redis connection and a store, fed the same commands.
-struct Pair {
-    con: redis::Connection,
-    kv: KvStore,
-    _server: Server,
-}
-
+/// The differential commands beyond the shared [`Pair`]'s.
 impl Pair {
-    fn new() -> Option<Self> {
-        let server = start_server()?;
-        let client =
-            redis::Client::open(format!("redis://127.0.0.1:{}/", server.port())).expect("client");
-        let con = client.get_connection().expect("connection to redis-server");
-        Some(Self {
-            con,
-            kv: KvStore::new(),
-            _server: server,
-        })
-    }
-
     fn both(&mut self, args: &[Vec<u8>]) -> (R, R) {
         if args.len() == 1 && args[0].eq_ignore_ascii_case(b"dbsize") {
             // Redis's DBSIZE also counts keys that expired but were not yet

@@ -89,3 +89,26 @@ fn a_replayed_time_to_live_lifted_again_keeps_the_entry() {
     assert_eq!(cache.ttl(&1), Some(Some(662 * SEC)));
     assert_eq!(cache.get_with_freshness(&1), Some((10, Freshness::Fresh)));
 }
+
+/// An entry past its TTL, inside the stale window, that `retain` drops is
+/// not served again after a restart.
+#[test]
+fn an_entry_retain_drops_inside_a_stale_window_stays_dropped_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cache.log");
+    let clock = MockClock::new();
+    let cache = open(&path, &clock);
+    cache.insert(1, 10);
+    cache.insert(2, 20);
+    clock.advance(TTL + WINDOW / 4);
+    cache.retain(|&k, _| k != 2);
+    cache.sync().expect("synced");
+    drop(cache);
+    let cache = open(&path, &clock);
+    assert_eq!(cache.get_with_freshness(&2), None);
+    assert_eq!(
+        cache.get_with_freshness(&1).map(|(v, _)| v),
+        Some(10),
+        "kept"
+    );
+}
