@@ -72,6 +72,8 @@ fn run(
     let mut model = BTreeMap::new();
     let mut unknown = BTreeSet::new();
     let mut refused = 0;
+    // What the statistics count: acknowledged inserts, updates, removals.
+    let mut counted = (0, 0, 0);
     for i in 0..OPS {
         if i == heal_at {
             storage.heal();
@@ -92,12 +94,25 @@ fn run(
                 continue;
             }
         };
+        let present = model.contains_key(&key);
+        match (i % 5, present) {
+            (0 | 1 | 3, false) => counted.0 += 1,
+            (0 | 1 | 3, true) => counted.1 += 1,
+            (2, true) => counted.2 += 1,
+            _ => {}
+        }
         match after {
             Some(v) => model.insert(key, v),
             None => model.remove(&key),
         };
         unknown.remove(&key);
         assert_memory_matches(cache, &model, i);
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.inserts, stats.updates, stats.removals),
+            counted,
+            "inserts, updates and removals acknowledged after op {i}"
+        );
     }
     (model, unknown, refused)
 }
