@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use shardcache::tier::{TierError, TieredCache};
+use shardcache::tier::{DownReason, TierError, TieredCache};
 use std::time::{Duration, Instant};
 
 #[path = "support/fault_proxy.rs"]
@@ -20,9 +20,13 @@ mod tier_setup;
 
 use fault_proxy::{Dir, Proxy, Sel};
 use redis_server::RedisServer;
-use tier_setup::{tier, wait_for};
+use tier_setup::{tier, wait_for, wait_for_down};
 
 const BOUND: Duration = Duration::from_secs(1);
+
+/// How long the tests wait for the tier to notice a stall or to recover
+/// (about half a second each when the machine is idle).
+const LIMIT: Duration = Duration::from_secs(10);
 
 fn server() -> RedisServer {
     RedisServer::start(&[]).expect("redis-server on PATH")
@@ -134,14 +138,24 @@ async fn a_refused_write_held_on_an_abandoned_connection_never_lands() {
     let a = tier(&proxy.url(), "s:").await;
     let b = tier(&srv.url(), "s:").await;
     put(&a, "k", "v1").await;
+    let before = a.stats();
     // A's data connection stops delivering client->server (held, in order).
     assert_eq!(proxy.pause(Sel::Data, Dir::Up, true), 1);
     let r = a.set("k", "v3-refused", None).await;
     eprintln!("set during stall: {r:?}");
     // The heartbeat probes time out too: Down, then reconnect on a fresh
-    // connection, replay the queued delete, Up.
-    wait_for("A down", Duration::from_secs(3), || !a.health().is_up()).await;
-    wait_for("A up again", Duration::from_secs(5), || a.health().is_up()).await;
+    // connection (the stall holds only the old one), replay the queued
+    // delete, Up. The outage lasts only as long as the reconnect, so it is
+    // read from the transition counter, not sampled from `health()`.
+    let reason = wait_for_down(&a, "A down", before.down_transitions, LIMIT).await;
+    assert!(
+        matches!(reason, DownReason::Timeouts | DownReason::ChannelSilent),
+        "a stalled socket, not a broken one: {reason:?}"
+    );
+    wait_for("A up again", LIMIT, || {
+        a.stats().reconnects > before.reconnects && a.health().is_up()
+    })
+    .await;
     assert_eq!(a.stats().queue_len, 0);
     // An acknowledged write on the new connection.
     put(&a, "k", "v4-acked").await;

@@ -2,7 +2,7 @@
 //! limit: shared by `tests/tier.rs` and `tests/tier_partitions.rs`.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use shardcache::tier::TieredCache;
+use shardcache::tier::{DownReason, TieredCache};
 use std::time::{Duration, Instant};
 
 /// Every remote call's bound in the tests.
@@ -32,4 +32,21 @@ pub(crate) async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() ->
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Waits until `c` has gone from `Up` to `Down` more than `before` times
+/// (its `down_transitions`) and returns why it last did; fails the test
+/// after `limit`. A transition is counted even when the tier is `Up` again
+/// before anyone reads `health()`: an outage confined to one connection
+/// ends as soon as the reconnect has a fresh one.
+pub(crate) async fn wait_for_down(
+    c: &TieredCache,
+    what: &str,
+    before: u64,
+    limit: Duration,
+) -> DownReason {
+    wait_for(what, limit, || c.stats().down_transitions > before).await;
+    c.stats()
+        .last_down_reason
+        .expect("a counted transition has a reason")
 }
