@@ -2,8 +2,9 @@
 //! fault proxy (`tests/support/fault_proxy.rs`) in front of a real
 //! `redis-server`: entries refused as unproven stay refused when the tier
 //! goes down, a write refused on a connection that was abandoned never
-//! lands later, and concurrent writes of one key on one instance leave no
-//! local copy that differs from Redis.
+//! lands later, a stalled data connection is given up and replaced, and
+//! concurrent writes of one key on one instance leave no local copy that
+//! differs from Redis.
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used)]
 
@@ -174,6 +175,41 @@ async fn a_refused_write_held_on_an_abandoned_connection_never_lands() {
         "acked write lost to a straggler"
     );
     assert_eq!(a_get, b_get, "instances diverge");
+}
+
+/// A stall of the data connection alone (its socket open, the subscriber
+/// and new connections unaffected), with no call made meanwhile: the
+/// heartbeat probes take the tier `Down`, and the reconnect brings it back
+/// `Up` on a fresh connection, which may be before anyone reads `health()`;
+/// the outage is in the counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_data_connection_is_counted_down_and_replaced_without_calls() {
+    let srv = server();
+    let proxy = Proxy::start(srv.port());
+    let a = tier(&proxy.url(), "d:").await;
+    put(&a, "k", "v1").await;
+    let before = a.stats();
+    assert_eq!(proxy.pause(Sel::Data, Dir::Both, true), 1);
+    // `health()` is not read until the reconnect is done.
+    wait_for("A reconnected", LIMIT, || {
+        a.stats().reconnects > before.reconnects
+    })
+    .await;
+    let after = a.stats();
+    eprintln!("after the stall: {after:?}; {:?}", a.last_down());
+    assert!(after.down_transitions > before.down_transitions);
+    assert!(
+        matches!(
+            after.last_down_reason,
+            Some(DownReason::Timeouts | DownReason::ChannelSilent)
+        ),
+        "a stalled socket, not a broken one: {:?}",
+        after.last_down_reason
+    );
+    wait_for("A up", LIMIT, || a.health().is_up()).await;
+    put(&a, "k", "v2").await;
+    assert_eq!(raw_get(&srv, "d:k").as_deref(), Some(&b"v2"[..]));
+    proxy.pause(Sel::All, Dir::Both, false);
 }
 
 /// A `set` and a `del` of one key racing on one instance: whichever order
