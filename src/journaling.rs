@@ -9,7 +9,9 @@
 //! leaves the write unapplied (or undone) and is reported to the caller's
 //! [`Cache::durably`] scope, or kept for [`Cache::sync`].
 
-use crate::cache::{Cache, Inner};
+use crate::cache::{Cache, Inner, ShardLock};
+use crate::clock::Millis;
+use crate::hash::hash_of;
 use crate::listener::{RemovalCause, Removed};
 use crate::persist::journal::{self, Hooks, Journal, Ticket};
 use crate::persist::{PersistError, Record, RecordRef, RewriteKind, SummaryWriter};
@@ -39,6 +41,7 @@ where
     {
         journal.set_hooks(Box::new(CacheHooks {
             cache: Arc::downgrade(&self.inner),
+            source: self.log_source(),
         }));
         let _ = self.inner.journal.set(Arc::new(journal));
     }
@@ -235,82 +238,10 @@ where
     /// [`rewrite_log`](Self::rewrite_log) as `kind`: the journal's repair
     /// asks for [`RewriteKind::Repair`], everything else compacts.
     fn rewrite_log_as(&self, kind: RewriteKind) -> Result<(), PersistError> {
-        let Some(journal) = self.journal() else {
-            return Ok(());
-        };
-        // One chunk's records, encoded back to back, where each ends, and
-        // its key's admission estimate (none without a sketch).
-        let (mut bytes, mut ends, mut estimates) = (Vec::new(), Vec::new(), Vec::new());
-        let mut summary = None;
-        journal.rewrite(kind, &mut |emit| {
-            let keeps_sketch = self.shard(0).read().admission_estimate(0).is_some();
-            summary = keeps_sketch.then(SummaryWriter::default);
-            for s in 0..self.shard_count() {
-                // A shard is read in chunks of slots, each encoded under the
-                // read lock (no clones) and written after it, so writers to
-                // the shard wait for one chunk at most, not the whole shard.
-                // Entries changed between chunks are in the log's tail, which
-                // the rewrite appends after the snapshot.
-                let mut next = Some(0);
-                while let Some(start) = next {
-                    bytes.clear();
-                    ends.clear();
-                    estimates.clear();
-                    let env = self.write_env(s);
-                    let (tti, wall) = self.tti_and_wall();
-                    let now_ms = env.now();
-                    let now = LazyNow::new(|| now_ms);
-                    let mut failed = None;
-                    let shard = self.shard(s).read();
-                    next = shard.for_each_live_from(
-                        start,
-                        REWRITE_CHUNK,
-                        &now,
-                        tti,
-                        |key, value, deadline| {
-                            let record = RecordRef::Insert {
-                                key,
-                                value,
-                                expires_at: deadline
-                                    .map(|d| wall.saturating_add(d.saturating_sub(now_ms))),
-                            };
-                            match journal.encode_into(record, &mut bytes) {
-                                Ok(()) => {
-                                    ends.push(bytes.len());
-                                    if keeps_sketch {
-                                        let hash = self.locate_key(key).0;
-                                        estimates.push(shard.admission_entry_of(hash, key));
-                                    }
-                                }
-                                Err(e) => failed = failed.take().or(Some(e)),
-                            }
-                        },
-                    );
-                    drop(shard);
-                    if let Some(e) = failed {
-                        return Err(e);
-                    }
-                    let mut from = 0;
-                    for (i, &end) in ends.iter().enumerate() {
-                        emit(&bytes[from..end])?;
-                        if let Some(w) = summary.as_mut() {
-                            let saved = estimates.get(i).copied().flatten();
-                            w.record(&bytes[from..end], saved.unwrap_or_default());
-                        }
-                        from = end;
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        if let Some(mut w) = summary {
-            w.window = self.window_share();
-            // The log is rewritten whatever becomes of its summary: one that
-            // cannot be saved leaves the previous one, which no longer
-            // matches the log and is ignored (and reported) at the next open.
-            let _ = journal.save_summary(&w.finish(journal.fingerprint()));
+        match self.journal() {
+            Some(journal) => self.log_source().rewrite(journal, kind),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Applies an undo record without logging it.
@@ -355,22 +286,153 @@ where
     }
 }
 
-/// The journal's way back to its cache, held weakly.
-struct CacheHooks<K, V, S> {
-    cache: Weak<Inner<K, V, S>>,
+/// What a rewrite of the log reads: the cache's shards, and what places and
+/// dates their entries. Held apart from the cache, so a rewrite running on a
+/// background thread does not keep a dropped cache alive: the drop of its
+/// last handle stops the rewrite and waits for it (see [`Inner`]'s `Drop`).
+pub(crate) struct LogSource<K, V, S> {
+    pub(crate) shards: Arc<[ShardLock<K, V>]>,
+    pub(crate) hasher: S,
+    pub(crate) tti: Option<u64>,
+    pub(crate) clock: Millis,
 }
 
-impl<K, V, S> Hooks for CacheHooks<K, V, S>
+impl<K, V, S> LogSource<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Rewrites `journal`'s log as `kind` from the live entries. A rewrite
+    /// whose cache is being dropped stops at its next chunk, before it
+    /// replaces the log: the log in use is untouched and holds every write.
+    pub(crate) fn rewrite(
+        &self,
+        journal: &Journal<K, V>,
+        kind: RewriteKind,
+    ) -> Result<(), PersistError> {
+        // One chunk's records, encoded back to back, where each ends, and
+        // its key's admission estimate (none without a sketch).
+        let (mut bytes, mut ends, mut estimates) = (Vec::new(), Vec::new(), Vec::new());
+        let mut summary = None;
+        journal.rewrite(kind, &mut |emit| {
+            let keeps_sketch = self.shards[0].read().admission_estimate(0).is_some();
+            summary = keeps_sketch.then(SummaryWriter::default);
+            for shard in self.shards.iter() {
+                // A shard is read in chunks of slots, each encoded under the
+                // read lock (no clones) and written after it, so writers to
+                // the shard wait for one chunk at most, not the whole shard.
+                // Entries changed between chunks are in the log's tail, which
+                // the rewrite appends after the snapshot.
+                let mut next = Some(0);
+                while let Some(start) = next {
+                    if journal.closing() {
+                        return Err(journal.closed_error());
+                    }
+                    bytes.clear();
+                    ends.clear();
+                    estimates.clear();
+                    let now_ms = self.clock.now();
+                    let wall = self.clock.wall_now();
+                    let now = LazyNow::new(|| now_ms);
+                    let mut failed = None;
+                    let shard = shard.read();
+                    next = shard.for_each_live_from(
+                        start,
+                        REWRITE_CHUNK,
+                        &now,
+                        self.tti,
+                        |key, value, deadline| {
+                            let record = RecordRef::Insert {
+                                key,
+                                value,
+                                expires_at: deadline
+                                    .map(|d| wall.saturating_add(d.saturating_sub(now_ms))),
+                            };
+                            match journal.encode_into(record, &mut bytes) {
+                                Ok(()) => {
+                                    ends.push(bytes.len());
+                                    if keeps_sketch {
+                                        let hash = hash_of(&self.hasher, key);
+                                        estimates.push(shard.admission_entry_of(hash, key));
+                                    }
+                                }
+                                Err(e) => failed = failed.take().or(Some(e)),
+                            }
+                        },
+                    );
+                    drop(shard);
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                    let mut from = 0;
+                    for (i, &end) in ends.iter().enumerate() {
+                        emit(&bytes[from..end])?;
+                        if let Some(w) = summary.as_mut() {
+                            let saved = estimates.get(i).copied().flatten();
+                            w.record(&bytes[from..end], saved.unwrap_or_default());
+                        }
+                        from = end;
+                    }
+                }
+            }
+            // A drop during the last chunk stops the rewrite before its swap.
+            if journal.closing() {
+                return Err(journal.closed_error());
+            }
+            Ok(())
+        })?;
+        if let Some(mut w) = summary {
+            w.window = self.window_share();
+            // The log is rewritten whatever becomes of its summary: one that
+            // cannot be saved leaves the previous one, which no longer
+            // matches the log and is ignored (and reported) at the next open.
+            let _ = journal.save_summary(&w.finish(journal.fingerprint()));
+        }
+        Ok(())
+    }
+
+    /// The adaptive window's share averaged over the shards (saved with a
+    /// log rewrite); `None` when the policy has no adaptive window.
+    fn window_share(&self) -> Option<f64> {
+        let shares: Vec<f64> = self
+            .shards
+            .iter()
+            .filter_map(|s| s.read().window_share())
+            .collect();
+        (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
+    }
+}
+
+/// The drop of the cache's last handle (or of the last internal one, such as
+/// a background reload's) ends a background rewrite of its log before the
+/// log closes: the rewrite holds the journal, not the cache, so the log
+/// would otherwise stay open (and locked) until the rewrite ended. The
+/// thread dropping the cache holds none of the cache's locks (each is
+/// taken through a handle), so the rewrite it waits for can always end.
+impl<K, V, S> Drop for Inner<K, V, S> {
+    fn drop(&mut self) {
+        if let Some(journal) = self.journal.get() {
+            journal.close();
+        }
+    }
+}
+
+/// The journal's way back to its cache: the cache held weakly (to undo a
+/// write), and what its rewrites read.
+struct CacheHooks<K, V, S> {
+    cache: Weak<Inner<K, V, S>>,
+    source: LogSource<K, V, S>,
+}
+
+impl<K, V, S> Hooks<K, V> for CacheHooks<K, V, S>
 where
     K: DeserializeOwned + Hash + Eq + Send + Sync + 'static,
     V: DeserializeOwned + Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
-    fn rewrite(&self, kind: RewriteKind) -> Result<(), PersistError> {
-        match self.cache.upgrade() {
-            Some(inner) => Cache { inner }.rewrite_log_as(kind),
-            None => Ok(()),
-        }
+    fn rewrite(&self, journal: &Journal<K, V>, kind: RewriteKind) -> Result<(), PersistError> {
+        self.source.rewrite(journal, kind)
     }
 
     fn undo(&self, record: &[u8]) {

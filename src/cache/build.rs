@@ -120,7 +120,7 @@ where
             .then(|| Arc::new(crate::shard::Budget::new(max_capacity)));
         let readers = Arc::new(ReaderCounts::new(shards));
         let common = Arc::new(crate::policy::CommonShare::new(shards));
-        let built: Box<[_]> = (0..shards)
+        let built: Arc<[_]> = (0..shards)
             .map(|i| {
                 let state = b.policy.state(sketch_entries, &common);
                 let capacity = match &budget {

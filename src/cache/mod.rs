@@ -83,13 +83,14 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
 }
 
 /// One shard behind its lock, on cache lines of its own.
-type ShardLock<K, V> = CacheAligned<Lock<Shard<K, V>>>;
+pub(crate) type ShardLock<K, V> = CacheAligned<Lock<Shard<K, V>>>;
 
 pub(crate) struct Inner<K, V, S> {
     /// Each shard's lock word is followed, in the same cache line, by the
     /// shard fields every operation reads; see [`Shard`]. Shards never share
-    /// a line.
-    shards: Box<[ShardLock<K, V>]>,
+    /// a line. Shared with the log's rewrites (see `journaling.rs`), which
+    /// must not hold the cache itself.
+    shards: Arc<[ShardLock<K, V>]>,
     mask: usize,
     hasher: S,
     weights: Weights<K, V>,
@@ -436,13 +437,14 @@ where
         self.inner.clock.wall_now()
     }
 
-    /// The adaptive window's share averaged over the shards (saved with a
-    /// log rewrite); `None` when the policy has no adaptive window.
-    pub(crate) fn window_share(&self) -> Option<f64> {
-        let shares: Vec<f64> = (0..self.inner.shards.len())
-            .filter_map(|s| self.shard(s).read().window_share())
-            .collect();
-        (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
+    /// What a rewrite of the log reads, apart from the cache itself.
+    pub(crate) fn log_source(&self) -> crate::journaling::LogSource<K, V, S> {
+        crate::journaling::LogSource {
+            shards: self.inner.shards.clone(),
+            hasher: self.inner.hasher.clone(),
+            tti: self.inner.tti,
+            clock: self.inner.clock.clone(),
+        }
     }
 
     /// Starts every shard's adaptive window at share `w` (saved before a

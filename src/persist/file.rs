@@ -300,7 +300,9 @@ impl<S: Storage> FileLog<S> {
     /// `auto-aof-rewrite-percentage` and `auto-aof-rewrite-min-size`: once
     /// the log has grown by `percentage` % over its size after the last
     /// rewrite (or at open) and is over `min_size` bytes. A percentage of 0
-    /// turns automatic rewrites off. Defaults: 100 % and 64 MiB.
+    /// turns automatic rewrites off. Defaults: 100 % and 64 MiB. Dropping
+    /// the cache ends a rewrite running in the background before the drop
+    /// returns (the log stays complete), so the path opens again at once.
     pub fn rewrite_policy(self, percentage: u64, min_size: u64) -> Self {
         let inner = &self.inner;
         inner.growth_percent.store(percentage, Ordering::Relaxed);

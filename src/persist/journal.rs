@@ -24,12 +24,16 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod background;
 mod repair;
 
+use background::Background;
+
 /// What the journal needs from the cache it serves.
-pub(crate) trait Hooks: Send + Sync {
-    /// Rewrites the log from the cache's live entries, as `kind`.
-    fn rewrite(&self, kind: RewriteKind) -> Result<(), PersistError>;
+pub(crate) trait Hooks<K, V>: Send + Sync {
+    /// Rewrites `journal`'s log from the cache's live entries, as `kind`
+    /// (through [`Journal::rewrite`]).
+    fn rewrite(&self, journal: &Journal<K, V>, kind: RewriteKind) -> Result<(), PersistError>;
     /// Applies an undo record (an insert or a removal) without logging it.
     fn undo(&self, record: &[u8]);
 }
@@ -74,9 +78,11 @@ pub(crate) struct Journal<K, V> {
     /// The thread applying undo records, while one is: a thread about to
     /// wait for that rollback follows it for a cycle of waits.
     rolling_back_by: Leader,
-    hooks: std::sync::OnceLock<Box<dyn Hooks>>,
+    hooks: std::sync::OnceLock<Box<dyn Hooks<K, V>>>,
     /// A rewrite (growth or repair) is running on a background thread.
     rewriting: Arc<AtomicBool>,
+    /// That thread, and the close that ends it when the cache drops.
+    background: Background,
     last_repair: Mutex<Option<Instant>>,
     /// Held for a whole repair: one runs at a time.
     repairing: Mutex<()>,
@@ -135,6 +141,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             rolling_back_by: Arc::new(Mutex::new(None)),
             hooks: std::sync::OnceLock::new(),
             rewriting: Arc::new(AtomicBool::new(false)),
+            background: Background::default(),
             last_repair: Mutex::new(None),
             repairing: Mutex::new(()),
             untold: Mutex::new(None),
@@ -142,7 +149,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     }
 
     /// Connects the journal to its cache (once).
-    pub(crate) fn set_hooks(&self, hooks: Box<dyn Hooks>) {
+    pub(crate) fn set_hooks(&self, hooks: Box<dyn Hooks<K, V>>) {
         let _ = self.hooks.set(hooks);
     }
 
@@ -351,30 +358,29 @@ impl<K: 'static, V: 'static> Journal<K, V> {
         }
         let journal = Arc::downgrade(self);
         let rewriting = self.rewriting.clone();
-        let spawned = std::thread::Builder::new()
-            .name("shardcache-rewrite".into())
-            .spawn(move || {
-                if let Some(journal) = journal.upgrade() {
-                    let result = if repair {
-                        journal.repair()
-                    } else {
-                        journal.rewrite_now()
-                    };
-                    if let Err(e) = result {
-                        journal.keep(e);
-                    }
+        let started = self.background.spawn(move || {
+            if let Some(journal) = journal.upgrade() {
+                let result = if repair {
+                    journal.repair()
+                } else {
+                    journal.rewrite_now()
+                };
+                if let Err(e) = result {
+                    journal.keep(e);
                 }
-                rewriting.store(false, Ordering::Release);
-            });
-        if spawned.is_err() {
-            // No thread now; a later write asks again.
+            }
+            rewriting.store(false, Ordering::Release);
+        });
+        if !started {
+            // No thread now (or the cache is being dropped); a later write
+            // asks again.
             self.rewriting.store(false, Ordering::Release);
         }
     }
 
     fn rewrite_now(&self) -> Result<(), PersistError> {
         match self.hooks.get() {
-            Some(hooks) => hooks.rewrite(RewriteKind::Compaction),
+            Some(hooks) => hooks.rewrite(self, RewriteKind::Compaction),
             None => Ok(()),
         }
     }
@@ -436,6 +442,9 @@ impl<K: 'static, V: 'static> Journal<K, V> {
         kind: RewriteKind,
         snapshot: &mut Snapshot<'_>,
     ) -> Result<(), PersistError> {
+        if self.closing() {
+            return Err(self.closed_error());
+        }
         if kind == RewriteKind::Compaction {
             self.refuse_in_callback("rewrite_log")?;
             // Refused rather than waited for: the rollback calls listeners,
@@ -459,6 +468,12 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             RewriteKind::Compaction => self.log.compact(snapshot),
             RewriteKind::Repair => self.rewrite_clean(snapshot),
         }
+    }
+
+    /// Why a rewrite stopped: the cache is being dropped. Its replacement
+    /// is discarded; the log in use holds every write.
+    pub(crate) fn closed_error(&self) -> PersistError {
+        self.refused("the cache was dropped; the rewrite stopped".into())
     }
 
     /// The log's header fingerprint.

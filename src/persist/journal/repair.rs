@@ -106,7 +106,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             .hooks
             .get()
             .ok_or_else(|| self.refused("no cache".into()))?;
-        hooks.rewrite(RewriteKind::Repair)?;
+        hooks.rewrite(self, RewriteKind::Repair)?;
         self.resume()
     }
 
