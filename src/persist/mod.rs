@@ -69,6 +69,7 @@
 //! the log from loading. See `docs/persistence.md` for the format and the
 //! measured hit ratios.
 
+mod crc;
 mod error;
 mod file;
 mod frame;
@@ -76,6 +77,7 @@ mod identity;
 pub(crate) mod journal;
 mod migrate;
 mod recovery;
+mod scan;
 mod storage;
 mod storage_file;
 mod storage_mem;

@@ -18,6 +18,7 @@
 //!   damage are loaded and the rest is cut.
 
 use super::frame::{self, HeaderError, StopReason, FRAME_OVERHEAD, HEADER_LEN, MAX_PAYLOAD};
+use super::scan::{self, Found};
 use super::storage::Storage;
 use super::{OnCorruptTail, OnCorruption, PersistError, RecoveryReport};
 use std::io;
@@ -27,12 +28,8 @@ const CHUNK: usize = 1 << 20;
 /// How far past damage a valid record is searched for, byte by byte (at
 /// least: the search also covers the whole of a bad frame whose length is
 /// plausible, so the torn last write of a large record is found to be a
-/// tail).
+/// tail). See `scan.rs`.
 const SCAN_WINDOW: u64 = 1 << 20;
-/// The most payload bytes the search checksums before giving up (a file of
-/// adversarial lengths cannot make it quadratic): one frame of the largest
-/// size, so the first candidate is always checked, whatever its length.
-const SCAN_BUDGET: u64 = MAX_PAYLOAD as u64;
 /// A tail with at most this many non-zero bytes among zeros is zero fill
 /// with stray bits, not a record.
 const STRAY_BYTES: u64 = 8;
@@ -45,7 +42,7 @@ pub(crate) struct Policy {
 
 /// Reads a storage through a window of at most [`CHUNK`] bytes (or one
 /// record, if larger).
-struct Reader<'a, S: Storage> {
+pub(super) struct Reader<'a, S: Storage> {
     storage: &'a S,
     len: u64,
     window: Vec<u8>,
@@ -62,6 +59,53 @@ impl<'a, S: Storage> Reader<'a, S> {
         }
     }
 
+    /// The storage's length.
+    pub(super) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Fills `buf` from `at`; returns how many bytes (fewer at the end).
+    fn fill(&self, at: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let got = self
+                .storage
+                .read_at(at + filled as u64, &mut buf[filled..])?;
+            if got == 0 {
+                break;
+            }
+            filled += got;
+        }
+        Ok(filled)
+    }
+
+    /// The bytes in `[from, to)`, in a buffer of their own (the window is
+    /// let go first).
+    pub(super) fn read(&mut self, from: u64, to: u64) -> io::Result<Vec<u8>> {
+        self.window = Vec::new();
+        self.start = 0;
+        let mut bytes = vec![0; to.min(self.len).saturating_sub(from) as usize];
+        let filled = self.fill(from, &mut bytes)?;
+        bytes.truncate(filled);
+        Ok(bytes)
+    }
+
+    /// `crc` (of the bytes before `from`) extended over `[from, to)`, read
+    /// a chunk at a time.
+    pub(super) fn crc_append(&mut self, mut crc: u32, from: u64, to: u64) -> io::Result<u32> {
+        let mut at = from;
+        while at < to {
+            let n = ((to - at) as usize).min(CHUNK);
+            let bytes = self.get(at, n)?;
+            if bytes.is_empty() {
+                break;
+            }
+            crc = crc32c::crc32c_append(crc, bytes);
+            at += bytes.len() as u64;
+        }
+        Ok(crc)
+    }
+
     /// The bytes at `[at, at + n)` (fewer at the end of the storage).
     fn get(&mut self, at: u64, n: usize) -> io::Result<&[u8]> {
         let n = n.min(self.len.saturating_sub(at) as usize);
@@ -73,17 +117,10 @@ impl<'a, S: Storage> Reader<'a, S> {
             let want = n.max(CHUNK).min((self.len - at) as usize);
             self.window.clear();
             self.window.resize(want, 0);
-            let mut filled = 0;
-            while filled < want {
-                let got = self
-                    .storage
-                    .read_at(at + filled as u64, &mut self.window[filled..])?;
-                if got == 0 {
-                    break;
-                }
-                filled += got;
-            }
-            self.window.truncate(filled);
+            let mut window = std::mem::take(&mut self.window);
+            let filled = self.fill(at, &mut window);
+            self.window = window;
+            self.window.truncate(filled?);
             self.start = at;
             if self.window.capacity() > 2 * CHUNK.max(want) {
                 self.window.shrink_to(CHUNK.max(want));
@@ -138,7 +175,13 @@ enum After {
 fn examine<S: Storage>(r: &mut Reader<'_, S>, stop: &Stop) -> io::Result<After> {
     let (at, hint) = (stop.at, stop.hint);
     let end = r.len;
-    let non_zero = r.non_zero(at, end)?;
+    let frame_end = stop.claimed_end.unwrap_or(at);
+    let window_end = end.min(at.saturating_add(SCAN_WINDOW).max(frame_end));
+    // The search holds the window and the headers of the frames starting
+    // in it; past them, it needs to know whether all is zeros.
+    let held_end = end.min(window_end + FRAME_OVERHEAD as u64);
+    let past = r.non_zero(held_end, end)?;
+    let non_zero = r.non_zero(at, held_end)? + past;
     if non_zero == 0 {
         return Ok(After::Zeros);
     }
@@ -148,27 +191,12 @@ fn examine<S: Storage>(r: &mut Reader<'_, S>, stop: &Stop) -> io::Result<After> 
             return Ok(After::Records(Some(next)));
         }
     }
-    let frame_end = stop.claimed_end.unwrap_or(at);
-    let window_end = end.min(at.saturating_add(SCAN_WINDOW).max(frame_end));
-    let mut budget = SCAN_BUDGET;
-    for q in at + 1..window_end {
-        let head = r.get(q, 4)?;
-        if head.len() < 4 {
-            break;
-        }
-        let len = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
-        if len == 0 || len > MAX_PAYLOAD as u64 || q + FRAME_OVERHEAD as u64 + len > end {
-            continue;
-        }
-        if len > budget {
-            return Ok(After::Records(None));
-        }
-        budget -= len;
-        if r.frame_at(q)?.is_some() {
-            return Ok(After::Records(Some(q)));
-        }
+    match scan::search(r, at, window_end, held_end, past == 0)? {
+        Found::At(q) => return Ok(After::Records(Some(q))),
+        Found::Unchecked => return Ok(After::Records(None)),
+        Found::Nothing => {}
     }
-    if window_end < end && r.non_zero(window_end, end)? > 0 {
+    if window_end < end && past + r.non_zero(window_end, held_end)? > 0 {
         // Data past what was searched: it cannot be shown to be a tail.
         return Ok(After::Records(None));
     }
