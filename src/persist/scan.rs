@@ -12,8 +12,8 @@
 //! from two prefixes (see `crc.rs`): at most `2 * STRIDE` bytes of hardware
 //! CRC and at most three multiplications in GF(2)[x], whatever its
 //! length. The search is linear in the window, so recovery time is bounded
-//! by the largest frame. Measured in a release build (x86-64 with SSE 4.2,
-//! on a shared two-core machine), a torn record of the largest size
+//! by the largest frame. Measured in a release build (x86-64 with SSE
+//! 4.2), a torn record of the largest size
 //! ([`MAX_PAYLOAD`]) opens in 25-30 s when every offset claims one of a
 //! few lengths (bytes all `0x01`, `01 00 00 00` repeated), in about 32 s
 //! when it is random bytes (one offset in eight a candidate), and in about
