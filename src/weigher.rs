@@ -1,5 +1,6 @@
 //! How much of the capacity an entry uses.
 
+use crate::callback::Held;
 use crate::sync::Arc;
 
 /// Gives each entry a weight; the cache keeps the sum of weights within
@@ -37,13 +38,14 @@ impl<K, V> Clone for Weights<K, V> {
 impl<K: 'static, V: 'static> Weights<K, V> {
     /// The weight of `key` with `value`: 1 under unit weights, else the
     /// weigher's answer plus `hidden`, weight the weigher cannot see in the
-    /// value (see [`Cache::compute_slot`](crate::Cache::compute_slot)).
+    /// value (see [`Cache::compute_slot`](crate::Cache::compute_slot)). The
+    /// weigher runs under the lock of the shard `held`.
     #[inline]
-    pub(crate) fn weigh(&self, key: &K, value: &V, hidden: u64) -> u64 {
+    pub(crate) fn weigh(&self, key: &K, value: &V, hidden: u64, held: Held) -> u64 {
         match self {
             Self::Unit => 1,
             Self::Custom(w) => {
-                let weight = crate::callback::under_lock(|| w.weigh(key, value));
+                let weight = crate::callback::under_shard_lock(held, || w.weigh(key, value));
                 u64::from(weight).saturating_add(hidden)
             }
         }

@@ -110,8 +110,10 @@ where
                         }
                     }
                 };
+                let held = crate::callback::Held::of(&mut *guard);
                 let walk = std::panic::AssertUnwindSafe(|| {
-                    let mut keep = |k: &K, v: &V| crate::callback::under_lock(|| keep(k, v));
+                    let mut keep =
+                        |k: &K, v: &V| crate::callback::under_shard_lock(held, || keep(k, v));
                     guard.retain(&env, &mut keep, log, &mut removed);
                 });
                 if let Err(payload) = std::panic::catch_unwind(walk) {

@@ -6,6 +6,7 @@
 //! `EXPIRE ... GT` need. Keep the closure short: it blocks the shard.
 
 use super::Cache;
+use crate::callback::Held;
 use crate::compute::{Current, Decision, Slot, Ttl};
 use crate::error::CapacityError;
 use crate::listener::{RemovalCause, Removed};
@@ -136,6 +137,7 @@ where
                 .live_index(&env, hash, &key, &mut removed)
                 .filter(|&i| kept || !shard.is_past_now(i, &env));
             let existing = idx.map(|i| shard.at(i).deadline);
+            let held = Held::of(&mut *shard);
             let current = idx.map(|i| Slot {
                 ttl: existing.flatten().map(|d| {
                     Duration::from_millis(d.saturating_sub(env.grace).saturating_sub(env.now()))
@@ -145,7 +147,7 @@ where
             // A closure that panics leaves the entry as it was; the expired
             // entry the lookup removed is still notified first.
             let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                crate::callback::under_lock(|| f(current, overtaken))
+                crate::callback::under_shard_lock(held, || f(current, overtaken))
             }));
             let (decision, hidden, r) = match called {
                 Ok(answer) => answer,

@@ -9,6 +9,7 @@
 //! Calls the shards (under their locks) and nothing above the cache.
 
 use crate::cache::Cache;
+use crate::callback::Held;
 use crate::listener::Removed;
 use crate::shard::{Budget, Env, Inserted, Shard};
 use std::hash::{BuildHasher, Hash};
@@ -109,7 +110,9 @@ where
         deadline: Option<u64>,
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
-        let weight = env.weights.weigh(&key, &value, hidden);
+        let weight = env
+            .weights
+            .weigh(&key, &value, hidden, Held::of(&mut *shard));
         // Heavier than the whole budget: it could never fit, so nothing is
         // evicted for it.
         if weight > self.max_capacity() {

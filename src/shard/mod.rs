@@ -36,6 +36,7 @@ pub(crate) use loads::LoadId;
 pub(crate) use scan::ScanBudget;
 use slab::{Entry, Slab, SlabView};
 
+use crate::callback::Held;
 use crate::listener::{RemovalCause, Removed};
 use crate::policy::node::{meta, HitCount, Node};
 use crate::policy::PolicyState;
@@ -294,7 +295,9 @@ where
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
         self.written(hash);
-        let weight = env.weights.weigh(&key, &value, hidden);
+        let weight = env
+            .weights
+            .weigh(&key, &value, hidden, Held::of(&mut *self));
         let mut found = self.find(hash, &key);
         if let Some(idx) = found.filter(|&idx| self.expired_before_write(idx, env)) {
             // Past its time but not yet reclaimed: it leaves as expired, and

@@ -5,6 +5,7 @@
 //! carrying a deadline.
 
 use super::{meta, Shard};
+use crate::callback::Held;
 use crate::weigher::Weights;
 use std::hash::{BuildHasher, Hash};
 
@@ -22,7 +23,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
                 // The tests' weighers answer the same every time; a write
                 // may add weight they cannot see (`Cache::compute_slot`).
                 let stored = self.stored_weight(weights, i as u32);
-                let seen = weights.weigh(&e.key, &e.value, 0);
+                let seen = weights.weigh(&e.key, &e.value, 0, Held::NONE);
                 assert!(stored >= seen, "token {i}'s weight {stored} < {seen}");
                 w += stored;
             }
