@@ -3,10 +3,13 @@
 //! the shards whose locks that code runs under.
 //!
 //! Such code must not call the cache: a call that reaches the shard it runs
-//! under panics (see `shard_lock.rs`). `sync` and `rewrite_log` reach
-//! shards in ways no lock word can check, by waiting for another thread's
-//! rollback, which may be waiting for the very shard held here; with the
-//! mark they refuse at once instead (`PersistError::InCallback`).
+//! under panics (see `shard_lock.rs`), and so does one that would close a
+//! cycle of such calls waiting for each other's shards (see
+//! `lock_waits.rs`, which reads the held shards named here). `sync` and
+//! `rewrite_log` reach shards in ways no lock word can check, by waiting
+//! for another thread's rollback, which may be waiting for the very shard
+//! held here; with the mark they refuse at once instead
+//! (`PersistError::InCallback`).
 
 use std::cell::Cell;
 
@@ -84,4 +87,18 @@ pub(crate) fn under_shard_lock<R>(held: Held, f: impl FnOnce() -> R) -> R {
 /// Whether this thread is running user code under a shard's lock.
 pub(crate) fn in_locked_callback() -> bool {
     UNDER_LOCK.with(|n| n.get() > 0)
+}
+
+/// The shards this thread's running user code holds, as [`Held`] names
+/// them; empty outside such code.
+pub(crate) fn held() -> Vec<usize> {
+    let depth = NAMING.with(Cell::get);
+    let named = usize::try_from(depth).map_or(NAMED, |d| d.min(NAMED));
+    HELD.with(|h| {
+        h[..named]
+            .iter()
+            .map(Cell::get)
+            .filter(|&shard| shard != 0)
+            .collect()
+    })
 }

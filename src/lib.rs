@@ -144,6 +144,7 @@ mod hash;
 mod journaling;
 pub mod kv;
 mod listener;
+mod lock_waits;
 pub mod persist;
 mod persistent;
 mod policy;

@@ -54,6 +54,13 @@
 //! two (hits on one thread ran about 1.3 times as many per second without
 //! them).
 //!
+//! A writer leaves its thread's token in the lock while it holds it, so
+//! that a thread calling back into a shard it holds (from user code the
+//! cache runs under the lock) panics instead of waiting for itself. A
+//! thread in such code that must wait for another shard registers the wait
+//! in [`crate::lock_waits`], on the slow path only, and panics there if it
+//! would close a cycle of such waits.
+//!
 //! The write side pays a load per thread slot (twice the CPU count rounded
 //! up to a power of two, 4 to 64, plus the shared row). As with
 //! `parking_lot`, a thread must not take a read lock on a shard it already
@@ -64,6 +71,7 @@
 //! (`tests/loom_shard_lock.rs`, run with `RUSTFLAGS="--cfg loom"`) and by the
 //! unit tests below under Miri (`cargo +nightly miri test --lib shard_lock`).
 
+use crate::lock_waits::waiting_for;
 use crate::sync::{
     backoff, fence, heavy_fence, init_fences, light_fence, spin_wait, thread_token,
     try_thread_slot, AtomicU16, AtomicU32, AtomicU8, CacheAligned, Ordering, Parking,
@@ -212,9 +220,32 @@ impl<T> ShardLock<T> {
                 };
             }
             count.lower();
-            self.refuse_reentry();
-            self.wait_open();
+            self.wait_to_read();
         }
+    }
+
+    /// Waits, before a read tries again, for the writer in to leave (see
+    /// [`wait_open`](Self::wait_open)). From user code under another
+    /// shard's lock, the wait is registered in [`crate::lock_waits`] and
+    /// lasts until the shard is seen open.
+    #[cold]
+    #[inline(never)]
+    fn wait_to_read(&self) {
+        self.refuse_reentry();
+        match waiting_for(self.id()) {
+            None => self.wait_open(),
+            Some(_waiting) => {
+                while self.closed.load(Ordering::Relaxed) != 0 {
+                    self.wait_open();
+                }
+            }
+        }
+    }
+
+    /// The shard's name in [`crate::lock_waits`]: the data's address, as
+    /// user code under the write lock names it (`callback::Held::of`).
+    fn id(&self) -> usize {
+        self.data.get() as usize
     }
 
     /// Closes the shard to new readers and to other writers if it is open,
@@ -330,11 +361,14 @@ impl<T> ShardLock<T> {
     }
 
     /// Closes the shard once the writer in has left (another writer may
-    /// close it first: then waits again).
+    /// close it first: then waits again). From user code under another
+    /// shard's lock, the wait is registered in [`crate::lock_waits`] until
+    /// the shard is closed.
     #[cold]
     #[inline(never)]
     fn close_contended(&self) {
         self.refuse_reentry();
+        let _waiting = waiting_for(self.id());
         loop {
             self.wait_open();
             if self.try_close() {

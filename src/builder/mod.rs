@@ -115,10 +115,11 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// mutability) does not change what the entry counts for. The weigher
     /// is called under the shard's lock, so it must not call the cache (a
     /// call that reaches that shard panics rather than wait for the lock
-    /// its own thread holds; one that reaches another shard can deadlock
-    /// against a thread doing the same the other way round; `sync` and
-    /// `rewrite_log` return `PersistError::InCallback`); one
-    /// that panics fails that write and leaves the cache as it was. A
+    /// its own thread holds; one that reaches another shard panics if its
+    /// wait would close a cycle with other threads doing the same, rather
+    /// than deadlock; `sync` and `rewrite_log` return
+    /// `PersistError::InCallback`); one that panics fails that write and
+    /// leaves the cache as it was. A
     /// weight of 0 is allowed; such entries are only evicted when the
     /// policy reaches them, and they do not count toward the capacity, so
     /// a weigher that answers 0 for many entries leaves their number (and
@@ -171,7 +172,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// [`time_to_idle`](Self::time_to_idle)). The rule may run under the
     /// shard's lock (for a new entry of the entry API), so it must not call
     /// the cache: there, a call that reaches that shard panics rather than
-    /// wait for the lock its own thread holds (`sync` and `rewrite_log`,
+    /// wait for the lock its own thread holds, and one whose wait for
+    /// another shard would close a cycle with other threads doing the same
+    /// panics rather than deadlock (`sync` and `rewrite_log`,
     /// called from the rule wherever it runs, return
     /// `PersistError::InCallback`).
     ///

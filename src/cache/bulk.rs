@@ -85,7 +85,9 @@ where
     ///
     /// If `keep` calls this cache in a way that reaches the shard it runs
     /// under (it holds that shard's write lock, which the call would wait
-    /// for: the cache panics rather than hang). `sync` and `rewrite_log`
+    /// for: the cache panics rather than hang), or that waits for another
+    /// shard in a cycle of such waits with other threads (see
+    /// [`compute`](Self::compute)). `sync` and `rewrite_log`
     /// return [`PersistError::InCallback`](crate::persist::PersistError::InCallback)
     /// from it instead.
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {

@@ -51,9 +51,12 @@ where
     /// The closure runs under the key's shard write lock and must not call
     /// this cache: a call that reaches the same shard would wait for the
     /// lock its own thread holds, so it panics instead (and nothing is
-    /// applied). A call that reaches another shard can deadlock against a
-    /// thread doing the same the other way round. `sync` and `rewrite_log`
-    /// return [`PersistError::InCallback`](crate::persist::PersistError::InCallback)
+    /// applied). A call that reaches another shard waits for it; if that
+    /// wait would close a cycle (another thread's closure holds that shard
+    /// and waits, directly or through others, for this one), the call
+    /// panics in the thread whose wait closes it, instead of deadlocking.
+    /// `sync` and `rewrite_log` return
+    /// [`PersistError::InCallback`](crate::persist::PersistError::InCallback)
     /// from the closure.
     pub fn compute<R>(
         &self,
