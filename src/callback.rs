@@ -1,7 +1,6 @@
 //! This thread's mark while a cache runs user code under a shard's lock (a
 //! `compute` closure, a `retain` predicate, a weigher, an expiry rule), and
-//! the shards whose locks that code runs under (an expiry rule names none:
-//! it may run before its write takes the lock).
+//! the shards whose locks that code runs under.
 //!
 //! Such code must not call the cache: a call that reaches the shard it runs
 //! under panics (see `shard_lock.rs`), and so does one that would close a

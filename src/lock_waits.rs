@@ -46,14 +46,13 @@
 //! way out, for a shard the next one holds, and the last waits for one the
 //! walking thread holds: its own wait would never end either. Waits through
 //! other locks (a single-flight load, whose cycles `flight_waits.rs`
-//! checks) end the walk, so a cycle that runs through one is not found;
-//! nor is one through an expiry rule, which names no shard.
+//! checks) end the walk, so a cycle that runs through one is not found.
 
 use crate::sync::Mutex;
 
 /// What a thread whose wait would close a cycle is told.
 const CYCLE: &str = "shardcache: a call into the cache from code the cache runs under a \
-shard's lock (a `compute` closure, a `retain` predicate, a weigher) would \
+shard's lock (a `compute` closure, a `retain` predicate, a weigher, an expiry rule) would \
 wait for a shard held by another thread whose own such code waits, directly or through \
 others, for a shard this thread holds: a cycle of waits, in which every thread would wait \
 forever";

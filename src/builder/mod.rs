@@ -172,10 +172,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// [`time_to_idle`](Self::time_to_idle)). The rule may run under the
     /// shard's lock (for a new entry of the entry API), so it must not call
     /// the cache: there, a call that reaches that shard panics rather than
-    /// wait for the lock its own thread holds, and one that reaches another
-    /// shard can deadlock against a thread doing the same the other way
-    /// round (unlike a `compute` closure's, a rule's waits are not checked
-    /// for cycles; `sync` and `rewrite_log`,
+    /// wait for the lock its own thread holds, and one whose wait for
+    /// another shard would close a cycle with other threads doing the same
+    /// panics rather than deadlock (`sync` and `rewrite_log`,
     /// called from the rule wherever it runs, return
     /// `PersistError::InCallback`).
     ///
