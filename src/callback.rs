@@ -1,6 +1,8 @@
 //! This thread's mark while a cache runs user code under a shard's lock (a
 //! `compute` closure, a `retain` predicate, a weigher, an expiry rule), and
-//! the shards whose locks that code runs under.
+//! the shards whose locks that code runs under (an expiry rule names none
+//! itself: it runs before its write takes the lock, or inside a `compute`
+//! closure, which named the shard).
 //!
 //! Such code must not call the cache: a call that reaches the shard it runs
 //! under panics (see `shard_lock.rs`), and so does one that would close a
