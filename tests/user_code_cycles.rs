@@ -8,32 +8,17 @@
 use shardcache::{Cache, Decision, Ttl};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Barrier, OnceLock};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::Duration;
+
+#[path = "support/watchdog.rs"]
+mod watchdog;
+use watchdog::{bounded, message};
 
 type C = Cache<u64, u64>;
 
 /// What the cycle panic's message says.
 const CYCLE: &str = "cycle";
-
-/// Runs `f` on another thread; `Err` if it has not finished within a
-/// generous bound (the threads it runs would be deadlocked).
-fn bounded<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> Result<R, ()> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(secs)).map_err(drop)
-}
-
-/// A panic's message.
-fn message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
-}
 
 /// A cache of `shards` shards.
 fn cache(shards: usize) -> C {

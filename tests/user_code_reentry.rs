@@ -14,6 +14,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+#[path = "support/watchdog.rs"]
+mod watchdog;
+use watchdog::{bounded, message};
+
 type C = Cache<u64, u64>;
 
 /// A public call that takes one of the cache's locks.
@@ -85,15 +89,6 @@ fn make(c: &C, call: Call) -> Result<(), String> {
         Call::Stats => drop(c.stats()),
     }
     Ok(())
-}
-
-/// A panic's message.
-fn message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }
 
 /// Where a callback's call is made from.
@@ -180,16 +175,6 @@ fn open(hook: &Arc<Hook>, log: Option<(&MemStorage, Fsync)>, clock: &MockClock) 
     };
     let _ = hook.cache.set(cache.clone());
     cache
-}
-
-/// Runs `f` on another thread; `Err` if it has not finished within a
-/// generous bound (the cache would be deadlocked).
-fn bounded<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, ()> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(10)).map_err(drop)
 }
 
 /// How a listener is made to run: what the scenario does once armed.
@@ -301,7 +286,7 @@ fn a_listener_may_call_the_cache_from_every_notice() {
             }
             for call in CALLS {
                 let what = format!("{call:?} from a listener on {trigger:?} under {mode:?}");
-                match bounded(move || {
+                match bounded(10, move || {
                     catch_unwind(AssertUnwindSafe(|| listener_scenario(mode, trigger, call)))
                 }) {
                     Err(()) => failures.push(format!("{what}: hung")),
@@ -410,7 +395,7 @@ fn code_the_cache_runs_may_call_it_or_is_told_why_not() {
                 let what = format!("{call:?} from {code:?} under {mode:?}");
                 let locked = matches!(code, Code::Compute | Code::Retain | Code::Weigher);
                 let waits = matches!(call, Call::Sync | Call::RewriteLog);
-                match bounded(move || {
+                match bounded(10, move || {
                     catch_unwind(AssertUnwindSafe(|| inner_scenario(mode, code, call)))
                 }) {
                     Err(()) => failures.push(format!("{what}: hung")),
@@ -456,7 +441,7 @@ fn loaders_on_two_threads_that_ask_for_each_others_key_do_not_hang() {
             }
         };
         let (one, two) = (load(1, 2), load(2, 1));
-        let (one, two) = bounded(move || {
+        let (one, two) = bounded(10, move || {
             let t = std::thread::spawn(one);
             let two = two();
             (t.join().expect("caught"), two)
@@ -500,7 +485,7 @@ fn sync_from_a_compute_closure_on_a_failed_log_is_refused_at_once() {
     storage.heal();
     // The repair `sync` would run reads the shard the closure holds.
     let c = cache.clone();
-    let answer = bounded(move || {
+    let answer = bounded(10, move || {
         catch_unwind(AssertUnwindSafe(|| {
             c.compute(3, |_| (Decision::Put(3, Ttl::Keep), c.sync()))
         }))
@@ -565,7 +550,7 @@ fn a_listener_told_of_an_undo_may_wait_for_a_load_whose_loader_syncs() {
     leading_rx.recv().expect("the loader runs");
     storage.inject(FaultOn::Sync, 0, std::io::ErrorKind::Other, true);
     let c = cache.clone();
-    let undone = bounded(move || c.durably(|| c.insert(1, 11)).is_err())
+    let undone = bounded(10, move || c.durably(|| c.insert(1, 11)).is_err())
         .expect("a rollback and a load waiting for each other hung");
     assert!(undone, "the fsync failed");
     let (v, synced) = loader.join().expect("the loader's thread");
