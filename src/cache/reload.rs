@@ -65,11 +65,18 @@ where
                 },
             );
         } else {
-            let cache = self.clone();
+            // Weak as well: a reload in flight on the user's spawner must
+            // not keep a dropped cache (and its log, and the log's file
+            // lock) alive until its loader ends.
+            let weak = self.downgrade();
             r.run(
                 key,
                 || true,
-                move |key, result| cache.finish_refresh(reload, key, result),
+                move |key, result| {
+                    if let Some(cache) = Cache::upgrade(&weak) {
+                        cache.finish_refresh(reload, key, result);
+                    }
+                },
             );
         }
     }
