@@ -7,7 +7,7 @@
 //! once, no `.rewrite` file is left, and the reopened log holds every
 //! acknowledged write. Every scenario runs under a watchdog.
 
-use shardcache::persist::{FileLog, FileRewrite, FileStorage, Fsync, RewriteTarget, Storage};
+use shardcache::persist::{FileLog, FileRewrite, FileStorage, Fsync, Storage};
 use shardcache::Cache;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -162,7 +162,7 @@ fn work(cache: &C, base: u32, ops: u64, seed: u64, model: &mut Model) {
     for i in 0..ops {
         let k = base + (i % 5) as u32;
         let v = seed * 1000 + i;
-        let remove = (seed + i) % 7 == 0;
+        let remove = (seed + i).is_multiple_of(7);
         let outcome = cache.durably(|| {
             if remove {
                 cache.remove(&k);
@@ -202,7 +202,7 @@ fn run_cycles(fsync: Fsync, cycles: usize, seed: u64) {
             let mut mine = std::mem::take(&mut theirs);
             std::thread::spawn(move || {
                 work(&cache, 100, 12, s * 7 + 1, &mut mine);
-                if s % 3 == 0 {
+                if s.is_multiple_of(3) {
                     let _ = cache.rewrite_log();
                 }
                 // The clone drops here, on this thread, maybe last.
@@ -213,7 +213,7 @@ fn run_cycles(fsync: Fsync, cycles: usize, seed: u64) {
         if s % 3 == 1 {
             let _ = cache.rewrite_log();
         }
-        if s % 2 == 0 {
+        if s.is_multiple_of(2) {
             drop(cache);
             theirs = other.join().expect("the writer");
         } else {
@@ -348,5 +348,73 @@ fn a_drop_while_a_reload_lands_releases_the_lock() {
             "the log is still locked after the last handle dropped: {:?}",
             reopened.err()
         );
+    });
+}
+
+/// A `KvStore` (a cache underneath) with a few thousand keys, so each
+/// background rewrite spans several chunks, dropped right after writes
+/// that start rewrites, sometimes while a clone on another thread runs
+/// `rewrite_log`: the path reopens at once, every acknowledged `SET` there.
+#[test]
+fn kv_stores_dropped_during_rewrites_reopen_at_once() {
+    use shardcache::kv::{KvStore, Reply};
+    watchdog(120, || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kv.aof");
+        let open = || {
+            let log = FileLog::open(&path, Fsync::Never)
+                .expect("the lock is free at once")
+                .write_delay(Duration::ZERO)
+                .rewrite_policy(5, 0);
+            KvStore::builder().build_persistent(log).expect("load").0
+        };
+        {
+            let store = open();
+            for k in 0..3_000 {
+                assert_eq!(store.execute(&["SET", &format!("k{k}"), "0"]), Reply::ok());
+            }
+        }
+        let mut acked: BTreeMap<String, String> = (0..3_000)
+            .map(|k| (format!("k{k}"), "0".to_owned()))
+            .collect();
+        for cycle in 0..40u32 {
+            let store = open();
+            let racer = (cycle % 2 == 0).then(|| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let _ = store.rewrite_log();
+                })
+            });
+            for k in 0..60u32 {
+                let (key, v) = (format!("k{}", (k * 37 + cycle) % 3_000), cycle.to_string());
+                if store.execute(&["SET", key.as_str(), v.as_str()]) == Reply::ok() {
+                    acked.insert(key, v);
+                }
+            }
+            if cycle % 4 == 1 {
+                drop(store);
+                if let Some(r) = racer {
+                    r.join().expect("racer");
+                }
+            } else {
+                if let Some(r) = racer {
+                    r.join().expect("racer");
+                }
+                drop(store);
+            }
+            let file = std::fs::File::open(&path).expect("the log");
+            if let Err(e) = file.try_lock() {
+                panic!("cycle {cycle}: the log is still locked after the drop: {e}");
+            }
+            drop(file);
+            assert!(
+                !rewrite_file(&path).exists(),
+                "cycle {cycle}: a .rewrite file is left after the drop"
+            );
+        }
+        let store = open();
+        for (k, v) in &acked {
+            assert_eq!(store.get(k).as_deref(), Some(v.as_bytes()), "{k}");
+        }
     });
 }

@@ -108,7 +108,7 @@ fn pair() -> Pair {
         .max_capacity(64)
         .shards(SHARDS)
         .weigher(|k: &u64, _: &u64| {
-            if k % 7 == 0 {
+            if k.is_multiple_of(7) {
                 std::thread::yield_now();
             }
             1 + (*k % 3) as u32
@@ -124,7 +124,7 @@ fn pair() -> Pair {
             .shards(SHARDS)
             .weigher(move |k: &u64, _: &u64| {
                 let _ = high.get(&probe[(*k as usize) % SHARDS]);
-                if k % 5 == 0 {
+                if k.is_multiple_of(5) {
                     std::thread::yield_now();
                 }
                 1
