@@ -272,11 +272,11 @@ fn open_refreshing(
         .0
 }
 
-/// Was a finding: a background reload (async loader) held a strong handle
-/// on the cache, so dropping the user's last handle while one was in flight
-/// returned with the log still open, and a reopen right after failed with
-/// `Locked` (docs/persistence.md: "The log is then closed and its file lock
-/// released, so the same path opens again at once"). It holds it weakly now.
+/// A background reload (async loader) in flight holds the cache weakly:
+/// dropping the user's last handle meanwhile closes the log at once, and a
+/// reopen right after succeeds (docs/persistence.md: "The log is then
+/// closed and its file lock released, so the same path opens again at
+/// once").
 #[test]
 fn a_drop_while_an_async_reload_is_in_flight_releases_the_lock() {
     watchdog(30, || {
