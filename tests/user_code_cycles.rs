@@ -14,6 +14,9 @@ use std::time::Duration;
 #[path = "support/watchdog.rs"]
 mod watchdog;
 use watchdog::{bounded, message};
+#[path = "support/shard_keys.rs"]
+mod shard_keys;
+use shard_keys::keys_on_distinct_shards;
 
 type C = Cache<u64, u64>;
 
@@ -27,32 +30,6 @@ fn cache(shards: usize) -> C {
         .shards(shards)
         .build()
         .expect("valid")
-}
-
-/// Whether `a` and `b` are on the same shard of `c`: a call for `b` from a
-/// `compute` closure on `a` panics exactly then.
-fn same_shard(c: &C, a: u64, b: u64) -> bool {
-    catch_unwind(AssertUnwindSafe(|| {
-        let _ = c.compute(a, |_| {
-            let _ = c.get(&b);
-            (Decision::Nothing, ())
-        });
-    }))
-    .is_err()
-}
-
-/// `n` keys of `c`, each on a shard of its own.
-fn keys_on_distinct_shards(c: &C, n: usize) -> Vec<u64> {
-    let mut keys: Vec<u64> = Vec::new();
-    let mut k = 0;
-    while keys.len() < n {
-        assert!(k < 10_000, "no {n} keys on distinct shards");
-        if keys.iter().all(|&o| !same_shard(c, o, k)) {
-            keys.push(k);
-        }
-        k += 1;
-    }
-    keys
 }
 
 /// A call into the cache made from a closure.

@@ -8,8 +8,15 @@
 
 use shardcache::{Cache, Decision, Ttl};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
+
+#[path = "support/watchdog.rs"]
+mod watchdog;
+use watchdog::{bounded, message};
+#[path = "support/shard_keys.rs"]
+mod shard_keys;
+use shard_keys::keys_on_distinct_shards;
 
 type C = Cache<u64, u64>;
 
@@ -17,46 +24,6 @@ const CYCLE: &str = "cycle";
 
 /// What a closure panics with on purpose.
 const ON_PURPOSE: &str = "on purpose";
-
-fn bounded<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> Result<R, ()> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(secs)).map_err(drop)
-}
-
-fn message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
-}
-
-fn same_shard(c: &C, a: u64, b: u64) -> bool {
-    catch_unwind(AssertUnwindSafe(|| {
-        let _ = c.compute(a, |_| {
-            let _ = c.get(&b);
-            (Decision::Nothing, ())
-        });
-    }))
-    .is_err()
-}
-
-/// `n` keys of `c`, each on a shard of its own (its rank is its index).
-fn keys_on_distinct_shards(c: &C, n: usize) -> Vec<u64> {
-    let mut keys: Vec<u64> = Vec::new();
-    let mut k = 0;
-    while keys.len() < n {
-        assert!(k < 10_000, "no {n} keys on distinct shards");
-        if keys.iter().all(|&o| !same_shard(c, o, k)) {
-            keys.push(k);
-        }
-        k += 1;
-    }
-    keys
-}
 
 /// A small xorshift.
 struct Rng(u64);
