@@ -87,21 +87,24 @@ where
         key: K,
         f: impl FnOnce(Option<Slot<'_, V>>) -> (Decision<V>, u64, R),
     ) -> Result<R, CapacityError<K, V>> {
-        self.compute_marked(key, &mut None, false, None, |slot, _| f(slot))
+        self.compute_marked(key, &mut None, false, None, None, |slot, _| f(slot))
     }
 
     /// [`compute`](Self::compute) for a reload that stores through it: `load`
     /// (the load's mark) is ended under the shard's lock, `f` is also told
     /// whether a write to `key` overtook that load (see `shard/loads.rs`),
     /// and it sees an entry kept past its time to live for the refresh
-    /// windows (the reload's value replaces it).
+    /// windows (the reload's value replaces it). The write's removals are
+    /// counted and left in `later` for the caller to hand to the listener
+    /// (`notify::deliver`).
     pub(super) fn compute_loaded<R>(
         &self,
         key: K,
         load: &mut Option<LoadId>,
+        later: &mut Removed<K, V>,
         f: impl FnOnce(Option<Current<'_, V>>, bool) -> (Decision<V>, R),
     ) -> Result<R, CapacityError<K, V>> {
-        self.compute_marked(key, load, true, None, |slot, overtaken| {
+        self.compute_marked(key, load, true, None, Some(later), |slot, overtaken| {
             let current = slot.map(|s| Current {
                 value: &*s.value,
                 ttl: s.ttl,
@@ -117,12 +120,15 @@ where
     /// kept for the refresh windows only if `kept` (otherwise it is expired,
     /// as every other view but a stale read has it). `now`, if given, is the
     /// clock's reading (taken by the caller just before) that the write uses.
+    /// With `later`, the write's removals are counted and left there instead
+    /// of handed to the listener.
     pub(super) fn compute_marked<R>(
         &self,
         key: K,
         load: &mut Option<LoadId>,
         kept: bool,
         now: Option<u64>,
+        later: Option<&mut Removed<K, V>>,
         f: impl FnOnce(Option<Slot<'_, V>>, bool) -> (Decision<V>, u64, R),
     ) -> Result<R, CapacityError<K, V>> {
         let (hash, s) = self.locate_key(&key);
@@ -244,15 +250,18 @@ where
             self.report(e);
         }
         let stands = self.settle_write(ticket, &mut removed);
-        self.after_write(
-            removed,
-            result
-                .as_ref()
-                .ok()
-                .and_then(|(_, kind)| *kind)
-                .filter(|_| stands),
-            result.is_err(),
-        );
+        let kind = result
+            .as_ref()
+            .ok()
+            .and_then(|(_, kind)| *kind)
+            .filter(|_| stands);
+        match later {
+            None => self.after_write(removed, kind, result.is_err()),
+            Some(later) => {
+                self.count_write(&removed, kind, result.is_err());
+                *later = removed;
+            }
+        }
         result.map(|(r, _)| r)
     }
 }

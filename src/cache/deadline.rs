@@ -42,7 +42,7 @@ where
         now: u64,
         f: impl FnOnce(Option<Current<'_, V>>) -> (Decision<V>, R),
     ) -> Result<R, CapacityError<K, V>> {
-        self.compute_marked(key, &mut None, false, Some(now), |slot, _| {
+        self.compute_marked(key, &mut None, false, Some(now), None, |slot, _| {
             let (decision, r) = f(slot.map(|s| Current {
                 value: &*s.value,
                 ttl: s.ttl,

@@ -21,6 +21,7 @@ use super::reload::Reload;
 use super::{Cache, Expire};
 use crate::compute::{Decision, Ttl};
 use crate::flight::{ErrBox, Flight, Outcome, RefreshFlight, State, WaitFlight};
+use crate::listener::Removed;
 use crate::shard::LoadId;
 use crate::sync::Arc;
 use std::future::Future;
@@ -442,19 +443,24 @@ where
     /// written since the reload began, checked and replaced atomically under
     /// the shard's lock (a reload never brings back an entry removed while
     /// it ran, nor overwrites a newer value), then lands the flight. Returns
-    /// whether the value was stored.
-    pub(crate) fn complete_refresh(&self, mut reload: Reload<K, V, S>, key: K, value: V) -> bool {
+    /// whether the value was stored; the write's removals, counted, are left
+    /// in `later` for the listener.
+    pub(crate) fn complete_refresh(
+        &self,
+        mut reload: Reload<K, V, S>,
+        key: K,
+        value: V,
+        later: &mut Removed<K, V>,
+    ) -> bool {
         let ttl = self.write_ttl(&key, &value).map_or(Ttl::Never, Ttl::After);
         let put = value.clone();
-        let stored = self
-            .compute_loaded(
-                key,
-                &mut reload.load,
-                move |current, overtaken| match current {
+        let stored =
+            self.compute_loaded(key, &mut reload.load, later, move |current, overtaken| {
+                match current {
                     Some(_) if !overtaken => (Decision::Put(put, ttl), true),
                     _ => (Decision::Nothing, false),
-                },
-            )
+                }
+            })
             .unwrap_or(false);
         let flight = &mut reload.flight;
         let mut map = self.inner.flights.maps[flight.shard].lock();

@@ -45,18 +45,43 @@ where
 
     /// Hands removals to the listener without counting them: the notice
     /// of a refused write's value leaving when the write is undone.
-    pub(crate) fn notify_uncounted(&self, mut removed: Removed<K, V>) {
-        let Some(listener) = &self.inner.listener else {
-            return;
-        };
-        let mut panicked = None;
-        let first = removed.take_first();
-        for item in first.into_iter().chain(removed.into_rest()) {
-            deliver(listener, item, &mut panicked);
+    pub(crate) fn notify_uncounted(&self, removed: Removed<K, V>) {
+        if let Some(listener) = &self.inner.listener {
+            deliver(listener, removed);
         }
-        if let Some(payload) = panicked {
-            std::panic::resume_unwind(payload);
+    }
+
+    /// Counts a write's outcome as [`after_write`](Self::after_write)
+    /// does, leaving its removals to be handed to the listener later (see
+    /// [`deliver`]).
+    pub(crate) fn count_write(
+        &self,
+        removed: &Removed<K, V>,
+        inserted: Option<Inserted>,
+        rejected: bool,
+    ) {
+        let stats = self.inner.stats.local();
+        match inserted {
+            Some(Inserted::New) => stats.bump(Counter::Insert),
+            Some(Inserted::Replaced) => stats.bump(Counter::Update),
+            None => {}
         }
+        if rejected {
+            stats.bump(Counter::Rejection);
+        }
+        for cause in removed
+            .first_cause()
+            .into_iter()
+            .chain(removed.rest_causes())
+        {
+            count_removal(&stats, cause);
+        }
+    }
+
+    /// The cache's eviction listener, to call with no handle on the cache
+    /// held (see [`deliver`]).
+    pub(crate) fn listener(&self) -> Option<Listener<K, V>> {
+        self.inner.listener.clone()
     }
 
     /// [`notify`](Self::notify), counting in `stats`. The first removal
@@ -117,12 +142,29 @@ fn removed_one<K, V>(
     panicked: &mut Panic,
 ) {
     count_removal(stats, cause);
-    deliver(listener, (k, v, cause), panicked);
+    deliver_one(listener, (k, v, cause), panicked);
+}
+
+/// Hands `removed`, counted already, to `listener`, every one of them even
+/// if the listener panics; then the first panic goes on.
+pub(crate) fn deliver<K, V>(listener: &Listener<K, V>, mut removed: Removed<K, V>) {
+    let mut panicked = None;
+    let first = removed.take_first();
+    for item in first.into_iter().chain(removed.into_rest()) {
+        deliver_one(listener, item, &mut panicked);
+    }
+    if let Some(payload) = panicked {
+        std::panic::resume_unwind(payload);
+    }
 }
 
 /// Hands one removal to `listener`; keeps the first panic in `panicked`.
 #[inline(always)]
-fn deliver<K, V>(listener: &Listener<K, V>, (k, v, cause): Removal<K, V>, panicked: &mut Panic) {
+fn deliver_one<K, V>(
+    listener: &Listener<K, V>,
+    (k, v, cause): Removal<K, V>,
+    panicked: &mut Panic,
+) {
     let call = std::panic::AssertUnwindSafe(|| listener(k, v, cause));
     if let Err(payload) = std::panic::catch_unwind(call) {
         panicked.get_or_insert(payload);

@@ -3,6 +3,7 @@
 
 use super::{Cache, Inner};
 use crate::flight::RefreshFlight;
+use crate::listener::Removed;
 use crate::refresh::{BoxError, Refresher};
 use crate::shard::LoadId;
 use std::hash::{BuildHasher, Hash};
@@ -50,40 +51,40 @@ where
         if !self.still_due(r, &key) {
             return;
         }
-        if r.runs_on_pool() {
-            // The pool holds a weak handle, so queued reloads do not keep a
-            // dropped cache alive; one whose cache is gone runs no loader.
-            let weak = self.downgrade();
-            let alive = weak.clone();
-            r.run(
-                key,
-                move || alive.strong_count() > 0,
-                move |key, result| {
-                    if let Some(cache) = Cache::upgrade(&weak) {
-                        cache.finish_refresh(reload, key, result);
-                    }
-                },
-            );
-        } else {
-            // Weak as well: a reload in flight on the user's spawner must
-            // not keep a dropped cache (and its log, and the log's file
-            // lock) alive until its loader ends.
-            let weak = self.downgrade();
-            r.run(
-                key,
-                || true,
-                move |key, result| {
-                    if let Some(cache) = Cache::upgrade(&weak) {
-                        cache.finish_refresh(reload, key, result);
-                    }
-                },
-            );
-        }
+        // A reload holds its cache weakly, on the pool (queued reloads do
+        // not keep a dropped cache alive; one whose cache is gone runs no
+        // loader) as on the user's spawner (a reload in flight does not
+        // keep a dropped cache, its log and the log's file lock, alive
+        // until its loader ends). It holds the cache while it stores its
+        // value, and calls the listener once it no longer does.
+        let weak = self.downgrade();
+        let alive = weak.clone();
+        let on_pool = r.runs_on_pool();
+        r.run(
+            key,
+            move || !on_pool || alive.strong_count() > 0,
+            move |key, result| {
+                let stored = Cache::upgrade(&weak).map(|cache| {
+                    let mut later = Removed::new();
+                    cache.finish_refresh(reload, key, result, &mut later);
+                    (cache.listener(), later)
+                });
+                if let Some((Some(listener), later)) = stored {
+                    super::notify::deliver(&listener, later);
+                }
+            },
+        );
     }
 
     /// Stores a reload's value, or counts and reports its failure, and lands
-    /// its flight.
-    fn finish_refresh(&self, reload: Reload<K, V, S>, key: K, result: Result<V, BoxError>) {
+    /// its flight; the store's removals, counted, are left in `later`.
+    fn finish_refresh(
+        &self,
+        reload: Reload<K, V, S>,
+        key: K,
+        result: Result<V, BoxError>,
+        later: &mut Removed<K, V>,
+    ) {
         let Some(r) = self.refresher() else {
             return;
         };
@@ -91,7 +92,7 @@ where
             // A value whose entry left while it loaded replaced nothing:
             // not a success.
             Ok(v) => {
-                if self.complete_refresh(reload, key, v) {
+                if self.complete_refresh(reload, key, v, later) {
                     r.note_success();
                 }
             }
