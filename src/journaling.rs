@@ -244,8 +244,9 @@ where
         }
     }
 
-    /// Applies an undo record without logging it.
-    fn apply_undo(&self, record: Record<K, V>) {
+    /// Applies an undo record without logging it; returns its removals for
+    /// the listener, counted as statistics count them.
+    fn apply_undo(&self, record: Record<K, V>) -> Removed<K, V> {
         let wall = self.wall_clock_ms();
         let (key, value, expires_at) = match record {
             Record::Insert {
@@ -254,7 +255,7 @@ where
                 expires_at,
             } => (key, Some(value), expires_at),
             Record::Remove { key } | Record::Expire { key, .. } => (key, None, None),
-            Record::Clear => return,
+            Record::Clear => return Removed::new(),
         };
         let (hash, s) = self.locate_key(&key);
         let env = self.write_env(s);
@@ -276,13 +277,12 @@ where
                 if let Some(((k, v), _)) = shard.remove(&env, hash, &key) {
                     removed.push((k, v, RemovalCause::Removed));
                 }
-                drop(shard);
-                self.notify_uncounted(removed);
-                return;
+                return removed;
             }
         }
         drop(shard);
-        self.after_write(removed, None, false);
+        self.count_write(&removed, None, false);
+        removed
     }
 }
 
@@ -435,9 +435,18 @@ where
         self.source.rewrite(journal, kind)
     }
 
+    /// Applies the undo, then tells the listener with the cache let go of,
+    /// so that a drop of its last handle meanwhile closes the log at once.
     fn undo(&self, record: &[u8]) {
-        if let (Some(inner), Ok(record)) = (self.cache.upgrade(), Record::decode(record)) {
-            Cache { inner }.apply_undo(record);
+        let Ok(record) = Record::decode(record) else {
+            return;
+        };
+        let undone = self.cache.upgrade().map(|inner| {
+            let cache = Cache { inner };
+            (cache.listener(), cache.apply_undo(record))
+        });
+        if let Some((Some(listener), removed)) = undone {
+            crate::cache::deliver(&listener, removed);
         }
     }
 }

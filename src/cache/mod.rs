@@ -33,6 +33,7 @@ mod freshness;
 mod load;
 mod load_spawned;
 mod notify;
+pub(crate) use notify::deliver;
 mod peek;
 mod reload;
 mod remove;

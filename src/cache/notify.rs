@@ -43,14 +43,6 @@ where
         self.notify_counted(&self.inner.stats.local(), removed);
     }
 
-    /// Hands removals to the listener without counting them: the notice
-    /// of a refused write's value leaving when the write is undone.
-    pub(crate) fn notify_uncounted(&self, removed: Removed<K, V>) {
-        if let Some(listener) = &self.inner.listener {
-            deliver(listener, removed);
-        }
-    }
-
     /// Counts a write's outcome as [`after_write`](Self::after_write)
     /// does, leaving its removals to be handed to the listener later (see
     /// [`deliver`]).
