@@ -25,14 +25,7 @@ where
         rejected: bool,
     ) {
         let stats = self.inner.stats.local();
-        match inserted {
-            Some(Inserted::New) => stats.bump(Counter::Insert),
-            Some(Inserted::Replaced) => stats.bump(Counter::Update),
-            None => {}
-        }
-        if rejected {
-            stats.bump(Counter::Rejection);
-        }
+        count_outcome(&stats, inserted, rejected);
         if !removed.is_empty() {
             self.notify_counted(&stats, removed);
         }
@@ -53,21 +46,8 @@ where
         rejected: bool,
     ) {
         let stats = self.inner.stats.local();
-        match inserted {
-            Some(Inserted::New) => stats.bump(Counter::Insert),
-            Some(Inserted::Replaced) => stats.bump(Counter::Update),
-            None => {}
-        }
-        if rejected {
-            stats.bump(Counter::Rejection);
-        }
-        for cause in removed
-            .first_cause()
-            .into_iter()
-            .chain(removed.rest_causes())
-        {
-            count_removal(&stats, cause);
-        }
+        count_outcome(&stats, inserted, rejected);
+        count_causes(&stats, removed);
     }
 
     /// The cache's eviction listener, to call with no handle on the cache
@@ -89,12 +69,7 @@ where
     #[inline(always)]
     fn notify_counted(&self, stats: &Local<'_>, mut removed: Removed<K, V>) {
         let Some(listener) = &self.inner.listener else {
-            if let Some(cause) = removed.first_cause() {
-                count_removal(stats, cause);
-            }
-            for cause in removed.rest_causes() {
-                count_removal(stats, cause);
-            }
+            count_causes(stats, &removed);
             return;
         };
         let mut panicked = None;
@@ -160,6 +135,30 @@ fn deliver_one<K, V>(
     let call = std::panic::AssertUnwindSafe(|| listener(k, v, cause));
     if let Err(payload) = std::panic::catch_unwind(call) {
         panicked.get_or_insert(payload);
+    }
+}
+
+/// Counts a write's own outcome: a new key, a replaced value, a refusal.
+#[inline(always)]
+fn count_outcome(stats: &Local<'_>, inserted: Option<Inserted>, rejected: bool) {
+    match inserted {
+        Some(Inserted::New) => stats.bump(Counter::Insert),
+        Some(Inserted::Replaced) => stats.bump(Counter::Update),
+        None => {}
+    }
+    if rejected {
+        stats.bump(Counter::Rejection);
+    }
+}
+
+/// Counts every removal of `removed` by its cause, without taking any out.
+#[inline(always)]
+fn count_causes<K, V>(stats: &Local<'_>, removed: &Removed<K, V>) {
+    if let Some(cause) = removed.first_cause() {
+        count_removal(stats, cause);
+    }
+    for cause in removed.rest_causes() {
+        count_removal(stats, cause);
     }
 }
 
