@@ -272,6 +272,29 @@ fn open_refreshing(
         .0
 }
 
+/// Starts a reload of key 1 (due 60 s after its write), waits until
+/// `blocked` says user code runs on the reload's thread (`what`), drops the
+/// last handle, and requires the log's lock free at once.
+fn drop_during_reload(
+    cache: C,
+    clock: &shardcache::MockClock,
+    path: &Path,
+    blocked: &mpsc::Receiver<()>,
+    what: &str,
+) {
+    cache.insert(1, 1);
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(cache.get(&1), Some(1), "served at once, reload started");
+    blocked.recv_timeout(Duration::from_secs(10)).expect(what);
+    drop(cache);
+    let reopened = FileLog::open(path, Fsync::Never);
+    assert!(
+        reopened.is_ok(),
+        "the log is still locked after the last handle dropped: {:?}",
+        reopened.err()
+    );
+}
+
 /// A background reload (async loader) in flight holds the cache weakly:
 /// dropping the user's last handle meanwhile closes the log at once, and a
 /// reopen right after succeeds (docs/persistence.md: "The log is then
@@ -289,19 +312,7 @@ fn a_drop_while_an_async_reload_is_in_flight_releases_the_lock() {
             let _ = started.lock().expect("sender").send(());
             std::thread::sleep(Duration::from_millis(1_500));
         });
-        cache.insert(1, 1);
-        clock.advance(Duration::from_secs(61));
-        assert_eq!(cache.get(&1), Some(1), "served at once, reload started");
-        loading
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the reload started");
-        drop(cache);
-        let reopened = FileLog::open(&path, Fsync::Never);
-        assert!(
-            reopened.is_ok(),
-            "the log is still locked after the last handle dropped: {:?}",
-            reopened.err()
-        );
+        drop_during_reload(cache, &clock, &path, &loading, "the reload started");
     });
 }
 
@@ -333,18 +344,12 @@ fn a_drop_while_a_reload_lands_releases_the_lock() {
             .build_persistent(log)
             .expect("the log loads")
             .0;
-        cache.insert(1, 1);
-        clock.advance(Duration::from_secs(61));
-        assert_eq!(cache.get(&1), Some(1), "served at once, reload started");
-        listening
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the reload landed and told the listener");
-        drop(cache);
-        let reopened = FileLog::open(&path, Fsync::Never);
-        assert!(
-            reopened.is_ok(),
-            "the log is still locked after the last handle dropped: {:?}",
-            reopened.err()
+        drop_during_reload(
+            cache,
+            &clock,
+            &path,
+            &listening,
+            "the reload landed and told the listener",
         );
     });
 }
