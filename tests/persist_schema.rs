@@ -237,7 +237,13 @@ fn a_crash_while_the_header_is_replaced_loses_no_record() {
             assert_eq!(bytes[20..], written[20..]);
             break;
         };
-        assert!(matches!(e, PersistError::Io { .. }), "{e}");
+        match &e {
+            PersistError::Migration { source, found, .. } => {
+                assert!(matches!(**source, PersistError::Io { .. }), "{e}");
+                assert!(found.stopped_at.is_none(), "{e}");
+            }
+            _ => assert!(matches!(e, PersistError::Io { .. }), "{e}"),
+        }
         crashes += 1;
         storage.power_loss(0);
         let bytes = storage.read_all().unwrap();
@@ -375,6 +381,59 @@ fn a_migration_that_fails_once_reports_the_damage_in_one_open_or_the_next() {
     assert!(
         failed > 3 && swapped_ok > 3,
         "{failed} failed, {swapped_ok} migrated"
+    );
+}
+
+/// Storage that fails for good part-way through the migration of a log
+/// damaged inside: whatever the failure leaves in place, the damage is
+/// reported, by the failed open's error when the log in place is already
+/// the copy of its valid part (which the next open finds clean).
+#[test]
+fn a_migration_that_fails_for_good_reports_the_damage_it_leaves_out() {
+    let written = twenty_profiles_in_memory();
+    let mut damaged = written.clone();
+    // A byte of the tenth record's payload: bad checksum, records after.
+    let at = 20 + (written.len() - 20) / 2;
+    damaged[at] ^= 0x5a;
+    let (mut cut_in_place, mut left_alone) = (0, 0);
+    for n in 0..80 {
+        let storage = MemStorage::new();
+        storage.append(&damaged).unwrap();
+        storage.sync().unwrap();
+        storage.fail_after(n);
+        let opened = open_set_aside(&storage, Some(SCHEMA));
+        storage.heal();
+        let Err(e) = opened else {
+            continue;
+        };
+        let message = e.to_string();
+        let in_place = storage.read_all().unwrap();
+        if in_place == damaged {
+            left_alone += 1;
+            continue;
+        }
+        cut_in_place += 1;
+        assert!(
+            message.contains("damaged inside") && message.contains("aside at <memory>"),
+            "after {n} calls the open failed with the log cut in place and said only: {message}"
+        );
+        assert!(
+            matches!(e, PersistError::Migration { .. }),
+            "after {n} calls: {e:?}"
+        );
+        let (_, report) = open_set_aside(&storage, Some(SCHEMA)).unwrap();
+        assert!(
+            report.stopped_at.is_none(),
+            "the next open finds the copy clean: {report:?}"
+        );
+        assert!(
+            storage.preserved().iter().any(|copy| copy == &damaged),
+            "after {n} calls the damaged file was not kept"
+        );
+    }
+    assert!(
+        cut_in_place > 0 && left_alone > 0,
+        "{cut_in_place} failed with the copy in place, {left_alone} with the log as it was"
     );
 }
 

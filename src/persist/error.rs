@@ -146,9 +146,54 @@ pub enum PersistError {
         /// The code it was called from.
         callback: &'static str,
     },
+    /// Opening a log under a declared schema
+    /// ([`CacheBuilder::log_schema`](crate::CacheBuilder::log_schema)) found
+    /// it written before the schema was declared, and replacing its header
+    /// (a copy of its valid part renamed over it) failed. `found` is what
+    /// the open had found in the log: when it was damaged, the file in
+    /// place may already be the copy, which the next open finds clean, so
+    /// this error is where the damage is reported (under
+    /// [`OnCorruption::SetAside`](super::OnCorruption::SetAside) the whole
+    /// damaged file is in the copy named by `found.set_aside`).
+    #[error(
+        "{path}: replacing the log's header with its schema's failed ({source}); {}",
+        found_in(found)
+    )]
+    Migration {
+        /// The log.
+        path: String,
+        /// What the open found in the log before the failure.
+        found: Box<super::RecoveryReport>,
+        /// The failure.
+        #[source]
+        source: Box<PersistError>,
+    },
     /// The cache's settings are invalid.
     #[error(transparent)]
     Build(#[from] crate::builder::BuildError),
+}
+
+/// What an open found, for [`PersistError::Migration`]'s message.
+fn found_in(report: &super::RecoveryReport) -> String {
+    let mut said = match report.stopped_at {
+        None => "the open had found the log undamaged".to_owned(),
+        Some((offset, reason)) => match &report.set_aside {
+            Some(aside) => format!(
+                "the open had found the log damaged inside ({reason} at byte {offset}) and set \
+                 the whole file aside at {aside}; the log in place may already hold only the \
+                 {offset} bytes before the damage"
+            ),
+            None => format!(
+                "the open had found a {reason} at byte {offset}, and the {} bytes from there \
+                 are left out of the copy",
+                report.bytes_discarded
+            ),
+        },
+    };
+    if report.zero_fill > 0 && report.stopped_at.is_none() {
+        said.push_str(" (zero fill after the last record is left out)");
+    }
+    said
 }
 
 impl PersistError {

@@ -467,7 +467,7 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
             apply,
         )?;
         if let Some(from) = report.migrated_from {
-            migrate(&log.storage, &log.name, size, from, fingerprint)?;
+            migrate(&log.storage, &log.name, size, (from, fingerprint), &report)?;
         }
         log.starts_at(&mut log.writer.lock(), size);
         Ok(report)

@@ -12,7 +12,7 @@
 use super::frame::{self, HEADER_LEN};
 use super::storage::{RewriteTarget, Storage};
 use super::summary::{refingerprint, SUMMARY_MAX_BYTES};
-use super::PersistError;
+use super::{PersistError, RecoveryReport};
 use std::io;
 
 /// Bytes copied at a time.
@@ -20,8 +20,26 @@ const CHUNK: usize = 1 << 20;
 
 /// Replaces the log in `storage` (whose header carries `from`) with one
 /// whose header carries `to`, followed by the log's records up to byte
-/// `len` (its valid part: damage after it is not copied).
+/// `len` (its valid part: damage after it is not copied). A failure is
+/// reported with `found`, what the open found in the log
+/// ([`PersistError::Migration`]): once the copy is in place the next open
+/// finds it clean, so the failed open is where damage left out is told.
 pub(crate) fn migrate<S: Storage>(
+    storage: &S,
+    name: &str,
+    len: u64,
+    (from, to): (u64, u64),
+    found: &RecoveryReport,
+) -> Result<(), PersistError> {
+    copy_under(storage, name, len, from, to).map_err(|e| PersistError::Migration {
+        path: name.to_owned(),
+        found: Box::new(found.clone()),
+        source: Box::new(e),
+    })
+}
+
+/// [`migrate`]'s work.
+fn copy_under<S: Storage>(
     storage: &S,
     name: &str,
     len: u64,
