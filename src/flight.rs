@@ -7,7 +7,7 @@
 //! (`cache/load.rs`) lead and join them; this module knows nothing of the
 //! cache.
 
-use crate::flight_waits::{Leader, Waiting};
+use crate::flight_waits::{Leader, Named, Waiting};
 use crate::sync::{Arc, Condvar, Mutex};
 use std::any::Any;
 use std::future::Future;
@@ -63,9 +63,24 @@ impl<V: Clone> Flight<V> {
         }
     }
 
-    /// Notes that this thread runs the flight's loader, blocking.
-    pub(crate) fn led_here(&self) {
-        *self.leader.lock() = Some(std::thread::current().id());
+    /// Names this thread as the one running the flight's loader (a
+    /// blocking loader, or one poll of an async loader), until the flight
+    /// lands or the returned mark drops.
+    pub(crate) fn led_here(&self) -> Named {
+        Named::here(&self.leader)
+    }
+
+    /// Runs `load`, an async loader of this flight, with the thread that
+    /// polls it named as the flight's leader while each poll runs: a
+    /// blocking wait inside the poll holds that thread, and the load
+    /// cannot end before the poll returns. Between polls no thread is.
+    pub(crate) async fn polled_here<R>(&self, load: impl Future<Output = R>) -> R {
+        let mut load = std::pin::pin!(load);
+        std::future::poll_fn(|cx| {
+            let _named = self.led_here();
+            load.as_mut().poll(cx)
+        })
+        .await
     }
 
     pub(crate) fn outcome(state: &State<V>) -> Option<Outcome<V>> {
@@ -84,19 +99,21 @@ impl<V: Clone> Flight<V> {
     /// If this thread runs the flight's loader: a loader that asks for its
     /// own key would otherwise wait for itself forever. Likewise if the
     /// flight's loader waits, through loaders on other threads, for a load
-    /// this thread leads (see `flight_waits`).
+    /// this thread leads, or through code holding a shard, a rollback or a
+    /// repair that waits for this thread (see `waits.rs`).
     pub(crate) fn wait(&self) -> Outcome<V> {
         assert!(
             *self.leader.lock() != Some(std::thread::current().id()),
             "a loader asked the cache for the key it is loading \
              (get_or_insert_with within its own loader): it would wait for itself"
         );
-        let Some(_waiting) = Waiting::register(&self.leader) else {
+        let Ok(_waiting) = Waiting::register(&self.leader) else {
             panic!(
                 "loaders on several threads each asked for a key another of them is loading \
-                 (get_or_insert_with within loaders, or within a listener told of an undo \
-                 whose rollback a loader waits for, in a cycle): they would wait for each \
-                 other forever; this load is given up"
+                 (get_or_insert_with within loaders, within code the cache runs under a \
+                 shard's lock, or within a listener told of an undo, whose loader waits \
+                 back through a shard, a rollback or a repair of the log, in a cycle): they \
+                 would wait for each other forever; this load is given up"
             );
         };
         let mut state = self.state.lock();

@@ -1,68 +1,98 @@
-//! Which thread waits for which load: the blocking waits on single-flight
-//! loads, process-wide, so that a wait that would close a cycle (loaders on
-//! several threads, each asking for a key another of them is loading) is
-//! refused instead of leaving every thread in the cycle waiting forever.
+//! Waits for something another thread runs to its end: a single-flight
+//! load, a log's rollback, a log's repair. Registered in the graph of
+//! waits (`waits.rs`), which refuses the one that would close a cycle
+//! (loaders on several threads each asking for a key another of them is
+//! loading; a loader that syncs while the repair it waits for waits for
+//! that loader's load; ...).
 //!
-//! Each blocked waiter is registered with the leader cell of the flight it
-//! waits for; a flight's leader cell names the thread running its blocking
-//! loader, set before the loader runs and cleared when the flight lands. A
-//! thread about to wait follows the chain: the flight's leader, the flight
-//! that leader waits for, its leader, and so on; reaching itself means the
-//! wait closes a cycle. The registration and the walk happen under one
-//! lock, and a leader is named before its loader can wait for anything, so
-//! of the threads that close a cycle the last one to wait finds it.
-//! Loads led by async tasks name no thread, and are not followed.
+//! Each such thing has a *leader cell* naming the thread that runs it, set
+//! before it can wait for anything ([`Named`]) and cleared before the
+//! threads waiting for it are woken or let in:
 //!
-//! A log's rollback registers the same way: its leader cell names the
-//! thread applying undo records (whose listener may wait for a load), and
-//! a thread about to wait for the rollback follows it.
+//! - a load's flight names the thread running its blocking loader, and,
+//!   for a load led by an async task, the thread polling its loader while
+//!   the poll runs (a blocking wait inside the poll holds that thread, and
+//!   the load cannot end before the poll returns; between polls the task
+//!   holds no thread, and the cell names none);
+//! - a log's rollback names the thread applying its undo records (whose
+//!   listener may wait for a load, or for a shard);
+//! - a log's repair names the thread holding its one-repair-at-a-time
+//!   lock (the repair rolls back, reads every shard, and may wait for
+//!   another rollback).
+//!
+//! A thread about to block for one of them registers ([`Waiting`]); a
+//! thread named in a cell also registers its waits for shards (see
+//! `lock_waits.rs`), so that a cycle through a shard held in user code is
+//! found too. Waits on loads by async tasks (`.await`) are not registered:
+//! they block no thread, and the task may stop waiting at any time.
 
 use crate::sync::{Arc, Mutex};
+use crate::waits::{register, Cycle, Registered, Want};
+use std::cell::Cell;
 use std::thread::ThreadId;
 
-/// The thread running a flight's blocking loader (or a log's rollback),
+/// The thread running a load's loader (or a log's rollback or repair),
 /// while it runs.
 pub(crate) type Leader = Arc<Mutex<Option<ThreadId>>>;
 
-/// The blocked waiters and the leader cells of the flights they wait for
-/// (a thread waits for one flight at a time).
-static WAITS: Mutex<Vec<(ThreadId, Leader)>> = Mutex::new(Vec::new());
+thread_local! {
+    /// How many leader cells name this thread.
+    static LEADING: Cell<u32> = const { Cell::new(0) };
+}
 
-/// This thread's registered wait; dropping it takes the registration off.
-pub(crate) struct Waiting {
+/// Whether a leader cell names this thread: its waits for shards are then
+/// registered too.
+pub(crate) fn leading() -> bool {
+    LEADING.with(|n| n.get() > 0)
+}
+
+/// This thread named in a leader cell; dropping it clears the cell (unless
+/// it names another thread by then).
+pub(crate) struct Named {
+    leader: Leader,
     me: ThreadId,
 }
 
-impl Waiting {
-    /// Registers this thread as waiting for the flight whose leader cell is
-    /// `leader`; `None` (and nothing registered) if that wait closes a
-    /// cycle of waits back to this thread.
-    pub(crate) fn register(leader: &Leader) -> Option<Self> {
+impl Named {
+    /// Names this thread in `leader`.
+    pub(crate) fn here(leader: &Leader) -> Self {
         let me = std::thread::current().id();
-        let mut waits = WAITS.lock();
-        let mut next = *leader.lock();
-        // Each step moves to another registered waiter: a chain longer
-        // than their number has come back on itself without this thread.
-        for _ in 0..=waits.len() {
-            let Some(thread) = next else { break };
-            if thread == me {
-                return None;
-            }
-            next = waits
-                .iter()
-                .find(|(waiter, _)| *waiter == thread)
-                .and_then(|(_, l)| *l.lock());
+        LEADING.with(|n| n.set(n.get().saturating_add(1)));
+        *leader.lock() = Some(me);
+        Self {
+            leader: leader.clone(),
+            me,
         }
-        waits.push((me, leader.clone()));
-        Some(Self { me })
     }
 }
 
-impl Drop for Waiting {
+impl Drop for Named {
     fn drop(&mut self) {
-        let mut waits = WAITS.lock();
-        if let Some(i) = waits.iter().position(|(waiter, _)| *waiter == self.me) {
-            waits.swap_remove(i);
+        {
+            let mut leader = self.leader.lock();
+            if *leader == Some(self.me) {
+                *leader = None;
+            }
         }
+        LEADING.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+/// This thread's registered wait; dropping it takes the registration off.
+pub(crate) struct Waiting {
+    _registered: Registered,
+}
+
+impl Waiting {
+    /// Registers this thread as waiting for what the leader cell `leader`
+    /// names the thread of, with the shards its user code holds.
+    ///
+    /// # Errors
+    ///
+    /// [`Cycle`] (nothing registered) if that wait closes a cycle of waits
+    /// back to this thread.
+    pub(crate) fn register(leader: &Leader) -> Result<Self, Cycle> {
+        let holds = crate::callback::held();
+        register(Want::Led(leader.clone()), holds).map(|r| Self { _registered: r })
     }
 }

@@ -17,6 +17,7 @@ use crate::persist::journal::{self, Hooks, Journal, Ticket};
 use crate::persist::{PersistError, Record, RecordRef, RewriteKind, SummaryWriter};
 use crate::shard::{Env, LazyNow, Shard};
 use crate::sync::Arc;
+use crate::waits::Cycle;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Borrow;
@@ -212,6 +213,14 @@ where
     /// failed (the repair would wait for that undo), or from code a cache
     /// (this one or another) runs under a shard's lock (a `compute`
     /// closure, a `retain` predicate, a weigher, an expiry rule).
+    /// Also [`PersistError::InCallback`] where the repair's waits would
+    /// close a cycle with this thread's: from a loader whose load the
+    /// repair running on another thread waits for (through a rollback's
+    /// listener, or a `compute` closure holding a shard the repair reads),
+    /// or when the repair itself would wait for a shard held by code that
+    /// waits for this thread. The repair is then not done (the log stays
+    /// failed, undo records not yet applied stay for the next rollback);
+    /// call `sync` again once that code has returned.
     pub fn sync(&self) -> Result<(), PersistError> {
         self.journal().map_or(Ok(()), |j| j.sync())
     }
@@ -230,7 +239,9 @@ where
     /// The rewrite failed; the old log stays in use, complete. Refused
     /// while the log is failed, and ([`PersistError::InCallback`]) from an
     /// eviction listener told of a write being undone or from code a
-    /// cache runs under a shard's lock, as [`sync`](Self::sync) is.
+    /// cache runs under a shard's lock, as [`sync`](Self::sync) is, or
+    /// where its read of a shard would close a cycle of waits (this thread
+    /// leads a load that the shard's holder waits for).
     pub fn rewrite_log(&self) -> Result<(), PersistError> {
         self.rewrite_log_as(RewriteKind::Compaction)
     }
@@ -246,7 +257,12 @@ where
 
     /// Applies an undo record without logging it; returns its removals for
     /// the listener, counted as statistics count them.
-    fn apply_undo(&self, record: Record<K, V>) -> Removed<K, V> {
+    ///
+    /// # Errors
+    ///
+    /// [`Cycle`] (nothing applied) if the wait for the key's shard would
+    /// close a cycle of waits: the rollback gives the record back.
+    fn apply_undo(&self, record: Record<K, V>) -> Result<Removed<K, V>, Cycle> {
         let wall = self.wall_clock_ms();
         let (key, value, expires_at) = match record {
             Record::Insert {
@@ -255,12 +271,12 @@ where
                 expires_at,
             } => (key, Some(value), expires_at),
             Record::Remove { key } | Record::Expire { key, .. } => (key, None, None),
-            Record::Clear => return Removed::new(),
+            Record::Clear => return Ok(Removed::new()),
         };
         let (hash, s) = self.locate_key(&key);
         let env = self.write_env(s);
         let mut removed = Removed::new();
-        let mut shard = self.shard(s).write();
+        let mut shard = self.shard(s).write_or_cycle()?;
         match value {
             Some(value) if expires_at.is_none_or(|at| at > wall) => {
                 let deadline = expires_at.map(|at| {
@@ -277,12 +293,12 @@ where
                 if let Some(((k, v), _)) = shard.remove(&env, hash, &key) {
                     removed.push((k, v, RemovalCause::Removed));
                 }
-                return removed;
+                return Ok(removed);
             }
         }
         drop(shard);
         self.count_write(&removed, None, false);
-        removed
+        Ok(removed)
     }
 }
 
@@ -315,8 +331,20 @@ where
         // its key's admission estimate (none without a sketch).
         let (mut bytes, mut ends, mut estimates) = (Vec::new(), Vec::new(), Vec::new());
         let mut summary = None;
+        // A read that would close a cycle of waits (this thread leads a
+        // load, a rollback or a repair that the shard's holder waits for)
+        // fails the rewrite instead.
+        let call = match kind {
+            RewriteKind::Repair => "sync",
+            RewriteKind::Compaction => "rewrite_log",
+        };
+        let cycle = |_| journal.cycle_error(call);
         journal.rewrite(kind, &mut |emit| {
-            let keeps_sketch = self.shards[0].read().admission_estimate(0).is_some();
+            let keeps_sketch = self.shards[0]
+                .read_or_cycle()
+                .map_err(cycle)?
+                .admission_estimate(0)
+                .is_some();
             summary = keeps_sketch.then(SummaryWriter::default);
             for shard in self.shards.iter() {
                 // A shard is read in chunks of slots, each encoded under the
@@ -336,7 +364,7 @@ where
                     let wall = self.clock.wall_now();
                     let now = LazyNow::new(|| now_ms);
                     let mut failed = None;
-                    let shard = shard.read();
+                    let shard = shard.read_or_cycle().map_err(cycle)?;
                     next = shard.for_each_live_from(
                         start,
                         REWRITE_CHUNK,
@@ -398,7 +426,7 @@ where
         let shares: Vec<f64> = self
             .shards
             .iter()
-            .filter_map(|s| s.read().window_share())
+            .filter_map(|s| s.read_or_cycle().ok()?.window_share())
             .collect();
         (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
     }
@@ -437,16 +465,19 @@ where
 
     /// Applies the undo, then tells the listener with the cache let go of,
     /// so that a drop of its last handle meanwhile closes the log at once.
-    fn undo(&self, record: &[u8]) {
+    fn undo(&self, record: &[u8]) -> Result<(), Cycle> {
         let Ok(record) = Record::decode(record) else {
-            return;
+            return Ok(());
         };
         let undone = self.cache.upgrade().map(|inner| {
             let cache = Cache { inner };
-            (cache.listener(), cache.apply_undo(record))
+            cache
+                .apply_undo(record)
+                .map(|removed| (cache.listener(), removed))
         });
-        if let Some((Some(listener), removed)) = undone {
+        if let Some((Some(listener), removed)) = undone.transpose()? {
             crate::cache::deliver(&listener, removed);
         }
+        Ok(())
     }
 }

@@ -157,6 +157,7 @@ mod sync;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod tier;
+mod waits;
 mod weigher;
 
 pub use builder::{BuildError, CacheBuilder, MAX_TTL_DAYS};

@@ -57,9 +57,11 @@
 //! A writer leaves its thread's token in the lock while it holds it, so
 //! that a thread calling back into a shard it holds (from user code the
 //! cache runs under the lock) panics instead of waiting for itself. A
-//! thread in such code that must wait for another shard registers the wait
-//! in [`crate::lock_waits`], on the slow path only, and panics there if it
-//! would close a cycle of such waits.
+//! thread in such code, or one named the leader of a load, a rollback or a
+//! repair, that must wait for another shard registers the wait in
+//! [`crate::lock_waits`], on the slow path only, and panics there if it
+//! would close a cycle of waits (or, through [`ShardLock::read_or_cycle`]
+//! and [`ShardLock::write_or_cycle`], returns an error the caller reports).
 //!
 //! The write side pays a load per thread slot (twice the CPU count rounded
 //! up to a power of two, 4 to 64, plus the shared row). As with
@@ -71,7 +73,7 @@
 //! (`tests/loom_shard_lock.rs`, run with `RUSTFLAGS="--cfg loom"`) and by the
 //! unit tests below under Miri (`cargo +nightly miri test --lib shard_lock`).
 
-use crate::lock_waits::waiting_for;
+use crate::lock_waits::{waiting_for, Cycle};
 use crate::sync::{
     backoff, fence, heavy_fence, init_fences, light_fence, spin_wait, thread_token,
     try_thread_slot, AtomicU16, AtomicU32, AtomicU8, CacheAligned, Ordering, Parking,
@@ -203,6 +205,26 @@ impl<T> ShardLock<T> {
     /// Shared access; waits while a writer holds the lock.
     #[inline]
     pub(crate) fn read(&self) -> ReadGuard<'_, T> {
+        let waited = self.read_waiting(|lock| lock.wait_to_read().map_err(Cycle::panic));
+        match waited {
+            Ok(guard) => guard,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`read`](Self::read), for a thread that has an error to return:
+    /// where `read` would panic because its wait closes a cycle (see
+    /// [`crate::lock_waits`]), returns [`Cycle`] instead.
+    pub(crate) fn read_or_cycle(&self) -> Result<ReadGuard<'_, T>, Cycle> {
+        self.read_waiting(Self::wait_to_read)
+    }
+
+    /// A read, with `wait` run each time a writer is found in.
+    #[inline]
+    fn read_waiting<E>(
+        &self,
+        wait: impl Fn(&Self) -> Result<(), E>,
+    ) -> Result<ReadGuard<'_, T>, E> {
         let counts = &*self.counts;
         let row = counts.row(try_thread_slot());
         let count = Count {
@@ -213,26 +235,31 @@ impl<T> ShardLock<T> {
             count.raise();
             fence(Ordering::SeqCst);
             if self.closed.load(Ordering::Acquire) == 0 {
-                return ReadGuard {
+                return Ok(ReadGuard {
                     lock: self,
                     count,
                     _on_this_thread: PhantomData,
-                };
+                });
             }
             count.lower();
-            self.wait_to_read();
+            wait(self)?;
         }
     }
 
     /// Waits, before a read tries again, for the writer in to leave (see
     /// [`wait_open`](Self::wait_open)). From user code under another
-    /// shard's lock, the wait is registered in [`crate::lock_waits`] and
-    /// lasts until the shard is seen open.
+    /// shard's lock, or on a thread named the leader of a load, rollback or
+    /// repair, the wait is registered in [`crate::lock_waits`] and lasts
+    /// until the shard is seen open.
+    ///
+    /// # Errors
+    ///
+    /// [`Cycle`] if the wait would close a cycle of waits.
     #[cold]
     #[inline(never)]
-    fn wait_to_read(&self) {
+    fn wait_to_read(&self) -> Result<(), Cycle> {
         self.refuse_reentry();
-        match waiting_for(self.id()) {
+        match waiting_for(self.id())? {
             None => self.wait_open(),
             Some(_waiting) => {
                 while self.closed.load(Ordering::Relaxed) != 0 {
@@ -240,6 +267,7 @@ impl<T> ShardLock<T> {
                 }
             }
         }
+        Ok(())
     }
 
     /// The shard's name in [`crate::lock_waits`]: the data's address, as
@@ -348,8 +376,27 @@ impl<T> ShardLock<T> {
     #[inline]
     pub(crate) fn write(&self) -> WriteGuard<'_, T> {
         if !self.try_close() {
-            self.close_contended();
+            if let Err(cycle) = self.close_contended() {
+                cycle.panic();
+            }
         }
+        self.enter()
+    }
+
+    /// [`write`](Self::write), for a thread that has an error to return:
+    /// where `write` would panic because its wait closes a cycle (see
+    /// [`crate::lock_waits`]), returns [`Cycle`] instead.
+    pub(crate) fn write_or_cycle(&self) -> Result<WriteGuard<'_, T>, Cycle> {
+        if !self.try_close() {
+            self.close_contended()?;
+        }
+        Ok(self.enter())
+    }
+
+    /// The write's guard, once this thread closed the shard: waits for the
+    /// readers in to leave.
+    #[inline]
+    fn enter(&self) -> WriteGuard<'_, T> {
         if !self.drained() {
             self.wait_for_readers();
         }
@@ -362,17 +409,22 @@ impl<T> ShardLock<T> {
 
     /// Closes the shard once the writer in has left (another writer may
     /// close it first: then waits again). From user code under another
-    /// shard's lock, the wait is registered in [`crate::lock_waits`] until
-    /// the shard is closed.
+    /// shard's lock, or on a thread named the leader of a load, rollback or
+    /// repair, the wait is registered in [`crate::lock_waits`] until the
+    /// shard is closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Cycle`] (the shard not closed) if the wait would close a cycle.
     #[cold]
     #[inline(never)]
-    fn close_contended(&self) {
+    fn close_contended(&self) -> Result<(), Cycle> {
         self.refuse_reentry();
-        let _waiting = waiting_for(self.id());
+        let _waiting = waiting_for(self.id())?;
         loop {
             self.wait_open();
             if self.try_close() {
-                return;
+                return Ok(());
             }
         }
     }

@@ -4,7 +4,7 @@
 //! checker (loom, shuttle) can be swapped in behind a `cfg` without touching
 //! the cache's logic.
 
-pub(crate) use parking_lot::{Condvar, Mutex, RwLock};
+pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 pub(crate) use std::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 pub(crate) use std::sync::Arc;
 

@@ -115,8 +115,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// mutability) does not change what the entry counts for. The weigher
     /// is called under the shard's lock, so it must not call the cache (a
     /// call that reaches that shard panics rather than wait for the lock
-    /// its own thread holds; one that reaches another shard panics if its
-    /// wait would close a cycle with other threads doing the same, rather
+    /// its own thread holds; one that reaches another shard, or waits for
+    /// a load, panics if its wait would close a cycle of waits with other
+    /// threads (see [`Cache::compute`](crate::Cache::compute)), rather
     /// than deadlock; `sync` and `rewrite_log` return
     /// `PersistError::InCallback`); one that panics fails that write and
     /// leaves the cache as it was. A
@@ -173,8 +174,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// shard's lock (for a new entry of the entry API), so it must not call
     /// the cache: there, a call that reaches that shard panics rather than
     /// wait for the lock its own thread holds, and one whose wait for
-    /// another shard would close a cycle with other threads doing the same
-    /// panics rather than deadlock (`sync` and `rewrite_log`,
+    /// another shard or a load would close a cycle of waits with other
+    /// threads panics rather than deadlock (`sync` and `rewrite_log`,
     /// called from the rule wherever it runs, return
     /// `PersistError::InCallback`).
     ///
@@ -228,7 +229,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// reported through `durably` or `sync`), and `sync` and `rewrite_log`,
     /// which would wait for the undo that is running the listener, return
     /// [`PersistError::InCallback`](crate::persist::PersistError::InCallback)
-    /// at once.
+    /// at once. A wait of the listener's (for a load, a shard, another
+    /// log's repair) that would close a cycle of waits with other threads
+    /// is refused as from a loader (see
+    /// [`Cache::get_or_insert_with`](crate::Cache::get_or_insert_with)).
     ///
     /// ```
     /// use shardcache::{Cache, RemovalCause};

@@ -51,11 +51,15 @@ where
     /// The closure runs under the key's shard write lock and must not call
     /// this cache: a call that reaches the same shard would wait for the
     /// lock its own thread holds, so it panics instead (and nothing is
-    /// applied). A call that reaches another shard waits for it; if that
-    /// wait would close a cycle (another thread's closure holds that shard
-    /// and waits, directly or through others, for this one), the call
-    /// panics in the thread whose wait closes it, instead of deadlocking.
-    /// `sync` and `rewrite_log` return
+    /// applied). A call that reaches another shard waits for it, and one
+    /// that asks for a key another thread is loading waits for that load;
+    /// if such a wait would close a cycle (another thread's closure holds
+    /// that shard and waits, directly or through others, for this one; or
+    /// the load's loader waits, directly or through other loads, a log's
+    /// rollback or its repair, for the shard this closure holds), the
+    /// thread whose wait closes it panics (or, for a `sync` in the cycle,
+    /// gets [`PersistError::InCallback`](crate::persist::PersistError::InCallback)),
+    /// instead of deadlocking. `sync` and `rewrite_log` return
     /// [`PersistError::InCallback`](crate::persist::PersistError::InCallback)
     /// from the closure.
     pub fn compute<R>(

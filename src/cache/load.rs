@@ -194,7 +194,17 @@ where
     /// (`init` of `a` asks for `b` while another thread's loader of `b`
     /// asks for `a`): the thread whose wait would close the cycle panics,
     /// its load is given up, and the other threads go on (one of them loads
-    /// the key given up). Loads led by async tasks are not followed. `init`
+    /// the key given up). The cycle may also run through a shard that
+    /// code the cache runs under its lock holds (a `compute` closure that
+    /// asks for a key whose loader reads that shard), through a log's
+    /// rollback or repair (a loader that calls `sync`, which then returns
+    /// [`PersistError::InCallback`](crate::persist::PersistError::InCallback)
+    /// if its wait is the one that closes it), and through a load led by
+    /// an async task whose loader blocks in its poll (the async form's
+    /// `init` calling this method). A wait by `.await` blocks no thread
+    /// and may be given up at any time (a timeout), so it is not followed:
+    /// a cycle through one is not detected, as with any async code that
+    /// awaits itself. `init`
     /// runs with no lock of the cache held: it may read and write other
     /// keys, and call any other method of the cache (as a listener may, see
     /// [`CacheBuilder::eviction_listener`](crate::CacheBuilder::eviction_listener)).
@@ -267,7 +277,7 @@ where
                 Role::Ready(v) => return Ok(v),
                 Role::Lead(guard) => {
                     if let (Some(init), Some(store)) = (init.take(), store.take()) {
-                        guard.flight.led_here();
+                        let _named = guard.flight.led_here();
                         return lead(guard, init(), store);
                     }
                 }
@@ -340,7 +350,8 @@ where
                 Role::Ready(v) => return Ok(v),
                 Role::Lead(guard) => {
                     if let (Some(init), Some(store)) = (init.take(), store.take()) {
-                        return lead(guard, init.await, store);
+                        let result = guard.flight.polled_here(init).await;
+                        return lead(guard, result, store);
                     }
                 }
                 Role::Wait(flight) => {

@@ -177,10 +177,11 @@ where
                             load: guard.load.take(),
                         };
                         let flight = guard.flight.clone();
+                        let led = guard.flight.clone();
                         let f = load();
                         spawn(Box::pin(async move {
-                            let result = f.await.map_err(|e| Arc::new(e) as ErrBox);
-                            detached.finish(result);
+                            let result = led.polled_here(f).await;
+                            detached.finish(result.map_err(|e| Arc::new(e) as ErrBox));
                         }));
                         flight
                     }
@@ -188,7 +189,8 @@ where
                         // The detached load was dropped unfinished: load here.
                         guard.key = k;
                         drop(spawn_left);
-                        return super::load::lead(guard, load().await, |k, v, mark| {
+                        let result = guard.flight.polled_here(load()).await;
+                        return super::load::lead(guard, result, |k, v, mark| {
                             self.insert_loaded(k, v, mark).then_some(())
                         });
                     }

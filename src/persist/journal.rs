@@ -20,6 +20,7 @@
 use super::{PersistError, RecordRef, RewriteKind, Snapshot, WriteAheadLog};
 use crate::flight_waits::Leader;
 use crate::sync::{Arc, Condvar, Mutex};
+use crate::waits::Cycle;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -35,7 +36,12 @@ pub(crate) trait Hooks<K, V>: Send + Sync {
     /// (through [`Journal::rewrite`]).
     fn rewrite(&self, journal: &Journal<K, V>, kind: RewriteKind) -> Result<(), PersistError>;
     /// Applies an undo record (an insert or a removal) without logging it.
-    fn undo(&self, record: &[u8]);
+    ///
+    /// # Errors
+    ///
+    /// [`Cycle`] if the wait for the key's shard would close a cycle of
+    /// waits (see `waits.rs`): the record is not applied.
+    fn undo(&self, record: &[u8]) -> Result<(), Cycle>;
 }
 
 /// Encodes a record for the cache's key and value types.
@@ -86,6 +92,9 @@ pub(crate) struct Journal<K, V> {
     last_repair: Mutex<Option<Instant>>,
     /// Held for a whole repair: one runs at a time.
     repairing: Mutex<()>,
+    /// The thread holding `repairing`, while one is: a thread about to
+    /// wait for that lock follows it for a cycle of waits.
+    repaired_by: Leader,
     /// The first failure no caller has been told of, for `sync`.
     untold: Mutex<Option<PersistError>>,
 }
@@ -108,6 +117,9 @@ struct State {
     /// repair's snapshot taken while this changed may hold such a write's
     /// old state, and is not swapped in.
     refused: u64,
+    /// Undo records pushed so far: a rollback that gives a record back
+    /// puts it before the ones pushed since it took it.
+    pushes: u64,
 }
 
 impl State {
@@ -136,6 +148,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
                 rolling_back: false,
                 undone: Vec::new(),
                 refused: 0,
+                pushes: 0,
             }),
             settled: Condvar::new(),
             rolling_back_by: Arc::new(Mutex::new(None)),
@@ -144,6 +157,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             background: Background::default(),
             last_repair: Mutex::new(None),
             repairing: Mutex::new(()),
+            repaired_by: Arc::new(Mutex::new(None)),
             untold: Mutex::new(None),
         }
     }
@@ -249,6 +263,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             (Ok(lsn), undo) => {
                 if let Some(undo) = undo {
                     state.pending.push((lsn, undo));
+                    state.pushes = state.pushes.wrapping_add(1);
                 }
                 Ticket::Lsn(lsn)
             }
@@ -256,6 +271,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
                 state.failed.get_or_insert_with(|| e.to_string());
                 self.failed.store(true, Ordering::Release);
                 state.pending.push((u64::MAX, undo));
+                state.pushes = state.pushes.wrapping_add(1);
                 state.refused = state.refused.wrapping_add(1);
                 Ticket::Failed(e)
             }

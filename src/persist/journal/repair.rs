@@ -2,9 +2,9 @@
 //! did not keep, and the repair that rewrites the log from the cache.
 
 use super::{Journal, RETAKE, RETRY_EVERY};
-use crate::flight_waits::Waiting;
+use crate::flight_waits::{Named, Waiting};
 use crate::persist::{PersistError, RewriteKind, Snapshot};
-use crate::sync::Arc;
+use crate::sync::{Arc, MutexGuard};
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -30,18 +30,17 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     ///
     /// [`PersistError::InCallback`] if a rollback runs on another thread
     /// and waiting for it would close a cycle of waits (its listener waits
-    /// for a load this thread leads, see `flight_waits`): this thread goes
-    /// on instead, and that rollback undoes what is pending once it can.
+    /// for a load this thread leads, see `waits.rs`): this thread goes on
+    /// instead, and that rollback undoes what is pending once it can.
+    /// Likewise if an undo's wait for its key's shard would close a cycle
+    /// (the shard is held by code waiting, through others, for this
+    /// thread): the rollback stops there, its record and the older ones
+    /// left for the next rollback.
     pub(crate) fn roll_back(&self) -> Result<(), PersistError> {
         let mut state = self.state.lock();
         if state.rolling_back {
-            let Some(_waiting) = Waiting::register(&self.rolling_back_by) else {
-                return Err(PersistError::InCallback {
-                    path: self.log.describe(),
-                    call: "sync",
-                    callback: "code that a listener told of a write being undone waits for \
-                               (a load in flight)",
-                });
+            let Ok(_waiting) = Waiting::register(&self.rolling_back_by) else {
+                return Err(self.cycle_error("sync"));
             };
             while state.rolling_back {
                 self.settled.wait(&mut state);
@@ -57,7 +56,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             return Ok(());
         }
         state.rolling_back = true;
-        *self.rolling_back_by.lock() = Some(std::thread::current().id());
+        let named = Named::here(&self.rolling_back_by);
         // The LSNs undone, recorded before each undo is applied, so that a
         // waiter whose fsync ends late learns its write is gone.
         let range = state.undone.len();
@@ -65,29 +64,46 @@ impl<K: 'static, V: 'static> Journal<K, V> {
         // A listener that panics while an undo notifies it does not stop
         // the rollback (nor leave it marked running): the panic goes on
         // once every record is undone.
-        let mut panicked = None;
+        let (mut panicked, mut cycle) = (None, false);
         while let Some((lsn, record)) = state.pending.pop() {
             if lsn != u64::MAX && lsn > state.undone[range].1 {
                 state.undone[range].1 = lsn;
             }
+            let pushes = state.pushes;
             drop(state);
+            let mut applied = Ok(());
             if let Some(hooks) = self.hooks.get() {
                 let undo = std::panic::AssertUnwindSafe(|| {
                     let _marked = Undoing::enter(self.id());
-                    hooks.undo(&record);
+                    hooks.undo(&record)
                 });
-                if let Err(payload) = std::panic::catch_unwind(undo) {
-                    panicked.get_or_insert(payload);
+                match std::panic::catch_unwind(undo) {
+                    Ok(done) => applied = done,
+                    Err(payload) => {
+                        panicked.get_or_insert(payload);
+                    }
                 }
             }
             state = self.state.lock();
+            if applied.is_err() {
+                // Given back before the records pushed since it was taken
+                // (newer writes to its key, undone first next time).
+                let newer = usize::try_from(state.pushes.wrapping_sub(pushes)).unwrap_or(0);
+                let at = state.pending.len().saturating_sub(newer);
+                state.pending.insert(at, (lsn, record));
+                cycle = true;
+                break;
+            }
         }
         state.rolling_back = false;
-        *self.rolling_back_by.lock() = None;
+        drop(named);
         drop(state);
         self.settled.notify_all();
         if let Some(payload) = panicked {
             std::panic::resume_unwind(payload);
+        }
+        if cycle {
+            return Err(self.cycle_error("sync"));
         }
         Ok(())
     }
@@ -97,8 +113,15 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     /// [`rewrite_clean`](Self::rewrite_clean)). Writes resume if that
     /// succeeds. One repair runs at a time; one that waited for another
     /// finds the log repaired, or repairs it again.
+    ///
+    /// # Errors
+    ///
+    /// As [`rewrite_clean`](Self::rewrite_clean) and
+    /// [`resume`](Self::resume); [`PersistError::InCallback`] if waiting
+    /// for the repair running on another thread would close a cycle of
+    /// waits (see [`hold_repair`](Self::hold_repair)).
     pub(super) fn repair(&self) -> Result<(), PersistError> {
-        let _one = self.repairing.lock();
+        let _one = self.hold_repair()?;
         if self.state.lock().failed.is_none() {
             return Ok(());
         }
@@ -176,6 +199,43 @@ impl<K: 'static, V: 'static> Journal<K, V> {
         Ok(())
     }
 
+    /// Takes the one-repair-at-a-time lock, and names this thread as the
+    /// repair's leader while it holds it. A thread that finds the lock
+    /// held registers its wait for the holder (see `waits.rs`) first.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InCallback`] if that wait would close a cycle: the
+    /// repair running waits, through others, for this thread (a load it
+    /// leads, a shard its code holds, a rollback it runs).
+    fn hold_repair(&self) -> Result<Repairing<'_>, PersistError> {
+        let lock = match self.repairing.try_lock() {
+            Some(lock) => lock,
+            None => {
+                let Ok(_waiting) = Waiting::register(&self.repaired_by) else {
+                    return Err(self.cycle_error("sync"));
+                };
+                self.repairing.lock()
+            }
+        };
+        Ok(Repairing {
+            _named: Named::here(&self.repaired_by),
+            _lock: lock,
+        })
+    }
+
+    /// Why `call` was refused: it would wait, through others, for this
+    /// thread.
+    pub(crate) fn cycle_error(&self, call: &'static str) -> PersistError {
+        PersistError::InCallback {
+            path: self.log.describe(),
+            call,
+            callback: "code that the log's rollback or repair it would wait for waits for, \
+                       through a cycle of waits (a load this thread leads, a shard its code \
+                       holds, a rollback or repair it runs)",
+        }
+    }
+
     /// Starts a repair on a background thread, at most once a second.
     pub(super) fn repair_in_background(self: &Arc<Self>) {
         {
@@ -225,6 +285,13 @@ impl<K, V> Journal<K, V> {
             callback,
         })
     }
+}
+
+/// The one-repair-at-a-time lock, held; the cell naming its holder is
+/// cleared before the lock is let go (fields drop in order).
+struct Repairing<'a> {
+    _named: Named,
+    _lock: MutexGuard<'a, ()>,
 }
 
 thread_local! {
