@@ -20,6 +20,10 @@ use std::time::Duration;
 #[path = "support/watchdog.rs"]
 mod watchdog;
 use watchdog::{bounded, message};
+#[allow(dead_code)] // not every part of the gate is used here
+#[path = "support/gated_storage.rs"]
+mod gated_storage;
+use gated_storage::{Gate, GatedStorage, ReleaseOnDrop, Step};
 #[path = "support/shard_keys.rs"]
 mod shard_keys;
 use shard_keys::{keys_on_distinct_shards, same_shard};
@@ -212,6 +216,81 @@ fn a_compute_closure_waiting_for_a_loader_that_syncs_while_the_repair_reads_its_
     cache.sync().expect("repaired");
     cache.insert(a, 7);
     assert_eq!(cache.get(&a), Some(7));
+}
+
+/// A loader compacts the log, and its snapshot stops (at a gate) before it
+/// reads shard A; a `compute` closure holds shard A and waits for that
+/// load; then the snapshot reads shard A. That read closes the cycle:
+/// `rewrite_log` returns `InCallback`, and both finish.
+#[test]
+fn a_loader_compacting_the_log_while_a_closure_holding_a_shard_waits_for_its_load() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let gate = Arc::new(Gate::default());
+    let storage = GatedStorage::open(&dir.path().join("c.log"), gate.clone()).expect("open");
+    let log = FileLog::with_storage(storage, Fsync::Always).write_delay(Duration::ZERO);
+    let cache: C = Cache::builder()
+        .max_capacity(100)
+        .shards(2)
+        .build_persistent(log)
+        .expect("the log loads")
+        .0;
+    let keys = keys_on_distinct_shards(&cache, 2);
+    let (a, b) = (keys[0], keys[1]);
+    cache.insert(a, 1);
+    gate.arm(Step::Begin);
+    let _release = ReleaseOnDrop(gate.clone());
+    let outcomes = bounded(30, move || {
+        let (leading_tx, leading_rx) = mpsc::channel::<()>();
+        let c = cache.clone();
+        let loader = std::thread::spawn(move || {
+            let mut rewrote = Ok(());
+            let v = c.get_or_insert_with(b, || {
+                let _ = leading_tx.send(());
+                rewrote = c.rewrite_log();
+                5
+            });
+            (v, rewrote)
+        });
+        leading_rx.recv().expect("the loader runs");
+        assert!(
+            gate.wait_reached(GIVE_UP),
+            "the compaction stops at its gate"
+        );
+        let (holding_tx, holding_rx) = mpsc::channel::<()>();
+        let c = cache.clone();
+        let computer = std::thread::spawn(move || {
+            catch_unwind(AssertUnwindSafe(|| {
+                c.compute(a, |_| {
+                    let _ = holding_tx.send(());
+                    let v = c.get_or_insert_with(b, || 0);
+                    (Decision::Put(v, Ttl::Keep), v)
+                })
+            }))
+            .map(|r| r.expect("no capacity error"))
+            .map_err(|p| message(&*p))
+        });
+        holding_rx.recv().expect("the closure runs");
+        std::thread::sleep(SETTLE); // the closure waits for the load
+        gate.release();
+        (
+            loader.join().expect("the loader's thread"),
+            computer.join().expect("caught"),
+        )
+    })
+    .expect("a compaction's read and a compute closure waiting for each other hung");
+    match outcomes {
+        (
+            (
+                5,
+                Err(PersistError::InCallback {
+                    call: "rewrite_log",
+                    ..
+                }),
+            ),
+            Ok(5),
+        ) => {}
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A `compute` closure holds shard A and waits for a load whose loader

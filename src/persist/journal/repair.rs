@@ -316,3 +316,7 @@ impl Drop for Undoing {
         UNDOING.with(|u| u.borrow_mut().pop());
     }
 }
+
+#[cfg(test)]
+#[path = "repair_tests.rs"]
+mod tests;
