@@ -127,6 +127,12 @@ impl<V: Clone> Flight<V> {
 }
 
 impl<V> Flight<V> {
+    /// The flight's leader cell, for a background reload to name the
+    /// thread running (or polling) its loader in.
+    pub(crate) fn leader(&self) -> &Leader {
+        &self.leader
+    }
+
     /// Whether the flight is still loading (a landed one left in the map by
     /// a dropped background reload is ignored and replaced).
     pub(crate) fn is_loading(&self) -> bool {

@@ -13,7 +13,9 @@
 //!   for a load led by an async task, the thread polling its loader while
 //!   the poll runs (a blocking wait inside the poll holds that thread, and
 //!   the load cannot end before the poll returns; between polls the task
-//!   holds no thread, and the cell names none);
+//!   holds no thread, and the cell names none); a background reload's
+//!   flight names the refresher's thread running its loader, or the
+//!   thread polling its future, likewise;
 //! - a log's rollback names the thread applying its undo records (whose
 //!   listener may wait for a load, or for a shard);
 //! - a log's repair names the thread holding its one-repair-at-a-time

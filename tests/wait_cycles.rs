@@ -509,3 +509,63 @@ fn an_async_wait_under_a_timeout_is_not_taken_for_a_cycle() {
     .expect("hung");
     assert_eq!(outcomes, [Ok(1), Ok(3)]);
 }
+
+/// A background reload of key 1 (on the refresher's pool) whose loader
+/// blocks on key 2, whose loader on another thread blocks on key 1 once it
+/// has expired (so it waits for the reload's flight).
+#[test]
+fn a_reload_blocking_on_a_key_whose_loader_waits_for_the_reload_panics_in_one() {
+    type Gate = Mutex<Option<mpsc::Receiver<()>>>;
+    let clock = shardcache::MockClock::new();
+    let handle: Arc<OnceLock<C>> = Arc::new(OnceLock::new());
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (started, go): (Mutex<_>, Gate) = (Mutex::new(started_tx), Mutex::new(Some(go_rx)));
+    let h = handle.clone();
+    let cache: C = Cache::builder()
+        .max_capacity(100)
+        .clock(clock.clone())
+        .time_to_live(Duration::from_secs(300))
+        .refresh_after(Duration::from_secs(240))
+        .refresh_loader(move |&k: &u64| {
+            if let Some(go) = go.lock().expect("not poisoned").take() {
+                let _ = started.lock().expect("not poisoned").send(());
+                let _ = go.recv_timeout(GIVE_UP);
+            }
+            let c = h.get().expect("set");
+            Ok::<_, std::convert::Infallible>(c.get_or_insert_with(k + 1, || 20) + 1)
+        })
+        .build()
+        .expect("valid");
+    let _ = handle.set(cache.clone());
+    cache.insert(1, 1);
+    clock.advance(Duration::from_secs(250));
+    assert_eq!(cache.get(&1), Some(1), "served while it reloads");
+    started_rx.recv_timeout(GIVE_UP).expect("the reload runs");
+    clock.advance(Duration::from_secs(100)); // key 1 expires meanwhile
+    let outcome = bounded(20, move || {
+        let (leading_tx, leading_rx) = mpsc::channel::<()>();
+        let (go2_tx, go2_rx) = mpsc::channel::<()>();
+        let c = cache.clone();
+        let blocking = std::thread::spawn(move || {
+            catch_unwind(AssertUnwindSafe(|| {
+                c.get_or_insert_with(2, || {
+                    let _ = leading_tx.send(());
+                    let _ = go2_rx.recv_timeout(GIVE_UP);
+                    c.get_or_insert_with(1, || 10) + 2
+                })
+            }))
+            .map_err(|p| message(&*p))
+        });
+        leading_rx.recv().expect("the loader of 2 runs");
+        go_tx.send(()).expect("the reload waits");
+        std::thread::sleep(SETTLE); // the reload waits for the load of 2
+        go2_tx.send(()).expect("the loader of 2 waits");
+        blocking.join().expect("caught")
+    })
+    .expect("a reload and a loader waiting for each other hung");
+    match outcome {
+        Err(panic) if panic.contains("wait for each other") => {}
+        other => panic!("{other:?}"),
+    }
+}

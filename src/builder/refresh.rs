@@ -77,7 +77,11 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// The loader background reloads call, on a small pool of threads the
     /// cache owns (see [`refresh_threads`](Self::refresh_threads)); the
     /// threads end once the last handle to the cache is dropped and their
-    /// current reload is done.
+    /// current reload is done. Callers that miss the key while its reload
+    /// runs wait for it, as for a load: a wait that would close a cycle of
+    /// loads through it is refused as
+    /// [`Cache::get_or_insert_with`](crate::Cache::get_or_insert_with)
+    /// describes (a reload given up that way fails, like a panicking one).
     pub fn refresh_loader<E>(
         mut self,
         load: impl Fn(&K) -> Result<V, E> + Send + Sync + 'static,

@@ -60,8 +60,10 @@ where
         let weak = self.downgrade();
         let alive = weak.clone();
         let on_pool = r.runs_on_pool();
+        let leader = reload.flight.flight.leader().clone();
         r.run(
             key,
+            leader,
             move || !on_pool || alive.strong_count() > 0,
             move |key, result| {
                 let stored = Cache::upgrade(&weak).map(|cache| {

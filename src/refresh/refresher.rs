@@ -5,6 +5,7 @@
 use super::pool::Job;
 use super::stats::{Counters, RefreshStats};
 use super::{BoxError, Freshness, RefreshLoader, Refresher, FAILED_BOUND};
+use crate::flight_waits::{Leader, Named};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
@@ -107,10 +108,13 @@ impl<K, V> Refresher<K, V> {
     /// the reader that started the reload nor the spawner's runtime. A
     /// queued sync reload whose `wanted` says no by the time it runs is
     /// dropped unrun (its cache is gone). A reload the full pool queue refuses is dropped unrun, `land`
-    /// with it, and counted as skipped.
+    /// with it, and counted as skipped. The thread running the loader (or
+    /// polling its future) is named in `leader`, the reload flight's cell,
+    /// while it does (see `flight_waits.rs`).
     pub(crate) fn run(
         &self,
         key: K,
+        leader: Leader,
         wanted: impl Fn() -> bool + Send + 'static,
         land: impl FnOnce(K, Result<V, BoxError>) + Send + 'static,
     ) where
@@ -124,8 +128,11 @@ impl<K, V> Refresher<K, V> {
                     if !wanted() {
                         return;
                     }
-                    let result = std::panic::catch_unwind(AssertUnwindSafe(|| load(&key)))
-                        .unwrap_or_else(|_| Err(PANICKED.into()));
+                    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        let _named = Named::here(&leader);
+                        load(&key)
+                    }))
+                    .unwrap_or_else(|_| Err(PANICKED.into()));
                     land(key, result);
                 });
                 Counters::bump(&self.counters.started);
@@ -147,8 +154,11 @@ impl<K, V> Refresher<K, V> {
                 // A panic while polled lands as a failure too: the spawner's
                 // runtime would otherwise drop the reload unreported.
                 let caught = std::future::poll_fn(move |cx| {
-                    std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
-                        .unwrap_or_else(|_| Poll::Ready(Err(PANICKED.into())))
+                    std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        let _named = Named::here(&leader);
+                        fut.as_mut().poll(cx)
+                    }))
+                    .unwrap_or_else(|_| Poll::Ready(Err(PANICKED.into())))
                 });
                 spawn(Box::pin(async move {
                     let result = caught.await;
