@@ -18,9 +18,9 @@
 //!   thread polling its future, likewise;
 //! - a log's rollback names the thread applying its undo records (whose
 //!   listener may wait for a load, or for a shard);
-//! - a log's repair names the thread holding its one-repair-at-a-time
-//!   lock (the repair rolls back, reads every shard, and may wait for
-//!   another rollback).
+//! - a log's one-repair-at-a-time lock and its one-rewrite-at-a-time lock
+//!   ([`TrackedLock`]) name the thread holding them (a repair rolls back,
+//!   and may wait for another rollback; a rewrite reads every shard).
 //!
 //! A thread about to block for one of them registers ([`Waiting`]); a
 //! thread named in a cell also registers its waits for shards (see
@@ -28,7 +28,7 @@
 //! found too. Waits on loads by async tasks (`.await`) are not registered:
 //! they block no thread, and the task may stop waiting at any time.
 
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, Mutex, MutexGuard};
 use crate::waits::{register, Cycle, Registered, Want};
 use std::cell::Cell;
 use std::thread::ThreadId;
@@ -77,6 +77,52 @@ impl Drop for Named {
             }
         }
         LEADING.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+/// A lock held for long, through waits that may close a cycle: its
+/// holder is named in a leader cell, and a thread about to wait for it
+/// registers that wait.
+pub(crate) struct TrackedLock {
+    lock: Mutex<()>,
+    holder: Leader,
+}
+
+/// A [`TrackedLock`] held; the cell naming its holder is cleared before
+/// the lock is let go (fields drop in order).
+pub(crate) struct Tracked<'a> {
+    _named: Named,
+    _lock: MutexGuard<'a, ()>,
+}
+
+impl TrackedLock {
+    pub(crate) fn new() -> Self {
+        Self {
+            lock: Mutex::new(()),
+            holder: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Takes the lock, and names this thread as its holder while it holds
+    /// it. A thread that finds it held registers its wait for the holder
+    /// first.
+    ///
+    /// # Errors
+    ///
+    /// [`Cycle`] (the lock not taken) if that wait would close a cycle:
+    /// the holder waits, through others, for this thread.
+    pub(crate) fn hold(&self) -> Result<Tracked<'_>, Cycle> {
+        let lock = match self.lock.try_lock() {
+            Some(lock) => lock,
+            None => {
+                let _waiting = Waiting::register(&self.holder)?;
+                self.lock.lock()
+            }
+        };
+        Ok(Tracked {
+            _named: Named::here(&self.holder),
+            _lock: lock,
+        })
     }
 }
 

@@ -240,8 +240,9 @@ where
     /// while the log is failed, and ([`PersistError::InCallback`]) from an
     /// eviction listener told of a write being undone or from code a
     /// cache runs under a shard's lock, as [`sync`](Self::sync) is, or
-    /// where its read of a shard would close a cycle of waits (this thread
-    /// leads a load that the shard's holder waits for).
+    /// where its read of a shard, or its wait for another rewrite of the
+    /// log, would close a cycle of waits (this thread leads a load that
+    /// the shard's holder, or that rewrite, waits for).
     pub fn rewrite_log(&self) -> Result<(), PersistError> {
         self.rewrite_log_as(RewriteKind::Compaction)
     }

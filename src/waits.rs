@@ -10,8 +10,9 @@
 //!   one whose thread holds that shard in user code the cache runs under
 //!   its lock (a `compute` closure, a `retain` predicate...);
 //! - something a thread runs to its end: a single-flight load, a log's
-//!   rollback, a log's repair (see `flight_waits.rs`). Its *leader cell*
-//!   names that thread while it runs, and its holder is that thread.
+//!   rollback, a log's repair or rewrite (see `flight_waits.rs`). Its
+//!   *leader cell* names that thread while it runs, and its holder is that
+//!   thread.
 //!
 //! A thread about to block registers what it waits for and the shards its
 //! user code holds meanwhile, under one lock, after a walk: from what it
@@ -49,7 +50,7 @@ pub(crate) enum Want {
     /// A shard's lock, named by the address of its data.
     Shard(usize),
     /// The end of what the thread a leader cell names runs (a load, a
-    /// rollback, a repair).
+    /// rollback, a repair or rewrite of the log).
     Led(Leader),
 }
 

@@ -18,7 +18,7 @@
 //! hands it.
 
 use super::{PersistError, RecordRef, RewriteKind, Snapshot, WriteAheadLog};
-use crate::flight_waits::Leader;
+use crate::flight_waits::{Leader, TrackedLock};
 use crate::sync::{Arc, Condvar, Mutex};
 use crate::waits::Cycle;
 use std::cell::RefCell;
@@ -90,11 +90,14 @@ pub(crate) struct Journal<K, V> {
     /// That thread, and the close that ends it when the cache drops.
     background: Background,
     last_repair: Mutex<Option<Instant>>,
-    /// Held for a whole repair: one runs at a time.
-    repairing: Mutex<()>,
-    /// The thread holding `repairing`, while one is: a thread about to
-    /// wait for that lock follows it for a cycle of waits.
-    repaired_by: Leader,
+    /// Held for a whole repair: one runs at a time. Its holder is named,
+    /// so that a thread about to wait for it follows it for a cycle.
+    repairing: TrackedLock,
+    /// Held for each rewrite of the log (a compaction, or a repair's
+    /// attempt), which reads every shard: one runs at a time (as the log's
+    /// own lock has it), and a thread about to wait for it follows its
+    /// holder for a cycle.
+    one_rewrite: TrackedLock,
     /// The first failure no caller has been told of, for `sync`.
     untold: Mutex<Option<PersistError>>,
 }
@@ -156,8 +159,8 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             rewriting: Arc::new(AtomicBool::new(false)),
             background: Background::default(),
             last_repair: Mutex::new(None),
-            repairing: Mutex::new(()),
-            repaired_by: Arc::new(Mutex::new(None)),
+            repairing: TrackedLock::new(),
+            one_rewrite: TrackedLock::new(),
             untold: Mutex::new(None),
         }
     }
@@ -481,7 +484,13 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             }
         }
         match kind {
-            RewriteKind::Compaction => self.log.compact(snapshot),
+            RewriteKind::Compaction => {
+                let _one = self
+                    .one_rewrite
+                    .hold()
+                    .map_err(|_| self.cycle_error("rewrite_log"))?;
+                self.log.compact(snapshot)
+            }
             RewriteKind::Repair => self.rewrite_clean(snapshot),
         }
     }

@@ -4,7 +4,7 @@
 use super::{Journal, RETAKE, RETRY_EVERY};
 use crate::flight_waits::{Named, Waiting};
 use crate::persist::{PersistError, RewriteKind, Snapshot};
-use crate::sync::{Arc, MutexGuard};
+use crate::sync::Arc;
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -119,9 +119,13 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     /// As [`rewrite_clean`](Self::rewrite_clean) and
     /// [`resume`](Self::resume); [`PersistError::InCallback`] if waiting
     /// for the repair running on another thread would close a cycle of
-    /// waits (see [`hold_repair`](Self::hold_repair)).
+    /// waits: the repair running waits, through others, for this thread (a
+    /// load it leads, a shard its code holds, a rollback it runs).
     pub(super) fn repair(&self) -> Result<(), PersistError> {
-        let _one = self.hold_repair()?;
+        let _one = self
+            .repairing
+            .hold()
+            .map_err(|_| self.cycle_error("sync"))?;
         if self.state.lock().failed.is_none() {
             return Ok(());
         }
@@ -153,10 +157,20 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     /// write refused at its append; while the log is failed only writes
     /// admitted before the failure get there, and retains, which only
     /// remove entries and cannot add any meanwhile, so the retries end.
+    ///
+    /// # Errors
+    ///
+    /// The rewrite's; [`PersistError::InCallback`] where the rollback, the
+    /// wait for the one-rewrite-at-a-time lock or a read of the snapshot
+    /// would close a cycle of waits.
     pub(super) fn rewrite_clean(&self, snapshot: &mut Snapshot<'_>) -> Result<(), PersistError> {
         loop {
             self.roll_back()?;
             let mut retake = false;
+            let one = self
+                .one_rewrite
+                .hold()
+                .map_err(|_| self.cycle_error("sync"))?;
             let result = self.log.rewrite(&mut |emit| {
                 let seen = {
                     let state = self.state.lock();
@@ -173,6 +187,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
                 }
                 Ok(())
             });
+            drop(one);
             if !retake {
                 return result;
             }
@@ -197,31 +212,6 @@ impl<K: 'static, V: 'static> Journal<K, V> {
         state.failed = None;
         self.failed.store(false, Ordering::Release);
         Ok(())
-    }
-
-    /// Takes the one-repair-at-a-time lock, and names this thread as the
-    /// repair's leader while it holds it. A thread that finds the lock
-    /// held registers its wait for the holder (see `waits.rs`) first.
-    ///
-    /// # Errors
-    ///
-    /// [`PersistError::InCallback`] if that wait would close a cycle: the
-    /// repair running waits, through others, for this thread (a load it
-    /// leads, a shard its code holds, a rollback it runs).
-    fn hold_repair(&self) -> Result<Repairing<'_>, PersistError> {
-        let lock = match self.repairing.try_lock() {
-            Some(lock) => lock,
-            None => {
-                let Ok(_waiting) = Waiting::register(&self.repaired_by) else {
-                    return Err(self.cycle_error("sync"));
-                };
-                self.repairing.lock()
-            }
-        };
-        Ok(Repairing {
-            _named: Named::here(&self.repaired_by),
-            _lock: lock,
-        })
     }
 
     /// Why `call` was refused: it would wait, through others, for this
@@ -285,13 +275,6 @@ impl<K, V> Journal<K, V> {
             callback,
         })
     }
-}
-
-/// The one-repair-at-a-time lock, held; the cell naming its holder is
-/// cleared before the lock is let go (fields drop in order).
-struct Repairing<'a> {
-    _named: Named,
-    _lock: MutexGuard<'a, ()>,
 }
 
 thread_local! {
