@@ -1,6 +1,7 @@
 //! Many threads making chains of waits that never close: loaders that ask
 //! for keys ranked above their own (blocking, or led by async tasks),
-//! loaders that sync a log that keeps failing and being repaired, `compute`
+//! loaders that sync a log that keeps failing and being repaired, or
+//! compact it (the repair and rewrite locks and rollbacks), `compute`
 //! closures on one cache that wait for the other cache's loads, short
 //! `compute` closures on the logged cache that the repairs' reads wait for,
 //! and a thread failing and healing the disk. No wait closes a cycle, so
@@ -84,6 +85,11 @@ impl World {
     fn chain(&self, k: u64, rng: &mut Rng, may_sync: bool) -> u64 {
         if may_sync && rng.below(4) == 0 {
             self.sync();
+        }
+        if may_sync && rng.below(8) == 0 {
+            if let Err(e @ PersistError::InCallback { .. }) = self.logged.rewrite_log() {
+                self.note(format!("rewrite_log refused: {e}"));
+            }
         }
         let _ = self.logged.get(&(PLAIN + rng.below(16)));
         if k + 1 < LOADED && rng.below(3) != 0 {
