@@ -1,8 +1,8 @@
 //! Waits for something another thread runs to its end: a single-flight
-//! load, a log's rollback, a log's repair. Registered in the graph of
-//! waits (`waits.rs`), which refuses the one that would close a cycle
-//! (loaders on several threads each asking for a key another of them is
-//! loading; a loader that syncs while the repair it waits for waits for
+//! load, a log's rollback, a log's repair or rewrite. Registered in the
+//! graph of waits (`waits.rs`), which refuses the one that would close a
+//! cycle (loaders on several threads each asking for a key another of them
+//! is loading; a loader that syncs while the repair it waits for waits for
 //! that loader's load; ...).
 //!
 //! Each such thing has a *leader cell* naming the thread that runs it, set
@@ -33,8 +33,8 @@ use crate::waits::{register, Cycle, Registered, Want};
 use std::cell::Cell;
 use std::thread::ThreadId;
 
-/// The thread running a load's loader (or a log's rollback or repair),
-/// while it runs.
+/// The thread running a load's loader (or a log's rollback, or holding a
+/// [`TrackedLock`]), while it does.
 pub(crate) type Leader = Arc<Mutex<Option<ThreadId>>>;
 
 thread_local! {
