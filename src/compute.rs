@@ -3,6 +3,7 @@
 //! the [`Slot`] a `compute_slot` closure may reuse). The adapters and the
 //! `KvStore` speak in these too; the methods themselves belong to the cache.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// The live entry a [`Cache::compute`](crate::Cache::compute) closure sees.
@@ -29,6 +30,41 @@ pub(crate) struct Slot<'a, V> {
     pub(crate) value: &'a mut V,
     /// The remaining time to live; `None` if it never expires.
     pub(crate) ttl: Option<Duration>,
+}
+
+/// A `Put` that wrote only part of the value, as a `compute_spliced`
+/// closure reports it: `bytes` at `offset`, zero-padded first if the value
+/// was shorter, the expiry kept. A persistent cache logs it as a splice
+/// record (O(bytes written)) instead of the whole new value.
+#[derive(Debug)]
+pub(crate) struct Splice<'a> {
+    /// Where the bytes start in the value.
+    pub(crate) offset: u64,
+    /// The bytes written.
+    pub(crate) bytes: Cow<'a, [u8]>,
+}
+
+/// How recovery applies a logged [`Splice`] to a value, installed by the
+/// cache's owner when its values are byte strings (the `KvStore`): the
+/// generic cache knows nothing of bytes, and caches without one never log
+/// splices. Its `splice` follows [`Slot`]'s contract.
+pub(crate) trait Splicer<K, V>: Send + Sync {
+    /// The most bytes the buffer of `key`'s value may hold, spare capacity
+    /// included (what the write would have had live).
+    fn room(&self, key: &K) -> usize;
+
+    /// The value `cur` (`None`: an empty one) with `bytes` written at
+    /// `offset`, zero-padded first if it is shorter, in a buffer of at most
+    /// `room` bytes; and that buffer's spare capacity, as hidden weight
+    /// (see [`Cache::compute_slot`](crate::Cache::compute_slot)). `None`
+    /// for a write no cache could have made (past the longest value).
+    fn splice(
+        &self,
+        cur: Option<Slot<'_, V>>,
+        offset: u64,
+        bytes: &[u8],
+        room: usize,
+    ) -> Option<(V, u64)>;
 }
 
 /// A time to live to set with a [`Decision`].

@@ -272,7 +272,9 @@ where
                 expires_at,
             } => (key, Some(value), expires_at),
             Record::Remove { key } | Record::Expire { key, .. } => (key, None, None),
-            Record::Clear => return Ok(Removed::new()),
+            // Never an undo record: `undo_for` restores a spliced value
+            // whole (an insert of the value before the write).
+            Record::Clear | Record::Splice { .. } => return Ok(Removed::new()),
         };
         let (hash, s) = self.locate_key(&key);
         let env = self.write_env(s);

@@ -6,6 +6,7 @@ mod refresh;
 pub use error::{BuildError, MAX_TTL_DAYS};
 
 use crate::clock::{Clock, SystemClock};
+use crate::compute::Splicer;
 use crate::expire_after::ExpireAfter;
 use crate::hash::DefaultHashBuilder;
 use crate::listener::{Listener, RemovalCause};
@@ -54,6 +55,9 @@ pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     pub(crate) refresh: RefreshConfig<K, V>,
     /// The declared name of the data a persistent cache's log holds.
     pub(crate) log_schema: Option<LogSchema>,
+    /// How recovery applies the log's partial writes (only a cache whose
+    /// values are byte strings makes them; see `compute::Splicer`).
+    pub(crate) splicer: Option<Arc<dyn Splicer<K, V>>>,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -73,6 +77,7 @@ impl<K, V> Default for CacheBuilder<K, V> {
             shared_capacity: false,
             refresh: Default::default(),
             log_schema: None,
+            splicer: None,
             _types: PhantomData,
         }
     }
@@ -279,6 +284,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             shared_capacity: self.shared_capacity,
             refresh: self.refresh,
             log_schema: self.log_schema,
+            splicer: self.splicer,
             _types: PhantomData,
         }
     }
@@ -347,6 +353,13 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// printed by an earlier release gave).
     pub(crate) fn log_schema_from(mut self, name: String, previous: Vec<u64>) -> Self {
         self.log_schema = Some(LogSchema { name, previous });
+        self
+    }
+
+    /// Lets the cache log partial writes of its values (see
+    /// `compute::Splicer`): `splicer` applies them when the log is replayed.
+    pub(crate) fn splicer(mut self, splicer: Arc<dyn Splicer<K, V>>) -> Self {
+        self.splicer = Some(splicer);
         self
     }
 

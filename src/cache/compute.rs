@@ -7,11 +7,11 @@
 
 use super::Cache;
 use crate::callback::Held;
-use crate::compute::{Current, Decision, Slot, Ttl};
+use crate::compute::{Current, Decision, Slot, Splice, Ttl};
 use crate::error::CapacityError;
 use crate::listener::{RemovalCause, Removed};
 use crate::persist::journal::Ticket;
-use crate::persist::RecordRef;
+use crate::persist::{RawBytes, RecordRef};
 use crate::shard::expiry::deadline_after;
 use crate::shard::LoadId;
 use std::hash::{BuildHasher, Hash};
@@ -91,6 +91,28 @@ where
         key: K,
         f: impl FnOnce(Option<Slot<'_, V>>) -> (Decision<V>, u64, R),
     ) -> Result<R, CapacityError<K, V>> {
+        self.compute_marked(key, &mut None, false, None, None, |slot, _| {
+            let (decision, hidden, r) = f(slot);
+            (decision, hidden, None, r)
+        })
+    }
+
+    /// [`compute_slot`](Self::compute_slot) for writes of part of a value
+    /// (`KvStore`'s `APPEND`, `SETRANGE`, `SETBIT`): with a `Put`, the
+    /// closure may also answer the [`Splice`] it made (the value's expiry
+    /// kept, `Ttl::Keep`), which a persistent cache logs in place of the
+    /// whole value. Only a cache built with a
+    /// [`Splicer`](crate::compute::Splicer) may answer one: recovery needs
+    /// it to apply the record.
+    ///
+    /// # Errors
+    ///
+    /// As [`compute`](Self::compute).
+    pub(crate) fn compute_spliced<'s, R>(
+        &self,
+        key: K,
+        f: impl FnOnce(Option<Slot<'_, V>>) -> (Decision<V>, u64, Option<Splice<'s>>, R),
+    ) -> Result<R, CapacityError<K, V>> {
         self.compute_marked(key, &mut None, false, None, None, |slot, _| f(slot))
     }
 
@@ -114,7 +136,7 @@ where
                 ttl: s.ttl,
             });
             let (decision, r) = f(current, overtaken);
-            (decision, 0, r)
+            (decision, 0, None, r)
         })
     }
 
@@ -126,14 +148,14 @@ where
     /// clock's reading (taken by the caller just before) that the write uses.
     /// With `later`, the write's removals are counted and left there instead
     /// of handed to the listener.
-    pub(super) fn compute_marked<R>(
+    pub(super) fn compute_marked<'s, R>(
         &self,
         key: K,
         load: &mut Option<LoadId>,
         kept: bool,
         now: Option<u64>,
         later: Option<&mut Removed<K, V>>,
-        f: impl FnOnce(Option<Slot<'_, V>>, bool) -> (Decision<V>, u64, R),
+        f: impl FnOnce(Option<Slot<'_, V>>, bool) -> (Decision<V>, u64, Option<Splice<'s>>, R),
     ) -> Result<R, CapacityError<K, V>> {
         let (hash, s) = self.locate_key(&key);
         let env = self.write_env(s);
@@ -162,7 +184,7 @@ where
             let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 crate::callback::under_shard_lock(held, || f(current, overtaken))
             }));
-            let (decision, hidden, r) = match called {
+            let (decision, hidden, splice, r) = match called {
                 Ok(answer) => answer,
                 Err(payload) => {
                     drop(shard);
@@ -188,10 +210,22 @@ where
                 Decision::Nothing => Ok((r, None)),
                 Decision::Put(value, ttl) => {
                     let deadline = deadline_for(ttl);
-                    let record = self.encode(|| RecordRef::Insert {
-                        key: &key,
-                        value: &value,
-                        expires_at: wall(deadline),
+                    debug_assert!(splice.is_none() || ttl == Ttl::Keep);
+                    let record = self.encode(|| match &splice {
+                        // A key with no live value was written from an
+                        // empty one (`fresh`), as recovery must redo it.
+                        Some(splice) => RecordRef::Splice {
+                            key: &key,
+                            offset: splice.offset,
+                            bytes: RawBytes(&splice.bytes),
+                            expires_at: wall(deadline),
+                            fresh: existing.is_none(),
+                        },
+                        None => RecordRef::Insert {
+                            key: &key,
+                            value: &value,
+                            expires_at: wall(deadline),
+                        },
                     });
                     match record {
                         Err(e) => {

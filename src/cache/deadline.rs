@@ -47,7 +47,7 @@ where
                 value: &*s.value,
                 ttl: s.ttl,
             }));
-            (decision, 0, r)
+            (decision, 0, None, r)
         })
     }
 }

@@ -528,6 +528,7 @@ fn may_store<K: Hash + Eq, V>(shard: &mut Shard<K, V>, load: Option<LoadId>) -> 
 }
 
 /// How an insert sets the entry's deadline.
+#[derive(Clone, Copy)]
 enum Expire {
     Default,
     After(Duration),

@@ -1,12 +1,44 @@
 //! A persistent cache's start: the log is replayed into a new cache, the
 //! admission summary restored beside it, and the journal attached.
+//!
+//! # Partial writes
+//!
+//! A splice record (`Record::Splice`, a `KvStore`'s `APPEND`, `SETRANGE`
+//! or `SETBIT`) is applied, by the builder's [`Splicer`], to the value
+//! recovery holds for its key so far: the loaded one, or one kept aside
+//! because its expiry passed (see `lapsed`). A `fresh` splice (the key had
+//! no live value when it was written) starts from an empty value whatever
+//! recovery holds, as the write did.
+//!
+//! A splice for a key recovery holds no value for is skipped. A valid log
+//! has one when the value was evicted during the replay (it is not
+//! loaded), and after a rewrite that ran while the key was written: the
+//! rewrite's snapshot may be newer than records it carries over, and a
+//! later record of the key (the one the snapshot saw) settles it. Keys
+//! that no later whole write (an insert, a removal, a clear, a fresh
+//! splice) settles stay absent, and are counted in
+//! [`RecoveryReport::orphan_splices`]: nothing is made up for the bytes the
+//! splice did not write. Replaying a rewritten log's carried-over splices
+//! onto its snapshot is safe because a splice overwrites bytes at a fixed
+//! offset: the snapshot already holds the result of those the snapshot
+//! saw, and writing them again changes nothing.
+//!
+//! A splice no cache could have written (past the longest value) is
+//! damage: the open fails with [`PersistError::Decode`], as for a record
+//! that does not decode. So is a splice in the log of a cache without a
+//! splicer (one whose values are not byte strings).
 
 use super::warm::WarmStart;
+use super::{Cache, Expire};
 use crate::builder::CacheBuilder;
+use crate::compute::{Slot, Splicer};
 use crate::persist::journal::Journal;
 use crate::persist::{LogIdentity, PersistError, Record, RecoveryReport, WriteAheadLog};
+use crate::{CapacityError, Decision, Ttl};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash};
 
 impl<K, V, S> CacheBuilder<K, V, S> {
     /// Builds the cache, replays `log` into it, and logs every write from
@@ -36,21 +68,17 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         S: std::hash::BuildHasher + Clone + Send + Sync + 'static,
     {
         let identity = LogIdentity::of::<K, V>(self.log_schema.as_ref());
+        let splicer = self.splicer.clone();
         let cache = self.build()?;
         let now = cache.wall_clock_ms();
         // Logged deadlines are stored ones: installed as they are, without
         // adding the refresh windows' grace again.
         let ttl_from = |at: u64| std::time::Duration::from_millis(at - now);
-        let stored = |at: Option<u64>| {
-            at.map_or(super::Expire::Never, |at| {
-                super::Expire::Stored(ttl_from(at))
-            })
+        let stored = |at: Option<u64>| at.map_or(Expire::Never, |at| Expire::Stored(ttl_from(at)));
+        let mut aside = Aside {
+            lapsed: HashMap::new(),
+            orphans: HashSet::new(),
         };
-        // Entries whose expiry (from their insert or a later `Expire`) has
-        // passed, kept until the end of the log: a later `Expire` record (a
-        // TTL extended or removed, e.g. a sliding session or PERSIST) may
-        // bring them back.
-        let mut lapsed: std::collections::HashMap<K, V> = std::collections::HashMap::new();
         let has_sketch = cache.shard(0).read().admission_estimate(0).is_some();
         let accepted = identity.accepted();
         let mut warm = WarmStart::begin(&log, &accepted, cache.shard_count(), has_sketch);
@@ -64,14 +92,15 @@ impl<K, V, S> CacheBuilder<K, V, S> {
                     expires_at: Some(at),
                 } if at <= now => {
                     cache.remove(&key);
-                    lapsed.insert(key, value);
+                    aside.orphans.remove(&key);
+                    aside.lapsed.insert(key, value);
                 }
                 Record::Insert {
                     key,
                     value,
                     expires_at,
                 } => {
-                    lapsed.remove(&key);
+                    aside.forget(&key);
                     if let Some(e) = estimate {
                         warm.keep(cache.locate_key(&key), e);
                     }
@@ -79,7 +108,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
                     let _ = cache.try_insert_inner(key, value, stored(expires_at));
                 }
                 Record::Remove { key } => {
-                    lapsed.remove(&key);
+                    aside.forget(&key);
                     cache.remove(&key);
                 }
                 Record::Expire {
@@ -89,10 +118,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
                     // Lapsed too, unless a later record (PERSIST, a longer
                     // EXPIRE) lifts the deadline again.
                     if let Some(value) = cache.remove_as(&key, true) {
-                        lapsed.insert(key, value);
+                        aside.lapsed.insert(key, value);
                     }
                 }
-                Record::Expire { key, expires_at } => match lapsed.remove(&key) {
+                Record::Expire { key, expires_at } => match aside.lapsed.remove(&key) {
                     Some(value) => {
                         let _ = cache.try_insert_inner(key, value, stored(expires_at));
                     }
@@ -101,13 +130,41 @@ impl<K, V, S> CacheBuilder<K, V, S> {
                     }
                 },
                 Record::Clear => {
-                    lapsed.clear();
+                    aside.lapsed.clear();
+                    aside.orphans.clear();
                     cache.clear();
+                }
+                Record::Splice {
+                    key,
+                    offset,
+                    bytes,
+                    expires_at,
+                    fresh,
+                } => {
+                    let splicer = splicer.as_deref().ok_or_else(|| {
+                        PersistError::Decode(
+                            "a partial write (splice) in the log of a cache whose values take none"
+                                .to_owned(),
+                        )
+                    })?;
+                    let lapses = expires_at.is_some_and(|at| at <= now);
+                    let splice = Spliced {
+                        offset,
+                        bytes: &bytes,
+                        lapses,
+                        stored: if lapses {
+                            Expire::Never
+                        } else {
+                            stored(expires_at)
+                        },
+                    };
+                    aside.splice(&cache, splicer, key, fresh, &splice)?;
                 }
             }
             Ok(())
         })?;
-        report.expired = lapsed.len() as u64;
+        report.expired = aside.lapsed.len() as u64;
+        report.orphan_splices = aside.orphans.len() as u64;
         report.admission = warm.finish(&cache);
         cache.reset_stats();
         let journal = Journal::new(Box::new(log), fingerprint, |record, out| {
@@ -115,5 +172,128 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         });
         cache.attach_journal(journal);
         Ok((cache, report))
+    }
+}
+
+/// What recovery holds outside the cache while it replays.
+struct Aside<K, V> {
+    /// Entries whose expiry (from their insert or a later `Expire`) has
+    /// passed, kept until the end of the log: a later `Expire` record (a
+    /// TTL extended or removed, e.g. a sliding session or PERSIST) may
+    /// bring them back.
+    lapsed: HashMap<K, V>,
+    /// Keys a splice found no value for, and no later whole write settled
+    /// (see the module docs).
+    orphans: HashSet<K>,
+}
+
+/// A splice record's write, as recovery applies it.
+struct Spliced<'a> {
+    offset: u64,
+    bytes: &'a [u8],
+    /// Its key's expiry had passed when the log was opened.
+    lapses: bool,
+    /// Its key's expiry, as the cache stores it.
+    stored: Expire,
+}
+
+impl<K: Hash + Eq, V> Aside<K, V> {
+    /// A whole write of `key` (an insert or a removal) settled it.
+    fn forget(&mut self, key: &K) {
+        self.lapsed.remove(key);
+        self.orphans.remove(key);
+    }
+
+    /// Applies a splice of `key` (see the module docs).
+    fn splice<S>(
+        &mut self,
+        cache: &Cache<K, V, S>,
+        splicer: &dyn Splicer<K, V>,
+        key: K,
+        fresh: bool,
+        w: &Spliced<'_>,
+    ) -> Result<(), PersistError>
+    where
+        K: Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        S: BuildHasher + Clone + Send + Sync + 'static,
+    {
+        let damaged = || {
+            PersistError::Decode(format!(
+                "a partial write of {} bytes at offset {} goes past the longest value",
+                w.bytes.len(),
+                w.offset
+            ))
+        };
+        if fresh {
+            self.forget(&key);
+            cache.remove(&key);
+        }
+        // A value outside the cache (lapsed, or lapsing with this write):
+        // spliced exactly, since an insert counts no spare capacity.
+        let outside = if fresh {
+            None
+        } else {
+            self.lapsed
+                .remove(&key)
+                .or_else(|| w.lapses.then(|| cache.remove_as(&key, true)).flatten())
+        };
+        if outside.is_some() || w.lapses {
+            let mut outside = outside;
+            if outside.is_none() && !fresh {
+                self.orphans.insert(key);
+                return Ok(());
+            }
+            let slot = outside.as_mut().map(|value| Slot { value, ttl: None });
+            let (value, _) = splicer
+                .splice(slot, w.offset, w.bytes, 0)
+                .ok_or_else(damaged)?;
+            if w.lapses {
+                self.lapsed.insert(key, value);
+            } else {
+                let _ = cache.try_insert_inner(key, value, w.stored);
+            }
+            return Ok(());
+        }
+        if !fresh && !cache.contains_key(&key) {
+            self.orphans.insert(key);
+            return Ok(());
+        }
+        // In the cache: spliced in place as the write was, with room to
+        // grow (then, if that does not fit, without).
+        let mut impossible = false;
+        let mut attempt = |key: K, room: usize| {
+            cache.compute_slot(key, |cur| {
+                if cur.is_none() && !fresh {
+                    // Expired while the log loaded: no value is made up.
+                    return (Decision::Nothing, 0, ());
+                }
+                match splicer.splice(cur, w.offset, w.bytes, room) {
+                    Some((value, hidden)) => (Decision::Put(value, Ttl::Keep), hidden, ()),
+                    None => {
+                        impossible = true;
+                        (Decision::Nothing, 0, ())
+                    }
+                }
+            })
+        };
+        let room = splicer.room(&key);
+        let result = match attempt(key, room) {
+            Err(CapacityError { key, value }) => {
+                drop(value);
+                attempt(key, 0)
+            }
+            done => done,
+        };
+        if impossible {
+            return Err(damaged());
+        }
+        if let Err(CapacityError { key, .. }) = result {
+            // A full noeviction cache keeps what it has: the key, whose
+            // value cannot be kept whole, is not loaded.
+            cache.remove(&key);
+            self.orphans.insert(key);
+        }
+        Ok(())
     }
 }

@@ -14,7 +14,7 @@
 //! in a `Bytes` (see [`Cache::compute_slot`](crate::Cache::compute_slot)).
 
 use super::{KvError, MAX_STRING_LEN};
-use crate::compute::Slot;
+use crate::compute::{Slot, Splicer};
 use crate::{Decision, Ttl};
 use bytes::Bytes;
 
@@ -78,6 +78,38 @@ pub(super) fn set_range(
         cur => {
             let old_len = cur.as_ref().map_or(0, |s| s.value.len());
             write_after(cur, offset - old_len, bytes, room)
+        }
+    }
+}
+
+/// How recovery redoes a logged `APPEND`, `SETRANGE` or `SETBIT` (a splice
+/// record) on a store whose `max_memory` is `max_memory` (0: unbounded): as
+/// [`set_range`] does it live, with the same room to grow, so that a value
+/// the log built by appends is rebuilt in linear time and weighs what it
+/// did. A write past [`MAX_STRING_LEN`] is one no store could have made.
+pub(super) struct BytesSplicer {
+    pub(super) max_memory: u64,
+}
+
+impl Splicer<String, Bytes> for BytesSplicer {
+    fn room(&self, key: &String) -> usize {
+        super::partial::room_for(self.max_memory, key.len())
+    }
+
+    fn splice(
+        &self,
+        cur: Option<Slot<'_, Bytes>>,
+        offset: u64,
+        bytes: &[u8],
+        room: usize,
+    ) -> Option<(Bytes, u64)> {
+        let offset = usize::try_from(offset).ok()?;
+        if offset.checked_add(bytes.len())? > MAX_STRING_LEN {
+            return None;
+        }
+        match set_range(cur, offset, bytes, room) {
+            (Decision::Put(value, _), hidden, Ok(_)) => Some((value, hidden)),
+            _ => None,
         }
     }
 }

@@ -6,9 +6,9 @@
 //! most 2^32 − 1 (the last bit of a 512 MiB value); a missing key, and any
 //! bit past a value's end, reads as 0.
 
-use super::append;
 use super::command::{key, option};
 use super::parse::parse_i64;
+use super::{append, partial};
 use super::{weigh, KvError, KvStore, Reply, MAX_STRING_LEN};
 use crate::Decision;
 use std::cell::Cell;
@@ -212,7 +212,9 @@ impl KvStore {
     /// past the end grows it in place when no reader holds the value (with
     /// spare capacity), and a bit within it that changes copies the value
     /// into a new buffer (a reader's bytes never change). A bit that is
-    /// already as asked writes nothing.
+    /// already as asked writes nothing. On a persistent store a `SETBIT`
+    /// that writes logs the one byte it changed and its offset, not the
+    /// value.
     ///
     /// ```
     /// let store = shardcache::kv::KvStore::new();
@@ -242,14 +244,15 @@ impl KvStore {
             let current = old.unwrap_or(0);
             was.set(current & mask(offset) != 0);
             if old.is_some() && was.get() == on {
-                return (Decision::Nothing, 0, Ok(len.unwrap_or(0)));
+                return (Decision::Nothing, 0, None, Ok(len.unwrap_or(0)));
             }
             let new = if on {
                 current | mask(offset)
             } else {
                 current & !mask(offset)
             };
-            append::set_range(cur, byte, &[new], room)
+            let written = append::set_range(cur, byte, &[new], room);
+            partial::spliced(written, byte, vec![new].into())
         })?;
         Ok(was.get())
     }

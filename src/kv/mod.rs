@@ -79,7 +79,9 @@ pub use reply::Reply;
 pub use stats::KvStats;
 pub use strings::{GetExOption, SetCondition, SetOptions, SetOutcome};
 
-use crate::persist::{type_path_fingerprint, PersistError, RecoveryReport, WriteAheadLog};
+use crate::persist::{
+    schema_fingerprint, type_path_fingerprint, PersistError, RecoveryReport, WriteAheadLog,
+};
 use crate::stats::{Counter, StatsCounters};
 use crate::{BuildError, Cache, Clock, Policy};
 use bytes::Bytes;
@@ -404,7 +406,11 @@ impl KvStoreBuilder {
     /// `appendonly yes`: the log is replayed first (keys whose expiry passed
     /// while the process was down are not loaded), then every write is
     /// logged. See [`persist`](crate::persist) for what is logged and how
-    /// the log is compacted.
+    /// the log is compacted. `APPEND`, `SETRANGE` and `SETBIT` log the bytes
+    /// they write, not the whole value, so a long value written a little at
+    /// a time grows the log by what is written, as Redis's AOF does;
+    /// [`RecoveryReport::orphan_splices`] counts keys whose partial writes
+    /// found no value to apply to (see `docs/persistence.md`).
     ///
     /// ```
     /// use shardcache::kv::KvStore;
@@ -446,10 +452,14 @@ impl KvStoreBuilder {
         // Logs written before the store declared its schema carry the
         // type-path fingerprint, as release 0.1 printed the types.
         let before = type_path_fingerprint("alloc::string::String", "bytes::bytes::Bytes");
+        let v1 = schema_fingerprint(LOG_SCHEMA_V1);
         let mut b = Cache::<String, Bytes>::builder()
-            .log_schema_from(LOG_SCHEMA.to_owned(), vec![before])
+            .log_schema_from(LOG_SCHEMA.to_owned(), vec![before, v1])
             .weigher(|k: &String, v: &Bytes| weigh(k.len(), v.len()))
             .policy(self.policy.unwrap_or_default());
+        b = b.splicer(crate::sync::Arc::new(append::BytesSplicer {
+            max_memory: self.max_memory.unwrap_or(0),
+        }));
         if let Some(max) = self.max_memory {
             b = b.max_capacity(max).shared_capacity();
         }
@@ -467,7 +477,16 @@ impl KvStoreBuilder {
 /// [`CacheBuilder::log_schema`](crate::CacheBuilder::log_schema)): its
 /// records are string keys and byte values, so it does not depend on how
 /// Rust names their types.
-const LOG_SCHEMA: &str = "shardcache/kv/v1";
+///
+/// `v2` logs may hold partial writes (splice records, see
+/// [`append::BytesSplicer`]) that a build knowing only `v1` cannot replay: a
+/// `v1` log (or one of release 0.1, named by its types) opens and is
+/// given the `v2` header, and an older build refuses a `v2` log as
+/// another schema's rather than misreading it.
+pub(crate) const LOG_SCHEMA: &str = "shardcache/kv/v2";
+
+/// The schema of the logs of the builds before partial writes were logged.
+const LOG_SCHEMA_V1: &str = "shardcache/kv/v1";
 
 /// An entry's accounted size: key + value + [`ENTRY_OVERHEAD`], saturating.
 fn weigh(key: usize, value: usize) -> u32 {

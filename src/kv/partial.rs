@@ -4,9 +4,33 @@
 
 use super::append;
 use super::{KvError, KvStore, ENTRY_OVERHEAD, MAX_STRING_LEN};
-use crate::compute::Slot;
+use crate::compute::{Slot, Splice};
 use crate::{CapacityError, Decision};
 use bytes::Bytes;
+use std::borrow::Cow;
+
+/// What a write that [`KvStore::grow`] runs answers: the decision, the new
+/// buffer's spare capacity, the part of the value it wrote (logged in place
+/// of the whole value), and the reply.
+pub(super) type Grown<'s> = (
+    Decision<Bytes>,
+    u64,
+    Option<Splice<'s>>,
+    Result<usize, KvError>,
+);
+
+/// Adds to a write's answer the splice it made: `bytes` at `offset`.
+pub(super) fn spliced<'s>(
+    (decision, hidden, r): (Decision<Bytes>, u64, Result<usize, KvError>),
+    offset: usize,
+    bytes: Cow<'s, [u8]>,
+) -> Grown<'s> {
+    let splice = Splice {
+        offset: offset as u64,
+        bytes,
+    };
+    (decision, hidden, Some(splice), r)
+}
 
 impl KvStore {
     /// `APPEND key value`: appends (creating the key if needed), keeping the
@@ -17,6 +41,10 @@ impl KvStore {
     /// more), which later appends fill in place while no reader holds the
     /// value. The spare capacity counts in `used_memory` and `max_memory`;
     /// when the value does not fit with it, it is stored without.
+    ///
+    /// On a persistent store the log records the appended bytes and where
+    /// they start, not the new value: the log grows by `value.len()` and
+    /// about 20 bytes per append, however long the value.
     ///
     /// ```
     /// let store = shardcache::kv::KvStore::new();
@@ -34,7 +62,10 @@ impl KvStore {
     /// the value is unchanged either way.
     pub fn append(&self, key: &str, value: &[u8]) -> Result<usize, KvError> {
         self.check_len(key, value.len())?;
-        self.grow(key, |cur, room| append::append(cur, value, room))
+        self.grow(key, |cur, room| {
+            let at = cur.as_ref().map_or(0, |s| s.value.len());
+            spliced(append::append(cur, value, room), at, Cow::Borrowed(value))
+        })
     }
 
     /// `SETRANGE key offset value`: overwrites the value from `offset` on,
@@ -45,6 +76,8 @@ impl KvStore {
     /// A write at or past the value's end grows it in place as
     /// [`append`](Self::append) does; a write over some of its bytes copies
     /// the value into a new buffer (a reader's bytes never change).
+    /// On a persistent store the log records `value` and `offset`, not the
+    /// new value.
     ///
     /// ```
     /// let store = shardcache::kv::KvStore::new();
@@ -81,25 +114,29 @@ impl KvStore {
         if max > 0 && u64::from(super::weigh(self.prefix.len() + key.len(), end)) > max {
             return Err(KvError::OutOfMemory);
         }
-        self.grow(key, |cur, room| append::set_range(cur, offset, value, room))
+        self.grow(key, |cur, room| {
+            let written = append::set_range(cur, offset, value, room);
+            spliced(written, offset, Cow::Borrowed(value))
+        })
     }
 
     /// Runs a write that may grow the value with spare capacity (`write`
     /// gets the slot and the most bytes the buffer may hold, see
     /// [`append_room`](Self::append_room)); if the value does not fit with
-    /// its spare capacity, runs it again without.
-    pub(super) fn grow(
+    /// its spare capacity, runs it again without. A persistent store logs
+    /// the splice the write answers, not the whole value.
+    pub(super) fn grow<'s>(
         &self,
         key: &str,
-        write: impl Fn(Option<Slot<'_, Bytes>>, usize) -> (Decision<Bytes>, u64, Result<usize, KvError>),
+        write: impl Fn(Option<Slot<'_, Bytes>>, usize) -> Grown<'s>,
     ) -> Result<usize, KvError> {
         let key = self.full_key(key);
         let room = self.append_room(&key);
         let mut spare = 0;
-        let first = self.cache.compute_slot(key, |cur| {
-            let (decision, hidden, r) = write(cur, room);
+        let first = self.cache.compute_spliced(key, |cur| {
+            let (decision, hidden, splice, r) = write(cur, room);
             spare = hidden;
-            (decision, hidden, r)
+            (decision, hidden, splice, r)
         });
         match first {
             Ok(r) => r,
@@ -107,7 +144,7 @@ impl KvStore {
             // the refused buffer before the new one is built.
             Err(CapacityError { key, value }) if spare > 0 => {
                 drop(value);
-                self.cache.compute_slot(key, |cur| write(cur, 0))?
+                self.cache.compute_spliced(key, |cur| write(cur, 0))?
             }
             Err(e) => Err(e.into()),
         }
@@ -147,15 +184,20 @@ impl KvStore {
     /// the stored `key`: [`MAX_STRING_LEN`] (so an entry's weight stays
     /// within `u32`), and no more than `max_memory` holds beside the key.
     fn append_room(&self, key: &str) -> usize {
-        let max = self.shared.max_memory;
-        if max == 0 {
-            return MAX_STRING_LEN;
-        }
-        let beside = (key.len() as u64).saturating_add(u64::from(ENTRY_OVERHEAD));
-        usize::try_from(max.saturating_sub(beside))
-            .unwrap_or(usize::MAX)
-            .min(MAX_STRING_LEN)
+        room_for(self.shared.max_memory, key.len())
     }
+}
+
+/// [`KvStore::append_room`] for a stored key of `key_len` bytes under
+/// `max_memory` (0: unbounded).
+pub(super) fn room_for(max_memory: u64, key_len: usize) -> usize {
+    if max_memory == 0 {
+        return MAX_STRING_LEN;
+    }
+    let beside = (key_len as u64).saturating_add(u64::from(ENTRY_OVERHEAD));
+    usize::try_from(max_memory.saturating_sub(beside))
+        .unwrap_or(usize::MAX)
+        .min(MAX_STRING_LEN)
 }
 
 /// `GETRANGE`'s `start..=end` on a value of `len` bytes as Redis 7.0

@@ -9,7 +9,11 @@
 //!
 //! What is logged: inserts (with their absolute wall-clock expiry, Unix
 //! milliseconds, so a TTL survives a restart and what expired while the
-//! process was down is not loaded), removals, TTL changes and clears.
+//! process was down is not loaded), removals, TTL changes and clears; and,
+//! for a [`KvStore`](crate::kv::KvStore), partial writes (`APPEND`,
+//! `SETRANGE`, `SETBIT`) as the bytes written and their offset, so the log
+//! grows by what a write wrote, not by the value's length (see
+//! `docs/persistence.md`, "Partial writes").
 //! Evictions are not logged: after a restart the cache reloads what was
 //! written and not removed, and evicts again if that exceeds its capacity.
 //!
@@ -185,6 +189,14 @@ pub struct RecoveryReport {
     /// was declared): the header was replaced by the schema's before the
     /// log was opened. `None` when the header already matched.
     pub migrated_from: Option<u64>,
+    /// Keys whose partial writes (a [`KvStore`](crate::kv::KvStore)'s
+    /// `APPEND`, `SETRANGE` or `SETBIT`, logged as the bytes written) found
+    /// no value to apply to, and that no later whole write of the key
+    /// settled: their value had been evicted during the load (a cache
+    /// loads no more than it holds), or the log lost the records that
+    /// wrote it. They are left absent; no value is made up for the bytes
+    /// the writes did not cover.
+    pub orphan_splices: u64,
 }
 
 /// A log of opaque records. Implement it to keep a cache's writes somewhere
@@ -395,6 +407,19 @@ pub(crate) enum Record<K, V> {
         expires_at: Option<u64>,
     },
     Clear,
+    /// A partial write (`APPEND`, `SETRANGE`, `SETBIT` on a `KvStore`):
+    /// `bytes` written at `offset` of the key's value, zero-padded first if
+    /// it is shorter, the key's expiry (`expires_at`) kept. `fresh`: the key
+    /// held no live value, so the write started from an empty one. Only a
+    /// cache built with a [`Splicer`](crate::compute::Splicer) writes and
+    /// replays them. Last, so that logs written before it decode unchanged.
+    Splice {
+        key: K,
+        offset: u64,
+        bytes: bytes::Bytes,
+        expires_at: Option<u64>,
+        fresh: bool,
+    },
 }
 
 #[derive(Serialize)]
@@ -412,6 +437,24 @@ pub(crate) enum RecordRef<'a, K, V> {
         expires_at: Option<u64>,
     },
     Clear,
+    Splice {
+        key: &'a K,
+        offset: u64,
+        bytes: RawBytes<'a>,
+        expires_at: Option<u64>,
+        fresh: bool,
+    },
+}
+
+/// Bytes encoded as postcard encodes a `Bytes` (a length, then the bytes),
+/// written at once rather than one element at a time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawBytes<'a>(pub(crate) &'a [u8]);
+
+impl Serialize for RawBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
 }
 
 impl<K: Serialize, V: Serialize> RecordRef<'_, K, V> {
@@ -447,6 +490,12 @@ pub fn header_for<K, V>() -> Vec<u8> {
     frame::header(fingerprint::<K, V>()).to_vec()
 }
 
+/// The header a log of the log schema `name` starts with (for fuzzing).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn header_of_schema(name: &str) -> Vec<u8> {
+    frame::header(schema_fingerprint(name)).to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,5 +519,42 @@ mod tests {
             other => panic!("decoded {other:?}"),
         }
         assert!(Record::<String, u32>::decode(&[0xFF, 0xFF]).is_err());
+    }
+
+    #[test]
+    fn a_splice_round_trips_and_leaves_the_older_variants_as_they_were() {
+        let mut bytes = Vec::new();
+        let key = "k".to_string();
+        let record: RecordRef<'_, String, u32> = RecordRef::Splice {
+            key: &key,
+            offset: 512 << 20,
+            bytes: RawBytes(b"xyz"),
+            expires_at: None,
+            fresh: true,
+        };
+        record.encode_into(&mut bytes).expect("encode");
+        // Variant 4, "k", offset as a varint, the bytes, no expiry, fresh.
+        assert_eq!(
+            bytes,
+            [4, 1, b'k', 0x80, 0x80, 0x80, 0x80, 0x02, 3, b'x', b'y', b'z', 0, 1]
+        );
+        match Record::<String, u32>::decode(&bytes).expect("decode") {
+            Record::Splice {
+                key,
+                offset,
+                bytes,
+                expires_at,
+                fresh,
+            } => assert_eq!(
+                (key.as_str(), offset, &bytes[..], expires_at, fresh),
+                ("k", 512 << 20, &b"xyz"[..], None, true)
+            ),
+            other => panic!("decoded {other:?}"),
+        }
+        // The variants a 0.1 log holds keep their tags.
+        let mut clear = Vec::new();
+        let record: RecordRef<'_, String, u32> = RecordRef::Clear;
+        record.encode_into(&mut clear).expect("encode");
+        assert_eq!(clear, [3]);
     }
 }
