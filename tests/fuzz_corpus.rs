@@ -29,6 +29,11 @@ fn log_bytes_corpus() {
 }
 
 #[test]
+fn kv_log_bytes_corpus() {
+    replay("kv_log_bytes", shardcache::fuzzing::kv_log_bytes);
+}
+
+#[test]
 fn admission_summary_corpus() {
     replay("admission_summary", shardcache::fuzzing::admission_summary);
 }
