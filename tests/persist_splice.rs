@@ -367,3 +367,36 @@ fn a_splice_at_the_longest_offset_is_small_and_reloads() {
     let store = open(&storage, &clock);
     assert_eq!(&store.get_range("big", -1, -1)[..], &[b'x' | 0x80][..]);
 }
+
+// ---------------------------------------------------------------- compatibility
+
+/// A log of the schema before splices (`shardcache/kv/v1`, written here as
+/// that build wrote it: whole inserts of string keys and byte values) opens
+/// and is migrated to `v2`; a build that knows only `v1` (played by a cache
+/// declaring that schema) then refuses the log by its fingerprint, and
+/// leaves it as it was, instead of reading a splice as damage.
+#[test]
+fn a_v1_kv_log_migrates_and_a_v1_build_refuses_the_v2_log() {
+    let storage = MemStorage::new();
+    let log = || FileLog::with_storage(storage.clone(), Fsync::Always);
+    let v1_build = || {
+        shardcache::Cache::<String, bytes::Bytes>::builder()
+            .log_schema("shardcache/kv/v1")
+            .build_persistent(log())
+    };
+    let (old, _) = v1_build().expect("a v1 log");
+    old.insert("k".into(), bytes::Bytes::from_static(b"abc"));
+    drop(old);
+    let (store, report) = KvStore::builder().build_persistent(log()).expect("load");
+    assert!(report.migrated_from.is_some(), "{report:?}");
+    assert_eq!(bulk(&store, "k").as_deref(), Some(&b"abc"[..]));
+    store.append("k", b"def").expect("append");
+    drop(store);
+    let before = storage.read_all().expect("read");
+    let err = v1_build().expect_err("refused");
+    assert!(matches!(err, PersistError::Fingerprint { .. }), "{err}");
+    assert_eq!(storage.read_all().expect("read"), before);
+    let (store, report) = KvStore::builder().build_persistent(log()).expect("load");
+    assert_eq!(report.migrated_from, None);
+    assert_eq!(bulk(&store, "k").as_deref(), Some(&b"abcdef"[..]));
+}
