@@ -47,7 +47,13 @@ pub(crate) struct Splice<'a> {
 /// How recovery applies a logged [`Splice`] to a value, installed by the
 /// cache's owner when its values are byte strings (the `KvStore`): the
 /// generic cache knows nothing of bytes, and caches without one never log
-/// splices. Its `splice` follows [`Slot`]'s contract.
+/// splices.
+///
+/// Only recovery calls it, and nobody else sees the value then: no reader
+/// holds it, no listener or undo record needs its old bytes, and recovery
+/// drops the key when a spliced value is not stored. So, unlike a
+/// [`Slot`]'s usual contract, `splice` may write in place and leave the
+/// slot empty.
 pub(crate) trait Splicer<K, V>: Send + Sync {
     /// The most bytes the buffer of `key`'s value may hold, spare capacity
     /// included (what the write would have had live).

@@ -62,7 +62,9 @@ fn ten_thousand_setbits_on_a_mebibyte_bitmap_log_bytes_not_the_bitmap() {
     assert!(whole > 1 << 20);
     drop(store);
     let log = FileLog::open(&path, Fsync::Never).expect("reopen");
+    let started = std::time::Instant::now();
     let (store, report) = KvStore::builder().build_persistent(log).expect("load");
+    eprintln!("replayed in {:?}", started.elapsed());
     assert_eq!(report.records, 10_001);
     assert_eq!(bulk(&store, "bits"), Some(want));
 }

@@ -279,10 +279,19 @@ impl<K: Hash + Eq, V> Aside<K, V> {
         };
         let room = splicer.room(&key);
         let result = match attempt(key, room) {
-            Err(CapacityError { key, value }) => {
-                drop(value);
-                attempt(key, 0)
-            }
+            // The spliced value, again without spare capacity: the splicer
+            // may have taken the stored one, so the refused value is the
+            // one to store (writing the same bytes again changes nothing).
+            Err(CapacityError { key, mut value }) => cache.compute_slot(key, |_| {
+                let slot = Slot {
+                    value: &mut value,
+                    ttl: None,
+                };
+                match splicer.splice(Some(slot), w.offset, w.bytes, 0) {
+                    Some((value, hidden)) => (Decision::Put(value, Ttl::Keep), hidden, ()),
+                    None => (Decision::Nothing, 0, ()),
+                }
+            }),
             done => done,
         };
         if impossible {

@@ -86,7 +86,11 @@ pub(super) fn set_range(
 /// record) on a store whose `max_memory` is `max_memory` (0: unbounded): as
 /// [`set_range`] does it live, with the same room to grow, so that a value
 /// the log built by appends is rebuilt in linear time and weighs what it
-/// did. A write past [`MAX_STRING_LEN`] is one no store could have made.
+/// did. A write over the value's own bytes is made in place when the
+/// buffer is not shared and holds no more than `room` (recovery's values
+/// have no readers; see [`Splicer`]), so replaying many small writes to a
+/// long value costs the bytes written, not a copy of the value each. A
+/// write past [`MAX_STRING_LEN`] is one no store could have made.
 pub(super) struct BytesSplicer {
     pub(super) max_memory: u64,
 }
@@ -107,9 +111,47 @@ impl Splicer<String, Bytes> for BytesSplicer {
         if offset.checked_add(bytes.len())? > MAX_STRING_LEN {
             return None;
         }
+        let mut cur = cur;
+        if let Some(slot) = cur.as_mut() {
+            if let Some(done) = overwrite_in_place(slot.value, offset, bytes, room) {
+                return Some(done);
+            }
+        }
         match set_range(cur, offset, bytes, room) {
             (Decision::Put(value, _), hidden, Ok(_)) => Some((value, hidden)),
             _ => None,
+        }
+    }
+}
+
+/// `bytes` written at `offset` of `value`'s own bytes in its buffer, when
+/// nothing else holds the buffer and it keeps no more than `room` bytes;
+/// the value (taken, `value` left empty) and its spare capacity. `None`,
+/// with `value` as it was, otherwise. For recovery only (see
+/// [`BytesSplicer`]).
+fn overwrite_in_place(
+    value: &mut Bytes,
+    offset: usize,
+    bytes: &[u8],
+    room: usize,
+) -> Option<(Bytes, u64)> {
+    let end = offset.checked_add(bytes.len())?;
+    if end > value.len() {
+        return None;
+    }
+    match std::mem::take(value).try_into_mut() {
+        Ok(mut buf) if buf.capacity() <= room.max(buf.len()) => {
+            buf[offset..end].copy_from_slice(bytes);
+            let spare = u64::try_from(buf.capacity() - buf.len()).unwrap_or(u64::MAX);
+            Some((buf.freeze(), spare))
+        }
+        Ok(buf) => {
+            *value = buf.freeze();
+            None
+        }
+        Err(shared) => {
+            *value = shared;
+            None
         }
     }
 }
@@ -308,6 +350,46 @@ mod tests {
         let (new, spare) = run_set_range(&mut stored, 5, b"0123");
         assert_eq!((&new[..], spare), (&b"ab\0\0c0123"[..], 9));
         assert_eq!(&stored[..], b"ab\0\0c\0d");
+    }
+
+    #[test]
+    fn recovery_splices_in_place_only_into_an_unshared_buffer_within_room() {
+        let splicer = BytesSplicer { max_memory: 0 };
+        let mut stored = Bytes::from(b"abcdef".to_vec());
+        let at = stored.as_ptr();
+        let slot = Slot {
+            value: &mut stored,
+            ttl: None,
+        };
+        let (new, spare) = splicer.splice(Some(slot), 1, b"XY", 0).expect("spliced");
+        assert_eq!((&new[..], spare, new.as_ptr()), (&b"aXYdef"[..], 0, at));
+        assert!(stored.is_empty(), "taken");
+        // A reader holds it: copied, the reader's bytes unchanged.
+        let mut stored = new;
+        let reader = stored.clone();
+        let slot = Slot {
+            value: &mut stored,
+            ttl: None,
+        };
+        let (new, _) = splicer.splice(Some(slot), 0, b"Z", 0).expect("spliced");
+        assert_eq!((&new[..], &reader[..]), (&b"ZXYdef"[..], &b"aXYdef"[..]));
+        assert_ne!(new.as_ptr(), at);
+        // Spare capacity past `room`: copied into an exact buffer.
+        drop((reader, stored));
+        let mut big = Vec::with_capacity(64);
+        big.extend_from_slice(b"abc");
+        let mut stored = Bytes::from(big);
+        let slot = Slot {
+            value: &mut stored,
+            ttl: None,
+        };
+        let (new, spare) = splicer.splice(Some(slot), 0, b"Q", 8).expect("spliced");
+        assert_eq!((&new[..], spare), (&b"Qbc"[..], 0));
+        assert_eq!(&stored[..], b"abc", "left as it was");
+        // Past the longest value: no store could have written it.
+        assert!(splicer
+            .splice(None, MAX_STRING_LEN as u64, b"x", MAX_STRING_LEN)
+            .is_none());
     }
 
     #[test]
