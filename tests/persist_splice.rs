@@ -251,6 +251,17 @@ fn frame(payload: &[u8]) -> Vec<u8> {
 /// A splice record's payload (postcard): variant 4, the key, the offset,
 /// the bytes, no expiry, `fresh`.
 fn splice_record(key: &str, offset: u64, bytes: &[u8], fresh: bool) -> Vec<u8> {
+    splice_record_at(key, offset, bytes, None, fresh)
+}
+
+/// [`splice_record`] with an expiry (Unix ms).
+fn splice_record_at(
+    key: &str,
+    offset: u64,
+    bytes: &[u8],
+    expires_at: Option<u64>,
+    fresh: bool,
+) -> Vec<u8> {
     fn varint(mut n: u64, out: &mut Vec<u8>) {
         while n >= 0x80 {
             out.push((n as u8) | 0x80);
@@ -264,7 +275,13 @@ fn splice_record(key: &str, offset: u64, bytes: &[u8], fresh: bool) -> Vec<u8> {
     varint(offset, &mut p);
     varint(bytes.len() as u64, &mut p);
     p.extend_from_slice(bytes);
-    p.push(0);
+    match expires_at {
+        None => p.push(0),
+        Some(at) => {
+            p.push(1);
+            varint(at, &mut p);
+        }
+    }
     p.push(u8::from(fresh));
     p
 }
@@ -278,6 +295,8 @@ fn a_splice_with_no_value_to_apply_to_is_counted_and_left_absent() {
     let storage = MemStorage::new();
     drop(open(&storage, &clock));
     for record in [
+        // Lapsed: its expiry (1970) has passed, so no value is expected.
+        splice_record_at("lapsed", 4, b"xy", Some(1), false),
         splice_record("lost", 4, b"xy", false),
         splice_record("settled", 4, b"xy", false),
         splice_record("new", 2, b"xy", true),
@@ -290,6 +309,7 @@ fn a_splice_with_no_value_to_apply_to_is_counted_and_left_absent() {
     let (store, report) = open_with(&storage, &clock);
     assert_eq!(report.orphan_splices, 1);
     assert_eq!(bulk(&store, "lost"), None);
+    assert_eq!(bulk(&store, "lapsed"), None);
     assert_eq!(bulk(&store, "settled").as_deref(), Some(&b"v"[..]));
     assert_eq!(bulk(&store, "new").as_deref(), Some(&b"\0\0xy"[..]));
 }

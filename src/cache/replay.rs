@@ -10,7 +10,8 @@
 //! no live value when it was written) starts from an empty value whatever
 //! recovery holds, as the write did.
 //!
-//! A splice for a key recovery holds no value for is skipped. A valid log
+//! A splice for a key recovery holds no value for is skipped (and one
+//! whose expiry has passed is not counted below: its key lapsed). A valid log
 //! has one when the value was evicted during the replay (it is not
 //! loaded), and after a rewrite that ran while the key was written: the
 //! rewrite's snapshot may be newer than records it carries over, and a
@@ -241,7 +242,9 @@ impl<K: Hash + Eq, V> Aside<K, V> {
         if outside.is_some() || w.lapses {
             let mut outside = outside;
             if outside.is_none() && !fresh {
-                self.orphans.insert(key);
+                // No value, and the key's expiry has passed: it lapsed
+                // (before a rewrite's snapshot that carries this splice
+                // over, say). Nothing to apply, nothing lost.
                 return Ok(());
             }
             let slot = outside.as_mut().map(|value| Slot { value, ttl: None });
