@@ -15,7 +15,8 @@
 //! has one when the value was evicted during the replay (it is not
 //! loaded), and after a rewrite that ran while the key was written: the
 //! rewrite's snapshot may be newer than records it carries over, and a
-//! later record of the key (the one the snapshot saw) settles it. Keys
+//! later record of the key (the one the snapshot saw) settles it, unless
+//! the key was evicted before the snapshot (evictions are not logged). Keys
 //! that no later whole write (an insert, a removal, a clear, a fresh
 //! splice) settles stay absent, and are counted in
 //! [`RecoveryReport::orphan_splices`]: nothing is made up for the bytes the

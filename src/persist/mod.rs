@@ -192,9 +192,10 @@ pub struct RecoveryReport {
     /// Keys whose partial writes (a [`KvStore`](crate::kv::KvStore)'s
     /// `APPEND`, `SETRANGE` or `SETBIT`, logged as the bytes written) found
     /// no value to apply to, and that no later whole write of the key
-    /// settled: their value had been evicted during the load (a cache
-    /// loads no more than it holds), or the log lost the records that
-    /// wrote it. They are left absent; no value is made up for the bytes
+    /// settled: their value had been evicted, during the load (a cache
+    /// loads no more than it holds) or while a rewrite whose snapshot no
+    /// longer held it carried the writes over (evictions are not logged),
+    /// or the log lost the records that wrote it. They are left absent; no value is made up for the bytes
     /// the writes did not cover.
     pub orphan_splices: u64,
 }
