@@ -275,6 +275,7 @@ where
             // Never an undo record: `undo_for` restores a spliced value
             // whole (an insert of the value before the write).
             Record::Clear | Record::Splice { .. } => return Ok(Removed::new()),
+            Record::Batch(parts) => return Ok(self.undo_batch(parts)),
         };
         let (hash, s) = self.locate_key(&key);
         let env = self.write_env(s);

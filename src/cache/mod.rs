@@ -23,8 +23,11 @@
 //! | `bulk.rs` | iteration, `retain`, `clear` |
 //! | `scan.rs` | cursor iteration |
 //! | `room.rs` | making room across shards for a shared budget |
+//! | `batch.rs` | writes of several keys as one step, across shards |
 //! | `replay.rs`, `warm.rs` | filling a cache from its log and its saved admission summary |
 
+mod batch;
+pub(crate) use batch::{BatchFull, BatchWrite};
 mod build;
 mod bulk;
 mod compute;

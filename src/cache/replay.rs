@@ -87,80 +87,86 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         let fingerprint = identity.fingerprint;
         let mut report = log.replay_migrating(fingerprint, &identity.previous, &mut |bytes| {
             let estimate = warm.next(bytes);
-            match Record::<K, V>::decode(bytes)? {
-                Record::Insert {
-                    key,
-                    value,
-                    expires_at: Some(at),
-                } if at <= now => {
-                    cache.remove(&key);
-                    aside.orphans.remove(&key);
-                    aside.lapsed.insert(key, value);
-                }
-                Record::Insert {
-                    key,
-                    value,
-                    expires_at,
-                } => {
-                    aside.forget(&key);
-                    if let Some(e) = estimate {
-                        warm.keep(cache.locate_key(&key), e);
-                    }
-                    // A full noeviction cache keeps what it has; the rest is not loaded.
-                    let _ = cache.try_insert_inner(key, value, stored(expires_at));
-                }
-                Record::Remove { key } => {
-                    aside.forget(&key);
-                    cache.remove(&key);
-                }
-                Record::Expire {
-                    key,
-                    expires_at: Some(at),
-                } if at <= now => {
-                    // Lapsed too, unless a later record (PERSIST, a longer
-                    // EXPIRE) lifts the deadline again.
-                    if let Some(value) = cache.remove_as(&key, true) {
+            // A batch replays as its parts, in order; its frame's checksum
+            // made it whole or left it out.
+            for record in Record::<K, V>::decode(bytes)?.into_parts() {
+                match record {
+                    Record::Insert {
+                        key,
+                        value,
+                        expires_at: Some(at),
+                    } if at <= now => {
+                        cache.remove(&key);
+                        aside.orphans.remove(&key);
                         aside.lapsed.insert(key, value);
                     }
-                }
-                Record::Expire { key, expires_at } => match aside.lapsed.remove(&key) {
-                    Some(value) => {
+                    Record::Insert {
+                        key,
+                        value,
+                        expires_at,
+                    } => {
+                        aside.forget(&key);
+                        if let Some(e) = estimate {
+                            warm.keep(cache.locate_key(&key), e);
+                        }
+                        // A full noeviction cache keeps what it has; the rest is not loaded.
                         let _ = cache.try_insert_inner(key, value, stored(expires_at));
                     }
-                    None => {
-                        cache.set_deadline_of(&key, expires_at.map(ttl_from), true);
+                    Record::Remove { key } => {
+                        aside.forget(&key);
+                        cache.remove(&key);
                     }
-                },
-                Record::Clear => {
-                    aside.lapsed.clear();
-                    aside.orphans.clear();
-                    cache.clear();
-                }
-                Record::Splice {
-                    key,
-                    offset,
-                    bytes,
-                    expires_at,
-                    fresh,
-                } => {
-                    let splicer = splicer.as_deref().ok_or_else(|| {
-                        PersistError::Decode(
+                    Record::Expire {
+                        key,
+                        expires_at: Some(at),
+                    } if at <= now => {
+                        // Lapsed too, unless a later record (PERSIST, a longer
+                        // EXPIRE) lifts the deadline again.
+                        if let Some(value) = cache.remove_as(&key, true) {
+                            aside.lapsed.insert(key, value);
+                        }
+                    }
+                    Record::Expire { key, expires_at } => match aside.lapsed.remove(&key) {
+                        Some(value) => {
+                            let _ = cache.try_insert_inner(key, value, stored(expires_at));
+                        }
+                        None => {
+                            cache.set_deadline_of(&key, expires_at.map(ttl_from), true);
+                        }
+                    },
+                    Record::Clear => {
+                        aside.lapsed.clear();
+                        aside.orphans.clear();
+                        cache.clear();
+                    }
+                    Record::Splice {
+                        key,
+                        offset,
+                        bytes,
+                        expires_at,
+                        fresh,
+                    } => {
+                        let splicer = splicer.as_deref().ok_or_else(|| {
+                            PersistError::Decode(
                             "a partial write (splice) in the log of a cache whose values take none"
                                 .to_owned(),
                         )
-                    })?;
-                    let lapses = expires_at.is_some_and(|at| at <= now);
-                    let splice = Spliced {
-                        offset,
-                        bytes: &bytes,
-                        lapses,
-                        stored: if lapses {
-                            Expire::Never
-                        } else {
-                            stored(expires_at)
-                        },
-                    };
-                    aside.splice(&cache, splicer, key, fresh, &splice)?;
+                        })?;
+                        let lapses = expires_at.is_some_and(|at| at <= now);
+                        let splice = Spliced {
+                            offset,
+                            bytes: &bytes,
+                            lapses,
+                            stored: if lapses {
+                                Expire::Never
+                            } else {
+                                stored(expires_at)
+                            },
+                        };
+                        aside.splice(&cache, splicer, key, fresh, &splice)?;
+                    }
+                    // `into_parts` hands a batch over as its parts.
+                    Record::Batch(_) => {}
                 }
             }
             Ok(())

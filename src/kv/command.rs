@@ -77,12 +77,27 @@ const COMMANDS: &[Spec] = &[
     Spec {
         name: "mset",
         arity: -3,
-        run: |s, a| mset(s, a, "mset").map(|_| Reply::ok()),
+        run: |s, a| super::multi::mset(s, a, "mset").map(|_| Reply::ok()),
     },
     Spec {
         name: "msetnx",
         arity: -3,
-        run: |s, a| mset(s, a, "msetnx").map(Reply::from),
+        run: |s, a| super::multi::mset(s, a, "msetnx").map(Reply::from),
+    },
+    Spec {
+        name: "rename",
+        arity: 3,
+        run: |s, a| super::multi::rename(s, a, false),
+    },
+    Spec {
+        name: "renamenx",
+        arity: 3,
+        run: |s, a| super::multi::rename(s, a, true),
+    },
+    Spec {
+        name: "copy",
+        arity: -3,
+        run: super::multi::copy,
     },
     Spec {
         name: "append",
@@ -365,7 +380,7 @@ fn keys<'a>(args: &Args<'a>) -> Result<Vec<&'a str>, KvError> {
     args.iter().map(|a| key(a)).collect()
 }
 
-fn bytes(b: &[u8]) -> Bytes {
+pub(super) fn bytes(b: &[u8]) -> Bytes {
     Bytes::copy_from_slice(b)
 }
 
@@ -469,20 +484,6 @@ fn getex(s: &KvStore, a: &Args<'_>) -> Result<Reply, KvError> {
         (None, false) => GetExOption::Keep,
     };
     Ok(Reply::from_option(s.get_ex(k, option)?))
-}
-
-fn mset(s: &KvStore, a: &Args<'_>, command: &'static str) -> Result<bool, KvError> {
-    if a.len().is_multiple_of(2) {
-        return Err(KvError::WrongArity(command));
-    }
-    let pairs: Vec<(&str, Bytes)> = a[1..]
-        .chunks_exact(2)
-        .map(|p| Ok((key(p[0])?, bytes(p[1]))))
-        .collect::<Result<_, KvError>>()?;
-    if command == "msetnx" {
-        return s.mset_nx(&pairs);
-    }
-    s.mset(&pairs).map(|()| true)
 }
 
 /// `GETRANGE` and `SUBSTR`: both positions are parsed before the key is

@@ -101,6 +101,19 @@ pub enum KvError {
     /// `LCS`'s table could not be allocated.
     #[error("ERR Insufficient memory, failed allocating transient memory for LCS")]
     LcsNoMemory,
+    /// `RENAME` or `RENAMENX` of a key that does not exist.
+    #[error("ERR no such key")]
+    NoSuchKey,
+    /// `COPY` of a key onto itself.
+    #[error("ERR source and destination objects are the same")]
+    SameObject,
+    /// `COPY ... DB n` with an integer outside the 32-bit range.
+    #[error("ERR value is out of range, value must between -2147483648 and 2147483647")]
+    NotInt32,
+    /// `COPY ... DB n` naming a database other than 0: a store has one
+    /// database, as a Redis server started with `databases 1`.
+    #[error("ERR DB index is out of range")]
+    DbIndexOutOfRange,
     /// A typed value could not be encoded or decoded.
     #[error("ERR could not encode or decode the value: {0}")]
     Codec(String),

@@ -26,8 +26,8 @@
 //! `SETRANGE` `LCS` `SETBIT` `GETBIT` `BITCOUNT` `BITPOS` `INCR` `DECR`
 //! `INCRBY` `DECRBY` `INCRBYFLOAT` `DEL` `UNLINK` `EXISTS` `TOUCH` `TYPE`
 //! `EXPIRE` `PEXPIRE` `EXPIREAT` `PEXPIREAT` `TTL` `PTTL` `EXPIRETIME`
-//! `PEXPIRETIME` `PERSIST` `KEYS` `SCAN` `DBSIZE` `FLUSHDB` `RANDOMKEY`
-//! `INFO`.
+//! `PEXPIRETIME` `PERSIST` `RENAME` `RENAMENX` `COPY` `KEYS` `SCAN` `DBSIZE`
+//! `FLUSHDB` `RANDOMKEY` `INFO`.
 //!
 //! ```
 //! use shardcache::kv::{KvStore, Reply};
@@ -37,8 +37,10 @@
 //! assert_eq!(store.execute(&["EXPIRETIME", "k"]), Reply::Integer(-1));
 //! ```
 //!
-//! Differences from Redis, by design: keys are UTF-8 `String`s; multi-key
-//! commands (`MSET`, `MSETNX`, `DEL`) are atomic per key, not across keys;
+//! Differences from Redis, by design: keys are UTF-8 `String`s; `MSET`,
+//! `MSETNX`, `RENAME`, `RENAMENX` and `COPY` are each one atomic step across
+//! keys, as in Redis, but `DEL`, `EXISTS` and `MGET` take their keys one at
+//! a time; a store has one database (`COPY ... DB n` takes only 0);
 //! expiries are kept to the millisecond, and one more than about 34 years
 //! ahead ([`MAX_EXPIRE_MS`]) is refused with [`KvError::ExpireTooFar`]; memory
 //! is accounted per entry (see [`ENTRY_OVERHEAD`]), and `max_memory` is one
@@ -61,6 +63,7 @@ mod info;
 mod keys;
 mod lcs;
 mod longdouble;
+mod multi;
 mod parse;
 mod partial;
 mod reply;

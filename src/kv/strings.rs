@@ -1,7 +1,9 @@
 //! String commands: `GET`, `SET` (and `SETEX`, `PSETEX`, `SETNX`, `GETSET`),
-//! `GETDEL`, `GETEX`, `MGET`, `MSET`, `MSETNX`, `STRLEN`, and the counters
-//! `INCR`, `INCRBY`, `DECR`, `DECRBY`, `INCRBYFLOAT`. The commands on part of
-//! a value (`APPEND`, `SETRANGE`, `GETRANGE`) are in `partial.rs`.
+//! `GETDEL`, `GETEX`, `MGET`, `STRLEN`, and the counters `INCR`, `INCRBY`,
+//! `DECR`, `DECRBY`, `INCRBYFLOAT`. The commands on part of a value
+//! (`APPEND`, `SETRANGE`, `GETRANGE`) are in `partial.rs`; those that write
+//! several keys as one step (`MSET`, `MSETNX`, `RENAME`, `COPY`) in
+//! `multi.rs`.
 
 use super::expire::Expiry;
 use super::longdouble;
@@ -262,55 +264,6 @@ impl KvStore {
     /// `MGET key...`: each key's value, `None` where missing.
     pub fn mget<K: AsRef<str>>(&self, keys: &[K]) -> Vec<Option<Bytes>> {
         keys.iter().map(|k| self.get(k.as_ref())).collect()
-    }
-
-    /// `MSET key value...`: sets every pair, clearing their expiries. Atomic
-    /// per key, not across keys.
-    ///
-    /// # Errors
-    ///
-    /// [`KvError::StringTooLong`] if a key or value is over
-    /// [`MAX_STRING_LEN`](super::MAX_STRING_LEN) (nothing written);
-    /// [`KvError::OutOfMemory`] at the first pair that does not fit (earlier
-    /// pairs stay written).
-    pub fn mset<K: AsRef<str>, V: Into<Bytes> + Clone>(
-        &self,
-        pairs: &[(K, V)],
-    ) -> Result<(), KvError> {
-        let pairs: Vec<(&str, Bytes)> = pairs
-            .iter()
-            .map(|(k, v)| (k.as_ref(), v.clone().into()))
-            .collect();
-        // Checked before anything is written, as Redis refuses the command.
-        for (k, v) in &pairs {
-            self.check_len(k, v.len())?;
-        }
-        for (k, v) in pairs {
-            self.cache
-                .try_insert_with_expiry(self.full_key(k), v, None)?;
-        }
-        Ok(())
-    }
-
-    /// `MSETNX key value...`: sets every pair only if none of the keys exists;
-    /// true if they were set. The check and the writes are not one atomic step
-    /// across shards.
-    ///
-    /// # Errors
-    ///
-    /// As [`mset`](Self::mset).
-    pub fn mset_nx<K: AsRef<str>, V: Into<Bytes> + Clone>(
-        &self,
-        pairs: &[(K, V)],
-    ) -> Result<bool, KvError> {
-        if pairs
-            .iter()
-            .any(|(k, _)| self.cache.contains_key(&self.full_key(k.as_ref())))
-        {
-            return Ok(false);
-        }
-        self.mset(pairs)?;
-        Ok(true)
     }
 
     /// `STRLEN key`: the value's length, 0 if missing.

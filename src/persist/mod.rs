@@ -9,8 +9,10 @@
 //!
 //! What is logged: inserts (with their absolute wall-clock expiry, Unix
 //! milliseconds, so a TTL survives a restart and what expired while the
-//! process was down is not loaded), removals, TTL changes and clears; and,
-//! for a [`KvStore`](crate::kv::KvStore), partial writes (`APPEND`,
+//! process was down is not loaded), removals, TTL changes and clears;
+//! batches of inserts and removals made as one step (`KvStore`'s `MSET`,
+//! `RENAME`...), one record each, so a batch replays whole or not at all;
+//! and, for a [`KvStore`](crate::kv::KvStore), partial writes (`APPEND`,
 //! `SETRANGE`, `SETBIT`) as the bytes written and their offset, so the log
 //! grows by what a write wrote, not by the value's length (see
 //! `docs/persistence.md`, "Partial writes").
@@ -73,6 +75,7 @@
 //! the log from loading. See `docs/persistence.md` for the format and the
 //! measured hit ratios.
 
+mod batch;
 mod crc;
 mod error;
 mod file;
@@ -88,6 +91,7 @@ mod storage_mem;
 mod summary;
 mod summary_file;
 
+pub(crate) use batch::{Part, PartRef};
 pub use error::PersistError;
 pub use file::{
     FileLog, DEFAULT_REWRITE_MIN_SIZE, DEFAULT_REWRITE_PERCENTAGE, DEFAULT_WRITE_DELAY,
@@ -421,6 +425,8 @@ pub(crate) enum Record<K, V> {
         expires_at: Option<u64>,
         fresh: bool,
     },
+    /// Several writes applied as one step (see `persist/batch.rs`).
+    Batch(Vec<Part<K, V>>),
 }
 
 #[derive(Serialize)]
@@ -445,6 +451,7 @@ pub(crate) enum RecordRef<'a, K, V> {
         expires_at: Option<u64>,
         fresh: bool,
     },
+    Batch(Vec<PartRef<'a, K, V>>),
 }
 
 /// Bytes encoded as postcard encodes a `Bytes` (a length, then the bytes),

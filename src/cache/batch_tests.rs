@@ -1,0 +1,168 @@
+//! A batch the log refuses under `Fsync::Always` is undone as the same
+//! writes made one at a time are: values, expiries, statistics and the
+//! listener's notices all end the same.
+
+use super::BatchWrite;
+use crate::listener::RemovalCause;
+use crate::persist::{FaultOn, FileLog, Fsync, MemStorage};
+use crate::sync::{Arc, Mutex};
+use crate::{Cache, CacheStats, MockClock, Ttl};
+use std::time::Duration;
+
+type Notices = Arc<Mutex<Vec<(String, u32, RemovalCause)>>>;
+
+/// A persistent cache over `storage` whose listener writes to the result.
+fn cache(storage: &MemStorage, clock: &MockClock) -> (Cache<String, u32>, Notices) {
+    let seen: Notices = Arc::default();
+    let log = seen.clone();
+    let (cache, _) = Cache::<String, u32>::builder()
+        .max_capacity(1_000)
+        .shards(8)
+        .clock(clock.clone())
+        .eviction_listener(move |k, v, cause| log.lock().push((k, v, cause)))
+        .build_persistent(FileLog::with_storage(storage.clone(), Fsync::Always))
+        .expect("open");
+    (cache, seen)
+}
+
+/// The state a test compares: each key's value and TTL, the statistics and
+/// the notices (sorted: a batch reports them in its own order).
+type Outcome = (
+    Vec<(Option<u32>, Option<Option<Duration>>)>,
+    CacheStats,
+    Vec<(String, u32, RemovalCause)>,
+);
+
+/// `writes` names the keys written: a write to one key may also reclaim
+/// another's expired entry in its shard (sampled at random), so the expired
+/// d's notice, and its count, are kept only when d is written.
+fn outcome(cache: &Cache<String, u32>, seen: &Notices, writes: &[W]) -> Outcome {
+    let keys = ["a", "b", "c", "d"];
+    let values = keys
+        .iter()
+        .map(|k| (cache.peek_value(*k), cache.ttl(*k)))
+        .collect();
+    let writes_d = writes.iter().any(|w| matches!(w, W::D));
+    let mut notices: Vec<_> = seen
+        .lock()
+        .iter()
+        .filter(|n| writes_d || n.2 != RemovalCause::Expired)
+        .cloned()
+        .collect();
+    notices.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
+    let mut stats = cache.stats();
+    stats.expirations = notices
+        .iter()
+        .filter(|n| n.2 == RemovalCause::Expired)
+        .count() as u64;
+    (values, stats, notices)
+}
+
+/// Before: a=1 (TTL 100 s), b=2, d=4 expired. The writes: a=10 (no TTL),
+/// remove b, c=30, d=40.
+fn prepare(cache: &Cache<String, u32>, clock: &MockClock) {
+    cache.insert_with_ttl("a".into(), 1, Duration::from_secs(100));
+    cache.insert("b".into(), 2);
+    cache.insert_with_ttl("d".into(), 4, Duration::from_secs(1));
+    clock.advance(Duration::from_secs(2));
+}
+
+/// One of the test's writes, as a batch answer and as a single write.
+#[derive(Clone, Copy)]
+enum W {
+    /// a = 10, no TTL (it had 100 s).
+    A,
+    /// Remove b.
+    B,
+    /// c = 30 (new), keeping its (absent) TTL.
+    C,
+    /// d = 40 for 5 s (d had expired).
+    D,
+}
+
+impl W {
+    fn batch(self) -> BatchWrite<u32> {
+        match self {
+            W::A => BatchWrite::Put(10, Ttl::Never),
+            W::B => BatchWrite::Remove,
+            W::C => BatchWrite::Put(30, Ttl::Keep),
+            W::D => BatchWrite::Put(40, Ttl::After(Duration::from_secs(5))),
+        }
+    }
+
+    fn key(self) -> String {
+        ["a", "b", "c", "d"][self as usize].to_string()
+    }
+
+    fn single(self, c: &Cache<String, u32>) {
+        match self {
+            W::A => c.insert("a".into(), 10),
+            W::B => drop(c.remove("b")),
+            W::C => c.insert("c".into(), 30),
+            W::D => c.insert_with_ttl("d".into(), 40, Duration::from_secs(5)),
+        }
+    }
+}
+
+/// Runs `writes` as one batch on a fresh cache whose log fails at its next
+/// storage call of kind `on`; the outcome.
+fn refused_batch(writes: &[W], on: FaultOn) -> Outcome {
+    let (storage, clock) = (MemStorage::new(), MockClock::new());
+    let (c, seen) = cache(&storage, &clock);
+    prepare(&c, &clock);
+    storage.inject(on, 0, std::io::ErrorKind::Other, true);
+    let keys: Vec<String> = writes.iter().map(|w| w.key()).collect();
+    let r = c.durably(|| {
+        c.write_batch(&keys, None, |_| {
+            (writes.iter().map(|w| w.batch()).collect(), ())
+        })
+    });
+    assert!(r.is_err(), "not refused: {r:?}");
+    outcome(&c, &seen, writes)
+}
+
+/// Runs `w` as a single write on a fresh cache whose log fails likewise.
+fn refused_single(w: W, on: FaultOn) -> Outcome {
+    let (storage, clock) = (MemStorage::new(), MockClock::new());
+    let (c, seen) = cache(&storage, &clock);
+    prepare(&c, &clock);
+    storage.inject(on, 0, std::io::ErrorKind::Other, true);
+    assert!(c.durably(|| w.single(&c)).is_err());
+    outcome(&c, &seen, &[w])
+}
+
+#[test]
+fn a_refused_batch_is_undone_as_single_writes_are() {
+    let all = [W::A, W::B, W::C, W::D];
+    for on in [FaultOn::Sync, FaultOn::Append] {
+        let (before_storage, clock) = (MemStorage::new(), MockClock::new());
+        let (c, seen) = cache(&before_storage, &clock);
+        prepare(&c, &clock);
+        let before = outcome(&c, &seen, &[]);
+        // Each write alone: as a batch of one, as a single write.
+        let mut notices = Vec::new();
+        let mut stats = before.1;
+        for w in all {
+            let (one, single) = (refused_batch(&[w], on), refused_single(w, on));
+            assert_eq!(one.0, single.0, "{on:?}: values and TTLs");
+            assert_eq!(one.1, single.1, "{on:?} {}: statistics", w as usize);
+            assert_eq!(one.2, single.2, "{on:?} {}: notices", w as usize);
+            assert_eq!(one.0, before.0, "{on:?}: undone");
+            notices.extend(one.2.into_iter().filter(|n| !before.2.contains(n)));
+            stats.evictions += one.1.evictions - before.1.evictions;
+            stats.expirations += one.1.expirations - before.1.expirations;
+            stats.removals += one.1.removals - before.1.removals;
+            stats.inserts += one.1.inserts - before.1.inserts;
+            stats.updates += one.1.updates - before.1.updates;
+        }
+        // All four as one batch: every key back as it was, and what the
+        // statistics and the listener heard is the sum of the four.
+        let whole = refused_batch(&all, on);
+        assert_eq!(whole.0, before.0, "{on:?}: undone");
+        assert_eq!(whole.0[0], (Some(1), Some(Some(Duration::from_secs(98)))));
+        assert_eq!(whole.1, stats, "{on:?}: statistics");
+        notices.extend(before.2);
+        notices.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
+        assert_eq!(whole.2, notices, "{on:?}: notices");
+    }
+}
