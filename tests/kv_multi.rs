@@ -47,8 +47,8 @@ impl Rng {
 #[test]
 fn racing_msetnx_has_one_winner_per_key() {
     const THREADS: usize = 4;
-    const ROUNDS: usize = 300;
-    const POOL: usize = 6;
+    const ROUNDS: usize = 2_000;
+    const POOL: usize = 4;
     let kv = store(16);
     let start = Arc::new(Barrier::new(THREADS + 1));
     let done = Arc::new(Barrier::new(THREADS + 1));
@@ -190,24 +190,24 @@ fn readers_never_see_half_an_mset() {
     }
 }
 
-/// Threads race `RENAME`s of one value among three keys, in random
+/// Threads race `RENAME`s of one value among four keys, in random
 /// directions (a rename of a key that is not there fails, as it should):
 /// a rename that copied and removed in two steps could duplicate the value
 /// or lose it. At the end exactly one key holds it.
 #[test]
 fn racing_renames_never_duplicate_or_lose_the_value() {
-    const NAMES: [&str; 3] = ["left", "mid", "right"];
+    const NAMES: [&str; 4] = ["left", "mid", "right", "far"];
     let kv = store(16);
     kv.set("left", "v", Default::default()).expect("set");
-    let movers: Vec<_> = (0..3u64)
+    let movers: Vec<_> = (0..4u64)
         .map(|t| {
             let kv = kv.clone();
             std::thread::spawn(move || {
                 let mut rng = Rng(1_234_567 + t);
                 let mut moved = 0;
-                for _ in 0..5_000 {
-                    let from = NAMES[(rng.next() % 3) as usize];
-                    let to = NAMES[(rng.next() % 3) as usize];
+                for _ in 0..20_000 {
+                    let from = NAMES[(rng.next() % 4) as usize];
+                    let to = NAMES[(rng.next() % 4) as usize];
                     match kv.rename(from, to) {
                         Ok(()) => moved += 1,
                         Err(KvError::NoSuchKey) => {}
