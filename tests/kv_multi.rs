@@ -392,6 +392,7 @@ fn group_value(kv: &KvStore) -> u64 {
 /// batch, never older than the last acknowledged one.
 #[test]
 fn a_batch_survives_a_crash_whole_or_not_at_all() {
+    let mut refused = 0;
     for fault in 0..40u64 {
         for sync_fault in [false, true] {
             for keep in [0usize, 1, 9, 40, 1 << 20] {
@@ -416,7 +417,10 @@ fn a_batch_survives_a_crash_whole_or_not_at_all() {
                         Ok(Ok(())) => acked = i,
                         Ok(Err(e)) => panic!("batch {i}: {e}"),
                         // Refused or undone: memory holds the last kept batch.
-                        Err(_) => assert_eq!(group_value(&kv), acked, "fault {fault}: batch {i}"),
+                        Err(_) => {
+                            refused += 1;
+                            assert_eq!(group_value(&kv), acked, "fault {fault}: batch {i}");
+                        }
                     }
                 }
                 drop(kv);
@@ -430,6 +434,41 @@ fn a_batch_survives_a_crash_whole_or_not_at_all() {
                 );
             }
         }
+    }
+    assert!(refused > 1_000, "the faults hit too few batches: {refused}");
+}
+
+/// Under `Fsync::Always`, a `RENAME` or `COPY` the log fails to keep is
+/// undone on both keys: the source back with its value and TTL, the
+/// destination as it was.
+#[test]
+fn a_refused_rename_or_copy_is_undone_on_both_keys() {
+    for sync in [false, true] {
+        let storage = MemStorage::new();
+        let kv = persistent(&storage);
+        kv.set("src", "v", shardcache::kv::SetOptions::new().ex(100))
+            .expect("set");
+        kv.set("dst", "old", Default::default()).expect("set");
+        let fail = || match sync {
+            true => storage.inject(FaultOn::Sync, 0, std::io::ErrorKind::Other, true),
+            false => storage.inject(FaultOn::Append, 0, std::io::ErrorKind::Other, true),
+        };
+        fail();
+        assert!(kv.durably(|| kv.rename("src", "dst")).is_err());
+        assert!(kv.durably(|| kv.copy("src", "dst", true)).is_err());
+        assert_eq!(kv.get("src").as_deref(), Some(&b"v"[..]));
+        assert!((99..=100).contains(&kv.ttl("src")));
+        assert_eq!(kv.get("dst").as_deref(), Some(&b"old"[..]));
+        assert_eq!(kv.ttl("dst"), -1);
+        storage.heal();
+        kv.sync().ok();
+        kv.rename("src", "dst")
+            .expect("rename once the log is repaired");
+        drop(kv);
+        let kv = persistent(&storage);
+        assert_eq!(kv.get("src"), None);
+        assert_eq!(kv.get("dst").as_deref(), Some(&b"v"[..]));
+        assert!((99..=100).contains(&kv.ttl("dst")));
     }
 }
 

@@ -166,3 +166,84 @@ fn a_refused_batch_is_undone_as_single_writes_are() {
         assert_eq!(whole.2, notices, "{on:?}: notices");
     }
 }
+
+/// Under a policy that never evicts, a batch whose third insert finds no
+/// room is rolled back: every key is as before (a replaced value back, new
+/// keys gone), the weight is as before, the listener hears nothing, and
+/// the statistics count one rejection, as a single insert that does not
+/// fit counts it.
+#[test]
+fn a_batch_refused_midway_is_rolled_back_unseen() {
+    let seen: Notices = Arc::default();
+    let log = seen.clone();
+    let cache = Cache::<String, u32>::builder()
+        .max_capacity(100)
+        .shards(4)
+        .shared_capacity()
+        .weigher(|_, v: &u32| *v)
+        .policy(crate::Policy::redis_noeviction())
+        .eviction_listener(move |k, v, cause| log.lock().push((k, v, cause)))
+        .build()
+        .expect("cache");
+    cache.insert("a".into(), 10);
+    cache.insert("b".into(), 20);
+    let (weight, stats) = (cache.weighted_size(), cache.stats());
+    let keys: Vec<String> = ["a", "c", "b", "d"].iter().map(|k| k.to_string()).collect();
+    for order in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]] {
+        let keys: Vec<String> = order.iter().map(|&i| keys[i].clone()).collect();
+        // a: 10 -> 30, c: new 30, b: removed, d: new 45 (does not fit).
+        let r = cache.write_batch(&keys, None, |_| {
+            let writes = keys
+                .iter()
+                .map(|k| match k.as_str() {
+                    "a" => BatchWrite::Put(30, Ttl::Never),
+                    "c" => BatchWrite::Put(30, Ttl::Never),
+                    "b" => BatchWrite::Remove,
+                    _ => BatchWrite::Put(45, Ttl::Never),
+                })
+                .collect();
+            (writes, ())
+        });
+        assert_eq!(r, Err(super::BatchFull), "{order:?}");
+        assert_eq!(cache.peek_value("a"), Some(10), "{order:?}");
+        assert_eq!(cache.peek_value("b"), Some(20), "{order:?}");
+        assert_eq!((cache.peek_value("c"), cache.peek_value("d")), (None, None));
+        assert_eq!(cache.weighted_size(), weight, "{order:?}");
+        assert!(seen.lock().is_empty(), "{order:?}: {:?}", seen.lock());
+        cache.validate();
+    }
+    let after = cache.stats();
+    assert_eq!(after.rejections, stats.rejections + 3);
+    assert_eq!(
+        (
+            after.inserts,
+            after.updates,
+            after.removals,
+            after.evictions
+        ),
+        (
+            stats.inserts,
+            stats.updates,
+            stats.removals,
+            stats.evictions
+        )
+    );
+    // What fits is written whole.
+    let keys: Vec<String> = vec!["a".into(), "c".into()];
+    let r = cache.write_batch(&keys, None, |_| {
+        let writes = vec![
+            BatchWrite::Put(40, Ttl::Never),
+            BatchWrite::Put(40, Ttl::Never),
+        ];
+        (writes, ())
+    });
+    assert_eq!(r, Ok(()));
+    assert_eq!(
+        (cache.peek_value("a"), cache.peek_value("c")),
+        (Some(40), Some(40))
+    );
+    assert_eq!(
+        *seen.lock(),
+        vec![("a".to_string(), 10, RemovalCause::Replaced)]
+    );
+}

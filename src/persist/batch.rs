@@ -61,3 +61,41 @@ impl<K, V> super::Record<K, V> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Record, RecordRef};
+    use super::PartRef;
+
+    #[test]
+    fn a_batch_decodes_as_its_parts_in_order() {
+        let (a, b, v) = ("a".to_string(), "b".to_string(), 7u32);
+        let mut bytes = Vec::new();
+        RecordRef::Batch(vec![
+            PartRef::Insert {
+                key: &a,
+                value: &v,
+                expires_at: Some(9),
+            },
+            PartRef::Remove { key: &b },
+        ])
+        .encode_into(&mut bytes)
+        .expect("encode");
+        let parts = Record::<String, u32>::decode(&bytes)
+            .expect("decode")
+            .into_parts();
+        assert!(matches!(
+            &parts[..],
+            [
+                Record::Insert { key, value: 7, expires_at: Some(9) },
+                Record::Remove { key: removed },
+            ] if key == "a" && removed == "b"
+        ));
+        // No cut of a batch decodes as a batch (with fewer parts).
+        for cut in 0..bytes.len() {
+            if let Ok(r) = Record::<String, u32>::decode(&bytes[..cut]) {
+                assert!(!matches!(r, Record::Batch(_)), "cut {cut}");
+            }
+        }
+    }
+}
