@@ -29,7 +29,8 @@ use crate::listener::{RemovalCause, Removed};
 use crate::persist::journal::Ticket;
 use crate::persist::{Part, PartRef, RecordRef};
 use crate::shard::expiry::deadline_after;
-use crate::shard::Env;
+use crate::shard::{Env, Inserted, Shard};
+use crate::shard_lock::WriteGuard;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
@@ -49,276 +50,49 @@ pub(crate) enum BatchWrite<V> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchFull;
 
-/// One write of a batch, once its deadline is known.
+/// One write of a batch that changes its key, once its deadline is known.
 enum Step<V> {
     Put(V, Option<u64>),
     Remove,
 }
 
+/// The writes a batch makes: the index of each one's key, and the write.
+type Plan<V> = Vec<(usize, Step<V>)>;
+
 /// A key's state before the batch, to roll an applied write back: its value,
 /// deadline and the weight its value carries beyond the weigher's answer.
 type Prior<V> = Option<(V, Option<u64>, u64)>;
 
-impl<K, V, S> Cache<K, V, S>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-    S: BuildHasher + Clone + Send + Sync + 'static,
-{
-    /// Writes several keys as one step: `decide` sees each key's live entry
-    /// (in the order of `keys`, which must be distinct) with every one of
-    /// their shards locked, and answers a write per key (missing answers
-    /// keep their key) and a result. `now`, if given, is the clock's reading
-    /// the batch uses.
-    ///
-    /// While the log is failed `decide` still runs, nothing is written, and
-    /// the refusal goes to the caller's `durably` scope, as with
-    /// [`compute`](Self::compute).
-    ///
-    /// # Errors
-    ///
-    /// [`BatchFull`] when a value could not be stored: nothing was written.
-    pub(crate) fn write_batch<R>(
-        &self,
-        keys: &[K],
-        now: Option<u64>,
-        decide: impl FnOnce(&[Option<Current<'_, V>>]) -> (Vec<BatchWrite<V>>, R),
-    ) -> Result<R, BatchFull> {
-        let env = self.write_env(0);
-        env.now_ms.set(now);
-        let at: Vec<(u64, usize)> = keys.iter().map(|k| self.locate_key(k)).collect();
-        let mut order: Vec<usize> = at.iter().map(|&(_, s)| s).collect();
-        order.sort_unstable();
-        order.dedup();
-        let slot = |s: usize| order.binary_search(&s).unwrap_or(0);
-        let mut refused = self.admit().err();
-        let mut removed = Removed::new();
-        let mut ticket = Ticket::None;
-        let mut kinds = Vec::new();
-        let outcome = {
-            // Ascending shard index: see the module docs.
-            let mut held: Vec<_> = order.iter().map(|&s| self.shard(s).write()).collect();
-            let idx: Vec<Option<u32>> = keys
-                .iter()
-                .zip(&at)
-                .map(|(k, &(h, s))| {
-                    let shard = &mut *held[slot(s)];
-                    shard
-                        .live_index(&env, h, k, &mut removed)
-                        .filter(|&i| !shard.is_past_now(i, &env))
-                })
-                .collect();
-            let (writes, r) = {
-                let current: Vec<Option<Current<'_, V>>> = idx
-                    .iter()
-                    .zip(&at)
-                    .map(|(i, &(_, s))| {
-                        i.map(|i| {
-                            let found = held[slot(s)].at(i);
-                            Current {
-                                value: found.value,
-                                ttl: found.deadline.map(|d| {
-                                    Duration::from_millis(
-                                        d.saturating_sub(env.grace).saturating_sub(env.now()),
-                                    )
-                                }),
-                            }
-                        })
-                    })
-                    .collect();
-                decide(&current)
-            };
-            // The writes that change something, with their deadlines.
-            let mut plan: Vec<(usize, Step<V>)> = Vec::new();
-            if refused.is_none() {
-                for (i, write) in writes.into_iter().enumerate().take(keys.len()) {
-                    let existing = idx[i].and_then(|ix| held[slot(at[i].1)].at(ix).deadline);
-                    match write {
-                        BatchWrite::Keep => {}
-                        BatchWrite::Remove if idx[i].is_none() => {}
-                        BatchWrite::Remove => plan.push((i, Step::Remove)),
-                        BatchWrite::Put(v, ttl) => {
-                            let deadline = match ttl {
-                                Ttl::Keep => existing,
-                                Ttl::Never => None,
-                                Ttl::After(d) => {
-                                    self.stored_deadline(Some(deadline_after(env.now(), d)))
-                                }
-                            };
-                            plan.push((i, Step::Put(v, deadline)));
-                        }
-                    }
-                }
-            }
-            // Checked before anything changes: a value heavier than the
-            // whole cache could never be stored.
-            let too_heavy = plan.iter().any(|(i, step)| match step {
-                Step::Put(v, _) => {
-                    let shard = &mut *held[slot(at[*i].1)];
-                    let w = self
-                        .inner
-                        .weights
-                        .weigh(&keys[*i], v, 0, Held::of(&mut *shard));
-                    w > self.max_capacity()
-                }
-                Step::Remove => false,
-            });
-            if too_heavy {
-                Err(BatchFull)
-            } else if plan.is_empty() {
-                Ok(r)
-            } else {
-                let wall = |d: Option<u64>| d.map(|d| self.wall_ms(d, env.now()));
-                let record = self.encode(|| {
-                    RecordRef::Batch(
-                        plan.iter()
-                            .map(|(i, step)| match step {
-                                Step::Put(value, d) => PartRef::Insert {
-                                    key: &keys[*i],
-                                    value,
-                                    expires_at: wall(*d),
-                                },
-                                Step::Remove => PartRef::Remove { key: &keys[*i] },
-                            })
-                            .collect(),
-                    )
-                });
-                match record {
-                    Err(e) => {
-                        refused = Some(e);
-                        Ok(r)
-                    }
-                    Ok(record) => {
-                        let undo = self.batch_undo(&held, &slot, &at, keys, &idx, &plan, &env);
-                        let prior: Vec<Prior<V>> = plan
-                            .iter()
-                            .map(|&(i, _)| {
-                                let (h, s) = at[i];
-                                let shard = &mut *held[slot(s)];
-                                idx[i].map(|ix| {
-                                    let found = shard.at(ix);
-                                    let (value, deadline) = (found.value.clone(), found.deadline);
-                                    let all = shard.weight_of(&env, h, &keys[i]);
-                                    let seen = self.inner.weights.weigh(
-                                        &keys[i],
-                                        &value,
-                                        0,
-                                        Held::of(&mut *shard),
-                                    );
-                                    (value, deadline, all.saturating_sub(seen))
-                                })
-                            })
-                            .collect();
-                        let mut applied = Vec::new();
-                        let mut failed = false;
-                        for (n, (i, step)) in plan.into_iter().enumerate() {
-                            let (h, s) = at[i];
-                            let shard = &mut *held[slot(s)];
-                            match step {
-                                Step::Put(v, d) => {
-                                    let key = keys[i].clone();
-                                    match self.insert_with_room(
-                                        s,
-                                        shard,
-                                        &env,
-                                        h,
-                                        key,
-                                        v,
-                                        0,
-                                        d,
-                                        &mut removed,
-                                    ) {
-                                        Ok(kind) => kinds.push(kind),
-                                        Err(_) => {
-                                            failed = true;
-                                            break;
-                                        }
-                                    }
-                                }
-                                Step::Remove => {
-                                    if let Some(((k, v), expired)) = shard.remove(&env, h, &keys[i])
-                                    {
-                                        let cause = if expired {
-                                            RemovalCause::Expired
-                                        } else {
-                                            RemovalCause::Removed
-                                        };
-                                        removed.push((k, v, cause));
-                                    }
-                                }
-                            }
-                            applied.push((i, n));
-                        }
-                        if failed {
-                            kinds.clear();
-                            let mut prior = prior;
-                            let mut lost = Removed::new();
-                            for &(i, n) in applied.iter().rev() {
-                                let (h, s) = at[i];
-                                let shard = &mut *held[slot(s)];
-                                let prior = prior[n].take();
-                                roll_back(shard, &env, h, &keys[i], prior, &mut removed, &mut lost);
-                            }
-                            // Of the notices about the batch's own keys, only
-                            // the expired values it found stay: every other
-                            // value of theirs is back, or was never seen.
-                            let ours = |k: &K| applied.iter().any(|&(i, _)| keys[i] == *k);
-                            removed.retain(|(k, _, cause)| {
-                                *cause == RemovalCause::Expired || !ours(k)
-                            });
-                            removed.extend(lost);
-                            Err(BatchFull)
-                        } else {
-                            ticket = self.append(record, undo);
-                            Ok(r)
-                        }
-                    }
-                }
-            }
-        };
-        if let Some(e) = refused {
-            self.report(e);
-        }
-        let stands = self.settle_write(ticket, &mut removed);
-        if stands {
-            for kind in kinds {
-                self.count_write(&Removed::new(), Some(kind), false);
-            }
-        }
-        let rejected = outcome.is_err();
-        self.after_write(removed, None, rejected);
-        outcome
+/// The shards of a batch's keys, write-locked in ascending index, and where
+/// each key (by its index in the batch) lives.
+struct Locked<'c, K, V> {
+    guards: Vec<WriteGuard<'c, Shard<K, V>>>,
+    /// The locked shards' indexes, ascending, as `guards` holds them.
+    order: Vec<usize>,
+    /// Each key's hash and shard index.
+    at: Vec<(u64, usize)>,
+}
+
+impl<K, V> Locked<'_, K, V> {
+    fn hash(&self, i: usize) -> u64 {
+        self.at[i].0
     }
 
-    /// The record that restores, in one step, every key `plan` writes, when
-    /// the log keeps undo records. Call under the locks, before the writes.
-    #[allow(clippy::too_many_arguments)]
-    fn batch_undo(
-        &self,
-        held: &[crate::shard_lock::WriteGuard<'_, crate::shard::Shard<K, V>>],
-        slot: &impl Fn(usize) -> usize,
-        at: &[(u64, usize)],
-        keys: &[K],
-        idx: &[Option<u32>],
-        plan: &[(usize, Step<V>)],
-        env: &Env<'_, K, V, S>,
-    ) -> Option<Vec<u8>> {
-        let journal = self.journal().filter(|j| j.undoable())?;
-        let parts = plan
-            .iter()
-            .map(|&(i, _)| match idx[i] {
-                Some(ix) => {
-                    let found = held[slot(at[i].1)].at(ix);
-                    PartRef::Insert {
-                        key: &keys[i],
-                        value: found.value,
-                        expires_at: found.deadline.map(|d| self.wall_ms(d, env.now())),
-                    }
-                }
-                None => PartRef::Remove { key: &keys[i] },
-            })
-            .collect();
-        journal.encode(RecordRef::Batch(parts)).ok()
+    fn shard_index(&self, i: usize) -> usize {
+        self.at[i].1
+    }
+
+    fn guard(&self, i: usize) -> usize {
+        self.order.binary_search(&self.at[i].1).unwrap_or(0)
+    }
+
+    fn shard(&self, i: usize) -> &Shard<K, V> {
+        &self.guards[self.guard(i)]
+    }
+
+    fn shard_mut(&mut self, i: usize) -> &mut Shard<K, V> {
+        let g = self.guard(i);
+        &mut self.guards[g]
     }
 }
 
@@ -328,28 +102,35 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
-    /// Applies a batch's undo record without logging it, every key under
-    /// the locks of all their shards at once (taken in ascending index, as a
-    /// batch takes them), so readers see the batch whole or undone; returns
-    /// the removals for the listener, counted as statistics count them.
-    pub(crate) fn undo_batch(&self, parts: Vec<Part<K, V>>) -> Removed<K, V> {
-        let wall = self.wall_clock_ms();
-        let env = self.write_env(0);
-        let at: Vec<(u64, usize)> = parts
-            .iter()
-            .map(|p| match p {
-                Part::Insert { key, .. } | Part::Remove { key } => self.locate_key(key),
-            })
-            .collect();
+    /// Write-locks the shards of `keys`, in ascending shard index (see the
+    /// module docs).
+    fn lock_keys<'q>(&self, keys: impl Iterator<Item = &'q K>) -> Locked<'_, K, V>
+    where
+        K: 'q,
+    {
+        let at: Vec<(u64, usize)> = keys.map(|k| self.locate_key(k)).collect();
         let mut order: Vec<usize> = at.iter().map(|&(_, s)| s).collect();
         order.sort_unstable();
         order.dedup();
-        let slot = |s: usize| order.binary_search(&s).unwrap_or(0);
+        let guards = order.iter().map(|&s| self.shard(s).write()).collect();
+        Locked { guards, order, at }
+    }
+
+    /// Applies a batch's undo record without logging it, every key under
+    /// the locks of all their shards at once (taken as a batch takes them),
+    /// so readers see the batch whole or undone; returns the removals for
+    /// the listener, counted as statistics count them.
+    pub(crate) fn undo_batch(&self, parts: Vec<Part<K, V>>) -> Removed<K, V> {
+        let wall = self.wall_clock_ms();
+        let env = self.write_env(0);
         let (mut removed, mut undone) = (Removed::new(), Removed::new());
         {
-            let mut held: Vec<_> = order.iter().map(|&s| self.shard(s).write()).collect();
-            for (part, (h, s)) in parts.into_iter().zip(at) {
-                let shard = &mut *held[slot(s)];
+            let mut locked = self.lock_keys(parts.iter().map(|p| match p {
+                Part::Insert { key, .. } | Part::Remove { key } => key,
+            }));
+            for (i, part) in parts.into_iter().enumerate() {
+                let h = locked.hash(i);
+                let shard = locked.shard_mut(i);
                 match part {
                     Part::Insert {
                         key,
@@ -377,11 +158,301 @@ where
     }
 }
 
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Writes several keys as one step: `decide` sees each key's live entry
+    /// (in the order of `keys`, which must be distinct) with every one of
+    /// their shards locked, and answers a write per key (missing answers
+    /// keep their key) and a result. `now`, if given, is the clock's reading
+    /// the batch uses.
+    ///
+    /// While the log is failed `decide` still runs, nothing is written, and
+    /// the refusal goes to the caller's `durably` scope, as with
+    /// [`compute`](Self::compute). `decide` runs under shard locks and must
+    /// not call the cache (only `KvStore`, whose closures never do, uses
+    /// batches: user code under one shard's lock waiting for a shard a
+    /// batch holds could close a cycle the batch does not report).
+    ///
+    /// # Errors
+    ///
+    /// [`BatchFull`] when a value could not be stored: nothing was written.
+    pub(crate) fn write_batch<R>(
+        &self,
+        keys: &[K],
+        now: Option<u64>,
+        decide: impl FnOnce(&[Option<Current<'_, V>>]) -> (Vec<BatchWrite<V>>, R),
+    ) -> Result<R, BatchFull> {
+        let env = self.write_env(0);
+        env.now_ms.set(now);
+        let mut refused = self.admit().err();
+        let mut removed = Removed::new();
+        let (mut ticket, mut kinds) = (Ticket::None, Vec::new());
+        let outcome = {
+            let mut locked = self.lock_keys(keys.iter());
+            let idx: Vec<Option<u32>> = (0..keys.len())
+                .map(|i| {
+                    let h = locked.hash(i);
+                    let shard = locked.shard_mut(i);
+                    shard
+                        .live_index(&env, h, &keys[i], &mut removed)
+                        .filter(|&ix| !shard.is_past_now(ix, &env))
+                })
+                .collect();
+            let (writes, r) = decide(&current(&locked, &idx, &env));
+            let plan = match refused {
+                Some(_) => Vec::new(),
+                None => self.plan(&locked, &idx, writes, &env),
+            };
+            if self.too_heavy(&mut locked, keys, &plan) {
+                Err(BatchFull)
+            } else if plan.is_empty() {
+                Ok(r)
+            } else {
+                let wall = |d: u64| self.wall_ms(d, env.now());
+                match self.encode(|| batch_record(keys, &plan, wall)) {
+                    Err(e) => {
+                        refused = Some(e);
+                        Ok(r)
+                    }
+                    Ok(record) => {
+                        let undo = self.batch_undo(&locked, keys, &idx, &plan, &env);
+                        self.apply(&mut locked, keys, &idx, plan, &env, &mut removed)
+                            .map(|applied| {
+                                kinds = applied;
+                                ticket = self.append(record, undo);
+                                r
+                            })
+                    }
+                }
+            }
+        };
+        if let Some(e) = refused {
+            self.report(e);
+        }
+        let stands = self.settle_write(ticket, &mut removed);
+        if stands {
+            for kind in kinds {
+                self.count_write(&Removed::new(), Some(kind), false);
+            }
+        }
+        self.after_write(removed, None, outcome.is_err());
+        outcome
+    }
+
+    /// The writes of `writes` that change something, with their deadlines.
+    fn plan(
+        &self,
+        locked: &Locked<'_, K, V>,
+        idx: &[Option<u32>],
+        writes: Vec<BatchWrite<V>>,
+        env: &Env<'_, K, V, S>,
+    ) -> Plan<V> {
+        let mut plan = Vec::with_capacity(writes.len());
+        for (i, write) in writes.into_iter().enumerate().take(idx.len()) {
+            match write {
+                BatchWrite::Keep => {}
+                BatchWrite::Remove if idx[i].is_none() => {}
+                BatchWrite::Remove => plan.push((i, Step::Remove)),
+                BatchWrite::Put(v, ttl) => {
+                    let deadline = match ttl {
+                        Ttl::Keep => idx[i].and_then(|ix| locked.shard(i).at(ix).deadline),
+                        Ttl::Never => None,
+                        Ttl::After(d) => self.stored_deadline(Some(deadline_after(env.now(), d))),
+                    };
+                    plan.push((i, Step::Put(v, deadline)));
+                }
+            }
+        }
+        plan
+    }
+
+    /// Whether a value of `plan` is heavier than the whole cache: it could
+    /// never be stored, so the batch is refused before anything changes.
+    fn too_heavy(&self, locked: &mut Locked<'_, K, V>, keys: &[K], plan: &Plan<V>) -> bool {
+        plan.iter().any(|(i, step)| match step {
+            Step::Put(v, _) => {
+                let shard = locked.shard_mut(*i);
+                let weight = self.inner.weights.weigh(&keys[*i], v, 0, Held::of(shard));
+                weight > self.max_capacity()
+            }
+            Step::Remove => false,
+        })
+    }
+
+    /// The record that restores, in one step, every key `plan` writes, when
+    /// the log keeps undo records. Call under the locks, before the writes.
+    fn batch_undo(
+        &self,
+        locked: &Locked<'_, K, V>,
+        keys: &[K],
+        idx: &[Option<u32>],
+        plan: &Plan<V>,
+        env: &Env<'_, K, V, S>,
+    ) -> Option<Vec<u8>> {
+        let journal = self.journal().filter(|j| j.undoable())?;
+        let parts = plan
+            .iter()
+            .map(|&(i, _)| match idx[i] {
+                Some(ix) => {
+                    let found = locked.shard(i).at(ix);
+                    PartRef::Insert {
+                        key: &keys[i],
+                        value: found.value,
+                        expires_at: found.deadline.map(|d| self.wall_ms(d, env.now())),
+                    }
+                }
+                None => PartRef::Remove { key: &keys[i] },
+            })
+            .collect();
+        journal.encode(RecordRef::Batch(parts)).ok()
+    }
+
+    /// Applies `plan` under the locks: the kinds of its inserts, or, when
+    /// an insert is refused, [`BatchFull`] once every write applied before
+    /// it has been rolled back.
+    fn apply(
+        &self,
+        locked: &mut Locked<'_, K, V>,
+        keys: &[K],
+        idx: &[Option<u32>],
+        plan: Plan<V>,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) -> Result<Vec<Inserted>, BatchFull> {
+        let prior: Vec<Prior<V>> = plan
+            .iter()
+            .map(|&(i, _)| self.prior(locked, keys, i, idx[i], env))
+            .collect();
+        let (mut applied, mut kinds) = (Vec::with_capacity(plan.len()), Vec::new());
+        for (n, (i, step)) in plan.into_iter().enumerate() {
+            let (h, s) = (locked.hash(i), locked.shard_index(i));
+            let shard = locked.shard_mut(i);
+            match step {
+                Step::Put(v, d) => {
+                    let key = keys[i].clone();
+                    match self.insert_with_room(s, shard, env, h, key, v, 0, d, removed) {
+                        Ok(kind) => kinds.push(kind),
+                        Err(_) => {
+                            self.roll_back_all(locked, keys, &applied, prior, env, removed);
+                            return Err(BatchFull);
+                        }
+                    }
+                }
+                Step::Remove => {
+                    if let Some(((k, v), expired)) = shard.remove(env, h, &keys[i]) {
+                        let cause = if expired {
+                            RemovalCause::Expired
+                        } else {
+                            RemovalCause::Removed
+                        };
+                        removed.push((k, v, cause));
+                    }
+                }
+            }
+            applied.push((i, n));
+        }
+        Ok(kinds)
+    }
+
+    /// Key `i`'s live value, deadline and hidden weight, if it has one.
+    fn prior(
+        &self,
+        locked: &mut Locked<'_, K, V>,
+        keys: &[K],
+        i: usize,
+        idx: Option<u32>,
+        env: &Env<'_, K, V, S>,
+    ) -> Prior<V> {
+        let ix = idx?;
+        let h = locked.hash(i);
+        let shard = locked.shard_mut(i);
+        let found = shard.at(ix);
+        let (value, deadline) = (found.value.clone(), found.deadline);
+        let all = shard.weight_of(env, h, &keys[i]);
+        let seen = self
+            .inner
+            .weights
+            .weigh(&keys[i], &value, 0, Held::of(shard));
+        Some((value, deadline, all.saturating_sub(seen)))
+    }
+
+    /// Rolls back the writes `applied` names (key index, plan index), newest
+    /// first, to their `prior` state. Of the notices about the batch's own
+    /// keys only the expired values it found stay: every other value of
+    /// theirs is back, or was never seen.
+    fn roll_back_all(
+        &self,
+        locked: &mut Locked<'_, K, V>,
+        keys: &[K],
+        applied: &[(usize, usize)],
+        mut prior: Vec<Prior<V>>,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) {
+        let mut lost = Removed::new();
+        for &(i, n) in applied.iter().rev() {
+            let h = locked.hash(i);
+            let shard = locked.shard_mut(i);
+            roll_back(shard, env, h, &keys[i], prior[n].take(), removed, &mut lost);
+        }
+        let ours = |k: &K| applied.iter().any(|&(i, _)| keys[i] == *k);
+        removed.retain(|(k, _, cause)| *cause == RemovalCause::Expired || !ours(k));
+        removed.extend(lost);
+    }
+}
+
+/// What `decide` sees: each key's live entry.
+fn current<'a, K: Hash + Eq + 'static, V: 'static, S>(
+    locked: &'a Locked<'_, K, V>,
+    idx: &[Option<u32>],
+    env: &Env<'_, K, V, S>,
+) -> Vec<Option<Current<'a, V>>> {
+    idx.iter()
+        .enumerate()
+        .map(|(i, ix)| {
+            ix.map(|ix| {
+                let found = locked.shard(i).at(ix);
+                let ttl = found.deadline.map(|d| {
+                    Duration::from_millis(d.saturating_sub(env.grace).saturating_sub(env.now()))
+                });
+                Current {
+                    value: found.value,
+                    ttl,
+                }
+            })
+        })
+        .collect()
+}
+
+/// The log record of `plan`: one part per write, in order.
+fn batch_record<'a, K, V>(
+    keys: &'a [K],
+    plan: &'a Plan<V>,
+    wall: impl Fn(u64) -> u64,
+) -> RecordRef<'a, K, V> {
+    RecordRef::Batch(
+        plan.iter()
+            .map(|(i, step)| match step {
+                Step::Put(value, d) => PartRef::Insert {
+                    key: &keys[*i],
+                    value,
+                    expires_at: d.map(&wall),
+                },
+                Step::Remove => PartRef::Remove { key: &keys[*i] },
+            })
+            .collect(),
+    )
+}
+
 /// Puts `key` back as it was before the batch (`prior`), in its locked
 /// shard: the batch's value leaves unannounced (no one saw it). A prior
-/// value the shard can no longer hold leaves as evicted.
+/// value the shard can no longer hold leaves as evicted, in `lost`.
 fn roll_back<K, V, S>(
-    shard: &mut crate::shard::Shard<K, V>,
+    shard: &mut Shard<K, V>,
     env: &Env<'_, K, V, S>,
     hash: u64,
     key: &K,
