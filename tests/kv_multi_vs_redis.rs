@@ -144,3 +144,58 @@ fn copy_matches_redis() {
         &["SET s v", "COPY s t", "COPY s t REPLACE", "MGET s t"],
     ]);
 }
+
+/// Random sequences of the multi-key commands mixed with `SET` (with and
+/// without a TTL), `DEL` and reads, over five keys (so sources and
+/// destinations often coincide or exist), compared reply by reply.
+#[test]
+fn random_multi_key_sequences_match_redis() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    p.line("FLUSHDB");
+    for _ in 0..3_000 {
+        let k = |n: u64| format!("k{n}");
+        let (a, b, c) = (k(next(5)), k(next(5)), k(next(5)));
+        let v = next(100);
+        let line = match next(12) {
+            0 => format!("SET {a} {v}"),
+            1 => format!("SET {a} {v} EX {}", 10 + next(90)),
+            2 => format!("MSET {a} {v} {b} {v}"),
+            3 => format!("MSETNX {a} {v} {b} {v} {c} {v}"),
+            4 => format!("RENAME {a} {b}"),
+            5 => format!("RENAMENX {a} {b}"),
+            6 => format!("COPY {a} {b}"),
+            7 => format!("COPY {a} {b} REPLACE"),
+            8 => format!("DEL {a}"),
+            9 => format!("MGET {a} {b} {c}"),
+            10 => format!("EXISTS {a} {b} {c}"),
+            _ => format!("~TTL {a}"),
+        };
+        match line.strip_prefix('~') {
+            None => {
+                p.line(&line);
+            }
+            Some(line) => {
+                let args: Vec<&str> = line.split(' ').collect();
+                let want: i64 = redis::cmd(args[0])
+                    .arg(args[1])
+                    .query(&mut p.con)
+                    .expect("redis reply");
+                let got = replies::from_kv(p.kv.execute(&args));
+                let R::Int(got) = got else {
+                    panic!("{line}: KvStore answered {got:?}, redis {want}")
+                };
+                assert!(
+                    (want - got).abs() <= 1,
+                    "{line}: redis {want}, KvStore {got}"
+                );
+            }
+        }
+    }
+}
