@@ -594,3 +594,24 @@ fn a_buffered_batch_is_lost_whole_or_kept_whole() {
     }
     assert!(cut > 0, "no crash cut an unsynced batch");
 }
+
+/// A value `APPEND` grew keeps spare capacity, counted in `used_memory`:
+/// `RENAME` moves it with the value, so the store's memory changes only by
+/// the keys' difference in length; `COPY` shares the buffer and counts the
+/// copy's bytes.
+#[test]
+fn rename_keeps_what_a_value_is_counted_as() {
+    let kv = store(4);
+    for _ in 0..50 {
+        kv.append("src1", b"0123456789").expect("append");
+    }
+    let before = kv.stats().used_memory;
+    kv.rename("src1", "dst1").expect("rename");
+    assert_eq!(kv.stats().used_memory, before);
+    kv.rename("dst1", "longer-name").expect("rename");
+    assert_eq!(kv.stats().used_memory, before + 7);
+    assert_eq!(kv.strlen("longer-name"), 500);
+    assert!(kv.copy("longer-name", "c", false).expect("copy"));
+    let copy = kv.stats().used_memory - (before + 7);
+    assert_eq!(copy, 1 + 500 + u64::from(shardcache::kv::ENTRY_OVERHEAD));
+}

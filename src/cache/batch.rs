@@ -43,6 +43,11 @@ pub(crate) enum BatchWrite<V> {
     Put(V, Ttl),
     /// Remove it (nothing if it is absent).
     Remove,
+    /// Store the live value of the batch's key at this index (nothing if
+    /// it is absent), with its deadline and the weight its value carries
+    /// beyond the weigher's answer: a value moved here (`RENAME`) keeps
+    /// what it was counted as.
+    Move(usize),
 }
 
 /// A batch that wrote nothing because one of its values could not be stored
@@ -52,7 +57,8 @@ pub(crate) struct BatchFull;
 
 /// One write of a batch that changes its key, once its deadline is known.
 enum Step<V> {
-    Put(V, Option<u64>),
+    /// The value, its deadline, and its weight beyond the weigher's answer.
+    Put(V, Option<u64>, u64),
     Remove,
 }
 
@@ -205,7 +211,7 @@ where
             let (writes, r) = decide(&current(&locked, &idx, &env));
             let plan = match refused {
                 Some(_) => Vec::new(),
-                None => self.plan(&locked, &idx, writes, &env),
+                None => self.plan(&mut locked, keys, &idx, writes, &env),
             };
             if self.too_heavy(&mut locked, keys, &plan) {
                 Err(BatchFull)
@@ -246,7 +252,8 @@ where
     /// The writes of `writes` that change something, with their deadlines.
     fn plan(
         &self,
-        locked: &Locked<'_, K, V>,
+        locked: &mut Locked<'_, K, V>,
+        keys: &[K],
         idx: &[Option<u32>],
         writes: Vec<BatchWrite<V>>,
         env: &Env<'_, K, V, S>,
@@ -263,7 +270,13 @@ where
                         Ttl::Never => None,
                         Ttl::After(d) => self.stored_deadline(Some(deadline_after(env.now(), d))),
                     };
-                    plan.push((i, Step::Put(v, deadline)));
+                    plan.push((i, Step::Put(v, deadline, 0)));
+                }
+                BatchWrite::Move(j) => {
+                    if let Some(Some(from)) = idx.get(j).copied() {
+                        let (value, deadline, hidden) = self.held(locked, keys, j, from, env);
+                        plan.push((i, Step::Put(value, deadline, hidden)));
+                    }
                 }
             }
         }
@@ -274,9 +287,12 @@ where
     /// never be stored, so the batch is refused before anything changes.
     fn too_heavy(&self, locked: &mut Locked<'_, K, V>, keys: &[K], plan: &Plan<V>) -> bool {
         plan.iter().any(|(i, step)| match step {
-            Step::Put(v, _) => {
+            Step::Put(v, _, hidden) => {
                 let shard = locked.shard_mut(*i);
-                let weight = self.inner.weights.weigh(&keys[*i], v, 0, Held::of(shard));
+                let weight = self
+                    .inner
+                    .weights
+                    .weigh(&keys[*i], v, *hidden, Held::of(shard));
                 weight > self.max_capacity()
             }
             Step::Remove => false,
@@ -332,9 +348,9 @@ where
             let (h, s) = (locked.hash(i), locked.shard_index(i));
             let shard = locked.shard_mut(i);
             match step {
-                Step::Put(v, d) => {
+                Step::Put(v, d, hidden) => {
                     let key = keys[i].clone();
-                    match self.insert_with_room(s, shard, env, h, key, v, 0, d, removed) {
+                    match self.insert_with_room(s, shard, env, h, key, v, hidden, d, removed) {
                         Ok(kind) => kinds.push(kind),
                         Err(_) => {
                             self.roll_back_all(locked, keys, &applied, prior, env, removed);
@@ -367,7 +383,19 @@ where
         idx: Option<u32>,
         env: &Env<'_, K, V, S>,
     ) -> Prior<V> {
-        let ix = idx?;
+        Some(self.held(locked, keys, i, idx?, env))
+    }
+
+    /// The value key `i` holds at token `ix`, its deadline, and the weight
+    /// it carries beyond the weigher's answer.
+    fn held(
+        &self,
+        locked: &mut Locked<'_, K, V>,
+        keys: &[K],
+        i: usize,
+        ix: u32,
+        env: &Env<'_, K, V, S>,
+    ) -> (V, Option<u64>, u64) {
         let h = locked.hash(i);
         let shard = locked.shard_mut(i);
         let found = shard.at(ix);
@@ -377,7 +405,7 @@ where
             .inner
             .weights
             .weigh(&keys[i], &value, 0, Held::of(shard));
-        Some((value, deadline, all.saturating_sub(seen)))
+        (value, deadline, all.saturating_sub(seen))
     }
 
     /// Rolls back the writes `applied` names (key index, plan index), newest
@@ -437,7 +465,7 @@ fn batch_record<'a, K, V>(
     RecordRef::Batch(
         plan.iter()
             .map(|(i, step)| match step {
-                Step::Put(value, d) => PartRef::Insert {
+                Step::Put(value, d, _) => PartRef::Insert {
                     key: &keys[*i],
                     value,
                     expires_at: d.map(&wall),

@@ -167,14 +167,14 @@ impl KvStore {
         }
         let keys = [self.full_key(key), self.full_key(new_key)];
         self.cache.write_batch(&keys, Some(now.tick), |current| {
-            let Some(Some(src)) = current.first() else {
+            if !matches!(current.first(), Some(Some(_))) {
                 return (Vec::new(), Err(KvError::NoSuchKey));
-            };
+            }
             if nx && current.get(1).is_some_and(Option::is_some) {
                 return (Vec::new(), Ok(false));
             }
-            let moved = BatchWrite::Put(src.value.clone(), ttl_of(src));
-            (vec![BatchWrite::Remove, moved], Ok(true))
+            // The value moves with its deadline and its spare capacity.
+            (vec![BatchWrite::Remove, BatchWrite::Move(0)], Ok(true))
         })?
     }
 
