@@ -4,8 +4,8 @@
 //! Each is one batch of the cache ([`Cache::write_batch`](crate::Cache)):
 //! every shard its keys live in is locked at once, the condition (`NX`, the
 //! source's presence) is checked under those locks, and the writes are
-//! applied and logged as one record. A reader sees all of a command's
-//! writes or none of them, two `MSETNX` with a key in common cannot both
+//! applied and logged as one record. Once a reader sees one of a command's
+//! writes it sees all of them, two `MSETNX` with a key in common cannot both
 //! succeed, and after a crash the log holds the whole command or none of it.
 
 use super::command::{bytes, key, option};
@@ -28,8 +28,8 @@ fn ttl_of(current: &Current<'_, Bytes>) -> Ttl {
 
 impl KvStore {
     /// `MSET key value...`: sets every pair, clearing their expiries, as one
-    /// step: a reader sees all of the new values or none of them. A key
-    /// given twice takes its last value, as in Redis.
+    /// step: once a reader sees one of the new values, it sees all of them.
+    /// A key given twice takes its last value, as in Redis.
     ///
     /// ```
     /// let store = shardcache::kv::KvStore::new();
