@@ -247,3 +247,74 @@ fn a_batch_refused_midway_is_rolled_back_unseen() {
         vec![("a".to_string(), 10, RemovalCause::Replaced)]
     );
 }
+
+/// Random batches (puts with and without TTLs, removals, moves, keeps)
+/// mixed with single writes and time passing, on small caches with every
+/// kind of capacity (per shard, shared, weighted, a policy that never
+/// evicts): every internal invariant holds after each step, the weight
+/// stays within the capacity, and the shared budget counts exactly what
+/// the shards hold.
+#[test]
+fn invariants_hold_under_random_batches() {
+    let mut full = 0;
+    for (policy, weighted, shared) in [
+        (crate::Policy::tiny_lfu(), false, false),
+        (crate::Policy::lru(), true, false),
+        (crate::Policy::tiny_lfu(), true, true),
+        (crate::Policy::redis_noeviction(), true, true),
+        (crate::Policy::redis_allkeys_lru(), true, true),
+    ] {
+        let clock = MockClock::new();
+        let mut b = Cache::<u32, u32>::builder()
+            .max_capacity(60)
+            .shards(4)
+            .policy(policy)
+            .clock(clock.clone());
+        if weighted {
+            b = b.weigher(|_: &u32, v: &u32| v % 7);
+        }
+        if shared {
+            b = b.shared_capacity();
+        }
+        let cache = b.build().expect("valid");
+        let mut x = 0x9E37_79B9_u32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for step in 0..5_000u32 {
+            match next() % 4 {
+                0 => cache.insert(next() % 50, step),
+                1 => clock.advance(Duration::from_millis(u64::from(next() % 20))),
+                _ => {
+                    let mut keys: Vec<u32> = (0..1 + next() % 5).map(|_| next() % 50).collect();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    let n = keys.len();
+                    let writes: Vec<BatchWrite<u32>> = (0..n)
+                        .map(|_| match next() % 5 {
+                            0 => BatchWrite::Keep,
+                            1 => BatchWrite::Remove,
+                            2 => BatchWrite::Move((next() as usize) % n),
+                            3 => {
+                                BatchWrite::Put(next() % 40, Ttl::After(Duration::from_millis(30)))
+                            }
+                            _ => BatchWrite::Put(next() % 40, Ttl::Keep),
+                        })
+                        .collect();
+                    if cache.write_batch(&keys, None, |_| (writes, ())).is_err() {
+                        full += 1;
+                    }
+                }
+            }
+            cache.validate();
+            assert!(cache.weighted_size() <= 60, "{step}");
+            if let Some(budget) = cache.budget() {
+                assert_eq!(budget.available(), 60 - cache.weighted_size(), "{step}");
+            }
+        }
+    }
+    assert!(full > 0, "no batch was refused: the rollback went untested");
+}
