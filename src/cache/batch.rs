@@ -4,9 +4,13 @@
 //! A batch takes the write locks of every shard its keys live in, in
 //! ascending shard index. That is one total order for every batch, so two
 //! batches never wait for each other in a cycle; a single-key write holds
-//! one shard lock and waits for no other, and the cross-shard eviction of
+//! one shard lock and waits for no other, [`clear`](Cache::clear) takes
+//! every shard in the same ascending order, and the cross-shard eviction of
 //! [`make_room`](Cache::make_room) only tries locks (a shard the batch holds
-//! is skipped), so neither can close a cycle with a batch either. Under the
+//! is skipped), so none of them can close a cycle with a batch either
+//! (`tests/kv_multi.rs` runs batches in every key order to check it). A
+//! `compute` closure that calls the cache could: batches are for callers
+//! whose closures never do (`KvStore`). Under the
 //! locks the batch reads the live entries, lets its caller decide every
 //! key's write from them (the condition of `MSETNX` or `RENAME`), checks
 //! what can fail before anything changes, applies every write, and logs
@@ -19,8 +23,11 @@
 //! back in memory before the locks are released, nothing is logged, and the
 //! caller is told nothing was written. Under a log that keeps undo records
 //! (`Fsync::Always`), the batch's undo record restores every key it wrote
-//! if the log fails before the batch is durable ([`Cache::undo_batch`]).
-//! Removal notices go to the listener once every lock is released.
+//! if the log fails before the batch is durable ([`Cache::undo_batch`]),
+//! under the locks of all of them at once. Removal notices go to the
+//! listener once every lock is released, as a single write's do. The
+//! record is encoded under the locks (a `RENAME`'s value is only known
+//! there), where a single insert encodes before its lock.
 
 use super::Cache;
 use crate::callback::Held;
