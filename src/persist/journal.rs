@@ -376,8 +376,14 @@ impl<K: 'static, V: 'static> Journal<K, V> {
             return;
         }
         let journal = Arc::downgrade(self);
-        let rewriting = self.rewriting.clone();
-        let started = self.background.spawn(move || {
+        let rewriting = ClearOnDrop(self.rewriting.clone());
+        // No thread now (or the cache is being dropped): the closure is
+        // dropped unrun, which clears the mark, and a later write asks again.
+        self.background.spawn(move || {
+            // Cleared however the rewrite ends, a panic included (user
+            // code runs in it: `Serialize` impls, a rollback's listener),
+            // so that a later write can start the next one.
+            let _rewriting = rewriting;
             if let Some(journal) = journal.upgrade() {
                 let result = if repair {
                     journal.repair()
@@ -388,13 +394,7 @@ impl<K: 'static, V: 'static> Journal<K, V> {
                     journal.keep(e);
                 }
             }
-            rewriting.store(false, Ordering::Release);
         });
-        if !started {
-            // No thread now (or the cache is being dropped); a later write
-            // asks again.
-            self.rewriting.store(false, Ordering::Release);
-        }
     }
 
     fn rewrite_now(&self) -> Result<(), PersistError> {
@@ -552,4 +552,14 @@ pub(crate) fn scope<K, V, R>(
     let error = SCOPES.with(|s| s.borrow_mut().last_mut().and_then(|(_, e)| e.take()));
     drop(guard);
     (r, error)
+}
+
+/// Clears the flag it holds when dropped: a background rewrite's "running"
+/// mark, cleared when the rewrite ends, however it ends.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
