@@ -205,10 +205,26 @@ impl<T> ShardLock<T> {
     /// Shared access; waits while a writer holds the lock.
     #[inline]
     pub(crate) fn read(&self) -> ReadGuard<'_, T> {
-        let waited = self.read_waiting(|lock| lock.wait_to_read().map_err(Cycle::panic));
-        match waited {
-            Ok(guard) => guard,
-            Err(never) => match never {},
+        let count = self.count();
+        match self.try_enter(count) {
+            Some(guard) => guard,
+            None => self.read_contended(count),
+        }
+    }
+
+    /// [`read`](Self::read) once a writer was found in: waits and tries
+    /// again until the read gets in. Out of line, so that the read's fast
+    /// path stays as short as it is without the waiting.
+    #[cold]
+    #[inline(never)]
+    fn read_contended<'a>(&'a self, count: Count<'a>) -> ReadGuard<'a, T> {
+        loop {
+            if let Err(cycle) = self.wait_to_read() {
+                cycle.panic();
+            }
+            if let Some(guard) = self.try_enter(count) {
+                return guard;
+            }
         }
     }
 
@@ -216,34 +232,41 @@ impl<T> ShardLock<T> {
     /// where `read` would panic because its wait closes a cycle (see
     /// [`crate::lock_waits`]), returns [`Cycle`] instead.
     pub(crate) fn read_or_cycle(&self) -> Result<ReadGuard<'_, T>, Cycle> {
-        self.read_waiting(Self::wait_to_read)
+        let count = self.count();
+        loop {
+            if let Some(guard) = self.try_enter(count) {
+                return Ok(guard);
+            }
+            self.wait_to_read()?;
+        }
     }
 
-    /// A read, with `wait` run each time a writer is found in.
+    /// This thread's reader count for this shard.
     #[inline]
-    fn read_waiting<E>(
-        &self,
-        wait: impl Fn(&Self) -> Result<(), E>,
-    ) -> Result<ReadGuard<'_, T>, E> {
+    fn count(&self) -> Count<'_> {
         let counts = &*self.counts;
         let row = counts.row(try_thread_slot());
-        let count = Count {
+        Count {
             counter: counts.counter(row, self.index as usize),
             own: row < counts.slots,
-        };
-        loop {
-            count.raise();
-            fence(Ordering::SeqCst);
-            if self.closed.load(Ordering::Acquire) == 0 {
-                return Ok(ReadGuard {
-                    lock: self,
-                    count,
-                    _on_this_thread: PhantomData,
-                });
-            }
-            count.lower();
-            wait(self)?;
         }
+    }
+
+    /// One try at a read: raises this thread's count and checks that no
+    /// writer is in; if one is, lowers it again and gives up.
+    #[inline]
+    fn try_enter<'a>(&'a self, count: Count<'a>) -> Option<ReadGuard<'a, T>> {
+        count.raise();
+        fence(Ordering::SeqCst);
+        if self.closed.load(Ordering::Acquire) == 0 {
+            return Some(ReadGuard {
+                lock: self,
+                count,
+                _on_this_thread: PhantomData,
+            });
+        }
+        count.lower();
+        None
     }
 
     /// Waits, before a read tries again, for the writer in to leave (see
@@ -477,6 +500,7 @@ impl<T> ShardLock<T> {
 
 /// A reader's counter, and whether its thread is the only one that writes
 /// it.
+#[derive(Clone, Copy)]
 struct Count<'a> {
     counter: &'a AtomicU32,
     own: bool,
