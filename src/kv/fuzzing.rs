@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 mod bits;
+mod multi;
 
 const KEYS: [&str; 5] = ["a", "b", "ab", "a*", "c[1]"];
 const VALUES: [&str; 6] = ["0", "-1", "9223372036854775807", "x", "", "12"];
@@ -78,9 +79,15 @@ fn step(
 ) {
     let (k, v) = (input.pick(&KEYS), input.pick(&VALUES));
     let n = i64::from(input.byte() as i8);
-    // The top sixteen values are the bitmap commands.
+    // The top sixteen values are the bitmap commands, the eight below
+    // them the multi-key writes.
     let op = input.byte();
-    let (got, want): (Reply, Reply) = match if op >= 240 { 20 } else { op % 20 } {
+    let kind = match op {
+        240.. => 20,
+        232..=239 => 21,
+        _ => op % 20,
+    };
+    let (got, want): (Reply, Reply) = match kind {
         0 => {
             let want = typed
                 .set(k, Bytes::from(v), SetOptions::new())
@@ -250,6 +257,7 @@ fn step(
                 .collect();
             (exec.execute(&args), typed.execute(&args))
         }
+        21 => multi::step(exec, typed, model, input, k, op - 232),
         _ => bits::step(exec, typed, model, input, (k, n), op - 240),
     };
     assert_eq!(got, want, "execute and typed methods disagree");
@@ -408,7 +416,7 @@ fn lcs_step(
 }
 
 /// Command names [`run_edges`] draws from.
-const EDGE_COMMANDS: [&str; 26] = [
+const EDGE_COMMANDS: [&str; 30] = [
     "SET",
     "APPEND",
     "GET",
@@ -435,6 +443,10 @@ const EDGE_COMMANDS: [&str; 26] = [
     "GETBIT",
     "BITCOUNT",
     "BITPOS",
+    "RENAME",
+    "COPY",
+    "MSETNX",
+    "RENAMENX",
 ];
 
 /// Runs `execute` on arbitrary argument lists that reach the size limits:
