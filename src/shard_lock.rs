@@ -206,10 +206,10 @@ impl<T> ShardLock<T> {
     #[inline]
     pub(crate) fn read(&self) -> ReadGuard<'_, T> {
         let count = self.count();
-        match self.try_enter(count) {
-            Some(guard) => guard,
-            None => self.read_contended(count),
+        if !self.try_enter(count) {
+            self.read_contended(count);
         }
+        self.guard(count)
     }
 
     /// [`read`](Self::read) once a writer was found in: waits and tries
@@ -217,13 +217,13 @@ impl<T> ShardLock<T> {
     /// path stays as short as it is without the waiting.
     #[cold]
     #[inline(never)]
-    fn read_contended<'a>(&'a self, count: Count<'a>) -> ReadGuard<'a, T> {
+    fn read_contended(&self, count: Count<'_>) {
         loop {
             if let Err(cycle) = self.wait_to_read() {
                 cycle.panic();
             }
-            if let Some(guard) = self.try_enter(count) {
-                return guard;
+            if self.try_enter(count) {
+                return;
             }
         }
     }
@@ -233,12 +233,10 @@ impl<T> ShardLock<T> {
     /// [`crate::lock_waits`]), returns [`Cycle`] instead.
     pub(crate) fn read_or_cycle(&self) -> Result<ReadGuard<'_, T>, Cycle> {
         let count = self.count();
-        loop {
-            if let Some(guard) = self.try_enter(count) {
-                return Ok(guard);
-            }
+        while !self.try_enter(count) {
             self.wait_to_read()?;
         }
+        Ok(self.guard(count))
     }
 
     /// This thread's reader count for this shard.
@@ -253,20 +251,26 @@ impl<T> ShardLock<T> {
     }
 
     /// One try at a read: raises this thread's count and checks that no
-    /// writer is in; if one is, lowers it again and gives up.
+    /// writer is in; if one is, lowers the count again and says so.
     #[inline]
-    fn try_enter<'a>(&'a self, count: Count<'a>) -> Option<ReadGuard<'a, T>> {
+    fn try_enter(&self, count: Count<'_>) -> bool {
         count.raise();
         fence(Ordering::SeqCst);
         if self.closed.load(Ordering::Acquire) == 0 {
-            return Some(ReadGuard {
-                lock: self,
-                count,
-                _on_this_thread: PhantomData,
-            });
+            return true;
         }
         count.lower();
-        None
+        false
+    }
+
+    /// The guard of a read that got in with `count` raised.
+    #[inline]
+    fn guard<'a>(&'a self, count: Count<'a>) -> ReadGuard<'a, T> {
+        ReadGuard {
+            lock: self,
+            count,
+            _on_this_thread: PhantomData,
+        }
     }
 
     /// Waits, before a read tries again, for the writer in to leave (see
