@@ -34,7 +34,7 @@ use crate::callback::Held;
 use crate::compute::{Current, Ttl};
 use crate::listener::{RemovalCause, Removed};
 use crate::persist::journal::Ticket;
-use crate::persist::{Part, PartRef, RecordRef};
+use crate::persist::{Part, PartRef, PersistError, RecordRef};
 use crate::shard::expiry::deadline_after;
 use crate::shard::{Env, Inserted, Shard};
 use crate::shard_lock::WriteGuard;
@@ -231,15 +231,22 @@ where
                         refused = Some(e);
                         Ok(r)
                     }
-                    Ok(record) => {
-                        let undo = self.batch_undo(&locked, keys, &idx, &plan, &env);
-                        self.apply(&mut locked, keys, &idx, plan, &env, &mut removed)
+                    Ok(record) => match self.batch_undo(&locked, keys, &idx, &plan, &env) {
+                        // No undo record (the keys' values are too large
+                        // for one): a batch the log failed to keep could
+                        // not be undone, so it is refused.
+                        Err(e) => {
+                            refused = Some(e);
+                            Ok(r)
+                        }
+                        Ok(undo) => self
+                            .apply(&mut locked, keys, &idx, plan, &env, &mut removed)
                             .map(|applied| {
                                 kinds = applied;
                                 ticket = self.append(record, undo);
                                 r
-                            })
-                    }
+                            }),
+                    },
                 }
             }
         };
@@ -308,6 +315,10 @@ where
 
     /// The record that restores, in one step, every key `plan` writes, when
     /// the log keeps undo records. Call under the locks, before the writes.
+    ///
+    /// # Errors
+    ///
+    /// The record cannot be encoded (over `MAX_RECORD_LEN`).
     fn batch_undo(
         &self,
         locked: &Locked<'_, K, V>,
@@ -315,8 +326,10 @@ where
         idx: &[Option<u32>],
         plan: &Plan<V>,
         env: &Env<'_, K, V, S>,
-    ) -> Option<Vec<u8>> {
-        let journal = self.journal().filter(|j| j.undoable())?;
+    ) -> Result<Option<Vec<u8>>, PersistError> {
+        let Some(journal) = self.journal().filter(|j| j.undoable()) else {
+            return Ok(None);
+        };
         let parts = plan
             .iter()
             .map(|&(i, _)| match idx[i] {
@@ -331,12 +344,12 @@ where
                 None => PartRef::Remove { key: &keys[i] },
             })
             .collect();
-        journal.encode(RecordRef::Batch(parts)).ok()
+        journal.encode(RecordRef::Batch(parts)).map(Some)
     }
 
     /// Applies `plan` under the locks: the kinds of its inserts, or, when
-    /// an insert is refused, [`BatchFull`] once every write applied before
-    /// it has been rolled back.
+    /// an insert is refused or evicts a value the batch stored before it,
+    /// [`BatchFull`] once every write applied has been rolled back.
     fn apply(
         &self,
         locked: &mut Locked<'_, K, V>,
@@ -351,12 +364,14 @@ where
             .map(|&(i, _)| self.prior(locked, keys, i, idx[i], env))
             .collect();
         let (mut applied, mut kinds) = (Vec::with_capacity(plan.len()), Vec::new());
+        let mut puts = Vec::new();
         for (n, (i, step)) in plan.into_iter().enumerate() {
             let (h, s) = (locked.hash(i), locked.shard_index(i));
             let shard = locked.shard_mut(i);
             match step {
                 Step::Put(v, d, hidden) => {
                     let key = keys[i].clone();
+                    puts.push(i);
                     match self.insert_with_room(s, shard, env, h, key, v, hidden, d, removed) {
                         Ok(kind) => kinds.push(kind),
                         Err(_) => {
@@ -377,6 +392,14 @@ where
                 }
             }
             applied.push((i, n));
+        }
+        // A later insert may have evicted an earlier one of the batch (its
+        // shard's eviction does not know the batch): the batch would be
+        // acknowledged with a key missing, so it is refused whole.
+        let evicted = |i: usize| locked.shard(i).key_of(locked.hash(i), &keys[i]).is_none();
+        if puts.into_iter().any(evicted) {
+            self.roll_back_all(locked, keys, &applied, prior, env, removed);
+            return Err(BatchFull);
         }
         Ok(kinds)
     }

@@ -1,0 +1,145 @@
+//! Batches (`MSET`, `RENAME`, `COPY`) under `max_memory` with every Redis
+//! policy: a refused batch rolls back exactly (values, spare capacity in
+//! `used_memory`, the log), and an acknowledged one is whole.
+
+use shardcache::kv::{KvError, KvStore, SetOptions, ENTRY_OVERHEAD};
+use shardcache::persist::{FileLog, Fsync, MemStorage};
+use shardcache::{Policy, RedisPolicy};
+
+const MAX: u64 = 6_000;
+
+fn builder(policy: RedisPolicy, shards: usize) -> shardcache::kv::KvStoreBuilder {
+    KvStore::builder()
+        .max_memory(MAX)
+        .policy(Policy::redis(policy))
+        .shards(shards)
+}
+
+fn persistent(storage: &MemStorage, policy: RedisPolicy, shards: usize) -> KvStore {
+    let log = FileLog::with_storage(storage.clone(), Fsync::Always);
+    builder(policy, shards)
+        .build_persistent(log)
+        .expect("open")
+        .0
+}
+
+fn snapshot(kv: &KvStore) -> Vec<(String, Option<Vec<u8>>, i64)> {
+    let mut keys = kv.keys("*");
+    keys.sort();
+    keys.into_iter()
+        .map(|k| {
+            let v = kv.get(&k).map(|b| b.to_vec());
+            let ttl = kv.ttl(&k);
+            (k, v, ttl)
+        })
+        .collect()
+}
+
+/// Under noeviction, a full store: a grown value `g` (spare capacity
+/// counted), then an `MSET` that replaces `g` and then fails on a value
+/// that does not fit. Nothing changes: values, TTLs, `used_memory` (the
+/// restored `g` counted with its spare capacity again), and the log.
+#[test]
+fn a_refused_mset_rolls_back_exactly_under_noeviction() {
+    for shards in [1, 4] {
+        let storage = MemStorage::new();
+        let kv = persistent(&storage, RedisPolicy::NoEviction, shards);
+        for _ in 0..40 {
+            kv.append("g", b"0123456789").expect("append");
+        }
+        kv.set("t", "ttl", SetOptions::new().ex(500)).expect("set");
+        let mut i = 0;
+        while kv
+            .set(&format!("f{i}"), "x".repeat(100), SetOptions::new())
+            .is_ok()
+        {
+            i += 1;
+        }
+        let before = (snapshot(&kv), kv.stats().used_memory);
+        let big = "y".repeat(2_000);
+        for pairs in [
+            vec![("g", "small".to_string()), ("huge", big.clone())],
+            vec![
+                ("t", "z".to_string()),
+                ("g", big.clone()),
+                ("new", "n".into()),
+            ],
+            vec![
+                ("new", "n".to_string()),
+                ("g", String::new()),
+                ("huge", big.clone()),
+            ],
+        ] {
+            assert_eq!(kv.mset(&pairs), Err(KvError::OutOfMemory), "{shards}");
+            assert_eq!((snapshot(&kv), kv.stats().used_memory), before, "{shards}");
+        }
+        // A refused RENAME or COPY of the grown value changes nothing either.
+        let long = "k".repeat(300);
+        match kv.rename("g", &long) {
+            Err(KvError::OutOfMemory) => {
+                assert_eq!((snapshot(&kv), kv.stats().used_memory), before)
+            }
+            other => panic!("rename into a full store: {other:?}"),
+        }
+        assert_eq!(kv.copy("g", "gg", false), Err(KvError::OutOfMemory));
+        assert_eq!((snapshot(&kv), kv.stats().used_memory), before);
+        drop(kv);
+        let kv = persistent(&storage, RedisPolicy::NoEviction, shards);
+        assert_eq!(snapshot(&kv), before.0, "reloaded {shards}");
+    }
+}
+
+/// Under every policy, an `MSET` the store acknowledges is whole: a reader
+/// right after it sees every one of its values (a batch does not evict
+/// its own keys), and `used_memory` stays within `max_memory` under the
+/// evicting policies.
+#[test]
+fn an_acknowledged_mset_is_whole_under_every_policy() {
+    for policy in RedisPolicy::ALL {
+        for shards in [1, 2] {
+            let kv = builder(policy, shards).build().expect("build");
+            for i in 0..30 {
+                let _ = kv.set(&format!("f{i}"), "x".repeat(100), SetOptions::new().ex(100));
+            }
+            let v = "v".repeat(1_500);
+            let mut acked = 0;
+            for round in 0..20 {
+                let keys: Vec<String> = (0..3).map(|j| format!("m{round}:{j}")).collect();
+                let pairs: Vec<(&str, String)> =
+                    keys.iter().map(|k| (k.as_str(), v.clone())).collect();
+                if kv.mset(&pairs).is_ok() {
+                    acked += 1;
+                    for k in &keys {
+                        assert_eq!(
+                            kv.get(k).map(|b| b.len()),
+                            Some(v.len()),
+                            "{policy} {shards} round {round}: {k} missing after MSET"
+                        );
+                    }
+                }
+                if policy != RedisPolicy::NoEviction {
+                    assert!(kv.stats().used_memory <= MAX, "{policy}");
+                }
+            }
+            if policy.to_string().starts_with("allkeys") {
+                assert!(acked > 0, "{policy} {shards}: no MSET acknowledged");
+            }
+        }
+    }
+}
+
+/// `used_memory` after batches is exactly the sum of what the keys hold.
+#[test]
+fn used_memory_after_renames_and_copies_is_exact() {
+    let kv = KvStore::new();
+    kv.mset(&[("a", "1234"), ("bb", "56")]).expect("mset");
+    let o = u64::from(ENTRY_OVERHEAD);
+    assert_eq!(kv.stats().used_memory, (1 + 4 + o) + (2 + 2 + o));
+    kv.rename("a", "bb").expect("rename");
+    assert_eq!(kv.stats().used_memory, 2 + 4 + o);
+    assert!(kv.copy("bb", "ccc", false).expect("copy"));
+    assert_eq!(kv.stats().used_memory, (2 + 4 + o) + (3 + 4 + o));
+    assert!(kv.rename_nx("ccc", "d").expect("renamenx"));
+    kv.del(&["bb", "d"]);
+    assert_eq!(kv.stats().used_memory, 0);
+}
