@@ -4,6 +4,7 @@
 //! it was told was written, and the reopened store is the dropped one.
 
 #[path = "support/kv_log.rs"]
+#[allow(dead_code)]
 mod kv_log;
 #[path = "support/watchdog.rs"]
 mod watchdog;

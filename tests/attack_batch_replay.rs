@@ -5,6 +5,7 @@
 //! times to live, with no orphan splice.
 
 #[path = "support/kv_log.rs"]
+#[allow(dead_code)]
 mod kv_log;
 
 use kv_log::{bulk, open, open_with};
