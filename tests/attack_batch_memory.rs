@@ -120,6 +120,18 @@ fn an_acknowledged_mset_is_whole_under_every_policy() {
                 if policy != RedisPolicy::NoEviction {
                     assert!(kv.stats().used_memory <= MAX, "{policy}");
                 }
+                // Acknowledged or rolled back, `used_memory` counts exactly
+                // the entries left (no spare capacity here).
+                let held: u64 = kv
+                    .keys("*")
+                    .iter()
+                    .map(|k| k.len() as u64 + kv.strlen(k) as u64 + u64::from(ENTRY_OVERHEAD))
+                    .sum();
+                assert_eq!(
+                    kv.stats().used_memory,
+                    held,
+                    "{policy} {shards} round {round}"
+                );
             }
             if policy.to_string().starts_with("allkeys") {
                 assert!(acked > 0, "{policy} {shards}: no MSET acknowledged");
@@ -142,4 +154,47 @@ fn used_memory_after_renames_and_copies_is_exact() {
     assert!(kv.rename_nx("ccc", "d").expect("renamenx"));
     kv.del(&["bb", "d"]);
     assert_eq!(kv.stats().used_memory, 0);
+}
+
+/// Under every policy, a `COPY` the store acknowledges leaves both keys
+/// there: the copy's insert does not evict the source it copied (Redis
+/// evicts before a command, never in the middle of it); one it refuses
+/// leaves the source whole and no copy.
+#[test]
+fn an_acknowledged_copy_keeps_its_source_under_every_policy() {
+    for policy in RedisPolicy::ALL {
+        let kv = builder(policy, 1).build().expect("build");
+        let v = "v".repeat(2_000);
+        let mut acked = 0;
+        for round in 0..40 {
+            let (src, dst) = (format!("s{round}"), format!("d{round}"));
+            let opts = if round % 2 == 0 {
+                SetOptions::new()
+            } else {
+                SetOptions::new().ex(100)
+            };
+            if kv.set(&src, v.clone(), opts).is_err() {
+                continue;
+            }
+            let copied = kv.copy(&src, &dst, false);
+            if copied.is_err() {
+                // A refused COPY leaves its source as it was.
+                assert_eq!(copied, Err(KvError::OutOfMemory), "{policy}");
+                assert_eq!(kv.strlen(&src), v.len(), "{policy} round {round}");
+                assert_eq!(kv.get(&dst), None, "{policy} round {round}");
+            }
+            if copied == Ok(true) {
+                acked += 1;
+                assert!(
+                    kv.get(&src).is_some() && kv.get(&dst).is_some(),
+                    "{policy} round {round}: COPY acknowledged, source {:?} copy {:?}",
+                    kv.get(&src).map(|b| b.len()),
+                    kv.get(&dst).map(|b| b.len())
+                );
+            }
+        }
+        if policy.to_string().starts_with("allkeys") {
+            assert!(acked > 0, "{policy}: no COPY acknowledged");
+        }
+    }
 }

@@ -21,8 +21,13 @@
 //! An insert the cache cannot store (the policy never evicts and there is
 //! no room) fails the whole batch: the writes applied before it are rolled
 //! back in memory before the locks are released, nothing is logged, and the
-//! caller is told nothing was written. Under a log that keeps undo records
-//! (`Fsync::Always`), the batch's undo record restores every key it wrote
+//! caller is told nothing was written. So does an insert whose room was
+//! made by evicting a value the batch stored or kept (a `COPY`'s source):
+//! the eviction does not know the batch, and a batch acknowledged with one
+//! of its keys gone would not be whole. So does a batch whose undo record
+//! cannot be encoded (too large): it could not be undone. Under a log that
+//! keeps undo records (`Fsync::Always`), the batch's undo record restores
+//! every key it wrote
 //! if the log fails before the batch is durable ([`Cache::undo_batch`]),
 //! under the locks of all of them at once. Removal notices go to the
 //! listener once every lock is released, as a single write's do. The
@@ -359,22 +364,33 @@ where
         env: &Env<'_, K, V, S>,
         removed: &mut Removed<K, V>,
     ) -> Result<Vec<Inserted>, BatchFull> {
-        let prior: Vec<Prior<V>> = plan
+        let mut prior: Vec<Prior<V>> = plan
             .iter()
             .map(|&(i, _)| self.prior(locked, keys, i, idx[i], env))
             .collect();
-        let (mut applied, mut kinds) = (Vec::with_capacity(plan.len()), Vec::new());
-        let mut puts = Vec::new();
+        // The live keys the batch keeps (a `COPY`'s source) are rolled back
+        // too, after the written ones, should an insert evict them.
+        let planned = plan.len();
+        let mut written = vec![false; idx.len()];
+        plan.iter().for_each(|&(i, _)| written[i] = true);
+        let mut applied = Vec::with_capacity(idx.len());
+        for i in (0..idx.len()).filter(|&i| !written[i] && idx[i].is_some()) {
+            applied.push((i, prior.len()));
+            prior.push(self.prior(locked, keys, i, idx[i], env));
+        }
+        let mut stay: Vec<usize> = applied.iter().map(|&(i, _)| i).collect();
+        let mut kinds = Vec::new();
         for (n, (i, step)) in plan.into_iter().enumerate() {
             let (h, s) = (locked.hash(i), locked.shard_index(i));
             let shard = locked.shard_mut(i);
             match step {
                 Step::Put(v, d, hidden) => {
                     let key = keys[i].clone();
-                    puts.push(i);
+                    stay.push(i);
                     match self.insert_with_room(s, shard, env, h, key, v, hidden, d, removed) {
                         Ok(kind) => kinds.push(kind),
                         Err(_) => {
+                            applied.retain(|&(i, n)| n < planned || missing(locked, keys, i));
                             self.roll_back_all(locked, keys, &applied, prior, env, removed);
                             return Err(BatchFull);
                         }
@@ -393,11 +409,12 @@ where
             }
             applied.push((i, n));
         }
-        // A later insert may have evicted an earlier one of the batch (its
-        // shard's eviction does not know the batch): the batch would be
-        // acknowledged with a key missing, so it is refused whole.
-        let evicted = |i: usize| locked.shard(i).key_of(locked.hash(i), &keys[i]).is_none();
-        if puts.into_iter().any(evicted) {
+        // A later insert may have evicted a value the batch stored or kept
+        // (its shard's eviction does not know the batch): the batch would
+        // be acknowledged with a key missing, so it is refused whole.
+        if stay.into_iter().any(|i| missing(locked, keys, i)) {
+            // Kept keys still there need no restoring.
+            applied.retain(|&(i, n)| n < planned || missing(locked, keys, i));
             self.roll_back_all(locked, keys, &applied, prior, env, removed);
             return Err(BatchFull);
         }
@@ -461,6 +478,11 @@ where
         removed.retain(|(k, _, cause)| *cause == RemovalCause::Expired || !ours(k));
         removed.extend(lost);
     }
+}
+
+/// Whether key `i` of a batch has no entry in its locked shard.
+fn missing<K: Hash + Eq, V>(locked: &Locked<'_, K, V>, keys: &[K], i: usize) -> bool {
+    locked.shard(i).key_of(locked.hash(i), &keys[i]).is_none()
 }
 
 /// What `decide` sees: each key's live entry.
