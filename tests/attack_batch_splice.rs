@@ -357,3 +357,50 @@ fn a_log_of_batches_and_splices_cut_at_every_byte_reloads_a_prefix() {
     }
     assert_eq!(last, ops.len(), "the whole log reloads every write");
 }
+
+/// A batch or splice record torn by a short write (a full disk), at every
+/// length: the write is refused and undone, and once the storage heals the
+/// writes acknowledged after it are not lost behind the torn bytes.
+#[test]
+fn a_torn_batch_or_splice_never_hides_later_writes() {
+    let clock = MockClock::new();
+    for which in 0..3 {
+        for keep in 0..60 {
+            let storage = MemStorage::new();
+            let kv = open(&storage, &clock);
+            kv.mset(&[("a", "1"), ("b", "2")]).expect("mset");
+            kv.append("a", b"-grown").expect("append");
+            storage.tear_next_append(keep);
+            let refused = kv.durably(|| match which {
+                0 => kv.mset(&[("c", "3"), ("d", "4")]).expect("mset"),
+                1 => kv.rename("a", "c").expect("rename"),
+                _ => drop(kv.append("a", b"-torn").expect("append")),
+            });
+            let what = format!("write {which} torn at {keep}");
+            assert!(refused.is_err(), "{what}");
+            storage.heal();
+            let _ = kv.sync();
+            kv.sync().expect("repaired");
+            kv.mset(&[("e", "5"), ("b", "22")]).expect("mset");
+            kv.append("a", b"+after").expect("append");
+            kv.rename("e", "f").expect("rename");
+            let want = |kv: &KvStore| {
+                assert_eq!(
+                    bulk(kv, "a").as_deref(),
+                    Some(&b"1-grown+after"[..]),
+                    "{what}"
+                );
+                assert_eq!(bulk(kv, "b").as_deref(), Some(&b"22"[..]), "{what}");
+                assert_eq!(bulk(kv, "c"), None, "{what}");
+                assert_eq!(bulk(kv, "d"), None, "{what}");
+                assert_eq!(bulk(kv, "e"), None, "{what}");
+                assert_eq!(bulk(kv, "f").as_deref(), Some(&b"5"[..]), "{what}");
+            };
+            want(&kv);
+            drop(kv);
+            let (kv, report) = open_with(&storage, &clock);
+            assert_eq!(report.orphan_splices, 0, "{what}");
+            want(&kv);
+        }
+    }
+}
