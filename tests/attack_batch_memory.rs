@@ -198,3 +198,34 @@ fn an_acknowledged_copy_keeps_its_source_under_every_policy() {
         }
     }
 }
+
+/// A `RENAME` (or `COPY ... REPLACE`, `MSET`) of a large value that the log
+/// fails to keep under `Fsync::Always`, in a store whose `max_memory` holds
+/// the value once but not twice: the undo puts the source back before it
+/// removes the destination, so it must not lose the source for want of
+/// room.
+#[test]
+fn an_undone_rename_of_a_large_value_keeps_its_source() {
+    use shardcache::persist::FaultOn;
+    for policy in RedisPolicy::ALL {
+        for shards in [1, 2] {
+            for on in [FaultOn::Append, FaultOn::Sync] {
+                let storage = MemStorage::new();
+                let kv = persistent(&storage, policy, shards);
+                let v = "v".repeat(3_500);
+                kv.set("a", v.clone(), SetOptions::new().ex(1_000))
+                    .expect("set");
+                storage.inject(on, 0, std::io::ErrorKind::Other, false);
+                let what = format!("{policy} {shards} {on:?}");
+                assert!(kv.durably(|| kv.rename("a", "b")).is_err(), "{what}");
+                assert_eq!(kv.strlen("a"), v.len(), "{what}: source lost");
+                assert_eq!(kv.get("b"), None, "{what}");
+                storage.heal();
+                let _ = kv.sync();
+                drop(kv);
+                let kv = persistent(&storage, policy, shards);
+                assert_eq!(kv.strlen("a"), v.len(), "{what}: source lost on reopen");
+            }
+        }
+    }
+}

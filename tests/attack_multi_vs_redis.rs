@@ -110,7 +110,7 @@ fn splices_of_copied_and_renamed_values_match_redis() {
             8 => format!("GETRANGE {a} {} {}", next(30), next(60)),
             9 => format!("STRLEN {a}"),
             10 => format!("DEL {a}"),
-            _ => format!("MGET k0 k1 k2 k3"),
+            _ => "MGET k0 k1 k2 k3".to_string(),
         };
         p.line(&line);
         if i % 500 == 499 {

@@ -138,7 +138,11 @@ where
     /// the locks of all their shards at once (taken as a batch takes them),
     /// so readers see the batch whole or undone; returns the removals for
     /// the listener, counted as statistics count them.
-    pub(crate) fn undo_batch(&self, parts: Vec<Part<K, V>>) -> Removed<K, V> {
+    pub(crate) fn undo_batch(&self, mut parts: Vec<Part<K, V>>) -> Removed<K, V> {
+        // Removals first: a `RENAME`'s source goes back once the room its
+        // destination took is free (the keys are distinct, so the order
+        // changes nothing else).
+        parts.sort_by_key(|p| matches!(p, Part::Insert { .. }));
         let wall = self.wall_clock_ms();
         let env = self.write_env(0);
         let (mut removed, mut undone) = (Removed::new(), Removed::new());
