@@ -229,3 +229,26 @@ fn an_undone_rename_of_a_large_value_keeps_its_source() {
         }
     }
 }
+
+/// An `MSET` that shrinks one large value and grows another, refused by the
+/// log under `Fsync::Always` in a store that holds one large value at a
+/// time: the undo restores both, whatever order it restores them in.
+#[test]
+fn an_undone_mset_that_swaps_sizes_keeps_both_values() {
+    use shardcache::persist::FaultOn;
+    for policy in [RedisPolicy::NoEviction, RedisPolicy::VolatileLru] {
+        for shards in [1, 2] {
+            let storage = MemStorage::new();
+            let kv = persistent(&storage, policy, shards);
+            let big = "v".repeat(3_500);
+            kv.mset(&[("a", big.clone()), ("b", "small".to_string())])
+                .expect("mset");
+            storage.inject(FaultOn::Sync, 0, std::io::ErrorKind::Other, false);
+            let what = format!("{policy} {shards}");
+            let swapped = [("a", "small".to_string()), ("b", big.clone())];
+            assert!(kv.durably(|| kv.mset(&swapped)).is_err(), "{what}");
+            assert_eq!(kv.strlen("a"), big.len(), "{what}: a lost");
+            assert_eq!(kv.get("b").as_deref(), Some(&b"small"[..]), "{what}");
+        }
+    }
+}

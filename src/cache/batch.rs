@@ -138,39 +138,48 @@ where
     /// the locks of all their shards at once (taken as a batch takes them),
     /// so readers see the batch whole or undone; returns the removals for
     /// the listener, counted as statistics count them.
-    pub(crate) fn undo_batch(&self, mut parts: Vec<Part<K, V>>) -> Removed<K, V> {
-        // Removals first: a `RENAME`'s source goes back once the room its
-        // destination took is free (the keys are distinct, so the order
-        // changes nothing else).
-        parts.sort_by_key(|p| matches!(p, Part::Insert { .. }));
+    pub(crate) fn undo_batch(&self, parts: Vec<Part<K, V>>) -> Removed<K, V> {
         let wall = self.wall_clock_ms();
         let env = self.write_env(0);
         let (mut removed, mut undone) = (Removed::new(), Removed::new());
+        let restores = |p: &Part<K, V>| match p {
+            Part::Insert { expires_at, .. } => expires_at.is_none_or(|at| at > wall),
+            Part::Remove { .. } => false,
+        };
         {
-            let mut locked = self.lock_keys(parts.iter().map(|p| match p {
-                Part::Insert { key, .. } | Part::Remove { key } => key,
-            }));
-            for (i, part) in parts.into_iter().enumerate() {
+            let mut locked = self.lock_keys(parts.iter().map(part_key));
+            // Every refused value leaves first, so the values put back
+            // have the room they had before the batch (a `RENAME`'s
+            // destination, an `MSET` that grew one key and shrank another).
+            for (i, part) in parts.iter().enumerate() {
                 let h = locked.hash(i);
-                let shard = locked.shard_mut(i);
-                match part {
-                    Part::Insert {
-                        key,
-                        value,
-                        expires_at,
-                    } if expires_at.is_none_or(|at| at > wall) => {
-                        let deadline = expires_at
-                            .map(|at| deadline_after(env.now(), Duration::from_millis(at - wall)));
-                        let _ = shard.insert(&env, h, key, value, 0, deadline, &mut removed);
-                    }
-                    Part::Insert { key, .. } | Part::Remove { key } => {
+                if let Some(((k, v), _)) = locked.shard_mut(i).remove(&env, h, part_key(part)) {
+                    if restores(part) {
+                        // Replaced by the value put back.
+                        removed.push((k, v, RemovalCause::Replaced));
+                    } else {
                         // The refused value leaves: the listener hears of
                         // it, and no statistic counts it (its write was not
                         // counted).
-                        if let Some(((k, v), _)) = shard.remove(&env, h, &key) {
-                            undone.push((k, v, RemovalCause::Removed));
-                        }
+                        undone.push((k, v, RemovalCause::Removed));
                     }
+                }
+            }
+            for (i, part) in parts.into_iter().enumerate() {
+                if !restores(&part) {
+                    continue;
+                }
+                if let Part::Insert {
+                    key,
+                    value,
+                    expires_at,
+                } = part
+                {
+                    let deadline = expires_at
+                        .map(|at| deadline_after(env.now(), Duration::from_millis(at - wall)));
+                    let h = locked.hash(i);
+                    let shard = locked.shard_mut(i);
+                    let _ = shard.insert(&env, h, key, value, 0, deadline, &mut removed);
                 }
             }
         }
@@ -481,6 +490,13 @@ where
         let ours = |k: &K| applied.iter().any(|&(i, _)| keys[i] == *k);
         removed.retain(|(k, _, cause)| *cause == RemovalCause::Expired || !ours(k));
         removed.extend(lost);
+    }
+}
+
+/// The key an undo part writes.
+fn part_key<K, V>(part: &Part<K, V>) -> &K {
+    match part {
+        Part::Insert { key, .. } | Part::Remove { key } => key,
     }
 }
 
