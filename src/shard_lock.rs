@@ -75,74 +75,17 @@
 
 use crate::lock_waits::{waiting_for, Cycle};
 use crate::sync::{
-    backoff, fence, heavy_fence, init_fences, light_fence, spin_wait, thread_token,
-    try_thread_slot, AtomicU16, AtomicU32, AtomicU8, CacheAligned, Ordering, Parking,
+    backoff, fence, heavy_fence, light_fence, spin_wait, thread_token, try_thread_slot, AtomicU16,
+    AtomicU8, Ordering, Parking,
 };
+pub(crate) use counts::ReaderCounts;
+use counts::{Count, PER_BLOCK};
+
+#[path = "shard_lock_counts.rs"]
+mod counts;
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-
-/// Counters per 128-byte block: one 64-byte line's worth.
-const PER_BLOCK: usize = 16;
-/// The most thread slots with counters of their own; threads past it share
-/// one row.
-const MAX_SLOTS: usize = 64;
-
-/// One cache's reader counters: a block per (slot, 16 shards), slot-major,
-/// and after the slots' rows the shared row.
-pub(crate) struct ReaderCounts {
-    blocks: Box<[CacheAligned<[AtomicU32; PER_BLOCK]>]>,
-    /// Blocks per slot: `ceil(shards / 16)`.
-    stride: usize,
-    /// Slots with a row of their own, a power of two; row `slots` is shared.
-    slots: usize,
-}
-
-impl ReaderCounts {
-    /// Counters for `shards` shards and rows of their own for up to twice
-    /// as many threads as CPUs: a service runs more threads than CPUs (a
-    /// runtime's workers, the main thread, a blocking pool), and a thread
-    /// on the shared row pays three locked instructions on a contended line
-    /// per read. A writer loads every row's count, so rows are not free.
-    pub(crate) fn new(shards: usize) -> Self {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_slots(shards, (2 * cpus).clamp(4, MAX_SLOTS))
-    }
-
-    /// Counters for `shards` shards and `slots` thread slots. Settles the
-    /// process's fences (see [`crate::barrier`]) before the first lock is
-    /// built over them.
-    pub(crate) fn with_slots(shards: usize, slots: usize) -> Self {
-        init_fences();
-        let slots = slots.max(1).next_power_of_two();
-        let stride = shards.max(1).div_ceil(PER_BLOCK);
-        let blocks = (0..(slots + 1) * stride)
-            .map(|_| CacheAligned(std::array::from_fn(|_| AtomicU32::new(0))))
-            .collect();
-        Self {
-            blocks,
-            stride,
-            slots,
-        }
-    }
-
-    /// The row a thread counts in: its slot's own below the slot count, the
-    /// shared one past it or without a slot (a thread-local destructor after
-    /// the slot was given back).
-    #[inline]
-    fn row(&self, slot: Option<usize>) -> usize {
-        match slot {
-            Some(s) if s < self.slots => s,
-            _ => self.slots,
-        }
-    }
-
-    /// The counter of `row` for `shard`.
-    #[inline]
-    fn counter(&self, row: usize, shard: usize) -> &AtomicU32 {
-        &self.blocks[row * self.stride + shard / PER_BLOCK][shard % PER_BLOCK]
-    }
-}
 
 /// What a thread that calls back into a shard it holds is told.
 const REENTRY: &str = "shardcache: a call into the cache from code the cache runs under a \
@@ -499,38 +442,6 @@ impl<T> ShardLock<T> {
     #[cfg(test)]
     pub(crate) fn data_ptr(&self) -> *mut T {
         self.data.get()
-    }
-}
-
-/// A reader's counter, and whether its thread is the only one that writes
-/// it.
-#[derive(Clone, Copy)]
-struct Count<'a> {
-    counter: &'a AtomicU32,
-    own: bool,
-}
-
-impl Count<'_> {
-    #[inline]
-    fn raise(&self) {
-        if self.own {
-            let n = self.counter.load(Ordering::Relaxed);
-            self.counter.store(n + 1, Ordering::Relaxed);
-        } else {
-            self.counter.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Release: the reads made under the count come before a writer that
-    /// sees it lowered.
-    #[inline]
-    fn lower(&self) {
-        if self.own {
-            let n = self.counter.load(Ordering::Relaxed);
-            self.counter.store(n - 1, Ordering::Release);
-        } else {
-            self.counter.fetch_sub(1, Ordering::Release);
-        }
     }
 }
 

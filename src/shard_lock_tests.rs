@@ -1,7 +1,7 @@
 //! Tests of the shard lock (model checks of it are in `tests/loom_shard_lock.rs`).
 
 use super::*;
-use crate::sync::Arc;
+use crate::sync::{Arc, AtomicU32};
 
 /// The shard's counter in every row, the shared one included.
 fn counters<T>(l: &ShardLock<T>) -> Vec<&AtomicU32> {
