@@ -4,6 +4,10 @@
 //! never bytes a splice made up on another base, and no key removed or
 //! renamed away comes back.
 
+#[allow(dead_code)] // not every test uses every draw
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::Xorshift;
 #[path = "support/kv_log.rs"]
 #[allow(dead_code)]
 mod kv_log;
@@ -37,13 +41,8 @@ fn evicted_batches_and_splices_reload_only_last_written_values() {
         RedisPolicy::AllKeysLfu,
     ] {
         for seed in 1..=30u64 {
-            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let mut next = move |n: u64| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x % n
-            };
+            let mut rng = Xorshift::seeded(seed);
+            let mut next = move |n: u64| rng.below(n);
             let storage = MemStorage::new();
             let (kv, _) = open(&storage, policy);
             // The last value written to each key (evictions aside).

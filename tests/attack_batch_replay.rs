@@ -4,6 +4,10 @@
 //! gives back exactly the store that was dropped, values and remaining
 //! times to live, with no orphan splice.
 
+#[allow(dead_code)] // not every test uses every draw
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::Xorshift;
 #[path = "support/kv_log.rs"]
 #[allow(dead_code)]
 mod kv_log;
@@ -31,13 +35,8 @@ fn same(got: &[(Option<Vec<u8>>, i64)], want: &[(Option<Vec<u8>>, i64)]) -> bool
 #[test]
 fn batches_and_splices_of_expiring_keys_reload_as_they_were() {
     for seed in 1..=150u64 {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rng = Xorshift::seeded(seed);
+        let mut next = move |n: u64| rng.below(n);
         let clock = MockClock::new();
         let storage = MemStorage::new();
         let mut kv = open(&storage, &clock);

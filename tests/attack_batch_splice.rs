@@ -3,6 +3,10 @@
 //! `KvStore` under `Fsync::Always`, with injected faults and rewrites,
 //! against a model after every step and after a crash and reopen.
 
+#[allow(dead_code)] // not every test uses every draw
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::Xorshift;
 #[path = "support/kv_log.rs"]
 mod kv_log;
 
@@ -21,30 +25,16 @@ const KEYS: [&str; 4] = ["a", "b", "c", "d"];
 
 type Model = BTreeMap<String, Vec<u8>>;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn key(&mut self) -> &'static str {
-        KEYS[self.below(KEYS.len() as u64) as usize]
-    }
+/// One of [`KEYS`].
+fn key(rng: &mut Xorshift) -> &'static str {
+    KEYS[rng.index(KEYS.len())]
 }
 
 /// One random write on `store`; the model after it (if acknowledged) and
 /// the keys it touches.
-fn step(store: &KvStore, rng: &mut Rng, i: u32, model: &Model) -> (Model, Vec<String>) {
+fn step(store: &KvStore, rng: &mut Xorshift, i: u32, model: &Model) -> (Model, Vec<String>) {
     let mut m = model.clone();
-    let (k1, k2) = (rng.key(), rng.key());
+    let (k1, k2) = (key(rng), key(rng));
     let touched = vec![k1.to_string(), k2.to_string()];
     match rng.below(9) {
         0 | 1 => {
@@ -158,7 +148,7 @@ fn batches_and_splices_under_faults_and_rewrites_match_a_model() {
     let mut refusals = 0;
     for seed in 1..=120u64 {
         for keep in [0, usize::MAX] {
-            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let mut rng = Xorshift::seeded(seed);
             let storage = MemStorage::new();
             let store = open(&storage, &clock);
             let mut model = Model::new();

@@ -2,6 +2,10 @@
 //! compared reply by reply with a real `redis-server` (see
 //! `kv_multi_vs_redis.rs`; skipped with `SHARDCACHE_SKIP_REDIS=1`).
 
+#[allow(dead_code)] // not every test uses every draw
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::Xorshift;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 #[path = "support/replies.rs"]
@@ -88,13 +92,8 @@ fn splices_of_copied_and_renamed_values_match_redis() {
     // not): the reloaded values answer as Redis's.
     let storage = MemStorage::new();
     p.kv = persistent(&storage);
-    let mut x: u64 = 0x51AB_1E5E_ED00_0001;
-    let mut next = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
+    let mut rng = Xorshift(0x51AB_1E5E_ED00_0001);
+    let mut next = move |n: u64| rng.below(n);
     p.line("FLUSHDB");
     for i in 0..4_000 {
         let k = |n: u64| format!("k{n}");

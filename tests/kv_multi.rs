@@ -12,6 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 
+#[allow(dead_code)] // not every test uses every draw
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::Xorshift;
 #[path = "support/watchdog.rs"]
 mod watchdog;
 
@@ -19,26 +23,14 @@ fn store(shards: usize) -> KvStore {
     KvStore::builder().shards(shards).build().expect("store")
 }
 
-/// A small deterministic generator (xorshift), one per thread.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+/// 1 to `max` distinct keys out of `pool`.
+fn subset(rng: &mut Xorshift, pool: usize, max: usize) -> BTreeSet<usize> {
+    let n = 1 + (rng.next() as usize) % max;
+    let mut s = BTreeSet::new();
+    while s.len() < n {
+        s.insert((rng.next() as usize) % pool);
     }
-
-    /// 1 to `max` distinct keys out of `pool`.
-    fn subset(&mut self, pool: usize, max: usize) -> BTreeSet<usize> {
-        let n = 1 + (self.next() as usize) % max;
-        let mut s = BTreeSet::new();
-        while s.len() < n {
-            s.insert((self.next() as usize) % pool);
-        }
-        s
-    }
+    s
 }
 
 /// Threads race `MSETNX` (and single-key `SETNX`) over overlapping keys, a
@@ -64,13 +56,13 @@ fn racing_msetnx_has_one_winner_per_key() {
             let (kv, start, done, out) =
                 (kv.clone(), start.clone(), done.clone(), results[t].clone());
             std::thread::spawn(move || {
-                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((t as u64 + 1) * 0x1000_0001));
+                let mut rng = Xorshift(0x9E37_79B9_7F4A_7C15 ^ ((t as u64 + 1) * 0x1000_0001));
                 for round in 0..ROUNDS {
                     let keys = if t == 0 {
                         // One thread claims a single key with SETNX.
                         BTreeSet::from([(rng.next() as usize) % POOL])
                     } else {
-                        rng.subset(POOL, 3)
+                        subset(&mut rng, POOL, 3)
                     };
                     let token = format!("{round}:{t}");
                     start.wait();
@@ -206,7 +198,7 @@ fn racing_renames_never_duplicate_or_lose_the_value() {
         .map(|t| {
             let kv = kv.clone();
             std::thread::spawn(move || {
-                let mut rng = Rng(1_234_567 + t);
+                let mut rng = Xorshift(1_234_567 + t);
                 let mut moved = 0;
                 for _ in 0..20_000 {
                     let from = NAMES[(rng.next() % 4) as usize];
@@ -304,7 +296,7 @@ fn batches_mixed_with_evictions_and_expiries() {
         .map(|t| {
             let (kv, stop) = (kv.clone(), stop.clone());
             std::thread::spawn(move || {
-                let mut rng = Rng(77 + t);
+                let mut rng = Xorshift(77 + t);
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) || i < 1_000 {
                     let k = format!("noise:{}", rng.next() % 400);
@@ -524,7 +516,7 @@ fn batches_in_every_order_never_deadlock() {
             .map(|t| {
                 let kv = kv.clone();
                 std::thread::spawn(move || {
-                    let mut rng = Rng(99 + t);
+                    let mut rng = Xorshift(99 + t);
                     for _ in 0..3_000 {
                         let a = format!("k{}", rng.next() % 12);
                         let b = format!("k{}", rng.next() % 12);

@@ -7,6 +7,10 @@
 //! database from 1 to 15 is not compared: the store has one database and
 //! refuses it as Redis refuses a database past its `databases` setting.
 
+#[allow(dead_code)] // not every test uses every draw
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::Xorshift;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 #[path = "support/replies.rs"]
@@ -151,13 +155,8 @@ fn copy_matches_redis() {
 #[test]
 fn random_multi_key_sequences_match_redis() {
     let Some(mut p) = Pair::new() else { return };
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut next = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
+    let mut rng = Xorshift(0x2545_F491_4F6C_DD1D);
+    let mut next = move |n: u64| rng.below(n);
     p.line("FLUSHDB");
     for _ in 0..3_000 {
         let k = |n: u64| format!("k{n}");

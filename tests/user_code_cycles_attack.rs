@@ -11,6 +11,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+#[allow(dead_code)] // not every test uses every draw
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::Xorshift;
 #[path = "support/watchdog.rs"]
 mod watchdog;
 use watchdog::{bounded, message};
@@ -24,21 +28,6 @@ const CYCLE: &str = "cycle";
 
 /// What a closure panics with on purpose.
 const ON_PURPOSE: &str = "on purpose";
-
-/// A small xorshift.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
 
 /// A plain call of kind `kind` for `key`.
 fn call(c: &C, kind: usize, key: u64) {
@@ -113,17 +102,17 @@ fn pair() -> Pair {
 /// One round of a worker: user code holding a shard of rank r calls only
 /// shards of rank above r (in `low` then `high`); some closures panic on
 /// purpose after their calls.
-fn round(p: &Pair, rng: &mut Rng) {
-    let kind = rng.below(8);
-    let i = rng.below(SHARDS);
-    let explode = rng.below(16) == 0;
+fn round(p: &Pair, rng: &mut Xorshift) {
+    let kind = rng.index(8);
+    let i = rng.index(SHARDS);
+    let explode = rng.index(16) == 0;
     match kind {
         // A compute on a low shard calling higher low shards, then any
         // high shard, with a nested compute on the high cache calling a
         // higher high shard.
         0..=2 => {
-            let j = i + 1 + rng.below(SHARDS - i);
-            let (k1, k2, h, h2) = (rng.below(4), rng.below(4), rng.below(SHARDS), rng.below(8));
+            let j = i + 1 + rng.index(SHARDS - i);
+            let (k1, k2, h, h2) = (rng.index(4), rng.index(4), rng.index(SHARDS), rng.index(8));
             let _ = p.low.compute(p.low_keys[i], |_| {
                 std::thread::yield_now();
                 if j < SHARDS {
@@ -144,8 +133,8 @@ fn round(p: &Pair, rng: &mut Rng) {
         }
         // A compute on a high shard calling higher high shards.
         3 => {
-            let j = i + 1 + rng.below(SHARDS - i);
-            let k1 = rng.below(4);
+            let j = i + 1 + rng.index(SHARDS - i);
+            let k1 = rng.index(4);
             let _ = p.high.compute(p.high_keys[i], |_| {
                 if j < SHARDS {
                     call(&p.high, k1, p.high_keys[j]);
@@ -158,7 +147,7 @@ fn round(p: &Pair, rng: &mut Rng) {
         }
         // A retain on the low cache whose predicate reads the high cache.
         4 => {
-            let h = rng.below(SHARDS);
+            let h = rng.index(SHARDS);
             p.low.retain(|k, _| {
                 let _ = p.high.get(&p.high_keys[h]);
                 if explode {
@@ -172,10 +161,10 @@ fn round(p: &Pair, rng: &mut Rng) {
         // Plain calls (the low cache's weigher reads the high cache).
         6 => call(
             &p.low,
-            rng.below(4),
-            p.low_keys[i] + 1000 * rng.below(4) as u64,
+            rng.index(4),
+            p.low_keys[i] + 1000 * rng.index(4) as u64,
         ),
-        _ => call(&p.high, rng.below(4), p.high_keys[i]),
+        _ => call(&p.high, rng.index(4), p.high_keys[i]),
     }
 }
 
@@ -186,7 +175,7 @@ fn run_workers(p: &Arc<Pair>, threads: u64, rounds: usize, seed: u64) -> Vec<Str
         .map(|t| {
             let p = p.clone();
             std::thread::spawn(move || {
-                let mut rng = Rng::new(seed * 1000 + t);
+                let mut rng = Xorshift::seeded(seed * 1000 + t);
                 let mut bad = Vec::new();
                 for _ in 0..rounds {
                     if let Err(e) = catch_unwind(AssertUnwindSafe(|| round(&p, &mut rng))) {

@@ -15,6 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[allow(dead_code)] // not every test uses every draw
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::Xorshift;
 #[path = "support/watchdog.rs"]
 mod watchdog;
 use watchdog::{bounded, message};
@@ -28,18 +32,6 @@ const PLAIN: u64 = 1_000;
 
 /// Steps per worker.
 const STEPS: usize = 2_000;
-
-/// A small deterministic generator (xorshift), one per thread.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 /// What the threads share: the logged cache, the plain one, and what went
 /// wrong (refusals that no cycle explains).
@@ -72,17 +64,17 @@ impl World {
 
     /// Loads `k` with a loader that may ask for higher keys, read plain
     /// keys, and (if `may_sync`) sync the log.
-    fn load(&self, k: u64, rng: &mut Rng, may_sync: bool) -> u64 {
+    fn load(&self, k: u64, rng: &mut Xorshift, may_sync: bool) -> u64 {
         let seed = rng.below(u64::MAX);
         self.logged.get_or_insert_with(k, || {
             self.loads.fetch_add(1, Ordering::Relaxed);
-            let mut rng = Rng(seed | 1);
+            let mut rng = Xorshift(seed | 1);
             self.chain(k, &mut rng, may_sync)
         })
     }
 
     /// What a loader of `k` does before it returns.
-    fn chain(&self, k: u64, rng: &mut Rng, may_sync: bool) -> u64 {
+    fn chain(&self, k: u64, rng: &mut Xorshift, may_sync: bool) -> u64 {
         if may_sync && rng.below(4) == 0 {
             self.sync();
         }
@@ -100,7 +92,7 @@ impl World {
     }
 
     /// One step of a worker of `kind`.
-    fn step(&self, kind: u64, rng: &mut Rng) {
+    fn step(&self, kind: u64, rng: &mut Xorshift) {
         let k = rng.below(LOADED);
         match kind {
             0 => {
@@ -110,7 +102,7 @@ impl World {
                 let seed = rng.below(u64::MAX) | 1;
                 let init = async move {
                     self.loads.fetch_add(1, Ordering::Relaxed);
-                    let mut rng = Rng(seed);
+                    let mut rng = Xorshift(seed);
                     self.chain(k, &mut rng, true)
                 };
                 let _ = futures::executor::block_on(self.logged.get_or_insert_with_async(k, init));
@@ -177,7 +169,7 @@ fn chains_of_waits_that_do_not_close_are_never_refused() {
             .map(|i| {
                 let w = w.clone();
                 std::thread::spawn(move || {
-                    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (i + 1));
+                    let mut rng = Xorshift(0x9E37_79B9_7F4A_7C15 ^ (i + 1));
                     for _ in 0..STEPS {
                         let kind = (i + rng.below(5)) % 5;
                         let r = catch_unwind(AssertUnwindSafe(|| w.step(kind, &mut rng)));
