@@ -6,6 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
+#[allow(dead_code)] // not every test uses every draw
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::Xorshift;
 
 #[test]
 fn stress_keeps_capacity_and_counts() {
@@ -22,11 +26,9 @@ fn stress_keeps_capacity_and_counts() {
             .map(|t| {
                 let cache = cache.clone();
                 thread::spawn(move || {
-                    let mut x = t + 1;
+                    let mut rng = Xorshift(t + 1);
                     for i in 0..ops {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
+                        let x = rng.next();
                         let k = x % 2_000;
                         match i % 10 {
                             0..=6 => {
@@ -382,11 +384,9 @@ where
             );
             thread::spawn(move || {
                 start.wait();
-                let mut x = t + 1;
+                let mut rng = Xorshift(t + 1);
                 while !stop.load(SeqCst) {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    let x = rng.next();
                     let k = x % KEYS;
                     let h = &hist[k as usize];
                     // Read the source, then give a write room to overtake.
@@ -401,7 +401,7 @@ where
                         1 => Some(cache.get_or_insert_with(k, load)),
                         2 => cache
                             .try_get_or_insert_with(k, || {
-                                if x % 3 == 0 {
+                                if x.is_multiple_of(3) {
                                     Err("down")
                                 } else {
                                     Ok(load())
@@ -410,7 +410,7 @@ where
                             .ok(),
                         3 => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             cache.get_or_insert_with(k, || {
-                                if x % 3 == 0 {
+                                if x.is_multiple_of(3) {
                                     panic!("loader")
                                 }
                                 load()
@@ -421,7 +421,7 @@ where
                             cache.get_or_insert_with_async(k, async { load() }),
                         )),
                         _ => {
-                            if refresh && x % 16 == 0 {
+                            if refresh && x.is_multiple_of(16) {
                                 clock.advance(Duration::from_secs(1));
                             }
                             cache.get(&k)

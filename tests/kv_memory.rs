@@ -2,6 +2,10 @@
 
 use shardcache::kv::{KvError, KvStore, Reply, SetOptions, ENTRY_OVERHEAD};
 use shardcache::{Policy, RedisPolicy};
+#[allow(dead_code)] // not every test uses every draw
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::Xorshift;
 
 fn store(policy: RedisPolicy, max: u64) -> KvStore {
     KvStore::builder()
@@ -73,11 +77,9 @@ fn lru_and_lfu_keep_a_hot_set_better_than_random() {
     let hit_ratio = |policy: RedisPolicy| {
         let s = store(policy, 200 * u64::from(ENTRY_OVERHEAD + 20));
         let (mut hits, mut lookups) = (0u32, 0u32);
-        let mut x = 0x1234_5678_u64;
+        let mut rng = Xorshift(0x1234_5678);
         for step in 0..40_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next();
             // 80% of accesses go to 100 hot keys, the rest scan through cold ones.
             let key = if x % 10 < 8 {
                 format!("hot:{:06}", x % 100)
