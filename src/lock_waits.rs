@@ -39,7 +39,9 @@
 //!   guard exists.)
 //! - A writer that closed a shard but still waits for its readers to leave
 //!   holds it in no user code yet, so the walk does not stop there; readers
-//!   run no user code the cache marks, and always leave.
+//!   run no user code the cache marks, and always leave (a multi-key read
+//!   waits only for shards above those it holds, see
+//!   `cache/read_batch.rs`).
 //!
 //! A shard held outside user code (a plain write, a rewrite's read of a
 //! chunk) is held for a bounded time, and ends the walk.

@@ -1,9 +1,11 @@
 //! Atomic writes of several keys, across shards: [`Cache::write_batch`],
-//! what `KvStore`'s `MSET`, `MSETNX`, `RENAME` and `COPY` stand on.
+//! what `KvStore`'s `MSET`, `MSETNX`, `RENAME`, `COPY` and multi-key `DEL`
+//! stand on.
 //!
 //! A batch takes the write locks of every shard its keys live in, in
-//! ascending shard index. That is one total order for every batch, so two
-//! batches never wait for each other in a cycle; a single-key write holds
+//! ascending shard index (see `locked.rs`). That is one total order for
+//! every batch, and for multi-key reads ([`read_batch`](Cache::read_batch)),
+//! so no two of them wait for each other in a cycle; a single-key write holds
 //! one shard lock and waits for no other, [`clear`](Cache::clear) takes
 //! every shard in the same ascending order, and the cross-shard eviction of
 //! [`make_room`](Cache::make_room) only tries locks (a shard the batch holds
@@ -15,8 +17,10 @@
 //! key's write from them (the condition of `MSETNX` or `RENAME`), checks
 //! what can fail before anything changes, applies every write, and logs
 //! them as one [`Record::Batch`](crate::persist::Record) record: a log
-//! frame's checksum then replays all of them or none. A reader, which takes
-//! one shard's lock, sees every key of the batch before it or after it.
+//! frame's checksum then replays all of them or none. A reader of one key
+//! (one shard's lock) or of several ([`read_batch`](Cache::read_batch), all
+//! their shards' locks at once) sees every key of the batch before it or
+//! after it.
 //!
 //! An insert the cache cannot store (the policy never evicts and there is
 //! no room) fails the whole batch: the writes applied before it are rolled
@@ -34,6 +38,7 @@
 //! record is encoded under the locks (a `RENAME`'s value is only known
 //! there), where a single insert encodes before its lock.
 
+use super::locked::Locked;
 use super::Cache;
 use crate::callback::Held;
 use crate::compute::{Current, Ttl};
@@ -42,7 +47,6 @@ use crate::persist::journal::Ticket;
 use crate::persist::{Part, PartRef, PersistError, RecordRef};
 use crate::shard::expiry::deadline_after;
 use crate::shard::{Env, Inserted, Shard};
-use crate::shard_lock::WriteGuard;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
@@ -81,59 +85,12 @@ type Plan<V> = Vec<(usize, Step<V>)>;
 /// deadline and the weight its value carries beyond the weigher's answer.
 type Prior<V> = Option<(V, Option<u64>, u64)>;
 
-/// The shards of a batch's keys, write-locked in ascending index, and where
-/// each key (by its index in the batch) lives.
-struct Locked<'c, K, V> {
-    guards: Vec<WriteGuard<'c, Shard<K, V>>>,
-    /// The locked shards' indexes, ascending, as `guards` holds them.
-    order: Vec<usize>,
-    /// Each key's hash and shard index.
-    at: Vec<(u64, usize)>,
-}
-
-impl<K, V> Locked<'_, K, V> {
-    fn hash(&self, i: usize) -> u64 {
-        self.at[i].0
-    }
-
-    fn shard_index(&self, i: usize) -> usize {
-        self.at[i].1
-    }
-
-    fn guard(&self, i: usize) -> usize {
-        self.order.binary_search(&self.at[i].1).unwrap_or(0)
-    }
-
-    fn shard(&self, i: usize) -> &Shard<K, V> {
-        &self.guards[self.guard(i)]
-    }
-
-    fn shard_mut(&mut self, i: usize) -> &mut Shard<K, V> {
-        let g = self.guard(i);
-        &mut self.guards[g]
-    }
-}
-
 impl<K, V, S> Cache<K, V, S>
 where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
-    /// Write-locks the shards of `keys`, in ascending shard index (see the
-    /// module docs).
-    fn lock_keys<'q>(&self, keys: impl Iterator<Item = &'q K>) -> Locked<'_, K, V>
-    where
-        K: 'q,
-    {
-        let at: Vec<(u64, usize)> = keys.map(|k| self.locate_key(k)).collect();
-        let mut order: Vec<usize> = at.iter().map(|&(_, s)| s).collect();
-        order.sort_unstable();
-        order.dedup();
-        let guards = order.iter().map(|&s| self.shard(s).write()).collect();
-        Locked { guards, order, at }
-    }
-
     /// Applies a batch's undo record without logging it, every key under
     /// the locks of all their shards at once (taken as a batch takes them),
     /// so readers see the batch whole or undone; returns the removals for
@@ -217,11 +174,27 @@ where
         now: Option<u64>,
         decide: impl FnOnce(&[Option<Current<'_, V>>]) -> (Vec<BatchWrite<V>>, R),
     ) -> Result<R, BatchFull> {
+        self.write_batch_kept(keys, now, decide).map(|(r, _)| r)
+    }
+
+    /// [`write_batch`](Self::write_batch), also answering whether it wrote
+    /// something that stands: false when it changed nothing, or the log
+    /// refused its writes or failed to keep them (and they were undone).
+    ///
+    /// # Errors
+    ///
+    /// As [`write_batch`](Self::write_batch).
+    pub(crate) fn write_batch_kept<R>(
+        &self,
+        keys: &[K],
+        now: Option<u64>,
+        decide: impl FnOnce(&[Option<Current<'_, V>>]) -> (Vec<BatchWrite<V>>, R),
+    ) -> Result<(R, bool), BatchFull> {
         let env = self.write_env(0);
         env.now_ms.set(now);
         let mut refused = self.admit().err();
         let mut removed = Removed::new();
-        let (mut ticket, mut kinds) = (Ticket::None, Vec::new());
+        let (mut ticket, mut kinds, mut wrote) = (Ticket::None, Vec::new(), false);
         let outcome = {
             let mut locked = self.lock_keys(keys.iter());
             let idx: Vec<Option<u32>> = (0..keys.len())
@@ -260,7 +233,7 @@ where
                         Ok(undo) => self
                             .apply(&mut locked, keys, &idx, plan, &env, &mut removed)
                             .map(|applied| {
-                                kinds = applied;
+                                (kinds, wrote) = (applied, true);
                                 ticket = self.append(record, undo);
                                 r
                             }),
@@ -278,7 +251,7 @@ where
             }
         }
         self.after_write(removed, None, outcome.is_err());
-        outcome
+        outcome.map(|r| (r, wrote && stands))
     }
 
     /// The writes of `writes` that change something, with their deadlines.

@@ -24,6 +24,8 @@
 //! | `scan.rs` | cursor iteration |
 //! | `room.rs` | making room across shards for a shared budget |
 //! | `batch.rs` | writes of several keys as one step, across shards |
+//! | `read_batch.rs` | reads of several keys as one step, across shards |
+//! | `locked.rs` | the shards of several keys, locked at once in ascending index |
 //! | `replay.rs`, `warm.rs` | filling a cache from its log and its saved admission summary |
 
 mod batch;
@@ -35,9 +37,12 @@ mod deadline;
 mod freshness;
 mod load;
 mod load_spawned;
+mod locked;
 mod notify;
 pub(crate) use notify::deliver;
 mod peek;
+mod read_batch;
+pub(crate) use read_batch::ReadAs;
 mod reload;
 mod remove;
 mod replay;

@@ -4,6 +4,9 @@
 
 use super::glob::glob_match;
 use super::KvStore;
+use crate::cache::{BatchWrite, ReadAs};
+use std::borrow::Cow;
+use std::collections::HashSet;
 
 /// The options of `SCAN`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,29 +55,87 @@ impl KvStore {
         });
     }
 
+    /// The stored keys for `keys`, in order: borrowed in the root store,
+    /// prefixed in a namespace.
+    pub(super) fn stored_keys<'k, K: AsRef<str>>(&self, keys: &'k [K]) -> Vec<Cow<'k, str>> {
+        keys.iter()
+            .map(|k| match self.prefix.is_empty() {
+                true => Cow::Borrowed(k.as_ref()),
+                false => Cow::Owned(self.full_key(k.as_ref())),
+            })
+            .collect()
+    }
+
     /// `DEL key...` (and `UNLINK key...`, the same here: a removed value is
     /// freed when its last reader drops it): how many of the keys existed
-    /// and were removed.
+    /// and were removed; a key given twice is removed once, as in Redis.
+    ///
+    /// Several keys are removed as one step, as Redis runs the command:
+    /// every shard they live in is locked at once, and the removals are
+    /// logged as one record. No reader (`GET`, `MGET`, `EXISTS`) sees some
+    /// of them removed and others not, and after a crash the log holds the
+    /// whole command or none of it. A removal the log refuses, or fails to
+    /// keep, removes nothing and counts 0 (the failure goes to
+    /// [`durably`](Self::durably) or the next [`sync`](Self::sync)).
+    ///
+    /// ```
+    /// let store = shardcache::kv::KvStore::new();
+    /// store.mset(&[("a", "1"), ("b", "2")])?;
+    /// assert_eq!(store.del(&["a", "b", "c", "a"]), 2);
+    /// assert_eq!(store.exists(&["a", "b"]), 0);
+    /// # Ok::<(), shardcache::kv::KvError>(())
+    /// ```
     pub fn del<K: AsRef<str>>(&self, keys: &[K]) -> usize {
-        keys.iter()
-            .filter(|k| self.cache.remove(&self.full_key(k.as_ref())).is_some())
-            .count()
+        if let [key] = keys {
+            return usize::from(self.cache.remove(&self.full_key(key.as_ref())).is_some());
+        }
+        let mut seen = HashSet::with_capacity(keys.len());
+        let distinct: Vec<String> = keys
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|k| seen.insert(*k))
+            .map(|k| self.full_key(k))
+            .collect();
+        if let [key] = distinct.as_slice() {
+            return usize::from(self.cache.remove(key).is_some());
+        }
+        if distinct.is_empty() {
+            return 0;
+        }
+        let now = self.now();
+        let removed = self
+            .cache
+            .write_batch_kept(&distinct, Some(now.tick), |current| {
+                let found = current.iter().filter(|c| c.is_some()).count();
+                let writes = current.iter().map(|_| BatchWrite::Remove).collect();
+                (writes, found)
+            });
+        match removed {
+            Ok((found, true)) => found,
+            // Nothing removed: no key was there, or the log refused them.
+            Ok((_, false)) | Err(_) => 0,
+        }
     }
 
     /// `EXISTS key...`: how many of the keys exist, counting repeats.
+    ///
+    /// Several keys are read as one step, as Redis runs the command: every
+    /// shard they live in is read-locked at once, so a multi-key write
+    /// (`MSET`, `RENAME`, `DEL`...) is counted whole or not at all; during a
+    /// `RENAME a b`, `EXISTS a b` is 1.
     pub fn exists<K: AsRef<str>>(&self, keys: &[K]) -> usize {
-        keys.iter()
-            .filter(|k| {
-                let hit = self.cache.contains_key(&self.full_key(k.as_ref()));
-                self.count_lookup(hit);
-                hit
-            })
-            .count()
+        if let [key] = keys {
+            let hit = self.cache.contains_key(&self.full_key(key.as_ref()));
+            self.count_lookup(hit);
+            return usize::from(hit);
+        }
+        self.count_found(keys, ReadAs::Peek)
     }
 
     /// `TOUCH key...`: how many of the keys exist, counting repeats; each
     /// one found counts as an access for the eviction policy (and in
-    /// `keyspace_hits`), as a `GET` would.
+    /// `keyspace_hits`), as a `GET` would. Several keys are read as one
+    /// step, as [`exists`](Self::exists) reads them.
     ///
     /// ```
     /// let store = shardcache::kv::KvStore::new();
@@ -83,11 +144,25 @@ impl KvStore {
     /// # Ok::<(), shardcache::kv::KvError>(())
     /// ```
     pub fn touch<K: AsRef<str>>(&self, keys: &[K]) -> usize {
-        keys.iter()
-            .filter(|k| {
-                let hit = self.with_full_key(k.as_ref(), |k| self.cache.get(k).is_some());
-                self.count_lookup(hit);
-                hit
+        if let [key] = keys {
+            let hit = self.with_full_key(key.as_ref(), |k| self.cache.get(k).is_some());
+            self.count_lookup(hit);
+            return usize::from(hit);
+        }
+        self.count_found(keys, ReadAs::Access)
+    }
+
+    /// How many of `keys` are live, read as one step and counted as `as_`
+    /// says (in the cache's statistics) and as lookups (in the store's).
+    fn count_found<K: AsRef<str>>(&self, keys: &[K], as_: ReadAs) -> usize {
+        let stored = self.stored_keys(keys);
+        let refs: Vec<&str> = stored.iter().map(|k| &**k).collect();
+        self.cache
+            .read_batch(&refs, as_, |_| ())
+            .iter()
+            .filter(|found| {
+                self.count_lookup(found.is_some());
+                found.is_some()
             })
             .count()
     }

@@ -9,6 +9,7 @@ use super::expire::Expiry;
 use super::longdouble;
 use super::parse::parse_i64;
 use super::{KvError, KvStore};
+use crate::cache::ReadAs;
 use crate::{Decision, Ttl};
 use bytes::Bytes;
 
@@ -262,8 +263,29 @@ impl KvStore {
     }
 
     /// `MGET key...`: each key's value, `None` where missing.
+    ///
+    /// Several keys are read as one step, as Redis runs the command: every
+    /// shard they live in is read-locked at once, so a multi-key write
+    /// (`MSET`, `RENAME`, `DEL`...) is seen whole or not at all, never half.
+    /// Each key found counts as an access, as a `GET` would.
+    ///
+    /// ```
+    /// let store = shardcache::kv::KvStore::new();
+    /// store.mset(&[("a", "1"), ("b", "2")])?;
+    /// assert_eq!(store.mget(&["a", "c", "b"]), vec![Some("1".into()), None, Some("2".into())]);
+    /// # Ok::<(), shardcache::kv::KvError>(())
+    /// ```
     pub fn mget<K: AsRef<str>>(&self, keys: &[K]) -> Vec<Option<Bytes>> {
-        keys.iter().map(|k| self.get(k.as_ref())).collect()
+        if let [key] = keys {
+            return vec![self.get(key.as_ref())];
+        }
+        let stored = self.stored_keys(keys);
+        let refs: Vec<&str> = stored.iter().map(|k| &**k).collect();
+        let values = self.cache.read_batch(&refs, ReadAs::Access, Bytes::clone);
+        for v in &values {
+            self.count_lookup(v.is_some());
+        }
+        values
     }
 
     /// `STRLEN key`: the value's length, 0 if missing.
