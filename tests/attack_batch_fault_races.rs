@@ -74,7 +74,11 @@ fn step(kv: &KvStore, t: usize, i: u64, model: &Model) -> Model {
 fn concurrent_batches_and_splices_under_transient_faults_keep_what_was_acknowledged() {
     let done = watchdog::bounded(150, || {
         let mut refusals = 0;
-        for round in 0..30u64 {
+        // At least 30 rounds, and more until the faults have hit enough
+        // writes: how many land in a round depends on the threads' speed.
+        let mut round = 0u64;
+        while round < 30 || (refusals <= 20 && round < 600) {
+            round += 1;
             let storage = MemStorage::new();
             let kv = persistent(&storage);
             let stop = Arc::new(AtomicBool::new(false));
