@@ -24,10 +24,12 @@
 //!
 //! Idle keys are reclaimed: an entry expires when its state no longer
 //! matters (the bucket is full again, or the window has passed), after which
-//! a check behaves exactly as on a fresh key. A key evicted for capacity
-//! while still limited starts afresh, so size
-//! [`max_keys`](RateLimiterBuilder::max_keys) above the number of keys active
-//! within one refill time or window.
+//! a check behaves exactly as on a fresh key. [`max_keys`](RateLimiterBuilder::max_keys)
+//! is one budget for all keys: up to that many keys keep their state
+//! whichever shards they hash to. Past it, a new key's state evicts another
+//! key's (the least recently checked of the new key's shard), and a key
+//! evicted while still limited starts afresh: size `max_keys` above the
+//! number of keys active within one refill time or window.
 
 use super::SharedClock;
 use crate::clock::Clock;
@@ -155,7 +157,8 @@ impl<K> fmt::Debug for RateLimiterBuilder<K> {
 }
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiterBuilder<K> {
-    /// The most keys tracked at once (default 1,000,000).
+    /// The most keys tracked at once (default 1,000,000), counted over the
+    /// whole limiter: no key's state is evicted while fewer keys have state.
     pub fn max_keys(mut self, max: u64) -> Self {
         self.max_keys = max;
         self
@@ -220,6 +223,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiterBuilder<K> {
     fn build(self, algorithm: Algorithm) -> Result<RateLimiter<K>, RateLimitError> {
         let states = Cache::builder()
             .max_capacity(self.max_keys)
+            // One budget for all shards: a key's state is evicted only when
+            // `max_keys` keys have state, not when its shard's share fills.
+            .shared_capacity()
             .policy(Policy::lru())
             .clock(self.clock.clone())
             .build()?;
@@ -309,10 +315,13 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> {
 
     /// Checks `n` requests for `key` as one: all admitted, or none.
     ///
-    /// If the key's state cannot be stored (a full cache whose policy does
-    /// not evict; not the case with the default settings), or could not be
-    /// kept until it stops mattering (about 34 years of the clock after the
-    /// limiter was built), the request is refused: the limiter fails closed.
+    /// If the key's state cannot be stored, or could not be kept until it
+    /// stops mattering (about 34 years of the clock after the limiter was
+    /// built), the request is refused: the limiter fails closed. The state
+    /// of a new key at [`max_keys`](RateLimiterBuilder::max_keys) evicts
+    /// another's; it finds no room only when its own shard holds no other
+    /// key and every other shard is locked by a concurrent check at that
+    /// moment (then `retry_after` is one second).
     ///
     /// # Errors
     ///

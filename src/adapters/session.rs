@@ -275,6 +275,9 @@ where
         let builder = Cache::builder()
             .log_schema_from(config.log_name::<T>(), config.previous_fingerprints::<T>())
             .max_capacity(config.max_sessions)
+            // One budget for all shards: a live session is evicted only when
+            // `max_sessions` are held, not when its shard's share fills.
+            .shared_capacity()
             .policy(Policy::lru())
             .clock(config.clock.clone())
             .eviction_listener(move |id: String, session: Session<T>, cause| {
@@ -302,8 +305,10 @@ where
     /// # Errors
     ///
     /// [`SessionError::Random`] if no id could be drawn;
-    /// [`SessionError::Full`] if the store cannot take it (not with the
-    /// default settings, which evict the least recently used session);
+    /// [`SessionError::Full`] if the store cannot take it (at
+    /// [`max_sessions`](SessionConfig::max_sessions) a new session evicts
+    /// another; it finds no room only when its shard holds no other session
+    /// and every other shard is locked by a concurrent call at that moment);
     /// [`SessionError::Persist`] if the log could not keep it (under
     /// [`Fsync::Always`](crate::persist::Fsync::Always): it is not on disk), in which case the session does
     /// not exist.

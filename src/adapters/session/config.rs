@@ -78,8 +78,11 @@ impl SessionConfig {
         self
     }
 
-    /// The most sessions kept (default 1,000,000); past it the
-    /// least recently used are evicted.
+    /// The most sessions kept (default 1,000,000), counted over the whole
+    /// store: no live session is evicted while fewer are held. Past it, a
+    /// new session evicts a least recently used one (the least recently
+    /// used of the shard the new id hashes to, so roughly, not exactly, the
+    /// least recently used overall).
     pub fn max_sessions(mut self, max: u64) -> Self {
         self.max_sessions = max;
         self

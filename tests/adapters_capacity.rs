@@ -1,0 +1,134 @@
+//! Each adapter's capacity is a promise about how many keys it keeps: a
+//! rate limiter forgets a key's state (and so admits it afresh) only past
+//! `max_keys` keys, a session store evicts a live session only past
+//! `max_sessions`. Here exactly that many keys, hashed anywhere, are held.
+#![allow(clippy::unwrap_used)]
+
+use shardcache::adapters::{RateLimiter, SessionConfig, SessionStore};
+use shardcache::MockClock;
+use std::time::Duration;
+
+/// `max_keys` keys, each limited: none may be admitted again within its
+/// refill time, however the keys spread over the cache's shards.
+#[test]
+fn a_rate_limiter_keeps_every_key_up_to_max_keys() {
+    for max in [1u64, 2, 100, 5_000, 100_000] {
+        let clock = MockClock::new();
+        let limiter: RateLimiter<u64> = RateLimiter::builder()
+            .max_keys(max)
+            .clock(clock.clone())
+            .token_bucket(1, Duration::from_secs(3_600), 1)
+            .unwrap();
+        for key in 0..max {
+            assert!(limiter.check(key).allowed, "key {key}: first check refused");
+        }
+        let readmitted = (0..max).filter(|&key| limiter.check(key).allowed).count();
+        assert_eq!(
+            readmitted, 0,
+            "max_keys({max}): {readmitted} of {max} limited keys were admitted again \
+             (their state was evicted with no more than max_keys keys in use)"
+        );
+    }
+}
+
+/// The same for the sliding window.
+#[test]
+fn a_sliding_window_keeps_every_key_up_to_max_keys() {
+    let max = 50_000u64;
+    let limiter: RateLimiter<u64> = RateLimiter::builder()
+        .max_keys(max)
+        .clock(MockClock::new())
+        .sliding_window(1, Duration::from_secs(60))
+        .unwrap();
+    for key in 0..max {
+        assert!(limiter.check(key).allowed);
+    }
+    let readmitted = (0..max).filter(|&key| limiter.check(key).allowed).count();
+    assert_eq!(
+        readmitted, 0,
+        "{readmitted} of {max} keys admitted twice in one window"
+    );
+}
+
+/// `max_sessions` sessions: every one stays live.
+#[test]
+fn a_session_store_keeps_every_session_up_to_max_sessions() {
+    for max in [1u64, 3, 100, 20_000] {
+        let store: SessionStore<u32> = SessionStore::in_memory(
+            SessionConfig::default()
+                .max_sessions(max)
+                .clock(MockClock::new()),
+        )
+        .unwrap();
+        let ids: Vec<_> = (0..max)
+            .map(|i| store.create(&format!("user{i}"), 0).unwrap())
+            .collect();
+        let lost = ids
+            .iter()
+            .filter(|id| store.get(id.as_str()).is_none())
+            .count();
+        assert_eq!(
+            lost, 0,
+            "max_sessions({max}): {lost} of {max} live sessions were evicted"
+        );
+        assert_eq!(store.count(), max as usize);
+    }
+}
+
+/// Past `max_keys`, from four threads at once: state stays bounded by
+/// `max_keys`, and a fresh key is admitted (the least recently used state
+/// makes room for it; nothing is refused for want of room).
+#[test]
+fn past_max_keys_state_stays_bounded_and_fresh_keys_pass() {
+    let max = 20_000u64;
+    let limiter: RateLimiter<u64> = RateLimiter::builder()
+        .max_keys(max)
+        .clock(MockClock::new())
+        .token_bucket(1, Duration::from_secs(3_600), 1)
+        .unwrap();
+    let refused = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (limiter, refused) = (&limiter, &refused);
+            s.spawn(move || {
+                for i in 0..3 * max {
+                    if !limiter.check(i * 4 + t).allowed {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(refused.into_inner(), 0, "fresh keys refused");
+    assert!(
+        limiter.tracked_keys() as u64 <= max,
+        "{} keys tracked",
+        limiter.tracked_keys()
+    );
+}
+
+/// Past `max_sessions`, sessions are evicted to stay at it, and the per-user
+/// counts follow: every user's count matches the sessions still live.
+#[test]
+fn past_max_sessions_the_counts_follow_the_evictions() {
+    let max = 10_000u64;
+    let store: SessionStore<u32> = SessionStore::in_memory(
+        SessionConfig::default()
+            .max_sessions(max)
+            .clock(MockClock::new()),
+    )
+    .unwrap();
+    let ids: Vec<_> = (0..2 * max)
+        .map(|i| store.create(&format!("user{}", i % 7), 0).unwrap())
+        .collect();
+    assert_eq!(store.count(), max as usize);
+    let live = ids
+        .iter()
+        .filter(|id| store.get(id.as_str()).is_some())
+        .count();
+    assert_eq!(live, max as usize);
+    let per_user: usize = (0..7)
+        .map(|u| store.count_for_user(&format!("user{u}")))
+        .sum();
+    assert_eq!(per_user, max as usize);
+}
