@@ -132,3 +132,35 @@ fn past_max_sessions_the_counts_follow_the_evictions() {
         .sum();
     assert_eq!(per_user, max as usize);
 }
+
+/// The extreme capacities build and work: `u64::MAX` (no bound), and 1
+/// (a second key evicts the first, which then starts afresh, as documented).
+#[test]
+fn extreme_capacities_build_and_work() {
+    let clock = MockClock::new();
+    let limiter: RateLimiter<u64> = RateLimiter::builder()
+        .max_keys(u64::MAX)
+        .clock(clock.clone())
+        .token_bucket(1, Duration::from_secs(60), 1)
+        .unwrap();
+    assert!(limiter.check(1u64).allowed);
+    assert!(!limiter.check(1u64).allowed);
+    let one: RateLimiter<u64> = RateLimiter::builder()
+        .max_keys(1)
+        .clock(clock.clone())
+        .token_bucket(1, Duration::from_secs(60), 1)
+        .unwrap();
+    assert!(one.check(1u64).allowed);
+    assert!(!one.check(1u64).allowed);
+    assert!(one.check(2u64).allowed);
+    assert_eq!(one.tracked_keys(), 1);
+    assert!(one.check(1u64).allowed, "evicted, so afresh");
+    let store: SessionStore<u32> = SessionStore::in_memory(
+        SessionConfig::default()
+            .max_sessions(u64::MAX)
+            .clock(clock.clone()),
+    )
+    .unwrap();
+    let id = store.create("ann", 1).unwrap();
+    assert_eq!(store.get(id.as_str()).unwrap().data, 1);
+}
