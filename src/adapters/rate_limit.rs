@@ -13,9 +13,10 @@
 //! * **Sliding window** ([`RateLimiterBuilder::sliding_window`]): at most
 //!   `limit` admissions in any window of length `window`, counted exactly
 //!   from a log of admission times (no two-window approximation). The log
-//!   holds at most one record per admitted call in the window, so a key costs
-//!   up to `16 × limit` bytes: keep limits per key moderate (thousands, not
-//!   millions).
+//!   holds at most one 16-byte record per admitted call in the window, in a
+//!   buffer that grows by doubling and keeps its size while the key is
+//!   tracked, so a key costs up to about `32 × limit` bytes: keep limits per
+//!   key moderate (thousands, not millions).
 //!
 //! Decisions are exact for about 34 years of the clock after the limiter is
 //! built (the range of the cache's deadlines); past that, where a key's
