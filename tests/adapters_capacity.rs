@@ -164,3 +164,34 @@ fn extreme_capacities_build_and_work() {
     let id = store.create("ann", 1).unwrap();
     assert_eq!(store.get(id.as_str()).unwrap().data, 1);
 }
+
+/// `max_keys` keys checked over and over by four threads at once, in
+/// different orders: each key is admitted exactly once (none loses its
+/// state to a shard's share filling while another thread writes).
+#[test]
+fn max_keys_keys_racing_are_each_admitted_once() {
+    let max = 16_384u64;
+    let limiter: RateLimiter<u64> = RateLimiter::builder()
+        .max_keys(max)
+        .clock(MockClock::new())
+        .token_bucket(1, Duration::from_secs(3_600), 1)
+        .unwrap();
+    let admitted = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (limiter, admitted) = (&limiter, &admitted);
+            s.spawn(move || {
+                for round in 0..3 {
+                    for i in 0..max {
+                        // A different walk per thread and round.
+                        let key = (i * (2 * (t + round) + 1) + t) % max;
+                        if limiter.check(key).allowed {
+                            admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(admitted.into_inner(), max);
+}
