@@ -275,3 +275,57 @@ fn extreme_settings_are_errors_or_work() {
     assert!(!late.allowed);
     assert_eq!(late.retry_after, Duration::MAX);
 }
+
+/// Four threads check one key while a fifth moves the clock under them in
+/// sub-interval steps: over the run, the token bucket admits at most
+/// `burst + elapsed / interval`, the sliding window at most `limit` per
+/// window started.
+#[test]
+fn the_bounds_hold_while_the_clock_moves_under_the_checks() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let clock = MockClock::new();
+    let bucket: RateLimiter<u64> = RateLimiter::builder()
+        .clock(clock.clone())
+        .token_bucket(1_000, Duration::from_secs(1), 5)
+        .unwrap();
+    let window: RateLimiter<u64> = RateLimiter::builder()
+        .clock(clock.clone())
+        .sliding_window(7, Duration::from_millis(10))
+        .unwrap();
+    let (in_bucket, in_window) = (AtomicU64::new(0), AtomicU64::new(0));
+    let stop = AtomicBool::new(false);
+    let steps = 20_000u64;
+    let step = Duration::from_micros(37);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (bucket, window, in_bucket, in_window, stop) =
+                (&bucket, &window, &in_bucket, &in_window, &stop);
+            s.spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if bucket.check(1u64).allowed {
+                        in_bucket.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if window.check(1u64).allowed {
+                        in_window.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        for _ in 0..steps {
+            clock.advance(step);
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    let elapsed = step.as_nanos() as u64 * steps;
+    let (b, w) = (in_bucket.into_inner(), in_window.into_inner());
+    assert!(
+        b <= 5 + elapsed / 1_000_000,
+        "bucket admitted {b} in {elapsed} ns"
+    );
+    assert!(
+        w <= 7 * (elapsed / 10_000_000 + 1),
+        "window admitted {w} in {elapsed} ns"
+    );
+    assert!(b > 0 && w > 0);
+}
