@@ -195,3 +195,31 @@ fn max_keys_keys_racing_are_each_admitted_once() {
     });
     assert_eq!(admitted.into_inner(), max);
 }
+
+/// At `max_sessions`, four threads logging in at once: every login succeeds
+/// (each evicts another session), and the store stays at its bound.
+#[test]
+fn logins_racing_at_max_sessions_all_succeed() {
+    let max = 8_192u64;
+    let store: SessionStore<u32> = SessionStore::in_memory(
+        SessionConfig::default()
+            .max_sessions(max)
+            .clock(MockClock::new()),
+    )
+    .unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let store = &store;
+            s.spawn(move || {
+                for i in 0..6_000 {
+                    store.create(&format!("user{t}"), i).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(store.count(), max as usize);
+    let per_user: usize = (0..4)
+        .map(|t| store.count_for_user(&format!("user{t}")))
+        .sum();
+    assert_eq!(per_user, max as usize);
+}
