@@ -1,11 +1,14 @@
 //! Each adapter's capacity is a promise about how many keys it keeps: a
 //! rate limiter forgets a key's state (and so admits it afresh) only past
 //! `max_keys` keys, a session store evicts a live session only past
-//! `max_sessions`. Here exactly that many keys, hashed anywhere, are held.
+//! `max_sessions`, a permission cache keeps up to `max_capacity` decisions.
+//! Here exactly that many keys, hashed anywhere, are held.
 #![allow(clippy::unwrap_used)]
 
-use shardcache::adapters::{RateLimiter, SessionConfig, SessionStore};
-use shardcache::MockClock;
+use shardcache::adapters::{
+    PermissionCache, PermissionKey, RateLimiter, SessionConfig, SessionStore,
+};
+use shardcache::{MockClock, Policy};
 use std::time::Duration;
 
 /// `max_keys` keys, each limited: none may be admitted again within its
@@ -222,4 +225,71 @@ fn logins_racing_at_max_sessions_all_succeed() {
         .map(|t| store.count_for_user(&format!("user{t}")))
         .sum();
     assert_eq!(per_user, max as usize);
+}
+
+/// `max_capacity` decisions, with either policy: all stay cached, so a
+/// second pass over them loads nothing.
+#[test]
+fn a_permission_cache_keeps_every_decision_up_to_max_capacity() {
+    let max = 20_000u32;
+    for (name, policy) in [("lru", Policy::lru()), ("tiny_lfu", Policy::default())] {
+        let perms: PermissionCache<bool> = PermissionCache::builder()
+            .max_capacity(u64::from(max))
+            .policy(policy)
+            .build()
+            .unwrap();
+        let key = |i: u32| PermissionKey::new("u", "doc", i.to_string(), "read");
+        for i in 0..max {
+            perms.check(&key(i), || true);
+        }
+        let loads = perms.stats().loads;
+        for i in 0..max {
+            perms.check(&key(i), || true);
+        }
+        let reloads = perms.stats().loads - loads;
+        assert_eq!(
+            reloads, 0,
+            "{name}: {reloads} of {max} decisions were evicted"
+        );
+        assert_eq!(perms.len(), max as usize);
+        perms.validate_index().unwrap();
+    }
+}
+
+/// Past `max_capacity`, from four threads: the cache stays at its bound and
+/// the revocation index follows every eviction.
+#[test]
+fn past_max_capacity_the_index_follows_the_evictions() {
+    let max = 8_192u64;
+    let perms: PermissionCache<u64> = PermissionCache::builder()
+        .max_capacity(max)
+        .build()
+        .unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let perms = &perms;
+            s.spawn(move || {
+                for i in 0..3 * max {
+                    let key = PermissionKey::new(
+                        format!("u{}", i % 97),
+                        "doc",
+                        (i * 4 + t).to_string(),
+                        "read",
+                    );
+                    perms.check(&key, || i);
+                }
+            });
+        }
+    });
+    assert!(
+        perms.len() as u64 <= max,
+        "{} decisions cached",
+        perms.len()
+    );
+    perms.validate_index().unwrap();
+    let dropped: usize = (0..97)
+        .map(|u| perms.invalidate_subject(&format!("u{u}")))
+        .sum();
+    assert_eq!(perms.len(), 0);
+    assert!(dropped as u64 <= max);
 }

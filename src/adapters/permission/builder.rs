@@ -41,7 +41,8 @@ impl<D> fmt::Debug for PermissionCacheBuilder<D> {
 }
 
 impl<D: Clone + Send + Sync + 'static> PermissionCacheBuilder<D> {
-    /// The most decisions kept (default 100,000).
+    /// The most decisions kept (default 100,000), counted over the whole
+    /// cache: none is evicted for capacity while fewer are cached.
     pub fn max_capacity(mut self, max: u64) -> Self {
         self.max_capacity = max;
         self
@@ -198,6 +199,9 @@ impl<D: Clone + Send + Sync + 'static> PermissionCacheBuilder<D> {
         let reports = graveyard.clone();
         let mut builder = Cache::builder()
             .max_capacity(self.max_capacity)
+            // One budget for all shards: no shard evicts while the cache
+            // holds fewer than `max_capacity` decisions.
+            .shared_capacity()
             .time_to_live(self.ttl)
             .policy(self.policy)
             .eviction_listener(move |key, value: Stamped<D>, cause| {
