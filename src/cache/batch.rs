@@ -22,13 +22,20 @@
 //! their shards' locks at once) sees every key of the batch before it or
 //! after it.
 //!
+//! The batch's inserts make room as any write does, by evicting by the
+//! policy in the key's shard and then in the shards the batch does not
+//! hold; if that is not enough, the batch's other locked shards give room
+//! too. While it applies, every key of the batch is spared by its shard's
+//! evictions (`shard/spare.rs`): a value the batch stored, or one it keeps
+//! (a `COPY`'s source), is never the room for another of its values.
+//!
 //! An insert the cache cannot store (the policy never evicts and there is
-//! no room) fails the whole batch: the writes applied before it are rolled
-//! back in memory before the locks are released, nothing is logged, and the
-//! caller is told nothing was written. So does an insert whose room was
-//! made by evicting a value the batch stored or kept (a `COPY`'s source):
-//! the eviction does not know the batch, and a batch acknowledged with one
-//! of its keys gone would not be whole. So does a batch whose undo record
+//! no room, or every entry left to evict is the batch's own) fails the
+//! whole batch: the writes applied before it are rolled back in memory
+//! before the locks are released, nothing is logged, and the caller is
+//! told nothing was written. So does a batch that finds one of its keys
+//! gone once its writes are applied, a safety net that sparing its keys
+//! leaves nothing to catch. So does a batch whose undo record
 //! cannot be encoded (too large): it could not be undone. Under a log that
 //! keeps undo records (`Fsync::Always`), the batch's undo record restores
 //! every key it wrote
@@ -38,7 +45,7 @@
 //! record is encoded under the locks (a `RENAME`'s value is only known
 //! there), where a single insert encodes before its lock.
 
-use super::locked::Locked;
+use super::batch_locked::Locked;
 use super::Cache;
 use crate::callback::Held;
 use crate::compute::{Current, Ttl};
@@ -338,9 +345,10 @@ where
         journal.encode(RecordRef::Batch(parts)).map(Some)
     }
 
-    /// Applies `plan` under the locks: the kinds of its inserts, or, when
-    /// an insert is refused or evicts a value the batch stored before it,
-    /// [`BatchFull`] once every write applied has been rolled back.
+    /// Applies `plan` under the locks, sparing the batch's keys from
+    /// eviction: the kinds of its inserts, or, when an insert is refused
+    /// (or a key of the batch is gone after all), [`BatchFull`] once every
+    /// write applied has been rolled back.
     fn apply(
         &self,
         locked: &mut Locked<'_, K, V>,
@@ -366,14 +374,13 @@ where
         }
         let mut stay: Vec<usize> = applied.iter().map(|&(i, _)| i).collect();
         let mut kinds = Vec::new();
+        locked.spare_batch();
         for (n, (i, step)) in plan.into_iter().enumerate() {
-            let (h, s) = (locked.hash(i), locked.shard_index(i));
-            let shard = locked.shard_mut(i);
             match step {
                 Step::Put(v, d, hidden) => {
                     let key = keys[i].clone();
                     stay.push(i);
-                    match self.insert_with_room(s, shard, env, h, key, v, hidden, d, removed) {
+                    match self.insert_in_batch(locked, key, i, v, hidden, d, env, removed) {
                         Ok(kind) => kinds.push(kind),
                         Err(_) => {
                             applied.retain(|&(i, n)| n < planned || missing(locked, keys, i));
@@ -383,7 +390,8 @@ where
                     }
                 }
                 Step::Remove => {
-                    if let Some(((k, v), expired)) = shard.remove(env, h, &keys[i]) {
+                    let h = locked.hash(i);
+                    if let Some(((k, v), expired)) = locked.shard_mut(i).remove(env, h, &keys[i]) {
                         let cause = if expired {
                             RemovalCause::Expired
                         } else {
@@ -395,9 +403,9 @@ where
             }
             applied.push((i, n));
         }
-        // A later insert may have evicted a value the batch stored or kept
-        // (its shard's eviction does not know the batch): the batch would
-        // be acknowledged with a key missing, so it is refused whole.
+        // The batch's keys were spared from eviction; should one be gone
+        // all the same, the batch would be acknowledged with a key
+        // missing, so it is refused whole.
         if stay.into_iter().any(|i| missing(locked, keys, i)) {
             // Kept keys still there need no restoring.
             applied.retain(|&(i, n)| n < planned || missing(locked, keys, i));

@@ -318,3 +318,48 @@ fn invariants_hold_under_random_batches() {
     }
     assert!(full > 0, "no batch was refused: the rollback went untested");
 }
+
+/// On a full cache under every evicting policy, shared capacity or a
+/// capacity per shard, 1 or 2 shards: batches of three new keys are never
+/// refused (their room is made from other keys, never their own), and each
+/// one's keys are all there after it.
+#[test]
+fn batches_on_a_full_cache_evict_other_keys() {
+    use crate::{Policy, RedisPolicy};
+    let policies = [
+        Policy::tiny_lfu(),
+        Policy::lru(),
+        Policy::redis(RedisPolicy::AllKeysLru),
+        Policy::redis(RedisPolicy::AllKeysLfu),
+        Policy::redis(RedisPolicy::VolatileLru),
+        Policy::redis(RedisPolicy::VolatileTtl),
+    ];
+    for policy in policies {
+        for (shards, shared) in [(1, false), (1, true), (2, false), (2, true)] {
+            let mut b = Cache::<u32, u32>::builder()
+                .max_capacity(24)
+                .shards(shards)
+                .policy(policy.clone());
+            if shared {
+                b = b.shared_capacity();
+            }
+            let cache = b.build().expect("valid");
+            for k in 0..100 {
+                cache.insert(k, k);
+            }
+            for round in 0..200u32 {
+                let keys: Vec<u32> = (0..3).map(|j| 1_000 + round * 3 + j).collect();
+                let r = cache.write_batch(&keys, None, |_| {
+                    let writes = keys.iter().map(|&k| BatchWrite::Put(k, Ttl::Never));
+                    (writes.collect(), ())
+                });
+                assert_eq!(r, Ok(()), "{policy} {shards} {shared} round {round}");
+                for k in &keys {
+                    assert!(cache.contains_key(k), "{policy} {shards} {shared} {k}");
+                }
+                cache.validate();
+                assert!(cache.weighted_size() <= 24, "{policy} {shards} {shared}");
+            }
+        }
+    }
+}

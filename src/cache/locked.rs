@@ -20,15 +20,16 @@ use std::ops::{Deref, DerefMut};
 /// The shards of a set of keys, locked with guards `G` in ascending shard
 /// index, and where each key (by its index in the set) lives.
 pub(super) struct Shards<G> {
-    guards: Vec<G>,
+    pub(super) guards: Vec<G>,
     /// The locked shards' indexes, ascending, as `guards` holds them.
-    order: Vec<usize>,
+    pub(super) order: Vec<usize>,
     /// Each key's hash and shard index.
     at: Vec<(u64, usize)>,
 }
 
-/// Shards write-locked for a batch of writes.
-pub(super) type Locked<'c, K, V> = Shards<WriteGuard<'c, Shard<K, V>>>;
+/// Shards write-locked, as a batch of writes holds them (`batch_locked.rs`
+/// adds what the batch spares from eviction).
+pub(super) type WriteLocked<'c, K, V> = Shards<WriteGuard<'c, Shard<K, V>>>;
 
 /// Shards read-locked for a batch of reads.
 pub(super) type ReadLocked<'c, K, V> = Shards<ReadGuard<'c, Shard<K, V>>>;
@@ -44,8 +45,13 @@ impl<G> Shards<G> {
         self.at[i].1
     }
 
+    /// How many keys (repeats included) the shards were locked for.
+    pub(super) fn at_len(&self) -> usize {
+        self.at.len()
+    }
+
     /// The position in `guards` of key `i`'s shard.
-    fn guard(&self, i: usize) -> usize {
+    pub(super) fn guard(&self, i: usize) -> usize {
         self.order.binary_search(&self.at[i].1).unwrap_or(0)
     }
 }
@@ -78,7 +84,10 @@ where
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
     /// Write-locks the shards of `keys`, in ascending shard index.
-    pub(super) fn lock_keys<'q, Q>(&self, keys: impl Iterator<Item = &'q Q>) -> Locked<'_, K, V>
+    pub(super) fn write_lock_keys<'q, Q>(
+        &self,
+        keys: impl Iterator<Item = &'q Q>,
+    ) -> WriteLocked<'_, K, V>
     where
         Q: Hash + ?Sized + 'q,
     {

@@ -29,6 +29,7 @@
 //! | `replay.rs`, `warm.rs` | filling a cache from its log and its saved admission summary |
 
 mod batch;
+mod batch_locked;
 pub(crate) use batch::{BatchFull, BatchWrite};
 mod build;
 mod bulk;

@@ -199,6 +199,18 @@ impl Sampled {
     /// expiring entry besides the newest), the newest entry is named, so the
     /// capacity bound holds.
     pub(crate) fn victim<N: Nodes + ?Sized>(&mut self, nodes: &mut N) -> Option<u32> {
+        self.victim_sparing(nodes, &[])
+    }
+
+    /// [`victim`](Self::victim), never naming an entry whose key's hash
+    /// `spare` holds (a batch's own keys): `None` when every entry is
+    /// spared.
+    #[inline(always)]
+    pub(crate) fn victim_sparing<N: Nodes + ?Sized>(
+        &mut self,
+        nodes: &mut N,
+        spare: &[u64],
+    ) -> Option<u32> {
         if self.kind == RedisPolicy::NoEviction || self.members.is_empty() {
             return None;
         }
@@ -211,7 +223,10 @@ impl Sampled {
             let r = self.random() as usize;
             let idx = self.members[r % self.members.len()];
             let m = nodes.node(idx).get();
-            if idx == self.newest || (self.kind.volatile() && meta::deadline(m).is_none()) {
+            if idx == self.newest
+                || (self.kind.volatile() && meta::deadline(m).is_none())
+                || spared(nodes, idx, spare)
+            {
                 continue;
             }
             found += 1;
@@ -220,7 +235,8 @@ impl Sampled {
                 best = Some((score, idx));
             }
         }
-        best.map(|(_, idx)| idx).or_else(|| self.fallback(nodes))
+        best.map(|(_, idx)| idx)
+            .or_else(|| self.fallback(nodes, spare))
     }
 
     /// When sampling found no candidate (few entries have a deadline): the
@@ -228,21 +244,30 @@ impl Sampled {
     /// newest entry, else (the newest was removed since it came in) the
     /// entry at the walk's start. A victim is always named while there are
     /// entries: a replacement can grow the weight with no new entry, and
-    /// the capacity bound needs one.
-    fn fallback<N: Nodes + ?Sized>(&mut self, nodes: &N) -> Option<u32> {
+    /// the capacity bound needs one. Entries `spare` holds are never named:
+    /// past them, any other entry is, and `None` when there is none.
+    fn fallback<N: Nodes + ?Sized>(&mut self, nodes: &N, spare: &[u64]) -> Option<u32> {
         let n = self.members.len();
         if n == 0 {
             return None;
         }
         let start = self.random() as usize % n;
         let walk = (start..n).chain(0..start).take(FALLBACK_WALK);
-        walk.map(|i| self.members[i])
-            .find(|&i| {
-                i != self.newest
-                    && (!self.kind.volatile() || meta::deadline(nodes.node(i).get()).is_some())
-            })
-            .or((self.newest != NIL).then_some(self.newest))
-            .or(Some(self.members[start]))
+        let found = walk.map(|i| self.members[i]).find(|&i| {
+            i != self.newest
+                && (!self.kind.volatile() || meta::deadline(nodes.node(i).get()).is_some())
+                && !spared(nodes, i, spare)
+        });
+        let newest =
+            (self.newest != NIL && !spared(nodes, self.newest, spare)).then_some(self.newest);
+        match found.or(newest) {
+            Some(v) => Some(v),
+            None if spare.is_empty() => Some(self.members[start]),
+            None => (start..n)
+                .chain(0..start)
+                .map(|i| self.members[i])
+                .find(|&i| !spared(nodes, i, spare)),
+        }
     }
 
     /// How good a victim the entry is (higher: evict first), folding in its
@@ -287,6 +312,12 @@ impl Sampled {
             counter
         }
     }
+}
+
+/// Whether the entry at `idx` is one `spare` holds the key hash of.
+#[inline(always)]
+fn spared<N: Nodes + ?Sized>(nodes: &N, idx: u32, spare: &[u64]) -> bool {
+    !spare.is_empty() && spare.contains(&nodes.hash_of(idx))
 }
 
 /// The 16 LFU bits: counter low, decay period stamp high.

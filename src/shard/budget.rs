@@ -7,7 +7,7 @@
 //! them; every weight a shard drops is given back with [`Budget::release`].
 //! Calls the policy (for victims) and nothing above the shard.
 
-use super::{Env, RemovalCause, Removed, Shard, SlabView};
+use super::{Env, RemovalCause, Removed, Shard};
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -52,7 +52,8 @@ where
     V: 'static,
 {
     /// Reserves `need` in the shared budget (if any), evicting by the policy
-    /// from this shard (never the entry at `keep`) while it does not fit.
+    /// from this shard (never the entry at `keep`, nor a key it spares: see
+    /// `spare.rs`) while it does not fit.
     /// False if it still does not fit: nothing was reserved.
     #[inline]
     pub(super) fn admit<S: BuildHasher>(
@@ -87,14 +88,12 @@ where
             if budget.try_reserve(need) {
                 return true;
             }
-            if !self.can_evict {
+            // An emptied shard has nothing more to give (and `lru`'s ring
+            // has no tail to name).
+            if !self.can_evict || self.table.is_empty() {
                 return false;
             }
-            let victim = self.policy.victim(&mut SlabView {
-                entries: &mut self.entries,
-                hasher: env.hasher,
-            });
-            match victim {
+            match self.next_victim(env) {
                 Some((v, hash)) if Some(v) != keep => {
                     let (k, val) = self.remove_hashed(env, v, hash);
                     removed.push((k, val, RemovalCause::Evicted));
@@ -114,11 +113,7 @@ where
         if !self.can_evict || self.table.is_empty() {
             return false;
         }
-        let victim = self.policy.victim(&mut SlabView {
-            entries: &mut self.entries,
-            hasher: env.hasher,
-        });
-        let Some((v, hash)) = victim else {
+        let Some((v, hash)) = self.next_victim(env) else {
             return false;
         };
         let (k, val) = self.remove_hashed(env, v, hash);

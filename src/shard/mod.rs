@@ -24,6 +24,7 @@ pub(crate) mod expiry;
 mod loads;
 mod scan;
 mod slab;
+mod spare;
 mod sweep;
 pub(crate) mod table;
 #[cfg(test)]
@@ -67,6 +68,8 @@ pub(crate) struct Shard<K, V> {
     weight: u64,
     capacity: u64,
     can_evict: bool,
+    /// Whether eviction passes over the keys `spare` holds (see `spare.rs`).
+    sparing: bool,
     /// The most slots the slab can need (see [`Shard::new`]); it grows
     /// towards this bound and never past it.
     slab_bound: usize,
@@ -75,6 +78,8 @@ pub(crate) struct Shard<K, V> {
     budget: Option<std::sync::Arc<crate::shard::Budget>>,
     /// Read-through loads of this shard's keys in flight.
     loads: Loads,
+    /// The hashes of the keys eviction passes over while `sparing`.
+    spare: Vec<u64>,
 }
 
 impl<K, V> Shard<K, V>
@@ -104,10 +109,12 @@ where
             weight: 0,
             capacity,
             can_evict,
+            sparing: false,
             slab_bound,
             rng: seed | 1,
             budget: None,
             loads: Loads::default(),
+            spare: Vec::new(),
         }
     }
 
@@ -425,23 +432,6 @@ where
         node.set(meta::with_deadline(node.get(), deadline));
         self.expiring
             .set(idx, deadline.is_some(), self.entries.len());
-    }
-
-    #[inline(always)]
-    fn evict_to_capacity<S: BuildHasher>(
-        &mut self,
-        env: &Env<'_, K, V, S>,
-        removed: &mut Removed<K, V>,
-    ) {
-        while self.weight > self.capacity {
-            let victim = self.policy.victim(&mut SlabView {
-                entries: &mut self.entries,
-                hasher: env.hasher,
-            });
-            let Some((v, hash)) = victim else { break };
-            let (k, val) = self.remove_hashed(env, v, hash);
-            removed.push((k, val, RemovalCause::Evicted));
-        }
     }
 
     /// Removes token `idx` and frees its slot.
