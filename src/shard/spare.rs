@@ -4,7 +4,7 @@
 //! A batch ([`Cache::write_batch`](crate::Cache)) holds the locks of its
 //! keys' shards and makes room for its inserts by evicting as any write
 //! does; a key it wrote or keeps (a `COPY`'s source) must not be the room.
-//! It names them with [`spare_keys`](Shard::spare_keys) and lifts that with
+//! It names them with [`spare_key`](Shard::spare_key) and lifts that with
 //! [`spare_none`](Shard::spare_none) before it releases the lock. Every
 //! eviction of the shard asks for its victim through
 //! [`next_victim`](Shard::next_victim), which costs one flag's test while
