@@ -369,3 +369,36 @@ fn a_caller_arriving_after_a_remove_is_not_handed_an_older_load() {
     assert_eq!(later, "fresh");
     assert_eq!(cache.get(&1), Some("fresh"));
 }
+
+/// `volatile-*` with no key that has an expiry evicts a key picked at
+/// random, the newest last: the keys written first do not stay for good
+/// while each new key pushes out the one written just before it.
+#[test]
+fn a_volatile_policy_without_expiring_keys_evicts_any_key_not_the_newest() {
+    for policy in [
+        RedisPolicy::VolatileLru,
+        RedisPolicy::VolatileLfu,
+        RedisPolicy::VolatileTtl,
+        RedisPolicy::VolatileRandom,
+    ] {
+        let cache: Cache<u64, u64> = Cache::builder()
+            .max_capacity(100)
+            .shards(1)
+            .policy(Policy::redis(policy))
+            .build()
+            .expect("valid");
+        for k in 0..2_000 {
+            cache.insert(k, k);
+        }
+        let first_half = (0..1_000).filter(|k| cache.contains_key(k)).count();
+        let last_ten = (1_990..2_000).filter(|k| cache.contains_key(k)).count();
+        assert!(
+            first_half <= 5,
+            "{policy:?}: {first_half} of the first 1,000 keys still cached"
+        );
+        assert!(
+            last_ten >= 5,
+            "{policy:?}: {last_ten} of the last 10 keys cached"
+        );
+    }
+}

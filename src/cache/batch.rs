@@ -295,20 +295,32 @@ where
         plan
     }
 
-    /// Whether a value of `plan` is heavier than the whole cache: it could
-    /// never be stored, so the batch is refused before anything changes.
+    /// Whether the values `plan` stores weigh more than the cache can hold
+    /// (all of them under a shared budget, those of one shard against its
+    /// share otherwise): they could never be stored together, so the batch
+    /// is refused before anything changes, rather than after evicting
+    /// everything else to find out.
     fn too_heavy(&self, locked: &mut Locked<'_, K, V>, keys: &[K], plan: &Plan<V>) -> bool {
-        plan.iter().any(|(i, step)| match step {
-            Step::Put(v, _, hidden) => {
+        let mut per_shard = vec![0u64; locked.guards.len()];
+        for (i, step) in plan {
+            if let Step::Put(v, _, hidden) = step {
                 let shard = locked.shard_mut(*i);
                 let weight = self
                     .inner
                     .weights
                     .weigh(&keys[*i], v, *hidden, Held::of(shard));
-                weight > self.max_capacity()
+                let g = locked.guard(*i);
+                per_shard[g] = per_shard[g].saturating_add(weight);
             }
-            Step::Remove => false,
-        })
+        }
+        if self.budget().is_some() {
+            let total = per_shard.iter().fold(0u64, |t, &w| t.saturating_add(w));
+            return total > self.max_capacity();
+        }
+        per_shard
+            .iter()
+            .zip(locked.guards.iter())
+            .any(|(&w, shard)| w > shard.capacity())
     }
 
     /// The record that restores, in one step, every key `plan` writes, when

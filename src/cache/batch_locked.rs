@@ -36,9 +36,12 @@ impl<K: Hash + Eq + 'static, V: 'static> Locked<'_, K, V> {
     /// evictions pass over until the locks are released: the room for the
     /// batch's inserts is made from other keys.
     pub(super) fn spare_batch(&mut self) {
+        let mut per_shard = vec![Vec::new(); self.guards.len()];
         for i in 0..self.at_len() {
-            let h = self.hash(i);
-            self.shard_mut(i).spare_key(h);
+            per_shard[self.guard(i)].push(self.hash(i));
+        }
+        for (guard, hashes) in self.0.guards.iter_mut().zip(per_shard) {
+            guard.spare_keys(hashes.into_iter());
         }
     }
 }

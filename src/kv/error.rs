@@ -33,9 +33,10 @@ pub enum KvError {
     #[error("ERR offset is out of range")]
     OffsetOutOfRange,
     /// The write does not fit under `max_memory` even after evicting by the
-    /// policy (`noeviction`, a `volatile-*` policy with nothing to evict, an
-    /// entry bigger than `max_memory`, or a multi-key write whose values
-    /// together weigh more); the key keeps its old value.
+    /// policy (`noeviction` on a full store, an entry bigger than
+    /// `max_memory`, or a multi-key write whose values together weigh more);
+    /// the key keeps its old value. A `volatile-*` policy with no expiring
+    /// key to evict falls back on any key, where Redis would answer this.
     #[error("OOM command not allowed when used memory > 'maxmemory'.")]
     OutOfMemory,
     /// Options that do not go together, an unknown option, or a missing argument.

@@ -422,7 +422,7 @@ impl PolicyState {
         for _ in 0..2 * spare.len() + 16 {
             let (v, hash) = self.victim(nodes)?;
             let hash = hash.unwrap_or_else(|| nodes.hash_of(v));
-            if !spare.contains(&hash) {
+            if spare.binary_search(&hash).is_err() {
                 return Some((v, Some(hash)));
             }
             let node = nodes.node(v);

@@ -195,9 +195,9 @@ impl Sampled {
     }
 
     /// The best of up to `samples` random candidates, or `None` for
-    /// `noeviction`. When no other candidate exists (`volatile-*` with no
-    /// expiring entry besides the newest), the newest entry is named, so the
-    /// capacity bound holds.
+    /// `noeviction`. When sampling finds none (`volatile-*` with few or no
+    /// expiring entries), the fallback names any entry, the newest last, so
+    /// the capacity bound holds.
     pub(crate) fn victim<N: Nodes + ?Sized>(&mut self, nodes: &mut N) -> Option<u32> {
         self.victim_sparing(nodes, &[])
     }
@@ -241,23 +241,31 @@ impl Sampled {
 
     /// When sampling found no candidate (few entries have a deadline): the
     /// first expiring entry in a bounded walk from a random start, else the
-    /// newest entry, else (the newest was removed since it came in) the
-    /// entry at the walk's start. A victim is always named while there are
-    /// entries: a replacement can grow the weight with no new entry, and
-    /// the capacity bound needs one. Entries `spare` holds are never named:
-    /// past them, any other entry is, and `None` when there is none.
+    /// first entry of that walk (a key picked at random among all, as
+    /// `allkeys-random` would), else the newest entry, else (the newest was
+    /// removed since it came in) the entry at the walk's start. A victim is
+    /// always named while there are entries: a replacement can grow the
+    /// weight with no new entry, and the capacity bound needs one. The
+    /// newest comes last so that a key just written is not the room for the
+    /// next one. Entries `spare` holds are never named: past them, any other
+    /// entry is, and `None` when there is none.
     fn fallback<N: Nodes + ?Sized>(&mut self, nodes: &N, spare: &[u64]) -> Option<u32> {
         let n = self.members.len();
         if n == 0 {
             return None;
         }
         let start = self.random() as usize % n;
-        let walk = (start..n).chain(0..start).take(FALLBACK_WALK);
-        let found = walk.map(|i| self.members[i]).find(|&i| {
-            i != self.newest
-                && (!self.kind.volatile() || meta::deadline(nodes.node(i).get()).is_some())
-                && !spared(nodes, i, spare)
-        });
+        let walk = || {
+            (start..n)
+                .chain(0..start)
+                .take(FALLBACK_WALK)
+                .map(|i| self.members[i])
+        };
+        let eligible = |i: u32| i != self.newest && !spared(nodes, i, spare);
+        let expiring = |i: u32| meta::deadline(nodes.node(i).get()).is_some();
+        let found = walk()
+            .find(|&i| eligible(i) && (!self.kind.volatile() || expiring(i)))
+            .or_else(|| walk().find(|&i| eligible(i)));
         let newest =
             (self.newest != NIL && !spared(nodes, self.newest, spare)).then_some(self.newest);
         match found.or(newest) {
@@ -317,7 +325,7 @@ impl Sampled {
 /// Whether the entry at `idx` is one `spare` holds the key hash of.
 #[inline(always)]
 fn spared<N: Nodes + ?Sized>(nodes: &N, idx: u32, spare: &[u64]) -> bool {
-    !spare.is_empty() && spare.contains(&nodes.hash_of(idx))
+    !spare.is_empty() && spare.binary_search(&nodes.hash_of(idx)).is_ok()
 }
 
 /// The 16 LFU bits: counter low, decay period stamp high.

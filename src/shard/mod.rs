@@ -155,6 +155,12 @@ where
         self.weight
     }
 
+    /// The most weight the shard holds (its share of the cache's capacity,
+    /// or the whole capacity under a shared budget).
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     #[inline]
     fn find<Q>(&self, hash: u64, key: &Q) -> Option<u32>
     where

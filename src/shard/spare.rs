@@ -4,7 +4,7 @@
 //! A batch ([`Cache::write_batch`](crate::Cache)) holds the locks of its
 //! keys' shards and makes room for its inserts by evicting as any write
 //! does; a key it wrote or keeps (a `COPY`'s source) must not be the room.
-//! It names them with [`spare_key`](Shard::spare_key) and lifts that with
+//! It names them with [`spare_keys`](Shard::spare_keys) and lifts that with
 //! [`spare_none`](Shard::spare_none) before it releases the lock. Every
 //! eviction of the shard asks for its victim through
 //! [`next_victim`](Shard::next_victim), which costs one flag's test while
@@ -19,11 +19,15 @@ where
     K: Hash + Eq + 'static,
     V: 'static,
 {
-    /// Passes over the key hashed `hash` when evicting, until
+    /// Passes over the keys hashed `hashes` when evicting, until
     /// [`spare_none`](Self::spare_none). Call under the shard's write lock.
-    pub(crate) fn spare_key(&mut self, hash: u64) {
-        self.spare.push(hash);
-        self.sparing = true;
+    /// The hashes are kept sorted, so that a test against them costs a
+    /// binary search however many keys a batch spares.
+    pub(crate) fn spare_keys(&mut self, hashes: impl Iterator<Item = u64>) {
+        self.spare.extend(hashes);
+        self.spare.sort_unstable();
+        self.spare.dedup();
+        self.sparing = !self.spare.is_empty();
     }
 
     /// Spares nothing any more. Call before the shard's lock is released.
@@ -113,7 +117,7 @@ where
         }
         self.entries.iter().enumerate().find_map(|(idx, e)| {
             let hash = env.hasher.hash_one(&e.as_ref()?.key);
-            (!self.spare.contains(&hash)).then_some((idx as u32, Some(hash)))
+            (self.spare.binary_search(&hash).is_err()).then_some((idx as u32, Some(hash)))
         })
     }
 }
