@@ -107,6 +107,11 @@ impl<K, V> CacheBuilder<K, V> {
 impl<K, V, S> CacheBuilder<K, V, S> {
     /// The most entries the cache holds, or with a [`weigher`](Self::weigher)
     /// the most total weight. Unset means unbounded.
+    ///
+    /// Each shard holds an equal share of it and evicts when its share is
+    /// full, so eviction can start a little before the whole cache holds
+    /// `max` (keys spread over the shards by hash; see
+    /// [`shards`](Self::shards)); the cache never holds more.
     pub fn max_capacity(mut self, max: u64) -> Self {
         self.max_capacity = Some(max);
         self
