@@ -64,14 +64,17 @@ fn a_test_clock_pushed_to_its_end_never_goes_back() {
     assert_eq!((0..100).filter(|_| limiter.check("k").allowed).count(), 1);
 }
 
+/// The policies that evict only keys with an expiry, falling back on any.
+const VOLATILE: [RedisPolicy; 4] = [
+    RedisPolicy::VolatileLru,
+    RedisPolicy::VolatileLfu,
+    RedisPolicy::VolatileTtl,
+    RedisPolicy::VolatileRandom,
+];
+
 #[test]
 fn a_volatile_policy_keeps_the_capacity_after_its_newest_entry_left() {
-    for policy in [
-        RedisPolicy::VolatileLru,
-        RedisPolicy::VolatileLfu,
-        RedisPolicy::VolatileTtl,
-        RedisPolicy::VolatileRandom,
-    ] {
+    for policy in VOLATILE {
         let cache: Cache<u64, u64> = Cache::builder()
             .max_capacity(10)
             .shards(1)
@@ -375,12 +378,7 @@ fn a_caller_arriving_after_a_remove_is_not_handed_an_older_load() {
 /// while each new key pushes out the one written just before it.
 #[test]
 fn a_volatile_policy_without_expiring_keys_evicts_any_key_not_the_newest() {
-    for policy in [
-        RedisPolicy::VolatileLru,
-        RedisPolicy::VolatileLfu,
-        RedisPolicy::VolatileTtl,
-        RedisPolicy::VolatileRandom,
-    ] {
+    for policy in VOLATILE {
         let cache: Cache<u64, u64> = Cache::builder()
             .max_capacity(100)
             .shards(1)

@@ -119,35 +119,24 @@ fn options(round: u32) -> SetOptions {
 #[test]
 fn copies_on_a_full_store_are_never_refused() {
     let value = "c".repeat(100);
-    let mut refused = Vec::new();
-    for max in SIZES {
-        for policy in &evicting() {
-            let kv = store(policy, max);
-            fill(&kv, writes_for(max));
-            let mut no = 0;
-            for round in 0..2_000 {
-                let (src, dst) = (format!("src:{round}"), format!("dst:{round}"));
-                kv.set(&src, value.clone(), options(round)).unwrap();
-                match kv.copy(&src, &dst, false) {
-                    Ok(copied) => {
-                        assert!(copied, "{policy} max {max} round {round}");
-                        assert_eq!(kv.get(&src).map(|b| b.len()), Some(100), "{policy}");
-                        assert_eq!(kv.get(&dst).map(|b| b.len()), Some(100), "{policy}");
-                    }
-                    Err(e) => {
-                        assert_eq!(e, KvError::OutOfMemory);
-                        // A refused COPY leaves its source.
-                        assert_eq!(kv.get(&src).map(|b| b.len()), Some(100), "{policy}");
-                        no += 1;
-                    }
-                }
+    let refused = refusals_on_full_stores(|kv, policy, round| {
+        let (src, dst) = (format!("src:{round}"), format!("dst:{round}"));
+        kv.set(&src, value.clone(), options(round)).unwrap();
+        let copied = kv.copy(&src, &dst, false);
+        // Copied or not, the source stays.
+        assert_eq!(kv.get(&src).map(|b| b.len()), Some(100), "{policy}");
+        match copied {
+            Ok(copied) => {
+                assert!(copied, "{policy} round {round}");
+                assert_eq!(kv.get(&dst).map(|b| b.len()), Some(100), "{policy}");
+                false
             }
-            assert!(kv.stats().used_memory <= max, "{policy} max {max}");
-            if no > 0 {
-                refused.push(format!("{policy} at {max}: {no} of 2000"));
+            Err(e) => {
+                assert_eq!(e, KvError::OutOfMemory);
+                true
             }
         }
-    }
+    });
     assert!(refused.is_empty(), "COPYs refused with OOM: {refused:?}");
 }
 
@@ -156,34 +145,42 @@ fn copies_on_a_full_store_are_never_refused() {
 #[test]
 fn renames_to_longer_names_on_a_full_store_are_never_refused() {
     let value = "r".repeat(100);
+    let refused = refusals_on_full_stores(|kv, policy, round| {
+        let (from, to) = (format!("a:{round}"), format!("renamed-longer:{round}"));
+        kv.set(&from, value.clone(), options(round)).unwrap();
+        match kv.rename(&from, &to) {
+            Ok(()) => {
+                assert_eq!(kv.get(&from), None, "{policy}");
+                assert_eq!(kv.get(&to).map(|b| b.len()), Some(100), "{policy}");
+                false
+            }
+            Err(e) => {
+                assert_eq!(e, KvError::OutOfMemory);
+                assert_eq!(kv.get(&from).map(|b| b.len()), Some(100), "{policy}");
+                true
+            }
+        }
+    });
+    assert!(refused.is_empty(), "RENAMEs refused with OOM: {refused:?}");
+}
+
+/// Runs 2,000 rounds of `round` (which answers whether its write was
+/// refused) on a full store of every size under every evicting policy;
+/// the cells where any was refused, and how many.
+fn refusals_on_full_stores(round: impl Fn(&KvStore, &Policy, u32) -> bool) -> Vec<String> {
     let mut refused = Vec::new();
     for max in SIZES {
         for policy in &evicting() {
             let kv = store(policy, max);
             fill(&kv, writes_for(max));
-            let mut no = 0;
-            for round in 0..2_000 {
-                let (from, to) = (format!("a:{round}"), format!("renamed-longer:{round}"));
-                kv.set(&from, value.clone(), options(round)).unwrap();
-                match kv.rename(&from, &to) {
-                    Ok(()) => {
-                        assert_eq!(kv.get(&from), None, "{policy} max {max}");
-                        assert_eq!(kv.get(&to).map(|b| b.len()), Some(100), "{policy}");
-                    }
-                    Err(e) => {
-                        assert_eq!(e, KvError::OutOfMemory);
-                        assert_eq!(kv.get(&from).map(|b| b.len()), Some(100), "{policy}");
-                        no += 1;
-                    }
-                }
-            }
+            let no = (0..2_000).filter(|&r| round(&kv, policy, r)).count();
             assert!(kv.stats().used_memory <= max, "{policy} max {max}");
             if no > 0 {
                 refused.push(format!("{policy} at {max}: {no} of 2000"));
             }
         }
     }
-    assert!(refused.is_empty(), "RENAMEs refused with OOM: {refused:?}");
+    refused
 }
 
 /// Under `noeviction` a full store still refuses an `MSET` of new keys
