@@ -5,6 +5,7 @@
 use super::glob::glob_match;
 use super::KvStore;
 use crate::cache::{BatchWrite, ReadAs};
+use bytes::Bytes;
 use std::borrow::Cow;
 use std::collections::HashSet;
 
@@ -57,7 +58,7 @@ impl KvStore {
 
     /// The stored keys for `keys`, in order: borrowed in the root store,
     /// prefixed in a namespace.
-    pub(super) fn stored_keys<'k, K: AsRef<str>>(&self, keys: &'k [K]) -> Vec<Cow<'k, str>> {
+    fn stored_keys<'k, K: AsRef<str>>(&self, keys: &'k [K]) -> Vec<Cow<'k, str>> {
         keys.iter()
             .map(|k| match self.prefix.is_empty() {
                 true => Cow::Borrowed(k.as_ref()),
@@ -152,19 +153,31 @@ impl KvStore {
         self.count_found(keys, ReadAs::Access)
     }
 
-    /// How many of `keys` are live, read as one step and counted as `as_`
-    /// says (in the cache's statistics) and as lookups (in the store's).
+    /// How many of `keys` are live, read as one step (see
+    /// [`read_keys`](Self::read_keys)).
     fn count_found<K: AsRef<str>>(&self, keys: &[K], as_: ReadAs) -> usize {
+        self.read_keys(keys, as_, |_| ())
+            .iter()
+            .filter(|found| found.is_some())
+            .count()
+    }
+
+    /// `read` on the live value of each of `keys`, all read as one step
+    /// (`Cache::read_batch`), counted as `as_` says in the cache's
+    /// statistics and as lookups in the store's.
+    pub(super) fn read_keys<K: AsRef<str>, R>(
+        &self,
+        keys: &[K],
+        as_: ReadAs,
+        read: impl FnMut(&Bytes) -> R,
+    ) -> Vec<Option<R>> {
         let stored = self.stored_keys(keys);
         let refs: Vec<&str> = stored.iter().map(|k| &**k).collect();
-        self.cache
-            .read_batch(&refs, as_, |_| ())
-            .iter()
-            .filter(|found| {
-                self.count_lookup(found.is_some());
-                found.is_some()
-            })
-            .count()
+        let found = self.cache.read_batch(&refs, as_, read);
+        for f in &found {
+            self.count_lookup(f.is_some());
+        }
+        found
     }
 
     /// `KEYS pattern`: every live key matching the Redis glob, unordered.

@@ -279,13 +279,7 @@ impl KvStore {
         if let [key] = keys {
             return vec![self.get(key.as_ref())];
         }
-        let stored = self.stored_keys(keys);
-        let refs: Vec<&str> = stored.iter().map(|k| &**k).collect();
-        let values = self.cache.read_batch(&refs, ReadAs::Access, Bytes::clone);
-        for v in &values {
-            self.count_lookup(v.is_some());
-        }
-        values
+        self.read_keys(keys, ReadAs::Access, Bytes::clone)
     }
 
     /// `STRLEN key`: the value's length, 0 if missing.
