@@ -156,10 +156,15 @@ where
     /// on this thread through this cache (or any clone of it).
     ///
     /// On a persistent cache, a write that the log could not keep is not
-    /// applied, or is undone before its method returns: a write method that
-    /// cannot return the error itself (`insert`, `remove`, `compute`...)
-    /// hands it to the innermost `durably` around it, or, outside one, keeps
-    /// it for the next [`sync`](Self::sync). With `Fsync::Always`, `Ok` means
+    /// applied, or is undone before its method returns, with one exception:
+    /// under a buffering log (`Fsync::EverySecond` or `Never`, which keep no
+    /// undo records), the write whose append meets the failure stays in
+    /// memory, as a Redis command whose AOF write fails has already run; the
+    /// repair that ends the failure writes it to the new log, and a crash
+    /// before that repair loses it. A write method that cannot return the
+    /// error itself (`insert`, `remove`, `compute`...) hands it to the
+    /// innermost `durably` around it, or, outside one, keeps it for the next
+    /// [`sync`](Self::sync). With `Fsync::Always`, `Ok` means
     /// every write made in `writes` is on disk; with a log that buffers, that
     /// every write was accepted (see the log's loss bound). Without a log,
     /// always `Ok`.

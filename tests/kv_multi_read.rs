@@ -290,3 +290,54 @@ fn a_refused_multi_key_del_removes_nothing() {
     }
     assert!(refused > 0, "no fault hit a DEL");
 }
+
+/// `DEL` on a log that fails, one key and several, whichever comes first:
+/// its count is what it removed from memory. Under `Always` a removal the
+/// log could not keep is undone and counts 0; under `EverySecond` the one
+/// the failure met stands and counts, the next is refused. A repair logs
+/// the removal that stood; a crash before the repair brings it back.
+#[test]
+fn del_on_a_failing_log_counts_what_it_removed() {
+    let present = |kv: &KvStore| ["a", "b", "c"].map(|k| kv.exists(&[k]) == 1);
+    for fsync in [Fsync::EverySecond, Fsync::Always] {
+        for multi_first in [false, true] {
+            for crash in [false, true] {
+                let ctx = format!("{fsync:?}, multi first {multi_first}, crash {crash}");
+                let storage = MemStorage::new();
+                let log = FileLog::with_storage(storage.clone(), fsync).write_delay(Duration::ZERO);
+                let (kv, _) = KvStore::builder().shards(8).build_persistent(log).unwrap();
+                kv.mset(&[("a", "1"), ("b", "2"), ("c", "3")]).unwrap();
+                kv.sync().unwrap();
+                storage.fail_after(0);
+                let (one, two) = if multi_first {
+                    let two = kv.del(&["b", "c"]);
+                    (kv.del(&["a"]), two)
+                } else {
+                    let one = kv.del(&["a"]);
+                    (one, kv.del(&["b", "c"]))
+                };
+                let buffered = fsync != Fsync::Always;
+                let expected = match (buffered, multi_first) {
+                    (false, _) => (0, 0),
+                    (true, false) => (1, 0),
+                    (true, true) => (0, 2),
+                };
+                assert_eq!((one, two), expected, "{ctx}");
+                let in_memory = present(&kv);
+                assert_eq!(in_memory, [one == 0, two == 0, two == 0], "{ctx}");
+                if crash {
+                    storage.power_loss(storage.synced_len());
+                } else {
+                    storage.heal();
+                    kv.sync().unwrap_err(); // reports the failure, repairs
+                }
+                drop(kv);
+                storage.heal();
+                let log = FileLog::with_storage(storage.clone(), fsync);
+                let (kv, _) = KvStore::builder().shards(8).build_persistent(log).unwrap();
+                let reopened = if crash { [true; 3] } else { in_memory };
+                assert_eq!(present(&kv), reopened, "{ctx}");
+            }
+        }
+    }
+}

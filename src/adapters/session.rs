@@ -438,8 +438,13 @@ where
     ///
     /// # Errors
     ///
-    /// [`SessionError::Persist`] if the log could not keep the removal: the
-    /// session is still live (and still valid after a restart).
+    /// [`SessionError::Persist`] if the log could not keep the removal.
+    /// Under [`Fsync::Always`](crate::persist::Fsync::Always) (the
+    /// default) the session is then still live, and still valid after a
+    /// restart. Under a buffering log the removal the failure met stays in
+    /// memory (the session is gone) but is not yet logged: until
+    /// [`sync`](Self::sync) repairs the log, a restart can bring the session
+    /// back. Call `sync`, then `destroy` again.
     pub fn destroy(&self, id: &str) -> Result<bool, SessionError> {
         Ok(self.cache.durably(|| self.cache.remove(id))?.is_some())
     }
@@ -450,8 +455,10 @@ where
     /// # Errors
     ///
     /// [`SessionError::Persist`] if the log could not keep a removal: the
-    /// sessions it could not remove are still live; call again once the log
-    /// is repaired.
+    /// sessions it could not remove are still live (under a buffering log,
+    /// the one whose removal met the failure is gone from memory but not
+    /// yet logged, as in [`destroy`](Self::destroy)); call
+    /// [`sync`](Self::sync), then again.
     pub fn destroy_all_for_user(&self, user: &str) -> Result<usize, SessionError> {
         let ids = self.users.lock().remove(user).unwrap_or_default();
         let mut destroyed = 0;
@@ -460,12 +467,16 @@ where
             match self.cache.durably(|| self.cache.remove(&id)) {
                 Ok(removed) => destroyed += usize::from(removed.is_some()),
                 Err(e) => {
-                    // Still live: back in the index, so a retry finds it.
-                    self.users
-                        .lock()
-                        .entry(user.to_string())
-                        .or_default()
-                        .insert(id);
+                    // Still live: back in the index, so a retry finds it. A
+                    // buffering log keeps in memory the removal the failure
+                    // met; that id stays out.
+                    if self.cache.contains_key(&id) {
+                        self.users
+                            .lock()
+                            .entry(user.to_string())
+                            .or_default()
+                            .insert(id);
+                    }
                     failure.get_or_insert(e);
                 }
             }

@@ -76,8 +76,11 @@ impl KvStore {
     /// logged as one record. No reader (`GET`, `MGET`, `EXISTS`) sees some
     /// of them removed and others not, and after a crash the log holds the
     /// whole command or none of it. A removal the log refuses, or fails to
-    /// keep, removes nothing and counts 0 (the failure goes to
-    /// [`durably`](Self::durably) or the next [`sync`](Self::sync)).
+    /// keep under `Fsync::Always`, removes nothing and counts 0. Under a
+    /// buffering log, the one the failure meets as it is appended stays
+    /// removed and counts (as in Redis, whose command has run when its
+    /// append fails); the repair writes it. Either way the failure goes to
+    /// [`durably`](Self::durably) or the next [`sync`](Self::sync).
     ///
     /// ```
     /// let store = shardcache::kv::KvStore::new();

@@ -252,8 +252,9 @@ impl KvStore {
 
     /// Runs `writes` (calls of this store's typed methods) and reports the
     /// first of them that the log could not keep; such a write is not
-    /// applied. Without a log, always `Ok`. See
-    /// [`Cache::durably`](crate::Cache::durably).
+    /// applied, or is undone, except the one a buffering log's failure met
+    /// (see [`Cache::durably`](crate::Cache::durably)). Without a log,
+    /// always `Ok`.
     ///
     /// # Errors
     ///

@@ -34,6 +34,10 @@
 //!   buffered (see [`Fsync`] for what a crash can lose). A failure of the
 //!   background write or fsync makes every later write fail the same way
 //!   ([`PersistError::Refused`], Redis's `MISCONF`) until the log is repaired.
+//!   These logs keep no undo records: the write whose append meets the
+//!   failure stays in memory and its caller gets the error (as a Redis
+//!   command whose AOF write fails has already run); the repair writes it
+//!   to the new log, and a crash before the repair loses it.
 //!
 //! In every mode, a write whose record (key, value and expiry, encoded)
 //! is over [`MAX_RECORD_LEN`] (1 GiB + 1 MiB) is refused

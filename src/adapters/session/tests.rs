@@ -43,3 +43,43 @@ fn an_idle_deadline_logged_past_the_absolute_one_is_brought_back_on_open() {
     assert_eq!(store.count(), 0);
     assert!(store.get(id.as_str()).is_none());
 }
+
+/// Under a buffering log, the removal a log failure meets stays in memory
+/// (the log keeps no undo records): `destroy_all_for_user` reports the
+/// failure, and indexes again only the sessions still live, so the index
+/// holds no id of a session that is gone. The repair then logs the
+/// removal: after `sync`, a retry and a reopen, no session of the user is
+/// left.
+#[test]
+fn a_failed_destroy_all_under_a_buffering_log_reindexes_only_live_sessions() {
+    use crate::persist::{FileLog, Fsync, MemStorage};
+    let storage = MemStorage::new();
+    let open = || -> SessionStore<u32> {
+        let log =
+            FileLog::with_storage(storage.clone(), Fsync::EverySecond).write_delay(Duration::ZERO);
+        SessionStore::with_log(log, SessionConfig::default()).expect("open")
+    };
+    let store = open();
+    let ids: Vec<_> = (0..3)
+        .map(|i| store.create("ann", i).expect("healthy"))
+        .collect();
+    store.sync().expect("healthy");
+    storage.fail_after(0);
+    assert!(store.destroy_all_for_user("ann").is_err());
+    let live: Vec<_> = ids
+        .iter()
+        .filter(|id| store.get(id.as_str()).is_some())
+        .collect();
+    assert_eq!(live.len(), 2, "the first removal stands, the rest refused");
+    let indexed = store.users.lock().get("ann").cloned().unwrap_or_default();
+    assert_eq!(indexed.len(), 2, "indexed: {indexed:?}");
+    assert!(live.iter().all(|id| indexed.contains(id.as_str())));
+
+    storage.heal();
+    store.sync().expect("repaired");
+    assert_eq!(store.destroy_all_for_user("ann").expect("healthy"), 2);
+    drop(store);
+    let store = open();
+    assert_eq!(store.count_for_user("ann"), 0);
+    assert_eq!(store.count(), 0);
+}
