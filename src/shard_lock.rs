@@ -405,10 +405,15 @@ impl<T> ShardLock<T> {
     #[cold]
     #[inline(never)]
     fn refuse_reentry(&self) {
-        let me = thread_token();
-        if me != 0 && self.owner.load(Ordering::Relaxed) == me {
+        if self.held_here() {
             panic!("{REENTRY}");
         }
+    }
+
+    /// Whether this thread holds the write lock.
+    pub(crate) fn held_here(&self) -> bool {
+        let me = thread_token();
+        me != 0 && self.owner.load(Ordering::Relaxed) == me
     }
 
     /// Waits until every reader that was in when the shard closed has left.

@@ -12,9 +12,11 @@ use crate::cache::Cache;
 use crate::callback::Held;
 use crate::listener::Removed;
 use crate::shard::{Budget, Env, Inserted, Shard};
+use crate::sync::spin_wait;
 use std::hash::{BuildHasher, Hash};
 
-/// How many passes over the other shards a write makes to find room.
+/// How many passes that evict something a write makes over the other
+/// shards to find room (writers racing for the room freed may need two).
 const PASSES: usize = 2;
 
 impl<K, V, S> Cache<K, V, S>
@@ -25,34 +27,72 @@ where
 {
     /// Called with shard `s` write-locked, before a write that grows it by
     /// `need`: evicts by the policy from the other shards until the shared
-    /// budget has `need` units free, or nothing more can be evicted. Other
-    /// shards are only tried (`try_write`), never waited for, so two writers
-    /// holding each other's shard cannot deadlock; a shard busy at that
-    /// moment is skipped. Evicted entries go to `removed`.
-    pub(crate) fn make_room(&self, s: usize, need: u64, removed: &mut Removed<K, V>) {
+    /// budget has `need` units free, then reserves them for the write (see
+    /// [`Shard::prepay`]), so that no racing writer takes the room made for
+    /// it. Other shards are only tried (`try_write`), never waited for, so
+    /// two writers holding each other's shard cannot deadlock; a shard busy
+    /// at that moment is skipped. Evicted entries go to `removed`.
+    pub(crate) fn make_room(&self, s: usize, need: u64, removed: &mut Removed<K, V>) -> Room {
         let Some(budget) = self.budget() else {
-            return;
+            return Room::Short;
         };
-        let n = self.shard_count();
         for _ in 0..PASSES {
-            let mut progress = false;
-            for o in (1..n).map(|i| (s + i) % n) {
-                if budget.available() >= need {
-                    return;
-                }
-                let Some(mut other) = self.shard(o).try_write() else {
-                    continue;
-                };
-                let env = self.write_env(o);
-                while budget.available() < need && other.evict_one(&env, removed) {
-                    progress = true;
-                }
+            let (progress, busy) = self.room_pass(s, need, budget, removed);
+            if budget.try_reserve(need) {
+                return Room::Reserved(need);
             }
             if !progress {
-                return;
+                return if busy { Room::Busy } else { Room::Short };
             }
         }
+        Room::Busy
     }
+
+    /// One pass of [`make_room`](Self::make_room) over the shards other
+    /// than `s`: whether it evicted anything, and whether another thread
+    /// had a part in the room it found: a shard it held was skipped, or the
+    /// room was there before the pass was done (a batch's own shards give
+    /// their room in `batch_locked.rs`).
+    fn room_pass(
+        &self,
+        s: usize,
+        need: u64,
+        budget: &Budget,
+        removed: &mut Removed<K, V>,
+    ) -> (bool, bool) {
+        let n = self.shard_count();
+        let (mut progress, mut busy) = (false, false);
+        for o in (1..n).map(|i| (s + i) % n) {
+            if budget.available() >= need {
+                // Room now: if a racing writer takes it before this one
+                // reserves it, a later try may find more.
+                busy = true;
+                break;
+            }
+            let Some(mut other) = self.shard(o).try_write() else {
+                // A shard this thread holds (a batch's) is not waited for.
+                busy |= !self.shard(o).held_here();
+                continue;
+            };
+            let env = self.write_env(o);
+            while budget.available() < need && other.evict_one(&env, removed) {
+                progress = true;
+            }
+        }
+        (progress, busy)
+    }
+}
+
+/// What [`Cache::make_room`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Room {
+    /// This many units are reserved for the write: prepay them to its shard.
+    Reserved(u64),
+    /// Short of room, and a shard another thread held was skipped (or
+    /// racing writers kept taking the room made): a later try may find it.
+    Busy,
+    /// Short of room with every other shard tried: nothing more to evict.
+    Short,
 }
 
 impl<K, V, S> Cache<K, V, S>
@@ -124,16 +164,34 @@ where
             let need = weight.saturating_sub(old);
             let own_spare = shard.weight().saturating_sub(old);
             if need > budget.available().saturating_add(own_spare) {
-                self.make_room(s, need.saturating_sub(own_spare), removed);
+                if let Room::Reserved(n) = self.make_room(s, need - own_spare, removed) {
+                    shard.prepay(n);
+                }
             }
         }
-        match shard.insert(env, hash, key, value, hidden, deadline, removed) {
-            Err((key, value)) if weight <= self.max_capacity() => {
-                let need = weight.saturating_sub(shard.weight_of(env, hash, &key));
-                self.make_room(s, need, removed);
-                shard.insert(env, hash, key, value, hidden, deadline, removed)
+        let mut attempt = shard.insert(env, hash, key, value, hidden, deadline, removed);
+        shard.refund();
+        // Refused: make room in the other shards, reserved for this write,
+        // and try again. While other writers hold the shards with the room
+        // (or take the room as it is made), wait on the lock waiters'
+        // schedule ([`spin_wait`]): a writer holds a shard for one write or
+        // batch, so its room is usually free within a few rounds. A holder
+        // that waits for this writer's shard never lets go; the schedule
+        // bounds that wait, and the write is refused.
+        let mut round = 0;
+        while let Err((key, value)) = attempt {
+            let need = weight.saturating_sub(shard.weight_of(env, hash, &key));
+            let room = self.make_room(s, need, removed);
+            if let Room::Reserved(n) = room {
+                shard.prepay(n);
             }
-            done => done,
+            attempt = shard.insert(env, hash, key, value, hidden, deadline, removed);
+            shard.refund();
+            let retry = room != Room::Short && shard.can_evict();
+            if attempt.is_ok() || !retry || !spin_wait(&mut round) {
+                break;
+            }
         }
+        attempt
     }
 }

@@ -77,7 +77,7 @@ where
         let Some(budget) = self.budget.clone() else {
             return true;
         };
-        if budget.try_reserve(need) {
+        if self.take_room(&budget, need) {
             return true;
         }
         self.expire_some(env, removed);
@@ -85,7 +85,7 @@ where
         // write gives up (a sampling policy names another on the next try).
         let mut named_keep = 0;
         loop {
-            if budget.try_reserve(need) {
+            if self.take_room(&budget, need) {
                 return true;
             }
             // An emptied shard has nothing more to give (and `lru`'s ring
@@ -101,6 +101,36 @@ where
                 Some(_) if named_keep < 16 && self.table.len() > 1 => named_keep += 1,
                 _ => return false,
             }
+        }
+    }
+
+    /// Reserves `need` units for a write, drawing first on what was
+    /// prepaid for it; false (and nothing taken) if the budget is short.
+    fn take_room(&mut self, budget: &Budget, need: u64) -> bool {
+        let rest = need.saturating_sub(self.prepaid);
+        if rest > 0 && !budget.try_reserve(rest) {
+            return false;
+        }
+        self.prepaid = self.prepaid.saturating_sub(need);
+        true
+    }
+
+    /// Hands this shard `units` of the shared budget, reserved by the
+    /// caller for the write it is about to make (under the shard's write
+    /// lock): that write takes them before it reserves anything, so a
+    /// racing writer cannot take the room made for it. The caller gives
+    /// back what the write left with [`refund`](Self::refund).
+    pub(crate) fn prepay(&mut self, units: u64) {
+        self.prepaid += units;
+    }
+
+    /// Gives back to the shared budget what was prepaid and not used.
+    pub(crate) fn refund(&mut self) {
+        if self.prepaid > 0 {
+            if let Some(b) = &self.budget {
+                b.release(self.prepaid);
+            }
+            self.prepaid = 0;
         }
     }
 

@@ -76,6 +76,9 @@ pub(crate) struct Shard<K, V> {
     rng: u64,
     /// The capacity shared with the other shards, when there is one.
     budget: Option<std::sync::Arc<crate::shard::Budget>>,
+    /// Units of `budget` reserved for this shard's next write (see
+    /// [`prepay`](Self::prepay)); 0 between writes.
+    prepaid: u64,
     /// Read-through loads of this shard's keys in flight.
     loads: Loads,
     /// The hashes of the keys eviction passes over while `sparing`.
@@ -113,6 +116,7 @@ where
             slab_bound,
             rng: seed | 1,
             budget: None,
+            prepaid: 0,
             loads: Loads::default(),
             spare: Vec::new(),
         }
@@ -153,6 +157,11 @@ where
 
     pub(crate) fn weight(&self) -> u64 {
         self.weight
+    }
+
+    /// Whether the policy evicts (false for `noeviction`).
+    pub(crate) fn can_evict(&self) -> bool {
+        self.can_evict
     }
 
     /// The most weight the shard holds (its share of the cache's capacity,
