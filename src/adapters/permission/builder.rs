@@ -158,7 +158,8 @@ impl<D: Clone + Send + Sync + 'static> PermissionCacheBuilder<D> {
     ///
     /// A [`BuildError`] for a zero capacity or a zero or overlong TTL
     /// (`"time_to_live"` for the TTL, `"negative_ttl"` for the negative TTL),
-    /// or a stale-if-error window that is zero or longer than a TTL.
+    /// or a stale-if-error window that is zero or longer than the TTL of
+    /// allows ([`ttl`](Self::ttl)).
     pub fn build(self) -> Result<PermissionCache<D>, BuildError> {
         if let Some((negative, _)) = &self.negative {
             // Validated like a cache TTL, under its own name.
