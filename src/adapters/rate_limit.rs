@@ -321,8 +321,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> {
     /// built), the request is refused: the limiter fails closed. The state
     /// of a new key at [`max_keys`](RateLimiterBuilder::max_keys) evicts
     /// another's; it finds no room only when its own shard holds no other
-    /// key and every other shard is locked by a concurrent check at that
-    /// moment (then `retry_after` is one second).
+    /// key and the other shards stay locked by concurrent checks while it
+    /// tries again for a moment, a few yields of the CPU (then
+    /// `retry_after` is one second).
     ///
     /// # Errors
     ///

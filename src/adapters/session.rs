@@ -308,7 +308,8 @@ where
     /// [`SessionError::Full`] if the store cannot take it (at
     /// [`max_sessions`](SessionConfig::max_sessions) a new session evicts
     /// another; it finds no room only when its shard holds no other session
-    /// and every other shard is locked by a concurrent call at that moment);
+    /// and the other shards stay locked by concurrent calls while it tries
+    /// again for a moment, a few yields of the CPU);
     /// [`SessionError::Persist`] if the log could not keep it (under
     /// [`Fsync::Always`](crate::persist::Fsync::Always): it is not on disk), in which case the session does
     /// not exist.
