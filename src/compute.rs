@@ -23,13 +23,27 @@ pub struct Current<'a, V> {
 /// value if the decision is not applied (not `Put`, refused by the log, or
 /// out of room), under the weight the entry was written with. So it must
 /// leave a value that readers cannot tell from the one it found and that
-/// holds the same memory, also if it panics.
+/// holds the same memory, also if it panics. The one exception is a slot
+/// marked [`patchable`](Self::patchable).
 #[derive(Debug)]
 pub(crate) struct Slot<'a, V> {
     /// The current value.
     pub(crate) value: &'a mut V,
     /// The remaining time to live; `None` if it never expires.
     pub(crate) ttl: Option<Duration>,
+    /// `Some(hidden)` when a `Put` is sure to be applied if it weighs no
+    /// more than the entry does now: the log admits writes and takes no
+    /// undo record (none, or one that buffers), so nothing reads the old
+    /// value after the closure; a `Put` no heavier needs no room; and its
+    /// record (a splice of bytes within the value) is smaller than the one
+    /// that stored the value, so it encodes. (An entry whose time runs out
+    /// between the closure and the write is expired either way.)
+    /// `hidden` is the weight the entry holds beyond the weigher's answer
+    /// for its value (the spare capacity of a byte string's buffer). The
+    /// closure of a `Put` of a value as long as the current one, with no
+    /// more hidden weight, may then write over the current value's buffer
+    /// in place and leave anything in `value`.
+    pub(crate) patchable: Option<u64>,
 }
 
 /// A `Put` that wrote only part of the value, as a `compute_spliced`

@@ -495,12 +495,28 @@ fn setrange_is_accounted_and_refused_whole() {
     assert_eq!(s.set_range("k", 2000, b"y"), Ok(2001));
     assert_eq!(buffer_of(&s, "k"), at, "written in place");
     assert_eq!(spare(&s, "k"), 1001);
+    // Over the value's bytes, with no reader holding it: in place, the
+    // buffer and its spare capacity kept.
     assert_eq!(s.set_range("k", 0, b"z"), Ok(2001));
+    assert_eq!(buffer_of(&s, "k"), at, "written over in place");
+    assert_eq!(spare(&s, "k"), 1001);
+    // With a reader holding the value: a new exact buffer, and the
+    // reader's bytes as they were.
+    let held = s.get("k").expect("present");
+    assert_eq!(s.set_range("k", 1, b"w"), Ok(2001));
+    assert_eq!(
+        (held[0], held[1]),
+        (b'z', b'k'),
+        "a reader's bytes never change"
+    );
+    assert_ne!(buffer_of(&s, "k"), at);
     assert_eq!(
         spare(&s, "k"),
         0,
-        "a write over the bytes copies them exactly"
+        "a write over the bytes a reader holds copies them exactly"
     );
+    assert_eq!(&s.get("k").expect("present")[..2], b"zw");
+    drop(held);
     s.del(&["k"]);
     assert_eq!(s.stats().used_memory, 0);
 }

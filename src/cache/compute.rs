@@ -17,6 +17,18 @@ use crate::shard::LoadId;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
+/// What a [`compute_marked`](Cache::compute_marked) closure is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sees {
+    /// Live entries only, as every write sees them.
+    Live,
+    /// Also an entry past its time to live that the refresh windows keep.
+    Kept,
+    /// Live entries, with [`Slot::patchable`] set where a `Put` is sure to
+    /// apply (a splice, which may write in place).
+    Patchable,
+}
+
 impl<K, V, S> Cache<K, V, S>
 where
     K: Hash + Eq + Send + Sync + 'static,
@@ -91,7 +103,7 @@ where
         key: K,
         f: impl FnOnce(Option<Slot<'_, V>>) -> (Decision<V>, u64, R),
     ) -> Result<R, CapacityError<K, V>> {
-        self.compute_marked(key, &mut None, false, None, None, |slot, _| {
+        self.compute_marked(key, &mut None, Sees::Live, None, None, |slot, _| {
             let (decision, hidden, r) = f(slot);
             (decision, hidden, None, r)
         })
@@ -113,7 +125,9 @@ where
         key: K,
         f: impl FnOnce(Option<Slot<'_, V>>) -> (Decision<V>, u64, Option<Splice<'s>>, R),
     ) -> Result<R, CapacityError<K, V>> {
-        self.compute_marked(key, &mut None, false, None, None, |slot, _| f(slot))
+        self.compute_marked(key, &mut None, Sees::Patchable, None, None, |slot, _| {
+            f(slot)
+        })
     }
 
     /// [`compute`](Self::compute) for a reload that stores through it: `load`
@@ -130,21 +144,30 @@ where
         later: &mut Removed<K, V>,
         f: impl FnOnce(Option<Current<'_, V>>, bool) -> (Decision<V>, R),
     ) -> Result<R, CapacityError<K, V>> {
-        self.compute_marked(key, load, true, None, Some(later), |slot, overtaken| {
-            let current = slot.map(|s| Current {
-                value: &*s.value,
-                ttl: s.ttl,
-            });
-            let (decision, r) = f(current, overtaken);
-            (decision, 0, None, r)
-        })
+        self.compute_marked(
+            key,
+            load,
+            Sees::Kept,
+            None,
+            Some(later),
+            |slot, overtaken| {
+                let current = slot.map(|s| Current {
+                    value: &*s.value,
+                    ttl: s.ttl,
+                });
+                let (decision, r) = f(current, overtaken);
+                (decision, 0, None, r)
+            },
+        )
     }
 
     /// The body of [`compute_slot`](Self::compute_slot) and
     /// [`compute_loaded`](Self::compute_loaded): `f` sees the slot and
     /// whether a write overtook `load`; an entry past its time to live but
-    /// kept for the refresh windows only if `kept` (otherwise it is expired,
-    /// as every other view but a stale read has it). `now`, if given, is the
+    /// kept for the refresh windows only if it [`Sees::Kept`] (otherwise it
+    /// is expired, as every other view but a stale read has it), and a slot
+    /// marked [`patchable`](Slot::patchable) only if it [`Sees::Patchable`].
+    /// `now`, if given, is the
     /// clock's reading (taken by the caller just before) that the write uses.
     /// With `later`, the write's removals are counted and left there instead
     /// of handed to the listener.
@@ -152,7 +175,7 @@ where
         &self,
         key: K,
         load: &mut Option<LoadId>,
-        kept: bool,
+        sees: Sees,
         now: Option<u64>,
         later: Option<&mut Removed<K, V>>,
         f: impl FnOnce(Option<Slot<'_, V>>, bool) -> (Decision<V>, u64, Option<Splice<'s>>, R),
@@ -170,14 +193,27 @@ where
             let overtaken = !super::may_store(&mut shard, load.take());
             let idx = shard
                 .live_index(&env, hash, &key, &mut removed)
-                .filter(|&i| kept || !shard.is_past_now(i, &env));
+                .filter(|&i| sees == Sees::Kept || !shard.is_past_now(i, &env));
             let existing = idx.map(|i| shard.at(i).deadline);
+            // A `Put` is sure to apply (see `Slot::patchable`) while the log
+            // admits writes and keeps no undo record.
+            let patchable = match (idx, &refused, self.journal()) {
+                (Some(i), None, journal)
+                    if sees == Sees::Patchable && !journal.is_some_and(|j| j.undoable()) =>
+                {
+                    let held = Held::of(&mut *shard);
+                    let found = self.inner.weights.weigh(&key, shard.value_mut(i), 0, held);
+                    Some(shard.weight_of(&env, hash, &key).saturating_sub(found))
+                }
+                _ => None,
+            };
             let held = Held::of(&mut *shard);
             let current = idx.map(|i| Slot {
                 ttl: existing.flatten().map(|d| {
                     Duration::from_millis(d.saturating_sub(env.grace).saturating_sub(env.now()))
                 }),
                 value: shard.value_mut(i),
+                patchable,
             });
             // A closure that panics leaves the entry as it was; the expired
             // entry the lookup removed is still notified first.

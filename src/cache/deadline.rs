@@ -4,6 +4,7 @@
 //! [`compute`](Cache::compute) whose times to live count from a clock
 //! reading the caller took.
 
+use super::compute::Sees;
 use super::Cache;
 use crate::compute::{Current, Decision};
 use crate::error::CapacityError;
@@ -42,7 +43,7 @@ where
         now: u64,
         f: impl FnOnce(Option<Current<'_, V>>) -> (Decision<V>, R),
     ) -> Result<R, CapacityError<K, V>> {
-        self.compute_marked(key, &mut None, false, Some(now), None, |slot, _| {
+        self.compute_marked(key, &mut None, Sees::Live, Some(now), None, |slot, _| {
             let (decision, r) = f(slot.map(|s| Current {
                 value: &*s.value,
                 ttl: s.ttl,

@@ -254,7 +254,11 @@ impl<K: Hash + Eq, V> Aside<K, V> {
                 // over, say). Nothing to apply, nothing lost.
                 return Ok(());
             }
-            let slot = outside.as_mut().map(|value| Slot { value, ttl: None });
+            let slot = outside.as_mut().map(|value| Slot {
+                value,
+                ttl: None,
+                patchable: None,
+            });
             let (value, _) = splicer
                 .splice(slot, w.offset, w.bytes, 0)
                 .ok_or_else(damaged)?;
@@ -296,6 +300,7 @@ impl<K: Hash + Eq, V> Aside<K, V> {
                 let slot = Slot {
                     value: &mut value,
                     ttl: None,
+                    patchable: None,
                 };
                 match splicer.splice(Some(slot), w.offset, w.bytes, 0) {
                     Some((value, hidden)) => (Decision::Put(value, Ttl::Keep), hidden, ()),

@@ -62,11 +62,13 @@ pub(super) fn append(
 /// closure: puts the current value (zero-padded to `offset` if shorter)
 /// with `bytes` written at `offset`, the key's expiry kept, and answers the
 /// new length. A write that starts at or past the value's end grows it as
-/// [`append`] does (in place when it can, with room to grow); one that
-/// covers some of the value's bytes builds a new buffer, since the bytes the
-/// slot holds must stay as they are (see [`Slot`]), with room to grow only
-/// if the value gets longer (as Redis's `sdsgrowzero`). A new key gets
-/// exactly `offset` zeros and `bytes`.
+/// [`append`] does (in place when it can, with room to grow). One that
+/// covers some of the value's bytes writes them in place when the slot is
+/// [`patchable`](Slot::patchable) and no reader holds the value's buffer (a
+/// reader's bytes never change); otherwise it builds a new buffer, since
+/// the bytes the slot holds must stay as they are (see [`Slot`]), with room
+/// to grow only if the value gets longer (as Redis's `sdsgrowzero`). A new
+/// key gets exactly `offset` zeros and `bytes`.
 pub(super) fn set_range(
     cur: Option<Slot<'_, Bytes>>,
     offset: usize,
@@ -74,7 +76,18 @@ pub(super) fn set_range(
     room: usize,
 ) -> (Decision<Bytes>, u64, Result<usize, KvError>) {
     match cur {
-        Some(slot) if offset < slot.value.len() => overwrite(slot, offset, bytes, room),
+        Some(slot) if offset < slot.value.len() => {
+            let patched = slot
+                .patchable
+                .and_then(|hidden| overwrite_in_place(slot.value, offset, bytes, room, hidden));
+            match patched {
+                Some((new, spare)) => {
+                    let len = new.len();
+                    (Decision::Put(new, Ttl::Keep), spare, Ok(len))
+                }
+                None => overwrite(slot, offset, bytes, room),
+            }
+        }
         cur => {
             let old_len = cur.as_ref().map_or(0, |s| s.value.len());
             write_after(cur, offset - old_len, bytes, room)
@@ -113,7 +126,7 @@ impl Splicer<String, Bytes> for BytesSplicer {
         }
         let mut cur = cur;
         if let Some(slot) = cur.as_mut() {
-            if let Some(done) = overwrite_in_place(slot.value, offset, bytes, room) {
+            if let Some(done) = overwrite_in_place(slot.value, offset, bytes, room, u64::MAX) {
                 return Some(done);
             }
         }
@@ -125,22 +138,30 @@ impl Splicer<String, Bytes> for BytesSplicer {
 }
 
 /// `bytes` written at `offset` of `value`'s own bytes in its buffer, when
-/// nothing else holds the buffer and it keeps no more than `room` bytes;
+/// nothing else holds the buffer (no reader has a handle on it), it keeps
+/// no more than `room` bytes, and its spare capacity is at most `hidden`;
 /// the value (taken, `value` left empty) and its spare capacity. `None`,
-/// with `value` as it was, otherwise. For recovery only (see
-/// [`BytesSplicer`]).
+/// with `value` as it was, otherwise. For recovery (see [`BytesSplicer`])
+/// and for a live write whose slot is
+/// [`patchable`](crate::compute::Slot::patchable), with the entry's hidden
+/// weight: the write then weighs no more than the entry did.
 fn overwrite_in_place(
     value: &mut Bytes,
     offset: usize,
     bytes: &[u8],
     room: usize,
+    hidden: u64,
 ) -> Option<(Bytes, u64)> {
     let end = offset.checked_add(bytes.len())?;
     if end > value.len() {
         return None;
     }
+    let fits = |buf: &bytes::BytesMut| {
+        buf.capacity() <= room.max(buf.len())
+            && u64::try_from(buf.capacity() - buf.len()).is_ok_and(|spare| spare <= hidden)
+    };
     match std::mem::take(value).try_into_mut() {
-        Ok(mut buf) if buf.capacity() <= room.max(buf.len()) => {
+        Ok(mut buf) if fits(&buf) => {
             buf[offset..end].copy_from_slice(bytes);
             let spare = u64::try_from(buf.capacity() - buf.len()).unwrap_or(u64::MAX);
             Some((buf.freeze(), spare))
@@ -274,7 +295,11 @@ mod tests {
     /// Runs `append` on `value` as the store would, with the store's handle
     /// in a slot; returns the slot's value (as left) and the new one.
     fn run(value: &mut Bytes, extra: &[u8]) -> (Bytes, u64) {
-        let slot = Slot { value, ttl: None };
+        let slot = Slot {
+            value,
+            ttl: None,
+            patchable: None,
+        };
         match append(Some(slot), extra, MAX_STRING_LEN) {
             (Decision::Put(new, Ttl::Keep), spare, Ok(len)) => {
                 assert_eq!(len, new.len());
@@ -318,7 +343,11 @@ mod tests {
 
     /// Runs `set_range` on `value` as the store would.
     fn run_set_range(value: &mut Bytes, offset: usize, bytes: &[u8]) -> (Bytes, u64) {
-        let slot = Slot { value, ttl: None };
+        let slot = Slot {
+            value,
+            ttl: None,
+            patchable: None,
+        };
         match set_range(Some(slot), offset, bytes, MAX_STRING_LEN) {
             (Decision::Put(new, Ttl::Keep), spare, Ok(len)) => {
                 assert_eq!(len, new.len());
@@ -360,6 +389,7 @@ mod tests {
         let slot = Slot {
             value: &mut stored,
             ttl: None,
+            patchable: None,
         };
         let (new, spare) = splicer.splice(Some(slot), 1, b"XY", 0).expect("spliced");
         assert_eq!((&new[..], spare, new.as_ptr()), (&b"aXYdef"[..], 0, at));
@@ -370,6 +400,7 @@ mod tests {
         let slot = Slot {
             value: &mut stored,
             ttl: None,
+            patchable: None,
         };
         let (new, _) = splicer.splice(Some(slot), 0, b"Z", 0).expect("spliced");
         assert_eq!((&new[..], &reader[..]), (&b"ZXYdef"[..], &b"aXYdef"[..]));
@@ -382,6 +413,7 @@ mod tests {
         let slot = Slot {
             value: &mut stored,
             ttl: None,
+            patchable: None,
         };
         let (new, spare) = splicer.splice(Some(slot), 0, b"Q", 8).expect("spliced");
         assert_eq!((&new[..], spare), (&b"Qbc"[..], 0));
@@ -398,6 +430,7 @@ mod tests {
         let slot = Slot {
             value: &mut stored,
             ttl: None,
+            patchable: None,
         };
         let long = vec![0; MAX_STRING_LEN - 1];
         let (decision, _, r) = append(Some(slot), &long, MAX_STRING_LEN);
