@@ -76,7 +76,9 @@ fn a_failed_destroy_all_under_a_buffering_log_reindexes_only_live_sessions() {
     assert!(live.iter().all(|id| indexed.contains(id.as_str())));
 
     storage.heal();
-    store.sync().expect("repaired");
+    // The first `sync` may report a failure no caller was told of yet (a
+    // background repair that ran while the storage still failed).
+    assert!((0..10).any(|_| store.sync().is_ok()), "repaired");
     assert_eq!(store.destroy_all_for_user("ann").expect("healthy"), 2);
     drop(store);
     let store = open();
