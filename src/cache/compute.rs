@@ -203,7 +203,7 @@ where
                 {
                     let held = Held::of(&mut *shard);
                     let found = self.inner.weights.weigh(&key, shard.value_mut(i), 0, held);
-                    Some(shard.weight_of(&env, hash, &key).saturating_sub(found))
+                    Some(shard.weight_at(&env, i).saturating_sub(found))
                 }
                 _ => None,
             };

@@ -26,16 +26,19 @@ where
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
     /// Called with shard `s` write-locked, before a write that grows it by
-    /// `need`: evicts by the policy from the other shards until the shared
-    /// budget has `need` units free, then reserves them for the write (see
-    /// [`Shard::prepay`]), so that no racing writer takes the room made for
-    /// it. Other shards are only tried (`try_write`), never waited for, so
+    /// `need`: evicts by the policy from the other shards until the cache's
+    /// shared `budget` has `need` units free, then reserves them for the
+    /// write (see [`Shard::prepay`]), so that no racing writer takes the
+    /// room made for it. Other shards are only tried (`try_write`), never waited for, so
     /// two writers holding each other's shard cannot deadlock; a shard busy
     /// at that moment is skipped. Evicted entries go to `removed`.
-    pub(crate) fn make_room(&self, s: usize, need: u64, removed: &mut Removed<K, V>) -> Room {
-        let Some(budget) = self.budget() else {
-            return Room::Short;
-        };
+    pub(crate) fn make_room(
+        &self,
+        s: usize,
+        need: u64,
+        budget: &Budget,
+        removed: &mut Removed<K, V>,
+    ) -> Room {
         for _ in 0..PASSES {
             let (progress, busy) = self.room_pass(s, need, budget, removed);
             if budget.try_reserve(need) {
@@ -164,7 +167,7 @@ where
             let need = weight.saturating_sub(old);
             let own_spare = shard.weight().saturating_sub(old);
             if need > budget.available().saturating_add(own_spare) {
-                if let Room::Reserved(n) = self.make_room(s, need - own_spare, removed) {
+                if let Room::Reserved(n) = self.make_room(s, need - own_spare, budget, removed) {
                     shard.prepay(n);
                 }
             }
@@ -181,7 +184,7 @@ where
         let mut round = 0;
         while let Err((key, value)) = attempt {
             let need = weight.saturating_sub(shard.weight_of(env, hash, &key));
-            let room = self.make_room(s, need, removed);
+            let room = self.make_room(s, need, budget, removed);
             if let Room::Reserved(n) = room {
                 shard.prepay(n);
             }

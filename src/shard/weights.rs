@@ -15,7 +15,7 @@ use crate::weigher::Weights;
 impl<K, V> Shard<K, V> {
     /// The weight token `idx` was given when it was last written.
     #[inline]
-    pub(super) fn weight_at<S>(&self, env: &Env<'_, K, V, S>, idx: u32) -> u64 {
+    pub(crate) fn weight_at<S>(&self, env: &Env<'_, K, V, S>, idx: u32) -> u64 {
         self.stored_weight(env.weights, idx)
     }
 
