@@ -95,9 +95,10 @@ that same shard; it would wait for itself forever";
 /// A reader-writer lock around one shard; its readers count in a
 /// [`ReaderCounts`] shared by the cache's shards.
 ///
-/// `repr(C)` keeps the flag, the owner, the index and the sleepers' count
-/// in the 8 bytes before the data, so the lock's first line also holds the
-/// shard's hot fields.
+/// `repr(C)` keeps the flag, the owner, the index, the sleepers' count and
+/// the reader counts' address in the 16 bytes before the data, so the lock's
+/// first line, which every read must load, also holds the shard's hot
+/// fields: a read touches no other line of the lock.
 #[repr(C)]
 pub(crate) struct ShardLock<T> {
     /// 1 while a writer holds the lock: it closed the shard to readers and
@@ -113,9 +114,10 @@ pub(crate) struct ShardLock<T> {
     /// Threads asleep on this lock, or about to be: the leaving writer
     /// wakes them when it is not zero.
     waiting: AtomicU16,
+    /// The readers' counters; every read follows this pointer to its own.
+    counts: crate::sync::Arc<ReaderCounts>,
     parking: Parking,
     data: UnsafeCell<T>,
-    counts: crate::sync::Arc<ReaderCounts>,
 }
 
 #[allow(unsafe_code)]

@@ -33,6 +33,16 @@ fn lock(v: u64) -> Arc<ShardLock<u64>> {
     ))
 }
 
+/// Everything a read of the lock loads, and the data's first 48 bytes, lie
+/// in the lock's first line.
+#[test]
+#[cfg(not(loom))]
+fn a_read_loads_one_line_of_the_lock() {
+    assert_eq!(std::mem::offset_of!(ShardLock<[u64; 6]>, data), 16);
+    assert!(std::mem::offset_of!(ShardLock<[u64; 6]>, counts) < 16);
+    assert!(std::mem::align_of::<crate::sync::CacheAligned<ShardLock<u64>>>() >= 64);
+}
+
 #[test]
 fn counters_of_one_slot_share_blocks_and_slots_do_not() {
     let c = ReaderCounts::with_slots(40, 3);

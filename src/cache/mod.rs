@@ -96,8 +96,9 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
 pub(crate) type ShardLock<K, V> = CacheAligned<Lock<Shard<K, V>>>;
 
 pub(crate) struct Inner<K, V, S> {
-    /// Each shard's lock word is followed, in the same cache line, by the
-    /// shard fields every operation reads; see [`Shard`]. Shards never share
+    /// Each shard's lock words (its flags and the reader counts' address)
+    /// are followed, in the same cache line, by the shard fields every
+    /// operation reads; see [`Shard`]. Shards never share
     /// a line. Shared with the log's rewrites (see `journaling.rs`), which
     /// must not hold the cache itself.
     shards: Arc<[ShardLock<K, V>]>,

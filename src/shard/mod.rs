@@ -49,10 +49,10 @@ use std::hash::{BuildHasher, Hash};
 use table::Table;
 
 /// The fields every operation touches, the table and the slab, come first:
-/// the cache keeps each shard's lock word right before it (see `Cache`), so
-/// they share the lock's cache line. Taking the lock, shared or exclusive,
-/// makes that line this core's own, so reading them (and a writer updating
-/// the table's counts) costs no further miss.
+/// the cache keeps each shard's lock words right before it (see `Cache`),
+/// so they share the lock's cache line. Taking the lock, shared or
+/// exclusive, loads that line, so reading them (and a writer updating the
+/// table's counts) costs no further miss.
 #[repr(C)]
 pub(crate) struct Shard<K, V> {
     table: Table,

@@ -38,17 +38,13 @@ const TAG_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The token index of one shard (see the module docs).
 ///
-/// 32 bytes, so that it fits beside the shard lock's word in one cache line
-/// (see `Shard`): counts as `u32` (tokens are `u32` anyway), slots as a
-/// boxed slice; the token mask, which every probe uses, is kept in what
-/// would otherwise be padding.
+/// 24 bytes, so that it fits beside the shard lock's words in one cache
+/// line (see `Shard`): counts as `u32` (tokens are `u32` anyway), slots as
+/// a boxed slice, whose length (a power of two) also gives the token bits.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Table {
     slots: Box<[u32]>,
-    bits: u32,
-    /// `2^bits - 1`: a slot's token bits.
-    mask: u32,
     /// Live slots.
     len: u32,
     /// Deleted slots.
@@ -61,8 +57,6 @@ impl Table {
         let bits = Self::bits_for(capacity);
         Self {
             slots: vec![EMPTY; 1 << bits].into_boxed_slice(),
-            bits,
-            mask: (1 << bits) - 1,
             len: 0,
             tombs: 0,
         }
@@ -89,9 +83,15 @@ impl Table {
         self.slots.len() * std::mem::size_of::<u32>()
     }
 
+    /// `2^bits - 1`: a slot's token bits, as many as the table has slots.
     #[inline]
     fn token_mask(&self) -> u32 {
-        self.mask
+        (self.slots.len() - 1) as u32
+    }
+
+    /// The table's size as a power of two.
+    fn bits(&self) -> u32 {
+        self.slots.len().trailing_zeros()
     }
 
     /// The tag bits of `hash` at this size (token bits zero).
@@ -141,9 +141,9 @@ impl Table {
         let (len, tombs) = (self.len as usize, self.tombs as usize);
         if (len + tombs + 1) * 8 > self.slots.len() * 7 {
             let bits = if (len + 1) * 8 > self.slots.len() * 5 {
-                self.bits + 1
+                self.bits() + 1
             } else {
-                self.bits
+                self.bits()
             };
             self.rebuild(bits, &hash_of);
         }
@@ -203,8 +203,6 @@ impl Table {
     fn rebuild(&mut self, bits: u32, hash_of: &impl Fn(u32) -> u64) {
         let old_mask = self.token_mask();
         let old = std::mem::replace(&mut self.slots, vec![EMPTY; 1 << bits].into_boxed_slice());
-        self.bits = bits;
-        self.mask = (1 << bits) - 1;
         self.tombs = 0;
         for s in old.into_vec() {
             if s < TOMB {
@@ -257,7 +255,7 @@ mod tests {
 
     #[test]
     fn fits_beside_the_lock_word() {
-        assert_eq!(std::mem::size_of::<Table>(), 32);
+        assert_eq!(std::mem::size_of::<Table>(), 24);
     }
 
     #[test]
