@@ -5,6 +5,7 @@
 //! TTL survives a restart. [`MockClock`] drives both by hand in tests.
 
 use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::wallclock::{Now, WallOrigin};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of time for a cache.
@@ -151,12 +152,22 @@ pub(crate) struct Millis {
     clock: Arc<dyn Clock>,
     /// The clock's milliseconds when the cache was built.
     origin: u64,
+    /// The Unix time of the cache's millisecond 0 (see `wallclock.rs`),
+    /// shared by the clones (the log's rewrites convert with it).
+    wall: Arc<WallOrigin>,
 }
 
 impl Millis {
     pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
         let origin = Self::read(&*clock);
-        Self { clock, origin }
+        let wall = Self::system_wall(&*clock);
+        let mut millis = Self {
+            clock,
+            origin,
+            wall: Arc::new(WallOrigin::new(wall, 1)),
+        };
+        millis.wall = Arc::new(WallOrigin::new(wall, millis.now()));
+        millis
     }
 
     fn read(clock: &dyn Clock) -> u64 {
@@ -172,9 +183,23 @@ impl Millis {
             .saturating_add(1)
     }
 
-    /// Wall-clock Unix milliseconds.
+    /// The clock's wall time in Unix milliseconds.
+    fn system_wall(clock: &dyn Clock) -> u64 {
+        u64::try_from(clock.wall().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// One reading of both clocks: the cache's milliseconds and its wall
+    /// clock (Unix milliseconds) through its origin, which follows the
+    /// clock's wall time when the two part (see `wallclock.rs`).
+    pub(crate) fn reading(&self) -> Now {
+        let wall = Self::system_wall(&*self.clock);
+        let tick = self.now();
+        self.wall.at(wall, tick, || Self::system_wall(&*self.clock))
+    }
+
+    /// The cache's wall clock now, in Unix milliseconds.
     pub(crate) fn wall_now(&self) -> u64 {
-        u64::try_from(self.clock.wall().as_millis()).unwrap_or(u64::MAX)
+        self.reading().wall_ms()
     }
 }
 

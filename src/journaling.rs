@@ -23,7 +23,6 @@ use serde::Serialize;
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Weak;
-use std::time::Duration;
 
 /// Slab slots a log rewrite reads per hold of a shard's read lock.
 const REWRITE_CHUNK: usize = 1024;
@@ -91,7 +90,7 @@ where
             (Some(k), Some(found)) => RecordRef::Insert {
                 key: k,
                 value: found.value,
-                expires_at: found.deadline.map(|d| self.wall_ms(d, env.now())),
+                expires_at: found.deadline.map(|d| self.wall_ms(d)),
             },
             (Some(k), None) => RecordRef::Remove { key: k },
             (None, _) => RecordRef::Remove { key: owned? },
@@ -269,7 +268,8 @@ where
     /// [`Cycle`] (nothing applied) if the wait for the key's shard would
     /// close a cycle of waits: the rollback gives the record back.
     fn apply_undo(&self, record: Record<K, V>) -> Result<Removed<K, V>, Cycle> {
-        let wall = self.wall_clock_ms();
+        let clock = self.clock_reading();
+        let wall = clock.wall_ms();
         let (key, value, expires_at) = match record {
             Record::Insert {
                 key,
@@ -288,12 +288,7 @@ where
         let mut shard = self.shard(s).write_or_cycle()?;
         match value {
             Some(value) if expires_at.is_none_or(|at| at > wall) => {
-                let deadline = expires_at.map(|at| {
-                    crate::shard::expiry::deadline_after(
-                        env.now(),
-                        Duration::from_millis(at - wall),
-                    )
-                });
+                let deadline = expires_at.map(|at| clock.tick_of(at));
                 let _ = shard.insert(&env, hash, key, value, 0, deadline, &mut removed);
             }
             _ => {
@@ -369,8 +364,8 @@ where
                     bytes.clear();
                     ends.clear();
                     estimates.clear();
-                    let now_ms = self.clock.now();
-                    let wall = self.clock.wall_now();
+                    let clock = self.clock.reading();
+                    let now_ms = clock.tick;
                     let now = LazyNow::new(|| now_ms);
                     let mut failed = None;
                     let shard = shard.read_or_cycle().map_err(cycle)?;
@@ -383,8 +378,7 @@ where
                             let record = RecordRef::Insert {
                                 key,
                                 value,
-                                expires_at: deadline
-                                    .map(|d| wall.saturating_add(d.saturating_sub(now_ms))),
+                                expires_at: deadline.map(|d| clock.wall_ms_of(d)),
                             };
                             match journal.encode_into(record, &mut bytes) {
                                 Ok(()) => {

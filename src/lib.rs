@@ -158,6 +158,7 @@ mod sync;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod tier;
 mod waits;
+mod wallclock;
 mod weigher;
 
 pub use builder::{BuildError, CacheBuilder, MAX_TTL_DAYS};

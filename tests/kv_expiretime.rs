@@ -89,3 +89,100 @@ fn a_wall_clock_step_moves_expiretime_and_not_the_time_left() {
     clock.set_wall(Duration::from_millis((WALL_S + 3600) * 1000 + 5));
     assert_eq!(int(store.execute(&["PEXPIRETIME", "k"])), later);
 }
+
+/// Across a restart of a persistent store, `PEXPIRETIME` answers the
+/// deadline set to the millisecond, whatever the sub-millisecond phase of the
+/// wall clock when it was set and when the store is reopened.
+#[test]
+fn absolute_deadlines_survive_a_restart_exactly() {
+    use shardcache::persist::{FileLog, Fsync, MemStorage};
+    for phase_us in (0..1000).step_by(125) {
+        for (reopen_us, rewrite) in [
+            (0, false),
+            (250, true),
+            (500, false),
+            (750, true),
+            (999, false),
+        ] {
+            let clock = MockClock::new();
+            clock.set_wall(Duration::from_secs(WALL_S) + Duration::from_micros(phase_us));
+            clock.advance(Duration::from_micros(phase_us * 7 % 1000));
+            let storage = MemStorage::new();
+            let open = || {
+                KvStore::builder()
+                    .clock(clock.clone())
+                    .build_persistent(FileLog::with_storage(storage.clone(), Fsync::Always))
+                    .expect("load")
+                    .0
+            };
+            let at_ms = (WALL_S as i64 + 100) * 1000 + 123;
+            let ms = at_ms.to_string();
+            let store = open();
+            store.execute(&["SET", "a", "v", "PXAT", &ms]);
+            store.execute(&["SET", "b", "v"]);
+            store.execute(&["PEXPIREAT", "b", &ms]);
+            store.execute(&["SET", "c", "v", "PX", "50000"]);
+            let c = int(store.execute(&["PEXPIRETIME", "c"]));
+            clock.advance(Duration::from_micros(reopen_us / 2));
+            if rewrite {
+                store.rewrite_log().expect("rewrite");
+            }
+            drop(store);
+            clock.advance(Duration::from_micros(reopen_us));
+            let store = open();
+            let what = format!("phase {phase_us} us, reopened {reopen_us} us later");
+            assert_eq!(int(store.execute(&["PEXPIRETIME", "a"])), at_ms, "{what}");
+            assert_eq!(int(store.execute(&["PEXPIRETIME", "b"])), at_ms, "{what}");
+            assert_eq!(int(store.execute(&["PEXPIRETIME", "c"])), c, "{what}");
+        }
+    }
+}
+
+/// A clock whose every monotonic read takes a millisecond: a replay that
+/// reads the clock once per record takes as many milliseconds as it has
+/// records.
+#[derive(Clone)]
+struct Slow(MockClock);
+
+impl shardcache::Clock for Slow {
+    fn monotonic(&self) -> Duration {
+        self.0.advance(Duration::from_millis(1));
+        self.0.monotonic()
+    }
+    fn wall(&self) -> Duration {
+        self.0.wall()
+    }
+}
+
+/// However long the replay takes, every deadline comes back on the
+/// millisecond it was set to: a key does not live longer for having been
+/// replayed late in a long log.
+#[test]
+fn a_slow_replay_moves_no_deadline() {
+    use shardcache::persist::{FileLog, Fsync, MemStorage};
+    let clock = MockClock::new();
+    clock.set_wall(Duration::from_secs(WALL_S));
+    let storage = MemStorage::new();
+    let at_ms = (WALL_S as i64 + 3600) * 1000 + 7;
+    {
+        let store = KvStore::builder()
+            .clock(clock.clone())
+            .build_persistent(FileLog::with_storage(storage.clone(), Fsync::Always))
+            .expect("load")
+            .0;
+        for i in 0..300 {
+            store.execute(&["SET", &format!("k{i}"), "v", "PXAT", &at_ms.to_string()]);
+        }
+        store.execute(&["PEXPIREAT", "k0", &(at_ms + 1).to_string()]);
+    }
+    let store = KvStore::builder()
+        .clock(Slow(clock.clone()))
+        .build_persistent(FileLog::with_storage(storage, Fsync::Always))
+        .expect("load")
+        .0;
+    for i in 0..300 {
+        let want = if i == 0 { at_ms + 1 } else { at_ms };
+        let got = int(store.execute(&["PEXPIRETIME", &format!("k{i}")]));
+        assert_eq!(got, want, "k{i}");
+    }
+}

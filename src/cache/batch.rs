@@ -103,7 +103,8 @@ where
     /// so readers see the batch whole or undone; returns the removals for
     /// the listener, counted as statistics count them.
     pub(crate) fn undo_batch(&self, parts: Vec<Part<K, V>>) -> Removed<K, V> {
-        let wall = self.wall_clock_ms();
+        let clock = self.clock_reading();
+        let wall = clock.wall_ms();
         let env = self.write_env(0);
         let (mut removed, mut undone) = (Removed::new(), Removed::new());
         let restores = |p: &Part<K, V>| match p {
@@ -139,8 +140,7 @@ where
                     expires_at,
                 } = part
                 {
-                    let deadline = expires_at
-                        .map(|at| deadline_after(env.now(), Duration::from_millis(at - wall)));
+                    let deadline = expires_at.map(|at| clock.tick_of(at));
                     let h = locked.hash(i);
                     let shard = locked.shard_mut(i);
                     let _ = shard.insert(&env, h, key, value, 0, deadline, &mut removed);
@@ -223,13 +223,13 @@ where
             } else if plan.is_empty() {
                 Ok(r)
             } else {
-                let wall = |d: u64| self.wall_ms(d, env.now());
+                let wall = |d: u64| self.wall_ms(d);
                 match self.encode(|| batch_record(keys, &plan, wall)) {
                     Err(e) => {
                         refused = Some(e);
                         Ok(r)
                     }
-                    Ok(record) => match self.batch_undo(&locked, keys, &idx, &plan, &env) {
+                    Ok(record) => match self.batch_undo(&locked, keys, &idx, &plan) {
                         // No undo record (the keys' values are too large
                         // for one): a batch the log failed to keep could
                         // not be undone, so it is refused.
@@ -335,7 +335,6 @@ where
         keys: &[K],
         idx: &[Option<u32>],
         plan: &Plan<V>,
-        env: &Env<'_, K, V, S>,
     ) -> Result<Option<Vec<u8>>, PersistError> {
         let Some(journal) = self.journal().filter(|j| j.undoable()) else {
             return Ok(None);
@@ -348,7 +347,7 @@ where
                     PartRef::Insert {
                         key: &keys[i],
                         value: found.value,
-                        expires_at: found.deadline.map(|d| self.wall_ms(d, env.now())),
+                        expires_at: found.deadline.map(|d| self.wall_ms(d)),
                     }
                 }
                 None => PartRef::Remove { key: &keys[i] },

@@ -233,7 +233,7 @@ where
                 Ttl::Never => None,
                 Ttl::After(d) => self.stored_deadline(Some(deadline_after(env.now(), d))),
             };
-            let wall = |deadline: Option<u64>| deadline.map(|d| self.wall_ms(d, env.now()));
+            let wall = |deadline: Option<u64>| deadline.map(|d| self.wall_ms(d));
             let decision = match refused {
                 Some(_) => Decision::Nothing,
                 None => decision,

@@ -1,6 +1,7 @@
-//! Deadlines on the cache's own millisecond clock, for a caller that keeps
-//! its own wall clock over it (`KvStore`, whose `EXPIRETIME` answers the
-//! deadline it was given): an entry's deadline as stored, and a
+//! Deadlines on the cache's own millisecond clock, for a caller that
+//! converts Unix times through the cache's wall clock (`KvStore`, whose
+//! `EXPIRETIME` answers the deadline it was given): the clock's reading,
+//! an entry's deadline as stored, and a
 //! [`compute`](Cache::compute) whose times to live count from a clock
 //! reading the caller took.
 
@@ -17,13 +18,15 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
-    /// The cache's clock now: milliseconds since it was built, plus one.
-    pub(crate) fn now_tick(&self) -> u64 {
-        self.inner.clock.now()
+    /// The cache's clock now (milliseconds since it was built, plus one)
+    /// and its wall clock at that instant (Unix milliseconds, through the
+    /// origin every conversion of the cache uses: see `wallclock.rs`).
+    pub(crate) fn clock_reading(&self) -> crate::wallclock::Now {
+        self.inner.clock.reading()
     }
 
     /// The deadline of a live `key` on the cache's clock (see
-    /// [`now_tick`](Self::now_tick)): `None` if absent or expired,
+    /// [`clock_reading`](Self::clock_reading)): `None` if absent or expired,
     /// `Some(None)` if it never expires. Does not count as an access.
     pub(crate) fn deadline<Q>(&self, key: &Q) -> Option<Option<u64>>
     where
@@ -34,7 +37,7 @@ where
     }
 
     /// [`compute`](Self::compute) at `now`, a reading of
-    /// [`now_tick`](Self::now_tick) taken just before: a time to live the
+    /// [`clock_reading`](Self::clock_reading) taken just before: a time to live the
     /// closure sets, and the one it sees, count from `now`, so a deadline
     /// lands exactly where the caller computed it.
     pub(crate) fn compute_at<R>(

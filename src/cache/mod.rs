@@ -307,7 +307,7 @@ where
             ),
             Expire::After(t) => self.stored_deadline(Some(deadline_after(env.now(), t))),
             Expire::Never => None,
-            Expire::Stored(t) => Some(deadline_after(env.now(), t)),
+            Expire::StoredAt(d) => Some(d),
         };
         if self.journal().is_none() {
             // No log: nothing to encode, undo or wait for.
@@ -335,7 +335,7 @@ where
             self.encode(|| RecordRef::Insert {
                 key: &key,
                 value: &value,
-                expires_at: deadline.map(|d| self.wall_ms(d, env.now())),
+                expires_at: deadline.map(|d| self.wall_ms(d)),
             })
         });
         let record = match record {
@@ -400,12 +400,11 @@ where
         }
     }
 
-    /// A monotonic deadline as wall-clock Unix milliseconds (what the log stores).
-    pub(crate) fn wall_ms(&self, deadline: u64, now: u64) -> u64 {
-        self.inner
-            .clock
-            .wall_now()
-            .saturating_add(deadline.saturating_sub(now))
+    /// A monotonic deadline as wall-clock Unix milliseconds (what the log
+    /// stores), through the cache's wall-clock origin: the same deadline
+    /// always gives the same time.
+    pub(crate) fn wall_ms(&self, deadline: u64) -> u64 {
+        self.inner.clock.reading().wall_ms_of(deadline)
     }
 
     /// The number of entries, including expired ones not yet reclaimed.
@@ -543,9 +542,10 @@ enum Expire {
     Default,
     After(Duration),
     Never,
-    /// This long from now, as a log holds it: the refresh windows' grace
-    /// (see [`stored_deadline`](Cache::stored_deadline)) already included.
-    Stored(Duration),
+    /// This deadline on the cache's clock, as a log holds it: the refresh
+    /// windows' grace (see [`stored_deadline`](Cache::stored_deadline))
+    /// already included.
+    StoredAt(u64),
 }
 
 #[cfg(test)]

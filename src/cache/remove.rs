@@ -82,27 +82,28 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.set_deadline_of(key, ttl, false)
+        self.set_deadline_of(key, NewDeadline::Ttl(ttl))
     }
 
-    /// [`set_ttl`](Self::set_ttl), with `stored` for a time to live as a log
-    /// holds it: the refresh windows' grace already included, and set on an
-    /// entry kept for those windows too (replay sets it as it was set).
-    pub(super) fn set_deadline_of<Q>(&self, key: &Q, ttl: Option<Duration>, stored: bool) -> bool
+    /// [`set_ttl`](Self::set_ttl), or with [`NewDeadline::Stored`] a
+    /// deadline as a log holds it: the refresh windows' grace already
+    /// included, and set on an entry kept for those windows too (replay sets
+    /// it as it was set).
+    pub(super) fn set_deadline_of<Q>(&self, key: &Q, new: NewDeadline) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let (hash, s) = self.locate(key);
         let mut env = self.env(s);
-        if stored {
-            env.grace = 0;
-        }
-        let deadline = ttl.map(|t| deadline_after(env.now(), t));
-        let deadline = if stored {
-            deadline
-        } else {
-            self.stored_deadline(deadline)
+        let deadline = match new {
+            NewDeadline::Ttl(ttl) => {
+                self.stored_deadline(ttl.map(|t| deadline_after(env.now(), t)))
+            }
+            NewDeadline::Stored(deadline) => {
+                env.grace = 0;
+                deadline
+            }
         };
         if let Err(e) = self.admit() {
             self.report(e);
@@ -114,7 +115,7 @@ where
             let applied = shard.set_expiry(&env, hash, key, deadline);
             let ticket = match shard.key_of(hash, key) {
                 Some(k) if applied && self.journal().is_some() => {
-                    let expires_at = deadline.map(|d| self.wall_ms(d, env.now()));
+                    let expires_at = deadline.map(|d| self.wall_ms(d));
                     match self.encode(|| RecordRef::Expire { key: k, expires_at }) {
                         Ok(record) => self.append(record, undo),
                         Err(e) => Ticket::Failed(e),
@@ -126,4 +127,12 @@ where
         };
         self.settle_or_report(ticket) && applied
     }
+}
+
+/// The deadline [`Cache::set_deadline_of`] sets.
+pub(super) enum NewDeadline {
+    /// A time to live from now (`None`: none), as a caller gives it.
+    Ttl(Option<Duration>),
+    /// A deadline on the cache's clock (`None`: none), as a log holds it.
+    Stored(Option<u64>),
 }

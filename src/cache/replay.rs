@@ -30,6 +30,7 @@
 //! that does not decode. So is a splice in the log of a cache without a
 //! splicer (one whose values are not byte strings).
 
+use super::remove::NewDeadline;
 use super::warm::WarmStart;
 use super::{Cache, Expire};
 use crate::builder::CacheBuilder;
@@ -72,11 +73,15 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         let identity = LogIdentity::of::<K, V>(self.log_schema.as_ref());
         let splicer = self.splicer.clone();
         let cache = self.build()?;
-        let now = cache.wall_clock_ms();
+        // Deadlines convert through the cache's wall-clock origin, all from
+        // one reading: a deadline lands on the millisecond it was logged
+        // with, however long the replay takes.
+        let clock = cache.clock_reading();
+        let now = clock.wall_ms();
         // Logged deadlines are stored ones: installed as they are, without
         // adding the refresh windows' grace again.
-        let ttl_from = |at: u64| std::time::Duration::from_millis(at - now);
-        let stored = |at: Option<u64>| at.map_or(Expire::Never, |at| Expire::Stored(ttl_from(at)));
+        let stored =
+            |at: Option<u64>| at.map_or(Expire::Never, |at| Expire::StoredAt(clock.tick_of(at)));
         let mut aside = Aside {
             lapsed: HashMap::new(),
             orphans: HashSet::new(),
@@ -131,7 +136,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
                             let _ = cache.try_insert_inner(key, value, stored(expires_at));
                         }
                         None => {
-                            cache.set_deadline_of(&key, expires_at.map(ttl_from), true);
+                            cache.set_deadline_of(
+                                &key,
+                                NewDeadline::Stored(expires_at.map(|at| clock.tick_of(at))),
+                            );
                         }
                     },
                     Record::Clear => {

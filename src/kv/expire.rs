@@ -2,8 +2,8 @@
 //! `NX`/`XX`/`GT`/`LT`), `TTL`, `PTTL`, `EXPIRETIME`, `PEXPIRETIME`,
 //! `PERSIST`, and the [`Expiry`] argument of `SET`/`GETEX`.
 
-use super::wallclock::Now;
 use super::{KvError, KvStore};
+use crate::wallclock::Now;
 use crate::{Decision, Ttl};
 use std::time::Duration;
 
@@ -286,9 +286,10 @@ impl KvStore {
     /// expires, -1 for a key without expiry, -2 for a missing key.
     ///
     /// Exactly the deadline a `PXAT`/`PEXPIREAT` set (and `EXAT`/`EXPIREAT`
-    /// in milliseconds), as Redis answers. The store keeps deadlines on its
-    /// monotonic clock, converted to and from Unix time with an origin fixed
-    /// per store; if the system's wall clock is stepped (by more than 10 ms
+    /// in milliseconds), as Redis answers, after a restart of a persistent
+    /// store too. The store keeps deadlines on its monotonic clock,
+    /// converted to and from Unix time (and to and from its log) with an
+    /// origin fixed per store; if the system's wall clock is stepped (by more than 10 ms
     /// against the monotonic clock), the origin follows it, and deadlines
     /// set before read back moved by the step (where Redis's stay and its
     /// `PTTL` moves).

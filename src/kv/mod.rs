@@ -70,7 +70,6 @@ mod reply;
 mod stats;
 mod strings;
 pub(crate) mod typed;
-mod wallclock;
 
 pub use bits::{BitRange, BitUnit};
 pub use error::KvError;
@@ -137,8 +136,6 @@ struct Shared {
     policy: &'static str,
     /// Wall-clock Unix ms at creation, for `INFO`'s uptime.
     started_ms: u64,
-    /// The store's wall clock over the cache's monotonic one.
-    wall: wallclock::WallOrigin,
     rng: AtomicU64,
 }
 
@@ -178,7 +175,6 @@ impl KvStore {
             max_memory,
             policy,
             started_ms: cache.wall_clock_ms(),
-            wall: wallclock::WallOrigin::new(cache.wall_clock_ms(), cache.now_tick()),
             rng: AtomicU64::new(seed),
         };
         Self {
@@ -274,12 +270,8 @@ impl KvStore {
 
     /// The clock: the cache's milliseconds and the store's wall clock in
     /// Unix milliseconds (Redis's `mstime()`) at the same instant.
-    fn now(&self) -> wallclock::Now {
-        let wall = self.cache.wall_clock_ms();
-        let tick = self.cache.now_tick();
-        self.shared
-            .wall
-            .at(wall, tick, || self.cache.wall_clock_ms())
+    fn now(&self) -> crate::wallclock::Now {
+        self.cache.clock_reading()
     }
 
     fn count_lookup(&self, hit: bool) {

@@ -1,13 +1,14 @@
-//! The store's wall clock: the cache's monotonic milliseconds plus an
-//! origin (the Unix time of the cache's millisecond 0), fixed per store.
+//! A cache's wall clock: its monotonic milliseconds plus an origin (the Unix
+//! time of the cache's millisecond 0), fixed per cache.
 //!
-//! A deadline given in Unix time (`PEXPIREAT`, `SET ... PXAT`) becomes a
-//! deadline on the monotonic clock through the origin, and `PEXPIRETIME`
-//! turns it back through the same origin, so it answers exactly what was
-//! set, while expiry itself runs on the monotonic clock (a wall-clock jump
-//! never expires or revives keys). Reading the two clocks separately at
-//! each conversion would not: each is cut to the millisecond, so their
-//! difference wobbles by one.
+//! A deadline given in Unix time (`PEXPIREAT`, `SET ... PXAT`, a deadline a
+//! log holds) becomes a deadline on the monotonic clock through the origin,
+//! and `PEXPIRETIME`, the log's records and its rewrites turn it back
+//! through the same origin, so each answers exactly what was set, before a
+//! restart and after it, while expiry itself runs on the monotonic clock (a
+//! wall-clock jump never expires or revives keys). Reading the two clocks
+//! separately at each conversion would not: each is cut to the
+//! millisecond, so their difference wobbles by one.
 //!
 //! The origin follows the system's wall clock when the two part by more
 //! than [`STEP_MS`] (a clock step, or drift adding up): deadlines already
@@ -30,16 +31,36 @@ pub(crate) struct WallOrigin(AtomicI64);
 pub(crate) struct Now {
     /// The cache's clock (what its deadlines count in).
     pub(crate) tick: u64,
-    /// The store's wall clock: `tick` plus the origin.
+    /// The cache's wall clock: `tick` plus the origin.
     pub(crate) wall: i64,
 }
 
 impl Now {
-    /// A deadline on the cache's clock in the store's Unix milliseconds.
+    /// A deadline on the cache's clock in the cache's Unix milliseconds.
     pub(crate) fn wall_of(self, deadline: u64) -> i64 {
         let tick = i64::try_from(self.tick).unwrap_or(i64::MAX);
         let deadline = i64::try_from(deadline).unwrap_or(i64::MAX);
         self.wall.saturating_add(deadline.saturating_sub(tick))
+    }
+
+    /// [`wall_of`](Self::wall_of) as an unsigned Unix time (0 before the
+    /// epoch), as logs store it.
+    pub(crate) fn wall_ms_of(self, deadline: u64) -> u64 {
+        u64::try_from(self.wall_of(deadline)).unwrap_or(0)
+    }
+
+    /// The store's wall clock as an unsigned Unix time (0 before the epoch).
+    pub(crate) fn wall_ms(self) -> u64 {
+        u64::try_from(self.wall).unwrap_or(0)
+    }
+
+    /// The cache's clock when the wall clock reads `wall_ms`: the inverse
+    /// of [`wall_ms_of`](Self::wall_ms_of) (0 before the cache's clock
+    /// began).
+    pub(crate) fn tick_of(self, wall_ms: u64) -> u64 {
+        let wall = i64::try_from(wall_ms).unwrap_or(i64::MAX);
+        let tick = i64::try_from(self.tick).unwrap_or(i64::MAX);
+        u64::try_from(tick.saturating_add(wall.saturating_sub(self.wall))).unwrap_or(0)
     }
 }
 
@@ -49,7 +70,7 @@ impl WallOrigin {
         Self(AtomicI64::new(origin(wall_ms, tick)))
     }
 
-    /// The store's clock at `tick`, the cache's clock read right after
+    /// The cache's wall clock at `tick`, the cache's clock read right after
     /// the system's wall clock read `wall_ms`. If the two have parted by
     /// more than [`STEP_MS`], the origin moves to the system's, provided
     /// `recheck` (the wall clock read again) is within a millisecond of
