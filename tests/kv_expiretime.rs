@@ -186,3 +186,73 @@ fn a_slow_replay_moves_no_deadline() {
         assert_eq!(got, want, "k{i}");
     }
 }
+
+/// Writers setting deadlines while another thread rewrites the log over
+/// and over: the reopened store answers every key's `PEXPIRETIME` as the
+/// live store did, to the millisecond.
+#[test]
+fn deadlines_survive_concurrent_rewrites_exactly() {
+    use shardcache::persist::{FileLog, Fsync, MemStorage};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let clock = MockClock::new();
+    clock.set_wall(Duration::from_secs(WALL_S) + Duration::from_micros(437));
+    let storage = MemStorage::new();
+    let open = |clock: &MockClock| {
+        KvStore::builder()
+            .clock(clock.clone())
+            .build_persistent(FileLog::with_storage(storage.clone(), Fsync::EverySecond))
+            .expect("load")
+            .0
+    };
+    let store = open(&clock);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                store.rewrite_log().expect("rewrite");
+            }
+        });
+        let writers: Vec<_> = (0..2)
+            .map(|t| {
+                let (store, clock) = (&store, &clock);
+                s.spawn(move || {
+                    for i in 0..2000u64 {
+                        let key = format!("t{t}k{}", i % 97);
+                        let at = (WALL_S * 1000 + 10_000 + i * 13 % 5000).to_string();
+                        match i % 4 {
+                            0 => store.execute(&["SET", &key, "v", "PXAT", &at]),
+                            1 => store.execute(&["SET", &key, "v", "PX", "60000"]),
+                            2 => store.execute(&["PEXPIREAT", &key, &at]),
+                            _ => store.execute(&["PEXPIRE", &key, "30000"]),
+                        };
+                        if i % 100 == 0 {
+                            clock.advance(Duration::from_micros(333));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("writer");
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    // One more rewrite, with the clocks' sub-millisecond phases where
+    // reading them separately cuts them to different milliseconds.
+    clock.advance(Duration::from_micros(400));
+    store.rewrite_log().expect("rewrite");
+    store.sync().expect("sync");
+    let keys: Vec<String> = (0..2)
+        .flat_map(|t| (0..97).map(move |k| format!("t{t}k{k}")))
+        .collect();
+    let before: Vec<i64> = keys
+        .iter()
+        .map(|k| int(store.execute(&["PEXPIRETIME", k])))
+        .collect();
+    drop(store);
+    clock.advance(Duration::from_micros(640));
+    let store = open(&clock);
+    for (k, want) in keys.iter().zip(before) {
+        assert_eq!(int(store.execute(&["PEXPIRETIME", k])), want, "{k}");
+    }
+}
