@@ -442,7 +442,12 @@ where
         (self.inner.tti, self.inner.clock.wall_now())
     }
 
-    /// Wall-clock Unix milliseconds from the cache's clock (what persistence writes).
+    /// Wall-clock Unix milliseconds from the cache's clock: its monotonic
+    /// milliseconds plus an origin, the Unix time of its first millisecond,
+    /// that follows the clock's wall time once the two part by more than
+    /// 10 ms (a step of the system clock). The log's deadlines convert
+    /// through the same origin, so a deadline written and read back lands
+    /// on the same millisecond.
     pub fn wall_clock_ms(&self) -> u64 {
         self.inner.clock.wall_now()
     }
