@@ -161,13 +161,13 @@ impl Millis {
     pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
         let origin = Self::read(&*clock);
         let wall = Self::system_wall(&*clock);
-        let mut millis = Self {
+        // The wall clock was read at the cache's first millisecond (`now`
+        // counts from 1).
+        Self {
             clock,
             origin,
             wall: Arc::new(WallOrigin::new(wall, 1)),
-        };
-        millis.wall = Arc::new(WallOrigin::new(wall, millis.now()));
-        millis
+        }
     }
 
     fn read(clock: &dyn Clock) -> u64 {
