@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-/// How far the store's wall clock may be from the system's before its
+/// How far the cache's wall clock may be from the system's before its
 /// origin is moved: above the millisecond wobble of two separate clock
 /// reads, and small against any time to live worth setting.
 pub(crate) const STEP_MS: i64 = 10;
@@ -25,8 +25,8 @@ pub(crate) const STEP_MS: i64 = 10;
 #[derive(Debug)]
 pub(crate) struct WallOrigin(AtomicI64);
 
-/// One reading of the clock: the cache's milliseconds and the store's
-/// wall clock at that instant (Unix milliseconds).
+/// One reading of the clock: the cache's milliseconds and its wall clock
+/// at that instant (Unix milliseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Now {
     /// The cache's clock (what its deadlines count in).
@@ -49,7 +49,7 @@ impl Now {
         u64::try_from(self.wall_of(deadline)).unwrap_or(0)
     }
 
-    /// The store's wall clock as an unsigned Unix time (0 before the epoch).
+    /// The cache's wall clock as an unsigned Unix time (0 before the epoch).
     pub(crate) fn wall_ms(self) -> u64 {
         u64::try_from(self.wall).unwrap_or(0)
     }
@@ -107,6 +107,8 @@ mod tests {
         let now = o.at(1_000_100, 100, || 1_000_100);
         assert_eq!(now.wall, 1_000_099, "a millisecond of wobble: kept");
         assert_eq!(now.wall_of(5_100), 1_005_099);
+        assert_eq!(now.tick_of(now.wall_ms_of(5_100)), 5_100, "the inverse");
+        assert_eq!(now.tick_of(0), 0, "before the cache's clock began");
         let same = o.at(1_000_100 + STEP_MS as u64, 100, || 0);
         assert_eq!(same.wall, 1_000_099, "an interrupted reading moves nothing");
         let stepped = o.at(2_000_000, 200, || 2_000_000);

@@ -289,10 +289,10 @@ impl KvStore {
     /// in milliseconds), as Redis answers, after a restart of a persistent
     /// store too. The store keeps deadlines on its monotonic clock,
     /// converted to and from Unix time (and to and from its log) with an
-    /// origin fixed per store; if the system's wall clock is stepped (by more than 10 ms
-    /// against the monotonic clock), the origin follows it, and deadlines
-    /// set before read back moved by the step (where Redis's stay and its
-    /// `PTTL` moves).
+    /// origin fixed per store; if the system's wall clock is stepped (by
+    /// more than 10 ms against the monotonic clock), the origin follows it,
+    /// and deadlines set before read back moved by the step (where Redis's
+    /// stay and its `PTTL` moves).
     ///
     /// ```
     /// use shardcache::{kv::KvStore, MockClock};

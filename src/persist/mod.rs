@@ -11,7 +11,8 @@
 //! milliseconds, so a TTL survives a restart and what expired while the
 //! process was down is not loaded; deadlines convert to and from the log
 //! through one wall-clock origin per cache, so each comes back on the
-//! millisecond it was logged with, however long the replay takes), removals, TTL changes and clears;
+//! millisecond it was logged with, however long the replay takes),
+//! removals, TTL changes and clears;
 //! batches of inserts and removals made as one step (`KvStore`'s `MSET`,
 //! `RENAME`...), one record each, so a batch replays whole or not at all;
 //! and, for a [`KvStore`](crate::kv::KvStore), partial writes (`APPEND`,
