@@ -85,7 +85,7 @@ where
     {
         let journal = self.journal().filter(|j| j.undoable())?;
         let now = LazyNow::new(|| env.now());
-        let (tti, _) = self.tti_and_wall();
+        let tti = self.tti();
         let record = match (shard.key_of(hash, key), shard.peek(hash, key, &now, tti)) {
             (Some(k), Some(found)) => RecordRef::Insert {
                 key: k,

@@ -437,9 +437,9 @@ where
         self.inner.shards.len()
     }
 
-    /// The time-to-idle (ms) and the wall-clock now, for records.
-    pub(crate) fn tti_and_wall(&self) -> (Option<u64>, u64) {
-        (self.inner.tti, self.inner.clock.wall_now())
+    /// The time-to-idle (ms), for records.
+    pub(crate) fn tti(&self) -> Option<u64> {
+        self.inner.tti
     }
 
     /// Wall-clock Unix milliseconds from the cache's clock: its monotonic
