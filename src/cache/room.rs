@@ -108,8 +108,10 @@ where
     /// room in the shared budget if there is one: when this shard's own
     /// evictable weight cannot cover the growth, the other shards are asked
     /// first (see [`make_room`](Self::make_room)); and if the insert is still
-    /// refused (the policy kept naming entries it may not evict), they are
-    /// asked for the whole growth and the insert is tried once more.
+    /// refused (the policy kept naming entries it may not evict, or racing
+    /// writers held or took the room), they are asked for the whole growth
+    /// and the insert is tried again, on the lock waiters' schedule, while
+    /// another thread may free the room.
     ///
     /// `hidden` is weight the weigher cannot see in `value` (see
     /// [`compute_slot`](Self::compute_slot)); 0 for every other write.
