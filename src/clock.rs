@@ -183,6 +183,22 @@ impl Millis {
             .saturating_add(1)
     }
 
+    /// [`now`](Self::now), and how far past the start of that millisecond
+    /// the clock read (less than a millisecond), from one reading.
+    pub(crate) fn now_exact(&self) -> (u64, Duration) {
+        let d = self.clock.monotonic();
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let frac = d.saturating_sub(Duration::from_millis(ms));
+        (ms.saturating_sub(self.origin).saturating_add(1), frac)
+    }
+
+    /// [`now`](Self::now), and whether the clock read past the start of
+    /// that millisecond (as [`LazyNow`](crate::shard::LazyNow) takes it).
+    pub(crate) fn now_past(&self) -> (u64, bool) {
+        let (now, frac) = self.now_exact();
+        (now, !frac.is_zero())
+    }
+
     /// The clock's wall time in Unix milliseconds.
     fn system_wall(clock: &dyn Clock) -> u64 {
         u64::try_from(clock.wall().as_millis()).unwrap_or(u64::MAX)

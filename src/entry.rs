@@ -58,7 +58,25 @@ impl<K, V> Entry<K, V> {
         self.value
     }
 
-    /// Whether this call stored the value (`false`: it was already there).
+    /// Whether this call produced the value (its `init` ran), as moka's
+    /// `Entry::is_fresh`; `false`: the value was already there, or another
+    /// caller's load of the key produced it.
+    ///
+    /// A value produced here is returned even when the cache does not keep
+    /// it: too heavy for the cache (counted in `rejections`), written over
+    /// or removed while it loaded, or evicted or expired at once.
+    ///
+    /// ```
+    /// use shardcache::Cache;
+    /// let cache: Cache<u32, u64> = Cache::builder()
+    ///     .max_capacity(10)
+    ///     .weigher(|_, v: &u64| *v as u32)
+    ///     .build()?;
+    /// let e = cache.entry(1).or_insert_with(|| 50); // heavier than the cache
+    /// assert!(e.is_fresh());
+    /// assert!(!cache.contains_key(&1));
+    /// # Ok::<(), shardcache::BuildError>(())
+    /// ```
     pub fn is_fresh(&self) -> bool {
         self.fresh
     }

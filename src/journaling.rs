@@ -84,7 +84,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let journal = self.journal().filter(|j| j.undoable())?;
-        let now = LazyNow::new(|| env.now());
+        let now = LazyNow::new(|| env.reading());
         let tti = self.tti();
         let record = match (shard.key_of(hash, key), shard.peek(hash, key, &now, tti)) {
             (Some(k), Some(found)) => RecordRef::Insert {
@@ -366,7 +366,7 @@ where
                     estimates.clear();
                     let clock = self.clock.reading();
                     let now_ms = clock.tick;
-                    let now = LazyNow::new(|| now_ms);
+                    let now = LazyNow::new(|| (now_ms, false));
                     let mut failed = None;
                     let shard = shard.read_or_cycle().map_err(cycle)?;
                     next = shard.for_each_live_from(

@@ -52,10 +52,8 @@ use crate::compute::{Current, Ttl};
 use crate::listener::{RemovalCause, Removed};
 use crate::persist::journal::Ticket;
 use crate::persist::{Part, PartRef, PersistError, RecordRef};
-use crate::shard::expiry::deadline_after;
 use crate::shard::{Env, Inserted, Shard};
 use std::hash::{BuildHasher, Hash};
-use std::time::Duration;
 
 /// What a batch does with one of its keys.
 pub(crate) enum BatchWrite<V> {
@@ -280,7 +278,7 @@ where
                     let deadline = match ttl {
                         Ttl::Keep => idx[i].and_then(|ix| locked.shard(i).at(ix).deadline),
                         Ttl::Never => None,
-                        Ttl::After(d) => self.stored_deadline(Some(deadline_after(env.now(), d))),
+                        Ttl::After(d) => self.stored_deadline(Some(env.deadline_after(d))),
                     };
                     plan.push((i, Step::Put(v, deadline, 0)));
                 }
@@ -508,9 +506,9 @@ fn current<'a, K: Hash + Eq + 'static, V: 'static, S>(
         .map(|(i, ix)| {
             ix.map(|ix| {
                 let found = locked.shard(i).at(ix);
-                let ttl = found.deadline.map(|d| {
-                    Duration::from_millis(d.saturating_sub(env.grace).saturating_sub(env.now()))
-                });
+                let ttl = found
+                    .deadline
+                    .map(|d| env.left_until(d.saturating_sub(env.grace)));
                 Current {
                     value: found.value,
                     ttl,

@@ -186,7 +186,7 @@ where
     where
         K: Clone,
     {
-        let now = LazyNow::new(|| self.inner.clock.now());
+        let now = LazyNow::new(|| self.inner.clock.now_past());
         self.inner
             .shards
             .iter()

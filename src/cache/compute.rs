@@ -12,10 +12,8 @@ use crate::error::CapacityError;
 use crate::listener::{RemovalCause, Removed};
 use crate::persist::journal::Ticket;
 use crate::persist::{RawBytes, RecordRef};
-use crate::shard::expiry::deadline_after;
 use crate::shard::LoadId;
 use std::hash::{BuildHasher, Hash};
-use std::time::Duration;
 
 /// What a [`compute_marked`](Cache::compute_marked) closure is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,9 +207,9 @@ where
             };
             let held = Held::of(&mut *shard);
             let current = idx.map(|i| Slot {
-                ttl: existing.flatten().map(|d| {
-                    Duration::from_millis(d.saturating_sub(env.grace).saturating_sub(env.now()))
-                }),
+                ttl: existing
+                    .flatten()
+                    .map(|d| env.left_until(d.saturating_sub(env.grace))),
                 value: shard.value_mut(i),
                 patchable,
             });
@@ -231,7 +229,7 @@ where
             let deadline_for = |ttl: Ttl| match ttl {
                 Ttl::Keep => existing.flatten(),
                 Ttl::Never => None,
-                Ttl::After(d) => self.stored_deadline(Some(deadline_after(env.now(), d))),
+                Ttl::After(d) => self.stored_deadline(Some(env.deadline_after(d))),
             };
             let wall = |deadline: Option<u64>| deadline.map(|d| self.wall_ms(d));
             let decision = match refused {

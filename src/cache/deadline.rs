@@ -33,7 +33,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.peek_at(key, |_, deadline| deadline.map(|(d, _)| d))
+        self.peek_at(key, |_, deadline| deadline.map(|(d, _, _)| d))
     }
 
     /// [`compute`](Self::compute) at `now`, a reading of

@@ -58,7 +58,7 @@ where
     {
         let (hash, s) = self.locate_key(key);
         let clock_now = self.clock_now();
-        let now = LazyNow::new(|| clock_now);
+        let now = LazyNow::new(|| (clock_now, false));
         let found = {
             let shard = self.shard(s).read();
             shard.peek(hash, key, &now, self.tti_ms()).and_then(|f| {
@@ -87,7 +87,7 @@ where
     pub(super) fn still_due(&self, r: &Refresher<K, V>, key: &K) -> bool {
         let (hash, s) = self.locate_key(key);
         let clock_now = self.clock_now();
-        let now = LazyNow::new(|| clock_now);
+        let now = LazyNow::new(|| (clock_now, false));
         let shard = self.shard(s).read();
         let stored = shard
             .peek(hash, key, &now, self.tti_ms())
@@ -124,7 +124,7 @@ where
         let r = self.refresher().filter(|r| r.has_stale_if_error())?;
         let (hash, s) = self.locate_key(key);
         let clock_now = self.clock_now();
-        let now = LazyNow::new(|| clock_now);
+        let now = LazyNow::new(|| (clock_now, false));
         let shard = self.shard(s).read();
         let found = shard.peek(hash, key, &now, self.tti_ms())?;
         let within = r.serves_if_error(found.deadline?, clock_now);

@@ -17,6 +17,7 @@
 //! the value; the waiters, some of which may have come after the write,
 //! are not handed it but look again (and load again if the key is absent).
 
+use super::notify::Later;
 use super::reload::Reload;
 use super::{Cache, Expire};
 use crate::compute::{Decision, Ttl};
@@ -159,13 +160,21 @@ where
 
     /// Stores a loaded value with the cache's default time to live, unless
     /// a write to its key overtook the load `load` names (which this ends).
-    /// Returns false if one did, and nothing was stored.
-    pub(super) fn insert_loaded(&self, key: K, value: V, load: &mut Option<LoadId>) -> bool {
+    /// Returns `None` if one did, and nothing was stored; otherwise the
+    /// store's removals, for the listener once the load has landed (see
+    /// [`Later`]).
+    pub(super) fn insert_loaded(
+        &self,
+        key: K,
+        value: V,
+        load: &mut Option<LoadId>,
+    ) -> Option<Later<K, V>> {
+        let mut later = Later::new(self);
         let stored = self
-            .insert_for(key, value, Expire::Default, *load)
+            .insert_for(key, value, Expire::Default, *load, Some(later.removed()))
             .unwrap_or(true);
         *load = None;
-        stored
+        stored.then_some(later)
     }
 
     /// The value for `key`, loading it with `init` on a miss. While one
@@ -248,7 +257,7 @@ where
             key,
             |_| true,
             init,
-            |k, v, load| self.insert_loaded(k, v, load).then_some(()),
+            |k, v, load| self.insert_loaded(k, v, load),
         );
         self.or_stale(result, stale_key)
     }
@@ -326,7 +335,7 @@ where
                 key,
                 |_| true,
                 init,
-                |k, v, load| self.insert_loaded(k, v, load).then_some(()),
+                |k, v, load| self.insert_loaded(k, v, load),
             )
             .await;
         self.or_stale(result, stale_key)

@@ -42,10 +42,16 @@ where
     /// value not stored because its key was written during the load is not
     /// handed out: the waiters look again.
     fn finish(mut self, result: Result<V, ErrBox>) {
+        // The store's removals reach the listener once the flight has
+        // landed (see `Later`).
+        let mut later = None;
         let stored = match (&self.key, &result) {
-            (Some(key), Ok(v)) => self
-                .cache
-                .insert_loaded(key.clone(), v.clone(), &mut self.load),
+            (Some(key), Ok(v)) => {
+                later = self
+                    .cache
+                    .insert_loaded(key.clone(), v.clone(), &mut self.load);
+                later.is_some()
+            }
             _ => true,
         };
         self.cache.end_load(self.shard, &mut self.load);
@@ -57,6 +63,7 @@ where
         } else {
             State::Abandoned
         });
+        drop(later);
     }
 }
 
@@ -191,7 +198,7 @@ where
                         drop(spawn_left);
                         let result = guard.flight.polled_here(load()).await;
                         return super::load::lead(guard, result, |k, v, mark| {
-                            self.insert_loaded(k, v, mark).then_some(())
+                            self.insert_loaded(k, v, mark)
                         });
                     }
                 },

@@ -63,7 +63,6 @@ use crate::persist::journal::{Journal, Ticket};
 use crate::persist::RecordRef;
 use crate::policy::node::HitCount;
 use crate::refresh::Refresher;
-use crate::shard::expiry::deadline_after;
 use crate::shard::{Env, Inserted, LazyNow, LoadId, Lookup, Shard};
 use crate::shard_lock::ShardLock as Lock;
 use crate::stats::StatsCounters;
@@ -181,6 +180,7 @@ where
             weights: &self.inner.weights,
             clock: &self.inner.clock,
             now_ms: std::cell::Cell::new(None),
+            now_frac: std::cell::Cell::new(Duration::ZERO),
             tti: self.inner.tti,
             grace: self.refresher().map_or(0, Refresher::kept_past_ttl_ms),
             hits: self.inner.hits,
@@ -203,7 +203,7 @@ where
             return self.read_refreshing(r, key).map(|(v, _)| v);
         }
         let (hash, s) = self.locate(key);
-        let now = LazyNow::new(|| self.inner.clock.now());
+        let now = LazyNow::new(|| self.inner.clock.now_past());
         let found = {
             let shard = self.inner.shards[s].read();
             match shard.get(hash, key, &now, self.inner.tti, self.inner.hits) {
@@ -278,12 +278,14 @@ where
         value: V,
         expire: Expire,
     ) -> Result<(), CapacityError<K, V>> {
-        self.insert_for(key, value, expire, None).map(drop)
+        self.insert_for(key, value, expire, None, None).map(drop)
     }
 
     /// Inserts or replaces `key`. With `load`, the value is that read-through
     /// load's, whose mark this ends: stored only if no write to `key`
     /// overtook the load (`Ok(false)` when one did, and nothing changed).
+    /// With `later`, the write's removals are counted and left there for the
+    /// listener instead of handed to it.
     ///
     /// Always inlined, so that in a plain insert (no load) the check folds
     /// away: shared with the loads' stores as a call, it cost about 6
@@ -295,6 +297,7 @@ where
         value: V,
         expire: Expire,
         load: Option<LoadId>,
+        later: Option<&mut Removed<K, V>>,
     ) -> Result<bool, CapacityError<K, V>> {
         let (hash, s) = self.locate(&key);
         let env = self.env(s);
@@ -303,9 +306,9 @@ where
                 self.inner
                     .ttl
                     .of(&key, &value)
-                    .map(|t| deadline_after(env.now(), t)),
+                    .map(|t| env.deadline_after(t)),
             ),
-            Expire::After(t) => self.stored_deadline(Some(deadline_after(env.now(), t))),
+            Expire::After(t) => self.stored_deadline(Some(env.deadline_after(t))),
             Expire::Never => None,
             Expire::StoredAt(d) => Some(d),
         };
@@ -329,7 +332,7 @@ where
                     &mut removed,
                 )
             };
-            return self.inserted(result, removed, true);
+            return self.inserted(result, removed, true, later);
         }
         let record = self.admit().and_then(|()| {
             self.encode(|| RecordRef::Insert {
@@ -374,10 +377,11 @@ where
             (r, ticket)
         };
         let stands = self.settle_write(ticket, &mut removed);
-        self.inserted(result, removed, stands)
+        self.inserted(result, removed, stands, later)
     }
 
-    /// Counts an insert's outcome and hands its removals to the listener.
+    /// Counts an insert's outcome and hands its removals to the listener,
+    /// or leaves them in `later`.
     ///
     /// Always inlined: as a call (a plain `#[inline]` was not taken), it
     /// copied the removals out and cost about 20 instructions per insert.
@@ -387,15 +391,35 @@ where
         result: Result<Inserted, (K, V)>,
         removed: Removed<K, V>,
         stands: bool,
+        later: Option<&mut Removed<K, V>>,
     ) -> Result<bool, CapacityError<K, V>> {
         match result {
             Ok(kind) => {
-                self.after_write(removed, stands.then_some(kind), false);
+                self.after_write_or_later(removed, stands.then_some(kind), false, later);
                 Ok(true)
             }
             Err((key, value)) => {
-                self.after_write(removed, None, true);
+                self.after_write_or_later(removed, None, true, later);
                 Err(CapacityError { key, value })
+            }
+        }
+    }
+
+    /// [`after_write`](Self::after_write), or with `later` only the
+    /// counting, the removals left there.
+    #[inline(always)]
+    fn after_write_or_later(
+        &self,
+        removed: Removed<K, V>,
+        inserted: Option<Inserted>,
+        rejected: bool,
+        later: Option<&mut Removed<K, V>>,
+    ) {
+        match later {
+            None => self.after_write(removed, inserted, rejected),
+            Some(later) => {
+                self.count_write(&removed, inserted, rejected);
+                later.extend(removed);
             }
         }
     }

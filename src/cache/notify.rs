@@ -112,6 +112,47 @@ fn removed_one<K, V>(
     deliver_one(listener, (k, v, cause), panicked);
 }
 
+/// A write's removals, counted already, handed to the listener when this is
+/// dropped: a load's leader holds them until its load has landed, so that
+/// a listener that loads the same key finds no load of it in flight (it
+/// would wait for its own thread, or be refused as a loader asking for its
+/// own key).
+pub(crate) struct Later<K, V> {
+    listener: Option<Listener<K, V>>,
+    removed: Removed<K, V>,
+}
+
+impl<K, V> Later<K, V> {
+    /// Nothing to hand on yet, for `cache`'s listener.
+    pub(crate) fn new<S>(cache: &Cache<K, V, S>) -> Self {
+        Self {
+            listener: cache.inner.listener.clone(),
+            removed: Removed::new(),
+        }
+    }
+
+    /// The removals to hand on.
+    pub(crate) fn removed(&mut self) -> &mut Removed<K, V> {
+        &mut self.removed
+    }
+}
+
+impl<K, V> Drop for Later<K, V> {
+    fn drop(&mut self) {
+        // While a panic unwinds, a listener's own panic would abort: the
+        // notices are dropped instead (the removals were counted).
+        if self.removed.is_empty() || std::thread::panicking() {
+            return;
+        }
+        if let Some(listener) = self.listener.take() {
+            deliver(
+                &listener,
+                std::mem::replace(&mut self.removed, Removed::new()),
+            );
+        }
+    }
+}
+
 /// Hands `removed`, counted already, to `listener`, every one of them even
 /// if the listener panics; then the first panic goes on.
 pub(crate) fn deliver<K, V>(listener: &Listener<K, V>, mut removed: Removed<K, V>) {

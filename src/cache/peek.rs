@@ -23,26 +23,26 @@ where
         self.peek_at(key, |value, deadline| {
             f(
                 value,
-                deadline.map(|(d, now)| Duration::from_millis(d.saturating_sub(now))),
+                deadline.map(|(d, now, past)| crate::shard::left_ms(d, now, past)),
             )
         })
     }
 
     /// Runs `f` on the live entry for `key` and, if it expires, its
     /// deadline as callers see it (without the refresh windows' hidden
-    /// grace) with the clock's reading, under the shard's read lock, without
-    /// counting an access.
+    /// grace) with the clock's reading (its millisecond, and whether past
+    /// its start), under the shard's read lock, without counting an access.
     pub(super) fn peek_at<Q, R>(
         &self,
         key: &Q,
-        f: impl FnOnce(&V, Option<(u64, u64)>) -> R,
+        f: impl FnOnce(&V, Option<(u64, u64, bool)>) -> R,
     ) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let (hash, s) = self.locate(key);
-        let now = LazyNow::new(|| self.inner.clock.now());
+        let now = LazyNow::new(|| self.inner.clock.now_past());
         let shard = self.inner.shards[s].read();
         let found = shard.peek(hash, key, &now, self.inner.tti)?;
         let deadline = match self.refresher() {
@@ -52,7 +52,10 @@ where
             },
             None => found.deadline,
         };
-        Some(f(found.value, deadline.map(|d| (d, now.get()))))
+        Some(f(
+            found.value,
+            deadline.map(|d| (d, now.get(), now.ceil() > now.get())),
+        ))
     }
 
     /// The value and its remaining time to live (`None` inside: no expiry),

@@ -69,7 +69,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let now = LazyNow::new(|| self.inner.clock.now());
+        let now = LazyNow::new(|| self.inner.clock.now_past());
         let found: Vec<Option<R>> = {
             let locked = self.read_lock_keys(keys.iter().copied());
             keys.iter()
@@ -89,7 +89,7 @@ where
     }
 
     /// `read` on `key`'s live value in its read-locked `shard`.
-    fn read_live<Q, R, F: Fn() -> u64>(
+    fn read_live<Q, R, F: Fn() -> (u64, bool)>(
         &self,
         shard: &Shard<K, V>,
         hash: u64,

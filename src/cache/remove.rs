@@ -5,7 +5,6 @@ use super::Cache;
 use crate::listener::{RemovalCause, Removed};
 use crate::persist::journal::Ticket;
 use crate::persist::RecordRef;
-use crate::shard::expiry::deadline_after;
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
@@ -97,9 +96,7 @@ where
         let (hash, s) = self.locate(key);
         let mut env = self.env(s);
         let deadline = match new {
-            NewDeadline::Ttl(ttl) => {
-                self.stored_deadline(ttl.map(|t| deadline_after(env.now(), t)))
-            }
+            NewDeadline::Ttl(ttl) => self.stored_deadline(ttl.map(|t| env.deadline_after(t))),
             NewDeadline::Stored(deadline) => {
                 env.grace = 0;
                 deadline

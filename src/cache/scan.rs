@@ -44,7 +44,7 @@ where
             homes: count.saturating_mul(10),
         };
         let (hasher, tti, clock) = self.read_env();
-        let now = LazyNow::new(|| clock.now());
+        let now = LazyNow::new(|| clock.now_past());
         loop {
             let next = {
                 let guard = self.shard(shard as usize).read();

@@ -32,7 +32,7 @@ mod validate;
 mod walk;
 mod weights;
 pub(crate) use budget::Budget;
-pub(crate) use env::{Env, Found, Inserted, LazyNow, Lookup};
+pub(crate) use env::{left_ms, Env, Found, Inserted, LazyNow, Lookup};
 pub(crate) use loads::LoadId;
 pub(crate) use scan::ScanBudget;
 use slab::{Entry, Slab, SlabView};
@@ -181,7 +181,7 @@ where
 
     /// Whether token `idx` is past its deadline or idle limit.
     #[inline]
-    fn expired_at<F: Fn() -> u64>(
+    fn expired_at<F: Fn() -> (u64, bool)>(
         &self,
         idx: u32,
         m: u64,
@@ -194,6 +194,7 @@ where
             }
         }
         if let Some(tti) = tti {
+            // `last` is the last access's millisecond, rounded up.
             let last = self.idle[idx as usize].load(Ordering::Relaxed);
             if is_expired(last.saturating_add(tti), now.get()) {
                 return true;
@@ -217,7 +218,7 @@ where
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
-        F: Fn() -> u64,
+        F: Fn() -> (u64, bool),
     {
         let Some(idx) = self.find(hash, key) else {
             // A miss is usually followed by an insert of the key, which
@@ -232,7 +233,7 @@ where
         }
         if tti.is_some() {
             let cell = &self.idle[idx as usize];
-            let t = now.get();
+            let t = now.ceil();
             if cell.load(Ordering::Relaxed) < t {
                 cell.store(t, Ordering::Relaxed);
             }
@@ -263,7 +264,7 @@ where
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
-        F: Fn() -> u64,
+        F: Fn() -> (u64, bool),
     {
         let idx = self.find(hash, key)?;
         let entry = self.entry(idx);
@@ -377,7 +378,7 @@ where
                 self.entries.push(Some(entry));
                 self.expiring.on_push();
                 if env.tti.is_some() {
-                    self.idle.push(AtomicU64::new(env.now()));
+                    self.idle.push(AtomicU64::new(env.now_ceil()));
                 }
                 self.entries.len() as u32 - 1
             }
@@ -386,7 +387,7 @@ where
         self.expiring
             .set(idx, deadline.is_some(), self.entries.len());
         if env.tti.is_some() {
-            self.idle[idx as usize].store(env.now(), Ordering::Relaxed);
+            self.idle[idx as usize].store(env.now_ceil(), Ordering::Relaxed);
         }
         let entries = &self.entries;
         self.table
@@ -438,7 +439,7 @@ where
         let m = node.get();
         node.record_hit_at(m, env.hits, || self.policy.read_tick());
         if env.tti.is_some() {
-            self.idle[idx as usize].store(env.now(), Ordering::Relaxed);
+            self.idle[idx as usize].store(env.now_ceil(), Ordering::Relaxed);
         }
     }
 
@@ -527,7 +528,7 @@ where
     }
 
     fn is_expired_now<S>(&self, idx: u32, env: &Env<'_, K, V, S>) -> bool {
-        let now = LazyNow::new(|| env.now());
+        let now = LazyNow::new(|| env.reading());
         self.expired_at(idx, self.entry(idx).node.get(), &now, env.tti)
     }
 

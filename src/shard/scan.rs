@@ -21,7 +21,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// Visits home slots from `cursor` on, calling `f` on their live
     /// entries (key, value, deadline if any), until `budget` is spent or the last home slot was visited.
     /// Returns the cursor to continue from (0: this shard is done).
-    pub(crate) fn scan<S: BuildHasher, F: Fn() -> u64>(
+    pub(crate) fn scan<S: BuildHasher, F: Fn() -> (u64, bool)>(
         &self,
         cursor: u64,
         hasher: &S,

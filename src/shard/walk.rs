@@ -16,7 +16,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     }
 
     /// Calls `f` on every live entry.
-    pub(crate) fn for_each_live<F: Fn() -> u64>(
+    pub(crate) fn for_each_live<F: Fn() -> (u64, bool)>(
         &self,
         now: &LazyNow<F>,
         tti: Option<u64>,
@@ -28,7 +28,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// Calls `f` on the live entries among at most `limit` slots from slot
     /// `start`; returns where to continue, or `None` past the last slot. Lets
     /// a caller walk a shard in chunks, releasing the lock in between.
-    pub(crate) fn for_each_live_from<F: Fn() -> u64>(
+    pub(crate) fn for_each_live_from<F: Fn() -> (u64, bool)>(
         &self,
         start: usize,
         limit: usize,
