@@ -43,6 +43,11 @@ impl<D: Clone + Send + Sync + 'static> PermissionCache<D> {
     }
 
     /// Drops every cached decision.
+    ///
+    /// The cache is cleared under the index lock, as the other
+    /// invalidations remove their keys: an invalidation that returns while
+    /// this one runs has found its decisions in the index and removed them,
+    /// or found them gone with the cache already cleared.
     pub fn invalidate_all(&self) {
         self.inner.invalidate(Target::All, |index| {
             let n = index.stamps.len();
@@ -50,9 +55,9 @@ impl<D: Clone + Send + Sync + 'static> PermissionCache<D> {
                 recent: std::mem::take(&mut index.recent),
                 ..Index::default()
             };
+            self.inner.cache.clear();
             (Vec::new(), n)
         });
-        self.inner.cache.clear();
         self.inner.index.lock().drain(&self.inner.graveyard);
     }
 }
