@@ -386,17 +386,19 @@ impl TieredCache {
     ) -> Result<(), TierError> {
         let value = value.into();
         let remote_ttl = ttl.or(self.shared.cfg.remote_ttl);
+        // Checked before anything is sent or kept, as Redis would refuse
+        // it, so that a `Down` tier refuses it too.
+        let px = match remote_ttl {
+            Some(t) => Some(super::config::remote_ms(t).ok_or_else(|| {
+                TierError::Redis("ERR invalid expire time in 'set' command".into())
+            })?),
+            None => None,
+        };
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(self.shared.remote_key(key))
             .arg(&value[..]);
-        if let Some(t) = remote_ttl {
-            let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
-            if ms == 0 {
-                return Err(TierError::Redis(
-                    "ERR invalid expire time in 'set' command".into(),
-                ));
-            }
+        if let Some(ms) = px {
             pipe.arg("PX").arg(ms);
         }
         pipe.ignore();
@@ -459,8 +461,18 @@ impl TieredCache {
     /// [`TierError::Redis`] for a Redis error reply;
     /// [`TierError::Unavailable`] as for [`del`](Self::del).
     pub async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, TierError> {
+        // Zero deletes; beyond the longest TTL, Redis would refuse it (and
+        // so does a `Down` tier).
+        let ms = match super::config::remote_ms(ttl) {
+            Some(ms) => ms,
+            None if ttl.as_millis() == 0 => 0,
+            None => {
+                return Err(TierError::Redis(
+                    "ERR invalid expire time in 'pexpire' command".into(),
+                ))
+            }
+        };
         self.shared.gens.bump(key);
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let mut pipe = redis::pipe();
         pipe.cmd("PEXPIRE").arg(self.shared.remote_key(key)).arg(ms);
         self.publish(&mut pipe, key);

@@ -5,6 +5,18 @@ use super::error::{TierConfigError, TierError};
 use super::TieredCache;
 use std::time::Duration;
 
+/// The longest TTL the tier gives a key in Redis: 2^62 ms (about 146
+/// million years). Redis refuses an expiry whose deadline does not fit in
+/// an `i64` of Unix milliseconds; every TTL up to this one fits.
+pub const MAX_REMOTE_TTL: Duration = Duration::from_millis(1 << 62);
+
+/// `ttl` in whole milliseconds (rounded down, as Redis's `PX` takes it), if
+/// Redis accepts it as a TTL: from 1 ms to [`MAX_REMOTE_TTL`].
+pub(crate) fn remote_ms(ttl: Duration) -> Option<u64> {
+    let ms = u64::try_from(ttl.as_millis()).ok()?;
+    (1..=1 << 62).contains(&ms).then_some(ms)
+}
+
 /// Default bound on one Redis operation.
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_millis(50);
 
@@ -126,7 +138,8 @@ impl TieredCacheBuilder {
     }
 
     /// TTL given in Redis to values set without their own TTL (default:
-    /// none, the key persists).
+    /// none, the key persists). At least a millisecond and at most
+    /// [`MAX_REMOTE_TTL`]; `build()` refuses others.
     pub fn remote_ttl(mut self, ttl: Duration) -> Self {
         self.remote_ttl = Some(ttl);
         self
@@ -202,7 +215,11 @@ impl TieredCacheBuilder {
     /// reconnect (default 10 000 distinct keys). A write that finds the queue
     /// full is refused with [`TierError::Unavailable`] (nothing is kept
     /// locally) and counted in
-    /// [`TierStats::invalidations_dropped`](super::TierStats).
+    /// [`TierStats::invalidations_dropped`](super::TierStats). A write whose
+    /// bytes were sent and whose outcome is unknown (it timed out, or its
+    /// connection broke) is queued even then, since only its delete undoes
+    /// it: the queue exceeds this by at most the writes in flight when Redis
+    /// stopped answering.
     pub fn queue_capacity(mut self, keys: usize) -> Self {
         self.queue_capacity = keys;
         self
@@ -294,6 +311,13 @@ impl TieredCacheBuilder {
         if let Some(remote) = self.remote_ttl {
             if remote.is_zero() {
                 return Err(TierConfigError::ZeroDuration("remote_ttl"));
+            }
+            if remote_ms(remote).is_none() {
+                return Err(TierConfigError::DurationTooLong {
+                    setting: "remote_ttl",
+                    value: remote,
+                    max: MAX_REMOTE_TTL,
+                });
             }
             if self.local_ttl > remote {
                 return Err(TierConfigError::LocalTtlExceedsRemote {

@@ -40,6 +40,17 @@ pub enum TierConfigError {
         /// The configured liveness bound.
         liveness_bound: Duration,
     },
+    /// A duration longer than the setting can hold (a TTL Redis would
+    /// refuse on every write).
+    #[error("{setting} ({value:?}) must not exceed {max:?}")]
+    DurationTooLong {
+        /// The setting.
+        setting: &'static str,
+        /// The configured value.
+        value: Duration,
+        /// The longest accepted.
+        max: Duration,
+    },
     /// A setting outside what the local cache accepts.
     #[error(transparent)]
     Local(#[from] crate::BuildError),

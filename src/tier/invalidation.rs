@@ -109,7 +109,10 @@ pub(crate) enum Push {
 }
 
 /// Keys to delete (and announce) in Redis once it is back: distinct, in
-/// arrival order, at most `capacity`.
+/// arrival order. Writes never sent take at most `capacity` places; a write
+/// whose bytes were sent takes one beyond it if need be (see
+/// [`push`](Self::push)), so these exceed `capacity` by at most the writes
+/// in flight when Redis stopped answering.
 #[derive(Debug)]
 pub(crate) struct PendingQueue {
     order: VecDeque<String>,
@@ -127,11 +130,16 @@ impl PendingQueue {
     }
 
     /// Queues `key` unless it is already queued or the queue is full.
-    pub(crate) fn push(&mut self, key: &str) -> Push {
+    /// `sent`: the write's bytes went out and its outcome is unknown, so its
+    /// delete is queued even past the capacity: Redis may still apply the
+    /// write, after a newer one from another instance, and only the delete
+    /// undoes that. (A write never sent can be refused instead: it was not
+    /// applied anywhere.)
+    pub(crate) fn push(&mut self, key: &str, sent: bool) -> Push {
         if self.set.contains(key) {
             return Push::Duplicate;
         }
-        if self.order.len() >= self.capacity {
+        if self.order.len() >= self.capacity && !sent {
             return Push::Full;
         }
         self.set.insert(key.to_string());
@@ -195,12 +203,16 @@ mod tests {
     #[test]
     fn queue_is_bounded_and_distinct() {
         let mut q = PendingQueue::new(2);
-        assert_eq!(q.push("a"), Push::Added);
-        assert_eq!(q.push("a"), Push::Duplicate);
-        assert_eq!(q.push("b"), Push::Added);
-        assert_eq!(q.push("c"), Push::Full);
-        assert_eq!(q.peek(10), vec!["a".to_string(), "b".to_string()]);
-        q.ack(1);
+        assert_eq!(q.push("a", false), Push::Added);
+        assert_eq!(q.push("a", false), Push::Duplicate);
+        assert_eq!(q.push("b", false), Push::Added);
+        assert_eq!(q.push("c", false), Push::Full);
+        // A sent write's delete is never dropped.
+        assert_eq!(q.push("c", true), Push::Added);
+        assert_eq!(q.push("d", false), Push::Full);
+        assert_eq!(q.peek(10), vec!["a", "b", "c"]);
+        q.ack(2);
         assert_eq!(q.len(), 1);
+        assert_eq!(q.push("d", false), Push::Added);
     }
 }

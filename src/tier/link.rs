@@ -144,14 +144,15 @@ impl Link {
 
     /// Queues `key` for a delete and invalidation in Redis. `attempted`:
     /// the write was sent and its outcome is unknown, so it is queued even
-    /// while up (the background task replays it). Otherwise `None` if Redis
-    /// came back up meanwhile (the caller should send it now).
+    /// while up (the background task replays it), and even when the queue
+    /// is full. Otherwise `None` if Redis came back up meanwhile (the caller
+    /// should send it now).
     pub(crate) fn enqueue(&self, key: &str, attempted: bool) -> Option<Push> {
         let mut q = self.pending.lock();
         if !attempted && self.health.is_up() {
             return None;
         }
-        Some(q.push(key))
+        Some(q.push(key, attempted))
     }
 
     pub(crate) fn set_task(&self, handle: AbortHandle) {

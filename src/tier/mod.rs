@@ -141,6 +141,7 @@ mod typed;
 pub use cache::TieredCache;
 pub use config::{
     TieredCacheBuilder, DEFAULT_LIVENESS_BOUND, DEFAULT_OP_TIMEOUT, DEFAULT_OUTAGE_WINDOW,
+    MAX_REMOTE_TTL,
 };
 pub use error::{TierConfigError, TierError};
 pub use health::{DownReason, Health};
