@@ -37,6 +37,7 @@ use crate::builder::CacheBuilder;
 use crate::compute::{Slot, Splicer};
 use crate::persist::journal::Journal;
 use crate::persist::{LogIdentity, PersistError, Record, RecoveryReport, WriteAheadLog};
+use crate::policy::node::meta::DEADLINE_MAX;
 use crate::{CapacityError, Decision, Ttl};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -80,8 +81,15 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         let now = clock.wall_ms();
         // Logged deadlines are stored ones: installed as they are, without
         // adding the refresh windows' grace again.
-        let stored =
-            |at: Option<u64>| at.map_or(Expire::Never, |at| Expire::StoredAt(clock.tick_of(at)));
+        let capped = std::cell::Cell::new(0u64);
+        let tick_of = |at: u64| {
+            let tick = clock.tick_of(at);
+            if tick > DEADLINE_MAX {
+                capped.set(capped.get() + 1);
+            }
+            tick
+        };
+        let stored = |at: Option<u64>| at.map_or(Expire::Never, |at| Expire::StoredAt(tick_of(at)));
         let mut aside = Aside {
             lapsed: HashMap::new(),
             orphans: HashSet::new(),
@@ -138,7 +146,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
                         None => {
                             cache.set_deadline_of(
                                 &key,
-                                NewDeadline::Stored(expires_at.map(|at| clock.tick_of(at))),
+                                NewDeadline::Stored(expires_at.map(tick_of)),
                             );
                         }
                     },
@@ -181,6 +189,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         })?;
         report.expired = aside.lapsed.len() as u64;
         report.orphan_splices = aside.orphans.len() as u64;
+        report.deadlines_capped = capped.get();
         report.admission = warm.finish(&cache);
         cache.reset_stats();
         let journal = Journal::new(Box::new(log), fingerprint, |record, out| {

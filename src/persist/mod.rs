@@ -209,6 +209,14 @@ pub struct RecoveryReport {
     /// or the log lost the records that wrote it. They are left absent; no value is made up for the bytes
     /// the writes did not cover.
     pub orphan_splices: u64,
+    /// Records whose logged deadline lies further ahead than the reopened
+    /// cache can hold: deadlines reach about 34.8 years past a cache's
+    /// start ([`MAX_EXPIRE_MS`](crate::kv::MAX_EXPIRE_MS)), so a deadline
+    /// logged near that limit is out of reach of a cache whose clock reads
+    /// earlier than the one that logged it (a wall clock set back, another
+    /// machine). Their keys come back with the farthest deadline the cache
+    /// holds instead; every other deadline comes back exactly.
+    pub deadlines_capped: u64,
 }
 
 /// A log of opaque records. Implement it to keep a cache's writes somewhere
