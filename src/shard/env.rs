@@ -79,8 +79,7 @@ impl<K, V, S> Env<'_, K, V, S> {
 }
 
 /// The time left from a reading of millisecond `now` (`past` its start)
-/// until
-/// `deadline`, in whole milliseconds rounded down, as Redis's `PTTL`
+/// until `deadline`, in whole milliseconds rounded down, as Redis's `PTTL`
 /// counts: never more than the entry has left.
 #[inline]
 pub(crate) fn left_ms(deadline: u64, now: u64, past: bool) -> Duration {
