@@ -10,7 +10,8 @@ use std::time::Duration;
 impl<K, V, S> CacheBuilder<K, V, S> {
     /// Reloads an entry in the background once it is this old, while reads
     /// keep returning the current value. Needs a
-    /// [`time_to_live`](Self::time_to_live) longer than `after` and a loader
+    /// [`time_to_live`](Self::time_to_live) longer than `after` by at least a
+    /// millisecond (deadlines are whole milliseconds) and a loader
     /// ([`refresh_loader`](Self::refresh_loader) or
     /// [`refresh_loader_async`](Self::refresh_loader_async)); otherwise
     /// `build` fails with [`BuildError::InvalidRefresh`](super::BuildError::InvalidRefresh).

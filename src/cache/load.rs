@@ -463,25 +463,27 @@ where
     /// written since the reload began, checked and replaced atomically under
     /// the shard's lock (a reload never brings back an entry removed while
     /// it ran, nor overwrites a newer value), then lands the flight. Returns
-    /// whether the value was stored; the write's removals, counted, are left
-    /// in `later` for the listener.
+    /// whether the value was stored (`false`: the entry left or was written
+    /// while the reload ran), or the key back when the cache refused the
+    /// value (it does not fit); the write's removals, counted, are left in
+    /// `later` for the listener.
     pub(crate) fn complete_refresh(
         &self,
         mut reload: Reload<K, V, S>,
         key: K,
         value: V,
         later: &mut Removed<K, V>,
-    ) -> bool {
+    ) -> Result<bool, K> {
         let ttl = self.write_ttl(&key, &value).map_or(Ttl::Never, Ttl::After);
         let put = value.clone();
-        let stored =
+        let outcome =
             self.compute_loaded(key, &mut reload.load, later, move |current, overtaken| {
                 match current {
                     Some(_) if !overtaken => (Decision::Put(put, ttl), true),
                     _ => (Decision::Nothing, false),
                 }
-            })
-            .unwrap_or(false);
+            });
+        let stored = matches!(outcome, Ok(true));
         let flight = &mut reload.flight;
         let mut map = self.inner.flights.maps[flight.shard].lock();
         if map
@@ -497,7 +499,7 @@ where
         } else {
             State::Abandoned
         });
-        stored
+        outcome.map_err(|refused| refused.key)
     }
 }
 

@@ -9,6 +9,11 @@ use crate::shard::LoadId;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Weak;
 
+/// The error a refresh's error listener is handed when the cache refused
+/// the reloaded value.
+const REFUSED: &str = "the reloaded value does not fit in the cache \
+     (heavier than its share of the capacity, or the cache is full and never evicts)";
+
 /// A background reload in flight: its flight and its load's mark in the
 /// key's shard (see `load.rs`). It holds the cache weakly, so a queued
 /// reload does not keep it alive; dropping it unfinished (the loader
@@ -91,16 +96,23 @@ where
             return;
         };
         match result {
-            // A value whose entry left while it loaded replaced nothing:
-            // not a success.
-            Ok(v) => {
-                if self.complete_refresh(reload, key, v, later) {
-                    r.note_success();
+            Ok(v) => match self.complete_refresh(reload, key, v, later) {
+                Ok(true) => r.note_success(),
+                // The entry left or was written while the value loaded: it
+                // replaced nothing, and nothing is due any more.
+                Ok(false) => {}
+                // The entry stays, due, with a value the cache will not
+                // take: a failure, so that it is not reloaded on every read.
+                Err(key) => {
+                    let e: BoxError = REFUSED.into();
+                    r.note_failure(key, &e, self.clock_now(), || self.len());
                 }
-            }
+            },
             Err(e) => {
-                r.note_failure(key, &e, self.clock_now(), || self.len());
+                // The flight lands first: an error listener that loads the
+                // key finds no load of it in flight.
                 drop(reload);
+                r.note_failure(key, &e, self.clock_now(), || self.len());
             }
         }
     }

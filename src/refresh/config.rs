@@ -101,8 +101,14 @@ impl<K, V> RefreshConfig<K, V> {
         let ttl = ttl.ok_or(
             "refresh_after needs a time_to_live (an entry's age is read from its deadline)",
         )?;
-        if after.is_zero() || after >= ttl {
-            return Err("refresh_after must be greater than zero and shorter than time_to_live");
+        // Deadlines are whole milliseconds: a refresh_after that rounds up
+        // to the time to live would leave no time in which an entry is due.
+        let ms = crate::shard::expiry::ttl_ms;
+        if after.is_zero() || ms(after) >= ms(ttl) {
+            return Err(
+                "refresh_after must be greater than zero and shorter than time_to_live \
+                 by at least a millisecond",
+            );
         }
         if self.threads == 0 || self.threads > 64 {
             return Err("refresh_threads must be between 1 and 64");

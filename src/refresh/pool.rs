@@ -56,7 +56,10 @@ impl Pool {
                     queue.1.wait(&mut q);
                 }
             };
-            job();
+            // A panic while a reload stores its value (a weigher) or hands
+            // on what the store removed (a listener) has no caller to reach:
+            // the store leaves the cache as it was, and the thread goes on.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
         }
     }
 

@@ -162,7 +162,9 @@ impl<K, V> Refresher<K, V> {
                 });
                 spawn(Box::pin(async move {
                     let result = caught.await;
-                    land(key, result);
+                    // As on the pool: a panic while the value is stored or
+                    // its removals handed on reaches no caller.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| land(key, result)));
                 }));
             }
         }
@@ -174,7 +176,8 @@ impl<K, V> Refresher<K, V> {
     }
 
     /// Counts and reports a failed reload, and remembers `key` so it is not
-    /// reloaded again before `now` plus the refresh period.
+    /// reloaded again before `now` plus the refresh period (remembered
+    /// before the error listener is called).
     ///
     /// The memory holds at most [`FAILED_BOUND`] keys or as many as the
     /// cache holds (`live`, asked only once the memory has that many),
@@ -193,9 +196,6 @@ impl<K, V> Refresher<K, V> {
         K: std::hash::Hash + Eq,
     {
         Counters::bump(&self.counters.failed);
-        if let Some(listener) = &self.on_error {
-            listener(&key, error);
-        }
         let until = now.saturating_add(self.after_ms);
         // The cache's length takes every shard's read lock: asked with
         // the memory's mutex released, and only once the memory is large.
@@ -212,7 +212,16 @@ impl<K, V> Refresher<K, V> {
                 failed.clear();
             }
         }
+        // The cool-down first, then the listener: a listener that reads
+        // or loads the key (or panics) finds it cooling down.
+        let Some(listener) = &self.on_error else {
+            failed.insert(key, until);
+            return;
+        };
+        let copy = (self.clone_key)(&key);
         failed.insert(key, until);
+        drop(failed);
+        listener(&copy, error);
     }
 
     /// The counters as [`RefreshStats`].
