@@ -77,14 +77,14 @@ pub(crate) enum BatchWrite<V> {
 pub(crate) struct BatchFull;
 
 /// One write of a batch that changes its key, once its deadline is known.
-enum Step<V> {
+pub(super) enum Step<V> {
     /// The value, its deadline, and its weight beyond the weigher's answer.
     Put(V, Option<u64>, u64),
     Remove,
 }
 
 /// The writes a batch makes: the index of each one's key, and the write.
-type Plan<V> = Vec<(usize, Step<V>)>;
+pub(super) type Plan<V> = Vec<(usize, Step<V>)>;
 
 /// A key's state before the batch, to roll an applied write back: its value,
 /// deadline and the weight its value carries beyond the weigher's answer.
@@ -259,68 +259,6 @@ where
         outcome.map(|r| (r, wrote && stands))
     }
 
-    /// The writes of `writes` that change something, with their deadlines.
-    fn plan(
-        &self,
-        locked: &mut Locked<'_, K, V>,
-        keys: &[K],
-        idx: &[Option<u32>],
-        writes: Vec<BatchWrite<V>>,
-        env: &Env<'_, K, V, S>,
-    ) -> Plan<V> {
-        let mut plan = Vec::with_capacity(writes.len());
-        for (i, write) in writes.into_iter().enumerate().take(idx.len()) {
-            match write {
-                BatchWrite::Keep => {}
-                BatchWrite::Remove if idx[i].is_none() => {}
-                BatchWrite::Remove => plan.push((i, Step::Remove)),
-                BatchWrite::Put(v, ttl) => {
-                    let deadline = match ttl {
-                        Ttl::Keep => idx[i].and_then(|ix| locked.shard(i).at(ix).deadline),
-                        Ttl::Never => None,
-                        Ttl::After(d) => self.stored_deadline(Some(env.deadline_after(d))),
-                    };
-                    plan.push((i, Step::Put(v, deadline, 0)));
-                }
-                BatchWrite::Move(j) => {
-                    if let Some(Some(from)) = idx.get(j).copied() {
-                        let (value, deadline, hidden) = self.held(locked, keys, j, from, env);
-                        plan.push((i, Step::Put(value, deadline, hidden)));
-                    }
-                }
-            }
-        }
-        plan
-    }
-
-    /// Whether the values `plan` stores weigh more than the cache can hold
-    /// (all of them under a shared budget, those of one shard against its
-    /// share otherwise): they could never be stored together, so the batch
-    /// is refused before anything changes, rather than after evicting
-    /// everything else to find out.
-    fn too_heavy(&self, locked: &mut Locked<'_, K, V>, keys: &[K], plan: &Plan<V>) -> bool {
-        let mut per_shard = vec![0u64; locked.guards.len()];
-        for (i, step) in plan {
-            if let Step::Put(v, _, hidden) = step {
-                let shard = locked.shard_mut(*i);
-                let weight = self
-                    .inner
-                    .weights
-                    .weigh(&keys[*i], v, *hidden, Held::of(shard));
-                let g = locked.guard(*i);
-                per_shard[g] = per_shard[g].saturating_add(weight);
-            }
-        }
-        if self.budget().is_some() {
-            let total = per_shard.iter().fold(0u64, |t, &w| t.saturating_add(w));
-            return total > self.max_capacity();
-        }
-        per_shard
-            .iter()
-            .zip(locked.guards.iter())
-            .any(|(&w, shard)| w > shard.capacity())
-    }
-
     /// The record that restores, in one step, every key `plan` writes, when
     /// the log keeps undo records. Call under the locks, before the writes.
     ///
@@ -367,6 +305,7 @@ where
         env: &Env<'_, K, V, S>,
         removed: &mut Removed<K, V>,
     ) -> Result<Vec<Inserted>, BatchFull> {
+        let plan = self.freeing_first(locked, keys, plan, env);
         let mut prior: Vec<Prior<V>> = plan
             .iter()
             .map(|&(i, _)| self.prior(locked, keys, i, idx[i], env))
@@ -438,7 +377,7 @@ where
 
     /// The value key `i` holds at token `ix`, its deadline, and the weight
     /// it carries beyond the weigher's answer.
-    fn held(
+    pub(super) fn held(
         &self,
         locked: &mut Locked<'_, K, V>,
         keys: &[K],

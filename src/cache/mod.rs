@@ -30,6 +30,7 @@
 
 mod batch;
 mod batch_locked;
+mod batch_plan;
 pub(crate) use batch::{BatchFull, BatchWrite};
 mod build;
 mod bulk;

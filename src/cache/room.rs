@@ -5,7 +5,8 @@
 //! Owns the cross-shard step of a write: when the shared
 //! [`Budget`](crate::shard::Budget) has no room, evict by the policy in the
 //! writer's own shard first (never the key being written), and then, through
-//! [`Cache::make_room`], in the other shards, only ever trying their locks.
+//! [`Cache::make_room`], in the other shards (their expired entries first),
+//! only ever trying their locks.
 //! Calls the shards (under their locks) and nothing above the cache.
 
 use crate::cache::Cache;
@@ -78,6 +79,13 @@ where
                 continue;
             };
             let env = self.write_env(o);
+            // Entries past their deadline go first, whatever the policy:
+            // a shard no write reaches would otherwise keep its expired
+            // entries, and under a policy that never evicts they would
+            // refuse every write for as long.
+            let before = budget.available();
+            other.expire_some(&env, removed);
+            progress |= budget.available() > before;
             while budget.available() < need && other.evict_one(&env, removed) {
                 progress = true;
             }

@@ -37,10 +37,12 @@
 //! assert_eq!(store.execute(&["EXPIRETIME", "k"]), Reply::Integer(-1));
 //! ```
 //!
-//! Differences from Redis, by design: keys are UTF-8 `String`s; `MSET`,
-//! `MSETNX`, `RENAME`, `RENAMENX` and `COPY` are each one atomic step across
-//! keys, as in Redis, but `DEL`, `EXISTS` and `MGET` take their keys one at
-//! a time; a store has one database (`COPY ... DB n` takes only 0);
+//! `MSET`, `MSETNX`, `RENAME`, `RENAMENX`, `COPY` and a multi-key `DEL` are
+//! each one atomic step across keys, and `MGET` and `EXISTS` read their keys
+//! as one step, as in Redis.
+//!
+//! Differences from Redis, by design: keys are UTF-8 `String`s; a store has
+//! one database (`COPY ... DB n` takes only 0);
 //! expiries are kept to the millisecond, and one more than about 34 years
 //! ahead ([`MAX_EXPIRE_MS`]) is refused with [`KvError::ExpireTooFar`]; memory
 //! is accounted per entry (see [`ENTRY_OVERHEAD`]), and `max_memory` is one
