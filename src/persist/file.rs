@@ -125,6 +125,8 @@ struct LogInner<S: Storage> {
     rewrite_lock: Mutex<()>,
     growth_percent: AtomicU64,
     min_rewrite_size: AtomicU64,
+    /// The failure the background writer met, until `take_unreported`.
+    unreported: Mutex<Option<PersistError>>,
 }
 
 struct Appended {
@@ -238,6 +240,7 @@ impl<S: Storage> FileLog<S> {
             rewrite_lock: Mutex::new(()),
             growth_percent: AtomicU64::new(DEFAULT_REWRITE_PERCENTAGE),
             min_rewrite_size: AtomicU64::new(DEFAULT_REWRITE_MIN_SIZE),
+            unreported: Mutex::new(None),
         });
         let flusher = if fsync == Fsync::Always {
             None
@@ -411,13 +414,6 @@ impl<S: Storage> LogInner<S> {
         self.bytes.store(size, Ordering::Relaxed);
         self.base.store(size, Ordering::Relaxed);
     }
-
-    fn write_delay(&self) -> Option<Duration> {
-        match self.write_delay_us.load(Ordering::Relaxed) {
-            0 => None,
-            us => Some(Duration::from_micros(us)),
-        }
-    }
 }
 
 impl<S: Storage> Drop for LogInner<S> {
@@ -562,6 +558,10 @@ impl<S: Storage> WriteAheadLog for FileLog<S> {
             Some(cause) => Err(log.stopped_error(cause)),
             None => Ok(()),
         }
+    }
+
+    fn take_unreported(&self) -> Option<PersistError> {
+        self.inner.unreported.lock().take()
     }
 
     fn describe(&self) -> String {

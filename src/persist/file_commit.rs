@@ -8,6 +8,24 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 impl<S: Storage> LogInner<S> {
+    pub(super) fn write_delay(&self) -> Option<Duration> {
+        match self.write_delay_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// Keeps `result`'s failure for the next `Cache::sync` if this call is
+    /// what stopped the log (`was_stopped`: whether it had stopped before):
+    /// a background write's failure reaches no caller otherwise.
+    fn keep_unreported<T>(&self, was_stopped: bool, result: Result<T, PersistError>) {
+        if let Err(e) = result {
+            if !was_stopped && self.stopped.load(Ordering::Acquire) {
+                self.unreported.lock().get_or_insert(e);
+            }
+        }
+    }
+
     /// Syncs everything appended so far unless `lsn` is already durable.
     pub(super) fn sync_to(&self, lsn: u64) -> Result<(), PersistError> {
         if self.synced.load(Ordering::Acquire) >= lsn {
@@ -131,13 +149,15 @@ pub(super) fn spawn_flusher<S: Storage>(log: std::sync::Weak<LogInner<S>>) -> Op
                     return;
                 }
                 let Some(log) = log.upgrade() else { return };
-                // An error here resurfaces on the next explicit sync.
+                // A failure here stops the log (later writes are refused)
+                // and is kept for the next explicit sync to report.
+                let was_stopped = log.stopped.load(Ordering::Acquire);
                 if log.fsync == Fsync::EverySecond && last_sync.elapsed() >= SYNC_EVERY {
                     last_sync = std::time::Instant::now();
                     let lsn = log.appended.lock().lsn;
-                    let _ = log.sync_to(lsn);
+                    log.keep_unreported(was_stopped, log.sync_to(lsn));
                 } else {
-                    let _ = log.write_out();
+                    log.keep_unreported(was_stopped, log.write_out());
                 }
             }
         });

@@ -436,7 +436,12 @@ impl<K: 'static, V: 'static> Journal<K, V> {
     /// a cache runs under a shard's lock.
     pub(crate) fn sync(&self) -> Result<(), PersistError> {
         self.refuse_in_callback("sync")?;
-        let untold = self.untold.lock().take();
+        let mut untold = self.untold.lock().take();
+        // A failure the log met on its own (its background writer): no
+        // caller was told of it, so this is the call that reports it.
+        if let Some(e) = self.log.take_unreported() {
+            untold.get_or_insert(e);
+        }
         if let Err(e) = self.log.health() {
             self.fail(&e);
         }

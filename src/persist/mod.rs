@@ -362,6 +362,13 @@ pub trait WriteAheadLog: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Takes the failure the log met on its own, with no caller to tell
+    /// (a background write or fsync that stopped it), for the cache's next
+    /// [`sync`](crate::Cache::sync) to report. The default has none.
+    fn take_unreported(&self) -> Option<PersistError> {
+        None
+    }
+
     /// A name for error messages (a path). The default is `"log"`.
     fn describe(&self) -> String {
         "log".to_owned()
