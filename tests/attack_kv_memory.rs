@@ -363,6 +363,43 @@ fn mset_that_swaps_sizes_on_an_exactly_full_store() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// The same swap on a persistent store: the log keeps the batch in the
+/// order it was applied (the shrinking write first), so the reopened store
+/// replays it within max_memory and holds exactly what was acknowledged.
+#[test]
+fn an_mset_swap_on_a_full_store_replays_as_applied() {
+    use shardcache::persist::{FileLog, Fsync, MemStorage};
+    let max = 8 << 10;
+    for policy in [RedisPolicy::NoEviction, RedisPolicy::AllKeysLru] {
+        for shards in [1, 4] {
+            let storage = MemStorage::new();
+            let open = || {
+                KvStore::builder()
+                    .max_memory(max)
+                    .policy(Policy::redis(policy))
+                    .shards(shards)
+                    .build_persistent(FileLog::with_storage(storage.clone(), Fsync::Always))
+                    .unwrap()
+                    .0
+            };
+            let kv = open();
+            kv.set("a", "s", SetOptions::new()).unwrap();
+            fill_exactly(&kv, max, "b");
+            let big = "B".repeat(kv.strlen("b"));
+            assert_eq!(kv.execute(&["MSET", "a", &big, "b", "s"]), Reply::ok());
+            let before = (kv.get("a"), kv.get("b"), used(&kv));
+            drop(kv);
+            let kv = open();
+            assert_eq!(
+                (kv.get("a"), kv.get("b"), used(&kv)),
+                before,
+                "{policy} shards {shards}"
+            );
+            assert_eq!(kv.stats().evicted_keys, 0, "{policy} shards {shards}");
+        }
+    }
+}
+
 /// Shrinking writes on an exactly full noeviction store: Redis runs them
 /// (used_memory is not over maxmemory); so must the store.
 #[test]

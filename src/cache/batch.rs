@@ -305,7 +305,6 @@ where
         env: &Env<'_, K, V, S>,
         removed: &mut Removed<K, V>,
     ) -> Result<Vec<Inserted>, BatchFull> {
-        let plan = self.freeing_first(locked, keys, plan, env);
         let mut prior: Vec<Prior<V>> = plan
             .iter()
             .map(|&(i, _)| self.prior(locked, keys, i, idx[i], env))

@@ -18,7 +18,10 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
-    /// The writes of `writes` that change something, with their deadlines.
+    /// The writes of `writes` that change something, with their deadlines,
+    /// in the order that frees room first (see
+    /// [`freeing_first`](Self::freeing_first)): the order they are applied,
+    /// logged and replayed in.
     pub(super) fn plan(
         &self,
         locked: &mut Locked<'_, K, V>,
@@ -49,7 +52,7 @@ where
                 }
             }
         }
-        plan
+        self.freeing_first(locked, keys, plan, env)
     }
 
     /// Whether the values `plan` stores weigh more than the cache can hold
