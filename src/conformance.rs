@@ -27,8 +27,9 @@
 //!   be live (inserted, not yet removed), and at the end every live entry
 //!   must come out as a victim exactly once (none is lost to the policy).
 //! * [`check_cache`] runs a whole single-shard [`Cache`] with the policy
-//!   against a reference model (a `HashMap` and a mock clock): the entry
-//!   count never passes the capacity, the cache holds exactly the model's
+//!   against a reference model (a `HashMap` and a mock clock): every write
+//!   is taken (a policy that may evict any entry always has a victim), the
+//!   entry count never passes the capacity, the cache holds exactly the model's
 //!   live entries, and every removal reaches the listener once with the
 //!   right cause (`Evicted` for a live entry, `Replaced` with the old value,
 //!   `Removed`, `Expired` only past the deadline).
@@ -253,14 +254,17 @@ fn cache_run(policy: Policy, capacity: u64, seed: u64) -> Result<(), Violation> 
         let k = rng.below(keys) as u32;
         let mut replaced = None;
         match rng.below(20) {
-            0..=9 => {
-                replaced = model.insert(k, (step as u32, None));
-                cache.insert(k, step as u32);
-            }
-            10..=11 => {
-                let ttl = 1 + rng.below(50);
-                replaced = model.insert(k, (step as u32, Some(now + ttl)));
-                cache.insert_with_ttl(k, step as u32, Duration::from_millis(ttl));
+            c @ 0..=11 => {
+                let ttl = (c >= 10).then(|| 1 + rng.below(50));
+                let taken =
+                    cache.try_insert_with_expiry(k, step as u32, ttl.map(Duration::from_millis));
+                if taken.is_err() {
+                    return fail(
+                        "writes taken",
+                        format!("key {k} refused at step {step}: the policy named no victim"),
+                    );
+                }
+                replaced = model.insert(k, (step as u32, ttl.map(|t| now + t)));
             }
             12..=16 => {
                 let _ = cache.get(&k);
@@ -433,10 +437,10 @@ mod tests {
         assert_eq!(err.map(|v| v.rule), Some("victims are live"));
     }
 
-    /// A policy that never names a victim lets the cache grow past its
-    /// capacity, and the cache-level check says so.
+    /// A policy that never names a victim gets the cache's writes refused
+    /// once it is full, and the cache-level check says so.
     #[test]
-    fn a_policy_that_never_evicts_breaks_capacity() {
+    fn a_policy_that_never_evicts_gets_writes_refused() {
         struct Never;
         impl EvictionPolicy for Never {
             fn on_insert(&mut self, _: &mut Entries<'_>, _: u32, _: u64) {}
@@ -447,6 +451,6 @@ mod tests {
             fn clear(&mut self) {}
         }
         let err = check_cache(Policy::custom("never", |_| Never)).err();
-        assert_eq!(err.map(|v| v.rule), Some("capacity respected"));
+        assert_eq!(err.map(|v| v.rule), Some("writes taken"));
     }
 }

@@ -44,7 +44,10 @@ use std::fmt;
 ///   treated as `None`, so a faulty policy cannot remove the wrong entry or
 ///   crash the cache, but the conformance suite reports it.
 /// * Hooks must not panic and must do bounded work: they run inside a lock
-///   every other writer of the shard waits for.
+///   every other writer of the shard waits for. A hook that panics fails
+///   the write it ran for, and the panic reaches that write's caller; the
+///   cache stays whole, but what that write had already evicted or
+///   replaced is gone without a notice to the eviction listener.
 ///
 /// The conformance suite (`shardcache::conformance`, feature `conformance`)
 /// checks these rules and a model of the whole cache against any policy.

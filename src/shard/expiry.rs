@@ -10,8 +10,31 @@
 //! Owns the index of entries that can expire and the conversions from a
 //! `Duration` to deadline milliseconds; calls nothing above the shard.
 
-use crate::policy::node::NIL;
+use super::{Env, Shard};
+use crate::policy::node::{meta, NIL};
+use crate::sync::Ordering;
 use std::time::Duration;
+
+impl<K: std::hash::Hash + Eq, V> Shard<K, V> {
+    /// Counts a write to an existing entry as an access (and, under
+    /// time-to-idle, stamps it).
+    pub(super) fn touch<S>(&mut self, idx: u32, env: &Env<'_, K, V, S>) {
+        let node = &self.entry(idx).node;
+        let m = node.get();
+        node.record_hit_at(m, env.hits, || self.policy.read_tick());
+        if env.tti.is_some() {
+            self.idle[idx as usize].store(env.now_ceil(), Ordering::Relaxed);
+        }
+    }
+
+    /// Gives entry `idx` `deadline` (none: it never expires).
+    pub(super) fn set_deadline(&mut self, idx: u32, deadline: Option<u64>) {
+        let node = &self.entry(idx).node;
+        node.set(meta::with_deadline(node.get(), deadline));
+        self.expiring
+            .set(idx, deadline.is_some(), self.entries.len());
+    }
+}
 
 /// Converts a TTL to whole milliseconds, rounding up so an entry never expires early.
 pub(crate) fn ttl_ms(ttl: Duration) -> u64 {

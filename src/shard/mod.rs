@@ -291,13 +291,6 @@ where
         }
     }
 
-    fn next_random(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
-    }
-
     /// Inserts or replaces `key`, weighing the weigher's answer plus
     /// `hidden` (see [`Cache::compute_slot`](crate::Cache::compute_slot)).
     /// `deadline: None` keeps no deadline; replaced and evicted entries go
@@ -346,12 +339,17 @@ where
                 b.release(old_weight.saturating_sub(weight));
             }
             let old = std::mem::replace(&mut self.entry_mut(idx).value, value);
+            let old_deadline = meta::deadline(self.entry(idx).node.get());
             self.remember_weight(env, idx, weight);
             self.weight = self.weight - old_weight + weight;
             self.set_deadline(idx, deadline);
             self.touch(idx, env);
-            removed.push((key, old, RemovalCause::Replaced));
             self.evict_to_capacity(env, removed);
+            if self.over_with(idx) {
+                let new = self.take_back_replaced(env, idx, old, old_weight, old_deadline);
+                return Err((key, new));
+            }
+            removed.push((key, old, RemovalCause::Replaced));
             return Ok(Inserted::Replaced);
         }
         if weight > self.capacity || (!self.can_evict && self.weight + weight > self.capacity) {
@@ -407,6 +405,9 @@ where
         self.expire_some(env, removed);
         if self.weight > self.capacity {
             self.evict_to_capacity(env, removed);
+            if self.over_with(idx) {
+                return Err(self.remove_at(env, idx));
+            }
             let nodes = SlabView {
                 entries: &mut self.entries,
                 hasher: env.hasher,
@@ -431,23 +432,6 @@ where
             hasher: env.hasher,
         });
         Ok(Inserted::New)
-    }
-
-    /// Counts a write to an existing entry as an access.
-    fn touch<S>(&mut self, idx: u32, env: &Env<'_, K, V, S>) {
-        let node = &self.entry(idx).node;
-        let m = node.get();
-        node.record_hit_at(m, env.hits, || self.policy.read_tick());
-        if env.tti.is_some() {
-            self.idle[idx as usize].store(env.now_ceil(), Ordering::Relaxed);
-        }
-    }
-
-    fn set_deadline(&mut self, idx: u32, deadline: Option<u64>) {
-        let node = &self.entry(idx).node;
-        node.set(meta::with_deadline(node.get(), deadline));
-        self.expiring
-            .set(idx, deadline.is_some(), self.entries.len());
     }
 
     /// Removes token `idx` and frees its slot.

@@ -58,6 +58,40 @@ where
         }
     }
 
+    /// Whether the shard is still over its capacity after an eviction to
+    /// it, with the entry just written at `idx` in it: the policy named no
+    /// victim (a custom policy's `None`, or a token that is not live; a
+    /// `volatile-*` policy with no entry that expires), so the write is
+    /// refused, as `noeviction` refuses one. Under a shared budget the room
+    /// is found before the write (see `budget.rs`).
+    #[inline(always)]
+    pub(super) fn over_with(&self, idx: u32) -> bool {
+        self.weight > self.capacity
+            && self.budget.is_none()
+            && self.entries.get(idx as usize).is_some_and(Option::is_some)
+    }
+
+    /// Puts the replaced value `old` back in entry `idx` (with its weight
+    /// and deadline), and hands back the value that replaced it: a
+    /// replacement the policy found no room for is refused.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn take_back_replaced<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        idx: u32,
+        old: V,
+        old_weight: u64,
+        old_deadline: Option<u64>,
+    ) -> V {
+        let new_weight = self.weight_at(env, idx);
+        let new = std::mem::replace(&mut self.entry_mut(idx).value, old);
+        self.remember_weight(env, idx, old_weight);
+        self.weight = self.weight - new_weight + old_weight;
+        self.set_deadline(idx, old_deadline);
+        new
+    }
+
     /// [`evict_to_capacity`](Self::evict_to_capacity) while keys are spared.
     #[cold]
     #[inline(never)]

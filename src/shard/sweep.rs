@@ -62,6 +62,13 @@ where
         }
     }
 
+    pub(super) fn next_random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
     /// Removes every expired entry among those that can expire.
     pub(crate) fn purge_expired<S: BuildHasher>(
         &mut self,
@@ -119,13 +126,15 @@ where
 
     /// Empties the shard into `removed`; every load in flight is overtaken.
     pub(crate) fn clear(&mut self, removed: &mut Removed<K, V>) {
+        // The policy first: a custom one that panics leaves the entries,
+        // the table and the weights as they were, in step with each other.
+        self.policy.clear();
         self.loads.overtake_all();
         self.table.clear();
         self.free.clear();
         self.idle.clear();
         self.weights.clear();
         self.expiring.clear();
-        self.policy.clear();
         if let Some(b) = &self.budget {
             b.release(self.weight);
         }
