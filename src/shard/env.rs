@@ -45,8 +45,8 @@ impl<K, V, S> Env<'_, K, V, S> {
     /// The millisecond now, rounded up (see [`LazyNow::ceil`]).
     #[inline]
     pub(crate) fn now_ceil(&self) -> u64 {
-        let now = self.now();
-        now.saturating_add(u64::from(!self.now_frac.get().is_zero()))
+        let (now, past) = self.reading();
+        now.saturating_add(u64::from(past))
     }
 
     /// [`now`](Self::now) as a [`LazyNow`] reads it.
