@@ -5,9 +5,9 @@
 //! threads: every value that leaves is notified exactly once, with the
 //! right cause.
 
-use shardcache::{
-    conformance, Cache, Decision, Entries, EvictionPolicy, MockClock, Policy, RemovalCause, Ttl,
-};
+#[cfg(feature = "conformance")]
+use shardcache::conformance;
+use shardcache::{Cache, Decision, Entries, EvictionPolicy, MockClock, Policy, RemovalCause, Ttl};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -980,6 +980,7 @@ fn causes_are_right_for_expired_and_replaced_values() {
 }
 
 /// The conformance suite flags the misbehaving policies.
+#[cfg(feature = "conformance")]
 #[test]
 fn conformance_flags_misbehaving_policies() {
     // (`Newest`, always evicting the entry just inserted, is a legal policy:
