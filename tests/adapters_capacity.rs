@@ -293,3 +293,76 @@ fn past_max_capacity_the_index_follows_the_evictions() {
     assert_eq!(perms.len(), 0);
     assert!(dropped as u64 <= max);
 }
+
+/// Sessions that have ended hold no place: with `max_sessions` live ones
+/// and some ended ones spread over every shard, recently used (so the
+/// least recently used is live), a new session takes an ended one's place
+/// and no live session is evicted.
+#[test]
+fn ended_sessions_give_way_before_any_live_one() {
+    let (live, ended) = (4_000usize, 400usize);
+    let clock = MockClock::new();
+    let config = SessionConfig::default()
+        .max_sessions((live + ended) as u64)
+        .absolute_timeout(Duration::from_secs(24 * 3600))
+        .idle_timeout(Duration::from_secs(600))
+        .clock(clock.clone());
+    let store: SessionStore<u32> = SessionStore::in_memory(config).unwrap();
+    let doomed: Vec<_> = (0..ended)
+        .map(|i| store.create("doomed", i as u32).unwrap())
+        .collect();
+    clock.advance(Duration::from_secs(300));
+    let kept: Vec<_> = (0..live)
+        .map(|i| store.create("kept", i as u32).unwrap())
+        .collect();
+    clock.advance(Duration::from_secs(200));
+    // Read last, so the least recently used sessions are the live ones.
+    for id in &doomed {
+        assert!(store.get(id.as_str()).is_some());
+    }
+    clock.advance(Duration::from_secs(101));
+    let fresh: Vec<_> = (0..ended)
+        .map(|i| store.create("fresh", i as u32).unwrap())
+        .collect();
+    let lost = kept
+        .iter()
+        .filter(|id| store.get(id.as_str()).is_none())
+        .count();
+    assert_eq!(
+        lost, 0,
+        "{lost} live sessions evicted while ended ones held room"
+    );
+    assert!(fresh.iter().all(|id| store.get(id.as_str()).is_some()));
+}
+
+/// The same for a rate limiter: keys whose state no longer matters give
+/// way before a limited key's state is evicted.
+#[test]
+fn idle_rate_limit_state_gives_way_before_a_limited_key() {
+    let (limited, idle) = (4_000u64, 400u64);
+    let clock = MockClock::new();
+    let limiter: RateLimiter<u64> = RateLimiter::builder()
+        .max_keys(limited + idle)
+        .clock(clock.clone())
+        .token_bucket(1, Duration::from_secs(1), 10)
+        .unwrap();
+    for key in 0..limited {
+        assert!(limiter.check_n(key, 10).unwrap().allowed);
+    }
+    clock.advance(Duration::from_secs(5));
+    // One token each: their state matters for one second, and they are
+    // the most recently used.
+    for key in limited..limited + idle {
+        assert!(limiter.check(key).allowed);
+    }
+    clock.advance(Duration::from_secs(2));
+    for key in limited + idle..limited + 2 * idle {
+        assert!(limiter.check(key).allowed);
+    }
+    // Each limited key has 7 of its 10 tokens back: a burst of 10 is refused
+    // unless its state was evicted.
+    let readmitted = (0..limited)
+        .filter(|&key| limiter.check_n(key, 10).unwrap().allowed)
+        .count();
+    assert_eq!(readmitted, 0, "{readmitted} limited keys lost their state");
+}

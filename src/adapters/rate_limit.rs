@@ -159,7 +159,9 @@ impl<K> fmt::Debug for RateLimiterBuilder<K> {
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiterBuilder<K> {
     /// The most keys tracked at once (default 1,000,000), counted over the
-    /// whole limiter: no key's state is evicted while fewer keys have state.
+    /// whole limiter: no key's state is evicted while fewer keys have state
+    /// that still matters (state that no longer limits its key gives up its
+    /// place first).
     pub fn max_keys(mut self, max: u64) -> Self {
         self.max_keys = max;
         self
@@ -227,6 +229,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiterBuilder<K> {
             // One budget for all shards: a key's state is evicted only when
             // `max_keys` keys have state, not when its shard's share fills.
             .shared_capacity()
+            .expired_first()
             .policy(Policy::lru())
             .clock(self.clock.clone())
             .build()?;

@@ -278,6 +278,7 @@ where
             // One budget for all shards: a live session is evicted only when
             // `max_sessions` are held, not when its shard's share fills.
             .shared_capacity()
+            .expired_first()
             .policy(Policy::lru())
             .clock(config.clock.clone())
             .eviction_listener(move |id: String, session: Session<T>, cause| {

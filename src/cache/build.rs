@@ -118,6 +118,13 @@ where
         let seed = b.hasher.hash_one(0x5EED_u64);
         let budget = (b.shared_capacity && b.max_capacity.is_some())
             .then(|| Arc::new(crate::shard::Budget::new(max_capacity)));
+        let fronts: Box<[_]> = if b.expired_first && budget.is_some() {
+            (0..shards)
+                .map(|_| Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)))
+                .collect()
+        } else {
+            Box::default()
+        };
         let readers = Arc::new(ReaderCounts::new(shards));
         let common = Arc::new(crate::policy::CommonShare::new(shards));
         let built: Arc<[_]> = (0..shards)
@@ -143,6 +150,9 @@ where
                 if let Some(budget) = &budget {
                     shard.share_budget(budget.clone());
                 }
+                if let Some(front) = fronts.get(i) {
+                    shard.order_deadlines(front.clone());
+                }
                 CacheAligned(ShardLock::new(shard, i as u32, readers.clone()))
             })
             .collect();
@@ -160,6 +170,7 @@ where
                 stats: StatsCounters::new(),
                 max_capacity,
                 budget,
+                fronts,
                 flights: Flights::new(shards),
                 journal: std::sync::OnceLock::new(),
                 refresh: refresh.map(Box::new),

@@ -115,6 +115,10 @@ pub(crate) struct Inner<K, V, S> {
     max_capacity: u64,
     /// The capacity all shards share, when built with one (see `shard/budget.rs`).
     budget: Option<Arc<crate::shard::Budget>>,
+    /// Each shard's earliest deadline (`u64::MAX`: none), when the shards
+    /// keep their deadlines in order (see `CacheBuilder::expired_first`);
+    /// empty otherwise.
+    fronts: Box<[Arc<std::sync::atomic::AtomicU64>]>,
     pub(crate) flights: Flights<K, V>,
     /// The write-ahead log, once attached by `build_persistent`.
     pub(crate) journal: std::sync::OnceLock<Arc<Journal<K, V>>>,
@@ -164,6 +168,12 @@ where
     /// The capacity all shards share, if any.
     pub(crate) fn budget(&self) -> Option<&crate::shard::Budget> {
         self.inner.budget.as_deref()
+    }
+
+    /// Each shard's earliest deadline, when the shards keep their deadlines
+    /// in order; empty otherwise.
+    pub(crate) fn fronts(&self) -> &[Arc<std::sync::atomic::AtomicU64>] {
+        &self.inner.fronts
     }
 
     pub(crate) fn shard(&self, s: usize) -> &Lock<Shard<K, V>> {

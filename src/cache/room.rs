@@ -12,9 +12,11 @@
 use crate::cache::Cache;
 use crate::callback::Held;
 use crate::listener::Removed;
+use crate::shard::expiry::is_expired;
 use crate::shard::{Budget, Env, Inserted, Shard};
 use crate::sync::spin_wait;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::Ordering;
 
 /// How many passes that evict something a write makes over the other
 /// shards to find room (writers racing for the room freed may need two).
@@ -91,6 +93,29 @@ where
             }
         }
         (progress, busy)
+    }
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Under ordered deadlines (`CacheBuilder::expired_first`), removes the
+    /// entries past their deadline from every shard but `s` whose earliest
+    /// deadline is at or before `now`, so that no live entry is evicted
+    /// while they hold room. A shard is only tried, never waited for (see
+    /// [`make_room`](Self::make_room)); `s` does its own in its admission.
+    fn reclaim_expired(&self, s: usize, now: u64, removed: &mut Removed<K, V>) {
+        for (o, front) in self.fronts().iter().enumerate() {
+            if o == s || !is_expired(front.load(Ordering::Relaxed), now) {
+                continue;
+            }
+            if let Some(mut other) = self.shard(o).try_write() {
+                other.expire_some(&self.write_env(o), removed);
+            }
+        }
     }
 }
 
@@ -173,6 +198,9 @@ where
         }
         // Room for the whole entry: no need to look up what it replaces.
         if budget.available() < weight {
+            if !self.fronts().is_empty() {
+                self.reclaim_expired(s, env.now(), removed);
+            }
             let old = shard.weight_of(env, hash, &key);
             let need = weight.saturating_sub(old);
             let own_spare = shard.weight().saturating_sub(old);

@@ -26,12 +26,15 @@ fn lock_word_shares_a_line_with_the_hot_shard_fields() {
 /// (table, lists, expiry index, weights) after each step.
 #[test]
 fn invariants_hold_under_random_operations() {
-    for (policy, weighted, shards) in [
-        (Policy::tiny_lfu(), false, 2),
-        (Policy::lru(), false, 2),
-        (Policy::tiny_lfu(), true, 2),
+    for (policy, weighted, shards, ordered) in [
+        (Policy::tiny_lfu(), false, 2, false),
+        (Policy::lru(), false, 2, false),
+        (Policy::tiny_lfu(), true, 2, false),
         // Many shards, each tuning its own window.
-        (Policy::tiny_lfu(), false, 16),
+        (Policy::tiny_lfu(), false, 16, false),
+        // One budget, deadlines kept in order.
+        (Policy::lru(), false, 4, true),
+        (Policy::tiny_lfu(), true, 4, true),
     ] {
         let clock = MockClock::new();
         let mut b = Cache::<u32, u32>::builder()
@@ -41,6 +44,9 @@ fn invariants_hold_under_random_operations() {
             .clock(clock.clone());
         if weighted {
             b = b.weigher(|_: &u32, v: &u32| v % 5);
+        }
+        if ordered {
+            b = b.shared_capacity().expired_first();
         }
         let cache = b.build().expect("valid");
         let mut x = 0x1234_5678_u32;
@@ -60,6 +66,9 @@ fn invariants_hold_under_random_operations() {
                 }
                 9 => clock.advance(Duration::from_millis(7)),
                 _ if step % 500 == 0 => cache.retain(|k, _| k % 3 != 0),
+                _ if step % 3 == 0 => {
+                    cache.set_ttl(&k, Some(Duration::from_millis(u64::from(x % 30) + 1)));
+                }
                 _ => {
                     cache.set_ttl(&k, None);
                 }

@@ -13,6 +13,9 @@
 use super::{Env, Shard};
 use crate::policy::node::{meta, NIL};
 use crate::sync::Ordering;
+use std::collections::BTreeSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 impl<K: std::hash::Hash + Eq, V> Shard<K, V> {
@@ -31,8 +34,15 @@ impl<K: std::hash::Hash + Eq, V> Shard<K, V> {
     pub(super) fn set_deadline(&mut self, idx: u32, deadline: Option<u64>) {
         let node = &self.entry(idx).node;
         node.set(meta::with_deadline(node.get(), deadline));
-        self.expiring
-            .set(idx, deadline.is_some(), self.entries.len());
+        self.expiring.set(idx, deadline, self.entries.len());
+    }
+
+    /// Keeps this shard's deadlines in order, publishing the earliest in
+    /// `front` (`u64::MAX` when none), so that its expired entries can be
+    /// found without sampling (see [`expire_due`](Self::expire_due)).
+    /// Called while the shard is empty, before it is shared.
+    pub(crate) fn order_deadlines(&mut self, front: Arc<AtomicU64>) {
+        self.expiring.order(front);
     }
 }
 
@@ -67,6 +77,55 @@ pub(crate) fn is_expired(deadline: u64, now: u64) -> bool {
 pub(crate) struct ExpiryIndex {
     tokens: Vec<u32>,
     pos: Vec<u32>,
+    /// The same tokens in deadline order, when the cache asks for it.
+    order: Option<Box<DeadlineOrder>>,
+}
+
+/// Tokens by deadline, and the earliest deadline published for other
+/// shards' writers to read without this shard's lock.
+#[derive(Debug)]
+struct DeadlineOrder {
+    by_deadline: BTreeSet<(u64, u32)>,
+    /// Each token's deadline in `by_deadline` (0: none).
+    of: Vec<u64>,
+    front: Arc<AtomicU64>,
+}
+
+impl DeadlineOrder {
+    fn first(&self) -> Option<(u64, u32)> {
+        self.by_deadline.first().copied()
+    }
+
+    fn set(&mut self, idx: u32, deadline: Option<u64>) {
+        let i = idx as usize;
+        if self.of.len() <= i {
+            self.of.resize(i + 1, 0);
+        }
+        // As the meta word holds it (see `meta::with_deadline`).
+        let new = meta::deadline(meta::with_deadline(0, deadline)).unwrap_or(0);
+        let old = std::mem::replace(&mut self.of[i], new);
+        if old == new {
+            return;
+        }
+        if old != 0 {
+            self.by_deadline.remove(&(old, idx));
+        }
+        if new != 0 {
+            self.by_deadline.insert((new, idx));
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let front = self.first().map_or(u64::MAX, |(d, _)| d);
+        self.front.store(front, Ordering::Relaxed);
+    }
+
+    fn clear(&mut self) {
+        self.by_deadline.clear();
+        self.of.clear();
+        self.publish();
+    }
 }
 
 impl ExpiryIndex {
@@ -81,17 +140,43 @@ impl ExpiryIndex {
         }
     }
 
+    /// Whether the tokens are also kept in deadline order.
+    pub(crate) fn is_ordered(&self) -> bool {
+        self.order.is_some()
+    }
+
+    /// Under deadline order, the earliest deadline and its token.
+    pub(crate) fn first_due(&self) -> Option<(u64, u32)> {
+        self.order.as_ref().and_then(|o| o.first())
+    }
+
     /// Whether no token has a deadline.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
 
-    /// Records whether `idx` has a deadline; `nodes` is the node count.
+    /// Keeps the tokens in deadline order from now on, publishing the
+    /// earliest deadline in `front`.
+    fn order(&mut self, front: Arc<AtomicU64>) {
+        let order = DeadlineOrder {
+            by_deadline: BTreeSet::new(),
+            of: Vec::new(),
+            front,
+        };
+        order.publish();
+        self.order = Some(Box::new(order));
+    }
+
+    /// Records `idx`'s deadline (none: it cannot expire); `nodes` is the
+    /// node count.
     #[inline]
-    pub(crate) fn set(&mut self, idx: u32, has_deadline: bool, nodes: usize) {
-        if has_deadline || self.active() {
-            self.update(idx, has_deadline, nodes);
+    pub(crate) fn set(&mut self, idx: u32, deadline: Option<u64>, nodes: usize) {
+        if deadline.is_some() || self.active() {
+            self.update(idx, deadline.is_some(), nodes);
+            if let Some(order) = &mut self.order {
+                order.set(idx, deadline);
+            }
         }
     }
 
@@ -132,6 +217,23 @@ impl ExpiryIndex {
     pub(crate) fn clear(&mut self) {
         self.tokens.clear();
         self.pos.clear();
+        if let Some(order) = &mut self.order {
+            order.clear();
+        }
+    }
+
+    /// Asserts that the deadline order, if kept, holds exactly the tokens
+    /// with a deadline, each at `deadline_of(token)`, and publishes its
+    /// earliest (for the shard's `validate`).
+    #[cfg(test)]
+    pub(crate) fn check_order(&self, deadline_of: impl Fn(u32) -> Option<u64>) {
+        let Some(order) = &self.order else { return };
+        assert_eq!(order.by_deadline.len(), self.tokens.len());
+        for &(d, t) in &order.by_deadline {
+            assert_eq!(deadline_of(t), Some(d), "token {t} out of deadline order");
+        }
+        let front = order.first().map_or(u64::MAX, |(d, _)| d);
+        assert_eq!(order.front.load(Ordering::Relaxed), front);
     }
 
     /// Every token with a deadline.
@@ -159,14 +261,37 @@ mod tests {
         for _ in 0..4 {
             ix.on_push();
         }
-        ix.set(1, true, 4);
-        ix.set(3, true, 4);
+        ix.set(1, Some(10), 4);
+        ix.set(3, Some(10), 4);
         assert_eq!(ix.len(), 2);
-        ix.set(1, false, 4);
+        ix.set(1, None, 4);
         assert_eq!(ix.tokens(), &[3]);
         ix.on_push();
-        ix.set(4, true, 5);
+        ix.set(4, Some(10), 5);
         assert_eq!(ix.len(), 2);
         assert!(ix.sample(7).is_some());
+    }
+
+    #[test]
+    fn ordered_index_publishes_the_earliest_deadline() {
+        let front = Arc::new(AtomicU64::new(0));
+        let mut ix = ExpiryIndex::default();
+        ix.order(front.clone());
+        assert_eq!(front.load(Ordering::Relaxed), u64::MAX);
+        for _ in 0..4 {
+            ix.on_push();
+        }
+        ix.set(0, Some(30), 4);
+        ix.set(1, Some(10), 4);
+        ix.set(2, Some(20), 4);
+        assert_eq!(front.load(Ordering::Relaxed), 10);
+        // A later deadline for the earliest moves the front on.
+        ix.set(1, Some(40), 4);
+        assert_eq!(front.load(Ordering::Relaxed), 20);
+        ix.set(2, None, 4);
+        assert_eq!(front.load(Ordering::Relaxed), 30);
+        assert_eq!(ix.first_due(), Some((30, 0)));
+        ix.clear();
+        assert_eq!(front.load(Ordering::Relaxed), u64::MAX);
     }
 }

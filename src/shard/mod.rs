@@ -382,8 +382,7 @@ where
             }
         };
         self.remember_weight(env, idx, weight);
-        self.expiring
-            .set(idx, deadline.is_some(), self.entries.len());
+        self.expiring.set(idx, deadline, self.entries.len());
         if env.tti.is_some() {
             self.idle[idx as usize].store(env.now_ceil(), Ordering::Relaxed);
         }
@@ -459,7 +458,7 @@ where
             },
             idx,
         );
-        self.expiring.set(idx, false, self.entries.len());
+        self.expiring.set(idx, None, self.entries.len());
         let Some(Entry { key, value, .. }) = self.entries[idx as usize].take() else {
             slab::not_occupied("removed token", idx);
         };

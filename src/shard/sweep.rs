@@ -14,16 +14,44 @@ where
 {
     /// Samples entries that can expire and removes the expired ones (Redis's
     /// active expiry): rounds of 8 samples, another round only while more than a
-    /// quarter of the last one was expired, at most 4 rounds.
+    /// quarter of the last one was expired, at most 4 rounds. Under ordered
+    /// deadlines (see [`order_deadlines`](Self::order_deadlines)) every
+    /// entry past its deadline is removed instead, without sampling.
     #[inline]
     pub(crate) fn expire_some<S: BuildHasher>(
         &mut self,
         env: &Env<'_, K, V, S>,
         removed: &mut Removed<K, V>,
     ) {
-        if env.tti.is_some() || !self.expiring.is_empty() {
+        // Under ordered deadlines, every entry past its deadline leaves
+        // (idle entries are still sampled).
+        let ordered = self.expire_due(env, removed);
+        if env.tti.is_some() || (!ordered && !self.expiring.is_empty()) {
             self.sample_expired(env, removed);
         }
+    }
+
+    /// Under ordered deadlines, removes every entry whose deadline has
+    /// passed, earliest first, and stops at the first that may still be
+    /// read (within its refresh windows). False without ordered deadlines.
+    pub(super) fn expire_due<S: BuildHasher>(
+        &mut self,
+        env: &Env<'_, K, V, S>,
+        removed: &mut Removed<K, V>,
+    ) -> bool {
+        if !self.expiring.is_ordered() {
+            return false;
+        }
+        let mut first = self.expiring.first_due();
+        while let Some((deadline, idx)) = first {
+            if !super::expiry::is_expired(deadline, env.now()) || !self.is_expired_now(idx, env) {
+                break;
+            }
+            let (k, v) = self.remove_at(env, idx);
+            removed.push((k, v, RemovalCause::Expired));
+            first = self.expiring.first_due();
+        }
+        true
     }
 
     fn sample_expired<S: BuildHasher>(

@@ -38,5 +38,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         for &t in self.expiring.tokens() {
             assert!(meta::deadline(self.entry(t).node.get()).is_some());
         }
+        self.expiring
+            .check_order(|t| meta::deadline(self.entry(t).node.get()));
     }
 }

@@ -79,7 +79,8 @@ impl SessionConfig {
     }
 
     /// The most sessions kept (default 1,000,000), counted over the whole
-    /// store: no live session is evicted while fewer are held. Past it, a
+    /// store: no live session is evicted while fewer are live (sessions
+    /// that have ended give up their place first, wherever they are). Past it, a
     /// new session evicts a least recently used one (the least recently
     /// used of the shard the new id hashes to, so roughly, not exactly, the
     /// least recently used overall).
