@@ -8,7 +8,8 @@
 //! goes to an append-only [`FileLog`] (by default [`Fsync::Always`](crate::persist::Fsync::Always): a
 //! `create` that returned is on disk), and reopening replays it: sessions,
 //! their absolute deadlines and their slid idle deadlines all survive, and
-//! what expired while the process was down is not loaded.
+//! what expired while the process was down is not loaded, and is rewritten
+//! out of the log (`reopen.rs`).
 //!
 //! A user → sessions index serves [`SessionStore::destroy_all_for_user`] and
 //! [`SessionStore::count_for_user`]; it follows the cache through its
@@ -21,9 +22,11 @@
 mod config;
 mod id;
 mod record;
+mod reopen;
 mod steady;
 #[cfg(test)]
 mod tests;
+mod user_locks;
 
 pub use config::SessionConfig;
 pub use id::SessionId;
@@ -34,14 +37,17 @@ use crate::listener::RemovalCause;
 use crate::persist::{FileLog, PersistError, RecoveryReport, WriteAheadLog};
 use crate::{Cache, CacheBuilder, Policy};
 use parking_lot::Mutex;
+use reopen::overhangs;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use steady::{Now, Steady};
+use user_locks::UserLocks;
 
 /// The default absolute session lifetime: 24 hours.
 pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
@@ -150,10 +156,17 @@ type UserIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 /// by the step. On open, an idle deadline that the log places more than a
 /// second past the absolute one (as a log compacted after a forward step
 /// may, or a log whose touches logged idle deadlines only) is brought back to
-/// it.
+/// it. A session that the reopened store finds ended is not loaded, and the
+/// log is rewritten without it: a later open does not bring it back, even
+/// on a wall clock set back before its deadline.
 pub struct SessionStore<T> {
     cache: Cache<String, Session<T>>,
     users: UserIndex,
+    /// Held by `destroy_all_for_user` for its whole call.
+    user_locks: UserLocks,
+    /// Whether the log may still hold sessions that the replay found ended
+    /// (see `reopen.rs`).
+    lapsed: Arc<AtomicBool>,
     config: SessionConfig,
     steady: Steady,
     recovery: Option<RecoveryReport>,
@@ -164,6 +177,8 @@ impl<T> Clone for SessionStore<T> {
         Self {
             cache: self.cache.clone(),
             users: self.users.clone(),
+            user_locks: self.user_locks.clone(),
+            lapsed: self.lapsed.clone(),
             config: self.config.clone(),
             steady: self.steady.clone(),
             recovery: self.recovery.clone(),
@@ -196,6 +211,8 @@ where
         Ok(Self {
             cache: builder.build()?,
             users,
+            user_locks: UserLocks::new(),
+            lapsed: Arc::default(),
             config,
             steady,
             recovery: None,
@@ -241,32 +258,21 @@ where
                 index.entry(session.user).or_default().insert(id);
             }
         }
+        let lapsed = report.expired > 0;
         let store = Self {
             cache,
             users,
+            user_locks: UserLocks::new(),
+            lapsed: Arc::new(AtomicBool::new(lapsed)),
             config,
             steady,
             recovery: Some(report),
         };
         store.end_at_absolute(overhanging);
+        // If the log cannot be rewritten now, `destroy` and
+        // `destroy_all_for_user` try again and report the failure.
+        let _ = store.drop_lapsed();
         Ok(store)
-    }
-
-    /// Ends each of `sessions` (id, time left to its absolute deadline) at
-    /// its absolute deadline, once the index lock is released (a removal
-    /// calls the listener).
-    fn end_at_absolute(&self, sessions: Vec<(String, Duration)>) {
-        for (id, left) in sessions {
-            // As in `get`: if the log cannot keep it now, the next open
-            // does it again.
-            let _ = self.cache.durably(|| {
-                if left.is_zero() {
-                    self.cache.remove(&id);
-                } else {
-                    self.cache.set_ttl(&id, Some(left));
-                }
-            });
-        }
     }
 
     fn builder(config: &SessionConfig) -> (CacheBuilder<String, Session<T>>, UserIndex) {
@@ -436,7 +442,10 @@ where
         touched.map_err(|_| SessionError::Full)
     }
 
-    /// Ends session `id`. Returns whether it was live.
+    /// Ends session `id`. Returns whether it was live: a session that ended
+    /// while the process was down is not (`false`), and no later open brings
+    /// it back, even on a wall clock set back before its deadline (the open
+    /// that found it ended rewrote the log without it).
     ///
     /// # Errors
     ///
@@ -446,13 +455,26 @@ where
     /// restart. Under a buffering log the removal the failure met stays in
     /// memory (the session is gone) but is not yet logged: until
     /// [`sync`](Self::sync) repairs the log, a restart can bring the session
-    /// back. Call `sync`, then `destroy` again.
+    /// back. Call `sync`, then `destroy` again. Also when `id` is not live
+    /// and the log could not yet be rewritten without the sessions that
+    /// ended while the process was down (the open tried, and this call
+    /// tried again): on a wall clock set back, a later open could load
+    /// such a session again. Call `destroy` again.
     pub fn destroy(&self, id: &str) -> Result<bool, SessionError> {
-        Ok(self.cache.durably(|| self.cache.remove(id))?.is_some())
+        let live = self.cache.durably(|| self.cache.remove(id))?.is_some();
+        if !live {
+            self.drop_lapsed()?;
+        }
+        Ok(live)
     }
 
     /// Ends every session of `user` (e.g. on a password change); returns how
     /// many were live. Visits only that user's sessions.
+    ///
+    /// When it returns `Ok`, no session of `user` created before the call
+    /// began is live, even while other calls for `user` run at the same
+    /// time: calls for one user take turns (the one that found a session
+    /// counts it, the others do not).
     ///
     /// # Errors
     ///
@@ -460,8 +482,15 @@ where
     /// sessions it could not remove are still live (under a buffering log,
     /// the one whose removal met the failure is gone from memory but not
     /// yet logged, as in [`destroy`](Self::destroy)); call
-    /// [`sync`](Self::sync), then again.
+    /// [`sync`](Self::sync), then again. Also if the log could not yet be
+    /// rewritten without the sessions that ended while the process was
+    /// down, as in [`destroy`](Self::destroy): call again.
     pub fn destroy_all_for_user(&self, user: &str) -> Result<usize, SessionError> {
+        // Held until every removal is settled: a concurrent call for `user`
+        // finds the index empty once this one has taken the ids out, and
+        // must not return before they are removed (or back in the index,
+        // for it to remove).
+        let turn = self.user_locks.lock(user);
         let ids = self.users.lock().remove(user).unwrap_or_default();
         let mut destroyed = 0;
         let mut failure = None;
@@ -483,9 +512,13 @@ where
                 }
             }
         }
+        drop(turn);
         match failure {
             Some(e) => Err(e.into()),
-            None => Ok(destroyed),
+            None => {
+                self.drop_lapsed()?;
+                Ok(destroyed)
+            }
         }
     }
 
@@ -528,16 +561,6 @@ where
     pub fn sync(&self) -> Result<(), SessionError> {
         Ok(self.cache.sync()?)
     }
-}
-
-/// Whether a replayed session's cache TTL `ttl` reaches more than
-/// [`OVERHANG`] past its absolute deadline, `left` from now: its idle
-/// deadline was logged on a wall clock stepped forward since its absolute
-/// deadline was (by a compaction, or a `touch` that logged the idle deadline
-/// only), and the counts would go on seeing it after [`SessionStore::get`]
-/// stopped.
-fn overhangs(ttl: Option<Duration>, left: Duration) -> bool {
-    ttl.is_none_or(|ttl| ttl > left.saturating_add(OVERHANG))
 }
 
 fn unindex(users: &Mutex<HashMap<String, HashSet<String>>>, user: &str, id: &str) {
