@@ -219,3 +219,55 @@ fn reloads_that_do_not_store_leave_no_mark() {
         assert_eq!(loads_in_flight(&cache), 0, "round {round}");
     }
 }
+
+/// Ordered deadlines under racing writers: four threads insert with and
+/// without deadlines, set and clear them, remove, and the clock moves;
+/// afterwards every shard's deadline order holds exactly its entries with
+/// a deadline, and the budget is kept.
+#[test]
+fn ordered_deadlines_hold_under_racing_writers() {
+    let clock = MockClock::new();
+    let cache = Cache::<u32, u32>::builder()
+        .max_capacity(200)
+        .shards(8)
+        .policy(Policy::lru())
+        .shared_capacity()
+        .expired_first()
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    std::thread::scope(|scope| {
+        for t in 0..4u32 {
+            let (cache, clock) = (&cache, &clock);
+            scope.spawn(move || {
+                let mut x = 0x9E37_79B9_u32 ^ (t + 1);
+                for step in 0..20_000u32 {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    let k = x % 500;
+                    let ttl = Duration::from_millis(u64::from(x % 40) + 1);
+                    match x % 8 {
+                        0 | 1 => cache.insert_with_ttl(k, step, ttl),
+                        2 => cache.insert(k, step),
+                        3 => {
+                            cache.set_ttl(&k, Some(ttl));
+                        }
+                        4 => {
+                            cache.set_ttl(&k, None);
+                        }
+                        5 => {
+                            cache.remove(&k);
+                        }
+                        6 if t == 0 => clock.advance(Duration::from_millis(3)),
+                        _ => {
+                            cache.get(&k);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    cache.validate();
+    assert!(cache.weighted_size() <= 200);
+}
