@@ -8,9 +8,11 @@
 //! counted per thread, so tests running beside each other do not disturb
 //! the count): what a cache allocates before its first insert is bounded by
 //! its capacity or by a small constant per shard, never by the shard count
-//! times a floor.
+//! times a floor; and a file log gives back the buffer of an unusually large
+//! record once it is written.
 
 use shardcache::kv::KvStore;
+use shardcache::persist::{FileLog, Fsync, WriteAheadLog};
 use shardcache::Cache;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -160,4 +162,28 @@ fn a_unit_cache_with_many_shards_allocates_little_before_an_insert() {
         cache.insert(k, k);
     }
     assert!(cache.len() <= 1_000_000);
+}
+
+#[test]
+fn a_large_record_does_not_stay_in_the_logs_buffers() {
+    let dir = tempfile::tempdir().unwrap();
+    // `Always`: the record is written and synced on this thread, in `wait`.
+    let log = FileLog::open(dir.path().join("c.log"), Fsync::Always).unwrap();
+    let record = vec![7u8; 64 << 20];
+    let (_, held) = held_by(|| {
+        let lsn = log.append(&record).unwrap();
+        log.wait(lsn).unwrap();
+        let lsn = log.append(b"small").unwrap();
+        log.wait(lsn).unwrap();
+    });
+    eprintln!(
+        "file log, after a 64 MiB record and a small one: {} KiB held",
+        held >> 10
+    );
+    // Its buffer kept the record's 64 MiB for the life of the log.
+    assert!(
+        held < 8 * MIB,
+        "file log, after a 64 MiB record: {} MiB held",
+        held / MIB
+    );
 }
