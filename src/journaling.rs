@@ -18,6 +18,7 @@ use crate::persist::{PersistError, Record, RecordRef, RewriteKind, SummaryWriter
 use crate::shard::{Env, LazyNow, Shard};
 use crate::sync::Arc;
 use crate::waits::Cycle;
+use crate::weigher::Weight;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Borrow;
@@ -289,7 +290,15 @@ where
         match value {
             Some(value) if expires_at.is_none_or(|at| at > wall) => {
                 let deadline = expires_at.map(|at| clock.tick_of(at));
-                let _ = shard.insert(&env, hash, key, value, 0, deadline, &mut removed);
+                let _ = shard.insert(
+                    &env,
+                    hash,
+                    key,
+                    value,
+                    Weight::Hidden(0),
+                    deadline,
+                    &mut removed,
+                );
             }
             _ => {
                 // The refused value leaves: the listener hears of it, and

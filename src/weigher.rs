@@ -20,6 +20,20 @@ where
     }
 }
 
+/// What a write knows of its entry's weight before the entry is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Weight {
+    /// Not weighed yet: the weigher's answer plus this much weight it
+    /// cannot see in the value (see
+    /// [`Cache::compute_slot`](crate::Cache::compute_slot)); 0 for most
+    /// writes.
+    Hidden(u64),
+    /// Weighed already, what the weigher cannot see included (by a batch's
+    /// plan, or kept by the entry being put back): the weigher is not asked
+    /// again.
+    Known(u64),
+}
+
 /// The weigher in use: every entry weighs 1, or a user's function.
 pub(crate) enum Weights<K, V> {
     Unit,
@@ -48,6 +62,18 @@ impl<K: 'static, V: 'static> Weights<K, V> {
                 let weight = crate::callback::under_shard_lock(held, || w.weigh(key, value));
                 u64::from(weight).saturating_add(hidden)
             }
+        }
+    }
+
+    /// The weight of `key` with `value` as `weight` says: 1 under unit
+    /// weights, a [`Weight::Known`] as it is (the weigher is not asked),
+    /// else as [`weigh`](Self::weigh) gives it.
+    #[inline]
+    pub(crate) fn weight(&self, key: &K, value: &V, weight: Weight, held: Held) -> u64 {
+        match (self, weight) {
+            (Self::Unit, _) => 1,
+            (Self::Custom(_), Weight::Known(w)) => w,
+            (Self::Custom(_), Weight::Hidden(hidden)) => self.weigh(key, value, hidden, held),
         }
     }
 }

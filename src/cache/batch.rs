@@ -47,12 +47,12 @@
 
 use super::batch_locked::Locked;
 use super::Cache;
-use crate::callback::Held;
 use crate::compute::{Current, Ttl};
 use crate::listener::{RemovalCause, Removed};
 use crate::persist::journal::Ticket;
 use crate::persist::{Part, PartRef, PersistError, RecordRef};
 use crate::shard::{Env, Inserted, Shard};
+use crate::weigher::Weight;
 use std::hash::{BuildHasher, Hash};
 
 /// What a batch does with one of its keys.
@@ -76,9 +76,11 @@ pub(crate) enum BatchWrite<V> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchFull;
 
-/// One write of a batch that changes its key, once its deadline is known.
+/// One write of a batch that changes its key, once its deadline and
+/// weight are known.
 pub(super) enum Step<V> {
-    /// The value, its deadline, and its weight beyond the weigher's answer.
+    /// The value, its deadline, and its weight: weighed once, as the batch
+    /// is planned, and told to the checks and the insert that follow.
     Put(V, Option<u64>, u64),
     Remove,
 }
@@ -87,7 +89,7 @@ pub(super) enum Step<V> {
 pub(super) type Plan<V> = Vec<(usize, Step<V>)>;
 
 /// A key's state before the batch, to roll an applied write back: its value,
-/// deadline and the weight its value carries beyond the weigher's answer.
+/// deadline and weight.
 type Prior<V> = Option<(V, Option<u64>, u64)>;
 
 impl<K, V, S> Cache<K, V, S>
@@ -141,7 +143,15 @@ where
                     let deadline = expires_at.map(|at| clock.tick_of(at));
                     let h = locked.hash(i);
                     let shard = locked.shard_mut(i);
-                    let _ = shard.insert(&env, h, key, value, 0, deadline, &mut removed);
+                    let _ = shard.insert(
+                        &env,
+                        h,
+                        key,
+                        value,
+                        Weight::Hidden(0),
+                        deadline,
+                        &mut removed,
+                    );
                 }
             }
         }
@@ -216,7 +226,7 @@ where
                 Some(_) => Vec::new(),
                 None => self.plan(&mut locked, keys, &idx, writes, &env),
             };
-            if self.too_heavy(&mut locked, keys, &plan) {
+            if self.too_heavy(&locked, &plan) {
                 Err(BatchFull)
             } else if plan.is_empty() {
                 Ok(r)
@@ -324,10 +334,10 @@ where
         locked.spare_batch();
         for (n, (i, step)) in plan.into_iter().enumerate() {
             match step {
-                Step::Put(v, d, hidden) => {
+                Step::Put(v, d, weight) => {
                     let key = keys[i].clone();
                     stay.push(i);
-                    match self.insert_in_batch(locked, key, i, v, hidden, d, env, removed) {
+                    match self.insert_in_batch(locked, key, i, v, weight, d, env, removed) {
                         Ok(kind) => kinds.push(kind),
                         Err(_) => {
                             applied.retain(|&(i, n)| n < planned || missing(locked, keys, i));
@@ -362,7 +372,7 @@ where
         Ok(kinds)
     }
 
-    /// Key `i`'s live value, deadline and hidden weight, if it has one.
+    /// Key `i`'s live value, deadline and weight, if it has one.
     fn prior(
         &self,
         locked: &mut Locked<'_, K, V>,
@@ -374,8 +384,9 @@ where
         Some(self.held(locked, keys, i, idx?, env))
     }
 
-    /// The value key `i` holds at token `ix`, its deadline, and the weight
-    /// it carries beyond the weigher's answer.
+    /// The value key `i` holds at token `ix`, its deadline, and its weight
+    /// as the shard keeps it (the weigher is not asked): the weight to put
+    /// it back with under the same key.
     pub(super) fn held(
         &self,
         locked: &mut Locked<'_, K, V>,
@@ -388,12 +399,7 @@ where
         let shard = locked.shard_mut(i);
         let found = shard.at(ix);
         let (value, deadline) = (found.value.clone(), found.deadline);
-        let all = shard.weight_of(env, h, &keys[i]);
-        let seen = self
-            .inner
-            .weights
-            .weigh(&keys[i], &value, 0, Held::of(shard));
-        (value, deadline, all.saturating_sub(seen))
+        (value, deadline, shard.weight_of(env, h, &keys[i]))
     }
 
     /// Rolls back the writes `applied` names (key index, plan index), newest
@@ -494,13 +500,13 @@ fn roll_back<K, V, S>(
 {
     let mut scratch = Removed::new();
     match prior {
-        Some((value, deadline, hidden)) => {
+        Some((value, deadline, weight)) => {
             let back = shard.insert(
                 env,
                 hash,
                 key.clone(),
                 value,
-                hidden,
+                Weight::Known(weight),
                 deadline,
                 &mut scratch,
             );

@@ -6,9 +6,9 @@
 
 use super::locked::WriteLocked;
 use super::Cache;
-use crate::callback::Held;
 use crate::listener::Removed;
 use crate::shard::{Env, Inserted};
+use crate::weigher::Weight;
 use std::hash::{BuildHasher, Hash};
 use std::ops::{Deref, DerefMut};
 
@@ -74,7 +74,8 @@ where
     /// key's shard and from the shards the batch does not hold). If that
     /// is refused under a shared budget, the batch's other locked shards
     /// give room too (by their policies, sparing the batch's keys), and
-    /// the insert is tried once more.
+    /// the insert is tried once more. `weight` is the value's, weighed as
+    /// the batch was planned: the weigher is not asked again.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn insert_in_batch(
         &self,
@@ -82,15 +83,16 @@ where
         key: K,
         i: usize,
         value: V,
-        hidden: u64,
+        weight: u64,
         deadline: Option<u64>,
         env: &Env<'_, K, V, S>,
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
         let (h, s) = (locked.hash(i), locked.shard_index(i));
         let shard = locked.shard_mut(i);
+        let known = Weight::Known(weight);
         let (key, value) =
-            match self.insert_with_room(s, shard, env, h, key, value, hidden, deadline, removed) {
+            match self.insert_with_room(s, shard, env, h, key, value, known, deadline, removed) {
                 Err(refused) if locked.guards.len() > 1 => refused,
                 done => return done,
             };
@@ -98,10 +100,6 @@ where
             return Err((key, value));
         };
         let shard = locked.shard_mut(i);
-        let weight = self
-            .inner
-            .weights
-            .weigh(&key, &value, hidden, Held::of(&mut *shard));
         let need = weight.saturating_sub(shard.weight_of(env, h, &key));
         let mine = locked.guard(i);
         let shards = &mut locked.0;
@@ -115,6 +113,6 @@ where
             while budget.available() < need && other.evict_one(&other_env, removed) {}
         }
         let shard = locked.shard_mut(i);
-        self.insert_with_room(s, shard, env, h, key, value, hidden, deadline, removed)
+        self.insert_with_room(s, shard, env, h, key, value, known, deadline, removed)
     }
 }

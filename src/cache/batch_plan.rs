@@ -1,8 +1,10 @@
 //! Planning a batch (see `batch.rs`): which of its writes change
-//! something, with their deadlines; whether they could ever fit together;
-//! and the order that frees room before taking it.
+//! something, with their deadlines and weights; whether they could ever fit
+//! together; and the order that frees room before taking it.
 //!
-//! Reads the locked shards and the weigher; writes nothing.
+//! Reads the locked shards and the weigher (once per value stored, here:
+//! the weight goes with the step to the checks and the insert); writes
+//! nothing.
 
 use super::batch::{BatchWrite, Plan, Step};
 use super::batch_locked::Locked;
@@ -18,8 +20,8 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
 {
-    /// The writes of `writes` that change something, with their deadlines,
-    /// in the order that frees room first (see
+    /// The writes of `writes` that change something, with their deadlines
+    /// and weights, in the order that frees room first (see
     /// [`freeing_first`](Self::freeing_first)): the order they are applied,
     /// logged and replayed in.
     pub(super) fn plan(
@@ -42,12 +44,22 @@ where
                         Ttl::Never => None,
                         Ttl::After(d) => self.stored_deadline(Some(env.deadline_after(d))),
                     };
-                    plan.push((i, Step::Put(v, deadline, 0)));
+                    let shard = locked.shard_mut(i);
+                    let weight = self.inner.weights.weigh(&keys[i], &v, 0, Held::of(shard));
+                    plan.push((i, Step::Put(v, deadline, weight)));
                 }
                 BatchWrite::Move(j) => {
+                    // The weight the weigher cannot see in the value moves
+                    // with it; what it sees is weighed under the new key.
                     if let Some(Some(from)) = idx.get(j).copied() {
-                        let (value, deadline, hidden) = self.held(locked, keys, j, from, env);
-                        plan.push((i, Step::Put(value, deadline, hidden)));
+                        let (value, deadline, all) = self.held(locked, keys, j, from, env);
+                        let weights = &self.inner.weights;
+                        let seen =
+                            weights.weigh(&keys[j], &value, 0, Held::of(locked.shard_mut(j)));
+                        let hidden = all.saturating_sub(seen);
+                        let shard = locked.shard_mut(i);
+                        let weight = weights.weigh(&keys[i], &value, hidden, Held::of(shard));
+                        plan.push((i, Step::Put(value, deadline, weight)));
                     }
                 }
             }
@@ -60,22 +72,12 @@ where
     /// share otherwise): they could never be stored together, so the batch
     /// is refused before anything changes, rather than after evicting
     /// everything else to find out.
-    pub(super) fn too_heavy(
-        &self,
-        locked: &mut Locked<'_, K, V>,
-        keys: &[K],
-        plan: &Plan<V>,
-    ) -> bool {
+    pub(super) fn too_heavy(&self, locked: &Locked<'_, K, V>, plan: &Plan<V>) -> bool {
         let mut per_shard = vec![0u64; locked.guards.len()];
         for (i, step) in plan {
-            if let Step::Put(v, _, hidden) = step {
-                let shard = locked.shard_mut(*i);
-                let weight = self
-                    .inner
-                    .weights
-                    .weigh(&keys[*i], v, *hidden, Held::of(shard));
+            if let Step::Put(_, _, weight) = step {
                 let g = locked.guard(*i);
-                per_shard[g] = per_shard[g].saturating_add(weight);
+                per_shard[g] = per_shard[g].saturating_add(*weight);
             }
         }
         if self.budget().is_some() {
@@ -109,15 +111,10 @@ where
             .map(|(i, step)| {
                 let adds = match &step {
                     Step::Remove => i128::MIN,
-                    Step::Put(v, _, hidden) => {
+                    Step::Put(_, _, new) => {
                         let h = locked.hash(i);
-                        let shard = locked.shard_mut(i);
-                        let old = shard.weight_of(env, h, &keys[i]);
-                        let new =
-                            self.inner
-                                .weights
-                                .weigh(&keys[i], v, *hidden, Held::of(&mut *shard));
-                        i128::from(new) - i128::from(old)
+                        let old = locked.shard(i).weight_of(env, h, &keys[i]);
+                        i128::from(*new) - i128::from(old)
                     }
                 };
                 (adds, (i, step))
@@ -128,3 +125,7 @@ where
         ranked.into_iter().map(|(_, write)| write).collect()
     }
 }
+
+#[cfg(test)]
+#[path = "batch_plan_tests.rs"]
+mod tests;

@@ -24,6 +24,13 @@ const PRESIZED_SLOTS: u64 = 1 << 18;
 /// A larger one never evicts, and its policy is sized as an unbounded
 /// cache's.
 const FILLABLE: u64 = 1 << 32;
+/// The entries a weighted cache's policy is sized for, over all shards, at
+/// most. A weight says nothing of how many entries a shard will hold, so
+/// each is sized for 4,096; this bound keeps that for every default shard
+/// count (1,024 at most) and scales it down past them: 4,096 in each of
+/// 65,536 shards sized ghosts and sketches for 2^28 entries, 1.6 GiB before
+/// the first insert.
+const WEIGHTED_ENTRIES: u64 = 1 << 22;
 
 impl<K, V> Cache<K, V>
 where
@@ -113,7 +120,7 @@ where
             None => 0,
             Some(c) if unit && c > FILLABLE => 0,
             Some(_) if unit => per_shard.min(1 << 24) as usize,
-            Some(_) => 1 << 12,
+            Some(_) => (WEIGHTED_ENTRIES / shards as u64).clamp(16, 1 << 12) as usize,
         };
         let seed = b.hasher.hash_one(0x5EED_u64);
         let budget = (b.shared_capacity && b.max_capacity.is_some())

@@ -13,6 +13,7 @@ use crate::listener::{RemovalCause, Removed};
 use crate::persist::journal::Ticket;
 use crate::persist::{RawBytes, RecordRef};
 use crate::shard::LoadId;
+use crate::weigher::Weight;
 use std::hash::{BuildHasher, Hash};
 
 /// What a [`compute_marked`](Cache::compute_marked) closure is shown.
@@ -274,7 +275,7 @@ where
                                 hash,
                                 key,
                                 value,
-                                hidden,
+                                Weight::Hidden(hidden),
                                 deadline,
                                 &mut removed,
                             );

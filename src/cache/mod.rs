@@ -68,7 +68,7 @@ use crate::shard::{Env, Inserted, LazyNow, LoadId, Lookup, Shard};
 use crate::shard_lock::ShardLock as Lock;
 use crate::stats::StatsCounters;
 use crate::sync::{Arc, CacheAligned};
-use crate::weigher::Weights;
+use crate::weigher::{Weight, Weights};
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -338,7 +338,7 @@ where
                     hash,
                     key,
                     value,
-                    0,
+                    Weight::Hidden(0),
                     deadline,
                     &mut removed,
                 )
@@ -377,7 +377,7 @@ where
                 hash,
                 key,
                 value,
-                0,
+                Weight::Hidden(0),
                 deadline,
                 &mut removed,
             );

@@ -15,6 +15,7 @@ use crate::listener::Removed;
 use crate::shard::expiry::is_expired;
 use crate::shard::{Budget, Env, Inserted, Shard};
 use crate::sync::spin_wait;
+use crate::weigher::Weight;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::Ordering;
 
@@ -146,8 +147,10 @@ where
     /// and the insert is tried again, on the lock waiters' schedule, while
     /// another thread may free the room.
     ///
-    /// `hidden` is weight the weigher cannot see in `value` (see
-    /// [`compute_slot`](Self::compute_slot)); 0 for every other write.
+    /// `weight` is the entry's weight if the writer knows it already (a
+    /// batch weighs its values as it plans), else the weight the weigher
+    /// cannot see in `value` (see [`compute_slot`](Self::compute_slot)); 0
+    /// for every other write. The weigher is asked once at most.
     ///
     /// Always inlined: the call alone, ten arguments partly on the stack,
     /// cost about 30 instructions per insert.
@@ -161,14 +164,14 @@ where
         hash: u64,
         key: K,
         value: V,
-        hidden: u64,
+        weight: Weight,
         deadline: Option<u64>,
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
         match self.budget() {
-            None => shard.insert(env, hash, key, value, hidden, deadline, removed),
+            None => shard.insert(env, hash, key, value, weight, deadline, removed),
             Some(budget) => self.insert_in_budget(
-                budget, s, shard, env, hash, key, value, hidden, deadline, removed,
+                budget, s, shard, env, hash, key, value, weight, deadline, removed,
             ),
         }
     }
@@ -184,13 +187,15 @@ where
         hash: u64,
         key: K,
         value: V,
-        hidden: u64,
+        weight: Weight,
         deadline: Option<u64>,
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
+        // Weighed once: the inserts below are told the answer.
         let weight = env
             .weights
-            .weigh(&key, &value, hidden, Held::of(&mut *shard));
+            .weight(&key, &value, weight, Held::of(&mut *shard));
+        let known = Weight::Known(weight);
         // Heavier than the whole budget: it could never fit, so nothing is
         // evicted for it.
         if weight > self.max_capacity() {
@@ -210,7 +215,7 @@ where
                 }
             }
         }
-        let mut attempt = shard.insert(env, hash, key, value, hidden, deadline, removed);
+        let mut attempt = shard.insert(env, hash, key, value, known, deadline, removed);
         shard.refund();
         // Refused: make room in the other shards, reserved for this write,
         // and try again. While other writers hold the shards with the room
@@ -226,7 +231,7 @@ where
             if let Room::Reserved(n) = room {
                 shard.prepay(n);
             }
-            attempt = shard.insert(env, hash, key, value, hidden, deadline, removed);
+            attempt = shard.insert(env, hash, key, value, known, deadline, removed);
             shard.refund();
             let retry = room != Room::Short && shard.can_evict();
             if attempt.is_ok() || !retry || !spin_wait(&mut round) {

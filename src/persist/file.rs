@@ -4,6 +4,8 @@ use super::frame;
 use super::migrate::migrate;
 use super::recovery;
 
+#[path = "file_buffer.rs"]
+mod buffer;
 #[path = "file_commit.rs"]
 mod commit;
 #[path = "file_rewrite.rs"]
@@ -153,7 +155,7 @@ struct Writer {
     /// bytes' length.
     generation: u64,
     /// The buffer being written (swapped with `Appended::buf`, so both keep
-    /// their allocations).
+    /// their allocations, up to [`buffer::KEEP`]).
     spare: Vec<u8>,
 }
 
@@ -340,7 +342,7 @@ impl<S: Storage> LogInner<S> {
         }
         let result = self.storage.append(&writer.spare);
         let written = writer.spare.len() as u64;
-        writer.spare.clear();
+        buffer::empty(&mut writer.spare);
         match result {
             Ok(()) => {
                 writer.good_len += written;
@@ -385,7 +387,7 @@ impl<S: Storage> LogInner<S> {
     /// rewrite. Returns the error.
     fn fail(&self, op: &'static str, e: io::Error, outcome: &str) -> PersistError {
         let mut appended = self.appended.lock();
-        appended.buf.clear();
+        buffer::empty(&mut appended.buf);
         appended.tail = None;
         let error = PersistError::io(
             op,

@@ -78,7 +78,7 @@ impl<S: Storage> LogInner<S> {
             .map_err(|e| self.io("replacing", e))?;
         // The replacement holds every record appended so far: the buffer's
         // records included (they are in the tail or the snapshot).
-        appended.buf.clear();
+        super::buffer::empty(&mut appended.buf);
         appended.failed = None;
         self.stopped.store(false, Ordering::Release);
         self.starts_at(&mut writer, size);

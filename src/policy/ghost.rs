@@ -290,6 +290,11 @@ impl CommonShare {
         }
     }
 
+    /// The number of shards that steer it.
+    pub(crate) fn shards(&self) -> usize {
+        usize::try_from(self.shards).unwrap_or(usize::MAX)
+    }
+
     fn get(&self) -> u64 {
         self.share.load(Ordering::Relaxed)
     }

@@ -26,6 +26,12 @@ const SAMPLE_FACTOR: u64 = 40;
 /// collide enough to blur the frequencies admission compares. Shards of 2048
 /// entries or more are unaffected.
 const MIN_WORDS: usize = 2048;
+/// The words all of one cache's sketches start with together, at most: a
+/// sketch of the [`MIN_WORDS`] floor in each of 1,024 shards (the most a
+/// default shard count gives), 16 MiB. With more shards each starts smaller
+/// and grows with its entries: at 65,536 shards the floor alone was a GiB
+/// before the first insert.
+const UPFRONT_WORDS: usize = MIN_WORDS << 10;
 
 /// What [`Sketch::increment`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,13 +64,26 @@ pub(crate) struct Sketch {
     full: usize,
     /// The entries past which it grows: `words`, or `usize::MAX` once full.
     grows_past: usize,
+    /// The words it starts with, and goes back to at a clear.
+    least: usize,
 }
 
 impl Sketch {
     /// A sketch sized for a cache of about `capacity` entries; 0 for a
     /// cache that never evicts (it never asks the sketch), which gets the
     /// smallest table, one block.
+    #[cfg(test)]
     pub(crate) fn new(capacity: usize) -> Self {
+        Self::for_shards(capacity, 1)
+    }
+
+    /// A sketch for one of `shards` shards of about `capacity` entries
+    /// each. It starts at the [`MIN_WORDS`] floor (or its full size, if
+    /// smaller) while the shards' floors fit in [`UPFRONT_WORDS`], and at
+    /// their share of it past that, so that a cache's sketches cost at most
+    /// that much before the entries come; each grows with its shard's
+    /// entries as [`fit`](Self::fit) says.
+    pub(crate) fn for_shards(capacity: usize, shards: usize) -> Self {
         // One word (sixteen counters) per entry of capacity, rounded up to a
         // power of two, as Caffeine sizes its sketch; in blocks of eight
         // words. At least MIN_WORDS: smaller sketches collide so much that
@@ -79,7 +98,10 @@ impl Sketch {
             0 => 8,
             c => c.max(16).next_power_of_two().max(MIN_WORDS),
         };
-        let (table, offset) = Self::zeroed(MIN_WORDS.min(full));
+        // A power of two of at least one block, as every size is.
+        let share = (UPFRONT_WORDS / shards.max(1)).max(8);
+        let least = MIN_WORDS.min(full).min(1 << share.ilog2());
+        let (table, offset) = Self::zeroed(least);
         let mut sketch = Self {
             offset,
             table,
@@ -89,8 +111,9 @@ impl Sketch {
             words: 0,
             full,
             grows_past: 0,
+            least,
         };
-        sketch.sized(MIN_WORDS.min(full));
+        sketch.sized(least);
         sketch
     }
 
@@ -278,12 +301,11 @@ impl Sketch {
         self.additions /= 2;
     }
 
-    /// Forgets every count and goes back to the smallest table: the cache
-    /// is empty again, and grows it back as it fills.
+    /// Forgets every count and goes back to the table it started with: the
+    /// cache is empty again, and grows it back as it fills.
     pub(crate) fn clear(&mut self) {
-        let words = self.full.min(MIN_WORDS);
-        (self.table, self.offset) = Self::zeroed(words);
-        self.sized(words);
+        (self.table, self.offset) = Self::zeroed(self.least);
+        self.sized(self.least);
         self.additions = 0;
     }
 }
@@ -394,6 +416,26 @@ mod tests {
                 "block not line-aligned"
             );
         }
+    }
+
+    #[test]
+    fn many_shards_start_small_and_grow_with_their_entries() {
+        let default = Sketch::for_shards(1 << 20, 1024);
+        assert_eq!(default.heap_bytes(), MIN_WORDS * 8, "up to 1,024 shards");
+        let mut s = Sketch::for_shards(1 << 20, 65_536);
+        assert_eq!(s.heap_bytes(), 32 * 8, "a share of the cache's budget");
+        for i in 0..40u64 {
+            s.increment(h(i), 1 + i % 5);
+        }
+        let before: Vec<u64> = (0..1_000).map(|i| s.frequency(h(i))).collect();
+        s.fit(5_000);
+        assert_eq!(s.heap_bytes(), 8192 * 8, "to a word per entry");
+        let after: Vec<u64> = (0..1_000).map(|i| s.frequency(h(i))).collect();
+        assert_eq!(before, after, "a doubling keeps every estimate");
+        s.clear();
+        assert_eq!(s.heap_bytes(), 32 * 8, "a clear goes back to the start");
+        let tiny = Sketch::for_shards(16, 1 << 20);
+        assert_eq!(tiny.heap_bytes(), 8 * 8, "never below one block");
     }
 
     #[test]

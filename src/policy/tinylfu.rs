@@ -96,11 +96,12 @@ impl TinyLfu {
     /// The policy of one shard of a cache whose shards steer one window
     /// share, `common` (see [`CommonShare`]).
     pub(crate) fn with_common(capacity: usize, common: Option<Arc<CommonShare>>) -> Self {
+        let shards = common.as_ref().map_or(1, |c| c.shards());
         Self {
             window: List::new(WINDOW),
             probation: List::new(PROBATION),
             protected: List::new(PROTECTED),
-            sketch: Sketch::new(capacity),
+            sketch: Sketch::for_shards(capacity, shards),
             rng: 0x2545_F491_4F6C_DD1D,
             pending: None,
             share: Window::with_common(capacity, common),

@@ -42,6 +42,7 @@ use crate::listener::{RemovalCause, Removed};
 use crate::policy::node::{meta, HitCount, Node};
 use crate::policy::PolicyState;
 use crate::sync::{AtomicU64, Ordering};
+use crate::weigher::Weight;
 use expiry::{is_expired, ExpiryIndex};
 use loads::Loads;
 use std::borrow::Borrow;
@@ -291,8 +292,8 @@ where
         }
     }
 
-    /// Inserts or replaces `key`, weighing the weigher's answer plus
-    /// `hidden` (see [`Cache::compute_slot`](crate::Cache::compute_slot)).
+    /// Inserts or replaces `key`, of the weight `weight` says (the
+    /// weigher's answer plus hidden weight, or one known already).
     /// `deadline: None` keeps no deadline; replaced and evicted entries go
     /// to `removed`.
     ///
@@ -306,14 +307,14 @@ where
         hash: u64,
         key: K,
         value: V,
-        hidden: u64,
+        weight: Weight,
         deadline: Option<u64>,
         removed: &mut Removed<K, V>,
     ) -> Result<Inserted, (K, V)> {
         self.written(hash);
         let weight = env
             .weights
-            .weigh(&key, &value, hidden, Held::of(&mut *self));
+            .weight(&key, &value, weight, Held::of(&mut *self));
         let mut found = self.find(hash, &key);
         if let Some(idx) = found.filter(|&idx| self.expired_before_write(idx, env)) {
             // Past its time but not yet reclaimed: it leaves as expired, and
