@@ -141,6 +141,7 @@ impl ExpiryIndex {
     }
 
     /// Whether the tokens are also kept in deadline order.
+    #[inline]
     pub(crate) fn is_ordered(&self) -> bool {
         self.order.is_some()
     }

@@ -25,7 +25,10 @@ where
     ) {
         // Under ordered deadlines, every entry past its deadline leaves
         // (idle entries are still sampled).
-        let ordered = self.expire_due(env, removed);
+        let ordered = self.expiring.is_ordered();
+        if ordered {
+            self.expire_due(env, removed);
+        }
         if env.tti.is_some() || (!ordered && !self.expiring.is_empty()) {
             self.sample_expired(env, removed);
         }
@@ -33,15 +36,10 @@ where
 
     /// Under ordered deadlines, removes every entry whose deadline has
     /// passed, earliest first, and stops at the first that may still be
-    /// read (within its refresh windows). False without ordered deadlines.
-    pub(super) fn expire_due<S: BuildHasher>(
-        &mut self,
-        env: &Env<'_, K, V, S>,
-        removed: &mut Removed<K, V>,
-    ) -> bool {
-        if !self.expiring.is_ordered() {
-            return false;
-        }
+    /// read (within its refresh windows). Out of line: only the caches
+    /// that order their deadlines call it.
+    #[inline(never)]
+    fn expire_due<S: BuildHasher>(&mut self, env: &Env<'_, K, V, S>, removed: &mut Removed<K, V>) {
         let mut first = self.expiring.first_due();
         while let Some((deadline, idx)) = first {
             if !super::expiry::is_expired(deadline, env.now()) || !self.is_expired_now(idx, env) {
@@ -51,7 +49,6 @@ where
             removed.push((k, v, RemovalCause::Expired));
             first = self.expiring.first_due();
         }
-        true
     }
 
     fn sample_expired<S: BuildHasher>(
