@@ -203,11 +203,13 @@ where
         }
         // Room for the whole entry: no need to look up what it replaces.
         if budget.available() < weight {
-            if !self.fronts().is_empty() {
-                self.reclaim_expired(s, env.now(), removed);
-            }
             let old = shard.weight_of(env, hash, &key);
             let need = weight.saturating_sub(old);
+            // A write that grows the cache past its budget: expired entries
+            // anywhere go before the policy names a live one.
+            if need > budget.available() && !self.fronts().is_empty() {
+                self.reclaim_expired(s, env.now(), removed);
+            }
             let own_spare = shard.weight().saturating_sub(old);
             if need > budget.available().saturating_add(own_spare) {
                 if let Room::Reserved(n) = self.make_room(s, need - own_spare, budget, removed) {
