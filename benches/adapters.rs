@@ -43,10 +43,13 @@ fn rate_limiter(c: &mut Criterion) {
 fn sessions(c: &mut Criterion) {
     let mut g = c.benchmark_group("session");
     let store: SessionStore<u64> =
-        SessionStore::in_memory(SessionConfig::default().max_sessions(KEYS))
-            .expect("valid store");
+        SessionStore::in_memory(SessionConfig::default().max_sessions(KEYS)).expect("valid store");
     let ids: Vec<_> = (0..KEYS)
-        .map(|i| store.create(&format!("user{}", i % 1000), i).expect("created"))
+        .map(|i| {
+            store
+                .create(&format!("user{}", i % 1000), i)
+                .expect("created")
+        })
         .collect();
     let mut i = 0usize;
     g.bench_function("get", |b| {
