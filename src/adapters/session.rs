@@ -15,11 +15,17 @@
 //! [`SessionStore::count_for_user`]; it follows the cache through its
 //! eviction listener and is rebuilt from the replayed entries on open.
 //!
+//! The sessions the cache drops itself (evicted at `max_sessions`, or
+//! expired and reclaimed) are logged as removed too, from the same
+//! listener, so that no replay loads them again (`gone.rs`).
+//!
 //! Deadlines are decided on a steady clock (the wall clock read when the
 //! store is made, advanced by the monotonic clock), so wall-clock steps
 //! neither end nor extend sessions; [`SessionStore`]'s docs describe it.
 
 mod config;
+mod destroy;
+mod gone;
 mod id;
 mod record;
 mod reopen;
@@ -36,6 +42,7 @@ use crate::compute::{Decision, Ttl};
 use crate::listener::RemovalCause;
 use crate::persist::{FileLog, PersistError, RecoveryReport, WriteAheadLog};
 use crate::{Cache, CacheBuilder, Policy};
+use gone::Gone;
 use parking_lot::Mutex;
 use reopen::overhangs;
 use serde::de::DeserializeOwned;
@@ -159,6 +166,21 @@ type UserIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 /// it. A session that the reopened store finds ended is not loaded, and the
 /// log is rewritten without it: a later open does not bring it back, even
 /// on a wall clock set back before its deadline.
+///
+/// # Evictions and expiries are logged
+///
+/// A session the store drops itself (evicted to make room at
+/// [`max_sessions`](SessionConfig::max_sessions), or expired and reclaimed
+/// from memory) is logged as removed, as Redis logs its evictions and
+/// expirations as `DEL`s: no later open brings it back, whether or not it
+/// is destroyed, nor on a wall clock set back before its deadline. The
+/// reopened store holds the sessions the store held, no more and no fewer.
+/// This costs one log record per eviction or expiry (about 40 bytes; the
+/// log's automatic rewrites drop them with the rest), and under
+/// [`Fsync::Always`](crate::persist::Fsync::Always) a call that drops
+/// sessions waits for one more fsync for all of them (a `create` at
+/// `max_sessions` waits for two). [`destroy`](Self::destroy) of an id that
+/// is not live also logs a removal (of a well-formed id only: see there).
 pub struct SessionStore<T> {
     cache: Cache<String, Session<T>>,
     users: UserIndex,
@@ -167,6 +189,8 @@ pub struct SessionStore<T> {
     /// Whether the log may still hold sessions that the replay found ended
     /// (see `reopen.rs`).
     lapsed: Arc<AtomicBool>,
+    /// Logs the sessions the cache drops itself (see `gone.rs`).
+    gone: Arc<Gone<T>>,
     config: SessionConfig,
     steady: Steady,
     recovery: Option<RecoveryReport>,
@@ -179,6 +203,7 @@ impl<T> Clone for SessionStore<T> {
             users: self.users.clone(),
             user_locks: self.user_locks.clone(),
             lapsed: self.lapsed.clone(),
+            gone: self.gone.clone(),
             config: self.config.clone(),
             steady: self.steady.clone(),
             recovery: self.recovery.clone(),
@@ -207,12 +232,15 @@ where
     pub fn in_memory(config: SessionConfig) -> Result<Self, SessionError> {
         config.validate()?;
         let steady = Steady::new(config.clock.clone());
-        let (builder, users) = Self::builder(&config);
+        let (builder, users, gone) = Self::builder(&config);
+        let cache = builder.build()?;
+        gone.attach(&cache);
         Ok(Self {
-            cache: builder.build()?,
+            cache,
             users,
             user_locks: UserLocks::new(),
             lapsed: Arc::default(),
+            gone,
             config,
             steady,
             recovery: None,
@@ -244,8 +272,11 @@ where
         // Started before the replay, from the wall clock the replay reads:
         // a replayed session's wall fields are its steady deadlines.
         let steady = Steady::new(config.clock.clone());
-        let (builder, users) = Self::builder(&config);
+        let (builder, users, gone) = Self::builder(&config);
         let (cache, report) = builder.build_persistent(log)?;
+        // The journal is attached: from now on the sessions the cache drops
+        // are logged.
+        gone.attach(&cache);
         let now = steady.now();
         let mut overhanging = Vec::new();
         {
@@ -258,12 +289,15 @@ where
                 index.entry(session.user).or_default().insert(id);
             }
         }
-        let lapsed = report.expired > 0;
+        // Sessions the log holds that the replay did not load (ended, or
+        // over `max_sessions`): rewritten out of the log.
+        let lapsed = report.expired > 0 || gone.dropped_early();
         let store = Self {
             cache,
             users,
             user_locks: UserLocks::new(),
             lapsed: Arc::new(AtomicBool::new(lapsed)),
+            gone,
             config,
             steady,
             recovery: Some(report),
@@ -275,9 +309,13 @@ where
         Ok(store)
     }
 
-    fn builder(config: &SessionConfig) -> (CacheBuilder<String, Session<T>>, UserIndex) {
+    fn builder(
+        config: &SessionConfig,
+    ) -> (CacheBuilder<String, Session<T>>, UserIndex, Arc<Gone<T>>) {
         let users: UserIndex = Arc::default();
         let index = users.clone();
+        let gone = Arc::new(Gone::new());
+        let dropped = gone.clone();
         let builder = Cache::builder()
             .log_schema_from(config.log_name::<T>(), config.previous_fingerprints::<T>())
             .max_capacity(config.max_sessions)
@@ -287,12 +325,34 @@ where
             .expired_first()
             .policy(Policy::lru())
             .clock(config.clock.clone())
+            // The log records every session that leaves (see `gone.rs`).
+            .replay_folded()
             .eviction_listener(move |id: String, session: Session<T>, cause| {
                 if cause != RemovalCause::Replaced {
                     unindex(&index, &session.user, &id);
                 }
+                dropped.left(&id, cause);
             });
-        (builder, users)
+        (builder, users, gone)
+    }
+
+    /// Waits for the removals logged for the sessions the cache dropped
+    /// (see `gone.rs`): a call that may have made it drop some calls this
+    /// before it returns.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Persist`] if the log could not keep them.
+    fn settle_gone(&self) -> Result<(), SessionError> {
+        Ok(self.gone.settle(&self.cache)?)
+    }
+
+    /// [`settle_gone`](Self::settle_gone) for a call that returns no error:
+    /// a failure goes to the next [`sync`](Self::sync).
+    fn settle_gone_or_report(&self) {
+        if let Err(e) = self.gone.settle(&self.cache) {
+            self.cache.report(e);
+        }
     }
 
     /// What reopening the log found (`None` for an in-memory store).
@@ -319,7 +379,12 @@ where
     /// again for a moment, a few yields of the CPU);
     /// [`SessionError::Persist`] if the log could not keep it (under
     /// [`Fsync::Always`](crate::persist::Fsync::Always): it is not on disk), in which case the session does
-    /// not exist.
+    /// not exist; also if the log could not keep the removal of a session
+    /// this call evicted or reclaimed (see
+    /// [`SessionStore`](SessionStore#evictions-and-expiries-are-logged)):
+    /// the new session is then removed again as far as the failed log lets
+    /// it, and one it could not remove stays in memory until it ends, its
+    /// id never returned (in no user's index until a restart).
     pub fn create(&self, user: &str, data: T) -> Result<SessionId, SessionError> {
         let id = SessionId::random()?;
         let now = self.steady.now();
@@ -342,15 +407,23 @@ where
             .or_default()
             .insert(id.0.clone());
         let ttl = self.ttl_until(now, session.deadline());
-        let stored = self.cache.durably(|| {
-            self.cache
-                .try_insert_with_expiry(id.0.clone(), session, Some(ttl))
-        });
+        let stored = self
+            .cache
+            .durably(|| {
+                self.cache
+                    .try_insert_with_expiry(id.0.clone(), session, Some(ttl))
+            })
+            .map_err(SessionError::from)
+            .and_then(|stored| self.settle_gone().map(|()| stored));
         let stored = match stored {
             Ok(stored) => stored,
             Err(e) => {
                 unindex(&self.users, user, &id.0);
-                return Err(e.into());
+                // Stored if only a removal of a session it evicted failed.
+                if self.cache.contains_key(&id.0) {
+                    let _ = self.cache.durably(|| self.cache.remove(&id.0));
+                }
+                return Err(e);
             }
         };
         let still_indexed = self
@@ -388,7 +461,8 @@ where
     ///
     /// [`SessionError::Full`] if the new data could not be stored;
     /// [`SessionError::Persist`] if the log could not keep it (the session
-    /// keeps its old data).
+    /// keeps its old data), or could not keep the removal of a session this
+    /// call found expired and reclaimed (the update itself may then stand).
     pub fn update(&self, id: &str, data: T) -> Result<bool, SessionError> {
         let now = self.steady.now();
         let updated = self.cache.durably(|| {
@@ -404,6 +478,7 @@ where
                 _ => (Decision::Nothing, false),
             })
         })?;
+        self.settle_gone()?;
         updated.map_err(|_| SessionError::Full)
     }
 
@@ -419,8 +494,10 @@ where
     /// # Errors
     ///
     /// [`SessionError::Persist`] if the log could not keep the new idle
-    /// deadline (the session keeps its old one); [`SessionError::Full`] if
-    /// the session could not be stored again.
+    /// deadline (the session keeps its old one), or the removal of a
+    /// session this call found expired and reclaimed (the touch itself may
+    /// then stand); [`SessionError::Full`] if the session could not be
+    /// stored again.
     pub fn touch(&self, id: &str) -> Result<bool, SessionError> {
         let now = self.steady.now();
         let touched = self.cache.durably(|| {
@@ -439,93 +516,15 @@ where
                 _ => (Decision::Nothing, false),
             })
         })?;
+        self.settle_gone()?;
         touched.map_err(|_| SessionError::Full)
-    }
-
-    /// Ends session `id`. Returns whether it was live: a session that ended
-    /// while the process was down is not (`false`), and no later open brings
-    /// it back, even on a wall clock set back before its deadline (the open
-    /// that found it ended rewrote the log without it).
-    ///
-    /// # Errors
-    ///
-    /// [`SessionError::Persist`] if the log could not keep the removal.
-    /// Under [`Fsync::Always`](crate::persist::Fsync::Always) (the
-    /// default) the session is then still live, and still valid after a
-    /// restart. Under a buffering log the removal the failure met stays in
-    /// memory (the session is gone) but is not yet logged: until
-    /// [`sync`](Self::sync) repairs the log, a restart can bring the session
-    /// back. Call `sync`, then `destroy` again. Also when `id` is not live
-    /// and the log could not yet be rewritten without the sessions that
-    /// ended while the process was down (the open tried, and this call
-    /// tried again): on a wall clock set back, a later open could load
-    /// such a session again. Call `destroy` again.
-    pub fn destroy(&self, id: &str) -> Result<bool, SessionError> {
-        let live = self.cache.durably(|| self.cache.remove(id))?.is_some();
-        if !live {
-            self.drop_lapsed()?;
-        }
-        Ok(live)
-    }
-
-    /// Ends every session of `user` (e.g. on a password change); returns how
-    /// many were live. Visits only that user's sessions.
-    ///
-    /// When it returns `Ok`, no session of `user` created before the call
-    /// began is live, even while other calls for `user` run at the same
-    /// time: calls for one user take turns (the one that found a session
-    /// counts it, the others do not).
-    ///
-    /// # Errors
-    ///
-    /// [`SessionError::Persist`] if the log could not keep a removal: the
-    /// sessions it could not remove are still live (under a buffering log,
-    /// the one whose removal met the failure is gone from memory but not
-    /// yet logged, as in [`destroy`](Self::destroy)); call
-    /// [`sync`](Self::sync), then again. Also if the log could not yet be
-    /// rewritten without the sessions that ended while the process was
-    /// down, as in [`destroy`](Self::destroy): call again.
-    pub fn destroy_all_for_user(&self, user: &str) -> Result<usize, SessionError> {
-        // Held until every removal is settled: a concurrent call for `user`
-        // finds the index empty once this one has taken the ids out, and
-        // must not return before they are removed (or back in the index,
-        // for it to remove).
-        let turn = self.user_locks.lock(user);
-        let ids = self.users.lock().remove(user).unwrap_or_default();
-        let mut destroyed = 0;
-        let mut failure = None;
-        for id in ids {
-            match self.cache.durably(|| self.cache.remove(&id)) {
-                Ok(removed) => destroyed += usize::from(removed.is_some()),
-                Err(e) => {
-                    // Still live: back in the index, so a retry finds it. A
-                    // buffering log keeps in memory the removal the failure
-                    // met; that id stays out.
-                    if self.cache.contains_key(&id) {
-                        self.users
-                            .lock()
-                            .entry(user.to_string())
-                            .or_default()
-                            .insert(id);
-                    }
-                    failure.get_or_insert(e);
-                }
-            }
-        }
-        drop(turn);
-        match failure {
-            Some(e) => Err(e.into()),
-            None => {
-                self.drop_lapsed()?;
-                Ok(destroyed)
-            }
-        }
     }
 
     /// The number of live sessions. Reclaims expired ones first, so it visits
     /// every session: O(sessions).
     pub fn count(&self) -> usize {
         self.cache.purge_expired();
+        self.settle_gone_or_report();
         self.cache.len()
     }
 

@@ -59,6 +59,9 @@ pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     /// How recovery applies the log's partial writes (only a cache whose
     /// values are byte strings makes them; see `compute::Splicer`).
     pub(crate) splicer: Option<Arc<dyn Splicer<K, V>>>,
+    /// Whether a persistent cache's log is replayed folded (see
+    /// [`replay_folded`](Self::replay_folded)).
+    pub(crate) replay_folded: bool,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -80,6 +83,7 @@ impl<K, V> Default for CacheBuilder<K, V> {
             refresh: Default::default(),
             log_schema: None,
             splicer: None,
+            replay_folded: false,
             _types: PhantomData,
         }
     }
@@ -293,6 +297,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             refresh: self.refresh,
             log_schema: self.log_schema,
             splicer: self.splicer,
+            replay_folded: self.replay_folded,
             _types: PhantomData,
         }
     }
@@ -388,6 +393,20 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// rate limiter, whose capacity counts only live sessions and keys.
     pub(crate) fn expired_first(mut self) -> Self {
         self.expired_first = true;
+        self
+    }
+
+    /// Replays a persistent cache's log folded (see `cache/replay_fold.rs`):
+    /// each key's records settle its final state before any key is loaded,
+    /// and the keys still held at the log's end are then loaded in the
+    /// order of their last write, so the replay evicts nothing in an order
+    /// of its own while the log holds more entries than the capacity for a
+    /// moment. For a cache whose log records every entry that leaves it
+    /// (the session store logs the evictions and expiries the cache makes,
+    /// each after the write that made it) and whose values take no partial
+    /// writes. Used by the session store.
+    pub(crate) fn replay_folded(mut self) -> Self {
+        self.replay_folded = true;
         self
     }
 

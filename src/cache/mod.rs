@@ -48,6 +48,7 @@ pub(crate) use read_batch::ReadAs;
 mod reload;
 mod remove;
 mod replay;
+mod replay_fold;
 mod room;
 mod scan;
 mod warm;

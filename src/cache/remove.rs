@@ -34,6 +34,28 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.remove_logging(key, kept, None)
+    }
+
+    /// [`remove`](Self::remove), logging the removal even when `key` holds
+    /// no entry: for a key that the log may still hold though memory no
+    /// longer does (evicted, or expired and reclaimed), which a later
+    /// replay must not load. A replayed removal of an absent key does
+    /// nothing. A log failure goes to the caller's
+    /// [`durably`](Self::durably) scope, as `remove`'s does.
+    pub(crate) fn remove_for_good(&self, key: &K) -> Option<V> {
+        self.remove_logging(key, false, Some(key))
+    }
+
+    /// [`remove_as`](Self::remove_as); with `absent`, the key logged as
+    /// removed when no entry is (its undo record, under a log that keeps
+    /// them, removes it again: a failed append of that record is then
+    /// refused and reported like any write's, not kept in memory unlogged).
+    fn remove_logging<Q>(&self, key: &Q, kept: bool, absent: Option<&K>) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let (hash, s) = self.locate(key);
         let mut env = self.env(s);
         if kept {
@@ -45,14 +67,18 @@ where
         }
         let (taken, ticket) = {
             let mut shard = self.inner.shards[s].write();
-            let undo = self.undo_for(&shard, &env, hash, key, None);
+            let undo = self.undo_for(&shard, &env, hash, key, absent);
             let taken = shard.remove(&env, hash, key);
-            let ticket = match &taken {
-                Some(((k, _), _)) => match self.encode(|| RecordRef::Remove { key: k }) {
+            let logged = match &taken {
+                Some(((k, _), _)) => Some(k),
+                None => absent,
+            };
+            let ticket = match logged {
+                Some(k) => match self.encode(|| RecordRef::Remove { key: k }) {
                     Ok(record) => self.append(record, undo),
                     Err(e) => Ticket::Failed(e),
                 },
-                _ => Ticket::None,
+                None => Ticket::None,
             };
             (taken, ticket)
         };
@@ -72,6 +98,40 @@ where
         removed.push((k, v, cause));
         self.notify(removed);
         live
+    }
+
+    /// Logs a removal of `key` if the cache holds no entry for it, without
+    /// waiting for the log: the returned ticket is the caller's to settle
+    /// (with [`settle`](Self::settle), with no shard locked), so that many
+    /// such removals wait for one fsync. For a key that left memory without
+    /// a record of it (evicted, or expired and reclaimed: a removal the
+    /// cache makes itself), whose records the log still holds.
+    ///
+    /// A key held again (written since it left) is left alone: its write
+    /// was logged after it left, and a replay ends with it. A refusal (the
+    /// log is failed) is reported, as a write's is, and gives
+    /// [`Ticket::None`]; so does a cache without a log.
+    pub(crate) fn log_gone(&self, key: &K) -> Ticket {
+        if self.journal().is_none() {
+            return Ticket::None;
+        }
+        let (hash, s) = self.locate(key);
+        let env = self.env(s);
+        if let Err(e) = self.admit() {
+            self.report(e);
+            return Ticket::None;
+        }
+        let shard = self.inner.shards[s].write();
+        if shard.key_of(hash, key).is_some() {
+            return Ticket::None;
+        }
+        // Restores the key's absence if the log fails to keep the record:
+        // a failed append is then refused, and reported to the caller.
+        let undo = self.undo_for(&shard, &env, hash, key, Some(key));
+        match self.encode(|| RecordRef::Remove { key }) {
+            Ok(record) => self.append(record, undo),
+            Err(e) => Ticket::Failed(e),
+        }
     }
 
     /// Sets (`Some`) or clears (`None`) the time to live of a live `key`.

@@ -29,8 +29,15 @@
 //! damage: the open fails with [`PersistError::Decode`], as for a record
 //! that does not decode. So is a splice in the log of a cache without a
 //! splicer (one whose values are not byte strings).
+//!
+//! # Folded replays
+//!
+//! A cache built with `replay_folded` (the session store's, whose log
+//! records every entry that leaves it) folds each key's records into its
+//! final state before it loads any key: see `replay_fold.rs`.
 
 use super::remove::NewDeadline;
+use super::replay_fold::Folded;
 use super::warm::WarmStart;
 use super::{Cache, Expire};
 use crate::builder::CacheBuilder;
@@ -73,6 +80,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     {
         let identity = LogIdentity::of::<K, V>(self.log_schema.as_ref());
         let splicer = self.splicer.clone();
+        // See `replay_fold.rs`.
+        let mut folded = self.replay_folded.then(Folded::new);
         let cache = self.build()?;
         // Deadlines convert through the cache's wall-clock origin, all from
         // one reading: a deadline lands on the millisecond it was logged
@@ -103,6 +112,13 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             // A batch replays as its parts, in order; its frame's checksum
             // made it whole or left it out.
             for record in Record::<K, V>::decode(bytes)?.into_parts() {
+                if let Some(folded) = folded.as_mut() {
+                    if let (Some(e), Record::Insert { key, .. }) = (estimate, &record) {
+                        warm.keep(cache.locate_key(key), e);
+                    }
+                    folded.apply(record)?;
+                    continue;
+                }
                 match record {
                     Record::Insert {
                         key,
@@ -187,7 +203,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             }
             Ok(())
         })?;
-        report.expired = aside.lapsed.len() as u64;
+        report.expired = match folded {
+            Some(folded) => folded.load(&cache, now, stored),
+            None => aside.lapsed.len() as u64,
+        };
         report.orphan_splices = aside.orphans.len() as u64;
         report.deadlines_capped = capped.get();
         report.admission = warm.finish(&cache);

@@ -23,6 +23,18 @@ impl SessionId {
         Ok(Self(base64_url(&bytes)))
     }
 
+    /// Whether `id` could be one that [`random`](Self::random) made: 22
+    /// characters of URL-safe base64, the last of which carries the 128th
+    /// bit's two bits and four zero bits (one of `A`, `Q`, `g`, `w`).
+    pub(super) fn is_well_formed(id: &str) -> bool {
+        let bytes = id.as_bytes();
+        bytes.len() == 22
+            && bytes
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            && matches!(bytes[21], b'A' | b'Q' | b'g' | b'w')
+    }
+
     /// The id as text (what goes in a cookie).
     pub fn as_str(&self) -> &str {
         &self.0
@@ -100,6 +112,28 @@ mod tests {
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_ne!(a, b);
+        Ok(())
+    }
+
+    #[test]
+    fn random_ids_are_well_formed_and_others_are_not() -> Result<(), SessionError> {
+        for _ in 0..1000 {
+            let id = SessionId::random()?;
+            assert!(SessionId::is_well_formed(id.as_str()), "{}", id.as_str());
+        }
+        assert!(SessionId::is_well_formed(&base64_url(&[0xFF; 16])));
+        assert!(SessionId::is_well_formed(&base64_url(&[0; 16])));
+        for bad in [
+            "",
+            "AAAAAAAAAAAAAAAAAAAAA",
+            "AAAAAAAAAAAAAAAAAAAAAAA",
+            "AAAAAAAAAAAAAAAAAAAAAB",
+            "AAAAAAAAAAAAAAAAAAAA+A",
+            "AAAAAAAAAAAAAAAAAAAA=A",
+            "AAAAAAAAAAAAAAAAAAAAé",
+        ] {
+            assert!(!SessionId::is_well_formed(bad), "{bad}");
+        }
         Ok(())
     }
 }

@@ -38,6 +38,7 @@ where
                 }
             });
         }
+        self.settle_gone_or_report();
     }
 
     /// Rewrites the log without the sessions the replay found ended, if it
