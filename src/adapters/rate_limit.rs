@@ -161,7 +161,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiterBuilder<K> {
     /// The most keys tracked at once (default 1,000,000), counted over the
     /// whole limiter: no key's state is evicted while fewer keys have state
     /// that still matters (state that no longer limits its key gives up its
-    /// place first).
+    /// place first, within a millisecond of when it stops mattering: the
+    /// cache's deadlines are whole milliseconds).
     pub fn max_keys(mut self, max: u64) -> Self {
         self.max_keys = max;
         self
@@ -396,12 +397,13 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> RateLimiter<K> {
     }
 }
 
-/// A TTL covering `nanos`, rounded up to the cache's millisecond deadlines
-/// plus one (the cache's "now" is truncated to the millisecond).
+/// A TTL of exactly `nanos`: the state matters for that long after the
+/// limiter's reading of the clock. The cache counts it from its own reading,
+/// taken later, and rounds the deadline up to its next millisecond, so the
+/// state never leaves before it stops mattering, and holds its place at
+/// most a millisecond after.
 fn ttl_for(nanos: u64) -> Ttl {
-    Ttl::After(Duration::from_millis(
-        nanos.div_ceil(1_000_000).saturating_add(1),
-    ))
+    Ttl::After(Duration::from_nanos(nanos))
 }
 
 /// GCRA: admit if the theoretical arrival time after `n` more cells stays
