@@ -174,7 +174,13 @@ type UserIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 /// from memory) is logged as removed, as Redis logs its evictions and
 /// expirations as `DEL`s: no later open brings it back, whether or not it
 /// is destroyed, nor on a wall clock set back before its deadline. The
-/// reopened store holds the sessions the store held, no more and no fewer.
+/// reopened store holds the sessions the store held, no more and no fewer,
+/// with one exception: a crash (or a log failure) between a `create` at
+/// `max_sessions` becoming durable and the record of the session it
+/// evicted. The log then holds one session more than the store did, and
+/// the open evicts the one written longest ago, which need not be the one
+/// evicted before: that one comes back, and the other leaves (as an
+/// eviction would have taken it).
 /// This costs one log record per eviction or expiry (about 40 bytes; the
 /// log's automatic rewrites drop them with the rest), and under
 /// [`Fsync::Always`](crate::persist::Fsync::Always) a call that drops
@@ -443,7 +449,17 @@ where
 
     /// The live session `id`, without extending it (see [`touch`](Self::touch)).
     pub fn get(&self, id: &str) -> Option<Session<T>> {
-        let session = self.cache.get(id)?;
+        let Some(session) = self.cache.get(id) else {
+            // An ended session the cache has not reclaimed yet is reclaimed
+            // now, its removal logged: once reported ended, it stays ended
+            // at a later open, even on a wall clock set back. (An id no
+            // session could have is left alone.)
+            if SessionId::is_well_formed(id) {
+                let _ = self.cache.durably(|| self.cache.remove(id));
+                self.settle_gone_or_report();
+            }
+            return None;
+        };
         let now = self.steady.now();
         if session.deadline() <= now.steady {
             // Dead either way: if the log cannot record the removal now, the
