@@ -99,6 +99,11 @@ impl<K, V> Removed<K, V> {
             .for_each(|r| self.push(r));
     }
 
+    /// Every removal, in order, borrowed.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Removal<K, V>> + '_ {
+        self.first.iter().chain(self.rest.iter())
+    }
+
     pub(crate) fn extend(&mut self, items: impl IntoIterator<Item = (K, V, RemovalCause)>) {
         items.into_iter().for_each(|i| self.push(i));
     }

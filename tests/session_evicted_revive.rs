@@ -373,36 +373,47 @@ fn sessions_an_open_drops_for_room_stay_gone() {
     assert_eq!(store.count_for_user("ann"), 3);
 }
 
-/// The log fails to keep the removal of the session a `create` evicted:
-/// the `create` reports it (no panic), and once the log is repaired the
-/// evicted session does not come back at a later open.
+/// The log fails at each append or fsync of a `create` that evicts (its
+/// eviction's removal, its own record, their fsync): the `create` reports
+/// it (no panic), and once the log is repaired the evicted session does not
+/// come back at a later open; a `create` that returned Ok is kept.
 #[test]
 fn a_failure_to_log_an_eviction_is_the_calls_error_and_the_session_stays_gone() {
-    let storage = MemStorage::new();
-    let clock = MockClock::new();
-    let open = || -> SessionStore<u32> {
-        let log = FileLog::with_storage(storage.clone(), Fsync::Always);
-        let config = SessionConfig::default()
-            .max_sessions(1)
-            .clock(clock.clone());
-        SessionStore::with_log(log, config).unwrap()
-    };
-    let store = open();
-    let a = store.create("ann", 1).unwrap();
-    // The insert's fsync goes through; the eviction's removal's fails.
-    storage.inject(FaultOn::Sync, 1, ErrorKind::StorageFull, true);
-    assert!(matches!(
-        store.create("bob", 2),
-        Err(SessionError::Persist(_))
-    ));
-    assert!(store.get(a.as_str()).is_none(), "evicted");
-    storage.heal();
-    assert!((0..10).any(|_| store.sync().is_ok()), "repaired");
-    drop(store);
-    let store = open();
-    assert!(
-        store.get(a.as_str()).is_none(),
-        "the evicted session came back"
-    );
-    assert_eq!(store.count_for_user("ann"), 0);
+    for on in [FaultOn::Append, FaultOn::Sync] {
+        let mut refused = 0;
+        for skip in 0..3 {
+            let storage = MemStorage::new();
+            let clock = MockClock::new();
+            let open = || -> SessionStore<u32> {
+                let log = FileLog::with_storage(storage.clone(), Fsync::Always);
+                let config = SessionConfig::default()
+                    .max_sessions(1)
+                    .clock(clock.clone());
+                SessionStore::with_log(log, config).unwrap()
+            };
+            let store = open();
+            let a = store.create("ann", 1).unwrap();
+            storage.inject(on, skip, ErrorKind::StorageFull, true);
+            let bob = store.create("bob", 2);
+            let ctx = format!("{on:?} skip {skip}: create {:?}", bob.is_ok());
+            if bob.is_err() {
+                assert!(matches!(bob, Err(SessionError::Persist(_))), "{ctx}");
+                refused += 1;
+            }
+            assert!(store.get(a.as_str()).is_none(), "{ctx}: evicted");
+            storage.heal();
+            assert!((0..10).any(|_| store.sync().is_ok()), "{ctx}: repaired");
+            drop(store);
+            let store = open();
+            assert!(
+                store.get(a.as_str()).is_none(),
+                "{ctx}: the evicted session came back"
+            );
+            assert_eq!(store.count_for_user("ann"), 0, "{ctx}");
+            if let Ok(bob) = bob {
+                assert!(store.get(bob.as_str()).is_some(), "{ctx}: bob lost");
+            }
+        }
+        assert!(refused > 0, "{on:?}: no fault position reached the create");
+    }
 }

@@ -174,19 +174,20 @@ type UserIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 /// from memory) is logged as removed, as Redis logs its evictions and
 /// expirations as `DEL`s: no later open brings it back, whether or not it
 /// is destroyed, nor on a wall clock set back before its deadline. The
-/// reopened store holds the sessions the store held, no more and no fewer,
-/// with one exception: a crash (or a log failure) between a `create` at
-/// `max_sessions` becoming durable and the record of the session it
-/// evicted. The log then holds one session more than the store did, and
-/// the open evicts the one written longest ago, which need not be the one
-/// evicted before: that one comes back, and the other leaves (as an
-/// eviction would have taken it).
+/// reopened store holds the sessions the store held, no more and no fewer.
+/// An eviction's removal is logged just before the record of the `create`
+/// that made it, in the same fsync: a crash between them leaves the evicted
+/// session removed and the new one unacknowledged. A `create` that fails
+/// (its log failed) leaves its evicted session gone from memory but,
+/// until the log is repaired, possibly not from the log: a crash then
+/// brings back the state before that `create`.
+///
 /// This costs one log record per eviction or expiry (about 40 bytes; the
-/// log's automatic rewrites drop them with the rest), and under
-/// [`Fsync::Always`](crate::persist::Fsync::Always) a call that drops
-/// sessions waits for one more fsync for all of them (a `create` at
-/// `max_sessions` waits for two). [`destroy`](Self::destroy) of an id that
-/// is not live also logs a removal (of a well-formed id only: see there).
+/// log's automatic rewrites drop them with the rest); under
+/// [`Fsync::Always`](crate::persist::Fsync::Always) a call that reclaims
+/// expired sessions waits for one more fsync for all of them.
+/// [`destroy`](Self::destroy) of an id that is not live also logs a
+/// removal (of a well-formed id only: see there).
 pub struct SessionStore<T> {
     cache: Cache<String, Session<T>>,
     users: UserIndex,
@@ -331,7 +332,9 @@ where
             .expired_first()
             .policy(Policy::lru())
             .clock(config.clock.clone())
-            // The log records every session that leaves (see `gone.rs`).
+            // The log records every session that leaves (see `gone.rs`);
+            // an eviction's removal goes before the write that made it.
+            .log_evictions()
             .replay_folded()
             .eviction_listener(move |id: String, session: Session<T>, cause| {
                 if cause != RemovalCause::Replaced {
@@ -385,8 +388,10 @@ where
     /// again for a moment, a few yields of the CPU);
     /// [`SessionError::Persist`] if the log could not keep it (under
     /// [`Fsync::Always`](crate::persist::Fsync::Always): it is not on disk), in which case the session does
-    /// not exist; also if the log could not keep the removal of a session
-    /// this call evicted or reclaimed (see
+    /// not exist (the session it evicted, if any, is gone from memory, and
+    /// a crash before the log is repaired may bring it back: the log holds
+    /// what was durable before this call); also if the log could not keep
+    /// the removal of an expired session this call reclaimed (see
     /// [`SessionStore`](SessionStore#evictions-and-expiries-are-logged)):
     /// the new session is then removed again as far as the failed log lets
     /// it, and one it could not remove stays in memory until it ends, its
@@ -425,7 +430,7 @@ where
             Ok(stored) => stored,
             Err(e) => {
                 unindex(&self.users, user, &id.0);
-                // Stored if only a removal of a session it evicted failed.
+                // Stored if only a removal of a session it reclaimed failed.
                 if self.cache.contains_key(&id.0) {
                     let _ = self.cache.durably(|| self.cache.remove(&id.0));
                 }

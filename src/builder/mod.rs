@@ -62,6 +62,9 @@ pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     /// Whether a persistent cache's log is replayed folded (see
     /// [`replay_folded`](Self::replay_folded)).
     pub(crate) replay_folded: bool,
+    /// Whether a persistent cache logs the entries its writes evict (see
+    /// [`log_evictions`](Self::log_evictions)).
+    pub(crate) log_evictions: bool,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -84,6 +87,7 @@ impl<K, V> Default for CacheBuilder<K, V> {
             log_schema: None,
             splicer: None,
             replay_folded: false,
+            log_evictions: false,
             _types: PhantomData,
         }
     }
@@ -298,6 +302,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             log_schema: self.log_schema,
             splicer: self.splicer,
             replay_folded: self.replay_folded,
+            log_evictions: self.log_evictions,
             _types: PhantomData,
         }
     }
@@ -407,6 +412,16 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// writes. Used by the session store.
     pub(crate) fn replay_folded(mut self) -> Self {
         self.replay_folded = true;
+        self
+    }
+
+    /// A persistent cache logs a removal for each entry a write evicts,
+    /// before the write's own record: a crash between them leaves the
+    /// evicted entries removed and the write not acknowledged, never the
+    /// write durable with its victims still in the log. Used by the session
+    /// store, whose log records every session that leaves.
+    pub(crate) fn log_evictions(mut self) -> Self {
+        self.log_evictions = true;
         self
     }
 

@@ -178,6 +178,7 @@ where
                 max_capacity,
                 budget,
                 fronts,
+                log_evictions: b.log_evictions,
                 flights: Flights::new(shards),
                 journal: std::sync::OnceLock::new(),
                 refresh: refresh.map(Box::new),

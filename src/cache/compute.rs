@@ -280,6 +280,7 @@ where
                                 &mut removed,
                             );
                             if inserted.is_ok() {
+                                self.log_evicted(&removed);
                                 ticket = self.append(record, undo);
                             }
                             inserted

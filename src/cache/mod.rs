@@ -120,6 +120,9 @@ pub(crate) struct Inner<K, V, S> {
     /// keep their deadlines in order (see `CacheBuilder::expired_first`);
     /// empty otherwise.
     fronts: Box<[Arc<std::sync::atomic::AtomicU64>]>,
+    /// Whether writes log the entries they evict (see
+    /// `CacheBuilder::log_evictions`).
+    log_evictions: bool,
     pub(crate) flights: Flights<K, V>,
     /// The write-ahead log, once attached by `build_persistent`.
     pub(crate) journal: std::sync::OnceLock<Arc<Journal<K, V>>>,
@@ -383,7 +386,10 @@ where
                 &mut removed,
             );
             let ticket = match r {
-                Ok(_) => self.append(record, undo),
+                Ok(_) => {
+                    self.log_evicted(&removed);
+                    self.append(record, undo)
+                }
                 Err(_) => Ticket::None,
             };
             (r, ticket)

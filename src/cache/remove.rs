@@ -134,6 +134,31 @@ where
         }
     }
 
+    /// Under `CacheBuilder::log_evictions`, appends a removal for each entry
+    /// in `removed` that a write evicted, before the write's own record
+    /// (call under the write's shard lock, before its append): the write's
+    /// ticket, settled after, covers them (a log is durable in order). A
+    /// failed append here fails the log, so the write's own append is
+    /// refused and the write undone; the evicted entries stay gone, and the
+    /// repair rewrites the log from memory.
+    pub(crate) fn log_evicted(&self, removed: &Removed<K, V>) {
+        if !self.inner.log_evictions {
+            return;
+        }
+        for (key, _, cause) in removed.iter() {
+            if *cause == RemovalCause::Evicted {
+                match self.encode(|| RecordRef::Remove { key }) {
+                    // No undo: an evicted entry stays gone. A failure is
+                    // kept for the repair and refuses the write's append.
+                    Ok(record) => {
+                        let _ = self.append(record, None);
+                    }
+                    Err(e) => self.report(e),
+                }
+            }
+        }
+    }
+
     /// Sets (`Some`) or clears (`None`) the time to live of a live `key`.
     /// Returns false if there is no live entry.
     pub fn set_ttl<Q>(&self, key: &Q, ttl: Option<Duration>) -> bool

@@ -4,11 +4,15 @@
 //! restart, an expired one on a wall clock set back before its deadline,
 //! even after a `destroy` that found it not live. So each is logged as
 //! removed, as Redis propagates its evictions and expirations to its AOF
-//! as `DEL`s; and the store's log is replayed folded (see
+//! as `DEL`s. An evicted session's removal is logged by the write that
+//! evicted it, just before that write's own record
+//! (`CacheBuilder::log_evictions`): a crash between the two leaves the
+//! session removed and the write unacknowledged. An expired one is logged
+//! from the listener, below. The store's log is replayed folded (see
 //! `cache/replay_fold.rs`), so that a session live before a restart is live
-//! after it, though its eviction's record follows the write that evicted it.
+//! after it, whatever the order of its records.
 //!
-//! The cache's eviction listener hands each such id to [`Gone::left`],
+//! The cache's eviction listener hands each expired id to [`Gone::left`],
 //! which appends the removal without waiting for the log; the store's call
 //! that made the cache drop it then waits once for all of them
 //! ([`Gone::settle`]): a `count` that reclaims a thousand expired sessions
@@ -78,8 +82,9 @@ where
 
     /// The listener's part: session `id` left the cache for `cause`. A
     /// removal or a replacement was logged by the write that made it (or,
-    /// as an undo's, restores what the log holds); any other cause (an
-    /// eviction, an expiry) is logged here.
+    /// as an undo's, restores what the log holds), and so was an eviction,
+    /// by the write that made it, once the log is attached; any other cause
+    /// (an expiry) is logged here.
     pub(super) fn left(&self, id: &String, cause: RemovalCause) {
         if matches!(cause, RemovalCause::Removed | RemovalCause::Replaced) {
             return;
@@ -88,6 +93,11 @@ where
             self.dropped_early.store(true, Ordering::Release);
             return;
         };
+        // The write that evicted it logged its removal, before its own
+        // record (`CacheBuilder::log_evictions`).
+        if cause == RemovalCause::Evicted {
+            return;
+        }
         // Gone only while the last handle is being dropped.
         let Some(cache) = Cache::upgrade(cache) else {
             return;
