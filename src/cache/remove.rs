@@ -34,28 +34,6 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.remove_logging(key, kept, None)
-    }
-
-    /// [`remove`](Self::remove), logging the removal even when `key` holds
-    /// no entry: for a key that the log may still hold though memory no
-    /// longer does (evicted, or expired and reclaimed), which a later
-    /// replay must not load. A replayed removal of an absent key does
-    /// nothing. A log failure goes to the caller's
-    /// [`durably`](Self::durably) scope, as `remove`'s does.
-    pub(crate) fn remove_for_good(&self, key: &K) -> Option<V> {
-        self.remove_logging(key, false, Some(key))
-    }
-
-    /// [`remove_as`](Self::remove_as); with `absent`, the key logged as
-    /// removed when no entry is (its undo record, under a log that keeps
-    /// them, removes it again: a failed append of that record is then
-    /// refused and reported like any write's, not kept in memory unlogged).
-    fn remove_logging<Q>(&self, key: &Q, kept: bool, absent: Option<&K>) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
         let (hash, s) = self.locate(key);
         let mut env = self.env(s);
         if kept {
@@ -67,18 +45,14 @@ where
         }
         let (taken, ticket) = {
             let mut shard = self.inner.shards[s].write();
-            let undo = self.undo_for(&shard, &env, hash, key, absent);
+            let undo = self.undo_for(&shard, &env, hash, key, None);
             let taken = shard.remove(&env, hash, key);
-            let logged = match &taken {
-                Some(((k, _), _)) => Some(k),
-                None => absent,
-            };
-            let ticket = match logged {
-                Some(k) => match self.encode(|| RecordRef::Remove { key: k }) {
+            let ticket = match &taken {
+                Some(((k, _), _)) => match self.encode(|| RecordRef::Remove { key: k }) {
                     Ok(record) => self.append(record, undo),
                     Err(e) => Ticket::Failed(e),
                 },
-                None => Ticket::None,
+                _ => Ticket::None,
             };
             (taken, ticket)
         };

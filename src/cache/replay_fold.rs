@@ -195,7 +195,8 @@ mod tests {
             let gone = ["a", "b"].into_iter().find(|k| !cache.contains_key(*k));
             let gone = gone.expect("one of a and b was evicted");
             // Its removal, logged after the insert that evicted it.
-            cache.remove_for_good(&gone.to_string());
+            let logged = cache.log_gone(&gone.to_string());
+            assert!(cache.settle_or_report(logged));
             let mut held: Vec<_> = cache.iter().map(|(k, _)| k.clone()).collect();
             held.sort();
             drop(cache);

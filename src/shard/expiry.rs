@@ -224,8 +224,8 @@ impl ExpiryIndex {
     }
 
     /// Asserts that the deadline order, if kept, holds exactly the tokens
-    /// with a deadline, each at `deadline_of(token)`, and publishes its
-    /// earliest (for the shard's `validate`).
+    /// with a deadline, each at `deadline_of(token)`, and that `front`
+    /// holds its earliest (for the shard's `validate`).
     #[cfg(test)]
     pub(crate) fn check_order(&self, deadline_of: impl Fn(u32) -> Option<u64>) {
         let Some(order) = &self.order else { return };

@@ -40,14 +40,12 @@ where
     /// that order their deadlines call it.
     #[inline(never)]
     fn expire_due<S: BuildHasher>(&mut self, env: &Env<'_, K, V, S>, removed: &mut Removed<K, V>) {
-        let mut first = self.expiring.first_due();
-        while let Some((deadline, idx)) = first {
+        while let Some((deadline, idx)) = self.expiring.first_due() {
             if !super::expiry::is_expired(deadline, env.now()) || !self.is_expired_now(idx, env) {
                 break;
             }
             let (k, v) = self.remove_at(env, idx);
             removed.push((k, v, RemovalCause::Expired));
-            first = self.expiring.first_due();
         }
     }
 

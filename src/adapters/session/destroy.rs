@@ -49,7 +49,10 @@ where
             // session could have is not logged.
             if SessionId::is_well_formed(id) {
                 let id = id.to_string();
-                self.cache.durably(|| self.cache.remove_for_good(&id))?;
+                self.cache.durably(|| {
+                    let logged = self.cache.log_gone(&id);
+                    self.cache.settle_or_report(logged);
+                })?;
             }
         }
         Ok(live)
