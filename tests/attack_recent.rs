@@ -7,7 +7,12 @@
 use shardcache::adapters::{RateLimiter, SessionConfig, SessionId, SessionStore};
 use shardcache::{Clock, MockClock};
 use std::path::Path;
+
+#[allow(dead_code)] // not every test uses every draw
+#[path = "support/xorshift.rs"]
+mod xorshift;
 use std::time::Duration;
+use xorshift::Xorshift;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const MINUTE: Duration = Duration::from_secs(60);
@@ -374,21 +379,6 @@ fn sessions_cross_shard_ended_give_way_first() {
     }
 }
 
-/// A tiny deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Many reopens of one file log, with the monotonic clock advancing and the
 /// wall clock stepping both ways (within the absolute timeout) while the
 /// store is up and while it is down, and random creates, touches, updates,
@@ -403,7 +393,7 @@ fn destroyed_sessions_never_come_back_over_many_reopens() {
     within(60, || {
         let dir = tempfile::tempdir().unwrap();
         for seed in 1..=4u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng = Xorshift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let clock = MockClock::new();
             let path = dir.path().join(format!("cycle{seed}.log"));
             let fsync = [Fsync::Always, Fsync::EverySecond, Fsync::Never][seed as usize % 3];
@@ -709,12 +699,12 @@ fn kv_model_run(policy: shardcache::RedisPolicy, shards: usize, seed: u64, appen
         .clock(MockClock::new())
         .build()
         .unwrap();
-    let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
+    let mut rng = Xorshift(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
     let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut ooms = 0u64;
     let ctx = |op: &str| format!("{policy:?} shards {shards} seed {seed} appends {appends}: {op}");
     for step in 0..1500 {
-        let val = |rng: &mut Rng| {
+        let val = |rng: &mut Xorshift| {
             let len = [0usize, 5, 60, 300, 900][rng.below(5) as usize];
             vec![b'a' + (rng.below(26) as u8); len]
         };
@@ -1047,7 +1037,7 @@ fn persistent_cache_with_large_values_reopens_exactly() {
                 cache
             };
             let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-            let mut rng = Rng(0xABCD + n as u64);
+            let mut rng = Xorshift(0xABCD + n as u64);
             for round in 0..3 {
                 let cache = open(&path);
                 assert_eq!(cache.len(), model.len(), "{fsync:?} round {round}");

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 //! Red-team attacks on the session store's removal log and folded replay
 //! (`src/adapters/session.rs`, `session/{gone,destroy,reopen,user_locks}.rs`,
-//! `src/cache/replay_fold.rs`, `Cache::remove_for_good` / `log_gone`):
+//! `src/cache/replay_fold.rs`, `Cache::log_gone`):
 //!
 //! * reopen exactness after random create / get / touch / update / destroy /
 //!   destroy_all_for_user / count sequences with clock moves (none back,
@@ -28,6 +28,11 @@ use std::sync::{mpsc, Barrier};
 use std::thread;
 use std::time::Duration;
 
+#[allow(dead_code)] // not every test uses every draw
+#[path = "support/xorshift.rs"]
+mod xorshift;
+use xorshift::Xorshift;
+
 const HOUR: Duration = Duration::from_secs(3600);
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -47,26 +52,6 @@ fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static)
             Err(p) => std::panic::resume_unwind(p),
         },
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: hung for 60 s (deadlock?)"),
-    }
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
@@ -230,7 +215,7 @@ fn an_ended_session_that_get_reported_gone_stays_gone_after_a_wall_step_back() {
 fn random_sequences_reopen_to_exactly_the_live_set() {
     let users: Vec<String> = (0..4).map(|u| format!("user{u}")).collect();
     for seed in 0..24u64 {
-        let mut rng = Rng::new(seed + 1);
+        let mut rng = Xorshift::seeded(seed + 1);
         let storage = MemStorage::new();
         let clock = MockClock::new();
         let max = 1 + rng.below(4);
@@ -248,7 +233,7 @@ fn random_sequences_reopen_to_exactly_the_live_set() {
         let mut wall_net: i64 = 0;
         for op in 0..200u32 {
             let ctx = format!("seed {seed} op {op} max {max}");
-            let pick = |rng: &mut Rng, ids: &[SessionId]| -> Option<SessionId> {
+            let pick = |rng: &mut Xorshift, ids: &[SessionId]| -> Option<SessionId> {
                 if ids.is_empty() {
                     None
                 } else {
@@ -678,7 +663,7 @@ fn concurrent_churn_reopens_to_the_last_observed_live_set() {
                     let mut workers = Vec::new();
                     for t in 0..3u64 {
                         workers.push(s.spawn(move || {
-                            let mut rng = Rng::new(round * 100 + t + 1);
+                            let mut rng = Xorshift::seeded(round * 100 + t + 1);
                             barrier.wait();
                             for i in 0..600u32 {
                                 let user = users[rng.below(3) as usize];
@@ -909,7 +894,7 @@ fn heavy_churn_at_tiny_capacity_never_revives_anything() {
             };
             let mut store = mem_store(&storage, Fsync::Always, config()).unwrap();
             let mut ids: Vec<SessionId> = Vec::new();
-            let mut rng = Rng::new(max);
+            let mut rng = Xorshift::seeded(max);
             for i in 0..3_000u32 {
                 ids.push(store.create(&format!("u{}", i % 3), i).unwrap());
                 if rng.below(3) == 0 {
